@@ -1,0 +1,45 @@
+# EvalSign: `make run` to start a local instance, `make test` to run the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA_DIR ?= var
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# constraints.txt holds the exact versions CI tested; pyproject.toml the ranges.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/evalsign init --data-dir $(DATA_DIR)
+	@echo "EvalSign: http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs)"
+	@echo "Use a token above as 'Authorization: Bearer <token>'."
+	$(BIN)/evalsign serve --data-dir $(DATA_DIR)
+
+# Exit code 5 is pytest's "no tests collected"; anything else non-zero is a failure.
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/registry_bench.py
+
+# Regenerate the pins after changing dependency ranges (then run make test).
+constraints:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^evalsign' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""HTTP surface: FastAPI app factory, routers, schemas, auth dependencies, error mapping."""

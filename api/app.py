@@ -1,0 +1,36 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.middleware import RequestContextMiddleware
+from api.routers import admin, experts, health
+from api.services import Services
+
+IMPORT_PATH = "/api/v1/experts/import"
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="EvalSign",
+        version="0.1.0",
+        summary="Remote bid evaluation with face-verified experts and cloud signatures.",
+        description=(
+            "Staff authenticate with `Authorization: Bearer <token>` (see `evalsign init`). "
+            "Every error is RFC 9457 `application/problem+json`."
+        ),
+    )
+    app.state.services = services
+    settings = services.settings
+
+    def body_limit(path: str) -> int:
+        return settings.max_import_bytes if path == IMPORT_PATH else settings.max_request_bytes
+
+    app.add_middleware(RequestContextMiddleware, body_limit=body_limit)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(experts.router)
+    app.include_router(admin.router)
+    return app

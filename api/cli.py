@@ -1,0 +1,146 @@
+"""The `evalsign` command: init, serve, token create, audit verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from api.instance import initialize, open_engine, prepare
+from evaluation import audit, centers
+from evaluation import staff as staff_tokens
+from evaluation.errors import DomainError
+from evaluation.staff import Role
+from models.clock import SystemClock
+from models.db import make_session_factory
+from models.settings import Settings
+from signing.keyring import KeyringError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    return Settings(**overrides)
+
+
+def _print(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, ensure_ascii=False, indent=2))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    result = initialize(settings, SystemClock(), args.center)
+    _print(result.as_json(settings))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.logs import configure_logging
+    from api.services import build_services
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    engine = prepare(settings)
+    app = create_app(build_services(settings, engine=engine))
+    uvicorn.run(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = open_engine(settings)
+    try:
+        with make_session_factory(engine)() as db, db.begin():
+            center = centers.get_center(db, args.center)
+            caller = audit.Caller(center.id, "cli:token")
+            issued = staff_tokens.issue_staff_token(
+                db, caller, SystemClock(), Role(args.role), args.label or f"cli {args.role}"
+            )
+    finally:
+        engine.dispose()
+    _print(
+        {
+            "center_id": issued.center_id,
+            "id": issued.token_id,
+            "role": issued.role.value,
+            "label": issued.label,
+            "token": issued.secret,
+        }
+    )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = open_engine(settings)
+    try:
+        with make_session_factory(engine)() as db, db.begin():
+            ids = [args.center] if args.center else [c.id for c in centers.list_centers(db)]
+            reports = [audit.verify_chain(db, center_id) for center_id in ids]
+    finally:
+        engine.dispose()
+    ok = all(report.ok for report in reports)
+    _print({"ok": ok, "centers": [vars(report) for report in reports]})
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data directory (default: EVALSIGN_DATA_DIR or ./var)")
+
+    parser = argparse.ArgumentParser(prog="evalsign", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", parents=[common], help="create or check an instance")
+    init.add_argument("--center", help="center name (default: EVALSIGN_CENTER_NAME)")
+    init.set_defaults(handler=cmd_init)
+
+    serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(handler=cmd_serve)
+
+    token = commands.add_parser("token", help="staff tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    create = token.add_parser("create", parents=[common], help="issue a staff token")
+    create.add_argument("--center", required=True, help="center id")
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--label")
+    create.set_defaults(handler=cmd_token_create)
+
+    audit_cmd = commands.add_parser("audit", help="audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    verify = audit_cmd.add_parser("verify", parents=[common], help="recompute the hash chain")
+    verify.add_argument("--center", help="only this center id")
+    verify.set_defaults(handler=cmd_audit_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (DomainError, KeyringError) as exc:
+        print(json.dumps({"error": type(exc).__name__, "detail": str(exc)}), file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

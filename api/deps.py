@@ -1,0 +1,100 @@
+"""Request-scoped dependencies: the transaction, the services, the authenticated staff."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from api.errors import BadPrecondition
+from api.logs import request_id_var
+from api.services import Services
+from evaluation import staff as staff_tokens
+from evaluation.audit import Caller
+from evaluation.errors import InvalidCredentials, RoleForbidden
+from evaluation.staff import Role
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_db(services: ServicesDep) -> Iterator[Session]:
+    """One transaction per request: committed before the response is sent, or rolled back."""
+    session = services.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# scope="function": commit runs before the response goes out, so a 2xx means "stored".
+Db = Annotated[Session, Depends(get_db, scope="function")]
+
+
+@dataclass(frozen=True)
+class Staff:
+    token_id: str
+    center_id: str
+    role: Role
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(
+            center_id=self.center_id,
+            actor=f"staff:{self.token_id}",
+            role=self.role.value,
+            request_id=request_id_var.get(),
+        )
+
+
+def authenticate_staff(db: Db, authorization: Annotated[str | None, Header()] = None) -> Staff:
+    if not authorization:
+        raise InvalidCredentials("send Authorization: Bearer <staff token>")
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise InvalidCredentials("send Authorization: Bearer <staff token>")
+    token = staff_tokens.authenticate(db, secret.strip())
+    return Staff(token.id, token.center_id, Role(token.role))
+
+
+def require(*roles: Role) -> Callable[[Staff], Staff]:
+    allowed = frozenset(roles)
+
+    def check(staff: Annotated[Staff, Depends(authenticate_staff)]) -> Staff:
+        if staff.role not in allowed:
+            names = ", ".join(sorted(role.value for role in allowed))
+            raise RoleForbidden(f"this needs one of: {names}; you are {staff.role.value}")
+        return staff
+
+    return check
+
+
+AnyStaff = Annotated[Staff, Depends(require(Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR))]
+Operator = Annotated[Staff, Depends(require(Role.OPERATOR))]
+Admin = Annotated[Staff, Depends(require(Role.ADMIN))]
+AuditReader = Annotated[Staff, Depends(require(Role.ADMIN, Role.SUPERVISOR))]
+
+
+def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
+    """The version named by If-Match ("3" or W/"3"), or None when absent."""
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise BadPrecondition('If-Match must be a version number in quotes, like "3"')
+    return int(value)
+
+
+ExpectedVersion = Annotated[int | None, Depends(expected_version)]

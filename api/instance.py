@@ -1,0 +1,127 @@
+"""An EvalSign instance on disk: data directory, vault key, schema, first center, and the
+bootstrap staff tokens that `init` hands to whoever installed it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from evaluation import audit, centers
+from evaluation import staff as staff_tokens
+from evaluation.staff import Role
+from models.clock import Clock
+from models.db import make_engine, make_session_factory
+from models.migrate import upgrade_to_head
+from models.settings import Settings
+from signing.keyring import create_master_key_file, load_keyring
+
+BOOTSTRAP_ROLES = (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    center_id: str
+    center_name: str
+    center_created: bool
+    tokens: dict[str, str]
+    tokens_file: Path
+
+    def as_json(self, settings: Settings) -> dict[str, Any]:
+        return {
+            "center_id": self.center_id,
+            "center_name": self.center_name,
+            "center_created": self.center_created,
+            "data_dir": str(settings.data_dir.resolve()),
+            "database": make_url(settings.resolved_database_url).render_as_string(
+                hide_password=True
+            ),
+            "tokens": self.tokens,
+            "tokens_file": str(self.tokens_file),
+        }
+
+
+def open_engine(settings: Settings) -> Engine:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_engine(
+        settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+
+
+def prepare(settings: Settings) -> Engine:
+    """Data directory, vault key and schema at head; what both `init` and `serve` need."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.master_key:
+        create_master_key_file(settings.vault_dir)
+    load_keyring(settings.vault_dir, settings.master_key)  # fail now, not on first request
+    engine = open_engine(settings)
+    upgrade_to_head(engine)
+    return engine
+
+
+def _tokens_path(settings: Settings, center_id: str) -> Path:
+    return settings.data_dir / "bootstrap" / f"{center_id}.json"
+
+
+def _write_private(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def initialize(settings: Settings, clock: Clock, center_name: str | None = None) -> InitResult:
+    """Idempotent: creates what is missing and reports what is there.
+
+    The bootstrap tokens are kept in a 0600 file so that `make run` can show them again;
+    if that file is gone or a token in it was revoked, fresh ones are issued.
+    """
+    engine = prepare(settings)
+    name = (center_name or settings.center_name).strip()
+    try:
+        with make_session_factory(engine)() as db, db.begin():
+            center = centers.find_center_by_name(db, name)
+            created = center is None
+            if center is None:
+                center = centers.create_center(db, name, clock, actor="cli:init")
+            path = _tokens_path(settings, center.id)
+            tokens = _reusable_tokens(db, path)
+            if tokens is None:
+                caller = audit.Caller(center.id, "cli:init")
+                issued = [
+                    staff_tokens.issue_staff_token(db, caller, clock, role, f"bootstrap {role}")
+                    for role in BOOTSTRAP_ROLES
+                ]
+                tokens = {token.role.value: token.secret for token in issued}
+                record = {
+                    token.role.value: {"id": token.token_id, "token": token.secret}
+                    for token in issued
+                }
+                # Written before commit: a crash leaves unknown tokens, never lost ones.
+                _write_private(path, json.dumps(record, indent=2) + "\n")
+            return InitResult(center.id, center.name, created, tokens, path)
+    finally:
+        engine.dispose()
+
+
+def _reusable_tokens(db: Any, path: Path) -> dict[str, str] | None:
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        if all(staff_tokens.is_live(db, record[role.value]["id"]) for role in BOOTSTRAP_ROLES):
+            return {role.value: record[role.value]["token"] for role in BOOTSTRAP_ROLES}
+    except (KeyError, TypeError):
+        return None
+    return None

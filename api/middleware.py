@@ -1,0 +1,124 @@
+"""Request id, body-size limits and the access log, as one plain ASGI middleware."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import problem_response
+from api.logs import request_id_var
+
+access_log = logging.getLogger("evalsign.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, body_limit: Callable[[str], int]) -> None:
+        self.app = app
+        self.body_limit = body_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {key.decode("latin-1"): value for key, value in scope["headers"]}
+        offered = headers.get("x-request-id", b"").decode("latin-1")
+        request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        response_started = {"value": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                response_started["value"] = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            limit = self.body_limit(scope["path"])
+            body, too_large = await _read_bounded(receive, headers, limit)
+            if too_large:
+                response = problem_response(
+                    413,
+                    "request-too-large",
+                    "The request body is larger than this route accepts",
+                    f"this route accepts at most {limit} bytes",
+                    instance=scope["path"],
+                    limit_bytes=limit,
+                )
+                await response(scope, receive, send_with_id)
+                return
+            try:
+                await self.app(scope, _replay(body, receive), send_with_id)
+            except Exception:
+                # Answered here, not by Starlette's outer handler, so that the 500 still
+                # carries the request id the log line has.
+                access_log.exception("unhandled error", extra={"path": scope["path"]})
+                if not response_started["value"]:
+                    response = problem_response(
+                        500,
+                        "internal-error",
+                        "Internal error",
+                        "the request failed on our side; quote the request id when reporting it",
+                        instance=scope["path"],
+                    )
+                    await response(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status_holder["status"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+
+async def _read_bounded(
+    receive: Receive, headers: dict[str, bytes], limit: int
+) -> tuple[bytes, bool]:
+    """The whole body, or (b"", True) as soon as it is known to exceed the limit."""
+    declared = headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                return b"", True
+        except ValueError:
+            return b"", True
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

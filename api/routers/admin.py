@@ -1,0 +1,97 @@
+"""/api/v1/center, /api/v1/staff/tokens and /api/v1/audit: the center's own administration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import Admin, AnyStaff, AuditReader, Db, ServicesDep
+from api.schemas.admin import (
+    AuditEntryOut,
+    AuditPageOut,
+    CenterOut,
+    ChainReportOut,
+    IssuedTokenOut,
+    TokenCreate,
+    TokenOut,
+)
+from evaluation import audit, centers
+from evaluation import staff as staff_tokens
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get("/center", response_model=CenterOut, tags=["center"])
+def my_center(staff: AnyStaff, db: Db) -> CenterOut:
+    center = centers.get_center(db, staff.center_id)
+    return CenterOut(id=center.id, name=center.name, created_at=center.created_at)
+
+
+@router.get("/staff/tokens", response_model=list[TokenOut], tags=["staff"])
+def list_tokens(staff: Admin, db: Db) -> list[TokenOut]:
+    return [
+        TokenOut(
+            id=token.id,
+            role=staff_tokens.Role(token.role),
+            label=token.label,
+            created_at=token.created_at,
+            revoked_at=token.revoked_at,
+        )
+        for token in staff_tokens.list_staff_tokens(db, staff.center_id)
+    ]
+
+
+@router.post(
+    "/staff/tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=IssuedTokenOut,
+    tags=["staff"],
+)
+def issue_token(body: TokenCreate, staff: Admin, db: Db, services: ServicesDep) -> IssuedTokenOut:
+    issued = staff_tokens.issue_staff_token(db, staff.caller, services.clock, body.role, body.label)
+    return IssuedTokenOut(
+        id=issued.token_id, role=issued.role, label=issued.label, token=issued.secret
+    )
+
+
+@router.post("/staff/tokens/{token_id}/revoke", response_model=TokenOut, tags=["staff"])
+def revoke_token(token_id: str, staff: Admin, db: Db, services: ServicesDep) -> TokenOut:
+    token = staff_tokens.revoke_staff_token(db, staff.caller, services.clock, token_id)
+    return TokenOut(
+        id=token.id,
+        role=staff_tokens.Role(token.role),
+        label=token.label,
+        created_at=token.created_at,
+        revoked_at=token.revoked_at,
+    )
+
+
+@router.get("/audit/entries", response_model=AuditPageOut, tags=["audit"])
+def audit_entries(
+    staff: AuditReader,
+    db: Db,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    subject_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> AuditPageOut:
+    entries = audit.list_entries(
+        db,
+        staff.center_id,
+        after_seq=after_seq,
+        limit=limit,
+        action=action,
+        subject_id=subject_id,
+    )
+    return AuditPageOut(
+        items=[AuditEntryOut.model_validate(entry, from_attributes=True) for entry in entries],
+        next_after_seq=entries[-1].seq if len(entries) == limit else None,
+    )
+
+
+@router.get("/audit/verify", response_model=ChainReportOut, tags=["audit"])
+def verify_audit_chain(staff: AuditReader, db: Db) -> ChainReportOut:
+    """Recompute this center's hash chain; `first_bad_seq` names the first wrong entry."""
+    report = audit.verify_chain(db, staff.center_id)
+    return ChainReportOut(**vars(report))

@@ -1,0 +1,216 @@
+"""/api/v1/experts: the expert registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse
+
+from api.deps import AnyStaff, Db, ExpectedVersion, Operator, ServicesDep, Staff
+from api.errors import UnsupportedMediaType
+from api.schemas.experts import (
+    ExpertCreate,
+    ExpertOut,
+    ExpertPageOut,
+    ExpertUpdate,
+    ImportOut,
+    ReactivateRequest,
+    SuspendRequest,
+)
+from evaluation import expert_import, experts
+from evaluation.experts import ExpertFilters, ExpertStatus, StatusAction
+from evaluation.staff import Role
+
+router = APIRouter(prefix="/api/v1/experts", tags=["experts"])
+
+
+def _out(record: experts.ExpertRecord, staff: Staff) -> ExpertOut:
+    # Supervisors review, they do not phone experts: they see the number masked.
+    return ExpertOut.of(record, reveal_phone=staff.role is not Role.SUPERVISOR)
+
+
+def _etag(response: Response, record: experts.ExpertRecord) -> None:
+    response.headers["ETag"] = f'"{record.version}"'
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ExpertOut)
+def register_expert(
+    body: ExpertCreate, staff: Operator, db: Db, services: ServicesDep, response: Response
+) -> ExpertOut:
+    record = experts.register_expert(db, staff.caller, services.clock, services.cipher, body)
+    response.headers["Location"] = f"{router.prefix}/{record.id}"
+    _etag(response, record)
+    return _out(record, staff)
+
+
+@router.get("", response_model=ExpertPageOut)
+def list_experts(
+    staff: AnyStaff,
+    db: Db,
+    services: ServicesDep,
+    specialty: Annotated[str | None, Query(max_length=16, description="code prefix")] = None,
+    region: Annotated[str | None, Query(pattern=r"^\d{1,6}$", description="prefix")] = None,
+    employer: Annotated[str | None, Query(max_length=200, description="part of name")] = None,
+    employer_credit_code: Annotated[str | None, Query(max_length=18)] = None,
+    status: ExpertStatus | None = None,
+    name: Annotated[str | None, Query(max_length=100, description="part of name")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> ExpertPageOut:
+    settings = services.settings
+    page = experts.list_experts(
+        db,
+        staff.center_id,
+        services.cipher,
+        ExpertFilters(specialty, region, employer, employer_credit_code, status, name),
+        limit=min(limit or settings.page_size_default, settings.page_size_max),
+        cursor=cursor,
+    )
+    return ExpertPageOut(
+        items=[_out(record, staff) for record in page.items],
+        total=page.total,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/import/template", response_class=PlainTextResponse)
+def import_template(staff: Operator) -> PlainTextResponse:
+    """The CSV heading the import expects (Chinese headings are accepted too)."""
+    return PlainTextResponse(
+        expert_import.TEMPLATE,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="experts-template.csv"'},
+    )
+
+
+async def read_csv_upload(request: Request) -> bytes:
+    """The CSV bytes from a `text/csv` body or a multipart form's `file` field."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in {"text/csv", "application/csv", "text/plain"}:
+        return await request.body()
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=5)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise UnsupportedMediaType("the multipart form needs a `file` field with the CSV")
+        return await upload.read()
+    raise UnsupportedMediaType(
+        "send the CSV as text/csv or as multipart/form-data with a `file` field"
+    )
+
+
+CsvUpload = Annotated[bytes, Depends(read_csv_upload)]
+
+
+@router.post(
+    "/import",
+    response_model=ImportOut,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+            }
+        }
+    },
+)
+def import_experts(
+    data: CsvUpload, staff: Operator, db: Db, services: ServicesDep, dry_run: bool = False
+) -> ImportOut:
+    """Register many experts from CSV. All rows valid: all stored; any invalid: none."""
+    result = expert_import.import_experts(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        data,
+        max_rows=services.settings.max_import_rows,
+        dry_run=dry_run,
+    )
+    return ImportOut(created=result.created, dry_run=result.dry_run, expert_ids=result.expert_ids)
+
+
+@router.get("/{expert_id}", response_model=ExpertOut)
+def get_expert(
+    expert_id: str, staff: AnyStaff, db: Db, services: ServicesDep, response: Response
+) -> ExpertOut:
+    record = experts.get_expert(db, staff.center_id, services.cipher, expert_id)
+    _etag(response, record)
+    return _out(record, staff)
+
+
+@router.patch("/{expert_id}", response_model=ExpertOut)
+def update_expert(
+    expert_id: str,
+    body: ExpertUpdate,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+    version: ExpectedVersion,
+    response: Response,
+) -> ExpertOut:
+    record = experts.update_expert(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        expert_id,
+        body,
+        expected_version=version,
+    )
+    _etag(response, record)
+    return _out(record, staff)
+
+
+@router.post("/{expert_id}/suspend", response_model=ExpertOut)
+def suspend_expert(
+    expert_id: str,
+    body: SuspendRequest,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+    version: ExpectedVersion,
+    response: Response,
+) -> ExpertOut:
+    record = experts.change_expert_status(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        expert_id,
+        StatusAction.SUSPEND,
+        body.reason,
+        expected_version=version,
+    )
+    _etag(response, record)
+    return _out(record, staff)
+
+
+@router.post("/{expert_id}/reactivate", response_model=ExpertOut)
+def reactivate_expert(
+    expert_id: str,
+    body: ReactivateRequest,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+    version: ExpectedVersion,
+    response: Response,
+) -> ExpertOut:
+    record = experts.change_expert_status(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        expert_id,
+        StatusAction.REACTIVATE,
+        body.reason,
+        expected_version=version,
+    )
+    _etag(response, record)
+    return _out(record, staff)

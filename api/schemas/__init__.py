@@ -1,0 +1,1 @@
+"""Request and response models: what crosses the HTTP edge, and nothing else."""

@@ -1,0 +1,66 @@
+"""Center, staff token and audit log responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluation.identity import Text
+from evaluation.staff import Role
+
+
+class CenterOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    label: Annotated[Text, Field(max_length=200)]
+
+
+class TokenOut(BaseModel):
+    id: str
+    role: Role
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class IssuedTokenOut(BaseModel):
+    id: str
+    role: Role
+    label: str
+    token: str = Field(description="Shown once; only its hash is stored.")
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEntryOut]
+    next_after_seq: int | None
+
+
+class ChainReportOut(BaseModel):
+    center_id: str
+    ok: bool
+    entries_checked: int
+    head_seq: int | None
+    first_bad_seq: int | None
+    reason: str | None

@@ -1,0 +1,87 @@
+"""Expert registry bodies and responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluation.experts import ExpertChanges, ExpertRecord, ExpertStatus, NewExpert
+from evaluation.identity import Text, mask_phone
+
+_EXAMPLE: dict[str, Any] = {
+    "name": "张伟",
+    "id_number": "110101198003072813",
+    "phone": "13812345678",
+    "specialties": ["A010101", "B0203"],
+    "employer_name": "北京市建筑设计研究院有限公司",
+    "employer_credit_code": "911100001011213764",
+    "region_code": "110101",
+}
+
+
+class ExpertCreate(NewExpert):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE]})
+
+
+class ExpertUpdate(ExpertChanges):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "13900001111"}]})
+
+
+class SuspendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[Text, Field(min_length=2, max_length=500)]
+
+
+class ReactivateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[Text, Field(max_length=500)] | None = None
+
+
+class ExpertOut(BaseModel):
+    id: str
+    name: str
+    id_number_masked: str
+    phone: str
+    specialties: list[str]
+    employer_name: str
+    employer_credit_code: str
+    region_code: str
+    status: ExpertStatus
+    status_reason: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: ExpertRecord, *, reveal_phone: bool) -> ExpertOut:
+        return cls(
+            id=record.id,
+            name=record.name,
+            id_number_masked=record.id_number_masked,
+            phone=record.phone if reveal_phone else mask_phone(record.phone),
+            specialties=record.specialties,
+            employer_name=record.employer_name,
+            employer_credit_code=record.employer_credit_code,
+            region_code=record.region_code,
+            status=record.status,
+            status_reason=record.status_reason,
+            version=record.version,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class ExpertPageOut(BaseModel):
+    items: list[ExpertOut]
+    total: int
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class ImportOut(BaseModel):
+    created: int
+    dry_run: bool
+    expert_ids: list[str]

@@ -1,0 +1,1 @@
+"""The domain: centers, staff, experts, projects, draws, tasks, reports, the audit log."""

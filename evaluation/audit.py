@@ -1,0 +1,211 @@
+"""The audit log: an append-only, per-center SHA-256 hash chain written in the same
+transaction as the change it records, and its verification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from evaluation.errors import NotFound
+from models.clock import Clock
+from models.tables import AuditEntry, AuditHead
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is acting, for which center, in which request: what every audit entry names."""
+
+    center_id: str
+    actor: str
+    role: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    action: str
+    subject_type: str
+    subject_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_bytes(
+    *,
+    center_id: str,
+    seq: int,
+    occurred_at: datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str | None,
+    request_id: str | None,
+    details: dict[str, Any],
+    prev_hash: str,
+) -> bytes:
+    """The exact bytes an entry's hash covers: sorted-key compact JSON in UTF-8."""
+    payload = {
+        "center_id": center_id,
+        "seq": seq,
+        "occurred_at": occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "request_id": request_id,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def entry_hash(entry: AuditEntry) -> str:
+    return hashlib.sha256(
+        canonical_bytes(
+            center_id=entry.center_id,
+            seq=entry.seq,
+            occurred_at=entry.occurred_at,
+            actor=entry.actor,
+            action=entry.action,
+            subject_type=entry.subject_type,
+            subject_id=entry.subject_id,
+            request_id=entry.request_id,
+            details=entry.details,
+            prev_hash=entry.prev_hash,
+        )
+    ).hexdigest()
+
+
+def start_chain(db: Session, center_id: str) -> None:
+    """Create the empty chain of a new center."""
+    db.add(AuditHead(center_id=center_id, last_seq=0, last_hash=GENESIS_HASH))
+    db.flush()
+
+
+def record(
+    db: Session,
+    caller: Caller,
+    clock: Clock,
+    action: str,
+    subject_type: str,
+    subject_id: str | None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry to the caller's center chain, inside the caller's transaction."""
+    event = AuditEvent(action, subject_type, subject_id, details or {})
+    return record_many(db, caller, clock, [event])[-1]
+
+
+def record_many(
+    db: Session, caller: Caller, clock: Clock, events: Sequence[AuditEvent]
+) -> list[AuditEntry]:
+    """Append several entries at once (an import): one head update, one bulk insert."""
+    if not events:
+        return []
+    # Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite):
+    # a concurrent appender waits here and then sees our new head, so the chain never forks.
+    reserved = db.execute(
+        update(AuditHead)
+        .where(AuditHead.center_id == caller.center_id)
+        .values(last_seq=AuditHead.last_seq + len(events))
+        .returning(AuditHead.last_seq, AuditHead.last_hash)
+    ).one_or_none()
+    if reserved is None:
+        raise NotFound(f"center {caller.center_id} has no audit chain")
+    last_seq, prev_hash = reserved
+    now = clock.now()
+    entries: list[AuditEntry] = []
+    for offset, event in enumerate(events):
+        entry = AuditEntry(
+            center_id=caller.center_id,
+            seq=last_seq - len(events) + 1 + offset,
+            occurred_at=now,
+            actor=caller.actor,
+            action=event.action,
+            subject_type=event.subject_type,
+            subject_id=event.subject_id,
+            request_id=caller.request_id,
+            details=event.details,
+            prev_hash=prev_hash,
+        )
+        entry.hash = entry_hash(entry)
+        prev_hash = entry.hash
+        entries.append(entry)
+    db.add_all(entries)
+    db.execute(
+        update(AuditHead).where(AuditHead.center_id == caller.center_id).values(last_hash=prev_hash)
+    )
+    db.flush()
+    return entries
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    center_id: str
+    ok: bool
+    entries_checked: int
+    head_seq: int | None
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+def verify_chain(db: Session, center_id: str) -> ChainReport:
+    """Recompute a center's chain from the first entry; name the first entry that is wrong."""
+    head = db.get(AuditHead, center_id)
+    if head is None:
+        raise NotFound(f"no audit chain for center {center_id}")
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+
+    def broken(seq: int, reason: str) -> ChainReport:
+        return ChainReport(center_id, False, checked, head.last_seq, seq, reason)
+
+    rows = db.execute(
+        select(AuditEntry)
+        .where(AuditEntry.center_id == center_id)
+        .order_by(AuditEntry.seq)
+        .execution_options(yield_per=1000)
+    ).scalars()
+    for entry in rows:
+        if entry.seq != expected_seq:
+            return broken(expected_seq, "sequence-gap")
+        if entry.prev_hash != prev_hash:
+            return broken(entry.seq, "prev-hash-mismatch")
+        if entry_hash(entry) != entry.hash:
+            return broken(entry.seq, "hash-mismatch")
+        prev_hash, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
+    if head.last_seq != checked or head.last_hash != prev_hash:
+        # Entries cut from the end, or a head moved without its entries.
+        return broken(checked + 1, "head-mismatch")
+    return ChainReport(center_id, True, checked, head.last_seq)
+
+
+def list_entries(
+    db: Session,
+    center_id: str,
+    *,
+    after_seq: int = 0,
+    limit: int = 100,
+    action: str | None = None,
+    subject_id: str | None = None,
+) -> list[AuditEntry]:
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.center_id == center_id, AuditEntry.seq > after_seq)
+        .order_by(AuditEntry.seq)
+        .limit(limit)
+    )
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if subject_id:
+        query = query.where(AuditEntry.subject_id == subject_id)
+    return list(db.execute(query).scalars())

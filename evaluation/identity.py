@@ -1,0 +1,163 @@
+"""Chinese identifiers as the field uses them: resident ID numbers (GB 11643), unified
+social credit codes (GB 32100), mobile numbers, administrative region codes (GB/T 2260),
+and how they are shown masked."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+_ID_PATTERN = re.compile(r"^\d{17}[\dX]$")
+
+_CREDIT_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_CREDIT_PATTERN = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+
+_PHONE_PATTERN = re.compile(r"^1[3-9]\d{9}$")
+_SPECIALTY_PATTERN = re.compile(r"^[A-Z][0-9A-Z]{1,15}$")
+# Province-level codes of GB/T 2260 (plus Taiwan, Hong Kong, Macao).
+_PROVINCES = frozenset(
+    str(code)
+    for code in (
+        11,
+        12,
+        13,
+        14,
+        15,
+        21,
+        22,
+        23,
+        31,
+        32,
+        33,
+        34,
+        35,
+        36,
+        37,
+        41,
+        42,
+        43,
+        44,
+        45,
+        46,
+        50,
+        51,
+        52,
+        53,
+        54,
+        61,
+        62,
+        63,
+        64,
+        65,
+        71,
+        81,
+        82,
+    )
+)
+
+
+def id_number_check_digit(first17: str) -> str:
+    total = sum(int(digit) * weight for digit, weight in zip(first17, _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11]
+
+
+def normalize_id_number(value: str) -> str:
+    """An 18-character resident ID number with a valid birth date and check digit."""
+    number = value.strip().upper()
+    if not _ID_PATTERN.match(number):
+        raise ValueError("ID number must be 17 digits followed by a digit or X")
+    if number[:2] not in _PROVINCES:
+        raise ValueError("ID number does not start with a known province code")
+    try:
+        date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError as exc:
+        raise ValueError("ID number does not contain a valid birth date") from exc
+    if id_number_check_digit(number[:17]) != number[17]:
+        raise ValueError("ID number check digit does not match")
+    return number
+
+
+def credit_code_check_char(first17: str) -> str:
+    total = sum(
+        _CREDIT_CHARSET.index(char) * weight
+        for char, weight in zip(first17, _CREDIT_WEIGHTS, strict=True)
+    )
+    return _CREDIT_CHARSET[(31 - total % 31) % 31]
+
+
+def normalize_credit_code(value: str) -> str:
+    """An 18-character unified social credit code whose check character is right."""
+    code = value.strip().upper()
+    if not _CREDIT_PATTERN.match(code):
+        raise ValueError(
+            "unified social credit code must be 18 characters of 0-9 and A-Y without I, O, S, V, Z"
+        )
+    if credit_code_check_char(code[:17]) != code[17]:
+        raise ValueError("unified social credit code check character does not match")
+    return code
+
+
+def normalize_phone(value: str) -> str:
+    """A mainland mobile number as 11 digits; accepts +86, spaces and dashes."""
+    digits = re.sub(r"[\s\-()]", "", value)
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    elif digits.startswith("0086"):
+        digits = digits[4:]
+    if not _PHONE_PATTERN.match(digits):
+        raise ValueError("phone must be a mainland mobile number of 11 digits starting with 1")
+    return digits
+
+
+def normalize_region_code(value: str) -> str:
+    code = value.strip()
+    if not re.fullmatch(r"\d{6}", code) or code[:2] not in _PROVINCES:
+        raise ValueError("region code must be a 6-digit GB/T 2260 code of a known province")
+    return code
+
+
+def normalize_specialty(value: str) -> str:
+    code = value.strip().upper()
+    if not _SPECIALTY_PATTERN.match(code):
+        raise ValueError("specialty code must be a letter followed by 1-15 letters or digits")
+    return code
+
+
+def normalize_text(value: str) -> str:
+    """Trimmed, NFC-normalized text without control characters."""
+    text = unicodedata.normalize("NFC", value).strip()
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise ValueError("text must not contain control characters")
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def mask_id_number(number: str) -> str:
+    return number[:3] + "*" * (len(number) - 7) + number[-4:]
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:]
+
+
+def _strict_str(value: object) -> object:
+    # Refuse numbers for identifiers: 11010119900307453 as a JSON number loses its meaning.
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+IdNumber = Annotated[str, BeforeValidator(_strict_str), AfterValidator(normalize_id_number)]
+CreditCode = Annotated[str, BeforeValidator(_strict_str), AfterValidator(normalize_credit_code)]
+Phone = Annotated[str, BeforeValidator(_strict_str), AfterValidator(normalize_phone)]
+RegionCode = Annotated[str, BeforeValidator(_strict_str), AfterValidator(normalize_region_code)]
+SpecialtyCode = Annotated[str, BeforeValidator(_strict_str), AfterValidator(normalize_specialty)]
+Text = Annotated[str, AfterValidator(normalize_text)]

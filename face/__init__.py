@@ -1,0 +1,1 @@
+"""Face vision library: images in, decisions out. No database, no HTTP."""

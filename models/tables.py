@@ -1,0 +1,129 @@
+"""The foundation's tables: centers, staff tokens, experts, the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import ID, Base, new_id
+
+
+class Center(Base):
+    """A trading center: the tenant every other record belongs to."""
+
+    __tablename__ = "centers"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+
+
+class StaffToken(Base):
+    """A bearer token for a staff member; only its SHA-256 is stored."""
+
+    __tablename__ = "staff_tokens"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'operator', 'supervisor')", name="role"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Expert(Base):
+    """An evaluation expert in a center's pool. ID number and phone are stored encrypted."""
+
+    __tablename__ = "experts"
+    __table_args__ = (
+        UniqueConstraint("center_id", "id_number_index"),
+        CheckConstraint("status IN ('active', 'suspended')", name="status"),
+        Index("ix_experts_center_listing", "center_id", "created_at", "id"),
+        Index("ix_experts_center_region", "center_id", "region_code"),
+        Index("ix_experts_center_employer", "center_id", "employer_credit_code"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    id_number_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    # Keyed hash of the normalized ID number: finds duplicates without decrypting.
+    id_number_index: Mapped[str] = mapped_column(String(64))
+    phone_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    employer_name: Mapped[str] = mapped_column(String(200))
+    employer_credit_code: Mapped[str] = mapped_column(String(18))
+    region_code: Mapped[str] = mapped_column(String(6))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    specialties: Mapped[list[ExpertSpecialty]] = relationship(
+        back_populates="expert",
+        cascade="all, delete-orphan",
+        lazy="raise",
+        order_by="ExpertSpecialty.code",
+    )
+
+    # UPDATE ... WHERE version = :seen: a concurrent edit fails instead of being lost.
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class ExpertSpecialty(Base):
+    """One specialty code of an expert; a table of its own so filters use an index."""
+
+    __tablename__ = "expert_specialties"
+    __table_args__ = (Index("ix_expert_specialties_code_expert", "code", "expert_id"),)
+
+    expert_id: Mapped[str] = mapped_column(
+        ForeignKey("experts.id", ondelete="CASCADE"), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+    expert: Mapped[Expert] = relationship(back_populates="specialties", lazy="raise")
+
+
+class AuditHead(Base):
+    """The tip of a center's audit chain; updating it first serializes appenders."""
+
+    __tablename__ = "audit_heads"
+
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """One append-only, hash-chained record of a change."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (UniqueConstraint("center_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    subject_type: Mapped[str] = mapped_column(String(50))
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,1 @@
+"""Keys and cryptography: key custody, field encryption, (later) certificates and PDF signing."""

@@ -1,0 +1,158 @@
+"""Fixtures: one migrated database per run (SQLite, or PostgreSQL when
+EVALSIGN_TEST_DATABASE_URL is set), each test inside a transaction that is rolled back."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from api.services import Services, build_services
+from models.clock import FrozenClock
+from models.db import make_engine
+from models.migrate import upgrade_to_head
+from models.settings import Settings
+from signing.field_cipher import FieldCipher
+from signing.keyring import Keyring
+from tests.factories import CenterWithStaff, make_center
+
+POSTGRES_URL = os.environ.get("EVALSIGN_TEST_DATABASE_URL")
+
+
+def on_postgres() -> bool:
+    return POSTGRES_URL is not None
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if POSTGRES_URL:
+        return POSTGRES_URL
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'evalsign.db'}"
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    if on_postgres():
+        _reset_postgres(database_url)
+    engine = make_engine(database_url)
+    upgrade_to_head(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+@pytest.fixture
+def session_factory(connection: Connection) -> sessionmaker[Session]:
+    # Every session, the app's included, works in a savepoint of the test's transaction.
+    return sessionmaker(
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        autoflush=False,
+    )
+
+
+@pytest.fixture
+def db(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as session:
+        yield session
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture(scope="session")
+def keyring() -> Keyring:
+    return Keyring(secrets.token_bytes(32))
+
+
+@pytest.fixture
+def cipher(keyring: Keyring) -> FieldCipher:
+    return FieldCipher(keyring)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path, database_url=database_url)
+
+
+@pytest.fixture
+def services(
+    settings: Settings,
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    clock: FrozenClock,
+    keyring: Keyring,
+) -> Services:
+    return build_services(
+        settings, engine=engine, session_factory=session_factory, clock=clock, keyring=keyring
+    )
+
+
+@pytest.fixture
+def app(services: Services) -> FastAPI:
+    return create_app(services)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def center(db: Session, clock: FrozenClock) -> CenterWithStaff:
+    return make_center(db, clock)
+
+
+@pytest.fixture
+def other_center(db: Session, clock: FrozenClock) -> CenterWithStaff:
+    return make_center(db, clock)
+
+
+@pytest.fixture
+def isolated_database_url(tmp_path: Path) -> Iterator[str]:
+    """A database of its own, for tests that must really commit (concurrency, the CLI)."""
+    if not POSTGRES_URL:
+        yield f"sqlite:///{tmp_path / 'isolated.db'}"
+        return
+    name = f"evalsign_iso_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        make_url(POSTGRES_URL).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
