@@ -47,8 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.log_level)
-    engine = prepare(settings)
-    app = create_app(build_services(settings, engine=engine))
+    clock = SystemClock()
+    engine = prepare(settings, clock)
+    app = create_app(build_services(settings, engine=engine, clock=clock))
     uvicorn.run(
         app,
         host=args.host or settings.host,

@@ -16,6 +16,7 @@ from evaluation import staff as staff_tokens
 from evaluation.audit import Caller
 from evaluation.errors import InvalidCredentials, RoleForbidden
 from evaluation.staff import Role
+from models.db import READ_ONLY
 
 
 def get_services(request: Request) -> Services:
@@ -26,9 +27,12 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_db(services: ServicesDep) -> Iterator[Session]:
+def get_db(request: Request, services: ServicesDep) -> Iterator[Session]:
     """One transaction per request: committed before the response is sent, or rolled back."""
     session = services.session_factory()
+    if request.method in {"GET", "HEAD"}:
+        # Reads never write, so on SQLite they need not queue for the write lock.
+        session.connection(execution_options=READ_ONLY)
     try:
         yield session
         session.commit()

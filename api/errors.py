@@ -65,7 +65,7 @@ def problem_response(
     *,
     instance: str | None = None,
     headers: Mapping[str, str] | None = None,
-    **extensions: Any,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": problem_type(code),
@@ -78,7 +78,8 @@ def problem_response(
         body["instance"] = instance
     if request_id := request_id_var.get():
         body["request_id"] = request_id
-    body.update(extensions)
+    # Extension members never replace the standard ones.
+    body.update({key: value for key, value in (extensions or {}).items() if key not in body})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -91,7 +92,7 @@ def domain_problem(error: DomainError, request: Request) -> JSONResponse:
         error.detail,
         instance=request.url.path,
         headers=headers,
-        **error.extensions,
+        extensions=error.extensions,
     )
 
 

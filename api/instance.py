@@ -19,7 +19,8 @@ from models.clock import Clock
 from models.db import make_engine, make_session_factory
 from models.migrate import upgrade_to_head
 from models.settings import Settings
-from signing.keyring import create_master_key_file, load_keyring
+from signing.key_checks import bind_or_verify_key, database_has_key
+from signing.keyring import MASTER_KEY_FILE, KeyringError, create_master_key_file, load_keyring
 
 BOOTSTRAP_ROLES = (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR)
 
@@ -53,14 +54,21 @@ def open_engine(settings: Settings) -> Engine:
     )
 
 
-def prepare(settings: Settings) -> Engine:
-    """Data directory, vault key and schema at head; what both `init` and `serve` need."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if not settings.master_key:
-        create_master_key_file(settings.vault_dir)
-    load_keyring(settings.vault_dir, settings.master_key)  # fail now, not on first request
+def prepare(settings: Settings, clock: Clock) -> Engine:
+    """Schema at head and the right vault key: what both `init` and `serve` need."""
     engine = open_engine(settings)
     upgrade_to_head(engine)
+    with make_session_factory(engine)() as db, db.begin():
+        key_file = settings.vault_dir / MASTER_KEY_FILE
+        if not settings.master_key and not key_file.exists():
+            if database_has_key(db):
+                raise KeyringError(
+                    f"{key_file} is missing but this database was initialized with a key; "
+                    "restore it (a new key could not decrypt the stored personal data)"
+                )
+            create_master_key_file(settings.vault_dir)
+        # Fail now, not on the first request that decrypts something.
+        bind_or_verify_key(db, load_keyring(settings.vault_dir, settings.master_key), clock.now())
     return engine
 
 
@@ -86,7 +94,7 @@ def initialize(settings: Settings, clock: Clock, center_name: str | None = None)
     The bootstrap tokens are kept in a 0600 file so that `make run` can show them again;
     if that file is gone or a token in it was revoked, fresh ones are issued.
     """
-    engine = prepare(settings)
+    engine = prepare(settings, clock)
     name = (center_name or settings.center_name).strip()
     try:
         with make_session_factory(engine)() as db, db.begin():

@@ -52,7 +52,7 @@ class RequestContextMiddleware:
                     "The request body is larger than this route accepts",
                     f"this route accepts at most {limit} bytes",
                     instance=scope["path"],
-                    limit_bytes=limit,
+                    extensions={"limit_bytes": limit},
                 )
                 await response(scope, receive, send_with_id)
                 return

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from evaluation import audit
@@ -313,6 +314,9 @@ def update_expert(
     if not details:
         return to_record(expert, cipher)
     expert.updated_at = clock.now()
+    # Specialties live in their own table: without this, a change to them alone (in the
+    # same microsecond) would not touch the expert row, nor bump its version.
+    flag_modified(expert, "updated_at")
     _save(db)
     audit.record(db, caller, clock, "expert.updated", "expert", expert.id, details)
     return to_record(expert, cipher)
@@ -336,7 +340,7 @@ def change_expert_status(
     target = EXPERT_TRANSITIONS.get((current, action))
     if target is None:
         raise InvalidTransition(
-            f"cannot {action.value} an expert who is {current.value}", status=current.value
+            f"cannot {action.value} an expert who is {current.value}", current_status=current.value
         )
     expert.status = target.value
     expert.status_reason = reason

@@ -8,6 +8,10 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# Execution option: how a SQLite transaction begins. PostgreSQL ignores it.
+SQLITE_BEGIN = "evalsign_sqlite_begin"
+READ_ONLY: dict[str, Any] = {SQLITE_BEGIN: "DEFERRED"}
+
 
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets foreign keys, WAL and write-locking transactions."""
@@ -35,9 +39,11 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kwargs: Any
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # BEGIN IMMEDIATE takes the write lock up front: a transaction that reads and then
-        # writes would otherwise fail with SQLITE_BUSY instead of waiting its turn.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers BEGIN IMMEDIATE: taking the write lock up front makes a transaction that
+        # reads and then writes wait its turn instead of failing with SQLITE_BUSY. Readers
+        # (READ_ONLY below) begin deferred and never wait for writers under WAL.
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 

@@ -43,13 +43,13 @@ class Keyring:
         ).derive(self.master_key)
 
 
-def decode_master_key(encoded: str) -> bytes:
+def decode_master_key(encoded: str, source: str = "EVALSIGN_MASTER_KEY") -> bytes:
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise KeyringError("EVALSIGN_MASTER_KEY is not valid base64") from exc
+        raise KeyringError(f"{source} is not valid base64") from exc
     if len(key) != KEY_BYTES:
-        raise KeyringError("EVALSIGN_MASTER_KEY must decode to exactly 32 bytes")
+        raise KeyringError(f"{source} must decode to exactly 32 bytes")
     return key
 
 
@@ -81,4 +81,11 @@ def load_keyring(vault_dir: Path, encoded_key: str | None = None) -> Keyring:
         raise KeyringError(
             f"no master key at {path}; run `evalsign init` or set EVALSIGN_MASTER_KEY"
         ) from exc
-    return Keyring(decode_master_key(encoded))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyringError(f"cannot read the master key file {path}: {exc}") from exc
+    return Keyring(decode_master_key(encoded, source=f"the master key file {path}"))
+
+
+def key_check_value(keyring: Keyring) -> str:
+    """A value that identifies the master key without revealing anything about it."""
+    return keyring.derive("key-check/v1").hex()

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from api.deps import ServicesDep
 from api.errors import NotReady, all_problem_classes, problem_type
 from evaluation.errors import NotFound
+from models.db import READ_ONLY
 from models.migrate import is_at_head
 
 router = APIRouter(tags=["operations"])
@@ -24,10 +25,12 @@ def readyz(services: ServicesDep) -> dict[str, str]:
     """The database answers and its schema is at the version this code expects."""
     try:
         with services.engine.connect() as connection:
+            connection.execution_options(**READ_ONLY)
             connection.execute(text("SELECT 1"))
+            at_head = is_at_head(connection)
     except Exception as exc:
         raise NotReady("the database does not answer") from exc
-    if not is_at_head(services.engine):
+    if not at_head:
         raise NotReady("the database schema is not migrated to this version")
     return {"status": "ready"}
 

@@ -25,8 +25,13 @@ def test_migrations_bring_a_new_database_to_head(isolated_database_url: str) -> 
     assert is_at_head(engine)
     upgrade_to_head(engine)  # a second run is a no-op
     assert set(inspect(engine).get_table_names()) >= {
-        "centers", "staff_tokens", "experts", "expert_specialties", "audit_entries",
-        "audit_heads", "alembic_version",
+        "centers",
+        "staff_tokens",
+        "experts",
+        "expert_specialties",
+        "audit_entries",
+        "audit_heads",
+        "alembic_version",
     }
     engine.dispose()
 

@@ -1,0 +1,250 @@
+"""Every route checks the role and the center: the whole matrix, and isolation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from evaluation import staff as staff_tokens
+from evaluation.staff import Role
+from models.clock import FrozenClock
+from tests.api.helpers import assert_problem, snapshot
+from tests.factories import CenterWithStaff, expert_payload
+
+ALL = frozenset(Role)
+OPERATOR = frozenset({Role.OPERATOR})
+ADMIN = frozenset({Role.ADMIN})
+REVIEWERS = frozenset({Role.ADMIN, Role.SUPERVISOR})
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    allowed: frozenset[Role]
+    ok: int
+    json: Any = None
+    csv: str | None = None
+
+
+def _csv() -> str:
+    row = expert_payload()
+    row["specialties"] = ";".join(row["specialties"])
+    return ",".join(row) + "\n" + ",".join(row.values()) + "\n"
+
+
+ROUTES = [
+    Route("GET", "/api/v1/center", ALL, 200),
+    Route("GET", "/api/v1/experts", ALL, 200),
+    Route("POST", "/api/v1/experts", OPERATOR, 201, json=expert_payload),
+    Route("GET", "/api/v1/experts/import/template", OPERATOR, 200),
+    Route("POST", "/api/v1/experts/import", OPERATOR, 200, csv="csv"),
+    Route("GET", "/api/v1/experts/{expert_id}", ALL, 200),
+    Route("PATCH", "/api/v1/experts/{expert_id}", OPERATOR, 200, json={"region_code": "310101"}),
+    Route("POST", "/api/v1/experts/{expert_id}/suspend", OPERATOR, 200, json={"reason": "病假"}),
+    Route("POST", "/api/v1/experts/{expert_id}/reactivate", OPERATOR, 409, json={}),
+    Route("GET", "/api/v1/staff/tokens", ADMIN, 200),
+    Route("POST", "/api/v1/staff/tokens", ADMIN, 201, json={"role": "operator", "label": "新"}),
+    Route("POST", "/api/v1/staff/tokens/{token_id}/revoke", ADMIN, 200),
+    Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
+    Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
+]
+
+
+def _call(client: TestClient, route: Route, ids: dict[str, str], headers: dict[str, str]) -> Any:
+    path = route.path.format(**ids)
+    if route.csv:
+        return client.request(
+            route.method, path, content=_csv(), headers={**headers, "content-type": "text/csv"}
+        )
+    body = route.json() if callable(route.json) else route.json
+    return client.request(route.method, path, json=body, headers=headers)
+
+
+@pytest.fixture
+def ids(
+    client: TestClient, center: CenterWithStaff, db: Session, clock: FrozenClock
+) -> dict[str, str]:
+    created = client.post(
+        "/api/v1/experts", json=expert_payload(), headers=center.headers(Role.OPERATOR)
+    )
+    spare = staff_tokens.issue_staff_token(db, center.caller, clock, Role.OPERATOR, "spare")
+    db.commit()
+    return {"expert_id": created.json()["id"], "token_id": spare.token_id}
+
+
+def test_matrix_covers_every_api_route(app: FastAPI) -> None:
+    served = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/api/")
+        for method in operations
+    }
+    assert served == {(route.method, route.path) for route in ROUTES}
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_role_matrix(
+    client: TestClient,
+    center: CenterWithStaff,
+    ids: dict[str, str],
+    db: Session,
+    route: Route,
+    role: Role,
+) -> None:
+    before = snapshot(db)
+    response = _call(client, route, ids, center.headers(role))
+    if role in route.allowed:
+        assert response.status_code == route.ok, response.text
+    else:
+        assert_problem(response, 403, "role-forbidden")
+        assert snapshot(db) == before
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer evs_not-a-real-token", "Basic dXNlcjpwYXNz", "Bearer ", "evs_missing-scheme"],
+)
+def test_unauthenticated_requests_are_refused(
+    client: TestClient, ids: dict[str, str], db: Session, route: Route, authorization: str | None
+) -> None:
+    before = snapshot(db)
+    headers = {"Authorization": authorization} if authorization else {}
+    response = _call(client, route, ids, headers)
+    assert_problem(response, 401, "invalid-credentials")
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert snapshot(db) == before
+
+
+def test_revoked_token_stops_working_at_once(
+    client: TestClient, center: CenterWithStaff, db: Session, clock: FrozenClock
+) -> None:
+    issued = staff_tokens.issue_staff_token(db, center.caller, clock, Role.OPERATOR, "temp")
+    db.commit()
+    headers = {"Authorization": f"Bearer {issued.secret}"}
+    assert client.get("/api/v1/experts", headers=headers).status_code == 200
+    revoke = client.post(
+        f"/api/v1/staff/tokens/{issued.token_id}/revoke", headers=center.headers(Role.ADMIN)
+    )
+    assert revoke.status_code == 200 and revoke.json()["revoked_at"]
+    assert_problem(client.get("/api/v1/experts", headers=headers), 401, "invalid-credentials")
+    again = client.post(
+        f"/api/v1/staff/tokens/{issued.token_id}/revoke", headers=center.headers(Role.ADMIN)
+    )
+    assert_problem(again, 409, "invalid-transition")
+
+
+def test_issued_token_is_shown_once_and_stored_as_hash(
+    client: TestClient, center: CenterWithStaff, db: Session
+) -> None:
+    response = client.post(
+        "/api/v1/staff/tokens",
+        json={"role": "supervisor", "label": "监督科 王"},
+        headers=center.headers(Role.ADMIN),
+    )
+    assert response.status_code == 201
+    secret = response.json()["token"]
+    assert (
+        client.get("/api/v1/center", headers={"Authorization": f"Bearer {secret}"}).json()["id"]
+        == center.id
+    )
+    listed = client.get("/api/v1/staff/tokens", headers=center.headers(Role.ADMIN)).json()
+    assert all("token" not in item for item in listed)
+    assert secret not in str(listed)
+    from models.tables import StaffToken
+
+    stored = db.get(StaffToken, response.json()["id"])
+    assert stored is not None and stored.token_hash == staff_tokens.hash_token(secret)
+    assert secret not in stored.token_hash
+
+
+class TestCenterIsolation:
+    """Staff of one center can neither read nor change another center's records."""
+
+    @pytest.fixture
+    def foreign_expert(self, client: TestClient, other_center: CenterWithStaff) -> str:
+        response = client.post(
+            "/api/v1/experts", json=expert_payload(), headers=other_center.headers("operator")
+        )
+        assert response.status_code == 201
+        return str(response.json()["id"])
+
+    @pytest.mark.parametrize(
+        ("method", "suffix", "body"),
+        [
+            ("GET", "", None),
+            ("PATCH", "", {"name": "冒名"}),
+            ("POST", "/suspend", {"reason": "越权"}),
+            ("POST", "/reactivate", {}),
+        ],
+    )
+    def test_foreign_expert_is_not_found(
+        self,
+        client: TestClient,
+        center: CenterWithStaff,
+        foreign_expert: str,
+        db: Session,
+        method: str,
+        suffix: str,
+        body: Any,
+    ) -> None:
+        before = snapshot(db)
+        response = client.request(
+            method,
+            f"/api/v1/experts/{foreign_expert}{suffix}",
+            json=body,
+            headers=center.headers("operator"),
+        )
+        assert_problem(response, 404, "not-found")
+        assert snapshot(db) == before
+
+    def test_lists_and_logs_show_only_own_center(
+        self,
+        client: TestClient,
+        center: CenterWithStaff,
+        other_center: CenterWithStaff,
+        foreign_expert: str,
+    ) -> None:
+        experts = client.get("/api/v1/experts", headers=center.headers("operator")).json()
+        assert experts["total"] == 0 and experts["items"] == []
+        entries = client.get("/api/v1/audit/entries", headers=center.headers("supervisor"))
+        assert foreign_expert not in entries.text
+        assert other_center.id not in entries.text
+        assert client.get("/api/v1/center", headers=center.headers("admin")).json()["id"] == (
+            center.id
+        )
+
+    def test_foreign_token_cannot_be_revoked(
+        self,
+        client: TestClient,
+        center: CenterWithStaff,
+        other_center: CenterWithStaff,
+        db: Session,
+        clock: FrozenClock,
+    ) -> None:
+        issued = staff_tokens.issue_staff_token(
+            db, other_center.caller, clock, Role.OPERATOR, "theirs"
+        )
+        db.commit()
+        response = client.post(
+            f"/api/v1/staff/tokens/{issued.token_id}/revoke", headers=center.headers("admin")
+        )
+        assert_problem(response, 404, "not-found")
+        assert staff_tokens.is_live(db, issued.token_id)
+
+    def test_same_id_number_may_serve_two_centers(
+        self, client: TestClient, center: CenterWithStaff, other_center: CenterWithStaff
+    ) -> None:
+        payload = expert_payload()
+        for staff in (center, other_center):
+            response = client.post(
+                "/api/v1/experts", json=payload, headers=staff.headers("operator")
+            )
+            assert response.status_code == 201

@@ -1,0 +1,159 @@
+"""The `evalsign` command as an installer and an auditor use it, run as a real process."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import on_postgres
+
+EVALSIGN = shutil.which("evalsign") or str(Path(__file__).parents[2] / ".venv/bin/evalsign")
+
+
+def run(data_dir: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EVALSIGN_DATABASE_URL": database_url}
+    env.pop("EVALSIGN_MASTER_KEY", None)
+    return subprocess.run(
+        [EVALSIGN, *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def run_json(data_dir: Path, database_url: str, *args: str) -> dict[str, Any]:
+    result = run(data_dir, database_url, *args)
+    assert result.returncode == 0, result.stderr
+    payload: dict[str, Any] = json.loads(result.stdout)
+    return payload
+
+
+@pytest.fixture
+def instance(tmp_path: Path, isolated_database_url: str) -> tuple[Path, str, dict[str, Any]]:
+    data_dir = tmp_path / "var"
+    created = run_json(data_dir, isolated_database_url, "init", "--center", "某市公共资源交易中心")
+    return data_dir, isolated_database_url, created
+
+
+@pytest.mark.slow
+def test_init_creates_an_instance_and_is_idempotent(
+    instance: tuple[Path, str, dict[str, Any]],
+) -> None:
+    data_dir, url, first = instance
+    assert first["center_created"] is True
+    assert first["center_name"] == "某市公共资源交易中心"
+    assert set(first["tokens"]) == {"admin", "operator", "supervisor"}
+    assert all(token.startswith("evs_") for token in first["tokens"].values())
+    key = data_dir / "vault" / "master.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(first["tokens_file"]).stat().st_mode) == 0o600
+
+    again = run_json(data_dir, url, "init", "--center", "某市公共资源交易中心")
+    assert again["center_id"] == first["center_id"]
+    assert again["center_created"] is False
+    assert again["tokens"] == first["tokens"]
+    assert key.read_bytes() == (data_dir / "vault" / "master.key").read_bytes()
+
+    second_center = run_json(data_dir, url, "init", "--center", "另一个中心")
+    assert second_center["center_id"] != first["center_id"]
+
+
+@pytest.mark.slow
+def test_token_create_issues_a_working_role_token(
+    instance: tuple[Path, str, dict[str, Any]],
+) -> None:
+    data_dir, url, created = instance
+    issued = run_json(
+        data_dir, url, "token", "create", "--center", created["center_id"], "--role", "operator"
+    )
+    assert issued["role"] == "operator" and issued["token"].startswith("evs_")
+    assert issued["token"] not in created["tokens"].values()
+
+    bad_role = run(
+        data_dir, url, "token", "create", "--center", created["center_id"], "--role", "root"
+    )
+    assert bad_role.returncode == 2 and "invalid choice" in bad_role.stderr
+    no_center = run(data_dir, url, "token", "create", "--center", "nope", "--role", "admin")
+    assert no_center.returncode == 2 and "NotFound" in no_center.stderr
+
+
+@pytest.mark.slow
+def test_audit_verify_names_the_edited_entry(
+    instance: tuple[Path, str, dict[str, Any]],
+) -> None:
+    data_dir, url, created = instance
+    for _ in range(3):
+        run_json(
+            data_dir,
+            url,
+            "token",
+            "create",
+            "--center",
+            created["center_id"],
+            "--role",
+            "supervisor",
+        )
+    clean = run_json(data_dir, url, "audit", "verify")
+    assert clean["ok"] is True and clean["centers"][0]["entries_checked"] == 7
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        if on_postgres():
+            connection.execute(text("ALTER TABLE audit_entries DISABLE TRIGGER USER"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_entries_no_update"))
+        connection.execute(
+            text('UPDATE audit_entries SET details = \'{"role": "admin"}\' WHERE seq = 5')
+        )
+    engine.dispose()
+
+    result = run(data_dir, url, "audit", "verify")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["centers"][0]["first_bad_seq"] == 5
+    assert report["centers"][0]["reason"] == "hash-mismatch"
+
+
+@pytest.mark.slow
+def test_a_lost_key_file_is_not_silently_replaced(
+    instance: tuple[Path, str, dict[str, Any]],
+) -> None:
+    data_dir, url, _created = instance
+    key = data_dir / "vault" / "master.key"
+    original = key.read_bytes()
+    key.unlink()
+    result = run(data_dir, url, "init")
+    assert result.returncode == 2
+    assert "master.key is missing" in result.stderr
+    assert not key.exists()  # no new key was made behind the operator's back
+    key.write_bytes(original)
+    assert run(data_dir, url, "init").returncode == 0
+
+
+@pytest.mark.slow
+def test_a_different_key_is_refused(instance: tuple[Path, str, dict[str, Any]]) -> None:
+    data_dir, url, _created = instance
+    other_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    result = subprocess.run(
+        [EVALSIGN, "init", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "EVALSIGN_DATABASE_URL": url, "EVALSIGN_MASTER_KEY": other_key},
+    )
+    assert result.returncode == 2
+    assert "not the one this database was initialized with" in result.stderr

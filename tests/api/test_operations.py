@@ -1,0 +1,102 @@
+"""Request ids, structured logs, problem+json for routing errors and crashes, health."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.logs import JsonFormatter, request_id_var
+from api.services import build_services
+from models.db import make_engine
+from models.settings import Settings
+from signing.keyring import Keyring
+from tests.api.helpers import assert_problem
+from tests.factories import CenterWithStaff
+
+
+def test_every_response_carries_a_request_id(client: TestClient) -> None:
+    first = client.get("/healthz").headers["x-request-id"]
+    second = client.get("/healthz").headers["x-request-id"]
+    assert len(first) == 32 and first != second
+
+
+def test_a_sane_incoming_request_id_is_kept(client: TestClient) -> None:
+    response = client.get("/healthz", headers={"X-Request-ID": "lb-7f3a.42"})
+    assert response.headers["x-request-id"] == "lb-7f3a.42"
+
+
+def test_an_unsafe_incoming_request_id_is_replaced(client: TestClient) -> None:
+    response = client.get("/healthz", headers={"X-Request-ID": 'x" onload=alert(1)'})
+    assert response.headers["x-request-id"] != 'x" onload=alert(1)'
+
+
+def test_unknown_route_and_wrong_method_are_problems(
+    client: TestClient, center: CenterWithStaff
+) -> None:
+    assert_problem(client.get("/api/v1/nothing-here"), 404, "no-such-route")
+    assert_problem(
+        client.delete("/api/v1/experts", headers=center.headers("operator")),
+        405,
+        "method-not-allowed",
+    )
+
+
+def test_problem_types_are_documented(client: TestClient) -> None:
+    doc = client.get("/problems/duplicate-id-number").json()
+    assert doc["status"] == 409 and "ID number" in doc["title"]
+    assert_problem(client.get("/problems/no-such-problem"), 404, "not-found")
+
+
+def test_a_crash_is_a_500_problem_with_the_logged_request_id(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("disk on fire")
+
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
+        response = client.get("/boom")
+    body = assert_problem(response, 500, "internal-error")
+    assert "disk on fire" not in response.text  # internals stay in the log
+    crash = [record for record in caplog.records if record.exc_info]
+    assert crash and "disk on fire" in str(crash[0].exc_info[1])
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+def test_log_lines_are_json_with_the_request_id() -> None:
+    record = logging.LogRecord("evalsign.access", logging.INFO, __file__, 1, "request", None, None)
+    record.status = 201
+    token = request_id_var.set("abc123")
+    try:
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id_var.reset(token)
+    assert line["request_id"] == "abc123"
+    assert line["status"] == 201 and line["message"] == "request" and line["level"] == "info"
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_not_ready_when_the_schema_is_not_migrated(
+    isolated_database_url: str, tmp_path: object
+) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=isolated_database_url)  # type: ignore[arg-type]
+    engine = make_engine(isolated_database_url)
+    app = create_app(build_services(settings, engine=engine, keyring=Keyring(b"k" * 32)))
+    with TestClient(app) as client:
+        assert_problem(client.get("/readyz"), 503, "not-ready")
+    engine.dispose()
+
+
+def test_openapi_documents_the_api(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/experts" in spec["paths"]
+    assert client.get("/docs").status_code == 200
