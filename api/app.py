@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.routers import admin, experts, health
@@ -14,6 +15,8 @@ IMPORT_PATH = "/api/v1/experts/import"
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
+        docs_url=None,  # served by api.docs from local files, not a CDN
+        redoc_url=None,
         title="EvalSign",
         version="0.1.0",
         summary="Remote bid evaluation with face-verified experts and cloud signatures.",
@@ -30,6 +33,7 @@ def create_app(services: Services) -> FastAPI:
 
     app.add_middleware(RequestContextMiddleware, body_limit=body_limit)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(experts.router)
     app.include_router(admin.router)

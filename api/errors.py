@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.logs import request_id_var
 from evaluation.errors import DomainError
+from evaluation.identity import error_message
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -102,7 +103,7 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         {
             "field": ".".join(str(part) for part in error["loc"]),
             "type": error["type"],
-            "message": error["msg"],
+            "message": error_message(error["msg"]),
         }
         for error in exc.errors()
     ]

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from evaluation import audit
 from evaluation.errors import DuplicateIdNumber, ImportRejected, ImportTooLarge
 from evaluation.experts import NewExpert, expert_row, registered_indexes, registration_details
+from evaluation.identity import error_message
 from models.clock import Clock
 from models.tables import Expert, ExpertSpecialty
 from signing.field_cipher import FieldCipher
@@ -151,7 +152,9 @@ def _validate(
         return NewExpert.model_validate(payload), []
     except ValidationError as exc:
         return None, [
-            RowError(line, str(error["loc"][0]) if error["loc"] else None, error["msg"])
+            RowError(
+                line, str(error["loc"][0]) if error["loc"] else None, error_message(error["msg"])
+            )
             for error in exc.errors()
         ]
 

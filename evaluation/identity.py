@@ -140,6 +140,11 @@ def normalize_text(value: str) -> str:
     return text
 
 
+def error_message(message: str) -> str:
+    """A validation message as a person should read it, without pydantic's prefix."""
+    return message.removeprefix("Value error, ")
+
+
 def mask_id_number(number: str) -> str:
     return number[:3] + "*" * (len(number) - 7) + number[-4:]
 

@@ -21,6 +21,8 @@ with engine.connect() as connection:
         connection=connection,
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        # SQLite does roll back DDL: a migration that fails halfway leaves no half schema.
+        transactional_ddl=True,
         compare_type=True,
     )
     with context.begin_transaction():

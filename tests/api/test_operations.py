@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 from fastapi import FastAPI
@@ -96,7 +97,24 @@ def test_not_ready_when_the_schema_is_not_migrated(
     engine.dispose()
 
 
-def test_openapi_documents_the_api(client: TestClient) -> None:
+def test_openapi_documents_errors_as_problems(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert "/api/v1/experts" in spec["paths"]
-    assert client.get("/docs").status_code == 200
+    create = spec["paths"]["/api/v1/experts"]["post"]
+    invalid = create["responses"]["422"]["content"]
+    assert list(invalid) == ["application/problem+json"]
+    assert invalid["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert {"type", "title", "status", "detail", "code"} <= set(
+        spec["components"]["schemas"]["Problem"]["properties"]
+    )
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_docs_page_loads_only_local_assets(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(source.startswith("/") for source in sources), sources
+    assert "cdn" not in page.text.lower()
+    for source in sources:
+        assert client.get(source).status_code == 200, source
