@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from api.instance import initialize, open_engine, prepare
 from evaluation import audit, centers
@@ -61,18 +64,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token_create(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    engine = open_engine(settings)
+@contextmanager
+def _transaction(args: argparse.Namespace) -> Iterator[Session]:
+    """One committed transaction on the instance's database, for a one-shot command."""
+    engine = open_engine(_settings(args))
     try:
         with make_session_factory(engine)() as db, db.begin():
-            center = centers.get_center(db, args.center)
-            caller = audit.Caller(center.id, "cli:token")
-            issued = staff_tokens.issue_staff_token(
-                db, caller, SystemClock(), Role(args.role), args.label or f"cli {args.role}"
-            )
+            yield db
     finally:
         engine.dispose()
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    with _transaction(args) as db:
+        center = centers.get_center(db, args.center)
+        caller = audit.Caller(center.id, "cli:token")
+        issued = staff_tokens.issue_staff_token(
+            db, caller, SystemClock(), Role(args.role), args.label or f"cli {args.role}"
+        )
     _print(
         {
             "center_id": issued.center_id,
@@ -86,14 +95,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    engine = open_engine(settings)
-    try:
-        with make_session_factory(engine)() as db, db.begin():
-            ids = [args.center] if args.center else [c.id for c in centers.list_centers(db)]
-            reports = [audit.verify_chain(db, center_id) for center_id in ids]
-    finally:
-        engine.dispose()
+    with _transaction(args) as db:
+        ids = [args.center] if args.center else [c.id for c in centers.list_centers(db)]
+        reports = [audit.verify_chain(db, center_id) for center_id in ids]
     ok = all(report.ok for report in reports)
     _print({"ok": ok, "centers": [vars(report) for report in reports]})
     return 0 if ok else 1

@@ -168,6 +168,30 @@ def update_expert(
     return _out(record, staff)
 
 
+def _change_status(
+    action: StatusAction,
+    reason: str | None,
+    expert_id: str,
+    staff: Staff,
+    db: Db,
+    services: ServicesDep,
+    version: int | None,
+    response: Response,
+) -> ExpertOut:
+    record = experts.change_expert_status(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        expert_id,
+        action,
+        reason,
+        expected_version=version,
+    )
+    _etag(response, record)
+    return _out(record, staff)
+
+
 @router.post("/{expert_id}/suspend", response_model=ExpertOut)
 def suspend_expert(
     expert_id: str,
@@ -178,18 +202,10 @@ def suspend_expert(
     version: ExpectedVersion,
     response: Response,
 ) -> ExpertOut:
-    record = experts.change_expert_status(
-        db,
-        staff.caller,
-        services.clock,
-        services.cipher,
-        expert_id,
-        StatusAction.SUSPEND,
-        body.reason,
-        expected_version=version,
+    """Take an expert out of draws; the reason is kept and audited."""
+    return _change_status(
+        StatusAction.SUSPEND, body.reason, expert_id, staff, db, services, version, response
     )
-    _etag(response, record)
-    return _out(record, staff)
 
 
 @router.post("/{expert_id}/reactivate", response_model=ExpertOut)
@@ -202,15 +218,6 @@ def reactivate_expert(
     version: ExpectedVersion,
     response: Response,
 ) -> ExpertOut:
-    record = experts.change_expert_status(
-        db,
-        staff.caller,
-        services.clock,
-        services.cipher,
-        expert_id,
-        StatusAction.REACTIVATE,
-        body.reason,
-        expected_version=version,
+    return _change_status(
+        StatusAction.REACTIVATE, body.reason, expert_id, staff, db, services, version, response
     )
-    _etag(response, record)
-    return _out(record, staff)

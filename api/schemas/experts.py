@@ -58,21 +58,8 @@ class ExpertOut(BaseModel):
 
     @classmethod
     def of(cls, record: ExpertRecord, *, reveal_phone: bool) -> ExpertOut:
-        return cls(
-            id=record.id,
-            name=record.name,
-            id_number_masked=record.id_number_masked,
-            phone=record.phone if reveal_phone else mask_phone(record.phone),
-            specialties=record.specialties,
-            employer_name=record.employer_name,
-            employer_credit_code=record.employer_credit_code,
-            region_code=record.region_code,
-            status=record.status,
-            status_reason=record.status_reason,
-            version=record.version,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        phone = record.phone if reveal_phone else mask_phone(record.phone)
+        return cls.model_validate({**vars(record), "phone": phone})
 
 
 class ExpertPageOut(BaseModel):
