@@ -18,7 +18,12 @@ COPY evaluation ./evaluation
 COPY face ./face
 COPY models ./models
 COPY signing ./signing
+# insightface without its declared opencv-python: only the headless OpenCV build belongs in
+# a slim image (no libGL); pyproject.toml lists insightface's real needs.
 RUN pip install -c constraints.txt . \
+    && pip install --no-deps -c constraints.txt insightface==2.1 \
+    && python -c "import importlib.metadata as m, cv2; m.distribution('opencv-python-headless')" \
+    && ! pip show opencv-python >/dev/null 2>&1 \
     && mkdir -p /data && chown evalsign:evalsign /data
 
 USER evalsign

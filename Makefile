@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= var
 PYTEST_ARGS ?=
+# Installed without its declared opencv-python (see pyproject.toml); its needs are ours.
+INSIGHTFACE := insightface==2.1
 
 .PHONY: install run test lint bench clean
 
@@ -15,6 +17,7 @@ $(BIN)/python:
 # constraints.txt holds the exact versions CI tested; pyproject.toml the ranges.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt $(INSIGHTFACE)
 	touch $@
 
 install: $(STAMP)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI
 
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routers import admin, experts, health
+from api.routers import admin, experts, faces, health
 from api.services import Services
 
 IMPORT_PATH = "/api/v1/experts/import"
+COMPARE_PATH = "/api/v1/face/compare"
+FACE_PATH = re.compile(r"^/api/v1/experts/[^/]+/face$")
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields
 
 
 def create_app(services: Services) -> FastAPI:
@@ -28,8 +33,17 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     settings = services.settings
 
+    photo_bytes = settings.face_max_image_bytes
+    enrollment_bytes = photo_bytes * settings.face_max_enrollment_photos + FORM_OVERHEAD
+
     def body_limit(path: str) -> int:
-        return settings.max_import_bytes if path == IMPORT_PATH else settings.max_request_bytes
+        if path == IMPORT_PATH:
+            return settings.max_import_bytes
+        if path == COMPARE_PATH:
+            return 2 * photo_bytes + FORM_OVERHEAD
+        if FACE_PATH.match(path):
+            return enrollment_bytes
+        return settings.max_request_bytes
 
     app.add_middleware(RequestContextMiddleware, body_limit=body_limit)
     install_error_handlers(app)
@@ -37,4 +51,5 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(health.router)
     app.include_router(experts.router)
     app.include_router(admin.router)
+    app.include_router(faces.router)
     return app

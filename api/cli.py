@@ -17,6 +17,7 @@ from evaluation import audit, centers
 from evaluation import staff as staff_tokens
 from evaluation.errors import DomainError
 from evaluation.staff import Role
+from face.model_pack import ModelPackError
 from models.clock import SystemClock
 from models.db import make_session_factory
 from models.settings import Settings
@@ -103,6 +104,37 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_face_compare(args: argparse.Namespace) -> int:
+    from api.services import face_engine_for
+    from evaluation.faces import FacePolicy, compare_images
+
+    settings = _settings(args)
+    result = compare_images(
+        face_engine_for(settings),
+        FacePolicy.from_settings(settings),
+        Path(args.image_a).read_bytes(),
+        Path(args.image_b).read_bytes(),
+    )
+    _print(result)
+    return 0
+
+
+def cmd_face_eval(args: argparse.Namespace) -> int:
+    from api.services import face_engine_for
+    from evaluation.faces import FacePolicy, evaluate_pairs
+
+    settings = _settings(args)
+    threshold = args.threshold if args.threshold is not None else settings.face_match_threshold
+    report = evaluate_pairs(
+        face_engine_for(settings),
+        FacePolicy.from_settings(settings),
+        Path(args.pairs),
+        threshold,
+    )
+    _print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: EVALSIGN_DATA_DIR or ./var)")
@@ -134,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_cmd.add_parser("verify", parents=[common], help="recompute the hash chain")
     verify.add_argument("--center", help="only this center id")
     verify.set_defaults(handler=cmd_audit_verify)
+
+    face = commands.add_parser("face", help="face engine diagnostics").add_subparsers(
+        dest="face_command", required=True
+    )
+    compare = face.add_parser("compare", parents=[common], help="similarity of two faces")
+    compare.add_argument("image_a")
+    compare.add_argument("image_b")
+    compare.set_defaults(handler=cmd_face_compare)
+    evaluate = face.add_parser(
+        "eval", parents=[common], help="accuracy, EER and TAR@FAR over labelled pairs"
+    )
+    evaluate.add_argument("pairs", help="CSV with columns img_a,img_b,same (paths relative to it)")
+    evaluate.add_argument("--threshold", type=float, help="default: EVALSIGN_FACE_MATCH_THRESHOLD")
+    evaluate.set_defaults(handler=cmd_face_eval)
     return parser
 
 
@@ -141,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (DomainError, KeyringError) as exc:
+    except (DomainError, KeyringError, ModelPackError, OSError) as exc:
         print(json.dumps({"error": type(exc).__name__, "detail": str(exc)}), file=sys.stderr)
         return 2
     return code

@@ -10,13 +10,15 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.errors import BadPrecondition
+from api.errors import BadPrecondition, NotReady
 from api.logs import request_id_var
 from api.services import Services
 from evaluation import staff as staff_tokens
 from evaluation.audit import Caller
 from evaluation.errors import InvalidCredentials, RoleForbidden
 from evaluation.staff import Role
+from face.engine import FaceEngine
+from face.model_pack import ModelPackError
 from models.db import READ_ONLY
 
 
@@ -93,6 +95,16 @@ AnyStaff = Annotated[Staff, Depends(require(Role.ADMIN, Role.OPERATOR, Role.SUPE
 Operator = Annotated[Staff, Depends(require(Role.OPERATOR))]
 Admin = Annotated[Staff, Depends(require(Role.ADMIN))]
 AuditReader = Annotated[Staff, Depends(require(Role.ADMIN, Role.SUPERVISOR))]
+
+
+def get_face_engine(services: ServicesDep) -> FaceEngine:
+    try:
+        return services.face_engine()
+    except ModelPackError as exc:
+        raise NotReady(f"the face models cannot be loaded: {exc}") from exc
+
+
+FaceEngineDep = Annotated[FaceEngine, Depends(get_face_engine)]
 
 
 def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:

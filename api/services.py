@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from evaluation.faces import FacePolicy
+from face.engine import EngineOptions, FaceEngine
+from face.model_pack import load_model_pack
 from models.clock import Clock, SystemClock
 from models.db import make_engine, make_session_factory
 from models.settings import Settings
 from signing.field_cipher import FieldCipher
 from signing.keyring import Keyring, load_keyring
+
+_face_engines: dict[tuple[str, int, int, int], FaceEngine] = {}
+_face_engines_lock = threading.Lock()
+
+
+def face_engine_for(settings: Settings) -> FaceEngine:
+    """The process's one engine for these settings: models load once and are shared by all
+    requests (onnxruntime sessions run concurrently; the engine keeps no per-call state)."""
+    key = (
+        str(settings.face_model_dir or ""),
+        settings.face_intra_op_threads,
+        settings.face_inter_op_threads,
+        settings.face_detection_size,
+    )
+    with _face_engines_lock:
+        if key not in _face_engines:
+            _face_engines[key] = FaceEngine(
+                load_model_pack(settings.face_model_dir),
+                EngineOptions(
+                    intra_op_threads=settings.face_intra_op_threads,
+                    inter_op_threads=settings.face_inter_op_threads,
+                    detection_size=settings.face_detection_size,
+                ),
+            )
+        return _face_engines[key]
 
 
 @dataclass(frozen=True)
@@ -21,6 +50,10 @@ class Services:
     session_factory: sessionmaker[Session]
     clock: Clock
     cipher: FieldCipher
+    face_policy: FacePolicy
+
+    def face_engine(self) -> FaceEngine:
+        return face_engine_for(self.settings)
 
 
 def build_services(
@@ -41,4 +74,5 @@ def build_services(
         session_factory=session_factory or make_session_factory(engine),
         clock=clock or SystemClock(),
         cipher=FieldCipher(keyring),
+        face_policy=FacePolicy.from_settings(settings),
     )

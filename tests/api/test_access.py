@@ -14,7 +14,13 @@ from evaluation import staff as staff_tokens
 from evaluation.staff import Role
 from models.clock import FrozenClock
 from tests.api.helpers import assert_problem, snapshot
+from tests.face.corpus import encode, portraits
 from tests.factories import CenterWithStaff, expert_payload
+
+
+def portrait() -> Any:
+    return portraits()["yaoming-0"]
+
 
 ALL = frozenset(Role)
 OPERATOR = frozenset({Role.OPERATOR})
@@ -30,6 +36,7 @@ class Route:
     ok: int
     json: Any = None
     csv: str | None = None
+    files: str | None = None
 
 
 def _csv() -> str:
@@ -51,6 +58,10 @@ ROUTES = [
     Route("GET", "/api/v1/staff/tokens", ADMIN, 200),
     Route("POST", "/api/v1/staff/tokens", ADMIN, 201, json={"role": "operator", "label": "新"}),
     Route("POST", "/api/v1/staff/tokens/{token_id}/revoke", ADMIN, 200),
+    Route("PUT", "/api/v1/experts/{expert_id}/face", OPERATOR, 201, files="face"),
+    Route("GET", "/api/v1/experts/{expert_id}/face", ALL, 409),  # not enrolled yet
+    Route("DELETE", "/api/v1/experts/{expert_id}/face", OPERATOR, 409),
+    Route("POST", "/api/v1/face/compare", OPERATOR, 200, files="compare"),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
 ]
@@ -58,6 +69,20 @@ ROUTES = [
 
 def _call(client: TestClient, route: Route, ids: dict[str, str], headers: dict[str, str]) -> Any:
     path = route.path.format(**ids)
+    if route.files == "face":
+        photo = ("me.jpg", encode(portrait()), "image/jpeg")
+        return client.request(
+            route.method,
+            path,
+            files={"photos": photo},
+            data={"consent": "true"},
+            headers=headers,
+        )
+    if route.files == "compare":
+        image = ("a.jpg", encode(portrait()), "image/jpeg")
+        return client.request(
+            route.method, path, files={"image_a": image, "image_b": image}, headers=headers
+        )
     if route.csv:
         return client.request(
             route.method, path, content=_csv(), headers={**headers, "content-type": "text/csv"}

@@ -157,3 +157,47 @@ def test_a_different_key_is_refused(instance: tuple[Path, str, dict[str, Any]]) 
     )
     assert result.returncode == 2
     assert "not the one this database was initialized with" in result.stderr
+
+
+@pytest.mark.slow
+def test_face_compare_prints_similarity_as_json(tmp_path: Path) -> None:
+    from tests.face.corpus import PHONE_TRANSFORMS, encode, portraits
+
+    people = portraits()
+    (tmp_path / "a.jpg").write_bytes(encode(people["t1-5"]))
+    (tmp_path / "b.jpg").write_bytes(PHONE_TRANSFORMS["exif-rotated"](people["t1-5"]))
+    (tmp_path / "c.jpg").write_bytes(encode(people["yaoming-0"]))
+    same = run_json(
+        tmp_path, "sqlite://", "face", "compare", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")
+    )
+    assert same["same"] is True and same["similarity"] >= same["threshold"] == 0.4
+    assert len(same["faces"]) == 2 and same["faces"][1]["faces_found"] == 1
+    other = run_json(
+        tmp_path, "sqlite://", "face", "compare", str(tmp_path / "a.jpg"), str(tmp_path / "c.jpg")
+    )
+    assert other["same"] is False
+    missing = run(
+        tmp_path,
+        "sqlite://",
+        "face",
+        "compare",
+        str(tmp_path / "a.jpg"),
+        str(tmp_path / "nope.jpg"),
+    )
+    assert missing.returncode == 2 and "nope.jpg" in missing.stderr
+
+
+@pytest.mark.slow
+def test_face_eval_reports_accuracy_eer_and_tar(tmp_path: Path) -> None:
+    from tests.face.corpus import write_pairs
+
+    pairs = write_pairs(tmp_path / "pairs", impostors_per_person=3)
+    report = run_json(tmp_path, "sqlite://", "face", "eval", str(pairs))
+    rows = pairs.read_text().strip().splitlines()[1:]
+    assert report["pairs"] == len(rows)
+    assert report["genuine"] == sum(row.endswith(",1") for row in rows)
+    assert report["accuracy"] >= 0.99 and report["eer"] <= 0.01
+    assert report["genuine_min"] > report["threshold"] > report["impostor_max"]
+    assert report["skipped_no_face"] == []
+    strict = run_json(tmp_path, "sqlite://", "face", "eval", str(pairs), "--threshold", "0.999")
+    assert strict["accuracy"] < report["accuracy"]  # the threshold is really applied
