@@ -104,8 +104,8 @@ class FaceEngine:
         does (its own call uses a scikit-image API that is being removed)."""
         transform = SimilarityTransform.from_estimate(face.keypoints, arcface_dst)
         matrix = np.asarray(transform.params[0:2, :], dtype=np.float64)
-        crop: NDArray[np.uint8] = cv2.warpAffine(bgr, matrix, (112, 112), borderValue=0.0)
-        return crop
+        crop = cv2.warpAffine(bgr, matrix, (112, 112), borderValue=0.0)
+        return np.asarray(crop, dtype=np.uint8)
 
     def embed(self, aligned: NDArray[np.uint8]) -> Vector:
         """A unit-length embedding of an aligned crop."""
