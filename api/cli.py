@@ -1,4 +1,4 @@
-"""The `evalsign` command: init, serve, token create, audit verify."""
+"""The `evalsign` command: init, serve, token create, audit verify, face compare/eval."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     clock = SystemClock()
     engine = prepare(settings, clock)
-    app = create_app(build_services(settings, engine=engine, clock=clock))
+    services = build_services(settings, engine=engine, clock=clock)
+    services.face_engine()  # verify and load the face models now: a bad file stops start-up
+    app = create_app(services)
     uvicorn.run(
         app,
         host=args.host or settings.host,

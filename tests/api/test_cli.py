@@ -201,3 +201,33 @@ def test_face_eval_reports_accuracy_eer_and_tar(tmp_path: Path) -> None:
     assert report["skipped_no_face"] == []
     strict = run_json(tmp_path, "sqlite://", "face", "eval", str(pairs), "--threshold", "0.999")
     assert strict["accuracy"] < report["accuracy"]  # the threshold is really applied
+
+
+@pytest.mark.slow
+def test_serve_refuses_to_start_with_an_altered_model_file(
+    instance: tuple[Path, str, dict[str, Any]], tmp_path: Path
+) -> None:
+    from face.model_pack import ROLES, load_model_pack
+
+    data_dir, url, _created = instance
+    pack = load_model_pack()
+    models = tmp_path / "models"
+    models.mkdir()
+    manifest: dict[str, Any] = {"name": "tampered", "files": {}}
+    for role in ROLES:
+        source = pack.files[role]
+        (models / source.path.name).symlink_to(source.path)
+        manifest["files"][role] = {"file": source.path.name, "sha256": source.sha256}
+    manifest["files"]["recognizer"]["sha256"] = "0" * 64
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    env = {**os.environ, "EVALSIGN_DATABASE_URL": url, "EVALSIGN_FACE_MODEL_DIR": str(models)}
+    result = subprocess.run(
+        [EVALSIGN, "serve", "--data-dir", str(data_dir), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "recognizer" in result.stderr and "0" * 64 in result.stderr
