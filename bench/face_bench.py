@@ -12,6 +12,7 @@ EvalSign's per-frame cost within 1.2x of the bare calls, and throughput with two
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -25,10 +26,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from face.analysis import analyze_bytes  # noqa: E402
-from face.intake import IntakeLimits  # noqa: E402
-from face.quality import QualityThresholds  # noqa: E402
-from tests.face.corpus import encode, engine, portraits  # noqa: E402
+from insightface.app.common import Face
+
+from face.analysis import analyze_bytes
+from face.engine import FaceEngine
+from face.intake import IntakeLimits
+from face.quality import QualityThresholds
+from tests.face.corpus import encode, engine, portraits
 
 
 def frame(width: int, height: int, face_px: int) -> bytes:
@@ -75,70 +79,79 @@ def throughput(run: Callable[[], object], workers: int, seconds: float) -> float
     return sum(done) / seconds
 
 
+def concurrent_latency(run: Callable[[], object], count: int) -> list[float]:
+    """Latencies of ``count`` calls spread over two workers running at the same time."""
+    samples: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = timed(run, count // 2)
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return samples
+
+
+def bench_frame(face_engine: FaceEngine, data: bytes, label: str, args: argparse.Namespace) -> None:
+    limits, thresholds = IntakeLimits(), QualityThresholds()
+    # The bare path: insightface's own calls on the same model objects (detector, landmark
+    # model, recognizer with its own norm_crop alignment), after a plain cv2 decode.
+    detector = face_engine._detector
+    landmarker = face_engine._landmarker
+    recognizer = face_engine._recognizer
+
+    def evalsign() -> object:
+        analysis = analyze_bytes(
+            face_engine, data, limits, thresholds, single_face=False, with_landmarks=True
+        )
+        assert analysis.embedding is not None
+        return analysis
+
+    def bare() -> object:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        boxes, points = detector.detect(image, input_size=(640, 640))
+        face = Face(bbox=boxes[0, :4], kps=points[0], det_score=boxes[0, 4])
+        landmarker.get(image, face)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return recognizer.get(image, face)
+
+    p50, p95 = percentiles(timed(evalsign, args.frames))
+    b50, b95 = percentiles(timed(bare, args.frames))
+    print(f"\n{label} JPEG ({len(data) // 1024} KiB), one request at a time:")
+    print(f"  evalsign analyze   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
+    print(
+        f"  bare model calls   p50 {b50:6.1f} ms   p95 {b95:6.1f} ms   "
+        "(cv2 decode + detect + landmarks + embed)"
+    )
+    print(f"  ratio evalsign/bare (p50): {p50 / b50:.2f}x   (goal <= 1.2x)")
+    one = throughput(evalsign, 1, args.seconds)
+    two = throughput(evalsign, 2, args.seconds)
+    print(
+        f"  throughput: 1 worker {one:5.1f} frames/s, 2 workers {two:5.1f} frames/s, "
+        f"scaling {two / one:.2f}x   (goal >= 1.7x)"
+    )
+    c50, c95 = percentiles(concurrent_latency(evalsign, args.frames))
+    print(f"  under 2 concurrent requests: p50 {c50:6.1f} ms   p95 {c95:6.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
-
     face_engine = engine()
-    # The bare path: insightface's own calls on the same model objects (detector,
-    # landmark model, recognizer with its own norm_crop alignment).
-    detector = face_engine._detector
-    landmarker = face_engine._landmarker
-    recognizer = face_engine._recognizer
-    from insightface.app.common import Face
-
-    limits, thresholds = IntakeLimits(), QualityThresholds()
-    print(f"model: {face_engine.model_id}; onnxruntime threads per session: "
-          f"{face_engine.options.intra_op_threads}")
+    print(
+        f"model: {face_engine.model_id}; onnxruntime threads per session: "
+        f"{face_engine.options.intra_op_threads}; cores: {os.cpu_count()}"
+    )
     for width, height, face_px in ((640, 480, 160), (1280, 720, 220)):
-        data = frame(width, height, face_px)
-
-        def evalsign(data: bytes = data) -> object:
-            analysis = analyze_bytes(face_engine, data, limits, thresholds,
-                                     single_face=False, with_landmarks=True)
-            assert analysis.embedding is not None
-            return analysis
-
-        def bare(data: bytes = data) -> object:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            boxes, points = detector.detect(image, input_size=(640, 640))
-            face = Face(bbox=boxes[0, :4], kps=points[0], det_score=boxes[0, 4])
-            landmarker.get(image, face)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return recognizer.get(image, face)
-
-        ours = timed(evalsign, args.frames)
-        theirs = timed(bare, args.frames)
-        p50, p95 = percentiles(ours)
-        b50, b95 = percentiles(theirs)
-        print(f"\n{width}x{height} JPEG ({len(data) // 1024} KiB), one request at a time:")
-        print(f"  evalsign analyze   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
-        print(f"  bare model calls   p50 {b50:6.1f} ms   p95 {b95:6.1f} ms   (cv2 decode + "
-              "detect + landmarks + embed)")
-        print(f"  ratio evalsign/bare (p50): {p50 / b50:.2f}x   (goal <= 1.2x)")
-
-        one = throughput(evalsign, 1, args.seconds)
-        two = throughput(evalsign, 2, args.seconds)
-        print(f"  throughput: 1 worker {one:5.1f} frames/s, 2 workers {two:5.1f} frames/s, "
-              f"scaling {two / one:.2f}x   (goal >= 1.7x)")
-        concurrent: list[float] = []
-        lock = threading.Lock()
-
-        def latency_worker() -> None:
-            samples = timed(evalsign, args.frames // 2)
-            with lock:
-                concurrent.extend(samples)
-
-        workers = [threading.Thread(target=latency_worker) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        c50, c95 = percentiles(concurrent)
-        print(f"  under 2 concurrent requests: p50 {c50:6.1f} ms   p95 {c95:6.1f} ms")
+        bench_frame(face_engine, frame(width, height, face_px), f"{width}x{height}", args)
 
 
 if __name__ == "__main__":
