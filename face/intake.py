@@ -12,7 +12,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+# MPO is how Pillow names a phone JPEG that carries a second picture (depth map, preview):
+# an ordinary JPEG whose first picture is the photo.
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
 EXIF_ORIENTATION = 0x0112
 
 
@@ -41,6 +43,15 @@ class DecodedImage:
     rotated_by_exif: bool
 
 
+def _too_many_pixels(limits: IntakeLimits, width: int = 0, height: int = 0) -> ImageRejected:
+    size = f"{width}x{height}" if width and height else "its header declares"
+    return ImageRejected(
+        "too-many-pixels",
+        f"the image has more than {limits.max_pixels} pixels ({size})",
+        f"图片像素过多（超过 {limits.max_pixels}）",
+    )
+
+
 def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedImage:
     """Decode an uploaded photo or frame, or raise ImageRejected."""
     if not data:
@@ -56,7 +67,10 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
             # Our own pixel limit, checked below, is the one that applies.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))  # reads the header only
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow's own limit fires inside open() for headers past ~179 M pixels.
+        raise _too_many_pixels(limits) from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageRejected("not-an-image", "the file is not an image", "文件不是图片") from exc
     if image.format not in ALLOWED_FORMATS:
         raise ImageRejected(
@@ -66,11 +80,7 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
         )
     width, height = image.size
     if width <= 0 or height <= 0 or width * height > limits.max_pixels:
-        raise ImageRejected(
-            "too-many-pixels",
-            f"the image has {width}x{height} pixels, more than {limits.max_pixels}",
-            f"图片像素过多（{width}x{height}）",
-        )
+        raise _too_many_pixels(limits, width, height)
     try:
         image.load()
         orientation = image.getexif().get(EXIF_ORIENTATION, 1)
@@ -85,7 +95,7 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
     bgr = cv2.cvtColor(np.asarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
     return DecodedImage(
         bgr=np.asarray(bgr, dtype=np.uint8),
-        format=str(image.format),
+        format="JPEG" if image.format == "MPO" else str(image.format),
         width=rgb.width,
         height=rgb.height,
         rotated_by_exif=orientation not in (None, 1),

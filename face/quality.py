@@ -2,9 +2,11 @@
 English that a person holding the camera can act on.
 
 Default thresholds were set from measurements on the photos the model wheels ship and
-degraded copies of them (see tests/face/test_quality.py): sharp faces give a Laplacian
-variance of 120-430 on the aligned crop, a 5x5 Gaussian blur 55, 9x9 22; normal exposure
-gives a mean grey of 100-185, a 30% darkened photo 41, overexposure above 225.
+degraded copies of them (see tests/face/test_quality.py). Sharpness is the Laplacian
+variance of the aligned face over its grey-level variance, so that dim light does not read
+as blur: sharp faces give 0.035-0.25 (unchanged at half the light), a 3x3 blur keeps at
+least 0.03, a sigma-4 blur at most 0.013. Normal exposure gives a mean grey of 100-185, a
+30% darkened photo 41, overexposure above 225.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ from numpy.typing import NDArray
 
 from face.engine import DetectedFace
 
-# Nose depth in front of the eye plane over half the inter-eye distance, for a typical
-# adult face: turns the keypoint ratio into an approximate yaw angle.
-_NOSE_DEPTH_RATIO = 0.8
-_FRONTAL_PITCH_RATIO = 0.52
+# A generic adult face in millimetres (x right, y down, z towards the camera), in the order
+# of the detector's keypoints: left eye, right eye, nose tip, left and right mouth corner.
+_FACE_MODEL = np.array(
+    [[-32.0, 0.0, 0.0], [32.0, 0.0, 0.0], [0.0, 38.0, 24.0], [-25.0, 70.0, 5.0], [25.0, 70.0, 5.0]]
+)
 
 
 @dataclass(frozen=True)
 class QualityThresholds:
     min_face_px: float = 64.0
     min_detection_score: float = 0.6
-    min_sharpness: float = 40.0
+    min_sharpness: float = 0.02
     min_brightness: float = 50.0
     max_brightness: float = 215.0
     max_yaw_degrees: float = 30.0
@@ -83,21 +86,49 @@ def multiple_faces(count: int) -> QualityIssue:
 
 
 def head_pose(face: DetectedFace) -> tuple[float, float]:
-    """Approximate (yaw, pitch) in degrees from the five keypoints, roll removed first."""
-    left_eye, right_eye, nose, mouth_left, mouth_right = face.keypoints.astype(np.float64)
-    eye_mid = (left_eye + right_eye) / 2
-    half_eye_distance = float(np.linalg.norm(right_eye - left_eye)) / 2
+    """Approximate (yaw, pitch) in degrees: the rotation of a generic 3D face that best
+    explains the five keypoints (solvePnP, near-orthographic camera), after the in-plane
+    tilt is removed. Unlike the nose's offset alone, this keeps a turned head visible when
+    it also looks up or down. Yaw > 0: nose towards the image's right; pitch > 0: chin down.
+    Keypoints no rotation of a face can explain read as (90, 90)."""
+    points = face.keypoints.astype(np.float64)
+    left_eye, right_eye = points[0], points[1]
     roll = math.atan2(right_eye[1] - left_eye[1], right_eye[0] - left_eye[0])
     cos, sin = math.cos(-roll), math.sin(-roll)
-    unroll = np.array([[cos, -sin], [sin, cos]])
-    nose_offset = unroll @ (nose - eye_mid)
-    mouth_offset = unroll @ ((mouth_left + mouth_right) / 2 - eye_mid)
-    if half_eye_distance <= 0 or mouth_offset[1] <= 0:
-        return 90.0, 90.0  # degenerate keypoints: treat as far from frontal
-    yaw = math.degrees(math.atan(nose_offset[0] / half_eye_distance / _NOSE_DEPTH_RATIO))
-    pitch_ratio = (nose_offset[1] / mouth_offset[1] - _FRONTAL_PITCH_RATIO) / 0.45
-    pitch = math.degrees(math.asin(max(-1.0, min(1.0, pitch_ratio))))
-    return yaw, pitch
+    points = (points - points.mean(axis=0)) @ np.array([[cos, sin], [-sin, cos]])
+    scale = max(float(np.ptp(points[:, 0])), float(np.ptp(points[:, 1])), 1.0)
+    focal = 20 * scale  # a far camera: perspective barely matters for a face
+    camera = np.array([[focal, 0.0, 0.0], [0.0, focal, 0.0], [0.0, 0.0, 1.0]])
+    # Start frontal at a plausible distance: with five points the solver may otherwise
+    # settle on the mirrored, face-away solution.
+    guess_r = np.zeros((3, 1))
+    guess_t = np.array([[0.0], [0.0], [focal * 70.0 / scale]])
+    found, rvec, tvec = cv2.solvePnP(
+        _FACE_MODEL,
+        points,
+        camera,
+        None,
+        guess_r,
+        guess_t,
+        useExtrinsicGuess=True,
+        flags=cv2.SOLVEPNP_ITERATIVE,
+    )
+    if not found:
+        return 90.0, 90.0
+    projected, _ = cv2.projectPoints(_FACE_MODEL, rvec, tvec, camera, None)
+    error = float(np.abs(projected.reshape(-1, 2) - points).max())
+    if error > 0.25 * scale or tvec[2, 0] <= 0:
+        return 90.0, 90.0
+    rotation, _ = cv2.Rodrigues(rvec)
+    angles, *_ = cv2.RQDecomp3x3(rotation)
+    return float(angles[1]), -float(angles[0])
+
+
+def _sharpness(grey: NDArray[Any]) -> float:
+    """Edge energy of the face over its contrast: blur lowers it, dim light does not."""
+    laplacian = cv2.Laplacian(grey, cv2.CV_64F)[16:96, 16:96]
+    contrast = float(grey[16:96, 16:96].astype(np.float64).var())
+    return float(laplacian.var()) / max(contrast, 1.0)
 
 
 def measure(face: DetectedFace, aligned: NDArray[np.uint8]) -> FaceSignals:
@@ -107,7 +138,7 @@ def measure(face: DetectedFace, aligned: NDArray[np.uint8]) -> FaceSignals:
     return FaceSignals(
         face_px=min(face.width, face.height),
         detection_score=face.score,
-        sharpness=float(cv2.Laplacian(grey, cv2.CV_64F).var()),
+        sharpness=_sharpness(grey),
         brightness=float(inner.mean()),
         yaw_degrees=yaw,
         pitch_degrees=pitch,

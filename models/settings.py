@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     face_identify_margin: float = Field(default=0.08, ge=0, le=2)
     face_min_face_px: float = 64.0
     face_min_detection_score: float = 0.6
-    face_min_sharpness: float = 40.0
+    face_min_sharpness: float = 0.02  # Laplacian variance over grey variance
     face_min_brightness: float = 50.0
     face_max_brightness: float = 215.0
     face_max_yaw_degrees: float = 30.0
