@@ -18,7 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from api.services import Services, build_services
+from api.services import Services, build_services, face_engine_for
+from face.engine import FaceEngine
 from models.clock import FrozenClock
 from models.db import make_engine
 from models.migrate import upgrade_to_head
@@ -126,6 +127,12 @@ def app(services: Services) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def face_engine() -> FaceEngine:
+    """The per-process engine the app uses with default settings (models load once)."""
+    return face_engine_for(Settings())
 
 
 @pytest.fixture

@@ -81,31 +81,24 @@ async def read_compare_form(request: Request) -> tuple[bytes, bytes]:
     return images[0], images[1]
 
 
+def multipart_body(properties: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a multipart form the route reads itself (so FastAPI cannot infer it)."""
+    schema = {"type": "object", "required": list(properties), "properties": properties}
+    return {"requestBody": {"content": {"multipart/form-data": {"schema": schema}}}}
+
+
+BINARY = {"type": "string", "format": "binary"}
+
+
 @router.put(
     "/api/v1/experts/{expert_id}/face",
     response_model=FaceEnrollmentOut,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["photos", "consent"],
-                        "properties": {
-                            "photos": {
-                                "type": "array",
-                                "items": {"type": "string", "format": "binary"},
-                            },
-                            "consent": {
-                                "type": "boolean",
-                                "description": "the expert's separate consent",
-                            },
-                        },
-                    }
-                }
-            }
+    openapi_extra=multipart_body(
+        {
+            "photos": {"type": "array", "items": BINARY},
+            "consent": {"type": "boolean", "description": "the expert's separate consent"},
         }
-    },
+    ),
 )
 def enroll_face(
     expert_id: str,
@@ -130,14 +123,7 @@ def enroll_face(
         consent=consent,
     )
     response.status_code = status.HTTP_200_OK if enrollment.replaced else status.HTTP_201_CREATED
-    return FaceEnrollmentOut(
-        expert_id=enrollment.expert_id,
-        model_id=enrollment.model_id,
-        photo_count=enrollment.photo_count,
-        enrolled_at=enrollment.enrolled_at,
-        consent_recorded_at=enrollment.consent_recorded_at,
-        photos=enrollment.photos,
-    )
+    return FaceEnrollmentOut.model_validate(vars(enrollment))
 
 
 @router.get("/api/v1/experts/{expert_id}/face", response_model=FaceStatusOut)
@@ -164,22 +150,7 @@ def remove_face(expert_id: str, staff: Operator, db: Db, services: ServicesDep) 
 @router.post(
     "/api/v1/face/compare",
     response_model=CompareOut,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["image_a", "image_b"],
-                        "properties": {
-                            "image_a": {"type": "string", "format": "binary"},
-                            "image_b": {"type": "string", "format": "binary"},
-                        },
-                    }
-                }
-            }
-        }
-    },
+    openapi_extra=multipart_body({"image_a": BINARY, "image_b": BINARY}),
 )
 def compare_faces(
     images: Annotated[tuple[bytes, bytes], Depends(read_compare_form)],

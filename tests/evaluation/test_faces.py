@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.services import face_engine_for
 from evaluation import faces
 from evaluation.experts import NewExpert, register_expert
 from face.engine import FaceEngine
@@ -20,11 +19,6 @@ from models.tables import AuditEntry, FacePhoto, FaceTemplate
 from signing.field_cipher import FieldCipher
 from tests.face.corpus import IMAGES_DIR, PHONE_TRANSFORMS, encode, face_in, load, portraits
 from tests.factories import CenterWithStaff, expert_payload
-
-
-@pytest.fixture(scope="module")
-def face_engine() -> FaceEngine:
-    return face_engine_for(Settings())
 
 
 @pytest.fixture

@@ -17,14 +17,9 @@ from PIL import Image
 
 from face.engine import FaceEngine
 from face.intake import ImageRejected, IntakeLimits, decode_image
-from tests.face.corpus import BGR, encode, engine, portraits
+from tests.face.corpus import BGR, encode, portraits
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-@pytest.fixture(scope="module")
-def face_engine() -> FaceEngine:
-    return engine()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from face.intake import decode_image
 from face.matching import identify, mean_template, normalize, similarity, verify
 from face.quality import QualityThresholds
 from models.settings import Settings
-from tests.face.corpus import BGR, PHONE_TRANSFORMS, encode, engine, portraits
+from tests.face.corpus import BGR, PHONE_TRANSFORMS, encode
 
 THRESHOLD = Settings().face_match_threshold
 MARGIN = Settings().face_identify_margin
@@ -25,16 +25,6 @@ def _embedding(face_engine: FaceEngine, upload: bytes) -> Vector:
     )
     assert analysis.embedding is not None
     return analysis.embedding
-
-
-@pytest.fixture(scope="module")
-def face_engine() -> FaceEngine:
-    return engine()
-
-
-@pytest.fixture(scope="module")
-def people() -> dict[str, BGR]:
-    return portraits()
 
 
 @pytest.fixture(scope="module")

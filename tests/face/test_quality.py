@@ -26,20 +26,10 @@ from face.quality import (
     head_pose,
     multiple_faces,
 )
-from tests.face.corpus import BGR, IMAGES_DIR, encode, engine, face_in, load, portraits
+from tests.face.corpus import BGR, IMAGES_DIR, encode, face_in, load
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 DEFAULTS = QualityThresholds()
-
-
-@pytest.fixture(scope="module")
-def face_engine() -> FaceEngine:
-    return engine()
-
-
-@pytest.fixture(scope="module")
-def people() -> dict[str, BGR]:
-    return portraits()
 
 
 @pytest.fixture(scope="module")
