@@ -150,8 +150,9 @@ def _pack(vectors: Sequence[Vector]) -> bytes:
     return np.stack(vectors).astype(EMBEDDING_DTYPE).tobytes()
 
 
-def _unpack(data: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
-    return np.frombuffer(data, dtype=EMBEDDING_DTYPE).reshape(-1, 512).astype(np.float32)
+def _unpack(data: bytes, rows: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    # By rows, not a fixed width: a center's own recognizer may not be 512-dimensional.
+    return np.frombuffer(data, dtype=EMBEDDING_DTYPE).reshape(rows, -1).astype(np.float32)
 
 
 def _expert(db: Session, center_id: str, expert_id: str) -> Expert:
@@ -321,7 +322,8 @@ def load_templates(
         expert_id: _unpack(
             cipher.decrypt_bytes(
                 template.template_ciphertext, template_context(expert_id, "template")
-            )
+            ),
+            rows=1,
         )[0]
         for expert_id, template in found.items()
     }
