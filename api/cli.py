@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.instance import initialize, open_engine, prepare
+from api.instance import initialize, prepare
+from api.services import open_database
 from evaluation import audit, centers
 from evaluation import staff as staff_tokens
 from evaluation.errors import DomainError
@@ -70,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 @contextmanager
 def _transaction(args: argparse.Namespace) -> Iterator[Session]:
     """One committed transaction on the instance's database, for a one-shot command."""
-    engine = open_engine(_settings(args))
+    engine = open_database(_settings(args))
     try:
         with make_session_factory(engine)() as db, db.begin():
             yield db

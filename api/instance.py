@@ -12,11 +12,12 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from api.services import open_database
 from evaluation import audit, centers
 from evaluation import staff as staff_tokens
 from evaluation.staff import Role
 from models.clock import Clock
-from models.db import make_engine, make_session_factory
+from models.db import make_session_factory
 from models.migrate import upgrade_to_head
 from models.settings import Settings
 from signing.key_checks import bind_or_verify_key, database_has_key
@@ -47,16 +48,9 @@ class InitResult:
         }
 
 
-def open_engine(settings: Settings) -> Engine:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(
-        settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
-
-
 def prepare(settings: Settings, clock: Clock) -> Engine:
     """Schema at head and the right vault key: what both `init` and `serve` need."""
-    engine = open_engine(settings)
+    engine = open_database(settings)
     upgrade_to_head(engine)
     with make_session_factory(engine)() as db, db.begin():
         key_file = settings.vault_dir / MASTER_KEY_FILE

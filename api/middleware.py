@@ -31,13 +31,12 @@ class RequestContextMiddleware:
         request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status_holder = {"status": 500}
-        response_started = {"value": False}
+        status: int | None = None  # set when the response starts
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                response_started["value"] = True
+                status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
@@ -62,7 +61,7 @@ class RequestContextMiddleware:
                 # Answered here, not by Starlette's outer handler, so that the 500 still
                 # carries the request id the log line has.
                 access_log.exception("unhandled error", extra={"path": scope["path"]})
-                if not response_started["value"]:
+                if status is None:
                     response = problem_response(
                         500,
                         "internal-error",
@@ -77,7 +76,7 @@ class RequestContextMiddleware:
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
-                    "status": status_holder["status"],
+                    "status": status if status is not None else 500,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )

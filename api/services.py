@@ -56,6 +56,14 @@ class Services:
         return face_engine_for(self.settings)
 
 
+def open_database(settings: Settings) -> Engine:
+    """The instance's database engine (creating the data directory SQLite lives in)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_engine(
+        settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -64,9 +72,7 @@ def build_services(
     clock: Clock | None = None,
     keyring: Keyring | None = None,
 ) -> Services:
-    engine = engine or make_engine(
-        settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
+    engine = engine or open_database(settings)
     keyring = keyring or load_keyring(settings.vault_dir, settings.master_key)
     return Services(
         settings=settings,

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from api.app import create_app
 from api.instance import initialize
 from api.services import build_services
+from evaluation.expert_import import COLUMNS
 from models.clock import SystemClock
 from models.settings import Settings
 from tests.factories import credit_code, id_number
@@ -56,17 +57,7 @@ def build_csv(count: int, rng: random.Random) -> tuple[bytes, list[str], list[st
     employers = [(f"第{n}建筑设计研究院有限公司", credit_code()) for n in range(200)]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(
-        [
-            "name",
-            "id_number",
-            "phone",
-            "specialties",
-            "employer_name",
-            "employer_credit_code",
-            "region_code",
-        ]
-    )
+    writer.writerow(COLUMNS)
     seen: set[str] = set()
     while len(seen) < count:
         number = id_number(region=rng.choice(REGIONS))

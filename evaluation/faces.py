@@ -329,14 +329,21 @@ def load_templates(
     }
 
 
+def analyze_upload(
+    engine: FaceEngine, policy: FacePolicy, data: bytes, label: str
+) -> PhotoAnalysis:
+    """Analyze an uploaded image's largest face; an unusable file becomes its API error."""
+    try:
+        return analyze_bytes(engine, data, policy.limits, policy.thresholds, single_face=False)
+    except ImageRejected as error:
+        raise image_error(error, label) from error
+
+
 def probe_embedding(
     engine: FaceEngine, policy: FacePolicy, data: bytes, label: str = "image"
 ) -> tuple[Vector, PhotoAnalysis]:
     """The embedding of the largest face of an image, which must pass the quality gates."""
-    try:
-        analysis = analyze_bytes(engine, data, policy.limits, policy.thresholds, single_face=False)
-    except ImageRejected as error:
-        raise image_error(error, label) from error
+    analysis = analyze_upload(engine, policy, data, label)
     if analysis.embedding is None or not analysis.usable:
         raise NoUsableFace(
             "; ".join(issue.message_en for issue in analysis.issues) or "no face",
@@ -384,12 +391,7 @@ def compare_images(
     """
     analyses = []
     for label, data in (("image_a", image_a), ("image_b", image_b)):
-        try:
-            analysis = analyze_bytes(
-                engine, data, policy.limits, policy.thresholds, single_face=False
-            )
-        except ImageRejected as error:
-            raise image_error(error, label) from error
+        analysis = analyze_upload(engine, policy, data, label)
         if analysis.embedding is None:
             raise NoUsableFace(f"{label}: no face was found", image=label)
         analyses.append(analysis)

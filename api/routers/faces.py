@@ -131,14 +131,7 @@ def face_status(expert_id: str, staff: AnyStaff, db: Db) -> FaceStatusOut:
     template = faces.face_enrollment(db, staff.center_id, expert_id)
     if template is None:
         raise faces.FaceNotEnrolled("the expert has no enrolled face")
-    return FaceStatusOut(
-        expert_id=template.expert_id,
-        model_id=template.model_id,
-        photo_count=template.photo_count,
-        enrolled_at=template.enrolled_at,
-        consent_recorded_at=template.consent_recorded_at,
-        quality=template.quality,
-    )
+    return FaceStatusOut.model_validate(template, from_attributes=True)
 
 
 @router.delete("/api/v1/experts/{expert_id}/face", status_code=status.HTTP_204_NO_CONTENT)
