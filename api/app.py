@@ -9,12 +9,13 @@ from fastapi import FastAPI
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routers import admin, experts, faces, health
+from api.routers import admin, experts, faces, health, liveness
 from api.services import Services
 
 IMPORT_PATH = "/api/v1/experts/import"
 COMPARE_PATH = "/api/v1/face/compare"
 FACE_PATH = re.compile(r"^/api/v1/experts/[^/]+/face$")
+FRAMES_PATH = re.compile(r"^/api/v1/face/challenges/[^/]+/frames$")
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields
 
 
@@ -35,6 +36,7 @@ def create_app(services: Services) -> FastAPI:
 
     photo_bytes = settings.face_max_image_bytes
     enrollment_bytes = photo_bytes * settings.face_max_enrollment_photos + FORM_OVERHEAD
+    frames_bytes = settings.liveness_frame_max_bytes * settings.liveness_max_frames + FORM_OVERHEAD
 
     def body_limit(path: str) -> int:
         if path == IMPORT_PATH:
@@ -43,6 +45,8 @@ def create_app(services: Services) -> FastAPI:
             return 2 * photo_bytes + FORM_OVERHEAD
         if FACE_PATH.match(path):
             return enrollment_bytes
+        if FRAMES_PATH.match(path):
+            return frames_bytes
         return settings.max_request_bytes
 
     app.add_middleware(RequestContextMiddleware, body_limit=body_limit)
@@ -52,4 +56,5 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(experts.router)
     app.include_router(admin.router)
     app.include_router(faces.router)
+    app.include_router(liveness.router)
     return app

@@ -18,6 +18,7 @@ from evaluation import audit, centers
 from evaluation import staff as staff_tokens
 from evaluation.errors import DomainError
 from evaluation.staff import Role
+from face.antispoof import AntiSpoofModelError
 from face.model_pack import ModelPackError
 from models.clock import SystemClock
 from models.db import make_session_factory
@@ -56,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine = prepare(settings, clock)
     services = build_services(settings, engine=engine, clock=clock)
     services.face_engine()  # verify and load the face models now: a bad file stops start-up
+    services.anti_spoof()  # likewise the optional anti-spoof model, when one is configured
     app = create_app(services)
     uvicorn.run(
         app,
@@ -190,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (DomainError, KeyringError, ModelPackError, OSError) as exc:
+    except (DomainError, KeyringError, ModelPackError, AntiSpoofModelError, OSError) as exc:
         print(json.dumps({"error": type(exc).__name__, "detail": str(exc)}), file=sys.stderr)
         return 2
     return code

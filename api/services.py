@@ -9,6 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from evaluation.faces import FacePolicy
+from evaluation.liveness import LivenessConfig
+from face.antispoof import PassiveAntiSpoof
 from face.engine import EngineOptions, FaceEngine
 from face.model_pack import load_model_pack
 from models.clock import Clock, SystemClock
@@ -43,6 +45,20 @@ def face_engine_for(settings: Settings) -> FaceEngine:
         return _face_engines[key]
 
 
+_anti_spoof: dict[str, PassiveAntiSpoof] = {}
+
+
+def anti_spoof_for(settings: Settings) -> PassiveAntiSpoof | None:
+    """The optional passive anti-spoof model, loaded once per process; None when unset."""
+    if settings.liveness_model is None:
+        return None
+    key = str(settings.liveness_model)
+    with _face_engines_lock:
+        if key not in _anti_spoof:
+            _anti_spoof[key] = PassiveAntiSpoof(settings.liveness_model)
+        return _anti_spoof[key]
+
+
 @dataclass(frozen=True)
 class Services:
     settings: Settings
@@ -51,9 +67,13 @@ class Services:
     clock: Clock
     cipher: FieldCipher
     face_policy: FacePolicy
+    liveness: LivenessConfig
 
     def face_engine(self) -> FaceEngine:
         return face_engine_for(self.settings)
+
+    def anti_spoof(self) -> PassiveAntiSpoof | None:
+        return anti_spoof_for(self.settings)
 
 
 def open_database(settings: Settings) -> Engine:
@@ -74,11 +94,13 @@ def build_services(
 ) -> Services:
     engine = engine or open_database(settings)
     keyring = keyring or load_keyring(settings.vault_dir, settings.master_key)
+    face_policy = FacePolicy.from_settings(settings)
     return Services(
         settings=settings,
         engine=engine,
         session_factory=session_factory or make_session_factory(engine),
         clock=clock or SystemClock(),
         cipher=FieldCipher(keyring),
-        face_policy=FacePolicy.from_settings(settings),
+        face_policy=face_policy,
+        liveness=LivenessConfig.from_settings(settings, face_policy),
     )

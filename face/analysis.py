@@ -63,6 +63,8 @@ def analyze_image(
     if not faces:
         return PhotoAnalysis(image.width, image.height, 0, None, None, None, None, [NO_FACE])
     face = faces[0]
+    # Weak detections (a patterned shirt, a poster's corner) are not a second person.
+    faces = [face, *(other for other in faces[1:] if other.score >= thresholds.min_detection_score)]
     aligned = engine.align(image.bgr, face)
     signals = measure(face, aligned)
     issues = assess(signals, thresholds)

@@ -54,6 +54,28 @@ class Settings(BaseSettings):
     # Raw enrollment photos are not kept unless the center's retention policy asks for it.
     face_retain_photos: bool = False
 
+    # Liveness (EVALSIGN_LIVENESS_*): the challenge, what a phone may send, the lockout.
+    liveness_challenge_ttl_s: int = Field(default=60, ge=10, le=60)
+    liveness_fps: int = Field(default=8, ge=2, le=30)
+    liveness_min_frames: int = Field(default=8, ge=4)
+    liveness_max_frames: int = Field(default=48, ge=8, le=120)
+    liveness_frame_max_bytes: int = Field(default=400_000, ge=20_000)
+    liveness_frame_max_side: int = Field(default=640, ge=240, le=1920)
+    liveness_min_duration_ms: int = 1_000
+    liveness_max_duration_ms: int = 30_000
+    # A verified face session: how long it lasts (signing asks for a fresher one itself).
+    liveness_session_ttl_s: int = Field(default=600, ge=30, le=3600)
+    liveness_max_failures: int = Field(default=5, ge=1, le=50)
+    liveness_failure_window_s: int = Field(default=900, ge=60)
+    # Earlier submissions a new one is compared with, to refuse replays.
+    liveness_replay_window_s: int = Field(default=7 * 86400, ge=60)
+    liveness_replay_max_sequences: int = Field(default=500, ge=1)
+    # Submitted frames are not kept unless the center's retention policy asks for it.
+    liveness_retain_frames: bool = False
+    # An optional passive anti-spoof ONNX model (float32 [N,3,80,80] in, live score out).
+    liveness_model: Path | None = None
+    liveness_min_live_probability: float = Field(default=0.5, ge=0, le=1)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

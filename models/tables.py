@@ -1,4 +1,4 @@
-"""The foundation's tables: centers, staff tokens, experts, the audit log."""
+"""The tables: centers, staff tokens, experts, the audit log, faces and face checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -15,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -169,3 +172,107 @@ class FacePhoto(Base):
     center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
+
+
+class FaceChallenge(Base):
+    """A liveness challenge: the actions asked for, in order, and the nonce (stored hashed)
+    that lets exactly one frame submission answer it before it expires."""
+
+    __tablename__ = "face_challenges"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(8))  # "1:1" or "1:few"
+    expert_ids: Mapped[list[str]] = mapped_column(JSON)
+    actions: Mapped[list[str]] = mapped_column(JSON)
+    nonce_hash: Mapped[str] = mapped_column(String(64))
+    capture: Mapped[dict[str, Any]] = mapped_column(JSON)
+    issued_by: Mapped[str] = mapped_column(String(100))
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class FaceVerification(Base):
+    """The outcome of one frame submission, pass or fail, with every check's signals: what a
+    supervisor reviews. Frames themselves are kept only under the retention setting."""
+
+    __tablename__ = "face_verifications"
+    __table_args__ = (Index("ix_face_verifications_center_created", "center_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    challenge_id: Mapped[str] = mapped_column(ForeignKey("face_challenges.id"), unique=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    candidate_ids: Mapped[list[str]] = mapped_column(JSON)
+    # The expert the attempt counts for: the claimed one (1:1) or the identified one (1:few).
+    expert_id: Mapped[str | None] = mapped_column(ForeignKey("experts.id"), index=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    similarity: Mapped[float | None] = mapped_column(Float)
+    model_id: Mapped[str] = mapped_column(String(100))
+    device_id: Mapped[str] = mapped_column(String(100))
+    device: Mapped[dict[str, Any]] = mapped_column(JSON)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    frame_count: Mapped[int] = mapped_column(Integer)
+    frame_hashes: Mapped[list[str]] = mapped_column(JSON)
+    frames: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    frames_retained: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+
+
+class VerificationFrame(Base):
+    """A submitted frame kept as evidence, encrypted; only under the retention setting."""
+
+    __tablename__ = "verification_frames"
+
+    verification_id: Mapped[str] = mapped_column(
+        ForeignKey("face_verifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class VerifiedSession(Base):
+    """What a passed face check grants: a short-lived token (stored hashed) bound to the
+    expert, the device and the time of the verification."""
+
+    __tablename__ = "verified_sessions"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"), index=True)
+    verification_id: Mapped[str] = mapped_column(ForeignKey("face_verifications.id"))
+    device_id: Mapped[str] = mapped_column(String(100))
+    verified_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class FaceLockout(Base):
+    """Too many failed face checks: further attempts wait until an operator unlocks."""
+
+    __tablename__ = "face_lockouts"
+    # At most one open lock per expert, even when two failures land at once.
+    __table_args__ = (
+        Index(
+            "uq_face_lockouts_open",
+            "expert_id",
+            unique=True,
+            sqlite_where=text("unlocked_at IS NULL"),
+            postgresql_where=text("unlocked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"), index=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_at: Mapped[datetime]
+    unlocked_at: Mapped[datetime | None]
+    unlocked_by: Mapped[str | None] = mapped_column(String(100))
+    unlock_reason: Mapped[str | None] = mapped_column(String(500))

@@ -1,0 +1,331 @@
+"""Face checks with liveness: challenges, frame submissions, verification records, the
+verified session, and unlocking an expert after repeated failures."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from starlette.datastructures import UploadFile
+
+from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep
+from api.errors import NotReady, UnsupportedMediaType
+from api.logs import request_id_var
+from api.routers.faces import BINARY, UploadMissing, multipart_body
+from api.schemas.liveness import (
+    CaptureOut,
+    ChallengeCreate,
+    ChallengeOut,
+    LockoutOut,
+    SessionOut,
+    SubmissionOut,
+    UnlockIn,
+    VerificationOut,
+    VerificationPage,
+    VerificationSummaryOut,
+)
+from evaluation import liveness
+from evaluation.errors import DomainError, NotFound
+from evaluation.faces import image_error
+from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
+from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
+from face.liveness import REASON_MESSAGES, FrameAnalysis, analyze_frame
+from models.db import READ_ONLY
+
+router = APIRouter(tags=["liveness"])
+
+
+@router.post(
+    "/api/v1/face/challenges",
+    response_model=ChallengeOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def issue_challenge(
+    body: ChallengeCreate,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+    engine: FaceEngineDep,
+) -> ChallengeOut:
+    """A single-use liveness challenge for one expert (1:1) or a set (1:few)."""
+    issued = liveness.issue_challenge(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        engine,
+        services.liveness,
+        body.expert_ids,
+    )
+    challenge = issued.challenge
+    return ChallengeOut(
+        id=challenge.id,
+        nonce=issued.nonce,
+        mode=challenge.mode,
+        expert_ids=challenge.expert_ids,
+        actions=challenge.actions,
+        issued_at=challenge.issued_at,
+        expires_at=challenge.expires_at,
+        capture=CaptureOut.model_validate(challenge.capture),
+        submit_url=f"/api/v1/face/challenges/{challenge.id}/frames",
+    )
+
+
+def _int_list(form: Any, name: str) -> list[int]:
+    raw = form.get(name)
+    if not isinstance(raw, str):
+        raise liveness.FramesInvalid(f"send `{name}` as a JSON array of integers")
+    try:
+        values = json.loads(raw)
+    except ValueError as exc:
+        raise liveness.FramesInvalid(f"`{name}` is not JSON") from exc
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**9 for v in values
+    ):
+        raise liveness.FramesInvalid(f"`{name}` must be an array of non-negative integers (ms)")
+    return values
+
+
+def _device(form: Any) -> dict[str, Any]:
+    raw = form.get("device")
+    try:
+        device = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        device = None
+    if not isinstance(device, dict) or not isinstance(device.get("id"), str):
+        raise liveness.FramesInvalid('send `device` as JSON with at least {"id": "..."}')
+    if not 8 <= len(device["id"]) <= 100 or len(raw or "") > 2000:
+        raise liveness.FramesInvalid("the device id must be 8-100 characters, the JSON < 2 kB")
+    return {key: str(value)[:200] for key, value in device.items()}
+
+
+class SubmittedFrames:
+    """The parsed form, before the challenge is looked up."""
+
+    def __init__(
+        self,
+        nonce: str,
+        frames: list[bytes],
+        timestamps_ms: list[int],
+        prompts_ms: list[int],
+        device: dict[str, Any],
+    ) -> None:
+        self.nonce = nonce
+        self.frames = frames
+        self.timestamps_ms = timestamps_ms
+        self.prompts_ms = prompts_ms
+        self.device = device
+
+
+async def read_frames_form(request: Request, services: ServicesDep) -> SubmittedFrames:
+    config = services.liveness
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UnsupportedMediaType("send the frames as multipart/form-data")
+    form = await request.form(max_files=config.max_frames + 1, max_fields=10)
+    nonce = form.get("nonce")
+    if not isinstance(nonce, str) or not nonce.strip():
+        raise UploadMissing("send the challenge's `nonce`")
+    uploads = [u for u in form.getlist("frames") if isinstance(u, UploadFile)]
+    if not config.min_frames <= len(uploads) <= config.max_frames:
+        raise liveness.FramesInvalid(
+            f"send {config.min_frames}-{config.max_frames} frames, not {len(uploads)}",
+            frames=len(uploads),
+        )
+    frames = [await upload.read() for upload in uploads]
+    timestamps = _int_list(form, "timestamps_ms")
+    if len(timestamps) != len(frames):
+        raise liveness.FramesInvalid(
+            f"{len(timestamps)} timestamps for {len(frames)} frames; send one per frame"
+        )
+    return SubmittedFrames(
+        nonce.strip(), frames, timestamps, _int_list(form, "prompts_ms"), _device(form)
+    )
+
+
+def _decode_frames(frames: list[bytes], max_bytes: int, max_side: int) -> list[DecodedImage]:
+    limits = IntakeLimits(max_bytes=max_bytes, max_pixels=max_side * max_side)
+    decoded = []
+    for index, data in enumerate(frames):
+        label = f"frame {index}"
+        try:
+            image = decode_image(data, limits)
+        except ImageRejected as error:
+            raise image_error(error, label) from error
+        if max(image.width, image.height) > max_side:
+            raise liveness.FramesInvalid(
+                f"{label} is {image.width}x{image.height}; downscale to at most {max_side} px "
+                "a side before sending",
+                frame=index,
+            )
+        decoded.append(image)
+    return decoded
+
+
+def _passive(services: ServicesDep) -> PassiveAntiSpoof | None:
+    try:
+        return services.anti_spoof()
+    except AntiSpoofModelError as exc:
+        raise NotReady(f"the anti-spoof model cannot be loaded: {exc}") from exc
+
+
+@router.post(
+    "/api/v1/face/challenges/{challenge_id}/frames",
+    response_model=SubmissionOut,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=multipart_body(
+        {
+            "nonce": {"type": "string"},
+            "frames": {"type": "array", "items": BINARY, "description": "JPEG, in order"},
+            "timestamps_ms": {"type": "string", "description": "JSON array, one per frame"},
+            "prompts_ms": {"type": "string", "description": "JSON array, one per action"},
+            "device": {"type": "string", "description": 'JSON object, {"id": ...}'},
+        }
+    ),
+)
+def submit_frames(
+    challenge_id: str,
+    form: Annotated[SubmittedFrames, Depends(read_frames_form)],
+    request: Request,
+    db: Db,
+    services: ServicesDep,
+    engine: FaceEngineDep,
+    user_agent: Annotated[str | None, Header()] = None,
+) -> SubmissionOut:
+    """Answer a challenge with the phone's frames. The nonce is the credential: no staff
+    token is needed. A failed check is a stored outcome (201, passed=false), not an error."""
+    config = services.liveness
+    received_at = services.clock.now()
+    meta = {
+        "ip": request.client.host if request.client else None,
+        "device_id": form.device["id"],
+        "rid": request_id_var.get(),
+    }
+    # A read first, so unknown, used or expired challenges cost no model time.
+    with services.session_factory() as check:
+        check.connection(execution_options=READ_ONLY)
+        try:
+            challenge = liveness.open_challenge(check, challenge_id, form.nonce, received_at)
+        except (liveness.ChallengeUsed, liveness.ChallengeExpired) as error:
+            check.rollback()
+            liveness.record_refusal(db, services.clock, challenge_id, error, meta)
+            db.commit()  # the refusal is logged even though the request fails
+            raise
+    if len(form.prompts_ms) != len(challenge.actions):
+        raise liveness.FramesInvalid(
+            f"{len(form.prompts_ms)} prompt times for {len(challenge.actions)} actions; "
+            "send when each action's prompt was shown"
+        )
+    images = _decode_frames(form.frames, config.frame_max_bytes, config.frame_max_side)
+    passive = _passive(services)
+    analyses: list[FrameAnalysis] = [
+        analyze_frame(engine, image, config.policy, passive) for image in images
+    ]
+    probabilities = None
+    if passive is not None:
+        probabilities = passive.live_probabilities(
+            [a.spoof_crop for a in analyses if a.usable and a.spoof_crop is not None]
+        )
+    outcome = liveness.record_verification(
+        db,
+        services.clock,
+        services.cipher,
+        engine,
+        config,
+        challenge_id,
+        form.nonce,
+        received_at,
+        analyses,
+        form.frames,
+        liveness.FrameUpload(
+            timestamps_ms=form.timestamps_ms,
+            prompts_ms=form.prompts_ms,
+            device=form.device,
+            device_id=form.device["id"],
+            client_ip=meta["ip"],
+            user_agent=(user_agent or "")[:400] or None,
+            request_id=meta["rid"],
+        ),
+        probabilities,
+    )
+    session = None
+    if outcome.session is not None:
+        session = SessionOut.model_validate(outcome.session, from_attributes=True)
+        session.token = outcome.session_token
+    reasons = outcome.judgement.reasons
+    return SubmissionOut(
+        passed=outcome.judgement.passed,
+        reasons=reasons,
+        messages_zh=[REASON_MESSAGES.get(r, (r, r))[1] for r in dict.fromkeys(reasons)],
+        verification=VerificationOut.model_validate(outcome.verification, from_attributes=True),
+        session=session,
+        attempts_remaining=outcome.attempts_remaining,
+        locked=outcome.locked,
+    )
+
+
+@router.get("/api/v1/face/verifications", response_model=VerificationPage)
+def list_verifications(
+    staff: AnyStaff,
+    db: Db,
+    expert_id: Annotated[str | None, Query(max_length=64)] = None,
+    passed: bool | None = None,
+    before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> VerificationPage:
+    """Face checks of this center, newest first; page on with ``before=next_before``."""
+    rows = liveness.list_verifications(
+        db, staff.center_id, expert_id=expert_id, passed=passed, before=before, limit=limit
+    )
+    items = [VerificationSummaryOut.model_validate(row, from_attributes=True) for row in rows]
+    return VerificationPage(
+        items=items, next_before=items[-1].created_at if len(items) == limit else None
+    )
+
+
+@router.get("/api/v1/face/verifications/{verification_id}", response_model=VerificationOut)
+def get_verification(verification_id: str, staff: AnyStaff, db: Db) -> VerificationOut:
+    """One face check with every signal, as a supervisor reviews it."""
+    row = liveness.get_verification(db, staff.center_id, verification_id)
+    return VerificationOut.model_validate(row, from_attributes=True)
+
+
+class MissingSession(DomainError):
+    status = 401
+    code = "face-session-invalid"
+    title = "Send the verified face session as Authorization: Bearer evf_..."
+
+
+@router.get("/api/v1/face/session", response_model=SessionOut)
+def current_session(
+    db: Db,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> SessionOut:
+    """The verified face session this phone holds (token plus the device it was bound to)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(liveness.SESSION_PREFIX):
+        raise MissingSession("send Authorization: Bearer evf_... and X-Device-Id")
+    session = liveness.authenticate_session(db, token.strip(), x_device_id, services.clock.now())
+    return SessionOut.model_validate(session, from_attributes=True)
+
+
+@router.post("/api/v1/experts/{expert_id}/face/unlock", response_model=LockoutOut)
+def unlock_face_check(
+    expert_id: str, body: UnlockIn, staff: Operator, db: Db, services: ServicesDep
+) -> LockoutOut:
+    """Let a locked-out expert try again (after checking who they are), saying why."""
+    lock = liveness.unlock(db, staff.caller, services.clock, expert_id, body.reason)
+    return LockoutOut.model_validate(lock, from_attributes=True)
+
+
+@router.get("/api/v1/experts/{expert_id}/face/lockout", response_model=LockoutOut)
+def face_check_lockout(expert_id: str, staff: AnyStaff, db: Db) -> LockoutOut:
+    """The expert's open lockout, if any (404 when face checks are not locked)."""
+    locks = liveness.open_locks(db, [expert_id])
+    mine = [lock for lock in locks if lock.center_id == staff.center_id]
+    if not mine:
+        raise NotFound("the expert's face check is not locked")
+    return LockoutOut.model_validate(mine[0], from_attributes=True)

@@ -1,0 +1,131 @@
+"""Liveness challenge, submission result, verification record and session shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluation.identity import Text
+
+
+class ChallengeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expert_ids: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        Field(min_length=1, max_length=50, description="One expert (1:1) or a set (1:few)."),
+    ]
+
+
+class CaptureOut(BaseModel):
+    frame_count: int = Field(description="Frames to send: fps x the suggested duration.")
+    max_frames: int
+    min_frames: int
+    fps: int
+    max_width: int
+    max_height: int
+    max_frame_bytes: int
+    jpeg_quality: float
+    seconds_per_action: float
+
+
+class ChallengeOut(BaseModel):
+    id: str
+    nonce: str = Field(description="Send it back with the frames; shown once, stored hashed.")
+    mode: str
+    expert_ids: list[str]
+    actions: list[str] = Field(description="In order: blink, turn_left, turn_right, ...")
+    issued_at: datetime
+    expires_at: datetime
+    capture: CaptureOut
+    submit_url: str
+
+
+class CheckOut(BaseModel):
+    check: str
+    passed: bool
+    reason: str | None
+    detail: str
+    values: dict[str, Any]
+
+
+class VerificationOut(BaseModel):
+    id: str
+    challenge_id: str
+    mode: str
+    candidate_ids: list[str]
+    expert_id: str | None
+    passed: bool
+    reasons: list[str]
+    checks: list[CheckOut]
+    similarity: float | None
+    model_id: str
+    device_id: str
+    device: dict[str, Any]
+    client_ip: str | None
+    user_agent: str | None
+    frame_count: int
+    frame_hashes: list[str]
+    frames: list[dict[str, Any]]
+    frames_retained: bool
+    created_at: datetime
+
+
+class VerificationSummaryOut(BaseModel):
+    id: str
+    challenge_id: str
+    mode: str
+    expert_id: str | None
+    passed: bool
+    reasons: list[str]
+    similarity: float | None
+    device_id: str
+    client_ip: str | None
+    created_at: datetime
+
+
+class VerificationPage(BaseModel):
+    items: list[VerificationSummaryOut]
+    next_before: datetime | None
+
+
+class SessionOut(BaseModel):
+    id: str
+    token: str | None = Field(
+        default=None, description="Shown once, on the passing submission; stored hashed."
+    )
+    expert_id: str
+    verification_id: str
+    device_id: str
+    verified_at: datetime
+    expires_at: datetime
+
+
+class SubmissionOut(BaseModel):
+    passed: bool
+    reasons: list[str]
+    messages_zh: list[str]
+    verification: VerificationOut
+    session: SessionOut | None
+    attempts_remaining: int | None = Field(
+        description="Failures left before the expert is locked (null when not attributable)."
+    )
+    locked: bool
+
+
+class UnlockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[Text, Field(min_length=2, max_length=500)]
+
+
+class LockoutOut(BaseModel):
+    id: str
+    expert_id: str
+    failures: int
+    locked_at: datetime
+    unlocked_at: datetime | None
+    unlocked_by: str | None
+    unlock_reason: str | None

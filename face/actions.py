@@ -1,0 +1,222 @@
+"""Turning per-frame signals into actions (a blink, a turn, a nod, an open mouth) and
+checking them against what the challenge asked for.
+
+Every signal is read relative to the person's own baseline (the median over the sequence,
+as most frames are neutral), so a face that is a little turned or has narrow eyes at rest
+is judged by its change, not by an absolute value. An action is an excursion past an
+"enter" level that comes back below an "exit" level: a head that turns and stays turned
+has not finished the action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from face.frame_signals import FrameSignals
+
+ACTIONS = ("blink", "turn_left", "turn_right", "open_mouth", "nod")
+HEAD_ACTIONS = frozenset({"turn_left", "turn_right", "nod"})
+
+
+@dataclass(frozen=True)
+class ActionThresholds:
+    turn_degrees: float = 15.0  # yaw away from baseline that counts as a turn
+    nod_degrees: float = 15.0  # pitch away from baseline that counts as a nod
+    return_degrees: float = 8.0  # back within this of baseline ends a turn or nod
+    # Eyes: landmark openness times dark-pixel share, over their baselines.
+    blink_closed: float = 0.5
+    blink_reopened: float = 0.75
+    mouth_open: float = 0.08  # inner-lip gap over eye-to-mouth distance, above baseline
+    mouth_closed: float = 0.04
+
+
+@dataclass(frozen=True)
+class Event:
+    action: str
+    start_ms: int
+    peak_ms: int
+    end_ms: int
+    peak: float  # the signal's extreme, relative to baseline
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "start_ms": self.start_ms,
+            "peak_ms": self.peak_ms,
+            "end_ms": self.end_ms,
+            "peak": round(self.peak, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    yaw: float
+    pitch: float
+    eye_openness: float
+    eye_darkness: float
+    mouth_openness: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {key: round(value, 4) for key, value in vars(self).items()}
+
+
+def baseline(frames: Sequence[FrameSignals]) -> Baseline:
+    def median(values: list[float]) -> float:
+        return float(np.median(values)) if values else 0.0
+
+    return Baseline(
+        yaw=median([f.yaw_degrees for f in frames]),
+        pitch=median([f.pitch_degrees for f in frames]),
+        eye_openness=median([f.eye_openness for f in frames]),
+        eye_darkness=median([f.eye_darkness for f in frames]),
+        mouth_openness=median([f.mouth_openness for f in frames]),
+    )
+
+
+def _excursions(
+    times: Sequence[int], values: Sequence[float | None], enter: float, leave: float, action: str
+) -> list[Event]:
+    """Runs where value >= enter, each ended by the first value <= leave. None (a frame
+    the signal cannot be read in) neither starts nor ends a run."""
+    events: list[Event] = []
+    start: int | None = None
+    peak_at, peak = 0, -np.inf
+    for t, value in zip(times, values, strict=True):
+        if value is None:
+            continue
+        if start is None:
+            if value >= enter:
+                start, peak_at, peak = t, t, value
+        else:
+            if value > peak:
+                peak_at, peak = t, value
+            if value <= leave:
+                events.append(Event(action, start, peak_at, t, float(peak)))
+                start = None
+    return events
+
+
+def _eyes(frame: FrameSignals, base: Baseline) -> float:
+    openness = frame.eye_openness / max(base.eye_openness, 1e-6)
+    # A face with almost no dark pixels at the eyes (very bright light, glasses' glare)
+    # leaves the landmarks alone to judge.
+    if base.eye_darkness < 0.02:
+        return openness
+    return openness * (frame.eye_darkness / base.eye_darkness)
+
+
+def detect_events(
+    times: Sequence[int],
+    frames: Sequence[FrameSignals],
+    thresholds: ActionThresholds = ActionThresholds(),
+) -> tuple[list[Event], Baseline]:
+    """Every action the frames show, in time order, and the baseline they were read from."""
+    base = baseline(frames)
+    yaw = [f.yaw_degrees - base.yaw for f in frames]
+    pitch = [f.pitch_degrees - base.pitch for f in frames]
+    t = thresholds
+    # Eyes are not read while the head is turned or tilted, nor the mouth while it is
+    # turned: perspective changes their shapes there, and a turn would look like a blink.
+    level = [abs(y) < t.turn_degrees / 2 for y in yaw]
+    steady = [ok and abs(p) < t.nod_degrees / 2 for ok, p in zip(level, pitch, strict=True)]
+    closedness = [1 - _eyes(f, base) if ok else None for f, ok in zip(frames, steady, strict=True)]
+    mouth = [
+        f.mouth_openness - base.mouth_openness if ok else None
+        for f, ok in zip(frames, level, strict=True)
+    ]
+    # A pose estimate from five points couples the axes a little (a turn reads as some
+    # pitch), so each frame's head motion counts for the axis it is larger on. An open
+    # mouth pulls the mouth keypoints down, which reads as pitch: no nod is read there.
+    turning = [
+        abs(y) / t.turn_degrees >= abs(p) / t.nod_degrees for y, p in zip(yaw, pitch, strict=True)
+    ]
+    sideways = [y if turn else 0.0 for y, turn in zip(yaw, turning, strict=True)]
+    turns = [
+        *_excursions(times, sideways, t.turn_degrees, t.return_degrees, "turn_left"),
+        *_excursions(times, [-v for v in sideways], t.turn_degrees, t.return_degrees, "turn_right"),
+    ]
+    # The way back from a turn can read as a brief pitch too: no nod is read during a turn.
+    nodding: list[float | None] = [
+        None
+        if (m is not None and m >= t.mouth_closed)
+        or any(turn.start_ms <= at <= turn.end_ms for turn in turns)
+        else (0.0 if sideways_frame else abs(p))
+        for at, p, sideways_frame, m in zip(times, pitch, turning, mouth, strict=True)
+    ]
+    events = [
+        *turns,
+        *_excursions(times, nodding, t.nod_degrees, t.return_degrees, "nod"),
+        *_excursions(times, closedness, 1 - t.blink_closed, 1 - t.blink_reopened, "blink"),
+        *_excursions(times, mouth, t.mouth_open, t.mouth_closed, "open_mouth"),
+    ]
+    return sorted(events, key=lambda e: (e.start_ms, e.peak_ms)), base
+
+
+@dataclass(frozen=True)
+class ActionMatch:
+    passed: bool
+    reason: str | None
+    detail: str
+    matched: list[Event | None]
+    unchallenged: list[Event]
+
+
+def match_actions(
+    events: Sequence[Event], challenged: Sequence[str], prompts_ms: Sequence[int]
+) -> ActionMatch:
+    """Were exactly the challenged actions performed, in order, each after its prompt?
+
+    Spontaneous blinks are tolerated when no blink was asked for (people blink every few
+    seconds); every other unasked action fails the check, so a video cycling through all
+    actions cannot pass.
+    """
+    deliberate = [e for e in events if e.action != "blink" or "blink" in challenged]
+    matched: list[Event | None] = []
+    position = 0  # index into deliberate: events are consumed in time order
+    for index, (action, prompt) in enumerate(zip(challenged, prompts_ms, strict=True)):
+        found = None
+        while found is None and position < len(deliberate):
+            event = deliberate[position]
+            if event.action == "blink" and (action != "blink" or event.start_ms < prompt):
+                position += 1  # a blink of its own accord is not an error
+                continue
+            if event.action == action and event.start_ms >= prompt:
+                found = event
+                position += 1
+                continue
+            if event.action == action:
+                reason, detail = "action-before-prompt", f"before its prompt at {prompt} ms"
+            elif event.action in challenged[index + 1 : index + 2]:
+                reason, detail = "action-not-seen", "the next action came first"
+            elif event.action in challenged:
+                reason, detail = "action-out-of-order", f"expected {action} first"
+            else:
+                reason, detail = "unchallenged-action", "it was not asked for"
+            if reason == "action-not-seen":
+                detail = f"{action} was not seen; {event.action} came first"
+            else:
+                detail = f"{event.action} at {event.start_ms} ms: {detail}"
+            return ActionMatch(
+                False,
+                reason,
+                detail,
+                matched,
+                [] if reason == "action-not-seen" else [event],
+            )
+        matched.append(found)
+        if found is None:
+            return ActionMatch(False, "action-not-seen", f"{action} was not seen", matched, [])
+    extra = [e for e in deliberate[position:] if e.action != "blink"]
+    if extra:
+        return ActionMatch(
+            False,
+            "unchallenged-action",
+            f"{extra[0].action} at {extra[0].start_ms} ms was not asked for",
+            matched,
+            extra,
+        )
+    return ActionMatch(True, None, "all actions seen in order", matched, [])
