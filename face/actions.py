@@ -191,13 +191,15 @@ def match_actions(
             if event.action == action:
                 reason, detail = "action-before-prompt", f"before its prompt at {prompt} ms"
             elif event.action in challenged[index + 1 : index + 2]:
-                reason, detail = "action-not-seen", "the next action came first"
+                later = any(e.action == action for e in deliberate[position + 1 :])
+                reason = "action-out-of-order" if later else "action-not-seen"
+                detail = f"expected {action} first"
             elif event.action in challenged:
                 reason, detail = "action-out-of-order", f"expected {action} first"
             else:
                 reason, detail = "unchallenged-action", "it was not asked for"
             if reason == "action-not-seen":
-                detail = f"{action} was not seen; {event.action} came first"
+                detail = f"{action} was not seen before {event.action}"
             else:
                 detail = f"{event.action} at {event.start_ms} ms: {detail}"
             return ActionMatch(
@@ -220,3 +222,9 @@ def match_actions(
             extra,
         )
     return ActionMatch(True, None, "all actions seen in order", matched, [])
+
+
+def unasked_actions(events: Sequence[Event], challenged: Sequence[str]) -> list[Event]:
+    """Deliberate actions of a kind the challenge did not ask for (spontaneous blinks are
+    not counted): a video cycling through every action shows some."""
+    return [e for e in events if e.action != "blink" and e.action not in challenged]

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from face.actions import ActionThresholds, Event, detect_events, match_actions
+from face.actions import (
+    ActionThresholds,
+    Event,
+    detect_events,
+    match_actions,
+    unasked_actions,
+)
 from face.analysis import PhotoAnalysis, analyze_image
 from face.antispoof import PassiveAntiSpoof
 from face.engine import FaceEngine, Vector
@@ -118,7 +124,8 @@ class Judgement:
 
     @property
     def reasons(self) -> list[str]:
-        return [check.reason for check in self.checks if check.reason is not None]
+        found = [check.reason for check in self.checks if check.reason is not None]
+        return list(dict.fromkeys(found))
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,18 @@ def judge(
                     "seen": [e.as_dict() for e in events],
                     "baseline": base.as_dict(),
                 },
+            )
+        )
+        unasked = unasked_actions(events, submission.actions)
+        checks.append(
+            Check(
+                "unasked_actions",
+                not unasked,
+                "unchallenged-action" if unasked else None,
+                f"not asked for: {', '.join(sorted({e.action for e in unasked}))}"
+                if unasked
+                else "",
+                {"seen": [e.as_dict() for e in unasked]},
             )
         )
         depth = planarity(

@@ -48,7 +48,7 @@ def _csv() -> str:
 ROUTES = [
     Route("GET", "/api/v1/center", ALL, 200),
     Route("GET", "/api/v1/experts", ALL, 200),
-    Route("POST", "/api/v1/experts", OPERATOR, 201, json=expert_payload),
+    Route("POST", "/api/v1/experts", OPERATOR, 201, json=lambda ids: expert_payload()),
     Route("GET", "/api/v1/experts/import/template", OPERATOR, 200),
     Route("POST", "/api/v1/experts/import", OPERATOR, 200, csv="csv"),
     Route("GET", "/api/v1/experts/{expert_id}", ALL, 200),
@@ -62,9 +62,30 @@ ROUTES = [
     Route("GET", "/api/v1/experts/{expert_id}/face", ALL, 409),  # not enrolled yet
     Route("DELETE", "/api/v1/experts/{expert_id}/face", OPERATOR, 409),
     Route("POST", "/api/v1/face/compare", OPERATOR, 200, files="compare"),
+    Route(
+        "POST",
+        "/api/v1/face/challenges",
+        OPERATOR,
+        409,  # the expert has no enrolled face yet
+        json=lambda ids: {"expert_ids": [ids["expert_id"]]},
+    ),
+    Route("GET", "/api/v1/face/verifications", ALL, 200),
+    Route("GET", "/api/v1/face/verifications/{verification_id}", ALL, 404),
+    Route(
+        "POST", "/api/v1/experts/{expert_id}/face/unlock", OPERATOR, 409, json={"reason": "核实"}
+    ),
+    Route("GET", "/api/v1/experts/{expert_id}/face/lockout", ALL, 404),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
 ]
+
+
+# Routes a phone calls without a staff token: the challenge's nonce, or the verified face
+# session, is the credential (tests/api/test_liveness_api.py covers their refusals).
+NOT_STAFF = {
+    ("POST", "/api/v1/face/challenges/{challenge_id}/frames"),
+    ("GET", "/api/v1/face/session"),
+}
 
 
 def _call(client: TestClient, route: Route, ids: dict[str, str], headers: dict[str, str]) -> Any:
@@ -87,7 +108,7 @@ def _call(client: TestClient, route: Route, ids: dict[str, str], headers: dict[s
         return client.request(
             route.method, path, content=_csv(), headers={**headers, "content-type": "text/csv"}
         )
-    body = route.json() if callable(route.json) else route.json
+    body = route.json(ids) if callable(route.json) else route.json
     return client.request(route.method, path, json=body, headers=headers)
 
 
@@ -100,7 +121,11 @@ def ids(
     )
     spare = staff_tokens.issue_staff_token(db, center.caller, clock, Role.OPERATOR, "spare")
     db.commit()
-    return {"expert_id": created.json()["id"], "token_id": spare.token_id}
+    return {
+        "expert_id": created.json()["id"],
+        "token_id": spare.token_id,
+        "verification_id": "00000000-0000-0000-0000-000000000000",
+    }
 
 
 def test_matrix_covers_every_api_route(app: FastAPI) -> None:
@@ -110,7 +135,9 @@ def test_matrix_covers_every_api_route(app: FastAPI) -> None:
         if path.startswith("/api/")
         for method in operations
     }
-    assert served == {(route.method, route.path) for route in ROUTES}
+    staff_routes = {(route.method, route.path) for route in ROUTES}
+    assert served == staff_routes | NOT_STAFF
+    assert not staff_routes & NOT_STAFF
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")

@@ -1,0 +1,386 @@
+"""Liveness over HTTP: a challenge, the phone's frames, the verified session, the record a
+supervisor reviews, and every refusal (bad input, replayed or expired challenges, lockout)
+answered with problem+json and nothing changed."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from functools import cache
+from itertools import pairwise
+from typing import Any
+
+import cv2
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from evaluation.staff import Role
+from models.clock import FrozenClock
+from models.tables import AuditEntry, FaceChallenge, FaceVerification, VerifiedSession
+from tests.api.helpers import assert_problem
+from tests.face import videos
+from tests.face.corpus import encode, engine, portraits
+from tests.factories import CenterWithStaff, expert_payload
+
+pytestmark = pytest.mark.slow
+
+PERSON = "players-6"
+OTHER = "gdp-2"
+DEVICE = {"id": "phone-7f3a9c21", "model": "Pixel 7", "os": "Android 14", "browser": "Chrome"}
+
+
+@cache
+def _scene(name: str) -> videos.Scene:
+    return videos.make_scene(engine(), portraits()[name])
+
+
+@cache
+def genuine_video(name: str, actions: tuple[str, ...]) -> videos.Video:
+    return videos.genuine(_scene(name), list(actions), seed=len(actions))
+
+
+@cache
+def still_video(name: str) -> videos.Video:
+    video = videos.still_photo(_scene(name), ["turn_left", "blink"])
+    return videos.Video(video.frames[:10], video.timestamps_ms[:10], [300, 700])
+
+
+@pytest.fixture
+def operator(center: CenterWithStaff) -> dict[str, str]:
+    return center.headers(Role.OPERATOR)
+
+
+def _enrolled(client: TestClient, operator: dict[str, str], name: str) -> str:
+    expert = client.post("/api/v1/experts", json=expert_payload(), headers=operator).json()
+    photo = (f"{name}.jpg", encode(portraits()[name]), "image/jpeg")
+    enrolled = client.put(
+        f"/api/v1/experts/{expert['id']}/face",
+        files={"photos": photo},
+        data={"consent": "true"},
+        headers=operator,
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    return str(expert["id"])
+
+
+@pytest.fixture
+def expert_id(client: TestClient, operator: dict[str, str]) -> str:
+    return _enrolled(client, operator, PERSON)
+
+
+def challenge(client: TestClient, operator: dict[str, str], *expert_ids: str) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/face/challenges", json={"expert_ids": list(expert_ids)}, headers=operator
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def submit(
+    client: TestClient,
+    issued: dict[str, Any],
+    video: videos.Video,
+    *,
+    nonce: str | None = None,
+    device: dict[str, str] = DEVICE,
+    **overrides: Any,
+) -> Any:
+    prompts = video.prompts_ms
+    if len(prompts) != len(issued["actions"]):  # a photo "answers" whatever was asked
+        prompts = [300 + 250 * index for index in range(len(issued["actions"]))]
+    data = {
+        "nonce": issued["nonce"] if nonce is None else nonce,
+        "timestamps_ms": json.dumps(video.timestamps_ms),
+        "prompts_ms": json.dumps(prompts),
+        "device": json.dumps(device),
+        **overrides,
+    }
+    files = [("frames", (f"{i}.jpg", frame, "image/jpeg")) for i, frame in enumerate(video.frames)]
+    return client.post(
+        issued["submit_url"],
+        data=data,
+        files=files,
+        headers={"User-Agent": "Mozilla/5.0 (Linux; Android 14; Pixel 7)"},
+    )
+
+
+def _count(db: Session, model: type) -> int:
+    db.expire_all()
+    return int(db.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def _actions(db: Session) -> list[str]:
+    db.expire_all()
+    return list(db.execute(select(AuditEntry.action).order_by(AuditEntry.seq)).scalars())
+
+
+def test_challenge_shape(client: TestClient, operator: dict[str, str], expert_id: str) -> None:
+    seen = set()
+    for _ in range(12):
+        issued = challenge(client, operator, expert_id)
+        actions = issued["actions"]
+        assert 2 <= len(actions) <= 3
+        assert all(a != b for a, b in pairwise(actions))
+        assert {"turn_left", "turn_right", "nod"} & set(actions)
+        seen.add(tuple(actions))
+        assert issued["mode"] == "1:1" and issued["expert_ids"] == [expert_id]
+        assert len(issued["nonce"]) >= 40
+        lifetime = _seconds(issued["expires_at"]) - _seconds(issued["issued_at"])
+        assert 0 < lifetime <= 60
+        capture = issued["capture"]
+        assert capture["fps"] == 8 and capture["max_width"] == 640
+        assert capture["min_frames"] <= capture["frame_count"] <= capture["max_frames"]
+    assert len(seen) > 3  # drawn at random, not a fixed script
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def test_genuine_frames_pass_and_grant_a_session_bound_to_the_device(
+    client: TestClient,
+    operator: dict[str, str],
+    expert_id: str,
+    center: CenterWithStaff,
+    clock: FrozenClock,
+    db: Session,
+) -> None:
+    issued = challenge(client, operator, expert_id)
+    video = genuine_video(PERSON, tuple(issued["actions"]))
+    clock.advance(timedelta(seconds=8))  # the phone films, then uploads
+    response = submit(client, issued, video)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["passed"] is True and body["reasons"] == [], body["reasons"]
+    record = body["verification"]
+    assert record["expert_id"] == expert_id and record["device_id"] == DEVICE["id"]
+    assert record["user_agent"].startswith("Mozilla/5.0") and record["client_ip"]
+    assert len(record["frame_hashes"]) == len(video.frames) and not record["frames_retained"]
+    assert {c["check"] for c in record["checks"]} >= {"actions", "depth", "identity", "replay"}
+
+    token = body["session"]["token"]
+    assert token.startswith("evf_")
+    stored = db.execute(select(VerifiedSession)).scalar_one()
+    assert token not in stored.token_hash and stored.expert_id == expert_id
+
+    def session(device: str | None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"}
+        if device:
+            headers["X-Device-Id"] = device
+        return client.get("/api/v1/face/session", headers=headers)
+
+    current = session(DEVICE["id"])
+    assert current.status_code == 200 and current.json()["expert_id"] == expert_id
+    assert "token" not in current.json() or current.json()["token"] is None
+    assert_problem(session("another-phone-1"), 401, "face-session-invalid")
+    assert_problem(session(None), 401, "face-session-invalid")
+    clock.advance(timedelta(minutes=11))
+    assert_problem(session(DEVICE["id"]), 401, "face-session-invalid")
+
+    supervisor = center.headers(Role.SUPERVISOR)
+    listed = client.get("/api/v1/face/verifications", headers=supervisor).json()["items"]
+    assert [item["id"] for item in listed] == [record["id"]]
+    full = client.get(f"/api/v1/face/verifications/{record['id']}", headers=supervisor).json()
+    assert full["checks"] == record["checks"]
+    assert _actions(db)[-2:] == ["face.challenge_issued", "face.verification_passed"]
+
+
+def test_a_photo_fails_and_the_answer_says_why(
+    client: TestClient, operator: dict[str, str], expert_id: str, clock: FrozenClock
+) -> None:
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=5))
+    response = submit(client, issued, still_video(PERSON))
+    assert response.status_code == 201
+    body = response.json()
+    assert body["passed"] is False and body["session"] is None
+    assert "planar-motion" in body["reasons"]
+    assert "疑似照片或屏幕翻拍" in body["messages_zh"]
+    assert body["attempts_remaining"] == 4 and body["locked"] is False
+
+
+def test_reused_and_expired_challenges_are_refused_and_logged(
+    client: TestClient, operator: dict[str, str], expert_id: str, clock: FrozenClock, db: Session
+) -> None:
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=5))
+    assert submit(client, issued, still_video(PERSON)).status_code == 201
+    again = submit(client, issued, still_video(PERSON))
+    assert_problem(again, 409, "challenge-used")
+    assert _count(db, FaceVerification) == 1
+    assert _actions(db)[-1] == "face.submission_refused"
+
+    late = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=61))
+    assert_problem(submit(client, late, still_video(PERSON)), 410, "challenge-expired")
+    assert _actions(db)[-1] == "face.submission_refused"
+    assert _count(db, FaceVerification) == 1
+
+    unknown = dict(late, submit_url="/api/v1/face/challenges/nope/frames")
+    assert_problem(submit(client, unknown, still_video(PERSON)), 404, "challenge-not-found")
+    fresh = challenge(client, operator, expert_id)
+    wrong = submit(client, fresh, still_video(PERSON), nonce="not-the-nonce")
+    assert_problem(wrong, 404, "challenge-not-found")
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"nonce": ""}, 422, "upload-missing"),
+        ({"timestamps_ms": "[1, 2]"}, 422, "frames-invalid"),
+        ({"timestamps_ms": "not json"}, 422, "frames-invalid"),
+        ({"prompts_ms": "[100]"}, 422, "frames-invalid"),
+        ({"device": "{}"}, 422, "frames-invalid"),
+        ({"frames": "few"}, 422, "frames-invalid"),
+        ({"frames": "not-an-image"}, 422, "image-unusable"),
+        ({"frames": "too-wide"}, 422, "frames-invalid"),
+        ({"frames": "huge"}, 422, "image-unusable"),
+        ({"frames": "gif"}, 415, "image-type-unsupported"),
+    ],
+)
+def test_bad_submissions_change_nothing(
+    client: TestClient,
+    operator: dict[str, str],
+    expert_id: str,
+    clock: FrozenClock,
+    db: Session,
+    change: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=5))
+    video = still_video(PERSON)
+    frames = list(video.frames)
+    kind = change.pop("frames", None)
+    if kind == "few":
+        frames = frames[:3]
+    elif kind == "not-an-image":
+        frames[4] = b"%PDF-1.7 not a frame"
+    elif kind == "too-wide":
+        frames[2] = encode(cv2.resize(_scene(PERSON).frame, (800, 400)))
+    elif kind == "huge":
+        frames[2] = encode(cv2.resize(_scene(PERSON).frame, (1280, 960)))
+    elif kind == "gif":
+        from io import BytesIO
+
+        from PIL import Image
+
+        out = BytesIO()
+        Image.new("RGB", (64, 64)).save(out, format="GIF")
+        frames[0] = out.getvalue()
+    times = video.timestamps_ms[: len(frames)]
+    before = (_count(db, FaceVerification), len(_actions(db)))
+    response = submit(client, issued, videos.Video(frames, times, video.prompts_ms), **change)
+    assert_problem(response, status, code)
+    assert (_count(db, FaceVerification), len(_actions(db))) == before
+    # The challenge was not used up: the same nonce still answers it.
+    assert submit(client, issued, video).status_code == 201
+
+
+def test_not_multipart_is_refused(
+    client: TestClient, operator: dict[str, str], expert_id: str
+) -> None:
+    issued = challenge(client, operator, expert_id)
+    assert_problem(
+        client.post(issued["submit_url"], json={"nonce": issued["nonce"]}),
+        415,
+        "unsupported-media-type",
+    )
+
+
+def test_repeated_failures_lock_until_an_operator_unlocks(
+    client: TestClient,
+    operator: dict[str, str],
+    expert_id: str,
+    clock: FrozenClock,
+    center: CenterWithStaff,
+    db: Session,
+) -> None:
+    for attempt in range(5):
+        issued = challenge(client, operator, expert_id)
+        clock.advance(timedelta(seconds=5))
+        body = submit(client, issued, still_video(PERSON)).json()
+        assert body["passed"] is False
+        assert body["attempts_remaining"] == 4 - attempt
+    assert body["locked"] is True
+    assert "face.check_locked" in _actions(db)
+    refused = client.post(
+        "/api/v1/face/challenges", json={"expert_ids": [expert_id]}, headers=operator
+    )
+    assert_problem(refused, 423, "face-check-locked")
+    lock = client.get(
+        f"/api/v1/experts/{expert_id}/face/lockout", headers=center.headers(Role.SUPERVISOR)
+    )
+    assert lock.status_code == 200 and lock.json()["failures"] == 5
+
+    unlock = client.post(
+        f"/api/v1/experts/{expert_id}/face/unlock",
+        json={"reason": "到中心现场核验身份证后解锁"},
+        headers=operator,
+    )
+    assert unlock.status_code == 200 and unlock.json()["unlocked_by"].startswith("staff:")
+    assert _actions(db)[-1] == "face.check_unlocked"
+    # Unlocking resets the count: a new failure leaves four more tries.
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=5))
+    assert submit(client, issued, still_video(PERSON)).json()["attempts_remaining"] == 4
+    assert_problem(
+        client.get(f"/api/v1/experts/{expert_id}/face/lockout", headers=operator),
+        404,
+        "not-found",
+    )
+
+
+def test_one_of_several_experts_is_identified(
+    client: TestClient, operator: dict[str, str], expert_id: str, clock: FrozenClock
+) -> None:
+    other = _enrolled(client, operator, OTHER)
+    issued = challenge(client, operator, other, expert_id)
+    assert issued["mode"] == "1:few"
+    clock.advance(timedelta(seconds=8))
+    body = submit(client, issued, genuine_video(PERSON, tuple(issued["actions"]))).json()
+    assert body["passed"] is True, body["reasons"]
+    assert body["verification"]["expert_id"] == expert_id
+    assert body["session"]["expert_id"] == expert_id
+
+
+def test_challenges_need_an_active_enrolled_expert_of_this_center(
+    client: TestClient,
+    operator: dict[str, str],
+    expert_id: str,
+    other_center: CenterWithStaff,
+    db: Session,
+) -> None:
+    plain = client.post("/api/v1/experts", json=expert_payload(), headers=operator).json()["id"]
+    assert_problem(
+        client.post("/api/v1/face/challenges", json={"expert_ids": [plain]}, headers=operator),
+        409,
+        "face-not-enrolled",
+    )
+    foreign = client.post(
+        "/api/v1/face/challenges",
+        json={"expert_ids": [expert_id]},
+        headers=other_center.headers(Role.OPERATOR),
+    )
+    assert_problem(foreign, 404, "not-found")
+    suspend = client.post(
+        f"/api/v1/experts/{expert_id}/suspend", json={"reason": "回避"}, headers=operator
+    )
+    assert suspend.status_code == 200
+    assert_problem(
+        client.post("/api/v1/face/challenges", json={"expert_ids": [expert_id]}, headers=operator),
+        409,
+        "expert-not-active",
+    )
+    assert_problem(
+        client.post("/api/v1/face/challenges", json={"expert_ids": []}, headers=operator),
+        422,
+        "validation-failed",
+    )
+    assert _count(db, FaceChallenge) == 0
