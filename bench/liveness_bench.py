@@ -165,7 +165,7 @@ def main() -> None:
         f"judged against 1 template and {len(earlier)} earlier sequences of 30 hashes; "
         f"{args.repeats} repeats\n"
     )
-    print(f"  {'stage':<28} {'p50 ms':>9} {'p95 ms':>9} {'per frame p50':>14}")
+    print(f"  {'stage':<32} {'p50 ms':>9} {'p95 ms':>9} {'per frame p50':>14}")
     rows = [
         ("decode (decode_image)", stages["decode"]),
         ("analyze (analyze_frame)", stages["analyze"]),
@@ -176,7 +176,7 @@ def main() -> None:
     ]
     for label, samples in rows:
         p50, p95 = percentiles(samples)
-        print(f"  {label:<28} {p50:9.1f} {p95:9.1f} {p50 / FRAMES:14.1f}")
+        print(f"  {label:<32} {p50:9.1f} {p95:9.1f} {p50 / FRAMES:14.1f}")
     total50, total95 = percentiles(stages["total"])
     bare50, _ = percentiles(bare_ms)
     ratio = total50 / bare50

@@ -4,8 +4,10 @@ after it has been re-encoded.
 A 255-bit hash: the signs, against their median, of the 16x16 lowest DCT coefficients of
 the frame downscaled to 64x64 grey (the DC term, which says only how bright it is, left
 out). Measured on the synthetic videos: a frame re-encoded at JPEG quality 70 stays within
-2-6 bits of itself, while a new capture of the same person in the same pose differs by a
-median of 12-16 bits. A coarser 64-bit hash could not tell the two apart (0-2 bits both).
+2-6 bits of itself; each frame of a new capture of the same person in the same spot is a
+median 4-6 bits from its nearest frame of the earlier capture, so up to ~55% of a new
+capture's frames can fall within 4 bits. A sequence is a replay only when most of it does.
+A coarser 64-bit hash could not tell the two apart at all.
 """
 
 from __future__ import annotations
