@@ -384,3 +384,38 @@ def test_challenges_need_an_active_enrolled_expert_of_this_center(
         "validation-failed",
     )
     assert _count(db, FaceChallenge) == 0
+
+
+class TestRetention:
+    """With the retention setting on, the frames are kept as evidence, encrypted."""
+
+    @pytest.fixture
+    def settings(self, tmp_path: Any, database_url: str) -> Any:
+        from models.settings import Settings
+
+        return Settings(data_dir=tmp_path, database_url=database_url, liveness_retain_frames=True)
+
+    def test_frames_are_kept_encrypted(
+        self,
+        client: TestClient,
+        operator: dict[str, str],
+        expert_id: str,
+        clock: FrozenClock,
+        db: Session,
+        services: Any,
+    ) -> None:
+        from models.tables import VerificationFrame
+
+        issued = challenge(client, operator, expert_id)
+        clock.advance(timedelta(seconds=5))
+        video = still_video(PERSON)
+        body = submit(client, issued, video).json()
+        assert body["verification"]["frames_retained"] is True
+        db.expire_all()
+        kept = db.execute(select(VerificationFrame).order_by(VerificationFrame.seq)).scalars().all()
+        assert len(kept) == len(video.frames)
+        verification_id = body["verification"]["id"]
+        for row, frame in zip(kept, video.frames, strict=True):
+            assert frame not in row.ciphertext
+            context = f"face_verifications/{verification_id}/frames/{row.seq}"
+            assert services.cipher.decrypt_bytes(row.ciphertext, context) == frame
