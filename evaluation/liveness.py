@@ -10,7 +10,6 @@ challenge atomically, judges, and stores the outcome.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import itertools
 import secrets
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 from evaluation import audit
 from evaluation.errors import DomainError, NotFound
 from evaluation.faces import FacePolicy, load_templates
+from evaluation.staff import hash_token
 from face.actions import ACTIONS, HEAD_ACTIONS
 from face.engine import FaceEngine
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, judge
@@ -166,10 +166,6 @@ class LivenessConfig:
         )
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def draw_actions(rng: secrets.SystemRandom | Any = None) -> list[str]:
     """2-3 actions from a CSPRNG, never the same twice in a row, at least one moving the
     head (the flat-photo check needs depth to judge)."""
@@ -250,7 +246,7 @@ def issue_challenge(
         mode="1:1" if len(unique) == 1 else "1:few",
         expert_ids=unique,
         actions=actions,
-        nonce_hash=_hash(nonce),
+        nonce_hash=hash_token(nonce),
         capture=config.hints(len(actions)).as_dict(),
         issued_by=caller.actor,
         issued_at=now,
@@ -272,7 +268,7 @@ def issue_challenge(
 
 
 def _check_nonce(challenge: FaceChallenge | None, nonce: str) -> FaceChallenge:
-    if challenge is None or not hmac.compare_digest(challenge.nonce_hash, _hash(nonce)):
+    if challenge is None or not hmac.compare_digest(challenge.nonce_hash, hash_token(nonce)):
         raise ChallengeNotFound("no challenge with this id and nonce")
     return challenge
 
@@ -354,7 +350,7 @@ def _consume(db: Session, challenge_id: str, nonce: str, at: datetime) -> FaceCh
         update(FaceChallenge)
         .where(
             FaceChallenge.id == challenge_id,
-            FaceChallenge.nonce_hash == _hash(nonce),
+            FaceChallenge.nonce_hash == hash_token(nonce),
             FaceChallenge.used_at.is_(None),
         )
         .values(used_at=at)
@@ -465,7 +461,7 @@ def record_verification(
         session_token = SESSION_PREFIX + secrets.token_urlsafe(32)
         session = VerifiedSession(
             center_id=challenge.center_id,
-            token_hash=_hash(session_token),
+            token_hash=hash_token(session_token),
             expert_id=expert_id,
             verification_id=verification.id,
             device_id=upload.device_id,
@@ -578,7 +574,7 @@ def authenticate_session(
 ) -> VerifiedSession:
     """The verified session a token names, if live and used from the device it was bound to."""
     session = db.execute(
-        select(VerifiedSession).where(VerifiedSession.token_hash == _hash(token))
+        select(VerifiedSession).where(VerifiedSession.token_hash == hash_token(token))
     ).scalar_one_or_none()
     if session is None or session.revoked_at is not None or now >= session.expires_at:
         raise SessionInvalid("the face session is unknown, revoked or expired; verify again")

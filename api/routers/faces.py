@@ -49,7 +49,7 @@ class UploadMissing(DomainError):
     title = "A required file is missing from the form"
 
 
-async def _form(request: Request, max_files: int) -> Any:
+async def read_multipart(request: Request, max_files: int) -> Any:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the images as multipart/form-data")
     return await request.form(max_files=max_files, max_fields=10)
@@ -58,7 +58,7 @@ async def _form(request: Request, max_files: int) -> Any:
 async def read_enrollment_form(
     request: Request, services: ServicesDep
 ) -> tuple[list[tuple[str, bytes]], bool]:
-    form = await _form(request, services.face_policy.max_photos + 1)
+    form = await read_multipart(request, services.face_policy.max_photos + 1)
     photos = [
         (upload.filename or f"photo {index + 1}", await upload.read())
         for index, upload in enumerate(form.getlist("photos"))
@@ -71,7 +71,7 @@ async def read_enrollment_form(
 
 
 async def read_compare_form(request: Request) -> tuple[bytes, bytes]:
-    form = await _form(request, 2)
+    form = await read_multipart(request, 2)
     images = []
     for name in ("image_a", "image_b"):
         upload = form.get(name)

@@ -4,6 +4,7 @@ verified session, and unlocking an expert after repeated failures."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,9 +12,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from starlette.datastructures import UploadFile
 
 from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep
-from api.errors import NotReady, UnsupportedMediaType
+from api.errors import NotReady
 from api.logs import request_id_var
-from api.routers.faces import BINARY, UploadMissing, multipart_body
+from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.liveness import (
     CaptureOut,
     ChallengeCreate,
@@ -27,7 +28,7 @@ from api.schemas.liveness import (
     VerificationSummaryOut,
 )
 from evaluation import liveness
-from evaluation.errors import DomainError, NotFound
+from evaluation.errors import NotFound
 from evaluation.faces import image_error
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
@@ -101,29 +102,20 @@ def _device(form: Any) -> dict[str, Any]:
     return {key: str(value)[:200] for key, value in device.items()}
 
 
+@dataclass(frozen=True)
 class SubmittedFrames:
     """The parsed form, before the challenge is looked up."""
 
-    def __init__(
-        self,
-        nonce: str,
-        frames: list[bytes],
-        timestamps_ms: list[int],
-        prompts_ms: list[int],
-        device: dict[str, Any],
-    ) -> None:
-        self.nonce = nonce
-        self.frames = frames
-        self.timestamps_ms = timestamps_ms
-        self.prompts_ms = prompts_ms
-        self.device = device
+    nonce: str
+    frames: list[bytes]
+    timestamps_ms: list[int]
+    prompts_ms: list[int]
+    device: dict[str, Any]
 
 
 async def read_frames_form(request: Request, services: ServicesDep) -> SubmittedFrames:
     config = services.liveness
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise UnsupportedMediaType("send the frames as multipart/form-data")
-    form = await request.form(max_files=config.max_frames + 1, max_fields=10)
+    form = await read_multipart(request, config.max_frames + 1)
     nonce = form.get("nonce")
     if not isinstance(nonce, str) or not nonce.strip():
         raise UploadMissing("send the challenge's `nonce`")
@@ -291,12 +283,6 @@ def get_verification(verification_id: str, staff: AnyStaff, db: Db) -> Verificat
     return VerificationOut.model_validate(row, from_attributes=True)
 
 
-class MissingSession(DomainError):
-    status = 401
-    code = "face-session-invalid"
-    title = "Send the verified face session as Authorization: Bearer evf_..."
-
-
 @router.get("/api/v1/face/session", response_model=SessionOut)
 def current_session(
     db: Db,
@@ -307,7 +293,7 @@ def current_session(
     """The verified face session this phone holds (token plus the device it was bound to)."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.startswith(liveness.SESSION_PREFIX):
-        raise MissingSession("send Authorization: Bearer evf_... and X-Device-Id")
+        raise liveness.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
     session = liveness.authenticate_session(db, token.strip(), x_device_id, services.clock.now())
     return SessionOut.model_validate(session, from_attributes=True)
 
