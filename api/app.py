@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routers import admin, experts, faces, health, liveness
+from api.routers import admin, csc, experts, faces, health, liveness, pki
 from api.services import Services
 
 IMPORT_PATH = "/api/v1/experts/import"
@@ -57,4 +57,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(faces.router)
     app.include_router(liveness.router)
+    app.include_router(pki.router)
+    app.include_router(csc.router)
     return app

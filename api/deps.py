@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from api.errors import BadPrecondition, NotReady
 from api.logs import request_id_var
 from api.services import Services
+from evaluation import liveness
 from evaluation import staff as staff_tokens
 from evaluation.audit import Caller
 from evaluation.errors import InvalidCredentials, RoleForbidden
@@ -20,6 +21,7 @@ from evaluation.staff import Role
 from face.engine import FaceEngine
 from face.model_pack import ModelPackError
 from models.db import READ_ONLY
+from models.tables import VerifiedSession
 
 
 def get_services(request: Request) -> Services:
@@ -118,3 +120,21 @@ def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | 
 
 
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
+
+
+def face_session(
+    db: Db,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> VerifiedSession:
+    """The phone's verified face session: `Authorization: Bearer evf_...` plus the device id
+    it was bound to. Staff tokens are not face sessions and are refused here."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(liveness.SESSION_PREFIX):
+        raise liveness.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
+    return liveness.authenticate_session(db, token, x_device_id, services.clock.now())
+
+
+FaceSession = Annotated[VerifiedSession, Depends(face_session)]

@@ -86,6 +86,13 @@ def problem_response(
 
 def domain_problem(error: DomainError, request: Request) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    extensions = dict(error.extensions)
+    if request.url.path.startswith("/csc/"):
+        # CSC clients read `error` and `error_description`; problem+json readers the rest.
+        name = getattr(error, "csc_error", None)
+        if name is None:
+            name = "invalid_token" if error.status == 401 else "invalid_request"
+        extensions.update(error=name, error_description=error.detail)
     return problem_response(
         error.status,
         error.code,
@@ -93,7 +100,7 @@ def domain_problem(error: DomainError, request: Request) -> JSONResponse:
         error.detail,
         instance=request.url.path,
         headers=headers,
-        extensions=error.extensions,
+        extensions=extensions,
     )
 
 

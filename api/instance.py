@@ -13,8 +13,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from api.services import open_database
-from evaluation import audit, centers
+from evaluation import audit, centers, pki
 from evaluation import staff as staff_tokens
+from evaluation.pki import CenterPki, PkiPolicy
 from evaluation.staff import Role
 from models.clock import Clock
 from models.db import make_session_factory
@@ -22,6 +23,7 @@ from models.migrate import upgrade_to_head
 from models.settings import Settings
 from signing.key_checks import bind_or_verify_key, database_has_key
 from signing.keyring import MASTER_KEY_FILE, KeyringError, create_master_key_file, load_keyring
+from signing.vault import open_vaults
 
 BOOTSTRAP_ROLES = (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR)
 
@@ -33,6 +35,7 @@ class InitResult:
     center_created: bool
     tokens: dict[str, str]
     tokens_file: Path
+    pki: dict[str, Any]
 
     def as_json(self, settings: Settings) -> dict[str, Any]:
         return {
@@ -45,6 +48,7 @@ class InitResult:
             ),
             "tokens": self.tokens,
             "tokens_file": str(self.tokens_file),
+            "pki": self.pki,
         }
 
 
@@ -96,6 +100,15 @@ def initialize(settings: Settings, clock: Clock, center_name: str | None = None)
             created = center is None
             if center is None:
                 center = centers.create_center(db, name, clock, actor="cli:init")
+            # The center's CA, TSA and audit-checkpoint certificates (idempotent).
+            established = pki.establish_center_pki(
+                db,
+                clock,
+                open_vaults(settings, load_keyring(settings.vault_dir, settings.master_key)),
+                PkiPolicy.from_settings(settings),
+                center,
+                actor="cli:init",
+            )
             path = _tokens_path(settings, center.id)
             tokens = _reusable_tokens(db, path)
             if tokens is None:
@@ -111,7 +124,9 @@ def initialize(settings: Settings, clock: Clock, center_name: str | None = None)
                 }
                 # Written before commit: a crash leaves unknown tokens, never lost ones.
                 _write_private(path, json.dumps(record, indent=2) + "\n")
-            return InitResult(center.id, center.name, created, tokens, path)
+            return InitResult(
+                center.id, center.name, created, tokens, path, _pki_summary(established)
+            )
     finally:
         engine.dispose()
 
@@ -127,3 +142,13 @@ def _reusable_tokens(db: Any, path: Path) -> dict[str, str] | None:
     except (KeyError, TypeError):
         return None
     return None
+
+
+def _pki_summary(established: CenterPki) -> dict[str, Any]:
+    return {
+        "created": established.created,
+        "root_ca": {"id": established.root.id, "subject": established.root.name},
+        "issuing_ca": {"id": established.issuing.id, "subject": established.issuing.name},
+        "tsa_certificate": established.tsa.serial,
+        "audit_checkpoint_certificate": established.audit_checkpoint.serial,
+    }

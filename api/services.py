@@ -1,4 +1,4 @@
-"""What a running app holds: settings, database, clock and the field cipher, built once."""
+"""What a running app holds: settings, database, clock, field cipher and vaults, built once."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from evaluation.activation import ActivationPolicy
 from evaluation.faces import FacePolicy
 from evaluation.liveness import LivenessConfig
+from evaluation.pki import PkiPolicy
 from face.antispoof import PassiveAntiSpoof
 from face.engine import EngineOptions, FaceEngine
 from face.model_pack import load_model_pack
@@ -18,6 +20,7 @@ from models.db import make_engine, make_session_factory
 from models.settings import Settings
 from signing.field_cipher import FieldCipher
 from signing.keyring import Keyring, load_keyring
+from signing.vault import Vaults, open_vaults
 
 _face_engines: dict[tuple[str, int, int, int], FaceEngine] = {}
 _face_engines_lock = threading.Lock()
@@ -68,6 +71,9 @@ class Services:
     cipher: FieldCipher
     face_policy: FacePolicy
     liveness: LivenessConfig
+    vault: Vaults
+    pki: PkiPolicy
+    activation: ActivationPolicy
 
     def face_engine(self) -> FaceEngine:
         return face_engine_for(self.settings)
@@ -91,6 +97,7 @@ def build_services(
     session_factory: sessionmaker[Session] | None = None,
     clock: Clock | None = None,
     keyring: Keyring | None = None,
+    vault: Vaults | None = None,
 ) -> Services:
     engine = engine or open_database(settings)
     keyring = keyring or load_keyring(settings.vault_dir, settings.master_key)
@@ -103,4 +110,7 @@ def build_services(
         cipher=FieldCipher(keyring),
         face_policy=face_policy,
         liveness=LivenessConfig.from_settings(settings, face_policy),
+        vault=vault or open_vaults(settings, keyring),
+        pki=PkiPolicy.from_settings(settings),
+        activation=ActivationPolicy.from_settings(settings),
     )

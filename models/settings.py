@@ -7,6 +7,7 @@ importing upwards.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,29 @@ class Settings(BaseSettings):
     # An optional passive anti-spoof ONNX model (float32 [N,3,80,80] in, live score out).
     liveness_model: Path | None = None
     liveness_min_live_probability: float = Field(default=0.5, ge=0, le=1)
+
+    # Key custody and the center PKI (EVALSIGN_VAULT_*, EVALSIGN_PKCS11_*, EVALSIGN_PKI_*).
+    vault_backend: Literal["local", "pkcs11"] = "local"
+    pkcs11_module: Path | None = Field(
+        default=None, description="The HSM's PKCS#11 library, e.g. libsofthsm2.so."
+    )
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: str | None = None
+    pki_algorithm: Literal["ec-p256", "rsa-3072"] = "ec-p256"
+    # Where outside tools reach this service: CRL distribution points and AIA URLs name it.
+    public_url: str = "http://127.0.0.1:8000"
+    pki_root_validity_days: int = Field(default=20 * 365, ge=365)
+    pki_issuing_validity_days: int = Field(default=10 * 365, ge=365)
+    pki_credential_validity_days: int = Field(default=2 * 365, ge=1, le=3 * 365)
+    pki_service_validity_days: int = Field(default=5 * 365, ge=1)
+    # A CRL is valid this long; it is reissued on revocation and when half of it has passed.
+    pki_crl_validity_hours: int = Field(default=24, ge=1, le=24 * 31)
+
+    # Signature activation (EVALSIGN_SIGNING_*): the face check must be this fresh, and the
+    # SAD it yields is single-use and short-lived.
+    signing_freshness_s: int = Field(default=120, ge=10, le=900)
+    signing_sad_ttl_s: int = Field(default=300, ge=10, le=900)
+    signing_max_hashes: int = Field(default=100, ge=1, le=1000)
 
     @property
     def resolved_database_url(self) -> str:

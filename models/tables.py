@@ -1,4 +1,5 @@
-"""The tables: centers, staff tokens, experts, the audit log, faces and face checks."""
+"""The tables: centers, staff tokens, experts, the audit log, faces, face checks, keys,
+certificates and signature activation."""
 
 from __future__ import annotations
 
@@ -276,3 +277,118 @@ class FaceLockout(Base):
     unlocked_at: Mapped[datetime | None]
     unlocked_by: Mapped[str | None] = mapped_column(String(100))
     unlock_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class VaultKey(Base):
+    """A private key in the vault. The local backend stores it wrapped (AES-256-GCM under
+    the vault's key-encryption key); the PKCS#11 backend stores only the token's key id."""
+
+    __tablename__ = "vault_keys"
+    __table_args__ = (
+        CheckConstraint("backend IN ('local', 'pkcs11')", name="backend"),
+        CheckConstraint("algorithm IN ('ec-p256', 'rsa-3072')", name="algorithm"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(40))
+    backend: Mapped[str] = mapped_column(String(20))
+    algorithm: Mapped[str] = mapped_column(String(20))
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    token_key_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class Authority(Base):
+    """A certification authority of a center: its own root and issuing CA, or an external
+    issuing CA imported by an admin (key held in PKCS#11)."""
+
+    __tablename__ = "authorities"
+    __table_args__ = (
+        CheckConstraint("kind IN ('root', 'issuing')", name="kind"),
+        CheckConstraint("status IN ('active', 'retired')", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    external: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    # The issuer's certificate (chain material), for an external CA whose root is not ours.
+    chain_der: Mapped[list[str]] = mapped_column(JSON, default=list)
+    key_id: Mapped[str] = mapped_column(ForeignKey("vault_keys.id"))
+    crl_number: Mapped[int] = mapped_column(Integer, default=0)
+    crl_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    crl_next_update: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class IssuedCertificate(Base):
+    """A certificate an authority of ours issued: an expert's signing credential or a
+    service certificate (time-stamping, audit checkpoints). CRL and OCSP read this table."""
+
+    __tablename__ = "issued_certificates"
+    __table_args__ = (
+        UniqueConstraint("authority_id", "serial"),
+        CheckConstraint("purpose IN ('expert', 'tsa', 'audit-checkpoint')", name="purpose"),
+        CheckConstraint("status IN ('valid', 'suspended', 'revoked')", name="status"),
+        Index("ix_issued_certificates_expert", "expert_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    authority_id: Mapped[str] = mapped_column(ForeignKey("authorities.id"))
+    purpose: Mapped[str] = mapped_column(String(20))
+    expert_id: Mapped[str | None] = mapped_column(ForeignKey("experts.id"))
+    key_id: Mapped[str] = mapped_column(ForeignKey("vault_keys.id"))
+    serial: Mapped[str] = mapped_column(String(40))  # hex
+    subject: Mapped[str] = mapped_column(String(500))  # RFC 4514
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default="valid")
+    revoked_at: Mapped[datetime | None]
+    revocation_reason: Mapped[str | None] = mapped_column(String(40))
+    revocation_note: Mapped[str | None] = mapped_column(Text)
+    suspended_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class TrustAnchor(Base):
+    """A root certificate whose signatures the center accepts: its own root, and external
+    roots an admin added ("CA mutual recognition")."""
+
+    __tablename__ = "trust_anchors"
+    __table_args__ = (UniqueConstraint("center_id", "fingerprint"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    external: Mapped[bool] = mapped_column(Boolean, default=False)
+    added_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
+class SignatureActivation(Base):
+    """Signature activation data (SAD): single use, short-lived, bound to one credential,
+    one face-verified session and exactly the hashes it authorizes."""
+
+    __tablename__ = "signature_activations"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    credential_id: Mapped[str] = mapped_column(ForeignKey("issued_certificates.id"), index=True)
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    session_id: Mapped[str] = mapped_column(ForeignKey("verified_sessions.id"))
+    verification_id: Mapped[str] = mapped_column(ForeignKey("face_verifications.id"))
+    hash_algorithm_oid: Mapped[str] = mapped_column(String(64))
+    hashes: Mapped[list[str]] = mapped_column(JSON)  # base64, in the order authorized
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -76,3 +76,107 @@ def make_center(db: Session, clock: Clock, name: str | None = None) -> CenterWit
     }
     db.commit()
     return CenterWithStaff(center.id, center.name, tokens)
+
+
+def establish_pki(db: Session, clock: Clock, services: Any, center: CenterWithStaff) -> Any:
+    """The center's CA, TSA and audit-checkpoint certificates, as `evalsign init` makes them."""
+    from evaluation import pki
+    from models.tables import Center
+
+    row = db.get(Center, center.id)
+    assert row is not None
+    established = pki.establish_center_pki(
+        db, clock, services.vault, services.pki, row, actor="test"
+    )
+    db.commit()
+    return established
+
+
+_external_roots: list[Any] = []
+
+
+def external_root() -> tuple[Any, Any]:
+    """Another CA's self-signed root (certificate, key), e.g. a bank's, made once per run."""
+    if not _external_roots:
+        from datetime import UTC, datetime
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from signing.certificates import ca_name, make_root_ca
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.now(UTC)
+        _external_roots.append((make_root_ca(ca_name("某银行", "Root CA"), key, now, 3650), key))
+    certificate, key = _external_roots[0]
+    return certificate, key
+
+
+def face_session(
+    db: Session,
+    clock: Clock,
+    center_id: str,
+    expert_id: str,
+    *,
+    device_id: str = "phone-test-1",
+    verified_at: Any = None,
+) -> tuple[str, Any]:
+    """The records a passed face check leaves (challenge, verification, session), for tests
+    of what a session unlocks; tests/api/test_liveness_api.py makes them the real way."""
+    from datetime import timedelta
+
+    from evaluation.liveness import SESSION_PREFIX
+    from evaluation.staff import hash_token
+    from models.tables import FaceChallenge, FaceVerification, VerifiedSession
+
+    now = verified_at or clock.now()
+    challenge = FaceChallenge(
+        center_id=center_id,
+        mode="1:1",
+        expert_ids=[expert_id],
+        actions=["blink", "turn_left"],
+        nonce_hash=hash_token(secrets.token_hex(16)),
+        capture={},
+        issued_by="test",
+        issued_at=now - timedelta(seconds=10),
+        expires_at=now + timedelta(seconds=50),
+        used_at=now,
+    )
+    db.add(challenge)
+    db.flush()
+    verification = FaceVerification(
+        center_id=center_id,
+        challenge_id=challenge.id,
+        mode="1:1",
+        candidate_ids=[expert_id],
+        expert_id=expert_id,
+        passed=True,
+        reasons=[],
+        checks=[],
+        similarity=0.8,
+        model_id="test",
+        device_id=device_id,
+        device={"id": device_id},
+        client_ip="127.0.0.1",
+        user_agent="test",
+        frame_count=0,
+        frame_hashes=[],
+        frames=[],
+        frames_retained=False,
+        created_at=now,
+    )
+    db.add(verification)
+    db.flush()
+    token = SESSION_PREFIX + secrets.token_urlsafe(24)
+    session = VerifiedSession(
+        center_id=center_id,
+        token_hash=hash_token(token),
+        expert_id=expert_id,
+        verification_id=verification.id,
+        device_id=device_id,
+        verified_at=now,
+        expires_at=now + timedelta(minutes=10),
+        revoked_at=None,
+    )
+    db.add(session)
+    db.commit()
+    return token, session

@@ -18,7 +18,7 @@ from api.schemas.experts import (
     ReactivateRequest,
     SuspendRequest,
 )
-from evaluation import expert_import, experts
+from evaluation import credentials, expert_import, experts
 from evaluation.experts import ExpertFilters, ExpertStatus, StatusAction
 from evaluation.staff import Role
 
@@ -187,6 +187,16 @@ def _change_status(
         action,
         reason,
         expected_version=version,
+    )
+    # A suspended expert's credential is on hold (certificateHold) until reactivation.
+    credentials.hold_for_expert(
+        db,
+        staff.caller,
+        services.clock,
+        services.vault,
+        services.pki,
+        expert_id,
+        suspended=action is StatusAction.SUSPEND,
     )
     _etag(response, record)
     return _out(record, staff)

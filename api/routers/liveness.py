@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from starlette.datastructures import UploadFile
 
-from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep
+from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, ServicesDep
 from api.errors import NotReady
 from api.logs import request_id_var
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
@@ -284,17 +284,8 @@ def get_verification(verification_id: str, staff: AnyStaff, db: Db) -> Verificat
 
 
 @router.get("/api/v1/face/session", response_model=SessionOut)
-def current_session(
-    db: Db,
-    services: ServicesDep,
-    authorization: Annotated[str | None, Header()] = None,
-    x_device_id: Annotated[str | None, Header()] = None,
-) -> SessionOut:
+def current_session(session: FaceSession) -> SessionOut:
     """The verified face session this phone holds (token plus the device it was bound to)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.startswith(liveness.SESSION_PREFIX):
-        raise liveness.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
-    session = liveness.authenticate_session(db, token.strip(), x_device_id, services.clock.now())
     return SessionOut.model_validate(session, from_attributes=True)
 
 

@@ -6,16 +6,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from api.services import Services
 from evaluation import staff as staff_tokens
 from evaluation.staff import Role
 from models.clock import FrozenClock
 from tests.api.helpers import assert_problem, snapshot
 from tests.face.corpus import encode, portraits
-from tests.factories import CenterWithStaff, expert_payload
+from tests.factories import CenterWithStaff, establish_pki, expert_payload, external_root
 
 
 def portrait() -> Any:
@@ -37,6 +39,11 @@ class Route:
     json: Any = None
     csv: str | None = None
     files: str | None = None
+
+
+def _root_pem() -> dict[str, str]:
+    certificate, _ = external_root()
+    return {"certificate_pem": certificate.public_bytes(Encoding.PEM).decode()}
 
 
 def _csv() -> str:
@@ -75,6 +82,27 @@ ROUTES = [
         "POST", "/api/v1/experts/{expert_id}/face/unlock", OPERATOR, 409, json={"reason": "核实"}
     ),
     Route("GET", "/api/v1/experts/{expert_id}/face/lockout", ALL, 404),
+    Route("POST", "/api/v1/experts/{expert_id}/credential", OPERATOR, 201),
+    Route("GET", "/api/v1/experts/{expert_id}/credential", ALL, 404),  # none issued yet
+    Route("GET", "/api/v1/experts/{expert_id}/credentials", ALL, 200),
+    Route(
+        "POST",
+        "/api/v1/experts/{expert_id}/credential/revoke",
+        OPERATOR,
+        404,  # none issued yet
+        json={"reason": "affiliationChanged", "note": "调离"},
+    ),
+    Route("GET", "/api/v1/pki/authorities", ALL, 200),
+    Route("GET", "/api/v1/pki/trust-anchors", ALL, 200),
+    Route("POST", "/api/v1/pki/trust-anchors", ADMIN, 201, json=lambda ids: _root_pem()),
+    Route("DELETE", "/api/v1/pki/trust-anchors/{anchor_id}", ADMIN, 404),
+    Route(
+        "POST",
+        "/api/v1/pki/issuing-ca",
+        ADMIN,
+        409,  # no PKCS#11 token configured here
+        json=lambda ids: {**_root_pem(), "pkcs11_key_label": "ca", "note": "银行 CA"},
+    ),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
 ]
@@ -114,8 +142,13 @@ def _call(client: TestClient, route: Route, ids: dict[str, str], headers: dict[s
 
 @pytest.fixture
 def ids(
-    client: TestClient, center: CenterWithStaff, db: Session, clock: FrozenClock
+    client: TestClient,
+    center: CenterWithStaff,
+    db: Session,
+    clock: FrozenClock,
+    services: Services,
 ) -> dict[str, str]:
+    establish_pki(db, clock, services, center)
     created = client.post(
         "/api/v1/experts", json=expert_payload(), headers=center.headers(Role.OPERATOR)
     )
@@ -125,6 +158,7 @@ def ids(
         "expert_id": created.json()["id"],
         "token_id": spare.token_id,
         "verification_id": "00000000-0000-0000-0000-000000000000",
+        "anchor_id": "00000000-0000-0000-0000-000000000000",
     }
 
 

@@ -1,0 +1,310 @@
+"""Cloud Signature Consortium API v2, the subset remote signing needs: info,
+credentials/list, credentials/info, credentials/authorize and signatures/signHash.
+
+Service authorization is the phone's verified face session (`Authorization: Bearer evf_...`
+and `X-Device-Id`); credential authorization is implicit in it: `authorize` checks that the
+face check is fresh and that the credential is the session's expert's. Errors are
+problem+json that also carry the CSC `error` and `error_description` members.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Depends, Header
+from sqlalchemy import select
+
+from api.deps import Db, ServicesDep, face_session
+from api.logs import request_id_var
+from api.schemas.csc import (
+    AuthInfo,
+    AuthorizeIn,
+    AuthorizeOut,
+    CertInfo,
+    CredentialInfoOut,
+    CredentialsInfoIn,
+    CredentialsListIn,
+    CredentialsListOut,
+    InfoIn,
+    InfoOut,
+    KeyInfo,
+    SignHashIn,
+    SignHashOut,
+)
+from evaluation import activation, audit, credentials, liveness, pki
+from evaluation import staff as staff_tokens
+from evaluation.errors import InvalidCredentials
+from evaluation.staff import hash_token
+from models.tables import Authority, IssuedCertificate, VaultKey, VerifiedSession
+from signing.algorithms import KeyAlgorithm, sign_algorithms_for
+
+router = APIRouter(prefix="/csc/v2", tags=["csc"])
+
+SPECS = "2.0.0.2"
+METHODS = [
+    "info",
+    "credentials/list",
+    "credentials/info",
+    "credentials/authorize",
+    "signatures/signHash",
+]
+
+
+def _caller(session: VerifiedSession) -> audit.Caller:
+    return audit.Caller(
+        center_id=session.center_id,
+        actor=f"expert:{session.expert_id}",
+        role="expert",
+        request_id=request_id_var.get(),
+    )
+
+
+@contextmanager
+def _refusals_audited(
+    db: Db, session: VerifiedSession, services: ServicesDep, operation: str, details: dict[str, Any]
+) -> Iterator[None]:
+    """A refused signing request fails, but the refusal itself is committed to the log."""
+    try:
+        yield
+    except activation.SigningRefused as error:
+        db.rollback()
+        audit.record(
+            db,
+            _caller(session),
+            services.clock,
+            "signature.refused",
+            "verified_session",
+            session.id,
+            {"operation": operation, "code": error.code, "detail": error.detail, **details},
+        )
+        db.commit()
+        raise
+
+
+def signing_session(
+    db: Db,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> VerifiedSession:
+    """The face session, as `FaceSession`; a refused one is also logged, in the center it
+    can be traced to (a staff token's, or the session's own when expired or misused)."""
+    try:
+        return face_session(db, services, authorization, x_device_id)
+    except liveness.SessionInvalid as error:
+        token = (authorization or "").partition(" ")[2].strip()
+        center_id, subject = _trace(db, token)
+        if center_id is not None:
+            db.rollback()
+            audit.record(
+                db,
+                audit.Caller(center_id, subject, request_id=request_id_var.get()),
+                services.clock,
+                "signature.refused",
+                "csc",
+                None,
+                {"code": error.code, "detail": error.detail, "device_id": x_device_id},
+            )
+            db.commit()
+        raise
+
+
+def _trace(db: Db, token: str) -> tuple[str | None, str]:
+    if token.startswith(liveness.SESSION_PREFIX):
+        session = db.execute(
+            select(VerifiedSession).where(VerifiedSession.token_hash == hash_token(token))
+        ).scalar_one_or_none()
+        if session is not None:
+            return session.center_id, f"expert:{session.expert_id}"
+        return None, "unknown"
+    try:
+        staff = staff_tokens.authenticate(db, token)
+    except InvalidCredentials:
+        return None, "unknown"
+    return staff.center_id, f"staff:{staff.id}"
+
+
+SigningSession = Annotated[VerifiedSession, Depends(signing_session)]
+
+
+@router.post("/info", response_model=InfoOut)
+def info(body: InfoIn | None = None) -> InfoOut:
+    """What this remote signing service offers (no authorization needed)."""
+    return InfoOut(
+        specs=SPECS,
+        name="EvalSign",
+        logo="",
+        region="CN",
+        lang="zh-CN",
+        description="Cloud signing for bid-evaluation experts, unlocked by a fresh face check.",
+        authType=["external"],
+        methods=METHODS,
+    )
+
+
+def _chain(db: Db, row: IssuedCertificate, mode: str) -> list[str] | None:
+    if mode == "none":
+        return None
+    certificates = [pki.load_certificate(row.certificate_der)]
+    if mode == "chain":
+        authority = db.get(Authority, row.authority_id)
+        assert authority is not None
+        certificates.extend(pki.chain_of(db, authority))
+    return [
+        base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in certificates
+    ]
+
+
+def _credential_info(
+    db: Db,
+    services: ServicesDep,
+    row: IssuedCertificate,
+    *,
+    certificates: str,
+    cert_info: bool,
+    auth_info: bool,
+    with_id: bool,
+) -> CredentialInfoOut:
+    key = db.get(VaultKey, row.key_id)
+    assert key is not None
+    algorithm = KeyAlgorithm(key.algorithm)
+    state = credentials.state(row, services.clock.now())
+    certificate = pki.load_certificate(row.certificate_der)
+    cert = CertInfo(status=state.status, certificates=_chain(db, row, certificates))
+    if cert_info:
+        cert.issuerDN = certificate.issuer.rfc4514_string()
+        cert.subjectDN = certificate.subject.rfc4514_string()
+        cert.serialNumber = row.serial
+        cert.validFrom = certificate.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ")
+        cert.validTo = certificate.not_valid_after_utc.strftime("%Y%m%d%H%M%SZ")
+    freshness = int(services.activation.freshness.total_seconds())
+    return CredentialInfoOut(
+        credentialID=row.id if with_id else None,
+        description=f"EvalSign credential of {certificate.subject.rfc4514_string()}",
+        key=KeyInfo(
+            status="enabled" if state.usable else "disabled",
+            algo=sign_algorithms_for(algorithm),
+            len=algorithm.key_size,
+            curve=algorithm.curve_oid,
+        ),
+        cert=cert,
+        auth=AuthInfo(
+            mode="implicit",
+            description=f"A passed face check at most {freshness} s before authorize",
+        )
+        if auth_info
+        else None,
+        SCAL="2",
+        multisign=services.settings.signing_max_hashes,
+        lang="zh-CN",
+    )
+
+
+@router.post("/credentials/list", response_model=CredentialsListOut)
+def credentials_list(
+    body: CredentialsListIn, session: SigningSession, db: Db, services: ServicesDep
+) -> CredentialsListOut:
+    """The session's expert's credentials (never anyone else's)."""
+    rows = list(
+        db.execute(
+            select(IssuedCertificate)
+            .where(
+                IssuedCertificate.expert_id == session.expert_id,
+                IssuedCertificate.purpose == credentials.EXPERT,
+            )
+            .order_by(IssuedCertificate.created_at.desc(), IssuedCertificate.id)
+        ).scalars()
+    )
+    now = services.clock.now()
+    if body.onlyValid:
+        rows = [row for row in rows if credentials.state(row, now).usable]
+    infos = None
+    if body.credentialInfo:
+        infos = [
+            _credential_info(
+                db,
+                services,
+                row,
+                certificates=body.certificates,
+                cert_info=body.certInfo,
+                auth_info=body.authInfo,
+                with_id=True,
+            )
+            for row in rows
+        ]
+    return CredentialsListOut(
+        credentialIDs=[row.id for row in rows], credentialInfos=infos, onlyValid=body.onlyValid
+    )
+
+
+def _own_credential(db: Db, session: VerifiedSession, credential_id: str) -> IssuedCertificate:
+    row = credentials.get_credential(db, session.center_id, credential_id)
+    if row.expert_id != session.expert_id:
+        raise activation.CredentialNotOwned(f"credential {credential_id} is not yours")
+    return row
+
+
+@router.post(
+    "/credentials/info", response_model=CredentialInfoOut, response_model_exclude_none=True
+)
+def credentials_info(
+    body: CredentialsInfoIn, session: SigningSession, db: Db, services: ServicesDep
+) -> CredentialInfoOut:
+    row = _own_credential(db, session, body.credentialID)
+    return _credential_info(
+        db,
+        services,
+        row,
+        certificates=body.certificates,
+        cert_info=body.certInfo,
+        auth_info=body.authInfo,
+        with_id=False,
+    )
+
+
+@router.post("/credentials/authorize", response_model=AuthorizeOut)
+def credentials_authorize(
+    body: AuthorizeIn, session: SigningSession, db: Db, services: ServicesDep
+) -> AuthorizeOut:
+    """A SAD for exactly these hashes, if the face check is fresh and the credential is yours."""
+    details = {"credential_id": body.credentialID, "hashes": body.hashes[:20]}
+    with _refusals_audited(db, session, services, "authorize", details):
+        granted = activation.authorize_signing(
+            db,
+            _caller(session),
+            services.clock,
+            services.activation,
+            session,
+            body.credentialID,
+            body.hashes,
+            body.hashAlgorithmOID,
+            body.numSignatures,
+        )
+    return AuthorizeOut(SAD=granted.sad, expiresIn=granted.expires_in)
+
+
+@router.post("/signatures/signHash", response_model=SignHashOut)
+def signatures_sign_hash(
+    body: SignHashIn, session: SigningSession, db: Db, services: ServicesDep
+) -> SignHashOut:
+    """Sign the hashes the SAD authorized, with the credential's key in the vault."""
+    details = {"credential_id": body.credentialID, "hashes": body.hashes[:20]}
+    with _refusals_audited(db, session, services, "signHash", details):
+        signatures = activation.sign_hashes(
+            db,
+            _caller(session),
+            services.clock,
+            services.vault,
+            services.activation,
+            session,
+            body.credentialID,
+            body.SAD,
+            body.hashes,
+            body.hashAlgorithmOID,
+            body.signAlgo,
+        )
+    return SignHashOut(signatures=[base64.b64encode(s).decode() for s in signatures])

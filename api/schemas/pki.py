@@ -1,0 +1,76 @@
+"""Credential, authority and trust-list shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from signing.revocation import RevocationReason
+
+Pem = Annotated[str, Field(min_length=1, max_length=64_000, description="PEM certificate")]
+
+
+class CredentialOut(BaseModel):
+    id: str = Field(description="The CSC credentialID.")
+    expert_id: str
+    status: str = Field(description="valid, suspended, revoked or expired")
+    serial: str = Field(description="Certificate serial number, hex")
+    subject: str
+    issuer_id: str
+    key_algorithm: str
+    key_backend: str
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    certificate_pem: str
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: RevocationReason = Field(description="RFC 5280 reason (not certificateHold)")
+    note: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class AuthorityOut(BaseModel):
+    id: str
+    kind: str
+    name: str
+    external: bool
+    status: str
+    certificate_url: str
+    crl_url: str
+    certificate_pem: str
+    created_at: datetime
+
+
+class TrustAnchorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    certificate_pem: Pem
+    name: Annotated[str | None, Field(max_length=200)] = None
+
+
+class TrustAnchorOut(BaseModel):
+    id: str
+    name: str
+    fingerprint: str = Field(description="SHA-256 of the DER certificate, hex")
+    external: bool
+    added_at: datetime
+    certificate_pem: str
+
+
+class IssuingCaImportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    certificate_pem: Pem
+    chain_pem: Annotated[list[Pem], Field(max_length=5)] = Field(
+        default_factory=list, description="Certificates above it, up to a trusted root"
+    )
+    pkcs11_key_label: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        description="Label of the CA's private key on the configured PKCS#11 token"
+    )
+    note: Annotated[str, Field(min_length=1, max_length=1000)]

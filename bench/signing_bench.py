@@ -1,0 +1,237 @@
+"""Signing throughput: signHash through each vault backend against the bare `cryptography`
+signature in the same run, and authorize + signHash round trips over real HTTP.
+
+    .venv/bin/python bench/signing_bench.py [--seconds 2] [--http-pairs 400]
+
+Goals (issue 6): the local vault's unwrap-and-sign within 3x of the bare P-256 signature,
+and at least 200 authorize + signHash round trips per second over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.primitives import hashes
+
+from signing.algorithms import KeyAlgorithm
+from signing.keyring import Keyring
+from signing.vault import LocalVault, Vault, generate_private_key, sign_with
+
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+SOFTHSM_MODULES = (
+    Path("/usr/lib/softhsm/libsofthsm2.so"),
+    Path("/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"),
+)
+
+
+def rate(operation: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """(operations per second, microseconds per operation) over about `seconds`."""
+    operation()  # warm up
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(20):
+            operation()
+        count += 20
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+    elapsed = now - start
+    return count / elapsed, elapsed / count * 1e6
+
+
+def softhsm_vault(directory: Path) -> Vault | None:
+    module = next((m for m in SOFTHSM_MODULES if m.is_file()), None)
+    if module is None or shutil.which("softhsm2-util") is None:
+        print("softhsm2 not installed: the PKCS#11 rows are skipped (apt-get install softhsm2)")
+        return None
+    (directory / "tokens").mkdir()
+    conf = directory / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--so-pin",
+            "so-pin-1234",
+            "--pin",
+            "pin-1234",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    from signing.pkcs11_vault import Pkcs11Vault
+
+    return Pkcs11Vault(module, "bench", "pin-1234")
+
+
+def vault_rows(seconds: float) -> dict[str, float]:
+    digest = hashlib.sha256(b"evalsign").digest()
+    sha256 = hashes.SHA256()
+    results: dict[str, float] = {}
+    local = LocalVault(Keyring(os.urandom(32)))
+    with tempfile.TemporaryDirectory() as scratch:
+        hsm = softhsm_vault(Path(scratch))
+        print(f"{'signHash, one thread':<34}{'ops/s':>10}{'us/op':>10}{'x bare':>9}")
+        for algorithm in KeyAlgorithm:
+            bare_key = generate_private_key(algorithm)
+            bare, bare_us = rate(lambda k=bare_key: sign_with(k, digest, sha256), seconds)
+            rows = [("bare cryptography", bare, bare_us)]
+            ref = local.generate_key("bench-local", algorithm)
+            ops, us = rate(lambda r=ref: local.sign_digest(r, digest, sha256), seconds)
+            rows.append(("local vault (unwrap + sign)", ops, us))
+            if hsm is not None:
+                hsm_ref = hsm.generate_key(f"bench-{algorithm.value}", algorithm)
+                ops, us = rate(lambda r=hsm_ref: hsm.sign_digest(r, digest, sha256), seconds)
+                rows.append(("SoftHSM2 (PKCS#11)", ops, us))
+            for name, ops, us in rows:
+                label = f"{algorithm.value} {name}"
+                print(f"{label:<34}{ops:>10.0f}{us:>10.1f}{us / bare_us:>9.2f}")
+                results[label] = us / bare_us
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http_round_trips(pairs: int, clients: int) -> float:
+    """authorize + signHash pairs per second against `evalsign serve` (SQLite, its own
+    process), from `clients` concurrent phones, each with its own expert and session."""
+    import httpx2 as httpx
+
+    from api.instance import initialize
+    from api.services import build_services
+    from models.clock import SystemClock
+    from models.settings import Settings
+    from tests.factories import expert_payload, face_session
+
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = Settings(data_dir=Path(scratch), log_level="WARNING")
+        clock = SystemClock()
+        created = initialize(settings, clock)
+        services = build_services(settings, clock=clock)
+        port = free_port()
+        profiler = os.environ.get("BENCH_PYSPY")  # a path: record the server with py-spy
+        prefix = ["py-spy", "record", "-o", profiler, "-f", "raw", "--"] if profiler else []
+        server = subprocess.Popen(
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--data-dir",
+                scratch,
+                "--port",
+                str(port),
+            ],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "EVALSIGN_LOG_LEVEL": "WARNING"},
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            operator = {"Authorization": f"Bearer {created.tokens['operator']}"}
+            phones = []
+            for _ in range(clients):
+                expert = httpx.post(
+                    f"{base}/api/v1/experts", json=expert_payload(), headers=operator
+                ).json()
+                credential = httpx.post(
+                    f"{base}/api/v1/experts/{expert['id']}/credential", headers=operator
+                ).json()
+                with services.session_factory() as db:
+                    token, _ = face_session(db, clock, created.center_id, expert["id"])
+                phones.append((credential["id"], token))
+
+            def run(credential_id: str, token: str, start: int, count: int) -> None:
+                phone = {"Authorization": f"Bearer {token}", "X-Device-Id": "phone-test-1"}
+                with httpx.Client(base_url=base, timeout=30) as client:
+                    for index in range(start, start + count):
+                        digest = hashlib.sha256(str(index).encode()).digest()
+                        body = {
+                            "credentialID": credential_id,
+                            "numSignatures": 1,
+                            "hashes": [base64.b64encode(digest).decode()],
+                            "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+                        }
+                        sad = client.post("/csc/v2/credentials/authorize", json=body, headers=phone)
+                        sad.raise_for_status()
+                        signed = client.post(
+                            "/csc/v2/signatures/signHash",
+                            json={**body, "SAD": sad.json()["SAD"], "signAlgo": ECDSA_SHA256},
+                            headers=phone,
+                        )
+                        signed.raise_for_status()
+
+            for credential_id, token in phones:
+                run(credential_id, token, -100, 10)  # warm up
+            share = pairs // clients
+            threads = [
+                threading.Thread(target=run, args=(credential_id, token, n * share, share))
+                for n, (credential_id, token) in enumerate(phones)
+            ]
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - start
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            services.engine.dispose()
+    done = share * clients
+    per_second = done / elapsed
+    print(
+        f"HTTP authorize + signHash, {clients} client(s), SQLite: {per_second:.0f} pairs/s "
+        f"({elapsed / done * 1000:.2f} ms a pair, {done} pairs)"
+    )
+    return per_second
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--http-pairs", type=int, default=400)
+    args = parser.parse_args()
+    print(f"EvalSign signing bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
+    ratios = vault_rows(args.seconds)
+    pairs = max(http_round_trips(args.http_pairs, clients) for clients in (1, 4))
+    local = ratios["ec-p256 local vault (unwrap + sign)"]
+    print(
+        f"goal: local P-256 within 3x of bare: {local:.2f}x -> {'met' if local <= 3 else 'MISSED'}"
+    )
+    print(f"goal: >= 200 HTTP round trips/s: {pairs:.0f} -> {'met' if pairs >= 200 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
