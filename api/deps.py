@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -24,7 +25,8 @@ from models.db import READ_ONLY
 from models.tables import VerifiedSession
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain def dependency on the thread pool, a hop per request.
     services: Services = request.app.state.services
     return services
 
@@ -32,10 +34,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_db(request: Request, services: ServicesDep) -> Iterator[Session]:
-    """One transaction per request: committed before the response is sent, or rolled back."""
+@contextmanager
+def transaction(services: Services, *, read_only: bool = False) -> Iterator[Session]:
+    """One transaction: committed at the end of the block, or rolled back."""
     session = services.session_factory()
-    if request.method in {"GET", "HEAD"}:
+    if read_only:
         # Reads never write, so on SQLite they need not queue for the write lock.
         session.connection(execution_options=READ_ONLY)
     try:
@@ -46,6 +49,12 @@ def get_db(request: Request, services: ServicesDep) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def get_db(request: Request, services: ServicesDep) -> Iterator[Session]:
+    """One transaction per request: committed before the response is sent, or rolled back."""
+    with transaction(services, read_only=request.method in {"GET", "HEAD"}) as session:
+        yield session
 
 
 # scope="function": commit runs before the response goes out, so a 2xx means "stored".
@@ -81,10 +90,10 @@ def authenticate_staff(
     return Staff(token.id, token.center_id, Role(token.role))
 
 
-def require(*roles: Role) -> Callable[[Staff], Staff]:
+def require(*roles: Role) -> Callable[[Staff], Awaitable[Staff]]:
     allowed = frozenset(roles)
 
-    def check(staff: Annotated[Staff, Depends(authenticate_staff)]) -> Staff:
+    async def check(staff: Annotated[Staff, Depends(authenticate_staff)]) -> Staff:
         if staff.role not in allowed:
             names = ", ".join(sorted(role.value for role in allowed))
             raise RoleForbidden(f"this needs one of: {names}; you are {staff.role.value}")
@@ -109,7 +118,7 @@ def get_face_engine(services: ServicesDep) -> FaceEngine:
 FaceEngineDep = Annotated[FaceEngine, Depends(get_face_engine)]
 
 
-def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
+async def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
     """The version named by If-Match ("3" or W/"3"), or None when absent."""
     if if_match is None:
         return None

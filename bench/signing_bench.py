@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import http.client
+import json
 import os
 import shutil
 import socket
@@ -128,27 +130,17 @@ def http_round_trips(pairs: int, clients: int) -> float:
     from tests.factories import expert_payload, face_session
 
     with tempfile.TemporaryDirectory() as scratch:
-        settings = Settings(data_dir=Path(scratch), log_level="WARNING")
+        settings = Settings(data_dir=Path(scratch))
         clock = SystemClock()
         created = initialize(settings, clock)
         services = build_services(settings, clock=clock)
         port = free_port()
-        profiler = os.environ.get("BENCH_PYSPY")  # a path: record the server with py-spy
-        prefix = ["py-spy", "record", "-o", profiler, "-f", "raw", "--"] if profiler else []
+        # The service as deployed: default settings, access log on (to /dev/null here).
         server = subprocess.Popen(
-            [
-                *prefix,
-                sys.executable,
-                "-m",
-                "api.cli",
-                "serve",
-                "--data-dir",
-                scratch,
-                "--port",
-                str(port),
-            ],
+            [sys.executable, "-m", "api.cli", "serve", "--data-dir", scratch, "--port", str(port)],
             cwd=Path(__file__).resolve().parent.parent,
-            env={**os.environ, "EVALSIGN_LOG_LEVEL": "WARNING"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -173,24 +165,37 @@ def http_round_trips(pairs: int, clients: int) -> float:
                 phones.append((credential["id"], token))
 
             def run(credential_id: str, token: str, start: int, count: int) -> None:
-                phone = {"Authorization": f"Bearer {token}", "X-Device-Id": "phone-test-1"}
-                with httpx.Client(base_url=base, timeout=30) as client:
-                    for index in range(start, start + count):
-                        digest = hashlib.sha256(str(index).encode()).digest()
-                        body = {
-                            "credentialID": credential_id,
-                            "numSignatures": 1,
-                            "hashes": [base64.b64encode(digest).decode()],
-                            "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
-                        }
-                        sad = client.post("/csc/v2/credentials/authorize", json=body, headers=phone)
-                        sad.raise_for_status()
-                        signed = client.post(
-                            "/csc/v2/signatures/signHash",
-                            json={**body, "SAD": sad.json()["SAD"], "signAlgo": ECDSA_SHA256},
-                            headers=phone,
-                        )
-                        signed.raise_for_status()
+                # http.client, not httpx: a light client leaves the CPU to the server.
+                headers = {
+                    "Authorization": f"Bearer {token}",
+                    "X-Device-Id": "phone-test-1",
+                    "Content-Type": "application/json",
+                }
+                connection = http.client.HTTPConnection("127.0.0.1", port)
+
+                def post(path: str, body: dict[str, object]) -> dict[str, str]:
+                    connection.request("POST", path, body=json.dumps(body), headers=headers)
+                    response = connection.getresponse()
+                    data = response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"{path}: {response.status} {data[:200]!r}")
+                    answer: dict[str, str] = json.loads(data)
+                    return answer
+
+                for index in range(start, start + count):
+                    digest = hashlib.sha256(f"{token}/{index}".encode()).digest()
+                    body: dict[str, object] = {
+                        "credentialID": credential_id,
+                        "numSignatures": 1,
+                        "hashes": [base64.b64encode(digest).decode()],
+                        "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+                    }
+                    sad = post("/csc/v2/credentials/authorize", body)["SAD"]
+                    post(
+                        "/csc/v2/signatures/signHash",
+                        {**body, "SAD": sad, "signAlgo": ECDSA_SHA256},
+                    )
+                connection.close()
 
             for credential_id, token in phones:
                 run(credential_id, token, -100, 10)  # warm up
@@ -212,8 +217,8 @@ def http_round_trips(pairs: int, clients: int) -> float:
     done = share * clients
     per_second = done / elapsed
     print(
-        f"HTTP authorize + signHash, {clients} client(s), SQLite: {per_second:.0f} pairs/s "
-        f"({elapsed / done * 1000:.2f} ms a pair, {done} pairs)"
+        f"HTTP, {clients} client(s), SQLite: {per_second:.0f} authorize + signHash pairs/s = "
+        f"{2 * per_second:.0f} round trips/s ({elapsed / done * 1000:.2f} ms a pair, {done} pairs)"
     )
     return per_second
 
@@ -226,11 +231,16 @@ def main() -> None:
     print(f"EvalSign signing bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
     ratios = vault_rows(args.seconds)
     pairs = max(http_round_trips(args.http_pairs, clients) for clients in (1, 4))
+    trips = 2 * pairs
     local = ratios["ec-p256 local vault (unwrap + sign)"]
     print(
         f"goal: local P-256 within 3x of bare: {local:.2f}x -> {'met' if local <= 3 else 'MISSED'}"
     )
-    print(f"goal: >= 200 HTTP round trips/s: {pairs:.0f} -> {'met' if pairs >= 200 else 'MISSED'}")
+    print(
+        f"goal: >= 200 HTTP round trips/s: {trips:.0f} requests/s ({pairs:.0f} pairs/s) -> "
+        f"{'met' if trips >= 200 else 'MISSED'} counting requests, "
+        f"{'met' if pairs >= 200 else 'MISSED'} counting pairs"
+    )
 
 
 if __name__ == "__main__":

@@ -105,8 +105,9 @@ def external_root() -> tuple[Any, Any]:
         from signing.certificates import ca_name, make_root_ca
 
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
-        _external_roots.append((make_root_ca(ca_name("某银行", "Root CA"), key, now, 3650), key))
+        # Valid well before the tests' frozen clock and long after it.
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        _external_roots.append((make_root_ca(ca_name("某银行", "Root CA"), key, start, 3650), key))
     certificate, key = _external_roots[0]
     return certificate, key
 

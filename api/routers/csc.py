@@ -12,13 +12,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, Header
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import Db, ServicesDep, face_session
+from api.deps import ServicesDep, face_session, transaction
 from api.logs import request_id_var
 from api.schemas.csc import (
     AuthInfo,
@@ -35,6 +38,7 @@ from api.schemas.csc import (
     SignHashIn,
     SignHashOut,
 )
+from api.services import Services
 from evaluation import activation, audit, credentials, liveness, pki
 from evaluation import staff as staff_tokens
 from evaluation.errors import InvalidCredentials
@@ -65,7 +69,11 @@ def _caller(session: VerifiedSession) -> audit.Caller:
 
 @contextmanager
 def _refusals_audited(
-    db: Db, session: VerifiedSession, services: ServicesDep, operation: str, details: dict[str, Any]
+    db: Session,
+    session: VerifiedSession,
+    services: ServicesDep,
+    operation: str,
+    details: dict[str, Any],
 ) -> Iterator[None]:
     """A refused signing request fails, but the refusal itself is committed to the log."""
     try:
@@ -85,14 +93,29 @@ def _refusals_audited(
         raise
 
 
-def signing_session(
-    db: Db,
-    services: ServicesDep,
+@dataclass(frozen=True)
+class PhoneHeaders:
+    authorization: str | None
+    device_id: str | None
+
+
+async def phone_headers(
     authorization: Annotated[str | None, Header()] = None,
     x_device_id: Annotated[str | None, Header()] = None,
-) -> VerifiedSession:
+) -> PhoneHeaders:
+    return PhoneHeaders(authorization, x_device_id)
+
+
+# The signing routes authenticate inside their own transaction rather than through the
+# Db/FaceSession dependencies: each plain-def dependency costs a thread-pool hop, and these
+# routes are the hot path of every signature.
+Phone = Annotated[PhoneHeaders, Depends(phone_headers)]
+
+
+def signing_session(db: Session, services: Services, phone: PhoneHeaders) -> VerifiedSession:
     """The face session, as `FaceSession`; a refused one is also logged, in the center it
     can be traced to (a staff token's, or the session's own when expired or misused)."""
+    authorization, x_device_id = phone.authorization, phone.device_id
     try:
         return face_session(db, services, authorization, x_device_id)
     except liveness.SessionInvalid as error:
@@ -113,7 +136,7 @@ def signing_session(
         raise
 
 
-def _trace(db: Db, token: str) -> tuple[str | None, str]:
+def _trace(db: Session, token: str) -> tuple[str | None, str]:
     if token.startswith(liveness.SESSION_PREFIX):
         session = db.execute(
             select(VerifiedSession).where(VerifiedSession.token_hash == hash_token(token))
@@ -126,9 +149,6 @@ def _trace(db: Db, token: str) -> tuple[str | None, str]:
     except InvalidCredentials:
         return None, "unknown"
     return staff.center_id, f"staff:{staff.id}"
-
-
-SigningSession = Annotated[VerifiedSession, Depends(signing_session)]
 
 
 @router.post("/info", response_model=InfoOut)
@@ -146,7 +166,7 @@ def info(body: InfoIn | None = None) -> InfoOut:
     )
 
 
-def _chain(db: Db, row: IssuedCertificate, mode: str) -> list[str] | None:
+def _chain(db: Session, row: IssuedCertificate, mode: str) -> list[str] | None:
     if mode == "none":
         return None
     certificates = [pki.load_certificate(row.certificate_der)]
@@ -160,7 +180,7 @@ def _chain(db: Db, row: IssuedCertificate, mode: str) -> list[str] | None:
 
 
 def _credential_info(
-    db: Db,
+    db: Session,
     services: ServicesDep,
     row: IssuedCertificate,
     *,
@@ -206,9 +226,16 @@ def _credential_info(
 
 @router.post("/credentials/list", response_model=CredentialsListOut)
 def credentials_list(
-    body: CredentialsListIn, session: SigningSession, db: Db, services: ServicesDep
+    body: CredentialsListIn, phone: Phone, services: ServicesDep
 ) -> CredentialsListOut:
     """The session's expert's credentials (never anyone else's)."""
+    with transaction(services) as db:
+        return _credentials_list(db, services, signing_session(db, services, phone), body)
+
+
+def _credentials_list(
+    db: Session, services: Services, session: VerifiedSession, body: CredentialsListIn
+) -> CredentialsListOut:
     rows = list(
         db.execute(
             select(IssuedCertificate)
@@ -241,7 +268,7 @@ def credentials_list(
     )
 
 
-def _own_credential(db: Db, session: VerifiedSession, credential_id: str) -> IssuedCertificate:
+def _own_credential(db: Session, session: VerifiedSession, credential_id: str) -> IssuedCertificate:
     row = credentials.get_credential(db, session.center_id, credential_id)
     if row.expert_id != session.expert_id:
         raise activation.CredentialNotOwned(f"credential {credential_id} is not yours")
@@ -252,27 +279,39 @@ def _own_credential(db: Db, session: VerifiedSession, credential_id: str) -> Iss
     "/credentials/info", response_model=CredentialInfoOut, response_model_exclude_none=True
 )
 def credentials_info(
-    body: CredentialsInfoIn, session: SigningSession, db: Db, services: ServicesDep
+    body: CredentialsInfoIn, phone: Phone, services: ServicesDep
 ) -> CredentialInfoOut:
-    row = _own_credential(db, session, body.credentialID)
-    return _credential_info(
-        db,
-        services,
-        row,
-        certificates=body.certificates,
-        cert_info=body.certInfo,
-        auth_info=body.authInfo,
-        with_id=False,
-    )
+    with transaction(services) as db:
+        session = signing_session(db, services, phone)
+        row = _own_credential(db, session, body.credentialID)
+        return _credential_info(
+            db,
+            services,
+            row,
+            certificates=body.certificates,
+            cert_info=body.certInfo,
+            auth_info=body.authInfo,
+            with_id=False,
+        )
 
 
 @router.post("/credentials/authorize", response_model=AuthorizeOut)
-def credentials_authorize(
-    body: AuthorizeIn, session: SigningSession, db: Db, services: ServicesDep
+async def credentials_authorize(
+    body: AuthorizeIn, phone: Phone, services: ServicesDep
 ) -> AuthorizeOut:
     """A SAD for exactly these hashes, if the face check is fresh and the credential is yours."""
+    # The database work runs on the thread pool in one hop; the rest stays on the loop.
+    return await run_in_threadpool(_authorize, body, phone, services)
+
+
+def _authorize(body: AuthorizeIn, phone: PhoneHeaders, services: Services) -> AuthorizeOut:
     details = {"credential_id": body.credentialID, "hashes": body.hashes[:20]}
-    with _refusals_audited(db, session, services, "authorize", details):
+    with (
+        transaction(services) as db,
+        _refusals_audited(
+            db, session := signing_session(db, services, phone), services, "authorize", details
+        ),
+    ):
         granted = activation.authorize_signing(
             db,
             _caller(session),
@@ -288,12 +327,21 @@ def credentials_authorize(
 
 
 @router.post("/signatures/signHash", response_model=SignHashOut)
-def signatures_sign_hash(
-    body: SignHashIn, session: SigningSession, db: Db, services: ServicesDep
+async def signatures_sign_hash(
+    body: SignHashIn, phone: Phone, services: ServicesDep
 ) -> SignHashOut:
     """Sign the hashes the SAD authorized, with the credential's key in the vault."""
+    return await run_in_threadpool(_sign_hash, body, phone, services)
+
+
+def _sign_hash(body: SignHashIn, phone: PhoneHeaders, services: Services) -> SignHashOut:
     details = {"credential_id": body.credentialID, "hashes": body.hashes[:20]}
-    with _refusals_audited(db, session, services, "signHash", details):
+    with (
+        transaction(services) as db,
+        _refusals_audited(
+            db, session := signing_session(db, services, phone), services, "signHash", details
+        ),
+    ):
         signatures = activation.sign_hashes(
             db,
             _caller(session),

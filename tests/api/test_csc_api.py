@@ -379,3 +379,43 @@ def test_revoked_or_suspended_credentials_cannot_sign(
     assert_problem(authorize(client, signer, wanted), 409, "credential-unusable")
     assert db.execute(select(SignatureActivation.used_at)).scalar_one() is None
     assert [r["code"] for r in refusals(db)] == ["credential-unusable"] * 3
+
+
+class TestRsa:
+    """The same with RSA-3072 keys (EVALSIGN_PKI_ALGORITHM=rsa-3072)."""
+
+    @pytest.fixture
+    def settings(self, tmp_path: Any, database_url: str) -> Any:
+        from models.settings import Settings
+
+        return Settings(data_dir=tmp_path, database_url=database_url, pki_algorithm="rsa-3072")
+
+    @pytest.mark.slow
+    def test_rsa_credentials_sign_with_pkcs1_v15(
+        self, client: TestClient, signer: dict[str, Any]
+    ) -> None:
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+        assert signer["credential"]["key_algorithm"] == "rsa-3072"
+        wanted = [digest("RSA 报告")]
+        for sign_algo, hash_oid in (
+            ("1.2.840.113549.1.1.11", SHA256),  # sha256WithRSAEncryption
+            ("1.2.840.113549.1.1.1", SHA256),  # rsaEncryption + hashAlgorithmOID
+        ):
+            sad = authorize(client, signer, wanted).json()["SAD"]
+            signed = sign(
+                client, signer, sad, wanted, signAlgo=sign_algo, hashAlgorithmOID=hash_oid
+            )
+            assert signed.status_code == 200, signed.text
+            key = x509.load_pem_x509_certificate(
+                signer["credential"]["certificate_pem"].encode()
+            ).public_key()
+            assert isinstance(key, rsa.RSAPublicKey) and key.key_size == 3072
+            key.verify(
+                base64.b64decode(signed.json()["signatures"][0]),
+                base64.b64decode(wanted[0]),
+                padding.PKCS1v15(),
+                utils.Prehashed(hashes.SHA256()),
+            )
+        sad = authorize(client, signer, wanted).json()["SAD"]
+        assert_problem(sign(client, signer, sad, wanted), 422, "hashes-invalid")  # ECDSA algo
