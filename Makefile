@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/registry_bench.py
 	$(BIN)/python bench/face_bench.py
 	$(BIN)/python bench/liveness_bench.py
+	$(BIN)/python bench/signing_bench.py
 
 # Regenerate the pins after changing dependency ranges (then run make test).
 constraints:

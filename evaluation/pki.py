@@ -182,7 +182,7 @@ def establish_center_pki(
     db.add(
         TrustAnchor(
             center_id=center.id,
-            name=root_cert.subject.rfc4514_string(),
+            name=profiles.dn(root_cert.subject),
             fingerprint=fingerprint(root_cert),
             certificate_der=der(root_cert),
             external=False,
@@ -239,7 +239,7 @@ def _add_authority(
         id=authority_id,
         center_id=center_id,
         kind=kind,
-        name=certificate.subject.rfc4514_string(),
+        name=profiles.dn(certificate.subject),
         external=external,
         status="active",
         certificate_der=der(certificate),
@@ -316,7 +316,7 @@ def issue_certificate(
         expert_id=expert_id,
         key_id=key.id,
         serial=profiles.serial_hex(certificate),
-        subject=subject.rfc4514_string(),
+        subject=profiles.dn(subject),
         certificate_der=der(certificate),
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
@@ -595,7 +595,7 @@ def add_trust_anchor(
     else:
         anchor = TrustAnchor(
             center_id=caller.center_id,
-            name=(name or certificate.subject.rfc4514_string())[:200],
+            name=(name or profiles.dn(certificate.subject))[:200],
             fingerprint=print_,
             certificate_der=der(certificate),
             external=True,
@@ -610,7 +610,7 @@ def add_trust_anchor(
         "pki.trust_anchor_added",
         "trust_anchor",
         anchor.id,
-        {"subject": certificate.subject.rfc4514_string(), "fingerprint": print_},
+        {"subject": profiles.dn(certificate.subject), "fingerprint": print_},
     )
     return anchor
 
@@ -727,7 +727,7 @@ def _check_chain(
         if fingerprint(current) in anchors:
             return
         if not (current.not_valid_before_utc <= now < current.not_valid_after_utc):
-            raise CertificateRejected(f"{current.subject.rfc4514_string()} is not valid now")
+            raise CertificateRejected(f"{profiles.dn(current.subject)} is not valid now")
         if issuer is None or not profiles.is_issued_by(current, issuer):
             break
         current = issuer

@@ -247,6 +247,11 @@ def service_subject(center_name: str, label: str) -> x509.Name:
     return ca_name(center_name, label)
 
 
+def dn(name: x509.Name) -> str:
+    """RFC 4514 text of a name, with serialNumber spelled out (not as 2.5.4.5)."""
+    return name.rfc4514_string({NameOID.SERIAL_NUMBER: "serialNumber"})
+
+
 def serial_hex(certificate: x509.Certificate) -> str:
     return format(certificate.serial_number, "x")
 

@@ -44,6 +44,7 @@ from evaluation import staff as staff_tokens
 from evaluation.errors import InvalidCredentials
 from evaluation.staff import hash_token
 from models.tables import Authority, IssuedCertificate, VaultKey, VerifiedSession
+from signing import certificates as profiles
 from signing.algorithms import KeyAlgorithm, sign_algorithms_for
 
 router = APIRouter(prefix="/csc/v2", tags=["csc"])
@@ -196,15 +197,15 @@ def _credential_info(
     certificate = pki.load_certificate(row.certificate_der)
     cert = CertInfo(status=state.status, certificates=_chain(db, row, certificates))
     if cert_info:
-        cert.issuerDN = certificate.issuer.rfc4514_string()
-        cert.subjectDN = certificate.subject.rfc4514_string()
+        cert.issuerDN = profiles.dn(certificate.issuer)
+        cert.subjectDN = profiles.dn(certificate.subject)
         cert.serialNumber = row.serial
         cert.validFrom = certificate.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ")
         cert.validTo = certificate.not_valid_after_utc.strftime("%Y%m%d%H%M%SZ")
     freshness = int(services.activation.freshness.total_seconds())
     return CredentialInfoOut(
         credentialID=row.id if with_id else None,
-        description=f"EvalSign credential of {certificate.subject.rfc4514_string()}",
+        description=f"EvalSign credential of {profiles.dn(certificate.subject)}",
         key=KeyInfo(
             status="enabled" if state.usable else "disabled",
             algo=sign_algorithms_for(algorithm),

@@ -100,3 +100,42 @@ def test_parallel_registrations_lose_nothing(live: dict[str, Any]) -> None:
     with make_session_factory(live["engine"])() as db:
         report = audit.verify_chain(db, live["center_id"])
     assert report.ok and report.entries_checked == entries_before + 40
+
+
+def test_a_sad_spent_by_parallel_requests_signs_once(live: dict[str, Any]) -> None:
+    import base64
+    import hashlib
+
+    from tests.factories import face_session
+
+    with httpx2.Client(base_url=live["base"], timeout=60) as client:
+        expert = client.post(
+            "/api/v1/experts", json=expert_payload(), headers=live["operator"]
+        ).json()
+        credential = client.post(
+            f"/api/v1/experts/{expert['id']}/credential", headers=live["operator"]
+        ).json()
+        with make_session_factory(live["engine"])() as db:
+            token, _ = face_session(db, SystemClock(), live["center_id"], expert["id"])
+        phone = {"Authorization": f"Bearer {token}", "X-Device-Id": "phone-test-1"}
+        body = {
+            "credentialID": credential["id"],
+            "numSignatures": 1,
+            "hashes": [base64.b64encode(hashlib.sha256(b"report").digest()).decode()],
+            "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+        }
+        sad = client.post("/csc/v2/credentials/authorize", json=body, headers=phone).json()["SAD"]
+        request = {**body, "SAD": sad, "signAlgo": "1.2.840.10045.4.3.2"}
+
+        def spend(_: int) -> int:
+            return client.post(
+                "/csc/v2/signatures/signHash", json=request, headers=phone
+            ).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(spend, range(8)))
+    assert Counter(statuses) == {200: 1, 409: 7}
+    with make_session_factory(live["engine"])() as db:
+        actions = Counter(db.execute(select(AuditEntry.action)).scalars())
+        assert audit.verify_chain(db, live["center_id"]).ok
+    assert actions["signature.created"] == 1 and actions["signature.refused"] == 7
