@@ -9,13 +9,14 @@ from fastapi import FastAPI
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routers import admin, csc, experts, faces, health, liveness, pki
+from api.routers import admin, csc, documents, experts, faces, health, liveness, pki
 from api.services import Services
 
 IMPORT_PATH = "/api/v1/experts/import"
 COMPARE_PATH = "/api/v1/face/compare"
 FACE_PATH = re.compile(r"^/api/v1/experts/[^/]+/face$")
 FRAMES_PATH = re.compile(r"^/api/v1/face/challenges/[^/]+/frames$")
+DOCUMENT_PATHS = {"/api/v1/documents", "/api/v1/validate"}
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields
 
 
@@ -47,6 +48,8 @@ def create_app(services: Services) -> FastAPI:
             return enrollment_bytes
         if FRAMES_PATH.match(path):
             return frames_bytes
+        if path in DOCUMENT_PATHS:
+            return settings.document_max_bytes + FORM_OVERHEAD
         return settings.max_request_bytes
 
     app.add_middleware(RequestContextMiddleware, body_limit=body_limit)
@@ -59,4 +62,5 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(liveness.router)
     app.include_router(pki.router)
     app.include_router(csc.router)
+    app.include_router(documents.router)
     return app

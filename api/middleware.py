@@ -43,7 +43,14 @@ class RequestContextMiddleware:
 
         try:
             limit = self.body_limit(scope["path"])
-            body, too_large = await _read_bounded(receive, headers, limit)
+            if limit > STREAM_ABOVE:
+                # Large uploads (documents) pass through as they arrive, counted, never
+                # held in memory; a declared or actual excess is refused all the same.
+                body, too_large = b"", _declared_too_large(headers, limit)
+                downstream = _counted(receive, limit)
+            else:
+                body, too_large = await _read_bounded(receive, headers, limit)
+                downstream = _replay(body, receive)
             if too_large:
                 response = problem_response(
                     413,
@@ -56,7 +63,18 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_with_id)
                 return
             try:
-                await self.app(scope, _replay(body, receive), send_with_id)
+                await self.app(scope, downstream, send_with_id)
+            except BodyTooLarge:
+                if status is None:
+                    response = problem_response(
+                        413,
+                        "request-too-large",
+                        "The request body is larger than this route accepts",
+                        f"this route accepts at most {limit} bytes",
+                        instance=scope["path"],
+                        extensions={"limit_bytes": limit},
+                    )
+                    await response(scope, receive, send_with_id)
             except Exception:
                 # Answered here, not by Starlette's outer handler, so that the 500 still
                 # carries the request id the log line has.
@@ -81,6 +99,38 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+STREAM_ABOVE = 64 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A streamed body grew past its route's limit."""
+
+
+def _declared_too_large(headers: dict[str, bytes], limit: int) -> bool:
+    declared = headers.get("content-length")
+    if declared is None:
+        return False
+    try:
+        return int(declared) > limit
+    except ValueError:
+        return True
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise BodyTooLarge()
+        return message
+
+    return counted
 
 
 async def _read_bounded(

@@ -9,6 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from evaluation.activation import ActivationPolicy
+from evaluation.document_store import DocumentStore
+from evaluation.documents import SigningContext
 from evaluation.faces import FacePolicy
 from evaluation.liveness import LivenessConfig
 from evaluation.pki import PkiPolicy
@@ -74,6 +76,7 @@ class Services:
     vault: Vaults
     pki: PkiPolicy
     activation: ActivationPolicy
+    documents: SigningContext
 
     def face_engine(self) -> FaceEngine:
         return face_engine_for(self.settings)
@@ -102,6 +105,9 @@ def build_services(
     engine = engine or open_database(settings)
     keyring = keyring or load_keyring(settings.vault_dir, settings.master_key)
     face_policy = FacePolicy.from_settings(settings)
+    vault = vault or open_vaults(settings, keyring)
+    pki_policy = PkiPolicy.from_settings(settings)
+    activation_policy = ActivationPolicy.from_settings(settings)
     return Services(
         settings=settings,
         engine=engine,
@@ -110,7 +116,14 @@ def build_services(
         cipher=FieldCipher(keyring),
         face_policy=face_policy,
         liveness=LivenessConfig.from_settings(settings, face_policy),
-        vault=vault or open_vaults(settings, keyring),
-        pki=PkiPolicy.from_settings(settings),
-        activation=ActivationPolicy.from_settings(settings),
+        vault=vault,
+        pki=pki_policy,
+        activation=activation_policy,
+        documents=SigningContext(
+            vault=vault,
+            pki=pki_policy,
+            activation=activation_policy,
+            store=DocumentStore(settings.documents_dir),
+            seal_png=settings.seal_image.read_bytes() if settings.seal_image else None,
+        ),
     )

@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     signing_sad_ttl_s: int = Field(default=300, ge=10, le=900)
     signing_max_hashes: int = Field(default=100, ge=1, le=1000)
 
+    # Documents (EVALSIGN_DOCUMENT_*): uploads stream to disk, so the limit is about disk.
+    document_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    # The center's seal (PNG with transparency) drawn in every visible signature stamp.
+    seal_image: Path | None = None
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

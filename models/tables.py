@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -392,3 +393,78 @@ class SignatureActivation(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class Document(Base):
+    """A PDF to be signed (an evaluation report, a contract): its signer slots and every
+    revision. The bytes live under the data directory; this row says which prefix of the
+    document's append-only file is each revision."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('report', 'contract', 'other')", name="purpose"),
+        CheckConstraint("status IN ('draft', 'signing', 'completed', 'cancelled')", name="status"),
+        Index("ix_documents_center_created", "center_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    title: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    file_name: Mapped[str] = mapped_column(String(300))
+    page_count: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(BigInteger)  # documents reach gigabytes
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    cancelled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DocumentRevision(Base):
+    """One revision: the first `size` bytes of the document's file, addressed by SHA-256.
+    An incremental update only appends, so history costs no copies."""
+
+    __tablename__ = "document_revisions"
+    __table_args__ = (UniqueConstraint("document_id", "number"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))  # upload | signature | timestamp
+    size: Mapped[int] = mapped_column(BigInteger)  # documents reach gigabytes
+    sha256: Mapped[str] = mapped_column(String(64))
+    slot_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+
+
+class SignerSlot(Base):
+    """Who signs a document where: an expert or a party signer, with a role, an order group
+    (equal groups sign in parallel, lower groups first) and the box of the visible stamp."""
+
+    __tablename__ = "signer_slots"
+    __table_args__ = (
+        UniqueConstraint("document_id", "field_name"),
+        CheckConstraint("signer_kind IN ('expert', 'party')", name="signer_kind"),
+        CheckConstraint("status IN ('pending', 'signed')", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), index=True)
+    field_name: Mapped[str] = mapped_column(String(100))
+    signer_kind: Mapped[str] = mapped_column(String(20))
+    expert_id: Mapped[str | None] = mapped_column(ForeignKey("experts.id"), index=True)
+    party_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(100))
+    order_group: Mapped[int] = mapped_column(Integer)
+    page: Mapped[int] = mapped_column(Integer)
+    box: Mapped[list[float]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    signed_at: Mapped[datetime | None]
+    credential_id: Mapped[str | None] = mapped_column(ForeignKey("issued_certificates.id"))
+    sad_id: Mapped[str | None] = mapped_column(String(36))
+    verification_id: Mapped[str | None] = mapped_column(String(36))
+    revision: Mapped[int | None] = mapped_column(Integer)

@@ -46,7 +46,11 @@ HASHES_BY_OID: dict[str, type[hashes.HashAlgorithm]] = {
     "2.16.840.1.101.3.4.2.2": hashes.SHA384,
     "2.16.840.1.101.3.4.2.3": hashes.SHA512,
 }
-HASH_OID_BY_NAME = {cls.name: oid for oid, cls in HASHES_BY_OID.items()}
+HASH_OID_BY_NAME: dict[str, str] = {
+    "sha256": "2.16.840.1.101.3.4.2.1",
+    "sha384": "2.16.840.1.101.3.4.2.2",
+    "sha512": "2.16.840.1.101.3.4.2.3",
+}
 
 # signAlgo OID → (key algorithm, the digest it implies, or None when hashAlgorithmOID says).
 SIGN_ALGORITHMS: dict[str, tuple[KeyAlgorithm, str | None]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,13 @@ from evaluation.staff import Role
 from models.clock import FrozenClock
 from tests.api.helpers import assert_problem, snapshot
 from tests.face.corpus import encode, portraits
-from tests.factories import CenterWithStaff, establish_pki, expert_payload, external_root
+from tests.factories import (
+    CenterWithStaff,
+    establish_pki,
+    expert_payload,
+    external_root,
+    make_pdf,
+)
 
 
 def portrait() -> Any:
@@ -103,6 +110,13 @@ ROUTES = [
         409,  # no PKCS#11 token configured here
         json=lambda ids: {**_root_pem(), "pkcs11_key_label": "ca", "note": "银行 CA"},
     ),
+    Route("POST", "/api/v1/documents", OPERATOR, 201, files="document"),
+    Route("GET", "/api/v1/documents", ALL, 200),
+    Route("GET", "/api/v1/documents/{document_id}", ALL, 404),
+    Route("GET", "/api/v1/documents/{document_id}/content", ALL, 404),
+    Route("POST", "/api/v1/documents/{document_id}/start", OPERATOR, 404),
+    Route("POST", "/api/v1/documents/{document_id}/cancel", OPERATOR, 404, json={"reason": "x"}),
+    Route("POST", "/api/v1/validate", ALL, 200, files="validate"),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
 ]
@@ -113,6 +127,7 @@ ROUTES = [
 NOT_STAFF = {
     ("POST", "/api/v1/face/challenges/{challenge_id}/frames"),
     ("GET", "/api/v1/face/session"),
+    ("POST", "/api/v1/documents/{document_id}/signatures"),  # test_documents_api.py
 }
 
 
@@ -131,6 +146,33 @@ def _call(client: TestClient, route: Route, ids: dict[str, str], headers: dict[s
         image = ("a.jpg", encode(portrait()), "image/jpeg")
         return client.request(
             route.method, path, files={"image_a": image, "image_b": image}, headers=headers
+        )
+    if route.files == "document":
+        metadata = {
+            "title": "报告",
+            "purpose": "report",
+            "slots": [
+                {
+                    "expert_id": ids["expert_id"],
+                    "role": "专家",
+                    "page": 0,
+                    "box": [50, 50, 250, 130],
+                }
+            ],
+        }
+        return client.request(
+            route.method,
+            path,
+            files={"file": ("r.pdf", make_pdf(1), "application/pdf")},
+            data={"metadata": json.dumps(metadata)},
+            headers=headers,
+        )
+    if route.files == "validate":
+        return client.request(
+            route.method,
+            path,
+            files={"file": ("r.pdf", make_pdf(1), "application/pdf")},
+            headers=headers,
         )
     if route.csv:
         return client.request(
@@ -159,6 +201,7 @@ def ids(
         "token_id": spare.token_id,
         "verification_id": "00000000-0000-0000-0000-000000000000",
         "anchor_id": "00000000-0000-0000-0000-000000000000",
+        "document_id": "00000000-0000-0000-0000-000000000000",
     }
 
 

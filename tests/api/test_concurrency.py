@@ -139,3 +139,69 @@ def test_a_sad_spent_by_parallel_requests_signs_once(live: dict[str, Any]) -> No
         actions = Counter(db.execute(select(AuditEntry.action)).scalars())
         assert audit.verify_chain(db, live["center_id"]).ok
     assert actions["signature.created"] == 1 and actions["signature.refused"] == 7
+
+
+def test_parallel_signers_of_one_document_all_land(live: dict[str, Any]) -> None:
+    import json
+
+    from tests.factories import face_session, make_pdf
+
+    signers = 4
+    with httpx2.Client(base_url=live["base"], timeout=120) as client:
+        phones, slots = [], []
+        for index in range(signers):
+            expert = client.post(
+                "/api/v1/experts", json=expert_payload(), headers=live["operator"]
+            ).json()
+            issued = client.post(
+                f"/api/v1/experts/{expert['id']}/credential", headers=live["operator"]
+            )
+            assert issued.status_code == 201
+            with make_session_factory(live["engine"])() as db:
+                token, _ = face_session(
+                    db, SystemClock(), live["center_id"], expert["id"], device_id=f"p{index}"
+                )
+            phones.append({"Authorization": f"Bearer {token}", "X-Device-Id": f"p{index}"})
+            x = 40 + 130 * index
+            slots.append(
+                {
+                    "expert_id": expert["id"],
+                    "role": "评标专家",
+                    "page": 0,
+                    "box": [x, 60, x + 120, 120],
+                }
+            )
+        metadata = {"title": "并发签署", "purpose": "report", "slots": slots}
+        document = client.post(
+            "/api/v1/documents",
+            files={"file": ("r.pdf", make_pdf(1), "application/pdf")},
+            data={"metadata": json.dumps(metadata)},
+            headers=live["operator"],
+        ).json()
+        client.post(f"/api/v1/documents/{document['id']}/start", headers=live["operator"])
+
+        def sign(phone: dict[str, str]) -> int:
+            return client.post(
+                f"/api/v1/documents/{document['id']}/signatures", json={}, headers=phone
+            ).status_code
+
+        with ThreadPoolExecutor(max_workers=signers) as pool:
+            statuses = list(pool.map(sign, phones))
+        assert statuses == [201] * signers
+        final = client.get(f"/api/v1/documents/{document['id']}", headers=live["operator"]).json()
+        assert final["status"] == "completed"
+        assert [r["kind"] for r in final["revisions"]] == (
+            ["upload"] + ["signature"] * signers + ["timestamp"]
+        )
+        content = client.get(
+            f"/api/v1/documents/{document['id']}/content", headers=live["operator"]
+        ).content
+        report = client.post(
+            "/api/v1/validate",
+            files={"file": ("signed.pdf", content, "application/pdf")},
+            headers=live["operator"],
+        ).json()
+    assert report["verdict"] == "valid", report
+    assert len(report["signatures"]) == signers
+    with make_session_factory(live["engine"])() as db:
+        assert audit.verify_chain(db, live["center_id"]).ok

@@ -1,0 +1,232 @@
+"""Documents: upload with signer slots (operator), status changes, signing from the signer's
+phone (verified face session), downloads of any revision, and validation of any PDF."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api.deps import AnyStaff, Db, Operator, ServicesDep, transaction
+from api.errors import RequestTooLarge, ValidationFailed
+from api.routers.csc import Phone, _caller, signing_session
+from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
+from api.schemas.documents import (
+    DocumentOut,
+    RevisionOut,
+    SignedOut,
+    SignIn,
+    SlotOut,
+    StatusChangeIn,
+    ValidationOut,
+)
+from api.services import Services
+from evaluation import documents, pki
+from evaluation.document_store import Received, UploadTooLarge
+from evaluation.documents import NewDocument
+from models.tables import Document
+from signing import pades
+
+router = APIRouter(tags=["documents"])
+
+PDF = "application/pdf"
+
+
+def document_out(db: Db, document: Document) -> DocumentOut:
+    out = DocumentOut.model_validate(document)
+    out.slots = [SlotOut.model_validate(s) for s in documents.slots_of(db, document.id)]
+    out.revisions = [RevisionOut.model_validate(r) for r in documents.revisions_of(db, document.id)]
+    return out
+
+
+async def read_upload(request: Request, services: ServicesDep) -> tuple[Received, str, NewDocument]:
+    """The PDF streamed to disk (python-multipart spools it; we copy it in chunks) and the
+    metadata JSON, validated before anything is kept."""
+    form = await read_multipart(request, max_files=1)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise UploadMissing("attach the PDF as `file`")
+    raw = form.get("metadata")
+    if not isinstance(raw, str):
+        raise UploadMissing("send the title, purpose and slots as JSON in `metadata`")
+    try:
+        fields = NewDocument.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(f"metadata is not JSON: {exc}") from exc
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "type": e["type"], "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        raise ValidationFailed(f"{len(errors)} metadata field(s) invalid", errors=errors) from exc
+    store = services.documents.store
+    try:
+        received = await run_in_threadpool(
+            store.receive, upload.file, services.settings.document_max_bytes
+        )
+    except UploadTooLarge as exc:
+        raise RequestTooLarge(str(exc), limit_bytes=exc.limit) from exc
+    return received, upload.filename or "document.pdf", fields
+
+
+@router.post(
+    "/api/v1/documents",
+    response_model=DocumentOut,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=multipart_body(
+        {
+            "file": BINARY,
+            "metadata": {
+                "type": "string",
+                "description": 'JSON: {"title", "purpose", "slots": [{"expert_id", "role", '
+                '"order_group", "page", "box": [x1, y1, x2, y2]}]}',
+            },
+        }
+    ),
+)
+def upload_document(
+    upload: Annotated[tuple[Received, str, NewDocument], Depends(read_upload)],
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+) -> DocumentOut:
+    """Upload a PDF with its signer slots; it starts as a draft."""
+    received, file_name, fields = upload
+    document = documents.create_document(
+        db, staff.caller, services.clock, services.documents.store, received, file_name, fields
+    )
+    return document_out(db, document)
+
+
+@router.get("/api/v1/documents", response_model=list[DocumentOut])
+def list_documents(staff: AnyStaff, db: Db) -> list[DocumentOut]:
+    return [document_out(db, d) for d in documents.list_documents(db, staff.center_id)]
+
+
+@router.get("/api/v1/documents/{document_id}", response_model=DocumentOut)
+def get_document(document_id: str, staff: AnyStaff, db: Db) -> DocumentOut:
+    return document_out(db, documents.get_document(db, staff.center_id, document_id))
+
+
+@router.get(
+    "/api/v1/documents/{document_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {PDF: {}}}},
+)
+def download_document(
+    document_id: str,
+    staff: AnyStaff,
+    db: Db,
+    services: ServicesDep,
+    revision: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    """The latest revision, or any earlier one (`?revision=N`), streamed."""
+    document = documents.get_document(db, staff.center_id, document_id)
+    chosen = documents.revision_size(db, document, revision)
+    chunks = services.documents.store.read(document.id, chosen.size)
+    return StreamingResponse(
+        chunks,
+        media_type=PDF,
+        headers={
+            "Content-Length": str(chosen.size),
+            "ETag": f'"{chosen.sha256}"',
+            "Content-Disposition": f'attachment; filename="{document.id}-r{chosen.number}.pdf"',
+        },
+    )
+
+
+@router.post("/api/v1/documents/{document_id}/start", response_model=DocumentOut)
+def start_signing(document_id: str, staff: Operator, db: Db, services: ServicesDep) -> DocumentOut:
+    """Open a draft for signing: slots and file are fixed from now on."""
+    document = documents.change_status(db, staff.caller, services.clock, document_id, "start", None)
+    return document_out(db, document)
+
+
+@router.post("/api/v1/documents/{document_id}/cancel", response_model=DocumentOut)
+def cancel_document(
+    document_id: str, body: StatusChangeIn, staff: Operator, db: Db, services: ServicesDep
+) -> DocumentOut:
+    document = documents.change_status(
+        db, staff.caller, services.clock, document_id, "cancel", body.reason
+    )
+    return document_out(db, document)
+
+
+@router.post(
+    "/api/v1/documents/{document_id}/signatures",
+    response_model=SignedOut,
+    status_code=status.HTTP_201_CREATED,
+)
+async def sign_document(
+    document_id: str, body: SignIn, phone: Phone, services: ServicesDep
+) -> SignedOut:
+    """Sign your slot with your cloud credential: needs a face check at most
+    EVALSIGN_SIGNING_FRESHNESS_S old (the same SAD rules as the CSC API)."""
+    return await run_in_threadpool(_sign, document_id, body, phone, services)
+
+
+def _sign(document_id: str, body: SignIn, phone: Any, services: Services) -> SignedOut:
+    with transaction(services) as db:
+        session = signing_session(db, services, phone)
+        signed = documents.sign_document(
+            db,
+            _caller(session),
+            services.clock,
+            services.documents,
+            session,
+            document_id,
+            body.slot_id,
+        )
+        return SignedOut(
+            document=document_out(db, signed.document),
+            slot=SlotOut.model_validate(signed.slot),
+            revision=RevisionOut.model_validate(signed.revision),
+        )
+
+
+@router.post(
+    "/api/v1/validate",
+    response_model=ValidationOut,
+    openapi_extra=multipart_body({"file": BINARY}),
+)
+async def validate_pdf(request: Request, staff: AnyStaff, services: ServicesDep) -> ValidationOut:
+    """Validate every signature of an uploaded PDF against this center's trust list."""
+    form = await read_multipart(request, max_files=1)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise UploadMissing("attach the PDF as `file`")
+    return await run_in_threadpool(_validate, upload, staff.center_id, services)
+
+
+def _validate(upload: UploadFile, center_id: str, services: Services) -> ValidationOut:
+    store = services.documents.store
+    try:
+        received = store.receive(upload.file, services.settings.document_max_bytes)
+    except UploadTooLarge as exc:
+        raise RequestTooLarge(str(exc), limit_bytes=exc.limit) from exc
+    try:
+        with transaction(services, read_only=True) as db:
+            roots = pki.trust_roots(db, center_id)
+        try:
+            report = pades.validate(received.path, roots, now=services.clock.now())
+        except pades.PdfRejected as exc:
+            raise documents.PdfRejected(str(exc)) from exc
+    finally:
+        store.discard(received)
+    return ValidationOut(
+        verdict=report.verdict,
+        summary=report.summary,
+        signatures=[_jsonable(dataclasses.asdict(s)) for s in report.signatures],
+        document_timestamps=[_jsonable(dataclasses.asdict(t)) for t in report.document_timestamps],
+    )
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    plain: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    return plain

@@ -1,0 +1,85 @@
+"""Document, signer slot, revision and validation report shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SlotOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    field_name: str
+    signer_kind: str
+    expert_id: str | None
+    party_name: str | None
+    role: str
+    order_group: int
+    page: int
+    box: list[float]
+    status: str
+    signed_at: datetime | None
+    credential_id: str | None
+    verification_id: str | None
+    revision: int | None
+
+
+class RevisionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    kind: str
+    size: int
+    sha256: str
+    slot_id: str | None
+    created_at: datetime
+
+
+class DocumentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    purpose: str
+    status: str
+    file_name: str
+    page_count: int
+    revision: int
+    size: int
+    sha256: str
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    cancelled_reason: str | None
+    slots: list[SlotOut] = Field(default_factory=list)
+    revisions: list[RevisionOut] = Field(default_factory=list)
+
+
+class StatusChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str | None, Field(min_length=1, max_length=1000)] = None
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slot_id: Annotated[str | None, Field(max_length=64)] = Field(
+        default=None, description="Which of your slots, when you have several"
+    )
+
+
+class SignedOut(BaseModel):
+    document: DocumentOut
+    slot: SlotOut
+    revision: RevisionOut
+
+
+class ValidationOut(BaseModel):
+    verdict: str
+    summary: str
+    signatures: list[dict[str, Any]]
+    document_timestamps: list[dict[str, Any]]

@@ -1,0 +1,172 @@
+"""PDF signing cost: signing.pades against bare pyHanko, on generated documents.
+
+    .venv/bin/python bench/documents_bench.py [--rounds 15] [--big]
+
+1. Invisible vs visible (Chinese stamp with a seal) signature of a 1-page PDF, in the same
+   run, alternating, median of `--rounds`. The stamp font is loaded before timing (the
+   service preloads it at start); its one-time cost is printed separately.
+2. Time and peak RSS to sign a 100 MB PDF (and 1 GB with --big), each in a fresh child
+   process: signing.pades in place (B-LT: time-stamp, DSS), bare pyHanko in place
+   (same key, no time-stamp, no validation data), and bare pyHanko writing a new file.
+
+Goals: the visible stamp adds at most 30 ms; peak RSS under 150 MB for 1 GB; in-place
+signing within 2x of bare in-place pyHanko.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from signing.pades import Stamp, preload_stamp_font, sign_in_place, stamp_font  # noqa: E402
+from tests.signing.test_pades import LINES, build_pki, seal_png, write_pdf  # noqa: E402
+
+VISIBLE_BUDGET_MS = 30.0
+RSS_BUDGET_MB = 150
+SLOWDOWN_BUDGET = 2.0
+
+
+def stamp_overhead(rounds: int, directory: Path) -> None:
+    pki = build_pki()
+    source = directory / "one-page.pdf"
+    write_pdf(source, pages=1)
+    start = time.perf_counter()
+    font = preload_stamp_font()
+    print(f"stamp font {font}: loaded once in {(time.perf_counter() - start) * 1000:.0f} ms")
+    stamp = Stamp(0, (330, 60, 560, 150), LINES, seal_png())
+    kinds = ("invisible", "visible", "visible, cold glyphs")
+    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for round_ in range(rounds + 1):
+        for kind in kinds:
+            path = directory / "work.pdf"
+            shutil.copy(source, path)
+            if kind == "visible, cold glyphs":
+                # The worst case: no glyph of the text drawn before in this process.
+                stamp_font()._cache.clear()
+            start = time.perf_counter()
+            sign_in_place(
+                path,
+                "Expert",
+                pki.identity(0),
+                pki.timestamper(),
+                pki.revocation,
+                [pki.root],
+                stamp if kind != "invisible" else None,
+            )
+            if round_:  # the first round warms caches (glyph outlines, seal pixels)
+                timings[kind].append((time.perf_counter() - start) * 1000)
+    invisible = statistics.median(timings["invisible"])
+    print(f"1-page PDF, median of {rounds}: invisible {invisible:.1f} ms")
+    for kind in kinds[1:]:
+        median = statistics.median(timings[kind])
+        added = median - invisible
+        verdict = "OK" if added <= VISIBLE_BUDGET_MS else "OVER"
+        print(
+            f"  {kind}: {median:.1f} ms, the stamp adds {added:+.1f} ms "
+            f"(goal <= {VISIBLE_BUDGET_MS:.0f} ms): {verdict}"
+        )
+
+
+# Each mode runs in its own interpreter so peak RSS is its own. VmHWM rather than
+# ru_maxrss: Linux carries the parent's high-water mark across fork/exec into ru_maxrss.
+CHILD = """
+import asyncio, json, sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.signing.test_pades import build_pki
+mode, path = {mode!r}, Path({path!r})
+pki = build_pki()
+start = time.perf_counter()
+if mode == "pades in place":
+    from signing.pades import sign_in_place
+    sign_in_place(path, "Big", pki.identity(0), pki.timestamper(), pki.revocation, [pki.root])
+else:
+    from cryptography.hazmat.primitives import serialization
+    from asn1crypto import keys, x509
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import signers
+    from pyhanko.sign.fields import SigSeedSubFilter
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+    certificate, key = pki.signers[0]
+    der = lambda c: x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+    signer = signers.SimpleSigner(
+        signing_cert=der(certificate),
+        signing_key=keys.PrivateKeyInfo.load(key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())),
+        cert_registry=SimpleCertificateStore.from_certs([der(pki.issuing), der(pki.root)]),
+    )
+    meta = signers.PdfSignatureMetadata(field_name="Big", subfilter=SigSeedSubFilter.PADES)
+    pdf_signer = signers.PdfSigner(meta, signer)
+    if mode == "pyhanko in place":
+        with path.open("r+b") as stream:
+            pdf_signer.sign_pdf(IncrementalPdfFileWriter(stream), in_place=True)
+    else:
+        # w+b, not wb: pyHanko must read the output back to hash it, and silently buffers
+        # the whole document in a BytesIO when the output is write-only.
+        with path.open("rb") as stream, path.with_suffix(".out.pdf").open("w+b") as out:
+            pdf_signer.sign_pdf(IncrementalPdfFileWriter(stream), output=out)
+elapsed = time.perf_counter() - start
+status = Path("/proc/self/status").read_text()
+peak_kb = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmHWM:"))
+print(json.dumps({{"seconds": elapsed, "peak_mb": peak_kb / 1024}}))
+"""
+
+MODES = ("pades in place", "pyhanko in place", "pyhanko new file")
+
+
+def big_file(size_mb: int, directory: Path) -> None:
+    source = directory / f"big-{size_mb}.pdf"
+    write_pdf(source, pages=2, filler=size_mb * 1024 * 1024)
+    results: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        path = directory / "work.pdf"
+        shutil.copy(source, path)
+        script = textwrap.dedent(CHILD).format(root=str(ROOT), mode=mode, path=str(path))
+        run = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        )
+        results[mode] = json.loads(run.stdout.strip().splitlines()[-1])
+        path.unlink()
+        path.with_suffix(".out.pdf").unlink(missing_ok=True)
+    source.unlink()
+    print(f"{size_mb} MB PDF:")
+    for mode, result in results.items():
+        print(f"  {mode:18} {result['seconds']:6.2f} s   peak RSS {result['peak_mb']:5.0f} MB")
+    ours, bare = results["pades in place"], results["pyhanko in place"]
+    ratio = ours["seconds"] / bare["seconds"]
+    print(
+        f"  in place vs bare pyHanko in place: {ratio:.2f}x "
+        f"(goal <= {SLOWDOWN_BUDGET:.0f}x): {'OK' if ratio <= SLOWDOWN_BUDGET else 'OVER'}"
+    )
+    if size_mb >= 1000:
+        fits = ours["peak_mb"] < RSS_BUDGET_MB
+        print(f"  peak RSS goal < {RSS_BUDGET_MB} MB: {'OK' if fits else 'OVER'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--big", action="store_true", help="also sign a 1 GB file")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="documents-bench-") as name:
+        directory = Path(name)
+        stamp_overhead(arguments.rounds, directory)
+        big_file(100, directory)
+        if arguments.big:
+            big_file(1024, directory)
+
+
+if __name__ == "__main__":
+    main()
