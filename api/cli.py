@@ -1,4 +1,5 @@
-"""The `evalsign` command: init, serve, token create, audit verify, face compare/eval."""
+"""The `evalsign` command: init, serve, token create, audit verify, pdf validate,
+face compare/eval."""
 
 from __future__ import annotations
 
@@ -140,6 +141,24 @@ def cmd_face_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pdf_validate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from evaluation import pki
+    from signing import pades
+
+    with _transaction(args) as db:
+        center_ids = [args.center] if args.center else [c.id for c in centers.list_centers(db)]
+        roots = [root for center_id in center_ids for root in pki.trust_roots(db, center_id)]
+    try:
+        report = pades.validate(Path(args.file), roots)
+    except pades.PdfRejected as exc:
+        print(json.dumps({"error": "PdfRejected", "detail": str(exc)}), file=sys.stderr)
+        return 2
+    _print(json.loads(json.dumps(dataclasses.asdict(report), default=str)))
+    return 0 if report.verdict == "valid" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: EVALSIGN_DATA_DIR or ./var)")
@@ -171,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_cmd.add_parser("verify", parents=[common], help="recompute the hash chain")
     verify.add_argument("--center", help="only this center id")
     verify.set_defaults(handler=cmd_audit_verify)
+
+    pdf = commands.add_parser("pdf", help="signed PDFs").add_subparsers(
+        dest="pdf_command", required=True
+    )
+    validate = pdf.add_parser(
+        "validate", parents=[common], help="check every signature against the trust list"
+    )
+    validate.add_argument("file")
+    validate.add_argument("--center", help="trust this center's list only (default: all)")
+    validate.set_defaults(handler=cmd_pdf_validate)
 
     face = commands.add_parser("face", help="face engine diagnostics").add_subparsers(
         dest="face_command", required=True

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -194,14 +195,24 @@ def _sign(document_id: str, body: SignIn, phone: Any, services: Services) -> Sig
     "/api/v1/validate",
     response_model=ValidationOut,
     openapi_extra=multipart_body({"file": BINARY}),
+    responses={200: {"content": {"text/html": {}}}},
 )
-async def validate_pdf(request: Request, staff: AnyStaff, services: ServicesDep) -> ValidationOut:
-    """Validate every signature of an uploaded PDF against this center's trust list."""
+async def validate_pdf(
+    request: Request,
+    staff: AnyStaff,
+    services: ServicesDep,
+    format: Annotated[str, Query(pattern="^(json|html)$")] = "json",
+) -> Any:
+    """Validate every signature of an uploaded PDF against this center's trust list;
+    `?format=html` gives a report a person can read and print."""
     form = await read_multipart(request, max_files=1)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise UploadMissing("attach the PDF as `file`")
-    return await run_in_threadpool(_validate, upload, staff.center_id, services)
+    report = await run_in_threadpool(_validate, upload, staff.center_id, services)
+    if format == "html":
+        return HTMLResponse(render_report(report, upload.filename or "document.pdf"))
+    return report
 
 
 def _validate(upload: UploadFile, center_id: str, services: Services) -> ValidationOut:
@@ -230,3 +241,64 @@ def _validate(upload: UploadFile, center_id: str, services: Services) -> Validat
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     plain: dict[str, Any] = json.loads(json.dumps(value, default=str))
     return plain
+
+
+_LABELS = {
+    "field_name": "签名域 Field",
+    "signer_subject": "签署人 Signer",
+    "signer_serial": "证书序列号 Certificate serial",
+    "signing_time": "签署时间 Signing time",
+    "timestamp_time": "时间戳 Time-stamp",
+    "intact": "文件未被篡改 Intact",
+    "valid": "签名有效 Signature valid",
+    "trusted": "证书可信 Chain trusted",
+    "revocation_checked": "已查吊销状态 Revocation checked",
+    "revoked": "证书已吊销 Revoked",
+    "coverage": "覆盖范围 Coverage",
+    "modification_level": "之后的修改 Changes after",
+    "pades_level": "PAdES 级别 Level",
+    "problems": "问题 Problems",
+}
+
+
+def render_report(report: ValidationOut, file_name: str) -> str:
+    """A plain, printable HTML report of a validation (no scripts, no external assets)."""
+    verdicts = {"valid": "有效 VALID", "invalid": "无效 INVALID"}
+    verdict = verdicts.get(report.verdict, "无法确定 INDETERMINATE")
+    sections = []
+    groups = (
+        ("签名 Signatures", report.signatures),
+        ("文档时间戳 Document time-stamps", report.document_timestamps),
+    )
+    for title, items in groups:
+        for item in items:
+            rows = "".join(
+                f"<tr><th>{escape(label)}</th><td>{escape(_cell(item.get(key)))}</td></tr>"
+                for key, label in _LABELS.items()
+                if key in item
+            )
+            sections.append(
+                f"<h2>{escape(title)}: {escape(str(item.get('field_name')))}</h2>"
+                f"<table>{rows}</table>"
+            )
+    return (
+        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
+        "<title>签名验证报告 Signature validation report</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "th{text-align:left;padding-right:1em;vertical-align:top}"
+        ".verdict{font-size:1.4em}</style></head><body>"
+        "<h1>签名验证报告 Signature validation report</h1>"
+        f"<p>文件 File: {escape(file_name)}</p>"
+        f"<p class='verdict'>结论 Verdict: <strong>{escape(verdict)}</strong></p>"
+        f"<p>{escape(report.summary)}</p>{''.join(sections)}</body></html>"
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is True:
+        return "是 yes"
+    if value is False:
+        return "否 no"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value) or "—"
+    return "—" if value is None else str(value)

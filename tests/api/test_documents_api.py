@@ -298,3 +298,84 @@ def test_refusals_while_signing_change_nothing(
     stored = client.get(f"/api/v1/documents/{document['id']}", headers=operator).json()
     assert stored["revision"] == 0 and stored["size"] == document["size"]
     assert db.execute(select(func.count()).select_from(SignatureActivation)).scalar_one() == 0
+
+
+def test_validation_report_as_html_and_from_the_command_line(
+    client: TestClient,
+    setup: dict[str, Any],
+    center: CenterWithStaff,
+    db: Session,
+    clock: FrozenClock,
+    tmp_path: Path,
+    isolated_database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EVALSIGN_DATABASE_URL", isolated_database_url)  # for the CLI below
+    operator, experts = setup["operator"], setup["experts"]
+    document = upload(client, operator, slots_for(experts)[:1]).json()
+    client.post(f"/api/v1/documents/{document['id']}/start", headers=operator)
+    signed = sign(client, document["id"], phone_of(db, clock, center, experts[0], "phone-h"))
+    assert signed.json()["document"]["status"] == "completed"
+    content = client.get(f"/api/v1/documents/{document['id']}/content", headers=operator).content
+    html = client.post(
+        "/api/v1/validate?format=html",
+        files={"file": ("<b>报告</b>.pdf", content, "application/pdf")},
+        headers=operator,
+    )
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "有效 VALID" in html.text and "王喆" in html.text
+    assert "<b>报告" not in html.text  # the file name is escaped
+    not_pdf = client.post(
+        "/api/v1/validate",
+        files={"file": ("x.pdf", b"%PDF-1.7 junk", "application/pdf")},
+        headers=operator,
+    )
+    assert_problem(not_pdf, 422, "pdf-rejected")
+
+    # The CLI checks against an instance's trust lists: another instance does not trust
+    # this center's root, so the signature is intact but the verdict is not "valid".
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(content)
+    from api.cli import main
+    from api.instance import initialize
+    from models.settings import Settings
+
+    other = tmp_path / "other"
+    initialize(Settings(data_dir=other, database_url=isolated_database_url), clock)
+    capsys.readouterr()
+    code = main(["pdf", "validate", str(path), "--data-dir", str(other)])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 1 and printed["verdict"] != "valid"
+    assert printed["signatures"][0]["intact"] and not printed["signatures"][0]["trusted"]
+
+
+def test_uploads_over_the_limit_are_refused(
+    tmp_path: Path,
+    database_url: str,
+    center: CenterWithStaff,
+    keyring: Any,
+) -> None:
+    from api.app import create_app
+    from api.services import build_services
+    from evaluation.document_store import DocumentStore, UploadTooLarge
+    from models.settings import Settings
+
+    small = Settings(data_dir=tmp_path, database_url=database_url, document_max_bytes=2048)
+    with TestClient(
+        create_app(build_services(small, keyring=keyring)), raise_server_exceptions=False
+    ) as app:
+        response = app.post(
+            "/api/v1/documents",
+            files={"file": ("big.pdf", make_pdf(2) + b"%" * 200_000, "application/pdf")},
+            data={"metadata": "{}"},
+            headers=center.headers(Role.OPERATOR),
+        )
+    assert_problem(response, 413, "request-too-large")
+    # Large bodies are streamed rather than buffered; the store enforces the limit itself.
+    store = DocumentStore(tmp_path / "store")
+    import io
+
+    with pytest.raises(UploadTooLarge):
+        store.receive(io.BytesIO(b"x" * 5000), max_bytes=4096)
+    assert not any((tmp_path / "store").rglob("*.pdf"))
