@@ -367,13 +367,7 @@ def _chain_and_revocation(
     chain = pki.chain_of(db, authority)
     crls = [pki.current_crl(db, clock, context.vault, context.pki, authority)]
     if not authority.external:
-        root = db.execute(
-            select(Authority).where(
-                Authority.center_id == authority.center_id,
-                Authority.kind == "root",
-                Authority.external.is_(False),
-            )
-        ).scalar_one()
+        root = pki.center_root(db, authority.center_id)
         crls.append(pki.current_crl(db, clock, context.vault, context.pki, root))
     roots = pki.trust_roots(db, credential.center_id)
     return chain, pades.RevocationMaterial(crls=crls), roots

@@ -402,15 +402,22 @@ def chain_of(db: Session, authority: Authority) -> list[x509.Certificate]:
         chain.extend(load_certificate(bytes.fromhex(item)) for item in authority.chain_der)
         return chain
     if authority.kind == "issuing":
-        root = db.execute(
-            select(Authority).where(
-                Authority.center_id == authority.center_id,
-                Authority.kind == "root",
-                Authority.external.is_(False),
-            )
-        ).scalar_one()
-        chain.append(load_certificate(root.certificate_der))
+        chain.append(load_certificate(center_root(db, authority.center_id).certificate_der))
     return chain
+
+
+def center_root(db: Session, center_id: str) -> Authority:
+    """The center's own root CA."""
+    root = db.execute(
+        select(Authority).where(
+            Authority.center_id == center_id,
+            Authority.kind == "root",
+            Authority.external.is_(False),
+        )
+    ).scalar_one_or_none()
+    if root is None:
+        raise PkiNotReady("this center has no root CA; run `evalsign init`")
+    return root
 
 
 # ---- revocation ----------------------------------------------------------------------

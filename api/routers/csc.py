@@ -10,10 +10,10 @@ problem+json that also carry the CSC `error` and `error_description` members.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, Header
@@ -48,6 +48,7 @@ from signing import certificates as profiles
 from signing.algorithms import KeyAlgorithm, sign_algorithms_for
 
 router = APIRouter(prefix="/csc/v2", tags=["csc"])
+T = TypeVar("T")
 
 SPECS = "2.0.0.2"
 METHODS = [
@@ -59,7 +60,7 @@ METHODS = [
 ]
 
 
-def _caller(session: VerifiedSession) -> audit.Caller:
+def signer_caller(session: VerifiedSession) -> audit.Caller:
     return audit.Caller(
         center_id=session.center_id,
         actor=f"expert:{session.expert_id}",
@@ -83,7 +84,7 @@ def _refusals_audited(
         db.rollback()
         audit.record(
             db,
-            _caller(session),
+            signer_caller(session),
             services.clock,
             "signature.refused",
             "verified_session",
@@ -306,16 +307,10 @@ async def credentials_authorize(
 
 
 def _authorize(body: AuthorizeIn, phone: PhoneHeaders, services: Services) -> AuthorizeOut:
-    details = {"credential_id": body.credentialID, "hashes": body.hashes[:20]}
-    with (
-        transaction(services) as db,
-        _refusals_audited(
-            db, session := signing_session(db, services, phone), services, "authorize", details
-        ),
-    ):
+    def grant(db: Session, session: VerifiedSession) -> AuthorizeOut:
         granted = activation.authorize_signing(
             db,
-            _caller(session),
+            signer_caller(session),
             services.clock,
             services.activation,
             session,
@@ -324,7 +319,24 @@ def _authorize(body: AuthorizeIn, phone: PhoneHeaders, services: Services) -> Au
             body.hashAlgorithmOID,
             body.numSignatures,
         )
-    return AuthorizeOut(SAD=granted.sad, expiresIn=granted.expires_in)
+        return AuthorizeOut(SAD=granted.sad, expiresIn=granted.expires_in)
+
+    return as_signer(services, phone, "authorize", _details(body.credentialID, body.hashes), grant)
+
+
+def as_signer(
+    services: Services,
+    phone: PhoneHeaders,
+    operation: str,
+    details: dict[str, Any],
+    work: Callable[[Session, VerifiedSession], T],
+) -> T:
+    """One transaction: authenticate the phone's face session, then `work`; a signing
+    refusal is logged (and committed) before it is answered."""
+    with transaction(services) as db:
+        session = signing_session(db, services, phone)
+        with _refusals_audited(db, session, services, operation, details):
+            return work(db, session)
 
 
 @router.post("/signatures/signHash", response_model=SignHashOut)
@@ -336,16 +348,10 @@ async def signatures_sign_hash(
 
 
 def _sign_hash(body: SignHashIn, phone: PhoneHeaders, services: Services) -> SignHashOut:
-    details = {"credential_id": body.credentialID, "hashes": body.hashes[:20]}
-    with (
-        transaction(services) as db,
-        _refusals_audited(
-            db, session := signing_session(db, services, phone), services, "signHash", details
-        ),
-    ):
+    def sign(db: Session, session: VerifiedSession) -> SignHashOut:
         signatures = activation.sign_hashes(
             db,
-            _caller(session),
+            signer_caller(session),
             services.clock,
             services.vault,
             services.activation,
@@ -356,4 +362,10 @@ def _sign_hash(body: SignHashIn, phone: PhoneHeaders, services: Services) -> Sig
             body.hashAlgorithmOID,
             body.signAlgo,
         )
-    return SignHashOut(signatures=[base64.b64encode(s).decode() for s in signatures])
+        return SignHashOut(signatures=[base64.b64encode(s).decode() for s in signatures])
+
+    return as_signer(services, phone, "signHash", _details(body.credentialID, body.hashes), sign)
+
+
+def _details(credential_id: str, hashes: list[str]) -> dict[str, Any]:
+    return {"credential_id": credential_id, "hashes": hashes[:20]}

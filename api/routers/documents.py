@@ -11,12 +11,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep, transaction
 from api.errors import RequestTooLarge, ValidationFailed
-from api.routers.csc import Phone, _caller, signing_session
+from api.routers.csc import Phone, as_signer, signer_caller
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.documents import (
     DocumentOut,
@@ -31,7 +32,7 @@ from api.services import Services
 from evaluation import documents, pki
 from evaluation.document_store import Received, UploadTooLarge
 from evaluation.documents import NewDocument
-from models.tables import Document
+from models.tables import Document, VerifiedSession
 from signing import pades
 
 router = APIRouter(tags=["documents"])
@@ -173,11 +174,10 @@ async def sign_document(
 
 
 def _sign(document_id: str, body: SignIn, phone: Any, services: Services) -> SignedOut:
-    with transaction(services) as db:
-        session = signing_session(db, services, phone)
+    def sign(db: Session, session: VerifiedSession) -> SignedOut:
         signed = documents.sign_document(
             db,
-            _caller(session),
+            signer_caller(session),
             services.clock,
             services.documents,
             session,
@@ -189,6 +189,8 @@ def _sign(document_id: str, body: SignIn, phone: Any, services: Services) -> Sig
             slot=SlotOut.model_validate(signed.slot),
             revision=RevisionOut.model_validate(signed.revision),
         )
+
+    return as_signer(services, phone, "document.sign", {"document_id": document_id}, sign)
 
 
 @router.post(

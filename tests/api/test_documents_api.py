@@ -269,6 +269,11 @@ def test_refusals_while_signing_change_nothing(
     stale = phone_of(db, clock, center, experts[0], "phone-a")
     clock.advance(timedelta(seconds=121))
     assert_problem(sign(client, document["id"], stale), 401, "face-check-stale")
+    refused = db.execute(
+        select(AuditEntry).where(AuditEntry.action == "signature.refused")
+    ).scalar_one()
+    assert refused.details["operation"] == "document.sign"
+    assert refused.details["code"] == "face-check-stale"
     assert_problem(
         client.post(
             f"/api/v1/documents/{document['id']}/signatures",
