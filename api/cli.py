@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -56,14 +57,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     clock = SystemClock()
     engine = prepare(settings, clock)
+    host, port = args.host or settings.host, args.port or settings.port
+    if args.workers > 1:
+        # Worker processes read their settings from the environment (api/asgi.py).
+        engine.dispose()
+        os.environ["EVALSIGN_DATA_DIR"] = str(settings.data_dir)
+        uvicorn.run(
+            "api.asgi:create",
+            factory=True,
+            workers=args.workers,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+        )
+        return 0
     services = build_services(settings, engine=engine, clock=clock)
     services.face_engine()  # verify and load the face models now: a bad file stops start-up
     services.anti_spoof()  # likewise the optional anti-spoof model, when one is configured
     app = create_app(services)
     uvicorn.run(
         app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         proxy_headers=True,
@@ -173,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default 1; each loads the models)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     token = commands.add_parser("token", help="staff tokens").add_subparsers(

@@ -118,7 +118,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def http_round_trips(pairs: int, clients: int) -> float:
+def http_round_trips(
+    pairs: int, clients: int, database_url: str | None = None, workers: int = 1
+) -> float:
     """authorize + signHash pairs per second against `evalsign serve` (SQLite, its own
     process), from `clients` concurrent phones, each with its own expert and session."""
     import httpx2 as httpx
@@ -130,14 +132,18 @@ def http_round_trips(pairs: int, clients: int) -> float:
     from tests.factories import expert_payload, face_session
 
     with tempfile.TemporaryDirectory() as scratch:
-        settings = Settings(data_dir=Path(scratch))
+        settings = Settings(data_dir=Path(scratch), database_url=database_url)
         clock = SystemClock()
         created = initialize(settings, clock)
         services = build_services(settings, clock=clock)
         port = free_port()
         # The service as deployed: default settings, access log on (to /dev/null here).
         server = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--data-dir", scratch, "--port", str(port)],
+            [
+                *(sys.executable, "-m", "api.cli", "serve", "--data-dir", scratch),
+                *("--port", str(port), "--workers", str(workers)),
+            ],
+            env={**os.environ, **({"EVALSIGN_DATABASE_URL": database_url} if database_url else {})},
             cwd=Path(__file__).resolve().parent.parent,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -217,20 +223,47 @@ def http_round_trips(pairs: int, clients: int) -> float:
     done = share * clients
     per_second = done / elapsed
     print(
-        f"HTTP, {clients} client(s), SQLite: {per_second:.0f} authorize + signHash pairs/s = "
+        f"HTTP, {clients} client(s), {'PostgreSQL' if database_url else 'SQLite'}, "
+        f"{workers} worker(s): {per_second:.0f} authorize + signHash pairs/s = "
         f"{2 * per_second:.0f} round trips/s ({elapsed / done * 1000:.2f} ms a pair, {done} pairs)"
     )
     return per_second
+
+
+def fresh_postgres(admin_url: str) -> str | None:
+    """A new empty database on the PostgreSQL server, or None when none answers."""
+    import sqlalchemy
+
+    name = f"evalsign_bench_{os.getpid()}"
+    try:
+        admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+        admin.dispose()
+    except sqlalchemy.exc.OperationalError:
+        print(f"no PostgreSQL at {admin_url}: the multi-worker row is skipped")
+        return None
+    return str(sqlalchemy.engine.make_url(admin_url).set(database=name).render_as_string(False))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--http-pairs", type=int, default=400)
+    parser.add_argument(
+        "--postgres",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="server for the 2-worker row (a fresh database is made on it)",
+    )
     args = parser.parse_args()
     print(f"EvalSign signing bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
     ratios = vault_rows(args.seconds)
-    pairs = max(http_round_trips(args.http_pairs, clients) for clients in (1, 4))
+    runs = [http_round_trips(args.http_pairs, clients) for clients in (1, 4)]
+    postgres = fresh_postgres(args.postgres)
+    if postgres is not None:
+        runs += [http_round_trips(args.http_pairs, 4, postgres, workers=2)]
+    pairs = max(runs)
     trips = 2 * pairs
     local = ratios["ec-p256 local vault (unwrap + sign)"]
     print(

@@ -9,6 +9,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +234,55 @@ def test_serve_refuses_to_start_with_an_altered_model_file(
     )
     assert result.returncode == 2
     assert "recognizer" in result.stderr and "0" * 64 in result.stderr
+
+
+@pytest.mark.slow
+def test_serve_with_workers_answers(tmp_path: Path, isolated_database_url: str) -> None:
+    import socket
+    import time
+
+    import httpx2
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "EVALSIGN_DATABASE_URL": isolated_database_url}
+    data_dir = tmp_path / "var"
+    subprocess.run(
+        [sys.executable, "-m", "api.cli", "init", "--data-dir", str(data_dir)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.3)
+        assert ready.status_code == 200
+        info = httpx2.post(f"http://127.0.0.1:{port}/csc/v2/info", json={}, timeout=5)
+        assert info.json()["name"] == "EvalSign"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
