@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/face_bench.py
 	$(BIN)/python bench/liveness_bench.py
 	$(BIN)/python bench/signing_bench.py
+	$(BIN)/python bench/documents_bench.py
 
 # Regenerate the pins after changing dependency ranges (then run make test).
 constraints:

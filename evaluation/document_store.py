@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-CHUNK = 1024 * 1024
+CHUNK = 8 * 1024 * 1024  # large reads: hashing a gigabyte is then bound by SHA-256 itself
 
 
 class UploadTooLarge(Exception):
