@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.logs import configure_logging
-from api.services import build_services
+from api.services import build_services, load_stamp_font
 from models.clock import SystemClock
 from models.settings import Settings
 
@@ -23,4 +23,5 @@ def create() -> FastAPI:
     services = build_services(settings, clock=SystemClock())
     services.face_engine()  # a bad model file stops the worker at start, not on a request
     services.anti_spoof()
+    load_stamp_font()
     return create_app(services)

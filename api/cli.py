@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from api.logs import configure_logging
-    from api.services import build_services
+    from api.services import build_services, load_stamp_font
 
     settings = _settings(args)
     configure_logging(settings.log_level)
@@ -76,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     services = build_services(settings, engine=engine, clock=clock)
     services.face_engine()  # verify and load the face models now: a bad file stops start-up
     services.anti_spoof()  # likewise the optional anti-spoof model, when one is configured
+    load_stamp_font()  # the CJK stamp font, so the first signature does not pay for it
     app = create_app(services)
     uvicorn.run(
         app,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from models.db import make_engine, make_session_factory
 from models.settings import Settings
 from signing.field_cipher import FieldCipher
 from signing.keyring import Keyring, load_keyring
+from signing.pades import StampError, preload_stamp_font
 from signing.vault import Vaults, open_vaults
 
 _face_engines: dict[tuple[str, int, int, int], FaceEngine] = {}
@@ -127,3 +129,16 @@ def build_services(
             seal_png=settings.seal_image.read_bytes() if settings.seal_image else None,
         ),
     )
+
+
+def load_stamp_font() -> None:
+    """Load the CJK font of visible stamps at start; without one the service still runs
+    (invisible signatures work) and says how to get visible stamps."""
+    try:
+        preload_stamp_font()
+    except StampError as exc:
+        logging.getLogger("evalsign").warning(
+            "visible signature stamps are unavailable: %s (apt-get install fonts-noto-cjk, "
+            "or set EVALSIGN_STAMP_FONT)",
+            exc,
+        )

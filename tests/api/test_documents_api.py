@@ -140,6 +140,7 @@ def test_three_signers_then_a_document_timestamp(
     assert last.status_code == 201, last.text
     final = last.json()["document"]
     assert final["status"] == "completed"
+    assert_problem(sign(client, document["id"], phones[2]), 409, "invalid-transition")
     assert [r["kind"] for r in final["revisions"]] == [
         "upload",
         "signature",
