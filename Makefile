@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python bench/liveness_bench.py
 	$(BIN)/python bench/signing_bench.py
 	$(BIN)/python bench/documents_bench.py
+	$(BIN)/python bench/draw_bench.py
 
 # Regenerate the pins after changing dependency ranges (then run make test).
 constraints:

@@ -1,5 +1,5 @@
 """The `evalsign` command: init, serve, token create, audit verify, pdf validate,
-face compare/eval."""
+face compare/eval, draw verify."""
 
 from __future__ import annotations
 
@@ -57,35 +57,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     clock = SystemClock()
     engine = prepare(settings, clock)
-    host, port = args.host or settings.host, args.port or settings.port
+    options: dict[str, Any] = {
+        "host": args.host or settings.host,
+        "port": args.port or settings.port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+    }
     if args.workers > 1:
         # Worker processes read their settings from the environment (api/asgi.py).
         engine.dispose()
         os.environ["EVALSIGN_DATA_DIR"] = str(settings.data_dir)
-        uvicorn.run(
-            "api.asgi:create",
-            factory=True,
-            workers=args.workers,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-        )
+        uvicorn.run("api.asgi:create", factory=True, workers=args.workers, **options)
         return 0
     services = build_services(settings, engine=engine, clock=clock)
     services.face_engine()  # verify and load the face models now: a bad file stops start-up
     services.anti_spoof()  # likewise the optional anti-spoof model, when one is configured
     load_stamp_font()  # the CJK stamp font, so the first signature does not pay for it
-    app = create_app(services)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-    )
+    uvicorn.run(create_app(services), **options)
     return 0
 
 
@@ -177,6 +166,24 @@ def cmd_pdf_validate(args: argparse.Namespace) -> int:
     return 0 if report.verdict == "valid" else 1
 
 
+def cmd_draw_verify(args: argparse.Namespace) -> int:
+    from evaluation import draw
+
+    try:
+        proof = json.loads(Path(args.proof).read_text(encoding="utf-8"))
+    except ValueError as exc:  # not UTF-8 or not JSON; an unreadable file is main's OSError
+        print(json.dumps({"error": "InvalidProof", "detail": str(exc)}), file=sys.stderr)
+        return 2
+    try:
+        draw.verify_proof(proof)
+    except draw.ProofMismatch as exc:
+        _print({"ok": False, "differences": [d.as_json() for d in exc.differences]})
+        return 1
+    committee = [{"specialty": s, "expert_id": e} for s, e in draw.committee_of(proof)]
+    _print({"ok": True, "draw_id": proof["draw_id"], "committee": committee})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: EVALSIGN_DATA_DIR or ./var)")
@@ -235,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("pairs", help="CSV with columns img_a,img_b,same (paths relative to it)")
     evaluate.add_argument("--threshold", type=float, help="default: EVALSIGN_FACE_MATCH_THRESHOLD")
     evaluate.set_defaults(handler=cmd_face_eval)
+
+    draw_cmd = commands.add_parser("draw", help="committee draws").add_subparsers(
+        dest="draw_command", required=True
+    )
+    draw_verify = draw_cmd.add_parser("verify", help="replay an evalsign-draw-v1 proof")
+    draw_verify.add_argument("proof", help="the proof JSON file")
+    draw_verify.set_defaults(handler=cmd_draw_verify)
     return parser
 
 

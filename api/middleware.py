@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem_response
@@ -52,29 +53,13 @@ class RequestContextMiddleware:
                 body, too_large = await _read_bounded(receive, headers, limit)
                 downstream = _replay(body, receive)
             if too_large:
-                response = problem_response(
-                    413,
-                    "request-too-large",
-                    "The request body is larger than this route accepts",
-                    f"this route accepts at most {limit} bytes",
-                    instance=scope["path"],
-                    extensions={"limit_bytes": limit},
-                )
-                await response(scope, receive, send_with_id)
+                await _too_large(scope["path"], limit)(scope, receive, send_with_id)
                 return
             try:
                 await self.app(scope, downstream, send_with_id)
             except BodyTooLarge:
                 if status is None:
-                    response = problem_response(
-                        413,
-                        "request-too-large",
-                        "The request body is larger than this route accepts",
-                        f"this route accepts at most {limit} bytes",
-                        instance=scope["path"],
-                        extensions={"limit_bytes": limit},
-                    )
-                    await response(scope, receive, send_with_id)
+                    await _too_large(scope["path"], limit)(scope, receive, send_with_id)
             except Exception:
                 # Answered here, not by Starlette's outer handler, so that the 500 still
                 # carries the request id the log line has.
@@ -102,6 +87,17 @@ class RequestContextMiddleware:
 
 
 STREAM_ABOVE = 64 * 1024 * 1024
+
+
+def _too_large(path: str, limit: int) -> JSONResponse:
+    return problem_response(
+        413,
+        "request-too-large",
+        "The request body is larger than this route accepts",
+        f"this route accepts at most {limit} bytes",
+        instance=path,
+        extensions={"limit_bytes": limit},
+    )
 
 
 class BodyTooLarge(Exception):
