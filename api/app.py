@@ -9,7 +9,17 @@ from fastapi import FastAPI
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routers import admin, csc, documents, experts, faces, health, liveness, pki
+from api.routers import (
+    admin,
+    csc,
+    documents,
+    experts,
+    faces,
+    health,
+    liveness,
+    pki,
+    projects,
+)
 from api.services import Services
 
 IMPORT_PATH = "/api/v1/experts/import"
@@ -63,4 +73,5 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(pki.router)
     app.include_router(csc.router)
     app.include_router(documents.router)
+    app.include_router(projects.router)
     return app

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     # The center's seal (PNG with transparency) drawn in every visible signature stamp.
     seal_image: Path | None = None
 
+    # The committee draw (EVALSIGN_DRAW_*): conflict-of-interest cooldown and declines.
+    draw_cooldown_days: int = Field(default=180, ge=0, le=3650)
+    draw_decline_limit: int = Field(default=3, ge=1, le=100)
+    draw_decline_window_days: int = Field(default=365, ge=1, le=3650)
+
     @property
     def documents_dir(self) -> Path:
         return self.data_dir / "documents"

@@ -468,3 +468,87 @@ class SignerSlot(Base):
     sad_id: Mapped[str | None] = mapped_column(String(36))
     verification_id: Mapped[str | None] = mapped_column(String(36))
     revision: Mapped[int | None] = mapped_column(Integer)
+
+
+class Project(Base):
+    """A bid-evaluation project: tenderer, bidders, evaluation window, committee spec,
+    scoring criteria and aggregation rule, under one legal regime."""
+
+    __tablename__ = "projects"
+    __table_args__ = (
+        UniqueConstraint("center_id", "code"),
+        CheckConstraint("regime IN ('tendering', 'procurement')", name="regime"),
+        CheckConstraint("mode IN ('remote', 'onsite')", name="mode"),
+        CheckConstraint(
+            "status IN ('draft', 'drawn', 'evaluating', 'completed', 'cancelled')", name="status"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    regime: Mapped[str] = mapped_column(String(20))
+    budget_yuan: Mapped[int | None] = mapped_column(BigInteger)
+    tenderer_name: Mapped[str] = mapped_column(String(200))
+    tenderer_credit_code: Mapped[str] = mapped_column(String(18), index=True)
+    bidders: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    sections: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    evaluation_start: Mapped[datetime]
+    evaluation_end: Mapped[datetime]
+    mode: Mapped[str] = mapped_column(String(20))
+    committee_spec: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    tenderer_representatives: Mapped[int] = mapped_column(Integer, default=0)
+    criteria: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    aggregation: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Draw(Base):
+    """A committee draw: the commitment is published first; the secret (stored encrypted)
+    is revealed in the proof once the operator's public entropy has run the draw."""
+
+    __tablename__ = "draws"
+    __table_args__ = (CheckConstraint("status IN ('committed', 'completed')", name="status"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    commitment: Mapped[str] = mapped_column(String(64))
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), default="committed")
+    public_entropy: Mapped[str | None] = mapped_column(String(500))
+    proof: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    ran_at: Mapped[datetime | None]
+
+
+class Assignment(Base):
+    """An expert's place from a draw: a committee seat or an ordered backup, and what
+    became of it (invited, accepted, declined, replaced)."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("draw_id", "expert_id"),
+        CheckConstraint("role IN ('member', 'backup')", name="role"),
+        CheckConstraint(
+            "status IN ('invited', 'accepted', 'declined', 'replaced', 'standby')", name="status"
+        ),
+        Index("ix_assignments_expert_status", "expert_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    draw_id: Mapped[str] = mapped_column(ForeignKey("draws.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    specialty: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(20))
+    rank: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    responded_at: Mapped[datetime | None]

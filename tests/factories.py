@@ -215,3 +215,46 @@ def make_pdf(pages: int = 2, text: str = "Evaluation report") -> bytes:
         xref,
     )
     return bytes(out)
+
+
+def drawable_expert(
+    db: Session,
+    clock: Clock,
+    services: Any,
+    center: CenterWithStaff,
+    specialties: list[str],
+    employer_credit_code: str | None = None,
+    *,
+    enrolled: bool = True,
+    credential: bool = True,
+) -> str:
+    """An expert the draw may pick: registered, a face enrolment on record, a credential.
+    (The draw reads only that an enrolment exists; tests/api/test_faces_api.py makes real
+    ones.)"""
+    from evaluation import credentials
+    from evaluation.experts import NewExpert, register_expert
+    from models.tables import FaceTemplate
+
+    caller = audit.Caller(center.id, "test")
+    fields = expert_payload(specialties=specialties)
+    if employer_credit_code:
+        fields["employer_credit_code"] = employer_credit_code
+    expert = register_expert(db, caller, clock, services.cipher, NewExpert.model_validate(fields))
+    if enrolled:
+        db.add(
+            FaceTemplate(
+                expert_id=expert.id,
+                center_id=center.id,
+                model_id="test",
+                template_ciphertext=b"\x01",
+                embeddings_ciphertext=b"\x01",
+                photo_count=1,
+                quality=[],
+                consent_recorded_at=clock.now(),
+                enrolled_at=clock.now(),
+            )
+        )
+    if credential:
+        credentials.issue_credential(db, caller, clock, services.vault, services.pki, expert.id)
+    db.commit()
+    return expert.id

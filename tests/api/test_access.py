@@ -17,6 +17,7 @@ from evaluation import staff as staff_tokens
 from evaluation.staff import Role
 from models.clock import FrozenClock
 from tests.api.helpers import assert_problem, snapshot
+from tests.api.test_projects_api import project_payload
 from tests.face.corpus import encode, portraits
 from tests.factories import (
     CenterWithStaff,
@@ -117,6 +118,19 @@ ROUTES = [
     Route("POST", "/api/v1/documents/{document_id}/start", OPERATOR, 404),
     Route("POST", "/api/v1/documents/{document_id}/cancel", OPERATOR, 404, json={"reason": "x"}),
     Route("POST", "/api/v1/validate", ALL, 200, files="validate"),
+    Route("POST", "/api/v1/projects", OPERATOR, 201, json=lambda ids: project_payload()),
+    Route("GET", "/api/v1/projects", ALL, 200),
+    Route("GET", "/api/v1/projects/{project_id}", ALL, 404),
+    Route("POST", "/api/v1/projects/{project_id}/draws", OPERATOR, 404),
+    Route(
+        "POST",
+        "/api/v1/projects/{project_id}/draws/{draw_id}/run",
+        OPERATOR,
+        404,
+        json={"public_entropy": "1 2 3"},
+    ),
+    Route("GET", "/api/v1/projects/{project_id}/draws/{draw_id}", ALL, 404),
+    Route("GET", "/api/v1/projects/{project_id}/committee", ALL, 404),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
 ]
@@ -202,6 +216,8 @@ def ids(
         "verification_id": "00000000-0000-0000-0000-000000000000",
         "anchor_id": "00000000-0000-0000-0000-000000000000",
         "document_id": "00000000-0000-0000-0000-000000000000",
+        "project_id": "00000000-0000-0000-0000-000000000000",
+        "draw_id": "00000000-0000-0000-0000-000000000000",
     }
 
 

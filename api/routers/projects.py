@@ -1,0 +1,146 @@
+"""Projects and their committee draw: create (operator), commit, run with public entropy,
+the proof anyone may replay, and the committee list, sealed until the evaluation starts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, ConfigDict
+
+from api.deps import AnyStaff, Db, Operator, ServicesDep
+from evaluation import draws, projects
+from evaluation.draws import DrawPolicy, RunDraw
+from evaluation.projects import NewProject
+from models.tables import Draw, Project
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+
+
+class ProjectOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    code: str
+    name: str
+    regime: str
+    budget_yuan: int | None
+    tenderer_name: str
+    tenderer_credit_code: str
+    bidders: list[dict[str, Any]]
+    sections: list[dict[str, Any]]
+    evaluation_start: datetime
+    evaluation_end: datetime
+    mode: str
+    committee_spec: list[dict[str, Any]]
+    tenderer_representatives: int
+    criteria: list[dict[str, Any]]
+    aggregation: str
+    status: str
+    created_at: datetime
+
+
+class DrawOut(BaseModel):
+    id: str
+    project_id: str
+    status: str
+    commitment: str
+    public_entropy: str | None
+    created_at: datetime
+    ran_at: datetime | None
+    proof: dict[str, Any]
+
+
+class MemberOut(BaseModel):
+    expert_id: str
+    name: str
+    specialty: str
+    role: str
+    rank: int
+    status: str
+
+
+def draw_out(draw: Draw) -> DrawOut:
+    return DrawOut(
+        id=draw.id,
+        project_id=draw.project_id,
+        status=draw.status,
+        commitment=draw.commitment,
+        public_entropy=draw.public_entropy,
+        created_at=draw.created_at,
+        ran_at=draw.ran_at,
+        proof=draws.published_proof(draw),
+    )
+
+
+def _project_out(project: Project) -> ProjectOut:
+    return ProjectOut.model_validate(project)
+
+
+@router.post("", response_model=ProjectOut, status_code=status.HTTP_201_CREATED)
+def create_project(body: NewProject, staff: Operator, db: Db, services: ServicesDep) -> ProjectOut:
+    """A project, refused with 422 when its committee breaks the regime's rules."""
+    return _project_out(projects.create_project(db, staff.caller, services.clock, body))
+
+
+@router.get("", response_model=list[ProjectOut])
+def list_projects(staff: AnyStaff, db: Db) -> list[ProjectOut]:
+    return [_project_out(p) for p in projects.list_projects(db, staff.center_id)]
+
+
+@router.get("/{project_id}", response_model=ProjectOut)
+def get_project(project_id: str, staff: AnyStaff, db: Db) -> ProjectOut:
+    return _project_out(projects.get_project(db, staff.center_id, project_id))
+
+
+@router.post("/{project_id}/draws", response_model=DrawOut, status_code=status.HTTP_201_CREATED)
+def commit_draw(project_id: str, staff: Operator, db: Db, services: ServicesDep) -> DrawOut:
+    """Start a draw: the commitment to the server secret is published now, before anyone
+    gives the public entropy."""
+    draw = draws.create_draw(db, staff.caller, services.clock, services.cipher, project_id)
+    return draw_out(draw)
+
+
+@router.post("/{project_id}/draws/{draw_id}/run", response_model=DrawOut)
+def run_draw(
+    project_id: str, draw_id: str, body: RunDraw, staff: Operator, db: Db, services: ServicesDep
+) -> DrawOut:
+    """Run the draw with the public entropy; the proof reveals the secret."""
+    draw = draws.run_draw(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        DrawPolicy.from_settings(services.settings),
+        project_id,
+        draw_id,
+        body,
+    )
+    return draw_out(draw)
+
+
+@router.get("/{project_id}/draws/{draw_id}", response_model=DrawOut)
+def get_draw(project_id: str, draw_id: str, staff: AnyStaff, db: Db) -> DrawOut:
+    """The draw record and its proof (`evalsign draw verify` replays it)."""
+    project = projects.get_project(db, staff.center_id, project_id)
+    return draw_out(draws.get_draw(db, project, draw_id))
+
+
+@router.get("/{project_id}/committee", response_model=list[MemberOut])
+def get_committee(
+    project_id: str, staff: AnyStaff, db: Db, services: ServicesDep
+) -> list[MemberOut]:
+    """Who was drawn, with names: admins at any time, others once the evaluation starts."""
+    rows = draws.committee(db, staff.center_id, project_id, staff.role.value, services.clock)
+    return [
+        MemberOut(
+            expert_id=assignment.expert_id,
+            name=expert.name,
+            specialty=assignment.specialty,
+            role=assignment.role,
+            rank=assignment.rank,
+            status=assignment.status,
+        )
+        for assignment, expert in rows
+    ]
