@@ -315,3 +315,72 @@ def committee(
         .order_by(Assignment.role.desc(), Assignment.specialty, Assignment.rank)
     ).all()
     return [(assignment, expert) for assignment, expert in rows]
+
+
+class NoBackupLeft(DomainError):
+    status = 409
+    code = "no-backup-left"
+    title = "No backup of this specialty is left; a supplementary draw is needed"
+
+
+def _assignment(db: Session, project: Project, assignment_id: str) -> Assignment:
+    assignment = db.get(Assignment, assignment_id)
+    if assignment is None or assignment.project_id != project.id:
+        raise NotFound(f"no assignment {assignment_id} in project {project.id}")
+    return assignment
+
+
+def respond(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    project_id: str,
+    assignment_id: str,
+    accept: bool,
+    reason: str | None,
+) -> tuple[Assignment, Assignment | None]:
+    """Record a member's acceptance or decline; a decline promotes the specialty's next
+    backup in the proof's order (skipping anyone unavailable). Returns the answered
+    assignment and the promoted one, if any."""
+    project = get_project(db, caller.center_id, project_id, lock=True)
+    assignment = _assignment(db, project, assignment_id)
+    if assignment.role != "member" or assignment.status != "invited":
+        raise InvalidTransition(
+            f"assignment {assignment_id} is a {assignment.role} that is {assignment.status}; "
+            "only an invited member answers",
+            current_status=assignment.status,
+        )
+    now = clock.now()
+    assignment.status = "accepted" if accept else "declined"
+    assignment.reason = reason
+    assignment.responded_at = now
+    promoted = None
+    if not accept:
+        draw = db.get(Draw, assignment.draw_id)
+        assert draw is not None and draw.proof is not None
+        rows = db.execute(select(Assignment).where(Assignment.draw_id == draw.id)).scalars().all()
+        unavailable = {a.expert_id for a in rows if a.role == "member" or a.status != "standby"}
+        chosen = algorithm.next_backup(draw.proof, assignment.specialty, unavailable)
+        if chosen is None:
+            raise NoBackupLeft(
+                f"specialty {assignment.specialty} has no backup left in draw {draw.id}"
+            )
+        promoted = next(a for a in rows if a.expert_id == chosen)
+        promoted.role = "member"
+        promoted.status = "invited"
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "assignment.accepted" if accept else "assignment.declined",
+        "assignment",
+        assignment.id,
+        {
+            "project_id": project.id,
+            "expert_id": assignment.expert_id,
+            "reason": reason,
+            "promoted_expert_id": promoted.expert_id if promoted else None,
+        },
+    )
+    return assignment, promoted

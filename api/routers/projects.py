@@ -10,6 +10,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
+from api.errors import ValidationFailed
 from evaluation import draws, projects
 from evaluation.draws import DrawPolicy, RunDraw
 from evaluation.projects import NewProject
@@ -53,6 +54,7 @@ class DrawOut(BaseModel):
 
 
 class MemberOut(BaseModel):
+    assignment_id: str
     expert_id: str
     name: str
     specialty: str
@@ -135,6 +137,7 @@ def get_committee(
     rows = draws.committee(db, staff.center_id, project_id, staff.role.value, services.clock)
     return [
         MemberOut(
+            assignment_id=assignment.id,
             expert_id=assignment.expert_id,
             name=expert.name,
             specialty=assignment.specialty,
@@ -144,3 +147,39 @@ def get_committee(
         )
         for assignment, expert in rows
     ]
+
+
+class ResponseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accept: bool
+    reason: str | None = None
+
+
+class ResponseOut(BaseModel):
+    assignment_id: str
+    status: str
+    promoted_expert_id: str | None
+
+
+@router.post("/{project_id}/assignments/{assignment_id}/response", response_model=ResponseOut)
+def record_response(
+    project_id: str,
+    assignment_id: str,
+    body: ResponseIn,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+) -> ResponseOut:
+    """An invited member's answer, as the operator took it (phone, call): a decline, with
+    its reason, promotes the next backup of the same specialty."""
+    if not body.accept and not (body.reason and body.reason.strip()):
+        raise ValidationFailed("a decline states its reason")
+    answered, promoted = draws.respond(
+        db, staff.caller, services.clock, project_id, assignment_id, body.accept, body.reason
+    )
+    return ResponseOut(
+        assignment_id=answered.id,
+        status=answered.status,
+        promoted_expert_id=promoted.expert_id if promoted else None,
+    )

@@ -131,6 +131,13 @@ ROUTES = [
     ),
     Route("GET", "/api/v1/projects/{project_id}/draws/{draw_id}", ALL, 404),
     Route("GET", "/api/v1/projects/{project_id}/committee", ALL, 404),
+    Route(
+        "POST",
+        "/api/v1/projects/{project_id}/assignments/{assignment_id}/response",
+        OPERATOR,
+        404,
+        json={"accept": True},
+    ),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
 ]
@@ -218,6 +225,7 @@ def ids(
         "document_id": "00000000-0000-0000-0000-000000000000",
         "project_id": "00000000-0000-0000-0000-000000000000",
         "draw_id": "00000000-0000-0000-0000-000000000000",
+        "assignment_id": "00000000-0000-0000-0000-000000000000",
     }
 
 

@@ -259,3 +259,75 @@ def test_recent_service_for_the_same_tenderer_excludes(
         + len(again["specialties"][0]["backup_ids"])
         + len(again["specialties"][1]["backup_ids"])
     )
+
+
+def _drawn(client: TestClient, operator: dict[str, str], code: str) -> dict[str, Any]:
+    project = client.post(
+        "/api/v1/projects", json=project_payload(code=code), headers=operator
+    ).json()
+    draw = client.post(f"/api/v1/projects/{project['id']}/draws", headers=operator).json()
+    ran = client.post(
+        f"/api/v1/projects/{project['id']}/draws/{draw['id']}/run",
+        json={"public_entropy": code},
+        headers=operator,
+    )
+    assert ran.status_code == 200, ran.text
+    return {"project": project, "proof": ran.json()["proof"]}
+
+
+class TestDeclines:
+    @pytest.fixture
+    def settings(self, tmp_path: Any, database_url: str) -> Any:
+        from models.settings import Settings
+
+        # One decline within the window keeps an expert out of the next draw.
+        return Settings(
+            data_dir=tmp_path,
+            database_url=database_url,
+            draw_decline_limit=1,
+            draw_cooldown_days=0,
+        )
+
+    def test_a_decline_promotes_the_next_backup_and_counts_later(
+        self,
+        client: TestClient,
+        center: CenterWithStaff,
+        pool: dict[str, list[str]],
+        clock: FrozenClock,
+    ) -> None:
+        operator, admin = center.headers(Role.OPERATOR), center.headers(Role.ADMIN)
+        first = _drawn(client, operator, "D-1")
+        project_id = first["project"]["id"]
+        a = first["proof"]["specialties"][0]
+        members = client.get(f"/api/v1/projects/{project_id}/committee", headers=admin).json()
+        decliner = next(m for m in members if m["expert_id"] == a["selected"][0])
+        path = f"/api/v1/projects/{project_id}/assignments/{decliner['assignment_id']}/response"
+        assert_problem(
+            client.post(path, json={"accept": False}, headers=operator), 422, "validation-failed"
+        )
+        answer = client.post(path, json={"accept": False, "reason": "出差"}, headers=operator)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["promoted_expert_id"] == a["backup_ids"][0]
+        assert_problem(
+            client.post(path, json={"accept": True}, headers=operator), 409, "invalid-transition"
+        )
+        # A second decline in A01 finds no backup left.
+        second = next(m for m in members if m["expert_id"] == a["selected"][1])
+        refused = client.post(
+            f"/api/v1/projects/{project_id}/assignments/{second['assignment_id']}/response",
+            json={"accept": False, "reason": "生病"},
+            headers=operator,
+        )
+        assert_problem(refused, 409, "no-backup-left")
+        after = client.get(f"/api/v1/projects/{project_id}/committee", headers=admin).json()
+        roles = {m["expert_id"]: (m["role"], m["status"]) for m in after}
+        assert roles[a["backup_ids"][0]] == ("member", "invited")
+        assert roles[a["selected"][1]] == (
+            "member",
+            "invited",
+        )  # the refused decline changed nothing
+
+        clock.advance(timedelta(days=1))
+        later = _drawn(client, operator, "D-2")
+        reasons = {item["expert_id"]: item["reason"] for item in later["proof"]["excluded"]}
+        assert reasons[decliner["expert_id"]] == "declined-recently"
