@@ -74,6 +74,12 @@ class StampUnavailable(DomainError):
     title = "The visible stamp cannot be drawn (no CJK font installed?)"
 
 
+class SigningNotPossible(DomainError):
+    status = 409
+    code = "signing-not-possible"
+    title = "The signature could not be made (certificate status, time-stamp); nothing changed"
+
+
 class NotYourTurn(DomainError):
     status = 409
     code = "not-your-turn"
@@ -492,6 +498,8 @@ def sign_document(
         )
     except pades.StampError as exc:
         raise StampUnavailable(str(exc)) from exc
+    except pades.SigningFailed as exc:
+        raise SigningNotPossible(str(exc)) from exc
     revision = _record_revision(db, context, document, "signature", slot.id, now)
     slot.status = "signed"
     slot.signed_at = now
