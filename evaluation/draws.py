@@ -289,10 +289,22 @@ def get_draw(db: Session, project: Project, draw_id: str) -> Draw:
     return draw
 
 
-def published_proof(draw: Draw) -> dict[str, object]:
-    """What anyone may see: before the run, the commitment only; after, the whole proof."""
-    if draw.proof is None:
-        return {"algorithm": algorithm.ALGORITHM, "draw_id": draw.id, "commitment": draw.commitment}
+def proof_is_sealed(project: Project, role: str, clock: Clock) -> bool:
+    """The proof names the drawn experts, so it is sealed like the committee list: admins
+    see it at once, everyone else once the evaluation starts."""
+    return role != "admin" and clock.now() < project.evaluation_start
+
+
+def published_proof(draw: Draw, *, sealed: bool) -> dict[str, object]:
+    """Before the run, the commitment; after it, the whole proof (the secret revealed),
+    unless the committee is still sealed for this reader."""
+    if draw.proof is None or sealed:
+        return {
+            "algorithm": algorithm.ALGORITHM,
+            "draw_id": draw.id,
+            "commitment": draw.commitment,
+            "public_entropy": draw.public_entropy,
+        }
     return dict(draw.proof)
 
 
@@ -302,7 +314,7 @@ def committee(
     """The drawn committee and backups with names: sealed until the evaluation starts,
     except for admins (separation of duties: operators run the draw without seeing it)."""
     project = get_project(db, center_id, project_id)
-    if role != "admin" and clock.now() < project.evaluation_start:
+    if proof_is_sealed(project, role, clock):
         raise CommitteeSealed(
             f"the committee of project {project.code} is sealed until "
             f"{project.evaluation_start.isoformat()}",

@@ -63,7 +63,7 @@ class MemberOut(BaseModel):
     status: str
 
 
-def draw_out(draw: Draw) -> DrawOut:
+def draw_out(draw: Draw, sealed: bool) -> DrawOut:
     return DrawOut(
         id=draw.id,
         project_id=draw.project_id,
@@ -72,7 +72,7 @@ def draw_out(draw: Draw) -> DrawOut:
         public_entropy=draw.public_entropy,
         created_at=draw.created_at,
         ran_at=draw.ran_at,
-        proof=draws.published_proof(draw),
+        proof=draws.published_proof(draw, sealed=sealed),
     )
 
 
@@ -101,7 +101,7 @@ def commit_draw(project_id: str, staff: Operator, db: Db, services: ServicesDep)
     """Start a draw: the commitment to the server secret is published now, before anyone
     gives the public entropy."""
     draw = draws.create_draw(db, staff.caller, services.clock, services.cipher, project_id)
-    return draw_out(draw)
+    return draw_out(draw, sealed=True)
 
 
 @router.post("/{project_id}/draws/{draw_id}/run", response_model=DrawOut)
@@ -119,14 +119,20 @@ def run_draw(
         draw_id,
         body,
     )
-    return draw_out(draw)
+    project = projects.get_project(db, staff.center_id, project_id)
+    # The operator who runs the draw does not see who was drawn (separation of duties).
+    return draw_out(draw, draws.proof_is_sealed(project, staff.role.value, services.clock))
 
 
 @router.get("/{project_id}/draws/{draw_id}", response_model=DrawOut)
-def get_draw(project_id: str, draw_id: str, staff: AnyStaff, db: Db) -> DrawOut:
-    """The draw record and its proof (`evalsign draw verify` replays it)."""
+def get_draw(
+    project_id: str, draw_id: str, staff: AnyStaff, db: Db, services: ServicesDep
+) -> DrawOut:
+    """The draw record and its proof (`evalsign draw verify` replays it); the proof names
+    the drawn experts, so it is sealed like the committee until the evaluation starts."""
     project = projects.get_project(db, staff.center_id, project_id)
-    return draw_out(draws.get_draw(db, project, draw_id))
+    sealed = draws.proof_is_sealed(project, staff.role.value, services.clock)
+    return draw_out(draws.get_draw(db, project, draw_id), sealed)
 
 
 @router.get("/{project_id}/committee", response_model=list[MemberOut])

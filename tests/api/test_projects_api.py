@@ -168,7 +168,11 @@ def test_a_draw_commits_runs_and_proves_itself(
         headers=operator,
     )
     assert ran.status_code == 200, ran.text
-    proof = ran.json()["proof"]
+    # The operator who ran it does not see who was drawn; an admin sees the whole proof.
+    assert "specialties" not in ran.json()["proof"]
+    record = f"/api/v1/projects/{project['id']}/draws/{draw['id']}"
+    assert "server_secret" not in client.get(record, headers=operator).json()["proof"]
+    proof = client.get(record, headers=center.headers(Role.ADMIN)).json()["proof"]
     verify_proof(proof)  # anyone can replay it
     assert proof["commitment"] == draw["commitment"] and proof["server_secret"]
     reasons = {item["expert_id"]: item["reason"] for item in proof["excluded"]}
@@ -215,6 +219,7 @@ def test_a_draw_commits_runs_and_proves_itself(
     assert len([m for m in named if m["role"] == "member"]) == 5 and named[0]["name"]
     clock.advance(datetime(2026, 12, 1, 9, 1, tzinfo=UTC) - clock.now())
     assert client.get(path, headers=center.headers(Role.SUPERVISOR)).status_code == 200
+    assert client.get(record, headers=operator).json()["proof"] == proof  # unsealed
 
 
 def test_recent_service_for_the_same_tenderer_excludes(
@@ -235,7 +240,12 @@ def test_recent_service_for_the_same_tenderer_excludes(
             json={"public_entropy": code},
             headers=operator,
         )
-        return ran
+        if ran.status_code != 200:
+            return ran
+        return client.get(  # the whole proof, as an admin sees it
+            f"/api/v1/projects/{project['id']}/draws/{draw['id']}",
+            headers=center.headers(Role.ADMIN),
+        )
 
     first = drawn("P-1")
     assert first.status_code == 200
@@ -261,7 +271,9 @@ def test_recent_service_for_the_same_tenderer_excludes(
     )
 
 
-def _drawn(client: TestClient, operator: dict[str, str], code: str) -> dict[str, Any]:
+def _drawn(
+    client: TestClient, operator: dict[str, str], code: str, admin: dict[str, str]
+) -> dict[str, Any]:
     project = client.post(
         "/api/v1/projects", json=project_payload(code=code), headers=operator
     ).json()
@@ -272,7 +284,10 @@ def _drawn(client: TestClient, operator: dict[str, str], code: str) -> dict[str,
         headers=operator,
     )
     assert ran.status_code == 200, ran.text
-    return {"project": project, "proof": ran.json()["proof"]}
+    record = client.get(
+        f"/api/v1/projects/{project['id']}/draws/{draw['id']}", headers=admin
+    ).json()
+    return {"project": project, "proof": record["proof"]}
 
 
 class TestDeclines:
@@ -296,7 +311,7 @@ class TestDeclines:
         clock: FrozenClock,
     ) -> None:
         operator, admin = center.headers(Role.OPERATOR), center.headers(Role.ADMIN)
-        first = _drawn(client, operator, "D-1")
+        first = _drawn(client, operator, "D-1", admin)
         project_id = first["project"]["id"]
         a = first["proof"]["specialties"][0]
         members = client.get(f"/api/v1/projects/{project_id}/committee", headers=admin).json()
@@ -328,6 +343,6 @@ class TestDeclines:
         )  # the refused decline changed nothing
 
         clock.advance(timedelta(days=1))
-        later = _drawn(client, operator, "D-2")
+        later = _drawn(client, operator, "D-2", admin)
         reasons = {item["expert_id"]: item["reason"] for item in later["proof"]["excluded"]}
         assert reasons[decliner["expert_id"]] == "declined-recently"
