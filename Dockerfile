@@ -11,6 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN groupadd --system evalsign && useradd --system --gid evalsign --home /app evalsign
 
+# Noto Sans CJK draws the Chinese text of visible signature stamps.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY api ./api
