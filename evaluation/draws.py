@@ -231,7 +231,16 @@ def run_draw(
     draw.public_entropy = fields.public_entropy
     draw.proof = result.proof
     draw.ran_at = now
-    for rank, (specialty, expert_id) in enumerate(result.committee):
+    places = [
+        ("member", "invited", rank, specialty, expert_id)
+        for rank, (specialty, expert_id) in enumerate(result.committee)
+    ]
+    places += [
+        ("backup", "standby", rank, specialty, expert_id)
+        for specialty, backups in result.backups.items()
+        for rank, expert_id in enumerate(backups)
+    ]
+    for role, state, rank, specialty, expert_id in places:
         db.add(
             Assignment(
                 center_id=project.center_id,
@@ -239,27 +248,12 @@ def run_draw(
                 draw_id=draw.id,
                 expert_id=expert_id,
                 specialty=specialty,
-                role="member",
+                role=role,
                 rank=rank,
-                status="invited",
+                status=state,
                 created_at=now,
             )
         )
-    for specialty, backups in result.backups.items():
-        for rank, expert_id in enumerate(backups):
-            db.add(
-                Assignment(
-                    center_id=project.center_id,
-                    project_id=project.id,
-                    draw_id=draw.id,
-                    expert_id=expert_id,
-                    specialty=specialty,
-                    role="backup",
-                    rank=rank,
-                    status="standby",
-                    created_at=now,
-                )
-            )
     project.status = "drawn"
     project.updated_at = now
     db.flush()
