@@ -588,7 +588,7 @@ def _complete(
     )
 
 
-def revision_size(db: Session, document: Document, number: int | None) -> DocumentRevision:
+def revision_of(db: Session, document: Document, number: int | None) -> DocumentRevision:
     revisions = revisions_of(db, document.id)
     if number is None:
         return revisions[-1]

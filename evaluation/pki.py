@@ -423,6 +423,20 @@ def center_root(db: Session, center_id: str) -> Authority:
 # ---- revocation ----------------------------------------------------------------------
 
 
+def _revoked_entry(row: IssuedCertificate) -> RevokedEntry | None:
+    """How a certificate appears in the CRL and OCSP: revoked, on hold, or not at all."""
+    if row.status == "revoked":
+        assert row.revoked_at is not None
+        reason = RevocationReason(row.revocation_reason or "unspecified")
+        return RevokedEntry(int(row.serial, 16), row.revoked_at, reason)
+    if row.status == "suspended":
+        assert row.suspended_at is not None
+        return RevokedEntry(
+            int(row.serial, 16), row.suspended_at, RevocationReason.CERTIFICATE_HOLD
+        )
+    return None
+
+
 def _revoked_entries(db: Session, authority: Authority) -> list[RevokedEntry]:
     rows = db.execute(
         select(IssuedCertificate).where(
@@ -430,20 +444,7 @@ def _revoked_entries(db: Session, authority: Authority) -> list[RevokedEntry]:
             IssuedCertificate.status.in_(("revoked", "suspended")),
         )
     ).scalars()
-    entries = []
-    for row in rows:
-        if row.status == "revoked":
-            assert row.revoked_at is not None
-            reason = RevocationReason(row.revocation_reason or "unspecified")
-            entries.append(RevokedEntry(int(row.serial, 16), row.revoked_at, reason))
-        else:
-            assert row.suspended_at is not None
-            entries.append(
-                RevokedEntry(
-                    int(row.serial, 16), row.suspended_at, RevocationReason.CERTIFICATE_HOLD
-                )
-            )
-    return entries
+    return [entry for row in rows if (entry := _revoked_entry(row)) is not None]
 
 
 def refresh_crl(
@@ -496,13 +497,13 @@ def answer_ocsp(
 ) -> bytes:
     """RFC 6960 answer for any certificate an issuing CA of this service issued."""
     authorities = list(db.execute(select(Authority).where(Authority.kind == "issuing")).scalars())
-    by_fingerprint = {fingerprint(load_certificate(a.certificate_der)): a for a in authorities}
-    responders = [
-        Responder(load_certificate(a.certificate_der), signer_of(db, vault, a)) for a in authorities
+    pairs = [
+        (Responder(load_certificate(a.certificate_der), signer_of(db, vault, a)), a)
+        for a in authorities
     ]
 
     def lookup(responder: Responder, serial_number: int) -> CertificateStatus | None:
-        authority = by_fingerprint[fingerprint(responder.issuer)]
+        authority = next(a for r, a in pairs if r is responder)
         row = db.execute(
             select(IssuedCertificate).where(
                 IssuedCertificate.authority_id == authority.id,
@@ -511,14 +512,11 @@ def answer_ocsp(
         ).scalar_one_or_none()
         if row is None:
             return None
-        revoked = next(
-            (e for e in _revoked_entries(db, authority) if e.serial_number == serial_number),
-            None,
-        )
-        return CertificateStatus(load_certificate(row.certificate_der), revoked)
+        # The row just read says whether it is revoked; no need to rebuild the whole CRL.
+        return CertificateStatus(load_certificate(row.certificate_der), _revoked_entry(row))
 
     # OCSP answers are fresh for an hour; the CRL is the long-lived fallback.
-    return respond_ocsp(request_der, responders, lookup, clock.now(), timedelta(hours=1))
+    return respond_ocsp(request_der, [r for r, _ in pairs], lookup, clock.now(), timedelta(hours=1))
 
 
 def timestamp(

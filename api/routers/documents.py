@@ -130,7 +130,7 @@ def download_document(
 ) -> StreamingResponse:
     """The latest revision, or any earlier one (`?revision=N`), streamed."""
     document = documents.get_document(db, staff.center_id, document_id)
-    chosen = documents.revision_size(db, document, revision)
+    chosen = documents.revision_of(db, document, revision)
     chunks = services.documents.store.read(document.id, chosen.size)
     return StreamingResponse(
         chunks,
