@@ -13,12 +13,14 @@ from api.routers import (
     admin,
     csc,
     documents,
+    evaluation,
     experts,
     faces,
     health,
     liveness,
     pki,
     projects,
+    tasks,
 )
 from api.services import Services
 
@@ -74,4 +76,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(csc.router)
     app.include_router(documents.router)
     app.include_router(projects.router)
+    app.include_router(tasks.router)
+    app.include_router(evaluation.router)
     return app

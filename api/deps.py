@@ -131,6 +131,15 @@ async def expected_version(if_match: Annotated[str | None, Header()] = None) -> 
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 
 
+def bearer_token(authorization: str | None, prefix: str) -> str | None:
+    """The token of `Authorization: Bearer <prefix>...`, or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(prefix):
+        return None
+    return token
+
+
 def face_session(
     db: Db,
     services: ServicesDep,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +25,7 @@ from models.settings import Settings
 from signing.field_cipher import FieldCipher
 from signing.keyring import Keyring, load_keyring
 from signing.pades import StampError, preload_stamp_font
+from signing.task_qr import RoomTokens
 from signing.vault import Vaults, open_vaults
 
 _face_engines: dict[tuple[str, int, int, int], FaceEngine] = {}
@@ -79,6 +81,7 @@ class Services:
     pki: PkiPolicy
     activation: ActivationPolicy
     documents: SigningContext
+    room_tokens: RoomTokens
 
     def face_engine(self) -> FaceEngine:
         return face_engine_for(self.settings)
@@ -127,6 +130,11 @@ def build_services(
             activation=activation_policy,
             store=DocumentStore(settings.documents_dir),
             seal_png=settings.seal_image.read_bytes() if settings.seal_image else None,
+        ),
+        room_tokens=RoomTokens(
+            keyring,
+            period=timedelta(seconds=settings.qr_rotation_s),
+            validity=timedelta(seconds=settings.qr_validity_s),
         ),
     )
 

@@ -329,11 +329,27 @@ class NoBackupLeft(DomainError):
     title = "No backup of this specialty is left; a supplementary draw is needed"
 
 
-def _assignment(db: Session, project: Project, assignment_id: str) -> Assignment:
+def get_assignment(db: Session, project: Project, assignment_id: str) -> Assignment:
     assignment = db.get(Assignment, assignment_id)
     if assignment is None or assignment.project_id != project.id:
         raise NotFound(f"no assignment {assignment_id} in project {project.id}")
     return assignment
+
+
+def promote_backup(db: Session, leaving: Assignment) -> Assignment:
+    """The specialty's next backup in the proof's order (skipping anyone unavailable)
+    takes the seat a member leaves; NoBackupLeft when none is left."""
+    draw = db.get(Draw, leaving.draw_id)
+    assert draw is not None and draw.proof is not None
+    rows = db.execute(select(Assignment).where(Assignment.draw_id == draw.id)).scalars().all()
+    unavailable = {a.expert_id for a in rows if a.role == "member" or a.status != "standby"}
+    chosen = algorithm.next_backup(draw.proof, leaving.specialty, unavailable)
+    if chosen is None:
+        raise NoBackupLeft(f"specialty {leaving.specialty} has no backup left in draw {draw.id}")
+    promoted = next(a for a in rows if a.expert_id == chosen)
+    promoted.role = "member"
+    promoted.status = "invited"
+    return promoted
 
 
 def respond(
@@ -349,7 +365,7 @@ def respond(
     backup in the proof's order (skipping anyone unavailable). Returns the answered
     assignment and the promoted one, if any."""
     project = get_project(db, caller.center_id, project_id, lock=True)
-    assignment = _assignment(db, project, assignment_id)
+    assignment = get_assignment(db, project, assignment_id)
     if assignment.role != "member" or assignment.status != "invited":
         raise InvalidTransition(
             f"assignment {assignment_id} is a {assignment.role} that is {assignment.status}; "
@@ -360,20 +376,7 @@ def respond(
     assignment.status = "accepted" if accept else "declined"
     assignment.reason = reason
     assignment.responded_at = now
-    promoted = None
-    if not accept:
-        draw = db.get(Draw, assignment.draw_id)
-        assert draw is not None and draw.proof is not None
-        rows = db.execute(select(Assignment).where(Assignment.draw_id == draw.id)).scalars().all()
-        unavailable = {a.expert_id for a in rows if a.role == "member" or a.status != "standby"}
-        chosen = algorithm.next_backup(draw.proof, assignment.specialty, unavailable)
-        if chosen is None:
-            raise NoBackupLeft(
-                f"specialty {assignment.specialty} has no backup left in draw {draw.id}"
-            )
-        promoted = next(a for a in rows if a.expert_id == chosen)
-        promoted.role = "member"
-        promoted.status = "invited"
+    promoted = None if accept else promote_backup(db, assignment)
     db.flush()
     audit.record(
         db,

@@ -226,8 +226,10 @@ def issue_challenge(
     config: LivenessConfig,
     expert_ids: Sequence[str],
     rng: Any = None,
+    scan_session_id: str | None = None,
 ) -> IssuedChallenge:
-    """A single-use challenge for one expert (1:1) or a set (1:few)."""
+    """A single-use challenge for one expert (1:1) or a set (1:few); `scan_session_id` ties
+    it to the task QR scan a phone asked for it from."""
     unique = list(dict.fromkeys(expert_ids))
     if not 1 <= len(unique) <= MAX_CANDIDATES:
         raise FramesInvalid(f"name between 1 and {MAX_CANDIDATES} experts, not {len(unique)}")
@@ -252,6 +254,7 @@ def issue_challenge(
         issued_at=now,
         expires_at=now + config.challenge_ttl,
         used_at=None,
+        scan_session_id=scan_session_id,
     )
     db.add(challenge)
     db.flush()

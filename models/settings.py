@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -108,7 +108,23 @@ class Settings(BaseSettings):
     # The committee draw (EVALSIGN_DRAW_*): conflict-of-interest cooldown and declines.
     draw_cooldown_days: int = Field(default=180, ge=0, le=3650)
     draw_decline_limit: int = Field(default=3, ge=1, le=100)
+
+    # Task QR codes and sign-in (EVALSIGN_QR_*, EVALSIGN_SCAN_*, EVALSIGN_EVALUATION_*): the
+    # room QR rotates every period and each code is accepted for the validity; a scan must
+    # lead to a face check within the scan session; an evaluation session lasts a working day.
+    qr_rotation_s: int = Field(default=30, ge=5, le=600)
+    qr_validity_s: int = Field(default=60, ge=10, le=1200)
+    scan_session_ttl_s: int = Field(default=900, ge=60, le=3600)
+    scan_max_challenges: int = Field(default=5, ge=1, le=50)
+    evaluation_session_ttl_s: int = Field(default=12 * 3600, ge=600, le=48 * 3600)
     draw_decline_window_days: int = Field(default=365, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _qr_outlives_its_rotation(self) -> Settings:
+        # A code replaced before it expires is what lets a slow scan still get in.
+        if self.qr_validity_s < self.qr_rotation_s:
+            raise ValueError("EVALSIGN_QR_VALIDITY_S must be at least EVALSIGN_QR_ROTATION_S")
+        return self
 
     @property
     def documents_dir(self) -> Path:

@@ -193,6 +193,9 @@ class FaceChallenge(Base):
     issued_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    # Set when a phone that scanned a task QR asked for the challenge: sign-in accepts only
+    # a face check of a challenge issued to that scan.
+    scan_session_id: Mapped[str | None] = mapped_column(ForeignKey("scan_sessions.id"))
 
 
 class FaceVerification(Base):
@@ -449,7 +452,7 @@ class SignerSlot(Base):
     __table_args__ = (
         UniqueConstraint("document_id", "field_name"),
         CheckConstraint("signer_kind IN ('expert', 'party')", name="signer_kind"),
-        CheckConstraint("status IN ('pending', 'signed')", name="status"),
+        CheckConstraint("status IN ('pending', 'signed', 'refused')", name="status"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
@@ -505,6 +508,14 @@ class Project(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The chair, appointed by the operator or elected by the members (how: chair_chosen_by).
+    chair_assignment_id: Mapped[str | None] = mapped_column(String(36))
+    chair_chosen_by: Mapped[str | None] = mapped_column(String(20))
+    # The aggregate and ranking the chair triggered, frozen once computed.
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    aggregated_at: Mapped[datetime | None]
+    report_document_id: Mapped[str | None] = mapped_column(String(36))
+    completed_at: Mapped[datetime | None]
 
 
 class Draw(Base):
@@ -552,3 +563,124 @@ class Assignment(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     responded_at: Mapped[datetime | None]
+    chair_vote: Mapped[str | None] = mapped_column(String(36))  # the assignment voted for
+    # Refused to sign the report: with no written dissent that counts as agreement.
+    refused_to_sign_at: Mapped[datetime | None]
+
+
+class TaskToken(Base):
+    """A personal task QR for one assignment: single use, stored hashed."""
+
+    __tablename__ = "task_tokens"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class ScanSession(Base):
+    """What a phone gets for scanning a task QR: it knows the project (and, for a personal
+    QR, the assignment) and may ask for a face check of the committee or the assignee."""
+
+    __tablename__ = "scan_sessions"
+    __table_args__ = (CheckConstraint("kind IN ('room', 'personal')", name="kind"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    assignment_id: Mapped[str | None] = mapped_column(ForeignKey("assignments.id"))
+    task_token_id: Mapped[str | None] = mapped_column(ForeignKey("task_tokens.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[str] = mapped_column(String(100))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    signed_in_at: Mapped[datetime | None]
+
+
+class EvaluationSession(Base):
+    """An expert signed in to one project on one device, after a face check of a scan.
+    A second device is allowed only after its own face check, and flagged."""
+
+    __tablename__ = "evaluation_sessions"
+    __table_args__ = (Index("ix_evaluation_sessions_expert_project", "expert_id", "project_id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    scan_session_id: Mapped[str] = mapped_column(ForeignKey("scan_sessions.id"), unique=True)
+    verification_id: Mapped[str] = mapped_column(ForeignKey("face_verifications.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[str] = mapped_column(String(100))
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    flag_reason: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class RecusalDeclaration(Base):
+    """An expert's declaration, before scoring, that they have (or have no) conflict of
+    interest with the project's units: the statement, its hash, and the face check behind
+    the session that made it."""
+
+    __tablename__ = "recusal_declarations"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"), unique=True)
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    conflict: Mapped[bool] = mapped_column(Boolean)
+    statement: Mapped[str] = mapped_column(Text)
+    statement_sha256: Mapped[str] = mapped_column(String(64))
+    related_units: Mapped[list[str]] = mapped_column(JSON)  # credit codes
+    evaluation_session_id: Mapped[str] = mapped_column(ForeignKey("evaluation_sessions.id"))
+    verification_id: Mapped[str] = mapped_column(ForeignKey("face_verifications.id"))
+    device_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class ScoreSheet(Base):
+    """One member's scores: points[bidder credit code][criterion name]. A draft until
+    submitted (then locked); void, and kept, when the member is replaced."""
+
+    __tablename__ = "score_sheets"
+    __table_args__ = (CheckConstraint("status IN ('draft', 'submitted', 'void')", name="status"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"), unique=True)
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    points: Mapped[dict[str, dict[str, float]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+    submitted_at: Mapped[datetime | None]
+    voided_at: Mapped[datetime | None]
+
+
+class Dissent(Base):
+    """A member's written disagreement with the result, with reasons; the report prints it."""
+
+    __tablename__ = "dissents"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"), unique=True)
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -120,6 +120,7 @@ def face_session(
     *,
     device_id: str = "phone-test-1",
     verified_at: Any = None,
+    scan_session_id: str | None = None,
 ) -> tuple[str, Any]:
     """The records a passed face check leaves (challenge, verification, session), for tests
     of what a session unlocks; tests/api/test_liveness_api.py makes them the real way."""
@@ -141,6 +142,7 @@ def face_session(
         issued_at=now - timedelta(seconds=10),
         expires_at=now + timedelta(seconds=50),
         used_at=now,
+        scan_session_id=scan_session_id,
     )
     db.add(challenge)
     db.flush()

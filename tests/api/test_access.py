@@ -138,6 +138,23 @@ ROUTES = [
         404,
         json={"accept": True},
     ),
+    Route("POST", "/api/v1/projects/{project_id}/qr", OPERATOR, 404),
+    Route("POST", "/api/v1/projects/{project_id}/assignments/{assignment_id}/qr", OPERATOR, 404),
+    Route(
+        "POST",
+        "/api/v1/projects/{project_id}/chair",
+        OPERATOR,
+        404,
+        json={"assignment_id": "00000000-0000-0000-0000-000000000000"},
+    ),
+    Route(
+        "POST",
+        "/api/v1/projects/{project_id}/assignments/{assignment_id}/replace",
+        OPERATOR,
+        404,
+        json={"reason": "缺席"},
+    ),
+    Route("GET", "/api/v1/projects/{project_id}/results", ALL, 404),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
 ]
@@ -149,6 +166,20 @@ NOT_STAFF = {
     ("POST", "/api/v1/face/challenges/{challenge_id}/frames"),
     ("GET", "/api/v1/face/session"),
     ("POST", "/api/v1/documents/{document_id}/signatures"),  # test_documents_api.py
+    # A task code, the scan session or the evaluation session is the credential
+    # (test_tasks_api.py, test_evaluation_api.py).
+    ("POST", "/api/v1/scan"),
+    ("POST", "/api/v1/scan/challenge"),
+    ("POST", "/api/v1/scan/sign-in"),
+    ("GET", "/api/v1/evaluation"),
+    ("POST", "/api/v1/evaluation/response"),
+    ("POST", "/api/v1/evaluation/recusal"),
+    ("PUT", "/api/v1/evaluation/scores"),
+    ("POST", "/api/v1/evaluation/scores/submit"),
+    ("POST", "/api/v1/evaluation/chair/vote"),
+    ("POST", "/api/v1/evaluation/aggregate"),
+    ("POST", "/api/v1/evaluation/dissent"),
+    ("POST", "/api/v1/evaluation/challenge"),
 }
 
 

@@ -1,0 +1,372 @@
+"""The member's side of an evaluation, from the phone's evaluation session
+(`Authorization: Bearer eve_...` plus `X-Device-Id`), and the operator's part: appointing
+the chair, replacing an absent member, reading the results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, bearer_token
+from api.errors import ValidationFailed
+from api.logs import request_id_var
+from api.routers.tasks import ScanChallengeOut
+from api.schemas.liveness import CaptureOut
+from evaluation import audit, evaluating, liveness, projects, sign_in
+from models.tables import EvaluationSession, Expert, Project, ScoreSheet
+
+router = APIRouter(tags=["evaluation"])
+
+
+def evaluation_session(
+    db: Db,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> EvaluationSession:
+    token = bearer_token(authorization, sign_in.SESSION_PREFIX)
+    if token is None:
+        raise sign_in.EvaluationSessionInvalid("send Authorization: Bearer eve_... and X-Device-Id")
+    return sign_in.authenticate(db, token, x_device_id, services.clock.now())
+
+
+Me = Annotated[EvaluationSession, Depends(evaluation_session)]
+
+
+class SeatOut(BaseModel):
+    assignment_id: str
+    expert_id: str
+    name: str | None = Field(description="Shown once the evaluation has started")
+    specialty: str
+    status: str
+    is_chair: bool
+
+
+class SheetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: str
+    version: int
+    points: dict[str, dict[str, float]]
+    updated_at: datetime
+    submitted_at: datetime | None
+    void_reason: str | None
+
+
+class RecusalOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    conflict: bool
+    statement_sha256: str
+    related_units: list[str]
+    created_at: datetime
+
+
+class OverviewOut(BaseModel):
+    project_id: str
+    code: str
+    name: str
+    status: str
+    tenderer_name: str
+    bidders: list[dict[str, Any]]
+    criteria: list[dict[str, Any]]
+    aggregation: str
+    evaluation_start: datetime
+    evaluation_end: datetime
+    me: SeatOut
+    committee: list[SeatOut]
+    recusal: RecusalOut | None
+    sheet: SheetOut | None
+    results: dict[str, Any] | None
+    report_document_id: str | None
+    session_flagged: bool
+
+
+def _seat_out(db: Db, project: Project, show_names: bool) -> list[SeatOut]:
+    rows = []
+    for seat in evaluating.seated(db, project.id):
+        expert = db.get(Expert, seat.expert_id) if show_names else None
+        rows.append(
+            SeatOut(
+                assignment_id=seat.id,
+                expert_id=seat.expert_id,
+                name=expert.name if expert else None,
+                specialty=seat.specialty,
+                status=seat.status,
+                is_chair=project.chair_assignment_id == seat.id,
+            )
+        )
+    return rows
+
+
+@router.get("/api/v1/evaluation", response_model=OverviewOut)
+def overview(me: Me, db: Db, services: ServicesDep) -> OverviewOut:
+    """Everything the phone shows: the project, my seat, the committee, my declaration
+    and sheet, the chair, the results once aggregated."""
+    project = projects.get_project(db, me.center_id, me.project_id)
+    seat = evaluating.my_seat(db, me)
+    show = services.clock.now() >= project.evaluation_start
+    committee = _seat_out(db, project, show)
+    mine = next(s for s in committee if s.assignment_id == seat.id)
+    if mine.name is None:
+        expert = db.get(Expert, me.expert_id)
+        mine = mine.model_copy(update={"name": expert.name if expert else None})
+    recusal = evaluating.my_recusal(db, me)
+    sheet = evaluating.my_sheet(db, me)
+    return OverviewOut(
+        project_id=project.id,
+        code=project.code,
+        name=project.name,
+        status=project.status,
+        tenderer_name=project.tenderer_name,
+        bidders=project.bidders,
+        criteria=project.criteria,
+        aggregation=project.aggregation,
+        evaluation_start=project.evaluation_start,
+        evaluation_end=project.evaluation_end,
+        me=mine,
+        committee=committee,
+        recusal=RecusalOut.model_validate(recusal) if recusal else None,
+        sheet=SheetOut.model_validate(sheet) if sheet else None,
+        results=project.results,
+        report_document_id=project.report_document_id,
+        session_flagged=me.flagged,
+    )
+
+
+class AnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accept: bool
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class AnswerOut(BaseModel):
+    assignment_id: str
+    status: str
+
+
+@router.post("/api/v1/evaluation/response", response_model=AnswerOut)
+def answer_invitation(body: AnswerIn, me: Me, db: Db, services: ServicesDep) -> AnswerOut:
+    """Accept the seat, or decline it with a reason (the next backup is invited)."""
+    if not body.accept and not (body.reason and body.reason.strip()):
+        raise ValidationFailed("a decline states its reason")
+    seat, _ = evaluating.respond(db, services.clock, me, body.accept, body.reason)
+    return AnswerOut(assignment_id=seat.id, status=seat.status)
+
+
+class RecusalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conflict: bool = Field(description="True: I have a conflict of interest and withdraw")
+    statement: str = Field(min_length=10, max_length=5000, description="The signed statement")
+    related_units: list[str] = Field(default_factory=list, max_length=50)
+
+
+class RecusalResult(BaseModel):
+    declaration: RecusalOut
+    seat_status: str
+
+
+@router.post(
+    "/api/v1/evaluation/recusal",
+    response_model=RecusalResult,
+    status_code=status.HTTP_201_CREATED,
+)
+def declare_recusal(body: RecusalIn, me: Me, db: Db, services: ServicesDep) -> RecusalResult:
+    """The recusal declaration, made once before scoring; a declared conflict ends the
+    seat and invites the next backup."""
+    declaration, _ = evaluating.declare_recusal(
+        db, services.clock, me, body.conflict, body.statement.strip(), body.related_units
+    )
+    seat_status = "replaced" if body.conflict else "accepted"
+    return RecusalResult(
+        declaration=RecusalOut.model_validate(declaration), seat_status=seat_status
+    )
+
+
+class ScoresIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: dict[str, dict[str, Any]] = Field(
+        description="bidder credit code -> criterion name -> points (a draft may be partial)"
+    )
+
+
+def _sheet_out(sheet: ScoreSheet) -> SheetOut:
+    return SheetOut.model_validate(sheet)
+
+
+@router.put("/api/v1/evaluation/scores", response_model=SheetOut)
+def save_scores(body: ScoresIn, me: Me, db: Db, services: ServicesDep) -> SheetOut:
+    """Save the draft sheet (every value is checked against its criterion now)."""
+    if len(body.points) > 500:
+        raise ValidationFailed("too many bidders in one sheet")
+    return _sheet_out(evaluating.save_scores(db, services.clock, me, body.points))
+
+
+@router.post("/api/v1/evaluation/scores/submit", response_model=SheetOut)
+def submit_scores(me: Me, db: Db, services: ServicesDep) -> SheetOut:
+    """Submit the sheet: complete, and locked from now on."""
+    return _sheet_out(evaluating.submit_scores(db, services.clock, me))
+
+
+class VoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignment_id: str = Field(min_length=1, max_length=64)
+
+
+class ChairOut(BaseModel):
+    chair_assignment_id: str | None
+    chosen_by: str | None
+
+
+def _chair_out(project: Project) -> ChairOut:
+    return ChairOut(
+        chair_assignment_id=project.chair_assignment_id, chosen_by=project.chair_chosen_by
+    )
+
+
+@router.post("/api/v1/evaluation/chair/vote", response_model=ChairOut)
+def vote_chair(body: VoteIn, me: Me, db: Db, services: ServicesDep) -> ChairOut:
+    """Vote for a chair; a majority of the seated members elects."""
+    return _chair_out(evaluating.vote_chair(db, services.clock, me, body.assignment_id))
+
+
+class ResultsOut(BaseModel):
+    project_id: str
+    aggregated_at: datetime | None
+    results: dict[str, Any] | None
+
+
+@router.post("/api/v1/evaluation/aggregate", response_model=ResultsOut)
+def aggregate(me: Me, db: Db, services: ServicesDep) -> ResultsOut:
+    """The chair combines the submitted sheets and ranks the bidders (frozen afterwards)."""
+    project = evaluating.aggregate(db, services.clock, me)
+    return ResultsOut(
+        project_id=project.id, aggregated_at=project.aggregated_at, results=project.results
+    )
+
+
+class DissentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=10, max_length=5000, description="The reasons")
+
+
+class DissentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    text: str
+    created_at: datetime
+
+
+@router.post(
+    "/api/v1/evaluation/dissent", response_model=DissentOut, status_code=status.HTTP_201_CREATED
+)
+def record_dissent(body: DissentIn, me: Me, db: Db, services: ServicesDep) -> DissentOut:
+    """A written disagreement with the result and its reasons; the report prints it."""
+    dissent = evaluating.record_dissent(db, services.clock, me, body.text.strip())
+    return DissentOut.model_validate(dissent)
+
+
+@router.post(
+    "/api/v1/evaluation/challenge",
+    response_model=ScanChallengeOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def fresh_face_check(
+    me: Me, db: Db, services: ServicesDep, engine: FaceEngineDep
+) -> ScanChallengeOut:
+    """A 1:1 face check for this member, e.g. before signing the report when the last one
+    is older than the signing freshness. The passed check's evf_ session signs."""
+    evaluating.my_seat(db, me)
+    caller = audit.Caller(me.center_id, f"expert:{me.expert_id}", "expert", request_id_var.get())
+    issued = liveness.issue_challenge(
+        db, caller, services.clock, services.cipher, engine, services.liveness, [me.expert_id]
+    )
+    challenge = issued.challenge
+    return ScanChallengeOut(
+        id=challenge.id,
+        nonce=issued.nonce,
+        mode=challenge.mode,
+        actions=challenge.actions,
+        issued_at=challenge.issued_at,
+        expires_at=challenge.expires_at,
+        capture=CaptureOut.model_validate(challenge.capture),
+        submit_url=f"/api/v1/face/challenges/{challenge.id}/frames",
+    )
+
+
+# --- the operator's part ------------------------------------------------------------------
+
+
+class AppointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignment_id: str = Field(min_length=1, max_length=64)
+
+
+@router.post("/api/v1/projects/{project_id}/chair", response_model=ChairOut)
+def appoint_chair(
+    project_id: str, body: AppointIn, staff: Operator, db: Db, services: ServicesDep
+) -> ChairOut:
+    """Appoint a seated member as the committee's chair."""
+    project = evaluating.appoint_chair(
+        db, staff.caller, services.clock, project_id, body.assignment_id
+    )
+    return _chair_out(project)
+
+
+class ReplaceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=2, max_length=1000)
+
+
+class ReplaceOut(BaseModel):
+    assignment_id: str
+    status: str
+    promoted_assignment_id: str
+    promoted_expert_id: str
+
+
+@router.post(
+    "/api/v1/projects/{project_id}/assignments/{assignment_id}/replace",
+    response_model=ReplaceOut,
+)
+def replace_member(
+    project_id: str,
+    assignment_id: str,
+    body: ReplaceIn,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+) -> ReplaceOut:
+    """Take a member off the committee (absent, a conflict found late): their scores are
+    kept as void and the next backup is invited to score afresh."""
+    promoted = evaluating.replace_member(
+        db, staff.caller, services.clock, project_id, assignment_id, body.reason.strip()
+    )
+    return ReplaceOut(
+        assignment_id=assignment_id,
+        status="replaced",
+        promoted_assignment_id=promoted.id,
+        promoted_expert_id=promoted.expert_id,
+    )
+
+
+@router.get("/api/v1/projects/{project_id}/results", response_model=ResultsOut)
+def project_results(project_id: str, staff: AnyStaff, db: Db) -> ResultsOut:
+    """The aggregate and ranking, once the chair has aggregated (null before)."""
+    project = projects.get_project(db, staff.center_id, project_id)
+    return ResultsOut(
+        project_id=project.id, aggregated_at=project.aggregated_at, results=project.results
+    )

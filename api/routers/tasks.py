@@ -1,0 +1,283 @@
+"""Task QR codes and signing in from a phone: the room QR (rotating) and personal QRs an
+operator shows, the scan that exchanges one for a scan session, the face check of that
+scan, and the sign-in that yields the expert's evaluation session."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Db, FaceEngineDep, Operator, ServicesDep, bearer_token
+from api.logs import request_id_var
+from api.schemas.liveness import CaptureOut
+from evaluation import centers, liveness, sign_in, tasks
+from models.tables import ScanSession
+
+router = APIRouter(tags=["tasks"])
+
+
+class TaskQrOut(BaseModel):
+    kind: str = Field(description="room (rotates, anyone on the committee) or personal")
+    url: str = Field(description="What the QR encodes: the phone's landing page")
+    token: str
+    expires_at: datetime
+    rotates_at: datetime | None = Field(description="When the screen should fetch the next")
+    png_base64: str
+    svg: str
+
+
+def _qr_response(qr: tasks.TaskQr, form: str) -> TaskQrOut | Response:
+    if form == "png":
+        return Response(qr.png, media_type="image/png", headers={"Cache-Control": "no-store"})
+    if form == "svg":
+        return Response(qr.svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+    return TaskQrOut(
+        kind=qr.kind,
+        url=qr.url,
+        token=qr.token,
+        expires_at=qr.expires_at,
+        rotates_at=qr.rotates_at,
+        png_base64=base64.b64encode(qr.png).decode(),
+        svg=qr.svg,
+    )
+
+
+QrFormat = Annotated[Literal["json", "png", "svg"], Query(alias="format")]
+
+
+@router.post(
+    "/api/v1/projects/{project_id}/qr",
+    response_model=TaskQrOut,
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+)
+def room_qr(
+    project_id: str, staff: Operator, db: Db, services: ServicesDep, form: QrFormat = "json"
+) -> TaskQrOut | Response:
+    """The room QR for the evaluation room's screen: it rotates every 30 s (fetch again at
+    `rotates_at`) and each code is accepted for 60 s."""
+    qr = tasks.room_qr(
+        db,
+        staff.center_id,
+        services.clock,
+        services.room_tokens,
+        project_id,
+        services.settings.public_url,
+    )
+    return _qr_response(qr, form)
+
+
+@router.post(
+    "/api/v1/projects/{project_id}/assignments/{assignment_id}/qr",
+    response_model=TaskQrOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={201: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+)
+def personal_qr(
+    project_id: str,
+    assignment_id: str,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+    form: QrFormat = "json",
+) -> TaskQrOut | Response:
+    """A single-use QR for one member (sent to their phone); an earlier unused one of
+    theirs stops working."""
+    qr = tasks.personal_qr(
+        db, staff.caller, services.clock, project_id, assignment_id, services.settings.public_url
+    )
+    response = _qr_response(qr, form)
+    if isinstance(response, Response):
+        response.status_code = status.HTTP_201_CREATED
+    return response
+
+
+class ScanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=300)
+    device_id: str = Field(min_length=8, max_length=100, description="The phone's stable id")
+
+
+class ProjectBrief(BaseModel):
+    id: str
+    code: str
+    name: str
+    center_name: str
+    tenderer_name: str
+    evaluation_start: datetime
+    evaluation_end: datetime
+    mode: str
+
+
+class ScanOut(BaseModel):
+    scan_token: str = Field(description="Authorization: Bearer evs_... with X-Device-Id")
+    kind: str
+    expires_at: datetime
+    project: ProjectBrief
+    challenge_url: str
+    sign_in_url: str
+
+
+@router.post("/api/v1/scan", response_model=ScanOut, status_code=status.HTTP_201_CREATED)
+def scan(body: ScanIn, request: Request, db: Db, services: ServicesDep) -> ScanOut:
+    """Exchange a task code for a scan session. No staff token: the code is the credential,
+    and the face check that follows decides who is scanning. Refusals are logged."""
+    where = tasks.ScanContext(
+        device_id=body.device_id,
+        client_ip=request.client.host if request.client else None,
+        request_id=request_id_var.get(),
+    )
+    ttl = services.settings.scan_session_ttl_s
+    try:
+        scanned = tasks.scan(
+            db, services.clock, services.room_tokens, body.token, where, _seconds(ttl)
+        )
+    except tasks.ScanRefused:
+        db.commit()  # the refusal's audit entry stays although the request fails
+        raise
+    project = scanned.project
+    return ScanOut(
+        scan_token=scanned.token,
+        kind=scanned.session.kind,
+        expires_at=scanned.session.expires_at,
+        project=ProjectBrief(
+            id=project.id,
+            code=project.code,
+            name=project.name,
+            center_name=centers.get_center(db, project.center_id).name,
+            tenderer_name=project.tenderer_name,
+            evaluation_start=project.evaluation_start,
+            evaluation_end=project.evaluation_end,
+            mode=project.mode,
+        ),
+        challenge_url="/api/v1/scan/challenge",
+        sign_in_url="/api/v1/scan/sign-in",
+    )
+
+
+def _seconds(value: int) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def scan_session(
+    db: Db,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> ScanSession:
+    token = bearer_token(authorization, tasks.SCAN_PREFIX)
+    if token is None:
+        raise tasks.ScanSessionInvalid("send Authorization: Bearer evs_... and X-Device-Id")
+    return tasks.authenticate_scan(db, token, x_device_id, services.clock.now())
+
+
+ScanSessionDep = Annotated[ScanSession, Depends(scan_session)]
+
+
+class ScanChallengeOut(BaseModel):
+    """A liveness challenge; unlike the operator's, it does not list the candidates (the
+    committee is sealed, and the phone has no need to know who else sits on it)."""
+
+    id: str
+    nonce: str
+    mode: str
+    actions: list[str]
+    issued_at: datetime
+    expires_at: datetime
+    capture: CaptureOut
+    submit_url: str
+
+
+@router.post(
+    "/api/v1/scan/challenge", response_model=ScanChallengeOut, status_code=status.HTTP_201_CREATED
+)
+def scan_challenge(
+    scan: ScanSessionDep, db: Db, services: ServicesDep, engine: FaceEngineDep
+) -> ScanChallengeOut:
+    """The face check of this scan: 1:few against the seated committee (room QR) or 1:1
+    against the assignee (personal QR). Answer it at `submit_url`, then sign in."""
+    issued = sign_in.challenge_for_scan(
+        db,
+        services.clock,
+        services.cipher,
+        engine,
+        services.liveness,
+        scan,
+        services.settings.scan_max_challenges,
+        request_id_var.get(),
+    )
+    challenge = issued.challenge
+    return ScanChallengeOut(
+        id=challenge.id,
+        nonce=issued.nonce,
+        mode=challenge.mode,
+        actions=challenge.actions,
+        issued_at=challenge.issued_at,
+        expires_at=challenge.expires_at,
+        capture=CaptureOut.model_validate(challenge.capture),
+        submit_url=f"/api/v1/face/challenges/{challenge.id}/frames",
+    )
+
+
+class SignInIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    face_session: str = Field(
+        min_length=8, max_length=200, description="The evf_... token the passed check gave"
+    )
+
+
+class AssignmentBrief(BaseModel):
+    id: str
+    specialty: str
+    status: str
+
+
+class SignInOut(BaseModel):
+    evaluation_token: str = Field(description="Authorization: Bearer eve_... with X-Device-Id")
+    session_id: str
+    expires_at: datetime
+    flagged: bool = Field(description="True when the expert is also signed in on another device")
+    expert_id: str
+    assignment: AssignmentBrief
+    project_id: str
+
+
+@router.post("/api/v1/scan/sign-in", response_model=SignInOut, status_code=status.HTTP_201_CREATED)
+def scan_sign_in(
+    body: SignInIn,
+    scan: ScanSessionDep,
+    db: Db,
+    services: ServicesDep,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> SignInOut:
+    """Sign in with the face session of this scan's passed check."""
+    now = services.clock.now()
+    if not body.face_session.startswith(liveness.SESSION_PREFIX):
+        raise liveness.SessionInvalid("face_session must be the evf_... token of the check")
+    face = liveness.authenticate_session(db, body.face_session, x_device_id, now)
+    signed = sign_in.sign_in(
+        db,
+        services.clock,
+        scan,
+        face,
+        _seconds(services.settings.evaluation_session_ttl_s),
+        request_id_var.get(),
+    )
+    return SignInOut(
+        evaluation_token=signed.token,
+        session_id=signed.session.id,
+        expires_at=signed.session.expires_at,
+        flagged=signed.session.flagged,
+        expert_id=signed.session.expert_id,
+        assignment=AssignmentBrief(
+            id=signed.assignment.id,
+            specialty=signed.assignment.specialty,
+            status=signed.assignment.status,
+        ),
+        project_id=signed.project.id,
+    )
