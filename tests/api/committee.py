@@ -129,7 +129,9 @@ class Committee:
         sheet = {}
         for index, bidder in enumerate(self.project["bidders"]):
             sheet[bidder["credit_code"]] = {
-                c["name"]: round(min(c["max_points"], c["max_points"] * 0.5 + base + index), 2)
+                c["name"]: round(
+                    max(0, min(c["max_points"], c["max_points"] * 0.5 + base + index)), 2
+                )
                 for c in self.project["criteria"]
             }
         return sheet
