@@ -36,9 +36,9 @@ from face.engine import FaceEngine, Vector
 from face.intake import DecodedImage, IntakeLimits, decode_image
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, analyze_frame, judge
 from face.perceptual_hash import HASH_BYTES, share_seen_before
+from face.synthetic import Video, genuine, make_scene
 from models.settings import Settings
 from tests.face.corpus import encode, engine, portraits
-from tests.face.videos import Video, genuine, make_scene
 
 FRAMES = 20
 ACTIONS = ["blink", "turn_left"]

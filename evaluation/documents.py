@@ -34,6 +34,7 @@ from models.tables import (
     DocumentRevision,
     Expert,
     IssuedCertificate,
+    Project,
     SignerSlot,
     VerifiedSession,
 )
@@ -356,7 +357,7 @@ def _pending_slot(
     if not mine:
         raise NoSlotForSigner(f"document {document.id} has no pending slot for you")
     slot = mine[0]
-    waiting = [s for s in slots if s.order_group < slot.order_group and s.status != "signed"]
+    waiting = [s for s in slots if s.order_group < slot.order_group and s.status == "pending"]
     if waiting:
         raise NotYourTurn(
             f"{len(waiting)} signer(s) of an earlier order group must sign first",
@@ -527,9 +528,34 @@ def sign_document(
             "sha256": revision.sha256,
         },
     )
-    if all(s.status == "signed" for s in slots_of(db, document.id)):
+    if _all_answered(slots_of(db, document.id)):
         _complete(db, caller, clock, context, document, timestamper, revocation, roots)
     return Signed(document, slot, revision)
+
+
+def _all_answered(slots: Sequence[SignerSlot]) -> bool:
+    """Nothing pending, and at least one signature: a refused slot (a member deemed to
+    agree, see evaluation/reports.py) does not hold the document open."""
+    return all(s.status != "pending" for s in slots) and any(s.status == "signed" for s in slots)
+
+
+def complete_if_done(
+    db: Session, caller: audit.Caller, clock: Clock, context: SigningContext, document_id: str
+) -> bool:
+    """Complete a document whose last pending slot was just refused rather than signed:
+    the document time-stamp carries the revocation data of a signer's chain."""
+    document = _load(db, caller.center_id, document_id, lock=True)
+    slots = slots_of(db, document.id)
+    if document.status != "signing" or not _all_answered(slots):
+        return False
+    signed = next(s for s in slots if s.status == "signed" and s.credential_id)
+    credential = db.get(IssuedCertificate, signed.credential_id)
+    assert credential is not None
+    _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    timestamper = _timestamper(db, clock, context, document.center_id)
+    context.store.prepare_append(document.id, document.size)
+    _complete(db, caller, clock, context, document, timestamper, revocation, roots)
+    return True
 
 
 def _record_revision(
@@ -585,6 +611,32 @@ def _complete(
         "document",
         document.id,
         {"revision": revision.number, "sha256": revision.sha256},
+    )
+    if document.purpose == Purpose.REPORT:
+        _complete_project(db, caller, clock, document, now)
+
+
+def _complete_project(
+    db: Session, caller: audit.Caller, clock: Clock, document: Document, now: datetime
+) -> None:
+    """An evaluation report signed by its whole committee completes its project."""
+    project = db.execute(
+        select(Project).where(Project.report_document_id == document.id)
+    ).scalar_one_or_none()
+    if project is None:
+        return  # a report uploaded by hand, not generated for a project
+    project.status = "completed"
+    project.completed_at = now
+    project.updated_at = now
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "project.completed",
+        "project",
+        project.id,
+        {"report_document_id": document.id, "sha256": document.sha256},
     )
 
 

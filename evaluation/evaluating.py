@@ -324,6 +324,12 @@ def my_sheet(db: Session, me: EvaluationSession) -> ScoreSheet | None:
     return _sheet(db, me.assignment_id)
 
 
+def my_dissent(db: Session, me: EvaluationSession) -> Dissent | None:
+    return db.execute(
+        select(Dissent).where(Dissent.assignment_id == me.assignment_id)
+    ).scalar_one_or_none()
+
+
 def my_recusal(db: Session, me: EvaluationSession) -> RecusalDeclaration | None:
     return _recusal(db, me.assignment_id)
 

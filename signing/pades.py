@@ -111,6 +111,7 @@ __all__ = [
     "async_sign_in_place",
     "async_validate",
     "check_pdf",
+    "cjk_font_location",
     "preload_stamp_font",
     "sign_in_place",
     "validate",
@@ -1200,7 +1201,10 @@ def _pick_face(path: str) -> int:
         collection.close()
 
 
-def _font_location() -> tuple[str, int]:
+def cjk_font_location() -> tuple[str, int]:
+    """The CJK font to draw with: (path, face index). EVALSIGN_STAMP_FONT (and
+    EVALSIGN_STAMP_FONT_INDEX) if set, else the first distribution font found; in a .ttc the
+    Simplified Chinese face. StampError if there is none. Also used by the report renderer."""
     configured = os.environ.get(FONT_ENV)
     if configured:
         if not Path(configured).is_file():
@@ -1223,7 +1227,7 @@ def stamp_font() -> _OutlineFont:
         import fontTools  # noqa: F401
     except ImportError as exc:
         raise StampError("visible stamps need fontTools (pip install fonttools)") from exc
-    location = _font_location()
+    location = cjk_font_location()
     with _FONTS_LOCK:
         font = _FONTS.get(location)
         if font is None:

@@ -15,8 +15,8 @@ from api.errors import ValidationFailed
 from api.logs import request_id_var
 from api.routers.tasks import ScanChallengeOut
 from api.schemas.liveness import CaptureOut
-from evaluation import audit, evaluating, liveness, projects, sign_in
-from models.tables import EvaluationSession, Expert, Project, ScoreSheet
+from evaluation import audit, evaluating, liveness, projects, reports, sign_in
+from models.tables import Document, EvaluationSession, Expert, Project, ScoreSheet
 
 router = APIRouter(tags=["evaluation"])
 
@@ -369,4 +369,80 @@ def project_results(project_id: str, staff: AnyStaff, db: Db) -> ResultsOut:
     project = projects.get_project(db, staff.center_id, project_id)
     return ResultsOut(
         project_id=project.id, aggregated_at=project.aggregated_at, results=project.results
+    )
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+class ReportOut(BaseModel):
+    document_id: str
+    title: str
+    status: str
+    page_count: int
+    sha256: str
+    signatures_url: str
+    content_url: str
+
+
+def _report_out(document: Document) -> ReportOut:
+    return ReportOut(
+        document_id=document.id,
+        title=document.title,
+        status=document.status,
+        page_count=document.page_count,
+        sha256=document.sha256,
+        signatures_url=f"/api/v1/documents/{document.id}/signatures",
+        content_url=f"/api/v1/documents/{document.id}/content",
+    )
+
+
+@router.post(
+    "/api/v1/evaluation/report", response_model=ReportOut, status_code=status.HTTP_201_CREATED
+)
+def chair_generates_report(me: Me, db: Db, services: ServicesDep) -> ReportOut:
+    """The chair generates the report from the frozen results; every member then signs it
+    (POST signatures_url with a fresh face session)."""
+    project = projects.get_project(db, me.center_id, me.project_id)
+    seat = evaluating.my_seat(db, me)
+    if project.chair_assignment_id != seat.id:
+        raise evaluating.NotChair("only the chair generates the report")
+    caller = audit.Caller(me.center_id, f"expert:{me.expert_id}", "expert", request_id_var.get())
+    document = reports.generate_report(
+        db, caller, services.clock, services.documents, me.project_id
+    )
+    return _report_out(document)
+
+
+@router.post(
+    "/api/v1/projects/{project_id}/report",
+    response_model=ReportOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def operator_generates_report(
+    project_id: str, staff: Operator, db: Db, services: ServicesDep
+) -> ReportOut:
+    """The operator generates the report on the committee's behalf."""
+    document = reports.generate_report(
+        db, staff.caller, services.clock, services.documents, project_id
+    )
+    return _report_out(document)
+
+
+class RefusalOut(BaseModel):
+    slot_id: str
+    status: str
+    deemed: str
+
+
+@router.post("/api/v1/evaluation/report/refusal", response_model=RefusalOut)
+def refuse_to_sign(me: Me, db: Db, services: ServicesDep) -> RefusalOut:
+    """Refuse to sign the report. Without a written dissent this is deemed agreement with
+    the result (as the regulations say); the report completes without this signature."""
+    slot = reports.refuse_to_sign(db, services.clock, services.documents, me, request_id_var.get())
+    dissent = evaluating.my_dissent(db, me)
+    return RefusalOut(
+        slot_id=slot.id,
+        status=slot.status,
+        deemed="dissent on record" if dissent else "agreement",
     )

@@ -155,6 +155,7 @@ ROUTES = [
         json={"reason": "缺席"},
     ),
     Route("GET", "/api/v1/projects/{project_id}/results", ALL, 404),
+    Route("POST", "/api/v1/projects/{project_id}/report", OPERATOR, 404),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
 ]
@@ -180,6 +181,8 @@ NOT_STAFF = {
     ("POST", "/api/v1/evaluation/aggregate"),
     ("POST", "/api/v1/evaluation/dissent"),
     ("POST", "/api/v1/evaluation/challenge"),
+    ("POST", "/api/v1/evaluation/report"),
+    ("POST", "/api/v1/evaluation/report/refusal"),
 }
 
 

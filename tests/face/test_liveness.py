@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from face import synthetic as videos
 from face.engine import FaceEngine, Vector
 from face.intake import decode_image
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, analyze_frame, judge
-from tests.face import videos
 from tests.face.corpus import BGR, encode
 
 pytestmark = pytest.mark.slow

@@ -25,8 +25,7 @@ from face.intake import decode_image
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, analyze_frame, judge
 from face.perceptual_hash import HASH_BYTES, frame_hash, hamming, share_seen_before
 from face.planarity import homography_residual, planarity
-from tests.face.corpus import BGR, encode
-from tests.face.videos import (
+from face.synthetic import (
     FRAME_H,
     FRAME_W,
     Pose,
@@ -37,6 +36,7 @@ from tests.face.videos import (
     make_scene,
     render,
 )
+from tests.face.corpus import BGR, encode
 
 POLICY = LivenessPolicy()
 ACTION = ActionThresholds()

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from face.engine import FaceEngine
-from tests.face.corpus import BGR, encode
+from face.samples import BGR, encode
 
 FRAME_W, FRAME_H = 640, 480
 FPS = 8
@@ -74,7 +74,7 @@ def _background(portrait: BGR) -> BGR:
     ramp = np.linspace(0, 1, FRAME_H, dtype=np.float32)[:, None, None]
     frame = top * (1 - ramp) + bottom * ramp + np.zeros((FRAME_H, FRAME_W, 3), np.float32)
     texture = cv2.GaussianBlur(np.random.default_rng(7).normal(0, 25, frame.shape), (0, 0), 6)
-    return np.clip(frame + texture, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(frame + texture, 0, 255), dtype=np.uint8)
 
 
 def make_scene(engine: FaceEngine, portrait: BGR, face_px: int = 190) -> Scene:
@@ -90,9 +90,9 @@ def make_scene(engine: FaceEngine, portrait: BGR, face_px: int = 190) -> Scene:
     x0, y0 = max(0, left), max(0, top)
     x1, y1 = min(FRAME_W, left + w), min(FRAME_H, top + h)
     patch = resized[y0 - top : y1 - top, x0 - left : x1 - left]
-    mask = np.zeros(patch.shape[:2], np.float32)
-    mask[8:-8, 8:-8] = 1.0
-    mask = cv2.GaussianBlur(mask, (0, 0), 5)[:, :, None]
+    hard = np.zeros(patch.shape[:2], np.float32)
+    hard[8:-8, 8:-8] = 1.0
+    mask = cv2.GaussianBlur(hard, (0, 0), 5)[:, :, None]
     region = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = (patch * mask + region * (1 - mask)).astype(np.uint8)
     found = engine.detect(frame)[0]
@@ -132,7 +132,10 @@ def _rotate_head(image: BGR, scene: Scene, yaw: float, pitch: float) -> BGR:
         sample_dx = cv2.remap(dx, src_x, src_y, cv2.INTER_LINEAR)
         sample_dy = cv2.remap(dy, src_x, src_y, cv2.INTER_LINEAR)
         src_x, src_y = xs - sample_dx, ys - sample_dy
-    warped: BGR = cv2.remap(image, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    warped = np.asarray(
+        cv2.remap(image, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT),
+        dtype=np.uint8,
+    )
     return warped
 
 
@@ -148,9 +151,9 @@ def _close_eyes(image: BGR, scene: Scene, amount: float) -> BGR:
         x, y, w, h = cv2.boundingRect(hull)
         skin_band = image[max(0, y - h - 4) : max(1, y - 2), x : x + w].reshape(-1, 3)
         skin = np.median(skin_band, axis=0)
-        mask = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillConvexPoly(mask, hull, 255)
-        mask = cv2.dilate(mask, np.ones((5, 5), np.uint8))
+        outline = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillConvexPoly(outline, hull, 255)
+        mask = cv2.dilate(outline, np.ones((5, 5), np.uint8))
         lid = np.zeros_like(out)
         lid[:] = skin
         # A lid is a little darker towards its lower edge, where it folds.
@@ -197,10 +200,10 @@ def _open_mouth(image: BGR, scene: Scene, amount: float) -> BGR:
 
 def _jitter(image: BGR, pose: Pose, rng: np.random.Generator) -> BGR:
     matrix = cv2.getRotationMatrix2D((FRAME_W / 2, FRAME_H / 2), pose.roll, 1.0)
-    matrix[:, 2] += pose.shift
+    matrix[:, 2] += np.asarray(pose.shift, dtype=np.float64)
     moved = cv2.warpAffine(image, matrix, (FRAME_W, FRAME_H), borderMode=cv2.BORDER_REFLECT)
     noise = rng.normal(0, 2.0, moved.shape)
-    return np.clip(moved.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(moved.astype(np.float32) + noise, 0, 255), dtype=np.uint8)
 
 
 def render(scene: Scene, pose: Pose, rng: np.random.Generator) -> BGR:
@@ -335,7 +338,10 @@ def _photo_homography(
     rotation, _ = cv2.Rodrigues(np.array([tilt[1], tilt[0], math.radians(roll)]))
     placed = plane @ rotation.T + np.array([shift[0], shift[1], focal / scale])
     projected = focal * placed[:, :2] / placed[:, 2:3] + np.array([cx, cy])
-    return cv2.getPerspectiveTransform(corners.astype(np.float32), projected.astype(np.float32))
+    transform = cv2.getPerspectiveTransform(
+        corners.astype(np.float32), projected.astype(np.float32)
+    )
+    return np.asarray(transform, dtype=np.float64)
 
 
 def splice(first: Video, second: Video) -> Video:

@@ -1,0 +1,171 @@
+"""The evaluation report over HTTP: generated from the frozen results with one slot per
+member, the dissent printed, signed by the members through the documents flow, a refusal
+without dissent deemed agreement, and the project completed by the last answer."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.services import Services
+from evaluation.staff import Role
+from models.clock import FrozenClock
+from models.tables import AuditEntry
+from tests.api.committee import Committee, build_committee
+from tests.api.helpers import assert_problem
+from tests.api.test_documents_api import phone_of, sign
+from tests.factories import CenterWithStaff
+
+pytestmark = pytest.mark.slow
+
+DISSENT = "本人认为投标人乙的施工组织设计存在重大缺陷，评分偏高，故持不同意见。"
+
+
+@pytest.fixture
+def aggregated(
+    client: TestClient,
+    center: CenterWithStaff,
+    db: Session,
+    clock: FrozenClock,
+    services: Services,
+) -> Committee:
+    committee = build_committee(client, center, db, clock, services)
+    phones = []
+    for member in committee.members:
+        headers = committee.sign_in(member)
+        committee.declare_no_conflict(headers)
+        phones.append(headers)
+    chair = committee.members[0]["assignment_id"]
+    committee.client.post(
+        f"/api/v1/projects/{committee.project_id}/chair",
+        json={"assignment_id": chair},
+        headers=committee.operator,
+    )
+    for index, headers in enumerate(phones):
+        points = committee.full_sheet(index)
+        assert (
+            client.put(
+                "/api/v1/evaluation/scores", json={"points": points}, headers=headers
+            ).status_code
+            == 200
+        )
+        assert client.post("/api/v1/evaluation/scores/submit", headers=headers).status_code == 200
+    too_early = client.post("/api/v1/evaluation/report", headers=phones[0])
+    assert_problem(too_early, 409, "results-missing")
+    assert client.post("/api/v1/evaluation/aggregate", headers=phones[0]).status_code == 200
+    dissent = client.post("/api/v1/evaluation/dissent", json={"text": DISSENT}, headers=phones[4])
+    assert dissent.status_code == 201
+    return committee
+
+
+def _text(pdf: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    return subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_the_report_is_generated_signed_and_completes_the_project(
+    aggregated: Committee, db: Session, clock: FrozenClock, tmp_path: Path
+) -> None:
+    committee, client = aggregated, aggregated.client
+    phones = [committee.phones[m["assignment_id"]] for m in committee.members]
+    assert_problem(client.post("/api/v1/evaluation/report", headers=phones[1]), 403, "not-chair")
+    generated = client.post("/api/v1/evaluation/report", headers=phones[0])
+    assert generated.status_code == 201, generated.text
+    report = generated.json()
+    assert report["status"] == "signing" and report["page_count"] >= 2
+    again = client.post(
+        f"/api/v1/projects/{committee.project_id}/report", headers=committee.operator
+    )
+    assert_problem(again, 409, "report-exists")
+    # Once the report exists, no more dissent.
+    late = client.post("/api/v1/evaluation/dissent", json={"text": DISSENT}, headers=phones[3])
+    assert_problem(late, 409, "invalid-transition")
+
+    supervisor = committee.center.headers(Role.SUPERVISOR)
+    document = client.get(f"/api/v1/documents/{report['document_id']}", headers=supervisor).json()
+    slots = document["slots"]
+    assert sorted(s["expert_id"] for s in slots) == sorted(
+        m["expert_id"] for m in committee.members
+    )
+    assert {s["role"] for s in slots} == {"评标委员会主任", "评标委员会成员"}
+    original = client.get(report["content_url"], headers=supervisor).content
+    text = _text(original, tmp_path)
+    assert "评标报告" in text and committee.project["name"] in text
+    assert DISSENT[:12] in text
+    for member in committee.members:
+        assert member["name"] in text
+
+    # Four members sign with fresh face checks; the fifth refuses without dissent.
+    for member in committee.members[:4]:
+        phone = phone_of(
+            db,
+            clock,
+            committee.center,
+            member["expert_id"],
+            f"sig-{member['rank']}-{member['specialty']}",
+        )
+        signed = sign(client, report["document_id"], phone)
+        assert signed.status_code == 201, signed.text
+    project = client.get(f"/api/v1/projects/{committee.project_id}", headers=supervisor).json()
+    assert project["status"] == "evaluating"
+    refused = client.post("/api/v1/evaluation/report/refusal", headers=phones[4])
+    # Member 4 wrote a dissent, so the refusal is not deemed agreement.
+    assert refused.status_code == 200, refused.text
+    assert refused.json() == {
+        "slot_id": refused.json()["slot_id"],
+        "status": "refused",
+        "deemed": "dissent on record",
+    }
+    final = client.get(f"/api/v1/documents/{report['document_id']}", headers=supervisor).json()
+    assert final["status"] == "completed"
+    project = client.get(f"/api/v1/projects/{committee.project_id}", headers=supervisor).json()
+    assert project["status"] == "completed"
+
+    signed_pdf = client.get(report["content_url"], headers=supervisor).content
+    verdict = client.post(
+        "/api/v1/validate",
+        files={"file": ("report.pdf", signed_pdf, "application/pdf")},
+        headers=supervisor,
+    ).json()
+    assert verdict["verdict"] == "valid", verdict
+    assert len(verdict["signatures"]) == 4 and len(verdict["document_timestamps"]) == 1
+    if shutil.which("pdfsig"):
+        path = tmp_path / "signed.pdf"
+        path.write_bytes(signed_pdf)
+        output = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True).stdout
+        assert output.count("Signature is Valid.") == 4, output
+    actions = list(db.execute(select(AuditEntry.action)).scalars())
+    assert actions.count("evaluation.refused_to_sign") == 1
+    assert actions.count("project.completed") == 1
+
+
+def test_a_refusal_without_dissent_is_deemed_agreement(aggregated: Committee, db: Session) -> None:
+    committee, client = aggregated, aggregated.client
+    generated = client.post(
+        f"/api/v1/projects/{committee.project_id}/report", headers=committee.operator
+    )
+    assert generated.status_code == 201, generated.text
+    silent = committee.phones[committee.members[1]["assignment_id"]]
+    refused = client.post("/api/v1/evaluation/report/refusal", headers=silent)
+    assert refused.json()["deemed"] == "agreement"
+    entry = db.execute(
+        select(AuditEntry).where(AuditEntry.action == "evaluation.refused_to_sign")
+    ).scalar_one()
+    assert entry.details["deemed"] == "agreement"
+    twice = client.post("/api/v1/evaluation/report/refusal", headers=silent)
+    assert_problem(twice, 403, "no-slot-for-signer")
+    # One refusal does not complete a report others have not signed.
+    project: Any = client.get(
+        f"/api/v1/projects/{committee.project_id}", headers=committee.operator
+    ).json()
+    assert project["status"] == "evaluating"
