@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Installed without its declared opencv-python (see pyproject.toml); its needs are ours.
 INSIGHTFACE := insightface==2.1
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The whole job on a fresh temporary instance: draw, QR sign-in, scoring, the signed report.
+demo: install
+	$(BIN)/evalsign demo --out $(DATA_DIR)/demo
 
 bench: install
 	$(BIN)/python bench/registry_bench.py

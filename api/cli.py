@@ -184,6 +184,41 @@ def cmd_draw_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from api.demo import DemoFailed, run_demo
+
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+        if data_dir.exists() and any(data_dir.iterdir()):
+            print(
+                json.dumps(
+                    {
+                        "error": "DataDirNotEmpty",
+                        "detail": f"{data_dir} is not empty; "
+                        "the demo needs a fresh instance (omit --data-dir for a temporary one)",
+                    }
+                ),
+                file=sys.stderr,
+            )
+            return 2
+    else:
+        data_dir = Path(tempfile.mkdtemp(prefix="evalsign-demo-"))
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        run_demo(Settings(data_dir=data_dir), out)
+    except DemoFailed as exc:
+        print(
+            json.dumps({"error": "DemoFailed", "detail": str(exc)}, ensure_ascii=False),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: EVALSIGN_DATA_DIR or ./var)")
@@ -243,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, help="default: EVALSIGN_FACE_MATCH_THRESHOLD")
     evaluate.set_defaults(handler=cmd_face_eval)
 
+    demo = commands.add_parser(
+        "demo", help="run the whole evaluation job on a fresh instance and print each step"
+    )
+    demo.add_argument("--data-dir", help="a new, empty data directory (default: a temporary one)")
+    demo.add_argument("--out", help="write report.pdf, draw-proof.json and summary.json here")
+    demo.set_defaults(handler=cmd_demo)
     draw_cmd = commands.add_parser("draw", help="committee draws").add_subparsers(
         dest="draw_command", required=True
     )

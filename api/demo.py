@@ -1,0 +1,526 @@
+"""`evalsign demo`: the whole job on a fresh embedded instance, through the HTTP API as a
+trading center and its experts' phones would drive it.
+
+It starts the service on a free local port, then: enrolls experts from the photos the face
+model packages ship (one per person), creates a project with a conflicted expert, runs
+the draw (the conflicted expert excluded with its reason), shows the room QR, signs every
+member in from their phone with a liveness check on generated frames, scores, aggregates,
+generates the report, has every member sign it after a fresh face check, validates the
+signed PDF and replays the draw proof.
+
+The phone's frames are rendered from the member's still photo by face/synthetic.py (head
+turns and nods on a depth model, blinks, mouth opening), the same generator the tests use:
+this machine has no camera and no face videos.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+import uvicorn
+
+from api.app import create_app
+from api.instance import initialize, prepare
+from api.services import build_services, load_stamp_font
+from evaluation import draw
+from evaluation.identity import credit_code_check_char, id_number_check_digit
+from face import synthetic
+from face.samples import BGR, encode, sample_portraits
+from models.clock import SystemClock
+from models.settings import Settings
+
+
+def _credit_code(seed: str) -> str:
+    first17 = seed[:17]
+    return first17 + credit_code_check_char(first17)
+
+
+CENTER = "演示市公共资源交易中心"
+SPECIALTY_A = "A0101"  # 房屋建筑工程
+SPECIALTY_B = "B0203"  # 工程造价
+NAMES = ["王建国", "李秀英", "张志强", "刘海燕", "陈立新", "杨文静", "赵德明", "黄丽华", "周国平"]
+# Which shipped photo each expert enrolls with, and their specialty. The seven frontal
+# faces can be drawn: face/synthetic.py animates them reliably (bench/liveness_bench.py).
+# The two faces turned aside are the conflicted expert, whom the draw excludes, and an
+# expert of another specialty, whom this project does not draw.
+POOL = [
+    ("yaoming-0", SPECIALTY_A),
+    ("gdp-2", SPECIALTY_A),
+    ("players-0", SPECIALTY_A),
+    ("players-4", SPECIALTY_A),
+    ("players-5", SPECIALTY_B),
+    ("players-6", SPECIALTY_B),
+    ("players-8", SPECIALTY_B),
+    ("t1-5", SPECIALTY_B),
+    ("players-15", "C0301"),
+]
+TENDERER = ("演示市第一中学", _credit_code("12110000A00000011"))
+BIDDERS = [
+    ("华信建设集团有限公司", _credit_code("91110000000000001")),
+    ("中科远景工程股份有限公司", _credit_code("91110000000000002")),
+    ("南粤建筑工程有限公司", _credit_code("91110000000000003")),
+]
+CRITERIA: list[dict[str, Any]] = [
+    {"name": "投标报价", "max_points": 60, "group": "price"},
+    {"name": "施工组织设计", "max_points": 25, "group": "technical"},
+    {"name": "项目管理机构", "max_points": 10, "group": "technical"},
+    {"name": "企业信誉", "max_points": 5, "group": "business"},
+]
+
+
+class DemoFailed(Exception):
+    """A step did not give the answer the flow needs."""
+
+
+def _id_number(index: int) -> str:
+    first17 = f"110101{1965 + index:04d}{index % 12 + 1:02d}{index + 10:02d}{index + 101:03d}"
+    return first17 + id_number_check_digit(first17)
+
+
+class Client:
+    """The API as a phone or the operator's browser calls it; any unexpected status stops
+    the demo with the problem the service returned."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        expect: int,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        response = self.http.request(
+            method, self.base + path, headers=headers, timeout=120, **kwargs
+        )
+        if response.status_code != expect:
+            raise DemoFailed(
+                f"{method} {path}: expected {expect}, got {response.status_code}: "
+                f"{response.text[:500]}"
+            )
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.content
+
+
+@dataclass
+class Phone:
+    """One member's phone: its device id, the member's photo, and the sessions it holds."""
+
+    name: str
+    expert_id: str
+    portrait: BGR
+    device_id: str = field(default_factory=lambda: "demo-" + secrets.token_hex(6))
+    evaluation: dict[str, str] = field(default_factory=dict)
+    assignment_id: str = ""
+    checks: int = 0
+
+    @property
+    def device(self) -> dict[str, str]:
+        return {"id": self.device_id, "model": "Demo Phone", "os": "Android 14"}
+
+
+ATTEMPTS = 3  # a person retries a failed check too; five failures lock the expert out
+
+
+def _face_check(
+    api: Client, phone: Phone, ask: Callable[[], dict[str, Any]], say: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ask for a challenge and answer it, retrying a failed check as a person would;
+    returns the passed submission and its challenge."""
+    for attempt in range(1, ATTEMPTS + 1):
+        challenge = ask()
+        result = _film_and_submit(api, phone, challenge)
+        if result["passed"]:
+            return result, challenge
+        say(
+            f"   {phone.name} 第 {attempt} 次检测未通过（{'、'.join(result['messages_zh'])}），重试"
+        )
+    raise DemoFailed(f"{phone.name} failed {ATTEMPTS} face checks")
+
+
+def _film_and_submit(api: Client, phone: Phone, challenge: dict[str, Any]) -> dict[str, Any]:
+    """Film the challenged actions (rendered from the member's photo) and submit them."""
+    asked = time.monotonic()
+    scene = synthetic.make_scene(_engine(), phone.portrait)
+    phone.checks += 1
+    video = synthetic.genuine(scene, challenge["actions"], seed=phone.checks * 7919)
+    # A phone films in real time: the server refuses frames spanning longer than the time
+    # since the challenge was issued, so wait as long as the filming would have taken.
+    filmed = video.timestamps_ms[-1] / 1000 + 0.3
+    time.sleep(max(0.0, filmed - (time.monotonic() - asked)))
+    files = [("frames", (f"{i}.jpg", frame, "image/jpeg")) for i, frame in enumerate(video.frames)]
+    data = {
+        "nonce": challenge["nonce"],
+        "timestamps_ms": json.dumps(video.timestamps_ms),
+        "prompts_ms": json.dumps(video.prompts_ms),
+        "device": json.dumps(phone.device),
+    }
+    result: dict[str, Any] = api.call("POST", challenge["submit_url"], 201, data=data, files=files)
+    return result
+
+
+_ENGINE: list[Any] = []
+
+
+def _engine() -> Any:
+    if not _ENGINE:
+        from api.services import face_engine_for
+
+        _ENGINE.append(face_engine_for(Settings()))
+    return _ENGINE[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """The service on a free local port, in a thread of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        clock = SystemClock()
+        engine = prepare(settings, clock)
+        self.app = create_app(build_services(settings, engine=engine, clock=clock))
+        self.port = _free_port()
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._engine = engine
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise DemoFailed("the service did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self._engine.dispose()
+
+
+Say = Callable[[str], None]
+
+
+def run_demo(settings: Settings, out: Path | None = None, say: Say = print) -> dict[str, Any]:
+    """Run the whole job; returns the summary (also written to OUT/summary.json)."""
+    started = time.perf_counter()
+    say(f"1. 创建交易中心与 CA（数据目录 {settings.data_dir}）")
+    init = initialize(settings, SystemClock(), CENTER)
+    load_stamp_font()
+    with Server(settings) as base:
+        api = Client(base)
+        summary = _run(api, init.tokens, say, out)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    say(f"完成，用时 {summary['seconds']} 秒。")
+    if out is not None:
+        (out / "summary.json").write_text(
+            json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+    return summary
+
+
+def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dict[str, Any]:
+    operator = {"Authorization": f"Bearer {tokens['operator']}"}
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    supervisor = {"Authorization": f"Bearer {tokens['supervisor']}"}
+
+    portraits = sample_portraits(_engine(), limit=40)
+    missing = [name for name, _ in POOL if name not in portraits]
+    if missing:
+        raise DemoFailed(f"the model packages no longer ship the faces {missing}")
+    say(f"2. 登记 {len(POOL)} 名评标专家：人脸注册（来自模型包自带照片）并签发云证书")
+    phones: dict[str, Phone] = {}
+    conflicted = ""
+    for index, ((photo, specialty), name) in enumerate(zip(POOL, NAMES, strict=True)):
+        portrait = portraits[photo]
+        # The B02 expert in the last place works for a bidder: the draw must exclude them.
+        employer = (
+            BIDDERS[1]
+            if index == len(POOL) - 2
+            else (f"演示第{index + 1}设计研究院", _credit_code(f"91110000D{index:08d}"))
+        )
+        expert = api.call(
+            "POST",
+            "/api/v1/experts",
+            201,
+            headers=operator,
+            json={
+                "name": name,
+                "id_number": _id_number(index),
+                "phone": f"1390000{index:04d}",
+                "specialties": [specialty],
+                "employer_name": employer[0],
+                "employer_credit_code": employer[1],
+                "region_code": "110101",
+            },
+        )
+        api.call(
+            "PUT",
+            f"/api/v1/experts/{expert['id']}/face",
+            201,
+            headers=operator,
+            files={"photos": (f"{index}.jpg", encode(portrait), "image/jpeg")},
+            data={"consent": "true"},
+        )
+        api.call("POST", f"/api/v1/experts/{expert['id']}/credential", 201, headers=operator)
+        phones[expert["id"]] = Phone(name, expert["id"], portrait)
+        if employer[0] == BIDDERS[1][0]:
+            conflicted = expert["id"]
+        say(f"   {name}（{specialty}，{employer[0]}）")
+
+    now = datetime.now(UTC)
+    code = f"DEMO-{now:%Y%m%d-%H%M%S}"
+    project = api.call(
+        "POST",
+        "/api/v1/projects",
+        201,
+        headers=operator,
+        json={
+            "code": code,
+            "name": "演示市第一中学教学楼新建工程施工招标",
+            "regime": "tendering",
+            "tenderer": {"name": TENDERER[0], "credit_code": TENDERER[1]},
+            "bidders": [{"name": n, "credit_code": c} for n, c in BIDDERS],
+            "sections": [{"code": "1", "name": "施工一标段"}],
+            "evaluation_start": (now + timedelta(seconds=5)).isoformat(),
+            "evaluation_end": (now + timedelta(hours=8)).isoformat(),
+            "mode": "remote",
+            "committee": [
+                {"specialty": "A01", "seats": 3, "backups": 1},
+                {"specialty": "B02", "seats": 2, "backups": 1},
+            ],
+            "criteria": CRITERIA,
+            "aggregation": "mean",
+        },
+    )
+    say(f"3. 创建项目 {code}：评标委员会 5 人（A01 三人、B02 两人），投标人 {len(BIDDERS)} 家")
+
+    committed = api.call("POST", f"/api/v1/projects/{project['id']}/draws", 201, headers=operator)
+    say(f"4. 抽取专家：先公布承诺 commitment = {committed['commitment'][:16]}…")
+    entropy = (
+        f"{secrets.randbelow(100):02d} {secrets.randbelow(100):02d} {secrets.randbelow(100):02d}"
+    )
+    api.call(
+        "POST",
+        f"/api/v1/projects/{project['id']}/draws/{committed['id']}/run",
+        200,
+        headers=operator,
+        json={"public_entropy": entropy},
+    )
+    time.sleep(max(0.0, (now + timedelta(seconds=5) - datetime.now(UTC)).total_seconds()))
+    proof = api.call(
+        "GET", f"/api/v1/projects/{project['id']}/draws/{committed['id']}", 200, headers=admin
+    )["proof"]
+    excluded = {e["expert_id"]: e["reason"] for e in proof["excluded"]}
+    say(
+        f"   现场公开随机数 {entropy!r}；排除："
+        + "，".join(f"{phones[e].name}（{reason}）" for e, reason in excluded.items())
+    )
+    if excluded.get(conflicted) != "employer-is-bidder":
+        raise DemoFailed("the conflicted expert was not excluded as employer-is-bidder")
+    listing = api.call("GET", f"/api/v1/projects/{project['id']}/committee", 200, headers=admin)
+    members = [m for m in listing if m["role"] == "member"]
+    say("   抽中：" + "，".join(f"{m['name']}（{m['specialty']}）" for m in members))
+
+    room = api.call("POST", f"/api/v1/projects/{project['id']}/qr", 200, headers=operator)
+    say(f"5. 评标室二维码（每 30 秒刷新，60 秒内有效）：{room['url'][:80]}…")
+    if out is not None:
+        import base64
+
+        (out / "room-qr.png").write_bytes(base64.b64decode(room["png_base64"]))
+
+    say("6. 专家扫码、活体检测并登录（第一位扫评标室二维码 1:N 识别，其余用个人二维码 1:1）")
+    seated = []
+    for index, member in enumerate(members):
+        phone = phones[member["expert_id"]]
+        phone.assignment_id = member["assignment_id"]
+        if index == 0:
+            token = room["token"]
+        else:
+            token = api.call(
+                "POST",
+                f"/api/v1/projects/{project['id']}/assignments/{member['assignment_id']}/qr",
+                201,
+                headers=operator,
+            )["token"]
+        scanned = api.call(
+            "POST", "/api/v1/scan", 201, json={"token": token, "device_id": phone.device_id}
+        )
+        scan_headers = {
+            "Authorization": f"Bearer {scanned['scan_token']}",
+            "X-Device-Id": phone.device_id,
+        }
+        result, challenge = _face_check(
+            api,
+            phone,
+            lambda: api.call("POST", "/api/v1/scan/challenge", 201, headers=scan_headers),  # noqa: B023
+            say,
+        )
+        signed = api.call(
+            "POST",
+            "/api/v1/scan/sign-in",
+            201,
+            headers=scan_headers,
+            json={"face_session": result["session"]["token"]},
+        )
+        if signed["expert_id"] != phone.expert_id:
+            raise DemoFailed(f"{phone.name} was identified as someone else")
+        phone.evaluation = {
+            "Authorization": f"Bearer {signed['evaluation_token']}",
+            "X-Device-Id": phone.device_id,
+        }
+        api.call(
+            "POST",
+            "/api/v1/evaluation/response",
+            200,
+            headers=phone.evaluation,
+            json={"accept": True},
+        )
+        api.call(
+            "POST",
+            "/api/v1/evaluation/recusal",
+            201,
+            headers=phone.evaluation,
+            json={
+                "conflict": False,
+                "statement": "本人承诺与本项目招标人、投标人无利害关系，不存在应当回避的情形。",
+            },
+        )
+        seated.append(phone)
+        say(
+            f"   {phone.name}：{challenge['mode']} 动作 {'/'.join(challenge['actions'])}，"
+            f"相似度 {result['verification']['similarity']:.2f}，已接受邀请并声明无回避情形"
+        )
+
+    chair = seated[0]
+    for phone in seated[:3]:
+        vote = api.call(
+            "POST",
+            "/api/v1/evaluation/chair/vote",
+            200,
+            headers=phone.evaluation,
+            json={"assignment_id": chair.assignment_id},
+        )
+    how = {"elected": "委员过半数推选", "appointed": "指定"}[vote["chosen_by"]]
+    say(f"7. 评标委员会主任：{chair.name}（{how}）")
+
+    say("8. 各专家独立评分并提交")
+    bidders = [code for _, code in BIDDERS]
+    for m, phone in enumerate(seated):
+        points = {
+            bidder: {
+                # Bidders differ, and members differ in how they see them.
+                c["name"]: round(
+                    float(c["max_points"]) * (0.60 + 0.08 * b + 0.03 * ((b + m) % 3)), 1
+                )
+                for c in CRITERIA
+            }
+            for b, bidder in enumerate(bidders)
+        }
+        api.call(
+            "PUT",
+            "/api/v1/evaluation/scores",
+            200,
+            headers=phone.evaluation,
+            json={"points": points},
+        )
+        api.call("POST", "/api/v1/evaluation/scores/submit", 200, headers=phone.evaluation)
+    results = api.call("POST", "/api/v1/evaluation/aggregate", 200, headers=chair.evaluation)[
+        "results"
+    ]
+    for standing in results["standings"]:
+        mark = "（推荐）" if standing["recommended"] else ""
+        say(f"   第 {standing['rank']} 名 {standing['name']} {standing['score']} 分{mark}")
+    dissenter = seated[-1]
+    api.call(
+        "POST",
+        "/api/v1/evaluation/dissent",
+        201,
+        headers=dissenter.evaluation,
+        json={
+            "text": "本人认为第一名投标人的施工组织设计对雨季施工措施考虑不足，评分偏高，保留意见。"
+        },
+    )
+    say(f"9. {dissenter.name} 提交书面不同意见；主任生成评标报告")
+    report = api.call("POST", "/api/v1/evaluation/report", 201, headers=chair.evaluation)
+
+    say("10. 每位委员重新活体检测后签署评标报告（云证书 + 可见签章）")
+    for phone in seated:
+        result, _ = _face_check(
+            api,
+            phone,
+            lambda: api.call("POST", "/api/v1/evaluation/challenge", 201, headers=phone.evaluation),  # noqa: B023
+            say,
+        )
+        face = {
+            "Authorization": f"Bearer {result['session']['token']}",
+            "X-Device-Id": phone.device_id,
+        }
+        signature = api.call("POST", report["signatures_url"], 201, headers=face, json={})
+        say(f"   {phone.name} 已签署（文档第 {signature['revision']['number']} 版）")
+
+    signed_pdf: bytes = api.call("GET", report["content_url"], 200, headers=supervisor)
+    verdict = api.call(
+        "POST",
+        "/api/v1/validate",
+        200,
+        headers=supervisor,
+        files={"file": ("report.pdf", signed_pdf, "application/pdf")},
+    )
+    final = api.call("GET", f"/api/v1/projects/{project['id']}", 200, headers=operator)
+    say(
+        f"11. 验证签名：{verdict['verdict']}（{len(verdict['signatures'])} 个签名 + "
+        f"{len(verdict['document_timestamps'])} 个文档时间戳）；项目状态 {final['status']}"
+    )
+    draw.verify_proof(proof)
+    say("12. 抽取证明复核通过（evalsign-draw-v1，任何人可用 evalsign draw verify 复算）")
+    if out is not None:
+        (out / "report.pdf").write_bytes(signed_pdf)
+        (out / "draw-proof.json").write_text(
+            json.dumps(proof, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+        say(f"    已写出 {out}/report.pdf、draw-proof.json、summary.json、room-qr.png")
+    return {
+        "center": CENTER,
+        "project": {"id": project["id"], "code": code, "status": final["status"]},
+        "draw": {
+            "id": committed["id"],
+            "commitment": committed["commitment"],
+            "public_entropy": entropy,
+            "excluded": excluded,
+            "proof_verified": True,
+        },
+        "committee": [
+            {"name": p.name, "expert_id": p.expert_id, "chair": p is chair} for p in seated
+        ],
+        "results": results,
+        "report": {
+            "document_id": report["document_id"],
+            "verdict": verdict["verdict"],
+            "signatures": len(verdict["signatures"]),
+            "document_timestamps": len(verdict["document_timestamps"]),
+            "bytes": len(signed_pdf),
+        },
+    }
