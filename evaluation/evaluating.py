@@ -54,6 +54,20 @@ class RecusalExists(DomainError):
     title = "You have already made your recusal declaration"
 
 
+class EvaluationNotStarted(DomainError):
+    status = 409
+    code = "evaluation-not-started"
+    title = "The evaluation has not started yet; declarations and scores wait for it"
+
+
+def _refuse_before_start(project: Project, clock: Clock) -> None:
+    if clock.now() < project.evaluation_start:
+        raise EvaluationNotStarted(
+            f"the evaluation starts at {project.evaluation_start.isoformat()}",
+            starts_at=project.evaluation_start.isoformat(),
+        )
+
+
 class ScoresInvalid(DomainError):
     status = 422
     code = "scores-invalid"
@@ -182,6 +196,7 @@ def declare_recusal(
     ends their seat; the next backup is invited."""
     project = _project(db, me, lock=True)
     seat = _accepted_seat(db, me)
+    _refuse_before_start(project, clock)
     _refuse_after_results(project)
     if _recusal(db, seat.id) is not None:
         raise RecusalExists("you have already declared; a conflict found later is reported")
@@ -242,9 +257,10 @@ def _sheet(db: Session, assignment_id: str) -> ScoreSheet | None:
     ).scalar_one_or_none()
 
 
-def _ready_to_score(db: Session, me: EvaluationSession) -> tuple[Project, Assignment]:
+def _ready_to_score(db: Session, clock: Clock, me: EvaluationSession) -> tuple[Project, Assignment]:
     project = _project(db, me, lock=True)
     seat = _accepted_seat(db, me)
+    _refuse_before_start(project, clock)
     _refuse_after_results(project)
     if _recusal(db, seat.id) is None:
         raise RecusalMissing("make your recusal declaration first")
@@ -260,7 +276,7 @@ def save_scores(
 ) -> ScoreSheet:
     """Save a draft (it may be partial): every value given is checked now, so the phone
     shows mistakes as they are made."""
-    project, seat = _ready_to_score(db, me)
+    project, seat = _ready_to_score(db, clock, me)
     criteria = scoring.criteria_of(project.criteria)
     problems = scoring.sheet_problems(points, _bidder_codes(project), criteria, complete=False)
     if problems:
@@ -291,7 +307,7 @@ def save_scores(
 
 def submit_scores(db: Session, clock: Clock, me: EvaluationSession) -> ScoreSheet:
     """Lock the draft: every bidder must be scored on every criterion."""
-    project, seat = _ready_to_score(db, me)
+    project, seat = _ready_to_score(db, clock, me)
     sheet = _sheet(db, seat.id)
     if sheet is None:
         raise ScoresInvalid("save your scores before submitting them")

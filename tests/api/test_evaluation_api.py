@@ -268,3 +268,28 @@ def test_a_member_replaced_after_scoring_has_their_sheet_voided(
     results = _post(committee, "/api/v1/evaluation/aggregate", phones[0]).json()["results"]
     assert absent["assignment_id"] not in results["members"]
     assert replaced.json()["promoted_assignment_id"] in results["members"]
+
+
+def test_nothing_is_declared_or_scored_before_the_evaluation_starts(
+    committee: Committee, db: Session, clock: FrozenClock
+) -> None:
+    from datetime import timedelta
+
+    from models.tables import Project
+
+    project = db.get(Project, committee.project_id)
+    assert project is not None
+    project.evaluation_start = clock.now() + timedelta(hours=1)
+    db.commit()
+    headers = committee.sign_in(committee.members[0])  # accepting early is fine
+    early = _post(
+        committee,
+        "/api/v1/evaluation/recusal",
+        headers,
+        {"conflict": False, "statement": "本人与本项目无利害关系，特此声明。"},
+    )
+    assert_problem(early, 409, "evaluation-not-started")
+    assert_problem(_score(committee, headers, {}), 409, "evaluation-not-started")
+    clock.advance(timedelta(hours=1))
+    committee.declare_no_conflict(headers)
+    assert _score(committee, headers, committee.full_sheet()).status_code == 200
