@@ -15,6 +15,7 @@ this machine has no camera and no face videos.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import socket
@@ -38,6 +39,7 @@ from face import synthetic
 from face.samples import BGR, encode, sample_portraits
 from models.clock import SystemClock
 from models.settings import Settings
+from signing.task_qr import qr_text
 
 
 def _credit_code(seed: str) -> str:
@@ -346,9 +348,9 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
 
     room = api.call("POST", f"/api/v1/projects/{project['id']}/qr", 200, headers=operator)
     say(f"5. 评标室二维码（每 30 秒刷新，60 秒内有效）：{room['url'][:80]}…")
+    for line in qr_text(room["url"]).splitlines():
+        say("   " + line)
     if out is not None:
-        import base64
-
         (out / "room-qr.png").write_bytes(base64.b64decode(room["png_base64"]))
 
     say("6. 专家扫码、活体检测并登录（第一位扫评标室二维码 1:N 识别，其余用个人二维码 1:1）")

@@ -129,3 +129,13 @@ def qr_svg(data: str) -> str:
     code.make(fit=True)
     rendered: str = code.make_image().to_string(encoding="unicode")
     return rendered
+
+
+def qr_text(data: str) -> str:
+    """The QR code in block characters, for a terminal (dark modules on a light screen)."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=1)
+    code.add_data(data)
+    code.make(fit=True)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    return out.getvalue()

@@ -44,6 +44,7 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     ranks = [s["rank"] for s in summary["results"]["standings"]]
     assert ranks == sorted(ranks) and ranks[0] == 1
     assert any("排除" in line and "employer-is-bidder" in line for line in said)
+    assert sum("█" in line for line in said) > 10  # the room QR, drawn in the terminal
 
     # The files a new user gets: the signed report, the proof anyone can replay.
     proof = out / "draw-proof.json"
