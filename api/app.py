@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from api.docs import install_docs
 from api.errors import install_error_handlers
+from api.jobs import CheckpointWriter
 from api.middleware import RequestContextMiddleware
 from api.routers import (
     admin,
@@ -33,7 +36,20 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields
 
 
 def create_app(services: Services) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        writer = None
+        if services.settings.audit_checkpoint_every_s > 0:
+            writer = CheckpointWriter(services)
+            writer.start()
+        try:
+            yield
+        finally:
+            if writer is not None:
+                writer.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         docs_url=None,  # served by api.docs from local files, not a CDN
         redoc_url=None,
         title="EvalSign",

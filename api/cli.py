@@ -109,11 +109,24 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from evaluation import checkpoints
+
+    results = []
     with _transaction(args) as db:
         ids = [args.center] if args.center else [c.id for c in centers.list_centers(db)]
-        reports = [audit.verify_chain(db, center_id) for center_id in ids]
-    ok = all(report.ok for report in reports)
-    _print({"ok": ok, "centers": [vars(report) for report in reports]})
+        for center_id in ids:
+            chain = audit.verify_chain(db, center_id)
+            against = checkpoints.verify_against(db, center_id)
+            results.append(
+                {
+                    **vars(chain),
+                    "ok": chain.ok and against.ok,
+                    "checkpoints_checked": against.checked,
+                    "checkpoint_problems": [p.as_json() for p in against.problems],
+                }
+            )
+    ok = all(result["ok"] for result in results)
+    _print({"ok": ok, "centers": results})
     return 0 if ok else 1
 
 

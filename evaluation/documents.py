@@ -40,9 +40,7 @@ from models.tables import (
 )
 from signing import pades
 from signing.algorithms import HASH_OID_BY_NAME
-from signing.certificates import PrivateKey, Profile
-from signing.tsa import TimeStampAuthority
-from signing.vault import Vault, private_key
+from signing.vault import Vault
 
 SHA256_OID = HASH_OID_BY_NAME["sha256"]
 # Stamps show the time where the signers are (China Standard Time, no DST).
@@ -383,16 +381,7 @@ def _chain_and_revocation(
 def _timestamper(
     db: Session, clock: Clock, context: SigningContext, center_id: str
 ) -> pades.InProcessTimeStamper:
-    row = pki.service_certificate(db, center_id, Profile.TIME_STAMPING)
-    issuing = db.get(Authority, row.authority_id)
-    assert issuing is not None
-    tsa_key: PrivateKey = private_key(context.vault, pki.key_of(db, row.key_id))
-    authority = TimeStampAuthority(
-        certificate=pki.load_certificate(row.certificate_der),
-        chain=pki.chain_of(db, issuing),
-        private_key=tsa_key,
-        policy_oid=context.pki.tsa_policy_oid,
-    )
+    authority = pki.time_stamp_authority(db, context.vault, context.pki, center_id)
     return pades.InProcessTimeStamper(authority, clock.now)
 
 

@@ -519,19 +519,26 @@ def answer_ocsp(
     return respond_ocsp(request_der, [r for r, _ in pairs], lookup, clock.now(), timedelta(hours=1))
 
 
-def timestamp(
-    db: Session, clock: Clock, vault: Vault, policy: PkiPolicy, center_id: str, request_der: bytes
-) -> bytes:
-    """An RFC 3161 response from the center's time-stamping certificate."""
+def time_stamp_authority(
+    db: Session, vault: Vault, policy: PkiPolicy, center_id: str
+) -> TimeStampAuthority:
+    """The center's TSA: its time-stamping certificate, chain and vault-held key."""
     row = service_certificate(db, center_id, Profile.TIME_STAMPING)
     issuing = db.get(Authority, row.authority_id)
     assert issuing is not None
-    authority = TimeStampAuthority(
+    return TimeStampAuthority(
         certificate=load_certificate(row.certificate_der),
         chain=chain_of(db, issuing),
         private_key=private_key(vault, key_of(db, row.key_id)),
         policy_oid=policy.tsa_policy_oid,
     )
+
+
+def timestamp(
+    db: Session, clock: Clock, vault: Vault, policy: PkiPolicy, center_id: str, request_der: bytes
+) -> bytes:
+    """An RFC 3161 response from the center's time-stamping certificate."""
+    authority = time_stamp_authority(db, vault, policy, center_id)
     # 128 random bits: unique without a shared counter across replicas.
     return authority.respond(request_der, clock.now(), secrets.randbits(127) | 1)
 

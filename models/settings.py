@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     scan_session_ttl_s: int = Field(default=900, ge=60, le=3600)
     scan_max_challenges: int = Field(default=5, ge=1, le=50)
     evaluation_session_ttl_s: int = Field(default=12 * 3600, ge=600, le=48 * 3600)
+
+    # Signed audit checkpoints (EVALSIGN_AUDIT_CHECKPOINT_*): one when this many entries,
+    # or this many seconds with any new entry, have passed since the last; 0 s turns the
+    # scheduled writer off (checkpoints on demand still work).
+    audit_checkpoint_every_entries: int = Field(default=1000, ge=1)
+    audit_checkpoint_every_s: int = Field(default=3600, ge=0)
     draw_decline_window_days: int = Field(default=365, ge=1, le=3650)
 
     @model_validator(mode="after")

@@ -114,6 +114,25 @@ class AuditHead(Base):
     last_hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditCheckpoint(Base):
+    """A signed, time-stamped statement of a chain's head (center, last sequence, head
+    hash, time): outside copies of these reveal entries cut from the end of the chain or
+    a chain rewritten from scratch, which the hash chain alone cannot."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (UniqueConstraint("center_id", "seq"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    statement: Mapped[str] = mapped_column(Text)  # the canonical JSON that was signed
+    signature_der: Mapped[bytes] = mapped_column(LargeBinary)  # detached CMS, time-stamped
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("issued_certificates.id"))
+    reason: Mapped[str] = mapped_column(String(20))  # scheduled | on-demand
+    created_at: Mapped[datetime]
+
+
 class AuditEntry(Base):
     """One append-only, hash-chained record of a change."""
 

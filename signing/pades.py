@@ -95,6 +95,7 @@ from signing.tsa import TimeStampAuthority, TimeStampRejected, token_of
 __all__ = [
     "FONT_ENV",
     "FONT_INDEX_ENV",
+    "IdentitySigner",
     "InProcessTimeStamper",
     "PdfInfo",
     "PdfRejected",
@@ -318,7 +319,7 @@ def _hash_algorithm(name: str) -> hashes.HashAlgorithm:
         raise SigningFailed(f"unsupported digest algorithm {name}") from None
 
 
-class _IdentitySigner(Signer):
+class IdentitySigner(Signer):
     """A pyHanko Signer whose raw signature comes from `SigningIdentity.sign_digest`.
 
     A dry run (pyHanko's size estimate) returns zeros of the largest size the key can
@@ -594,7 +595,7 @@ async def async_sign_in_place(
     # /M has whole seconds; the result reports what the document says.
     signing_time = (now or _now_of(timestamper))().replace(microsecond=0)
     style = _CjkStampStyle(stamp=stamp, font=stamp_font()) if stamp is not None else None
-    signer = _IdentitySigner(identity)
+    signer = IdentitySigner(identity)
     context = _signing_context(
         trust_roots, [*identity.chain, *_tsa_chain(timestamper)], revocation, signing_time
     )

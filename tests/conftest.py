@@ -103,7 +103,13 @@ def cipher(keyring: Keyring) -> FieldCipher:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=database_url)
+    # No scheduled checkpoints: the tests share one connection, a background writer would
+    # race them (tests/evaluation/test_checkpoints.py drives the writer itself).
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        audit_checkpoint_every_s=0,
+    )
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -12,12 +13,15 @@ from api.schemas.admin import (
     AuditPageOut,
     CenterOut,
     ChainReportOut,
+    CheckpointOut,
+    CheckpointProblemOut,
     IssuedTokenOut,
     TokenCreate,
     TokenOut,
 )
-from evaluation import audit, centers
+from evaluation import audit, centers, checkpoints
 from evaluation import staff as staff_tokens
+from models.tables import AuditCheckpoint
 
 router = APIRouter(prefix="/api/v1")
 
@@ -94,4 +98,49 @@ def audit_entries(
 def verify_audit_chain(staff: AuditReader, db: Db) -> ChainReportOut:
     """Recompute this center's hash chain; `first_bad_seq` names the first wrong entry."""
     report = audit.verify_chain(db, staff.center_id)
-    return ChainReportOut(**vars(report))
+    against = checkpoints.verify_against(db, staff.center_id)
+    return ChainReportOut(
+        **{**vars(report), "ok": report.ok and against.ok},
+        checkpoints_checked=against.checked,
+        checkpoint_problems=[CheckpointProblemOut(**p.as_json()) for p in against.problems],
+    )
+
+
+def _checkpoint_out(row: AuditCheckpoint) -> CheckpointOut:
+    return CheckpointOut(
+        id=row.id,
+        seq=row.seq,
+        head_hash=row.head_hash,
+        statement=row.statement,
+        signature=base64.b64encode(row.signature_der).decode(),
+        reason=row.reason,
+        created_at=row.created_at,
+    )
+
+
+@router.get("/audit/checkpoints", response_model=list[CheckpointOut], tags=["audit"])
+def list_checkpoints(
+    staff: AuditReader,
+    db: Db,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[CheckpointOut]:
+    """The signed checkpoints of this center's chain, oldest first: keep copies outside
+    EvalSign; `openssl cms -verify -binary -content statement.json -inform DER` checks one
+    against the center root."""
+    rows = checkpoints.list_checkpoints(db, staff.center_id, after_seq, limit)
+    return [_checkpoint_out(row) for row in rows]
+
+
+@router.post(
+    "/audit/checkpoints",
+    response_model=CheckpointOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["audit"],
+)
+def write_checkpoint(staff: Admin, db: Db, services: ServicesDep) -> CheckpointOut:
+    """Sign the chain's head now (returns the last checkpoint if nothing was added since)."""
+    row = checkpoints.write_checkpoint(
+        db, services.clock, services.vault, services.pki, staff.center_id, "on-demand"
+    )
+    return _checkpoint_out(row)

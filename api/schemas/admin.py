@@ -57,10 +57,30 @@ class AuditPageOut(BaseModel):
     next_after_seq: int | None
 
 
+class CheckpointProblemOut(BaseModel):
+    seq: int
+    problem: str = Field(
+        description="signature-invalid, statement-mismatch, entries-missing or entry-changed"
+    )
+    detail: str
+
+
 class ChainReportOut(BaseModel):
     center_id: str
-    ok: bool
+    ok: bool = Field(description="The chain is intact and agrees with every checkpoint")
     entries_checked: int
     head_seq: int | None
     first_bad_seq: int | None
     reason: str | None
+    checkpoints_checked: int = 0
+    checkpoint_problems: list[CheckpointProblemOut] = []
+
+
+class CheckpointOut(BaseModel):
+    id: str
+    seq: int
+    head_hash: str
+    statement: str = Field(description="The canonical JSON that was signed")
+    signature: str = Field(description="Base64 DER detached CMS over the statement")
+    reason: str
+    created_at: datetime

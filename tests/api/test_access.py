@@ -158,6 +158,8 @@ ROUTES = [
     Route("POST", "/api/v1/projects/{project_id}/report", OPERATOR, 404),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
+    Route("GET", "/api/v1/audit/checkpoints", REVIEWERS, 200),
+    Route("POST", "/api/v1/audit/checkpoints", ADMIN, 201),
 ]
 
 

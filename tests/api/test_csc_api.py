@@ -388,7 +388,12 @@ class TestRsa:
     def settings(self, tmp_path: Any, database_url: str) -> Any:
         from models.settings import Settings
 
-        return Settings(data_dir=tmp_path, database_url=database_url, pki_algorithm="rsa-3072")
+        return Settings(
+            data_dir=tmp_path,
+            database_url=database_url,
+            audit_checkpoint_every_s=0,
+            pki_algorithm="rsa-3072",
+        )
 
     @pytest.mark.slow
     def test_rsa_credentials_sign_with_pkcs1_v15(

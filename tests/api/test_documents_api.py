@@ -367,7 +367,12 @@ def test_uploads_over_the_limit_are_refused(
     from evaluation.document_store import DocumentStore, UploadTooLarge
     from models.settings import Settings
 
-    small = Settings(data_dir=tmp_path, database_url=database_url, document_max_bytes=2048)
+    small = Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        audit_checkpoint_every_s=0,
+        document_max_bytes=2048,
+    )
     with TestClient(
         create_app(build_services(small, keyring=keyring)), raise_server_exceptions=False
     ) as app:

@@ -393,7 +393,12 @@ class TestRetention:
     def settings(self, tmp_path: Any, database_url: str) -> Any:
         from models.settings import Settings
 
-        return Settings(data_dir=tmp_path, database_url=database_url, liveness_retain_frames=True)
+        return Settings(
+            data_dir=tmp_path,
+            database_url=database_url,
+            audit_checkpoint_every_s=0,
+            liveness_retain_frames=True,
+        )
 
     def test_frames_are_kept_encrypted(
         self,

@@ -49,6 +49,7 @@ def settings(tmp_path: Path, database_url: str, softhsm_token: SoftHsmToken) -> 
     return Settings(
         data_dir=tmp_path,
         database_url=database_url,
+        audit_checkpoint_every_s=0,
         vault_backend="pkcs11",
         pkcs11_module=softhsm_token.module,
         pkcs11_token_label=softhsm_token.label,

@@ -299,6 +299,7 @@ class TestDeclines:
         return Settings(
             data_dir=tmp_path,
             database_url=database_url,
+            audit_checkpoint_every_s=0,
             draw_decline_limit=1,
             draw_cooldown_days=0,
         )

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from signing import certificates as profiles
 from signing.pades import (
     FONT_ENV,
+    IdentitySigner,
     InProcessTimeStamper,
     PdfRejected,
     RevocationMaterial,
@@ -32,7 +33,6 @@ from signing.pades import (
     Stamp,
     StampError,
     ValidationReport,
-    _IdentitySigner,
     add_document_timestamp,
     check_pdf,
     sign_in_place,
@@ -399,7 +399,7 @@ def test_dry_runs_never_call_sign_digest(pki: Pki, tmp_path: Path) -> None:
     # pyHanko signs twice (a dry run to size the signature, then for real): one SAD.
     assert len(pki.calls) == before + 1
 
-    ec_signer, rsa_signer = _IdentitySigner(pki.identity(0)), _IdentitySigner(pki.identity(2))
+    ec_signer, rsa_signer = IdentitySigner(pki.identity(0)), IdentitySigner(pki.identity(2))
     ec_dummy = asyncio.run(ec_signer.async_sign_raw(b"attrs", "sha256", dry_run=True))
     rsa_dummy = asyncio.run(rsa_signer.async_sign_raw(b"attrs", "sha256", dry_run=True))
     assert (len(ec_dummy), len(rsa_dummy)) == (72, 384)

@@ -1,0 +1,66 @@
+"""Work the service does on its own: the scheduled audit checkpoints.
+
+One thread per process wakes up every `tick` and signs the head of each center's chain
+when a checkpoint is due. Several workers may race for the same head; the unique
+(center, seq) constraint lets one win and the others skip.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import transaction
+from api.services import Services
+from evaluation import centers, checkpoints
+
+log = logging.getLogger("evalsign.jobs")
+
+
+class CheckpointWriter:
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        self.services = services
+        self.policy = checkpoints.CheckpointPolicy(
+            every_entries=settings.audit_checkpoint_every_entries,
+            every=timedelta(seconds=settings.audit_checkpoint_every_s),
+        )
+        self.tick = min(60.0, max(1.0, settings.audit_checkpoint_every_s / 4))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def run_once(self) -> int:
+        """Sign every center's head that is due; returns how many checkpoints were written."""
+        services = self.services
+        written = 0
+        with transaction(services, read_only=True) as db:
+            ids = [center.id for center in centers.list_centers(db)]
+        for center_id in ids:
+            try:
+                with transaction(services) as db:
+                    if not checkpoints.due(db, center_id, self.policy, services.clock.now()):
+                        continue
+                    checkpoints.write_checkpoint(
+                        db, services.clock, services.vault, services.pki, center_id, "scheduled"
+                    )
+                    written += 1
+            except IntegrityError:
+                log.info("another worker signed center %s's head first", center_id)
+        return written
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self.run_once()
+            except Exception:  # the next tick tries again; a failure must not end the thread
+                log.exception("scheduled audit checkpoint failed")
