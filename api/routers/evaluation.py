@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, bearer_token
 from api.errors import ValidationFailed
 from api.logs import request_id_var
-from api.routers.tasks import ScanChallengeOut
-from api.schemas.liveness import CaptureOut
+from api.routers.tasks import ScanChallengeOut, challenge_out
 from evaluation import audit, evaluating, liveness, projects, reports, sign_in
 from models.tables import Document, EvaluationSession, Expert, Project, ScoreSheet
 
@@ -292,17 +291,7 @@ def fresh_face_check(
     issued = liveness.issue_challenge(
         db, caller, services.clock, services.cipher, engine, services.liveness, [me.expert_id]
     )
-    challenge = issued.challenge
-    return ScanChallengeOut(
-        id=challenge.id,
-        nonce=issued.nonce,
-        mode=challenge.mode,
-        actions=challenge.actions,
-        issued_at=challenge.issued_at,
-        expires_at=challenge.expires_at,
-        capture=CaptureOut.model_validate(challenge.capture),
-        submit_url=f"/api/v1/face/challenges/{challenge.id}/frames",
-    )
+    return challenge_out(issued)
 
 
 # --- the operator's part ------------------------------------------------------------------

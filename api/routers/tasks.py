@@ -192,6 +192,20 @@ class ScanChallengeOut(BaseModel):
     submit_url: str
 
 
+def challenge_out(issued: liveness.IssuedChallenge) -> ScanChallengeOut:
+    challenge = issued.challenge
+    return ScanChallengeOut(
+        id=challenge.id,
+        nonce=issued.nonce,
+        mode=challenge.mode,
+        actions=challenge.actions,
+        issued_at=challenge.issued_at,
+        expires_at=challenge.expires_at,
+        capture=CaptureOut.model_validate(challenge.capture),
+        submit_url=f"/api/v1/face/challenges/{challenge.id}/frames",
+    )
+
+
 @router.post(
     "/api/v1/scan/challenge", response_model=ScanChallengeOut, status_code=status.HTTP_201_CREATED
 )
@@ -210,17 +224,7 @@ def scan_challenge(
         services.settings.scan_max_challenges,
         request_id_var.get(),
     )
-    challenge = issued.challenge
-    return ScanChallengeOut(
-        id=challenge.id,
-        nonce=issued.nonce,
-        mode=challenge.mode,
-        actions=challenge.actions,
-        issued_at=challenge.issued_at,
-        expires_at=challenge.expires_at,
-        capture=CaptureOut.model_validate(challenge.capture),
-        submit_url=f"/api/v1/face/challenges/{challenge.id}/frames",
-    )
+    return challenge_out(issued)
 
 
 class SignInIn(BaseModel):

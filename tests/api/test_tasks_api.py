@@ -235,7 +235,9 @@ def test_a_second_device_must_verify_and_is_flagged(committee: Committee, db: Se
     committee.sign_in(member, "phone-bbbb-0002", accept=False)
     sessions = (
         db.execute(
-            select(EvaluationSession).where(EvaluationSession.expert_id == member["expert_id"])
+            select(EvaluationSession)
+            .where(EvaluationSession.expert_id == member["expert_id"])
+            .order_by(EvaluationSession.device_id)
         )
         .scalars()
         .all()
