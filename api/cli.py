@@ -232,6 +232,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from evaluation.evidence import verify_file
+
+    report = verify_file(Path(args.package), Path(args.root) if args.root else None)
+    _print({"ok": report.ok, "checks": report.checks})
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: EVALSIGN_DATA_DIR or ./var)")
@@ -291,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, help="default: EVALSIGN_FACE_MATCH_THRESHOLD")
     evaluate.set_defaults(handler=cmd_face_eval)
 
+    evidence_cmd = commands.add_parser("evidence", help="evidence packages").add_subparsers(
+        dest="evidence_command", required=True
+    )
+    evidence_verify = evidence_cmd.add_parser(
+        "verify", help="check an evidence package: signatures, hashes, proof, audit chain"
+    )
+    evidence_verify.add_argument("package")
+    evidence_verify.add_argument(
+        "--root", help="the center root certificate (PEM), obtained from the center itself"
+    )
+    evidence_verify.set_defaults(handler=cmd_evidence_verify)
     demo = commands.add_parser(
         "demo", help="run the whole evaluation job on a fresh instance and print each step"
     )

@@ -34,6 +34,7 @@ from api.app import create_app
 from api.instance import initialize, prepare
 from api.services import build_services, load_stamp_font
 from evaluation import draw
+from evaluation.evidence import verify_package
 from evaluation.identity import credit_code_check_char, id_number_check_digit
 from face import synthetic
 from face.samples import BGR, encode, sample_portraits
@@ -498,12 +499,22 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
     )
     draw.verify_proof(proof)
     say("12. 抽取证明复核通过（evalsign-draw-v1，任何人可用 evalsign draw verify 复算）")
+    package: bytes = api.call(
+        "GET", f"/api/v1/projects/{project['id']}/evidence", 200, headers=supervisor
+    )
+    checked = verify_package(package)
+    if not checked.ok:
+        raise DemoFailed(f"the evidence package does not check out: {checked.checks}")
+    say(f"13. 证据包 {len(package) // 1024} KB：" + "，".join(f"{k} ok" for k in checked.checks))
     if out is not None:
         (out / "report.pdf").write_bytes(signed_pdf)
+        (out / "evidence.zip").write_bytes(package)
         (out / "draw-proof.json").write_text(
             json.dumps(proof, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
-        say(f"    已写出 {out}/report.pdf、draw-proof.json、summary.json、room-qr.png")
+        say(
+            f"    已写出 {out}/report.pdf、evidence.zip、draw-proof.json、summary.json、room-qr.png"
+        )
     return {
         "center": CENTER,
         "project": {"id": project["id"], "code": code, "status": final["status"]},
@@ -525,4 +536,5 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
             "document_timestamps": len(verdict["document_timestamps"]),
             "bytes": len(signed_pdf),
         },
+        "evidence": {"bytes": len(package), "checks": checked.checks},
     }

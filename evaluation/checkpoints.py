@@ -63,7 +63,7 @@ def latest(db: Session, center_id: str) -> AuditCheckpoint | None:
     ).scalar_one_or_none()
 
 
-def _identity(db: Session, vault: Vault, center_id: str) -> tuple[SigningIdentity, str]:
+def signing_identity(db: Session, vault: Vault, center_id: str) -> tuple[SigningIdentity, str]:
     row = pki.service_certificate(db, center_id, Profile.AUDIT_CHECKPOINT)
     issuing = db.get(Authority, row.authority_id)
     assert issuing is not None
@@ -100,7 +100,7 @@ def write_checkpoint(
         return previous
     now = clock.now().replace(microsecond=0)
     statement = statement_of(center_id, head.last_seq, head.last_hash, now)
-    identity, certificate_id = _identity(db, vault, center_id)
+    identity, certificate_id = signing_identity(db, vault, center_id)
     timestamper = InProcessTimeStamper(
         pki.time_stamp_authority(db, vault, policy, center_id), clock.now
     )

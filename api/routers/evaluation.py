@@ -7,14 +7,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, status
+from fastapi import APIRouter, Depends, Header, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, bearer_token
+from api.deps import (
+    AnyStaff,
+    AuditReader,
+    Db,
+    FaceEngineDep,
+    Operator,
+    ServicesDep,
+    bearer_token,
+    transaction,
+)
 from api.errors import ValidationFailed
 from api.logs import request_id_var
 from api.routers.tasks import ScanChallengeOut, challenge_out
-from evaluation import audit, evaluating, liveness, projects, reports, sign_in
+from evaluation import audit, evaluating, evidence, liveness, projects, reports, sign_in
 from models.tables import Document, EvaluationSession, Expert, Project, ScoreSheet
 
 router = APIRouter(tags=["evaluation"])
@@ -434,4 +443,36 @@ def refuse_to_sign(me: Me, db: Db, services: ServicesDep) -> RefusalOut:
         slot_id=slot.id,
         status=slot.status,
         deemed="dissent on record" if dissent else "agreement",
+    )
+
+
+# --- the evidence package -----------------------------------------------------------------
+
+
+@router.get(
+    "/api/v1/projects/{project_id}/evidence",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def evidence_package(project_id: str, staff: AuditReader, services: ServicesDep) -> Response:
+    """A zip with the signed report, the draw proof, the project's audit chain up to a
+    signed checkpoint, the face verification records, certificates, CRLs and a signed
+    manifest; its README says how to check each part with open tools."""
+    # A write transaction: a checkpoint covering the project's last entry may be signed
+    # now, and a stale CRL reissued.
+    with transaction(services) as db:
+        name, data = evidence.build_package(
+            db,
+            services.clock,
+            services.vault,
+            services.pki,
+            services.documents.store,
+            staff.center_id,
+            project_id,
+            staff.role.value,
+        )
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -156,6 +156,7 @@ ROUTES = [
     ),
     Route("GET", "/api/v1/projects/{project_id}/results", ALL, 404),
     Route("POST", "/api/v1/projects/{project_id}/report", OPERATOR, 404),
+    Route("GET", "/api/v1/projects/{project_id}/evidence", REVIEWERS, 404),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/checkpoints", REVIEWERS, 200),

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, func, select
 
 from api.demo import NAMES, run_demo
 from evaluation import audit
+from evaluation.evidence import verify_package
 from models.settings import Settings
 from models.tables import AuditEntry, Center, FaceVerification, Project
 
@@ -82,6 +83,8 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
         == summary["project"]
     )
     assert (out / "room-qr.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(summary["evidence"]["checks"].values()) == {"ok"}
+    assert verify_package((out / "evidence.zip").read_bytes()).ok
 
     # What supervisors review: every face check the phones made, and an intact log.
     engine = create_engine(isolated_database_url)

@@ -169,3 +169,87 @@ def test_a_refusal_without_dissent_is_deemed_agreement(aggregated: Committee, db
         f"/api/v1/projects/{committee.project_id}", headers=committee.operator
     ).json()
     assert project["status"] == "evaluating"
+
+
+def _rezip(data: bytes, name: str, change: Any) -> bytes:
+    import io
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for item in source.namelist():
+            content = source.read(item)
+            target.writestr(item, change(content) if item == name else content)
+    return out.getvalue()
+
+
+def test_the_evidence_package_checks_out_and_catches_edits(
+    aggregated: Committee, db: Session, clock: FrozenClock, tmp_path: Path
+) -> None:
+    import io
+    import json
+    import zipfile
+
+    from evaluation.evidence import verify_package
+
+    committee, client = aggregated, aggregated.client
+    report = client.post(
+        "/api/v1/evaluation/report", headers=committee.phones[committee.members[0]["assignment_id"]]
+    ).json()
+    for member in committee.members:
+        phone = phone_of(
+            db, clock, committee.center, member["expert_id"], f"ev-{member['assignment_id'][:8]}"
+        )
+        assert sign(client, report["document_id"], phone).status_code == 201
+    supervisor = committee.center.headers(Role.SUPERVISOR)
+    fetched = client.get(f"/api/v1/projects/{committee.project_id}/evidence", headers=supervisor)
+    assert fetched.status_code == 200, fetched.text
+    assert fetched.headers["content-type"] == "application/zip"
+    package = fetched.content
+    names = set(zipfile.ZipFile(io.BytesIO(package)).namelist())
+    assert {
+        "README.md",
+        "manifest.json",
+        "manifest.json.p7s",
+        "report/report.pdf",
+        "draw/draw-proof.json",
+        "audit/chain.jsonl",
+        "audit/checkpoint.p7s",
+        "verifications/verifications.json",
+        "certificates/ca-root.pem",
+    } <= names
+    checked = verify_package(package)
+    assert checked.ok, checked.checks
+    chain = zipfile.ZipFile(io.BytesIO(package)).read("audit/chain.jsonl").decode().splitlines()
+    actions = [json.loads(line)["action"] for line in chain if json.loads(line)["this_project"]]
+    assert "evaluation.aggregated" in actions and "project.completed" in actions
+
+    # The command line agrees, given the root from the center.
+    path = tmp_path / "evidence.zip"
+    path.write_bytes(package)
+    root = tmp_path / "root.pem"
+    root.write_bytes(zipfile.ZipFile(io.BytesIO(package)).read("certificates/ca-root.pem"))
+    import sys
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "api.cli", "evidence", "verify", str(path), "--root", str(root)],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+
+    # Edits are caught: a changed file, and an audit line rewritten with its hash.
+    swapped = _rezip(package, "report/report.pdf", lambda b: b.replace(b"%%EOF", b"%%EOF\n%x"))
+    assert verify_package(swapped).checks["file hashes"].startswith("differ")
+
+    def edit_line(content: bytes) -> bytes:
+        lines = content.decode().splitlines()
+        entry = json.loads(lines[1])
+        entry["actor"] = "someone-else"
+        lines[1] = json.dumps(entry, ensure_ascii=False)
+        return ("\n".join(lines) + "\n").encode()
+
+    edited = verify_package(_rezip(package, "audit/chain.jsonl", edit_line))
+    assert edited.checks["audit chain"] != "ok"
+    assert edited.checks["file hashes"] != "ok"
