@@ -14,6 +14,7 @@ from api.jobs import CheckpointWriter
 from api.middleware import RequestContextMiddleware
 from api.routers import (
     admin,
+    anomalies,
     csc,
     documents,
     evaluation,
@@ -94,4 +95,5 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(tasks.router)
     app.include_router(evaluation.router)
+    app.include_router(anomalies.router)
     return app

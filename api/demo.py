@@ -436,7 +436,7 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
             bidder: {
                 # Bidders differ, and members differ in how they see them.
                 c["name"]: round(
-                    float(c["max_points"]) * (0.60 + 0.08 * b + 0.03 * ((b + m) % 3)), 1
+                    float(c["max_points"]) * (0.60 + 0.08 * b + 0.03 * ((b + m) % 5)), 1
                 )
                 for c in CRITERIA
             }

@@ -93,11 +93,11 @@ def _related_ids(db: Session, project: Project) -> set[str]:
         ids.add(project.report_document_id)
     for model in (Draw, Assignment, ScanSession, EvaluationSession, RecusalDeclaration):
         ids.update(db.execute(select(model.id).where(model.project_id == project.id)).scalars())
-    ids.update(_verification_ids(db, project))
+    ids.update(verification_ids_of(db, project))
     return ids
 
 
-def _verification_ids(db: Session, project: Project) -> set[str]:
+def verification_ids_of(db: Session, project: Project) -> set[str]:
     scans = select(ScanSession.id).where(ScanSession.project_id == project.id)
     found = set(
         db.execute(
@@ -322,7 +322,7 @@ def build_package(
         "audit/checkpoint-statement.json": checkpoint.statement.encode(),
         "audit/checkpoint.p7s": checkpoint.signature_der,
         "verifications/verifications.json": json.dumps(
-            _verifications(db, _verification_ids(db, project)), ensure_ascii=False, indent=2
+            _verifications(db, verification_ids_of(db, project)), ensure_ascii=False, indent=2
         ).encode(),
     }
     if project.report_document_id:

@@ -123,6 +123,16 @@ class Settings(BaseSettings):
     # scheduled writer off (checkpoints on demand still work).
     audit_checkpoint_every_entries: int = Field(default=1000, ge=1)
     audit_checkpoint_every_s: int = Field(default=3600, ge=0)
+
+    # Anomaly flags for supervisors (EVALSIGN_ANOMALY_*): how many experts of one remote
+    # evaluation may share an address, how many failed face checks before a pass are worth
+    # a look, how close two score sheets may be (mean points apart per value), how close
+    # to the match threshold a pass counts as borderline, and how early a sign-in may be.
+    anomaly_shared_ip_experts: int = Field(default=3, ge=2)
+    anomaly_failures_before_pass: int = Field(default=3, ge=1)
+    anomaly_sheet_difference_points: float = Field(default=0.5, ge=0)
+    anomaly_borderline_margin: float = Field(default=0.03, ge=0, le=0.5)
+    anomaly_early_sign_in_minutes: int = Field(default=60, ge=0)
     draw_decline_window_days: int = Field(default=365, ge=1, le=3650)
 
     @model_validator(mode="after")

@@ -703,3 +703,32 @@ class Dissent(Base):
     expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class AnomalyFlag(Base):
+    """A pattern supervisors should look at (a shared device, identical score sheets, ...):
+    the rule, its evidence and an explanation. Acknowledged or resolved with a note, never
+    deleted."""
+
+    __tablename__ = "anomaly_flags"
+    __table_args__ = (
+        UniqueConstraint("center_id", "rule", "key"),
+        CheckConstraint("severity IN ('low', 'medium', 'high')", name="severity"),
+        CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status"),
+        Index("ix_anomaly_flags_center_status", "center_id", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(300))  # what makes two findings the same
+    severity: Mapped[str] = mapped_column(String(10))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    explanation_zh: Mapped[str] = mapped_column(Text)
+    explanation_en: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    note: Mapped[str | None] = mapped_column(Text)
+    handled_by: Mapped[str | None] = mapped_column(String(100))
+    handled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]

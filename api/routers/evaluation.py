@@ -22,6 +22,7 @@ from api.deps import (
 )
 from api.errors import ValidationFailed
 from api.logs import request_id_var
+from api.routers.anomalies import raise_for
 from api.routers.tasks import ScanChallengeOut, challenge_out
 from evaluation import audit, evaluating, evidence, liveness, projects, reports, sign_in
 from models.tables import Document, EvaluationSession, Expert, Project, ScoreSheet
@@ -221,7 +222,10 @@ def save_scores(body: ScoresIn, me: Me, db: Db, services: ServicesDep) -> SheetO
 @router.post("/api/v1/evaluation/scores/submit", response_model=SheetOut)
 def submit_scores(me: Me, db: Db, services: ServicesDep) -> SheetOut:
     """Submit the sheet: complete, and locked from now on."""
-    return _sheet_out(evaluating.submit_scores(db, services.clock, me))
+    sheet = evaluating.submit_scores(db, services.clock, me)
+    caller = audit.Caller(me.center_id, f"expert:{me.expert_id}", "expert", request_id_var.get())
+    raise_for(db, services, caller, me.project_id)
+    return _sheet_out(sheet)
 
 
 class VoteIn(BaseModel):

@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Db, FaceEngineDep, Operator, ServicesDep, bearer_token
 from api.logs import request_id_var
+from api.routers.anomalies import raise_for
 from api.schemas.liveness import CaptureOut
-from evaluation import centers, liveness, sign_in, tasks
+from evaluation import audit, centers, liveness, sign_in, tasks
 from models.tables import ScanSession
 
 router = APIRouter(tags=["tasks"])
@@ -272,6 +273,10 @@ def scan_sign_in(
         _seconds(services.settings.evaluation_session_ttl_s),
         request_id_var.get(),
     )
+    caller = audit.Caller(
+        scan.center_id, f"expert:{face.expert_id}", "expert", request_id_var.get()
+    )
+    raise_for(db, services, caller, signed.project.id)
     return SignInOut(
         evaluation_token=signed.token,
         session_id=signed.session.id,

@@ -160,6 +160,16 @@ ROUTES = [
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/checkpoints", REVIEWERS, 200),
+    Route("GET", "/api/v1/anomalies", REVIEWERS, 200),
+    Route(
+        "POST",
+        "/api/v1/anomalies/{flag_id}/acknowledge",
+        REVIEWERS,
+        404,
+        json={"note": "已核实"},
+    ),
+    Route("POST", "/api/v1/anomalies/{flag_id}/resolve", REVIEWERS, 404, json={"note": "已核实"}),
+    Route("POST", "/api/v1/projects/{project_id}/anomalies/recompute", REVIEWERS, 404),
     Route("POST", "/api/v1/audit/checkpoints", ADMIN, 201),
 ]
 
@@ -263,6 +273,7 @@ def ids(
         "project_id": "00000000-0000-0000-0000-000000000000",
         "draw_id": "00000000-0000-0000-0000-000000000000",
         "assignment_id": "00000000-0000-0000-0000-000000000000",
+        "flag_id": "00000000-0000-0000-0000-000000000000",
     }
 
 

@@ -20,7 +20,7 @@ from api.demo import NAMES, run_demo
 from evaluation import audit
 from evaluation.evidence import verify_package
 from models.settings import Settings
-from models.tables import AuditEntry, Center, FaceVerification, Project
+from models.tables import AnomalyFlag, AuditEntry, Center, FaceVerification, Project
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +96,9 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
                 .where(FaceVerification.passed.is_(True))
             ).scalar_one()
             assert passed >= 10  # a sign-in and a signing check per member
+            # A clean run raises no anomaly flag.
+            flags = connection.execute(select(AnomalyFlag.rule)).scalars().all()
+            assert flags == []
             status = connection.execute(select(Project.status)).scalar_one()
             assert status == "completed"
             actions = set(connection.execute(select(AuditEntry.action)).scalars())

@@ -1,0 +1,213 @@
+"""Anomaly flags: each rule on records built for it, raised when the records appear (sign-in,
+submitted scores) or on demand, never twice, and handled by supervisors with a note."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.services import Services
+from evaluation.staff import Role, hash_token
+from models.clock import FrozenClock
+from models.tables import (
+    AnomalyFlag,
+    EvaluationSession,
+    FaceChallenge,
+    FaceVerification,
+    ScanSession,
+)
+from tests.api.committee import Committee, build_committee
+from tests.api.helpers import assert_problem
+from tests.factories import CenterWithStaff
+
+
+@pytest.fixture
+def committee(
+    client: TestClient,
+    center: CenterWithStaff,
+    db: Session,
+    clock: FrozenClock,
+    services: Services,
+) -> Committee:
+    return build_committee(client, center, db, clock, services)
+
+
+def _flags(committee: Committee, **query: str) -> list[dict[str, Any]]:
+    response = committee.client.get(
+        "/api/v1/anomalies",
+        params={"project_id": committee.project_id, **query},
+        headers=committee.center.headers(Role.SUPERVISOR),
+    )
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = response.json()
+    return rows
+
+
+def _recompute(committee: Committee) -> list[dict[str, Any]]:
+    response = committee.client.post(
+        f"/api/v1/projects/{committee.project_id}/anomalies/recompute",
+        headers=committee.center.headers(Role.SUPERVISOR),
+    )
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = response.json()
+    return rows
+
+
+def _check(
+    db: Session,
+    committee: Committee,
+    expert_id: str,
+    *,
+    passed: bool,
+    similarity: float = 0.8,
+    ip: str = "127.0.0.1",
+    device: str = "phone-x",
+) -> None:
+    """A face check of the project (tied to a scan of it), as the liveness route stores it."""
+    now = committee.clock.now()
+    scan = ScanSession(
+        center_id=committee.center.id,
+        project_id=committee.project_id,
+        kind="room",
+        token_hash=hash_token(secrets.token_hex(8)),
+        device_id=device,
+        created_at=now,
+        expires_at=now + timedelta(minutes=5),
+    )
+    db.add(scan)
+    db.flush()
+    challenge = FaceChallenge(
+        center_id=committee.center.id,
+        mode="1:1",
+        expert_ids=[expert_id],
+        actions=["blink", "nod"],
+        nonce_hash=hash_token(secrets.token_hex(8)),
+        capture={},
+        issued_by="test",
+        issued_at=now,
+        expires_at=now,
+        used_at=now,
+        scan_session_id=scan.id,
+    )
+    db.add(challenge)
+    db.flush()
+    db.add(
+        FaceVerification(
+            center_id=committee.center.id,
+            challenge_id=challenge.id,
+            mode="1:1",
+            candidate_ids=[expert_id],
+            expert_id=expert_id,
+            passed=passed,
+            reasons=[] if passed else ["action-not-seen"],
+            checks=[],
+            similarity=similarity,
+            model_id="test",
+            device_id=device,
+            device={"id": device},
+            client_ip=ip,
+            user_agent="test",
+            frame_count=0,
+            frame_hashes=[],
+            frames=[],
+            frames_retained=False,
+            created_at=now,
+        )
+    )
+    db.commit()
+    committee.clock.advance(timedelta(seconds=1))
+
+
+def test_one_phone_for_two_experts_is_flagged_at_sign_in(committee: Committee) -> None:
+    committee.sign_in(committee.members[0], "phone-shared-01")
+    assert _flags(committee) == []
+    committee.sign_in(committee.members[1], "phone-shared-01")
+    [flag] = _flags(committee)
+    assert flag["rule"] == "shared-device" and flag["severity"] == "high"
+    assert sorted(flag["evidence"]["experts"]) == sorted(
+        m["expert_id"] for m in committee.members[:2]
+    )
+    assert "代评" in flag["explanation_zh"] and "proxy" in flag["explanation_en"]
+    assert _recompute(committee) == []  # found again, not raised again
+
+
+def test_one_expert_on_two_devices_is_flagged(committee: Committee) -> None:
+    committee.sign_in(committee.members[0], "phone-aaaa-1111")
+    committee.sign_in(committee.members[0], "phone-bbbb-2222", accept=False)
+    assert [f["rule"] for f in _flags(committee)] == ["two-devices"]
+
+
+def test_identical_and_nearly_identical_sheets_are_flagged(committee: Committee) -> None:
+    phones = []
+    for member in committee.members[:3]:
+        headers = committee.sign_in(member)
+        committee.declare_no_conflict(headers)
+        phones.append(headers)
+    sheets = [committee.full_sheet(0), committee.full_sheet(0), committee.full_sheet(0.25)]
+    for headers, points in zip(phones, sheets, strict=True):
+        saved = committee.client.put(
+            "/api/v1/evaluation/scores", json={"points": points}, headers=headers
+        )
+        assert saved.status_code == 200
+        submitted = committee.client.post("/api/v1/evaluation/scores/submit", headers=headers)
+        assert submitted.status_code == 200
+    flags = [f for f in _flags(committee) if f["rule"] == "similar-sheets"]
+    severities = sorted(f["severity"] for f in flags)
+    # 0-0 identical (high); 0-0.25 twice, 0.25 apart on average (medium).
+    assert severities == ["high", "medium", "medium"], flags
+
+
+def test_face_check_patterns_are_flagged(committee: Committee, db: Session) -> None:
+    a, b, c = (m["expert_id"] for m in committee.members[:3])
+    for _ in range(3):
+        _check(db, committee, a, passed=False, device="phone-a")
+    _check(db, committee, a, passed=True, device="phone-a")
+    _check(db, committee, b, passed=True, similarity=0.41, device="phone-b")
+    for expert, device in ((a, "phone-a"), (b, "phone-b"), (c, "phone-c")):
+        _check(db, committee, expert, passed=True, ip="203.0.113.7", device=device)
+    new = _recompute(committee)
+    rules = sorted(f["rule"] for f in new)
+    assert rules == ["borderline-pass", "failures-before-pass", "shared-address"], new
+    failures = next(f for f in new if f["rule"] == "failures-before-pass")
+    assert len(failures["evidence"]["failed_verifications"]) == 3
+    shared = next(f for f in new if f["rule"] == "shared-address")
+    assert shared["evidence"]["client_ip"] == "203.0.113.7"
+
+
+def test_a_sign_in_outside_the_window_is_flagged(committee: Committee, db: Session) -> None:
+    committee.sign_in(committee.members[0])
+    session = db.execute(select(EvaluationSession)).scalar_one()
+    session.created_at = session.created_at + timedelta(hours=11)  # after the end
+    db.commit()
+    assert [f["rule"] for f in _recompute(committee)] == ["outside-window"]
+
+
+def test_supervisors_acknowledge_and_resolve_with_a_note(committee: Committee, db: Session) -> None:
+    committee.sign_in(committee.members[0], "phone-shared-02")
+    committee.sign_in(committee.members[1], "phone-shared-02")
+    [flag] = _flags(committee)
+    supervisor = committee.center.headers(Role.SUPERVISOR)
+    path = f"/api/v1/anomalies/{flag['id']}"
+    assert_problem(
+        committee.client.post(f"{path}/acknowledge", json={}, headers=supervisor),
+        422,
+        "validation-failed",
+    )
+    seen = committee.client.post(
+        f"{path}/acknowledge", json={"note": "已电话联系两位专家"}, headers=supervisor
+    )
+    assert seen.json()["status"] == "acknowledged"
+    done = committee.client.post(
+        f"{path}/resolve", json={"note": "两人同在评标室，借用手机，已现场核实"}, headers=supervisor
+    )
+    assert done.json()["status"] == "resolved" and done.json()["handled_by"].startswith("staff:")
+    again = committee.client.post(f"{path}/resolve", json={"note": "再次"}, headers=supervisor)
+    assert_problem(again, 409, "invalid-transition")
+    assert _flags(committee, status="resolved")[0]["id"] == flag["id"]
+    assert db.execute(select(AnomalyFlag)).scalar_one().note.startswith("两人")
