@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,8 +50,8 @@ from models.tables import (
     SignerSlot,
 )
 from signing.certificates import AUDIT_CHECKPOINT_SIGNING
-from signing.detached import DetachedSignatureInvalid, sign_detached, verify_detached
-from signing.pades import InProcessTimeStamper, PdfRejected, RevocationMaterial, validate
+from signing.detached import sign_detached, verify_detached
+from signing.pades import InProcessTimeStamper, RevocationMaterial, validate
 from signing.vault import Vault
 
 MANIFEST = "manifest.json"
@@ -376,14 +376,6 @@ class PackageReport:
         return all(value == "ok" for value in self.checks.values())
 
 
-def _load_certificates(files: dict[str, bytes]) -> dict[str, x509.Certificate]:
-    return {
-        name: x509.load_pem_x509_certificate(data)
-        for name, data in files.items()
-        if name.startswith("certificates/")
-    }
-
-
 def _check_chain(files: dict[str, bytes]) -> str:
     lines = [json.loads(line) for line in files["audit/chain.jsonl"].splitlines() if line]
     checkpoint = json.loads(files["audit/checkpoint.json"])
@@ -409,61 +401,69 @@ def _check_chain(files: dict[str, bytes]) -> str:
     return "ok"
 
 
+def _check(report: PackageReport, part: str, check: Callable[[], str]) -> None:
+    # Whatever a tampered file makes a check raise (bad JSON, a CRL whose signature fails,
+    # a truncated PDF) means that part does not check out; it must not stop the others.
+    try:
+        report.checks[part] = check()
+    except Exception as exc:
+        report.checks[part] = f"failed: {type(exc).__name__}: {exc}"
+
+
 def verify_package(data: bytes, root: x509.Certificate | None = None) -> PackageReport:
     """Check a package: the manifest's signature and every file's hash, the report's
     signatures, the draw proof, and the audit segment against its signed checkpoint.
     `root` is the center root obtained independently (default: the package's own)."""
     report = PackageReport()
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    certificates = _load_certificates(files)
-    anchor = root or certificates.get("certificates/ca-root.pem")
-    if anchor is None:
-        report.checks["root"] = "no center root: pass one"
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            files = {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError) as exc:
+        report.checks["zip"] = f"not a readable zip: {exc}"
         return report
     crls = [value for name, value in files.items() if name.startswith("crls/")]
     revocation = RevocationMaterial(crls=crls)
     oid = AUDIT_CHECKPOINT_SIGNING.dotted_string
     try:
+        anchor = root or x509.load_pem_x509_certificate(files["certificates/ca-root.pem"])
+    except (KeyError, ValueError) as exc:
+        report.checks["root"] = f"no readable center root, pass one: {exc}"
+        return report
+
+    def manifest_signature() -> str:
         verify_detached(files[MANIFEST], files[MANIFEST_SIGNATURE], [anchor], revocation, oid)
-        report.checks["manifest signature"] = "ok"
-    except (DetachedSignatureInvalid, KeyError) as exc:
-        report.checks["manifest signature"] = f"invalid: {exc}"
-    listed = json.loads(files.get(MANIFEST, b"{}")).get("files", {})
-    present = set(files) - {MANIFEST, MANIFEST_SIGNATURE}
-    wrong = sorted(
-        n
-        for n in present | set(listed)
-        if hashlib.sha256(files.get(n, b"")).hexdigest() != listed.get(n)
-    )
-    report.checks["file hashes"] = "ok" if not wrong else f"differ: {', '.join(wrong)}"
-    try:
-        verify_detached(
-            files["audit/checkpoint-statement.json"],
-            files["audit/checkpoint.p7s"],
-            [anchor],
-            revocation,
-            oid,
+        return "ok"
+
+    def file_hashes() -> str:
+        listed = json.loads(files[MANIFEST])["files"]
+        present = set(files) - {MANIFEST, MANIFEST_SIGNATURE}
+        wrong = sorted(
+            n
+            for n in present | set(listed)
+            if hashlib.sha256(files.get(n, b"")).hexdigest() != listed.get(n)
         )
-        report.checks["checkpoint signature"] = "ok"
-    except (DetachedSignatureInvalid, KeyError) as exc:
-        report.checks["checkpoint signature"] = f"invalid: {exc}"
-    try:
-        report.checks["audit chain"] = _check_chain(files)
-    except (KeyError, ValueError, TypeError) as exc:
-        report.checks["audit chain"] = f"unreadable: {exc}"
-    try:
+        return "ok" if not wrong else f"differ: {', '.join(wrong)}"
+
+    def checkpoint_signature() -> str:
+        statement = files["audit/checkpoint-statement.json"]
+        verify_detached(statement, files["audit/checkpoint.p7s"], [anchor], revocation, oid)
+        return "ok"
+
+    def draw_proof() -> str:
         algorithm.verify_proof(json.loads(files["draw/draw-proof.json"]))
-        report.checks["draw proof"] = "ok"
-    except (algorithm.ProofMismatch, KeyError, ValueError) as exc:
-        report.checks["draw proof"] = f"does not replay: {exc}"
+        return "ok"
+
+    def report_signatures() -> str:
+        verdict = validate(io.BytesIO(files["report/report.pdf"]), [anchor], revocation)
+        return "ok" if verdict.verdict == "valid" else verdict.summary
+
+    _check(report, "manifest signature", manifest_signature)
+    _check(report, "file hashes", file_hashes)
+    _check(report, "checkpoint signature", checkpoint_signature)
+    _check(report, "audit chain", lambda: _check_chain(files))
+    _check(report, "draw proof", draw_proof)
     if "report/report.pdf" in files:
-        try:
-            verdict = validate(io.BytesIO(files["report/report.pdf"]), [anchor], revocation)
-            outcome = "ok" if verdict.verdict == "valid" else verdict.summary
-        except PdfRejected as exc:
-            outcome = f"not a readable PDF: {exc}"
-        report.checks["report signatures"] = outcome
+        _check(report, "report signatures", report_signatures)
     return report
 
 

@@ -253,3 +253,7 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     edited = verify_package(_rezip(package, "audit/chain.jsonl", edit_line))
     assert edited.checks["audit chain"] != "ok"
     assert edited.checks["file hashes"] != "ok"
+    # And any other file: one byte changed anywhere fails the package.
+    for name in sorted(names):
+        changed = _rezip(package, name, lambda b: b[:-1] + bytes([b[-1] ^ 1]))
+        assert not verify_package(changed).ok, name
