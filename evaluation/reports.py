@@ -246,6 +246,13 @@ def refuse_to_sign(
     seat = evaluating.my_seat(db, me)
     if project.report_document_id is None:
         raise InvalidTransition("there is no report to sign yet")
+    # The document's row first, as signing takes it: a refusal and a signature of the same
+    # slot cannot both go through.
+    document = db.execute(
+        select(Document).where(Document.id == project.report_document_id).with_for_update()
+    ).scalar_one()
+    if document.status != "signing":
+        raise InvalidTransition(f"the report is {document.status}", current_status=document.status)
     slot = db.execute(
         select(SignerSlot).where(
             SignerSlot.document_id == project.report_document_id,

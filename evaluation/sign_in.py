@@ -15,13 +15,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from evaluation import audit, liveness
 from evaluation.errors import DomainError
 from evaluation.staff import hash_token
-from evaluation.tasks import SEATED
+from evaluation.tasks import SEATED, ScanSessionInvalid
 from face.engine import FaceEngine
 from models.clock import Clock
 from models.tables import (
@@ -193,10 +193,19 @@ def sign_in(
         flagged=second_device,
         flag_reason="second-device" if second_device else None,
         created_at=now,
-        expires_at=min(now + ttl, project.evaluation_end),
+        # Not cut at the window's end: signing the report often runs past it.
+        expires_at=now + ttl,
     )
+    # Atomic: of two sign-ins racing on one scan, one wins; the other is refused, not a 500.
+    claimed = db.execute(
+        update(ScanSession)
+        .where(ScanSession.id == scan.id, ScanSession.signed_in_at.is_(None))
+        .values(signed_in_at=now)
+        .returning(ScanSession.id)
+    ).first()
+    if claimed is None:
+        raise ScanSessionInvalid("this scan was already used to sign in; scan again")
     db.add(session)
-    scan.signed_in_at = now
     if project.status == "drawn":
         project.status = "evaluating"
         project.updated_at = now
