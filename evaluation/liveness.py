@@ -591,23 +591,3 @@ def get_verification(db: Session, center_id: str, verification_id: str) -> FaceV
     if verification is None or verification.center_id != center_id:
         raise NotFound(f"no face verification {verification_id} in this center")
     return verification
-
-
-def list_verifications(
-    db: Session,
-    center_id: str,
-    *,
-    expert_id: str | None = None,
-    passed: bool | None = None,
-    before: datetime | None = None,
-    limit: int = 50,
-) -> list[FaceVerification]:
-    query = select(FaceVerification).where(FaceVerification.center_id == center_id)
-    if expert_id is not None:
-        query = query.where(FaceVerification.expert_id == expert_id)
-    if passed is not None:
-        query = query.where(FaceVerification.passed.is_(passed))
-    if before is not None:
-        query = query.where(FaceVerification.created_at < before)
-    query = query.order_by(FaceVerification.created_at.desc(), FaceVerification.id).limit(limit)
-    return list(db.execute(query).scalars())

@@ -3,12 +3,14 @@ verified session, and unlocking an expert after repeated failures."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
 from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, ServicesDep
@@ -27,7 +29,7 @@ from api.schemas.liveness import (
     VerificationPage,
     VerificationSummaryOut,
 )
-from evaluation import liveness
+from evaluation import liveness, supervision
 from evaluation.errors import NotFound
 from evaluation.faces import image_error
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
@@ -257,22 +259,85 @@ def submit_frames(
     )
 
 
-@router.get("/api/v1/face/verifications", response_model=VerificationPage)
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "expert_id",
+    "mode",
+    "passed",
+    "reasons",
+    "similarity",
+    "device_id",
+    "client_ip",
+    "challenge_id",
+)
+
+
+@router.get(
+    "/api/v1/face/verifications",
+    response_model=VerificationPage,
+    responses={200: {"content": {"text/csv": {}}}},
+)
 def list_verifications(
     staff: AnyStaff,
     db: Db,
+    project_id: Annotated[str | None, Query(max_length=64)] = None,
     expert_id: Annotated[str | None, Query(max_length=64)] = None,
     passed: bool | None = None,
+    reason: Annotated[str | None, Query(pattern=r"^[a-z][a-z-]{1,39}$")] = None,
+    device_id: Annotated[str | None, Query(max_length=100)] = None,
+    ip: Annotated[str | None, Query(max_length=64, description="An address or CIDR range")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     before: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> VerificationPage:
-    """Face checks of this center, newest first; page on with ``before=next_before``."""
-    rows = liveness.list_verifications(
-        db, staff.center_id, expert_id=expert_id, passed=passed, before=before, limit=limit
+    cursor: Annotated[str | None, Query(max_length=120)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+    form: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> VerificationPage | Response:
+    """Face checks of this center, newest first, filtered as a supervisor searches; page on
+    with ``cursor=next_cursor``; ``format=csv`` exports the page."""
+    where = supervision.VerificationFilter(
+        project_id=project_id,
+        expert_id=expert_id,
+        passed=passed,
+        reason=reason,
+        device_id=device_id,
+        address=ip,
+        since=since,
+        until=until if before is None else before,
     )
+    position = supervision.decode_cursor(cursor) if cursor else None
+    rows = supervision.search_verifications(db, staff.center_id, where, position, limit)
+    if form == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow(
+                [
+                    row.id,
+                    row.created_at.isoformat(),
+                    row.expert_id or "",
+                    row.mode,
+                    row.passed,
+                    " ".join(row.reasons),
+                    "" if row.similarity is None else f"{row.similarity:.4f}",
+                    row.device_id,
+                    row.client_ip or "",
+                    row.challenge_id,
+                ]
+            )
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="verifications.csv"'},
+        )
     items = [VerificationSummaryOut.model_validate(row, from_attributes=True) for row in rows]
+    full = len(items) == limit
     return VerificationPage(
-        items=items, next_before=items[-1].created_at if len(items) == limit else None
+        items=items,
+        next_before=items[-1].created_at if full else None,
+        next_cursor=supervision.encode_cursor(rows[-1]) if full else None,
     )
 
 

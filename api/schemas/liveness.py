@@ -88,7 +88,8 @@ class VerificationSummaryOut(BaseModel):
 
 class VerificationPage(BaseModel):
     items: list[VerificationSummaryOut]
-    next_before: datetime | None
+    next_before: datetime | None = Field(description="Deprecated: use next_cursor")
+    next_cursor: str | None = None
 
 
 class SessionOut(BaseModel):

@@ -211,3 +211,54 @@ def test_supervisors_acknowledge_and_resolve_with_a_note(committee: Committee, d
     assert_problem(again, 409, "invalid-transition")
     assert _flags(committee, status="resolved")[0]["id"] == flag["id"]
     assert db.execute(select(AnomalyFlag)).scalar_one().note.startswith("两人")
+
+
+def test_supervisors_search_the_verification_log(committee: Committee, db: Session) -> None:
+    a, b = (m["expert_id"] for m in committee.members[:2])
+    _check(db, committee, a, passed=False, ip="203.0.113.7", device="phone-a")
+    _check(db, committee, a, passed=True, ip="203.0.113.7", device="phone-a")
+    _check(db, committee, b, passed=True, ip="198.51.100.20", device="phone-b")
+    _check(db, committee, b, passed=True, ip="198.51.100.21", device="phone-b")
+    supervisor = committee.center.headers(Role.SUPERVISOR)
+
+    def search(**query: Any) -> list[dict[str, Any]]:
+        response = committee.client.get(
+            "/api/v1/face/verifications",
+            params={"project_id": committee.project_id, **query},
+            headers=supervisor,
+        )
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    assert len(search()) == 4
+    assert [v["passed"] for v in search(expert_id=a)] == [True, False]  # newest first
+    assert [v["reasons"] for v in search(reason="action-not-seen")] == [["action-not-seen"]]
+    assert {v["client_ip"] for v in search(ip="198.51.100.0/24")} == {
+        "198.51.100.20",
+        "198.51.100.21",
+    }
+    assert [v["client_ip"] for v in search(ip="203.0.113.7", passed=True)] == ["203.0.113.7"]
+    assert len(search(device_id="phone-b")) == 2
+    # The cursor (time, id) pages on without losing or repeating a row.
+    first = committee.client.get(
+        "/api/v1/face/verifications",
+        params={"project_id": committee.project_id, "limit": 3},
+        headers=supervisor,
+    ).json()
+    rest = search(cursor=first["next_cursor"], limit=3)
+    ids = [v["id"] for v in first["items"] + rest]
+    assert len(ids) == len(set(ids)) == 4
+    exported = committee.client.get(
+        "/api/v1/face/verifications",
+        params={"project_id": committee.project_id, "format": "csv"},
+        headers=supervisor,
+    )
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.strip().splitlines()
+    assert lines[0].startswith("id,created_at,expert_id") and len(lines) == 5
+    for bad in ({"ip": "not-an-address"}, {"cursor": "garbage"}, {"reason": "DROP TABLE"}):
+        response = committee.client.get(
+            "/api/v1/face/verifications", params=bad, headers=supervisor
+        )
+        assert response.status_code == 422, (bad, response.text)
