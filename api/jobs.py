@@ -56,6 +56,8 @@ class CheckpointWriter:
                     written += 1
             except IntegrityError:
                 log.info("another worker signed center %s's head first", center_id)
+            except Exception:  # one center's trouble (no PKI yet) must not stop the others
+                log.exception("cannot write center %s's audit checkpoint", center_id)
         return written
 
     def _run(self) -> None:

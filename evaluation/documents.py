@@ -523,9 +523,9 @@ def sign_document(
 
 
 def _all_answered(slots: Sequence[SignerSlot]) -> bool:
-    """Nothing pending, and at least one signature: a refused slot (a member deemed to
-    agree, see evaluation/reports.py) does not hold the document open."""
-    return all(s.status != "pending" for s in slots) and any(s.status == "signed" for s in slots)
+    """Nothing pending: a refused slot (a member deemed to agree, see evaluation/reports.py)
+    does not hold the document open."""
+    return all(s.status != "pending" for s in slots)
 
 
 def complete_if_done(
@@ -537,10 +537,21 @@ def complete_if_done(
     slots = slots_of(db, document.id)
     if document.status != "signing" or not _all_answered(slots):
         return False
-    signed = next(s for s in slots if s.status == "signed" and s.credential_id)
-    credential = db.get(IssuedCertificate, signed.credential_id)
-    assert credential is not None
-    _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    signed = next((s for s in slots if s.status == "signed" and s.credential_id), None)
+    if signed is not None:
+        credential = db.get(IssuedCertificate, signed.credential_id)
+        assert credential is not None
+        _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    else:  # every slot refused: the time-stamp alone seals the document
+        own = db.execute(
+            select(Authority).where(
+                Authority.center_id == document.center_id, Authority.external.is_(False)
+            )
+        ).scalars()
+        revocation = pades.RevocationMaterial(
+            crls=[pki.current_crl(db, clock, context.vault, context.pki, a) for a in own]
+        )
+        roots = pki.trust_roots(db, document.center_id)
     timestamper = _timestamper(db, clock, context, document.center_id)
     context.store.prepare_append(document.id, document.size)
     _complete(db, caller, clock, context, document, timestamper, revocation, roots)

@@ -377,6 +377,9 @@ def respond(
     assignment.reason = reason
     assignment.responded_at = now
     promoted = None if accept else promote_backup(db, assignment)
+    if not accept and project.chair_assignment_id == assignment.id:
+        project.chair_assignment_id = None  # the committee chooses again
+        project.chair_chosen_by = None
     db.flush()
     audit.record(
         db,

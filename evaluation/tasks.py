@@ -36,6 +36,7 @@ OPEN_STATUSES = ("drawn", "evaluating")
 SEATED = ("invited", "accepted")
 # Room tokens a phone shows slightly early (its clock, the screen's) are still accepted.
 CLOCK_SKEW = timedelta(seconds=5)
+PERSONAL_LATE_VALIDITY = timedelta(hours=12)
 
 
 class ScanRefused(DomainError):
@@ -156,7 +157,9 @@ def personal_qr(
         token_hash=hash_token(token),
         created_by=caller.actor,
         created_at=now,
-        expires_at=project.evaluation_end,
+        # Valid through the window, and a working day past it when issued late (the
+        # report is often signed after the window closes).
+        expires_at=max(project.evaluation_end, now + PERSONAL_LATE_VALIDITY),
     )
     db.add(row)
     db.flush()

@@ -293,3 +293,21 @@ def test_nothing_is_declared_or_scored_before_the_evaluation_starts(
     clock.advance(timedelta(hours=1))
     committee.declare_no_conflict(headers)
     assert _score(committee, headers, committee.full_sheet()).status_code == 200
+
+
+def test_a_chair_who_declines_leaves_the_chair_empty(committee: Committee) -> None:
+    chair = committee.members[0]
+    appointed = committee.client.post(
+        f"/api/v1/projects/{committee.project_id}/chair",
+        json={"assignment_id": chair["assignment_id"]},
+        headers=committee.operator,
+    )
+    assert appointed.json()["chair_assignment_id"] == chair["assignment_id"]
+    headers = committee.sign_in(chair, accept=False)
+    declined = _post(
+        committee, "/api/v1/evaluation/response", headers, {"accept": False, "reason": "生病"}
+    )
+    assert declined.status_code == 200
+    other = committee.sign_in(committee.members[1])
+    overview = committee.client.get("/api/v1/evaluation", headers=other).json()
+    assert not any(seat["is_chair"] for seat in overview["committee"])

@@ -257,3 +257,30 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     for name in sorted(names):
         changed = _rezip(package, name, lambda b: b[:-1] + bytes([b[-1] ^ 1]))
         assert not verify_package(changed).ok, name
+
+
+def test_a_report_everyone_refuses_still_completes(aggregated: Committee, db: Session) -> None:
+    committee, client = aggregated, aggregated.client
+    generated = client.post(
+        f"/api/v1/projects/{committee.project_id}/report", headers=committee.operator
+    )
+    assert generated.status_code == 201, generated.text
+    for member in committee.members:
+        phone = committee.phones[member["assignment_id"]]
+        assert client.post("/api/v1/evaluation/report/refusal", headers=phone).status_code == 200
+    supervisor = committee.center.headers(Role.SUPERVISOR)
+    document = client.get(
+        f"/api/v1/documents/{generated.json()['document_id']}", headers=supervisor
+    ).json()
+    assert document["status"] == "completed"
+    assert {s["status"] for s in document["slots"]} == {"refused"}
+    project = client.get(f"/api/v1/projects/{committee.project_id}", headers=supervisor).json()
+    assert project["status"] == "completed"
+    signed = client.get(generated.json()["content_url"], headers=supervisor).content
+    verdict = client.post(
+        "/api/v1/validate",
+        files={"file": ("report.pdf", signed, "application/pdf")},
+        headers=supervisor,
+    ).json()
+    # No signature, one document time-stamp over the report as generated.
+    assert verdict["signatures"] == [] and len(verdict["document_timestamps"]) == 1
