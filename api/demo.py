@@ -414,7 +414,7 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
         seated.append(phone)
         say(
             f"   {phone.name}：{challenge['mode']} 动作 {'/'.join(challenge['actions'])}，"
-            f"相似度 {result['verification']['similarity']:.2f}，已接受邀请并声明无回避情形"
+            "核验通过，已接受邀请并声明无回避情形"
         )
 
     chair = seated[0]

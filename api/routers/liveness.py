@@ -252,7 +252,9 @@ def submit_frames(
         passed=outcome.judgement.passed,
         reasons=reasons,
         messages_zh=[REASON_MESSAGES.get(r, (r, r))[1] for r in dict.fromkeys(reasons)],
-        verification=VerificationOut.model_validate(outcome.verification, from_attributes=True),
+        verification=None
+        if challenge.scan_session_id
+        else VerificationOut.model_validate(outcome.verification, from_attributes=True),
         session=session,
         attempts_remaining=outcome.attempts_remaining,
         locked=outcome.locked,

@@ -108,7 +108,10 @@ class SubmissionOut(BaseModel):
     passed: bool
     reasons: list[str]
     messages_zh: list[str]
-    verification: VerificationOut
+    verification: VerificationOut | None = Field(
+        description="The full record; null for a check asked from a task-code scan, whose "
+        "candidates (the sealed committee) the phone must not learn"
+    )
     session: SessionOut | None
     attempts_remaining: int | None = Field(
         description="Failures left before the expert is locked (null when not attributable)."

@@ -16,11 +16,22 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evaluation.staff import Role
+from api.services import Services
+from evaluation import liveness
+from evaluation.audit import Caller
+from evaluation.staff import Role, hash_token
 from face import synthetic as videos
+from face.engine import FaceEngine
 from models.clock import FrozenClock
-from models.tables import AuditEntry, FaceChallenge, FaceVerification, VerifiedSession
+from models.tables import (
+    AuditEntry,
+    FaceChallenge,
+    FaceVerification,
+    ScanSession,
+    VerifiedSession,
+)
 from tests.api.helpers import assert_problem
+from tests.api.test_projects_api import project_payload
 from tests.face.corpus import encode, engine, portraits
 from tests.factories import CenterWithStaff, expert_payload
 
@@ -424,3 +435,55 @@ class TestRetention:
             assert frame not in row.ciphertext
             context = f"face_verifications/{verification_id}/frames/{row.seq}"
             assert services.cipher.decrypt_bytes(row.ciphertext, context) == frame
+
+
+def test_a_scan_challenge_answer_names_no_candidates(
+    client: TestClient,
+    operator: dict[str, str],
+    expert_id: str,
+    center: CenterWithStaff,
+    db: Session,
+    clock: FrozenClock,
+    services: Services,
+    face_engine: FaceEngine,
+) -> None:
+    """A phone that scanned the room code must not learn the sealed committee from the
+    answer to its face check, passed or not."""
+    other = _enrolled(client, operator, OTHER)
+    project = client.post(
+        "/api/v1/projects", json=project_payload(code="SCAN-ANSWER"), headers=operator
+    ).json()
+    scan = ScanSession(
+        center_id=center.id,
+        project_id=project["id"],
+        kind="room",
+        token_hash=hash_token("evs_test"),
+        device_id=DEVICE["id"],
+        created_at=clock.now(),
+        expires_at=clock.now() + timedelta(minutes=5),
+    )
+    db.add(scan)
+    db.flush()
+    issued = liveness.issue_challenge(
+        db,
+        Caller(center.id, f"scan:{scan.id}"),
+        clock,
+        services.cipher,
+        face_engine,
+        services.liveness,
+        [expert_id, other],
+        scan_session_id=scan.id,
+    )
+    db.commit()
+    answer = submit(
+        client,
+        {
+            "nonce": issued.nonce,
+            "actions": issued.challenge.actions,
+            "submit_url": f"/api/v1/face/challenges/{issued.challenge.id}/frames",
+        },
+        still_video(PERSON),
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["passed"] is False and answer.json()["verification"] is None
+    assert expert_id not in answer.text and other not in answer.text
