@@ -51,6 +51,21 @@ class DetachedVerdict:
     signed_at: datetime | None  # the time-stamp's time
 
 
+def _stamped_at(signed_data: cms.SignedData) -> datetime | None:
+    """The time in the first signer's signature time-stamp token, if any (not yet trusted:
+    the validation below checks the token itself)."""
+    try:
+        for attribute in signed_data["signer_infos"][0]["unsigned_attrs"]:
+            if attribute["type"].native == "signature_time_stamp_token":
+                token = attribute["values"][0]
+                info = token["content"]["encap_content_info"]["content"].parsed
+                stamped: datetime = info["gen_time"].native
+                return stamped
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return None
+
+
 def verify_detached(
     data: bytes,
     signature: bytes,
@@ -68,12 +83,16 @@ def verify_detached(
             raise ValueError("not a CMS SignedData")
     except ValueError as exc:
         raise DetachedSignatureInvalid(f"not a CMS signature: {exc}") from exc
+    # Checked as of the signature time-stamp: a checkpoint or a manifest must still verify
+    # years later, after the signing certificate has expired (its time-stamp proves the
+    # signature existed while the certificate was valid).
+    at = moment or _stamped_at(signed_data) or None
     context = ValidationContext(
         trust_roots=[_asn1(c) for c in trust_roots],
         crls=_load_crls(revocation.crls),
         allow_fetching=False,
         revocation_mode="soft-fail",
-        moment=moment,
+        moment=at,
     )
     usage = KeyUsageConstraints(
         extd_key_usage=frozenset({extended_key_usage}) if extended_key_usage else None

@@ -206,3 +206,22 @@ def test_checkpoints_over_http(
     verified = client.get("/api/v1/audit/verify", headers=center.headers(Role.SUPERVISOR)).json()
     assert verified["ok"] is True and verified["checkpoints_checked"] == 1
     assert verified["checkpoint_problems"] == []
+
+
+def test_a_checkpoint_still_verifies_after_its_certificate_expired(
+    db: Session, services: Services
+) -> None:
+    from datetime import UTC, datetime
+
+    from tests.factories import make_center
+
+    # A center whose service certificates (5 years) were issued in 2015: long expired now.
+    then = FrozenClock(datetime(2015, 3, 1, 9, 0, tzinfo=UTC))
+    old = make_center(db, then, "二〇一五年的交易中心")
+    establish_pki(db, then, services, old)
+    _append(db, old, then, 3)
+    checkpoints.write_checkpoint(db, then, services.vault, services.pki, old.id, "on-demand")
+    db.commit()
+    # Its time-stamp proves it was signed while the certificate was valid.
+    report = checkpoints.verify_against(db, old.id)
+    assert report.ok and report.checked == 1, report.problems
