@@ -29,6 +29,7 @@ from typing import Any
 
 import requests
 import uvicorn
+from cryptography import x509
 
 from api.app import create_app
 from api.instance import initialize, prepare
@@ -502,13 +503,16 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
     package: bytes = api.call(
         "GET", f"/api/v1/projects/{project['id']}/evidence", 200, headers=supervisor
     )
-    checked = verify_package(package)
+    authorities = api.call("GET", "/api/v1/pki/authorities", 200, headers=supervisor)
+    root_pem = next(a["certificate_pem"] for a in authorities if a["kind"] == "root")
+    checked = verify_package(package, x509.load_pem_x509_certificate(root_pem.encode()))
     if not checked.ok:
         raise DemoFailed(f"the evidence package does not check out: {checked.checks}")
     say(f"13. 证据包 {len(package) // 1024} KB：" + "，".join(f"{k} ok" for k in checked.checks))
     if out is not None:
         (out / "report.pdf").write_bytes(signed_pdf)
         (out / "evidence.zip").write_bytes(package)
+        (out / "center-root.pem").write_text(root_pem, encoding="utf-8")
         (out / "draw-proof.json").write_text(
             json.dumps(proof, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )

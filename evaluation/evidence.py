@@ -429,6 +429,13 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
     except (KeyError, ValueError) as exc:
         report.checks["root"] = f"no readable center root, pass one: {exc}"
         return report
+    # A package re-signed under a forger's own root would check out against itself: the
+    # root must come from the center, not from the package.
+    report.checks["root"] = (
+        "ok"
+        if root is not None
+        else "taken from the package itself: pass the center's root certificate to trust it"
+    )
 
     def manifest_signature() -> str:
         verify_detached(files[MANIFEST], files[MANIFEST_SIGNATURE], [anchor], revocation, oid)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from sqlalchemy import create_engine, func, select
 
 from api.demo import NAMES, run_demo
@@ -84,7 +85,10 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     )
     assert (out / "room-qr.png").read_bytes()[:4] == b"\x89PNG"
     assert set(summary["evidence"]["checks"].values()) == {"ok"}
-    assert verify_package((out / "evidence.zip").read_bytes()).ok
+    package = (out / "evidence.zip").read_bytes()
+    root = x509.load_pem_x509_certificate((out / "center-root.pem").read_bytes())
+    assert verify_package(package, root).ok
+    assert not verify_package(package).ok  # its own root proves nothing
 
     # What supervisors review: every face check the phones made, and an intact log.
     engine = create_engine(isolated_database_url)

@@ -219,8 +219,22 @@ def test_the_evidence_package_checks_out_and_catches_edits(
         "verifications/verifications.json",
         "certificates/ca-root.pem",
     } <= names
-    checked = verify_package(package)
+    from cryptography import x509
+
+    from evaluation import pki
+
+    center_root = pki.load_certificate(pki.center_root(db, committee.center.id).certificate_der)
+    checked = verify_package(package, center_root)
     assert checked.ok, checked.checks
+    # Without the center's own root the package proves nothing, however well it checks.
+    alone = verify_package(package)
+    assert not alone.ok and alone.checks["root"] != "ok"
+    assert (
+        x509.load_pem_x509_certificate(
+            zipfile.ZipFile(io.BytesIO(package)).read("certificates/ca-root.pem")
+        )
+        == center_root
+    )
     chain = zipfile.ZipFile(io.BytesIO(package)).read("audit/chain.jsonl").decode().splitlines()
     actions = [json.loads(line)["action"] for line in chain if json.loads(line)["this_project"]]
     assert "evaluation.aggregated" in actions and "project.completed" in actions
@@ -241,7 +255,7 @@ def test_the_evidence_package_checks_out_and_catches_edits(
 
     # Edits are caught: a changed file, and an audit line rewritten with its hash.
     swapped = _rezip(package, "report/report.pdf", lambda b: b.replace(b"%%EOF", b"%%EOF\n%x"))
-    assert verify_package(swapped).checks["file hashes"].startswith("differ")
+    assert verify_package(swapped, center_root).checks["file hashes"].startswith("differ")
 
     def edit_line(content: bytes) -> bytes:
         lines = content.decode().splitlines()
@@ -250,13 +264,13 @@ def test_the_evidence_package_checks_out_and_catches_edits(
         lines[1] = json.dumps(entry, ensure_ascii=False)
         return ("\n".join(lines) + "\n").encode()
 
-    edited = verify_package(_rezip(package, "audit/chain.jsonl", edit_line))
+    edited = verify_package(_rezip(package, "audit/chain.jsonl", edit_line), center_root)
     assert edited.checks["audit chain"] != "ok"
     assert edited.checks["file hashes"] != "ok"
     # And any other file: one byte changed anywhere fails the package.
     for name in sorted(names):
         changed = _rezip(package, name, lambda b: b[:-1] + bytes([b[-1] ^ 1]))
-        assert not verify_package(changed).ok, name
+        assert not verify_package(changed, center_root).ok, name
 
 
 def test_a_report_everyone_refuses_still_completes(aggregated: Committee, db: Session) -> None:
