@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from evaluation import audit, liveness
-from evaluation.errors import DomainError
+from evaluation.errors import DomainError, InvalidTransition, NotFound
 from evaluation.staff import hash_token
 from evaluation.tasks import SEATED, ScanSessionInvalid
 from face.engine import FaceEngine
@@ -246,4 +246,46 @@ def authenticate(
         raise EvaluationSessionInvalid("the evaluation session is unknown, revoked or expired")
     if device_id is None or not hmac.compare_digest(session.device_id, device_id):
         raise EvaluationSessionInvalid("the evaluation session belongs to another device")
+    return session
+
+
+def sessions_of(db: Session, center_id: str, project_id: str) -> list[EvaluationSession]:
+    return list(
+        db.execute(
+            select(EvaluationSession)
+            .where(
+                EvaluationSession.center_id == center_id,
+                EvaluationSession.project_id == project_id,
+            )
+            .order_by(EvaluationSession.created_at, EvaluationSession.id)
+        ).scalars()
+    )
+
+
+def revoke(
+    db: Session, caller: audit.Caller, clock: Clock, session_id: str, reason: str
+) -> EvaluationSession:
+    """End one evaluation session (a lost phone, a flagged second device); the expert keeps
+    their seat and scores and signs in again with a new scan and face check."""
+    session = db.get(EvaluationSession, session_id, with_for_update=True)
+    if session is None or session.center_id != caller.center_id:
+        raise NotFound(f"no evaluation session {session_id} in this center")
+    if session.revoked_at is not None:
+        raise InvalidTransition("the session is already revoked", current_status="revoked")
+    session.revoked_at = clock.now()
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "evaluation.session_revoked",
+        "evaluation_session",
+        session.id,
+        {
+            "project_id": session.project_id,
+            "expert_id": session.expert_id,
+            "device_id": session.device_id,
+            "reason": reason,
+        },
+    )
     return session

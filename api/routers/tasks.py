@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Db, FaceEngineDep, Operator, ServicesDep, bearer_token
+from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, bearer_token
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.schemas.liveness import CaptureOut
-from evaluation import audit, centers, liveness, sign_in, tasks
+from evaluation import audit, centers, draws, liveness, projects, sign_in, tasks
 from models.tables import ScanSession
 
 router = APIRouter(tags=["tasks"])
@@ -290,3 +290,48 @@ def scan_sign_in(
         ),
         project_id=signed.project.id,
     )
+
+
+class EvaluationSessionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    expert_id: str
+    assignment_id: str
+    device_id: str
+    flagged: bool
+    flag_reason: str | None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+@router.get("/api/v1/projects/{project_id}/sessions", response_model=list[EvaluationSessionOut])
+def project_sessions(
+    project_id: str, staff: AnyStaff, db: Db, services: ServicesDep
+) -> list[EvaluationSessionOut]:
+    """Who signed in to the project, on which device (sealed like the committee)."""
+    project = projects.get_project(db, staff.center_id, project_id)
+    if draws.proof_is_sealed(project, staff.role.value, services.clock):
+        raise draws.CommitteeSealed(
+            f"the committee of project {project.code} is sealed until "
+            f"{project.evaluation_start.isoformat()}"
+        )
+    rows = sign_in.sessions_of(db, staff.center_id, project.id)
+    return [EvaluationSessionOut.model_validate(row) for row in rows]
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=2, max_length=500)
+
+
+@router.post("/api/v1/evaluation-sessions/{session_id}/revoke", response_model=EvaluationSessionOut)
+def revoke_session(
+    session_id: str, body: RevokeIn, staff: Operator, db: Db, services: ServicesDep
+) -> EvaluationSessionOut:
+    """End one phone's evaluation session (lost phone, flagged second device); the expert
+    keeps the seat and signs in again."""
+    row = sign_in.revoke(db, staff.caller, services.clock, session_id, body.reason.strip())
+    return EvaluationSessionOut.model_validate(row)

@@ -155,6 +155,14 @@ ROUTES = [
         json={"reason": "缺席"},
     ),
     Route("GET", "/api/v1/projects/{project_id}/results", ALL, 404),
+    Route("GET", "/api/v1/projects/{project_id}/sessions", ALL, 404),
+    Route(
+        "POST",
+        "/api/v1/evaluation-sessions/{session_id}/revoke",
+        OPERATOR,
+        404,
+        json={"reason": "手机丢失"},
+    ),
     Route("POST", "/api/v1/projects/{project_id}/report", OPERATOR, 404),
     Route("GET", "/api/v1/projects/{project_id}/evidence", REVIEWERS, 404),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
@@ -274,6 +282,7 @@ def ids(
         "draw_id": "00000000-0000-0000-0000-000000000000",
         "assignment_id": "00000000-0000-0000-0000-000000000000",
         "flag_id": "00000000-0000-0000-0000-000000000000",
+        "session_id": "00000000-0000-0000-0000-000000000000",
     }
 
 

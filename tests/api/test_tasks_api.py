@@ -291,3 +291,32 @@ def test_a_personal_code_issued_after_the_window_still_works(
     clock.advance(timedelta(hours=11))  # the window (10 h) is over; the report is not signed
     token = committee.personal_token(committee.members[0]["assignment_id"])
     assert committee.scan(token, DEVICE).status_code == 201
+
+
+def test_an_operator_revokes_one_phone_session(committee: Committee, db: Session) -> None:
+    member = committee.members[0]
+    headers = committee.sign_in(member, "phone-lost-0001")
+    sessions = committee.client.get(
+        f"/api/v1/projects/{committee.project_id}/sessions", headers=committee.operator
+    ).json()
+    [session] = [s for s in sessions if s["device_id"] == "phone-lost-0001"]
+    path = f"/api/v1/evaluation-sessions/{session['id']}/revoke"
+    assert_problem(
+        committee.client.post(path, json={}, headers=committee.operator), 422, "validation-failed"
+    )
+    revoked = committee.client.post(
+        path, json={"reason": "专家报告手机丢失"}, headers=committee.operator
+    )
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    gone = committee.client.get("/api/v1/evaluation", headers=headers)
+    assert_problem(gone, 401, "evaluation-session-invalid")
+    twice = committee.client.post(path, json={"reason": "再次"}, headers=committee.operator)
+    assert_problem(twice, 409, "invalid-transition")
+    # The seat and the expert's standing are untouched: a new scan signs in again.
+    again = committee.sign_in(member, "phone-new-0002", accept=False)
+    overview = committee.client.get("/api/v1/evaluation", headers=again).json()
+    assert overview["me"]["status"] == "accepted"
+    entry = db.execute(
+        select(AuditEntry).where(AuditEntry.action == "evaluation.session_revoked")
+    ).scalar_one()
+    assert entry.details["reason"] == "专家报告手机丢失"
