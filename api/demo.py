@@ -467,7 +467,9 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
             "text": "本人认为第一名投标人的施工组织设计对雨季施工措施考虑不足，评分偏高，保留意见。"
         },
     )
-    say(f"9. {dissenter.name} 提交书面不同意见；主任生成评标报告")
+    for phone in seated[:-1]:
+        api.call("POST", "/api/v1/evaluation/results/agree", 200, headers=phone.evaluation)
+    say(f"9. {dissenter.name} 提交书面不同意见，其余委员确认同意评标结果；主任生成评标报告")
     report = api.call("POST", "/api/v1/evaluation/report", 201, headers=chair.evaluation)
 
     say("10. 每位委员重新活体检测后签署评标报告（云证书 + 可见签章）")

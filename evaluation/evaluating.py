@@ -489,6 +489,8 @@ def record_dissent(db: Session, clock: Clock, me: EvaluationSession, text: str) 
     ).scalar_one_or_none()
     if existing is not None:
         raise InvalidTransition("you have already recorded your dissent")
+    if seat.results_reviewed_at is not None:
+        raise InvalidTransition("you have already agreed with the results")
     dissent = Dissent(
         center_id=me.center_id,
         project_id=project.id,
@@ -497,6 +499,7 @@ def record_dissent(db: Session, clock: Clock, me: EvaluationSession, text: str) 
         text=text,
         created_at=clock.now(),
     )
+    seat.results_reviewed_at = dissent.created_at
     db.add(dissent)
     db.flush()
     audit.record(
@@ -509,6 +512,29 @@ def record_dissent(db: Session, clock: Clock, me: EvaluationSession, text: str) 
         {"project_id": project.id, "sha256": hashlib.sha256(text.encode()).hexdigest()},
     )
     return dissent
+
+
+def agree_with_results(db: Session, clock: Clock, me: EvaluationSession) -> Assignment:
+    """The member has read the aggregated results and agrees (the alternative is a written
+    dissent); the report is generated once every member has done one or the other."""
+    project = _project(db, me, lock=True)
+    seat = _accepted_seat(db, me)
+    if project.results is None:
+        raise ResultsMissing("there is no result to agree with yet")
+    if seat.results_reviewed_at is not None:
+        raise InvalidTransition("you have already answered the results")
+    seat.results_reviewed_at = clock.now()
+    db.flush()
+    audit.record(
+        db,
+        _caller(me),
+        clock,
+        "evaluation.results_agreed",
+        "assignment",
+        seat.id,
+        {"project_id": project.id},
+    )
+    return seat
 
 
 def replace_member(

@@ -52,6 +52,12 @@ class ReportExists(DomainError):
     title = "The evaluation report was already generated"
 
 
+class ResultsUnderReview(DomainError):
+    status = 409
+    code = "results-under-review"
+    title = "Not every member has agreed with the results or recorded a dissent yet"
+
+
 class ReportUnavailable(DomainError):
     status = 503
     code = "report-unavailable"
@@ -161,14 +167,28 @@ def generate_report(
     clock: Clock,
     context: documents.SigningContext,
     project_id: str,
+    override_reason: str | None = None,
 ) -> Document:
-    """Render the report and open it for signing: one slot per member of the results."""
+    """Render the report and open it for signing: one slot per member of the results.
+    It waits until every member has agreed or dissented, so nobody loses the chance to
+    dissent; an operator may go ahead without a member who does not answer, saying why."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     if project.results is None:
         raise evaluating.ResultsMissing("aggregate the scores before generating the report")
     if project.report_document_id is not None:
         raise ReportExists(
             f"project {project.code} has its report", document_id=project.report_document_id
+        )
+    pending = [
+        assignment_id
+        for assignment_id in project.results["members"]
+        if (seat := db.get(Assignment, assignment_id)) is not None
+        and seat.results_reviewed_at is None
+    ]
+    if pending and not override_reason:
+        raise ResultsUnderReview(
+            f"{len(pending)} member(s) have neither agreed with the results nor dissented",
+            pending=pending,
         )
     now = clock.now()
     try:
@@ -216,6 +236,8 @@ def generate_report(
             "sha256": document.sha256,
             "pages": rendered.page_count,
             "slots": len(slots),
+            "without_review": pending,
+            "override_reason": override_reason if pending else None,
         },
     )
     return document

@@ -585,6 +585,8 @@ class Assignment(Base):
     chair_vote: Mapped[str | None] = mapped_column(String(36))  # the assignment voted for
     # Refused to sign the report: with no written dissent that counts as agreement.
     refused_to_sign_at: Mapped[datetime | None]
+    # Read the aggregated results and agreed, or recorded a dissent: the report waits for it.
+    results_reviewed_at: Mapped[datetime | None]
 
 
 class TaskToken(Base):

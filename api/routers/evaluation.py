@@ -92,6 +92,7 @@ class OverviewOut(BaseModel):
     recusal: RecusalOut | None
     sheet: SheetOut | None
     results: dict[str, Any] | None
+    results_reviewed: bool = Field(description="I have agreed with the results or dissented")
     report_document_id: str | None
     session_flagged: bool
 
@@ -143,6 +144,7 @@ def overview(me: Me, db: Db, services: ServicesDep) -> OverviewOut:
         recusal=RecusalOut.model_validate(recusal) if recusal else None,
         sheet=SheetOut.model_validate(sheet) if sheet else None,
         results=project.results,
+        results_reviewed=seat.results_reviewed_at is not None,
         report_document_id=project.report_document_id,
         session_flagged=me.flagged,
     )
@@ -278,6 +280,14 @@ class DissentOut(BaseModel):
     id: str
     text: str
     created_at: datetime
+
+
+@router.post("/api/v1/evaluation/results/agree", response_model=AnswerOut)
+def agree_with_results(me: Me, db: Db, services: ServicesDep) -> AnswerOut:
+    """I have read the aggregated results and agree (or record a dissent instead); the
+    report waits until every member has done one or the other."""
+    seat = evaluating.agree_with_results(db, services.clock, me)
+    return AnswerOut(assignment_id=seat.id, status=seat.status)
 
 
 @router.post(
@@ -416,17 +426,38 @@ def chair_generates_report(me: Me, db: Db, services: ServicesDep) -> ReportOut:
     return _report_out(document)
 
 
+class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=1000,
+        description="Why the report goes ahead without a member's answer to the results",
+    )
+
+
 @router.post(
     "/api/v1/projects/{project_id}/report",
     response_model=ReportOut,
     status_code=status.HTTP_201_CREATED,
 )
 def operator_generates_report(
-    project_id: str, staff: Operator, db: Db, services: ServicesDep
+    project_id: str,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+    body: OverrideIn | None = None,
 ) -> ReportOut:
-    """The operator generates the report on the committee's behalf."""
+    """The operator generates the report on the committee's behalf; with `reason`, also
+    when a member has neither agreed with the results nor dissented (recorded)."""
     document = reports.generate_report(
-        db, staff.caller, services.clock, services.documents, project_id
+        db,
+        staff.caller,
+        services.clock,
+        services.documents,
+        project_id,
+        override_reason=body.reason.strip() if body and body.reason else None,
     )
     return _report_out(document)
 

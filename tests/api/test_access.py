@@ -201,6 +201,7 @@ NOT_STAFF = {
     ("POST", "/api/v1/evaluation/chair/vote"),
     ("POST", "/api/v1/evaluation/aggregate"),
     ("POST", "/api/v1/evaluation/dissent"),
+    ("POST", "/api/v1/evaluation/results/agree"),
     ("POST", "/api/v1/evaluation/challenge"),
     ("POST", "/api/v1/evaluation/report"),
     ("POST", "/api/v1/evaluation/report/refusal"),

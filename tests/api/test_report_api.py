@@ -62,7 +62,17 @@ def aggregated(
     assert client.post("/api/v1/evaluation/aggregate", headers=phones[0]).status_code == 200
     dissent = client.post("/api/v1/evaluation/dissent", json={"text": DISSENT}, headers=phones[4])
     assert dissent.status_code == 201
+    # Members 0-2 agree with the results; member 3 has not answered yet (see _answer_rest).
+    for headers in phones[:3]:
+        agreed = client.post("/api/v1/evaluation/results/agree", headers=headers)
+        assert agreed.status_code == 200, agreed.text
     return committee
+
+
+def _answer_rest(committee: Committee) -> None:
+    headers = committee.phones[committee.members[3]["assignment_id"]]
+    agreed = committee.client.post("/api/v1/evaluation/results/agree", headers=headers)
+    assert agreed.status_code == 200, agreed.text
 
 
 def _text(pdf: bytes, tmp_path: Path) -> str:
@@ -79,6 +89,15 @@ def test_the_report_is_generated_signed_and_completes_the_project(
     committee, client = aggregated, aggregated.client
     phones = [committee.phones[m["assignment_id"]] for m in committee.members]
     assert_problem(client.post("/api/v1/evaluation/report", headers=phones[1]), 403, "not-chair")
+    # Member 3 has neither agreed nor dissented: the report waits, so nobody loses the
+    # chance to dissent.
+    waiting = assert_problem(
+        client.post("/api/v1/evaluation/report", headers=phones[0]), 409, "results-under-review"
+    )
+    assert waiting["pending"] == [committee.members[3]["assignment_id"]]
+    _answer_rest(committee)
+    twice = client.post("/api/v1/evaluation/results/agree", headers=phones[3])
+    assert_problem(twice, 409, "invalid-transition")
     generated = client.post("/api/v1/evaluation/report", headers=phones[0])
     assert generated.status_code == 201, generated.text
     report = generated.json()
@@ -151,10 +170,17 @@ def test_the_report_is_generated_signed_and_completes_the_project(
 
 def test_a_refusal_without_dissent_is_deemed_agreement(aggregated: Committee, db: Session) -> None:
     committee, client = aggregated, aggregated.client
+    path = f"/api/v1/projects/{committee.project_id}/report"
+    assert_problem(client.post(path, headers=committee.operator), 409, "results-under-review")
+    # The operator may go ahead without member 3's answer, saying why (recorded).
     generated = client.post(
-        f"/api/v1/projects/{committee.project_id}/report", headers=committee.operator
+        path, json={"reason": "该委员离开评标室未回复，经监督人员同意"}, headers=committee.operator
     )
     assert generated.status_code == 201, generated.text
+    made = db.execute(
+        select(AuditEntry).where(AuditEntry.action == "evaluation.report_generated")
+    ).scalar_one()
+    assert made.details["without_review"] == [committee.members[3]["assignment_id"]]
     silent = committee.phones[committee.members[1]["assignment_id"]]
     refused = client.post("/api/v1/evaluation/report/refusal", headers=silent)
     assert refused.json()["deemed"] == "agreement"
@@ -194,6 +220,7 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     from evaluation.evidence import verify_package
 
     committee, client = aggregated, aggregated.client
+    _answer_rest(committee)
     report = client.post(
         "/api/v1/evaluation/report", headers=committee.phones[committee.members[0]["assignment_id"]]
     ).json()
@@ -275,6 +302,7 @@ def test_the_evidence_package_checks_out_and_catches_edits(
 
 def test_a_report_everyone_refuses_still_completes(aggregated: Committee, db: Session) -> None:
     committee, client = aggregated, aggregated.client
+    _answer_rest(committee)
     generated = client.post(
         f"/api/v1/projects/{committee.project_id}/report", headers=committee.operator
     )
