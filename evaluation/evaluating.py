@@ -92,6 +92,12 @@ class ScoringIncomplete(DomainError):
     title = "Not every seated member has accepted and submitted scores"
 
 
+class CommitteeIncomplete(DomainError):
+    status = 409
+    code = "committee-incomplete"
+    title = "A seat is vacant (no backup was left); a supplementary draw must fill it first"
+
+
 class ResultsFrozen(DomainError):
     status = 409
     code = "results-frozen"
@@ -143,9 +149,10 @@ def _refuse_after_results(project: Project) -> None:
 
 def _void_and_replace(
     db: Session, caller: audit.Caller, clock: Clock, seat: Assignment, reason: str
-) -> Assignment:
+) -> Assignment | None:
     """Take a member off the committee: their sheet is void (kept), their sessions end, and
-    the next backup is invited to the seat."""
+    the next backup is invited to the seat. With no backup left the seat stays vacant (a
+    conflict must still be declarable) and the results wait for a supplementary draw."""
     now = clock.now()
     seat.status = "replaced"
     seat.reason = reason
@@ -164,7 +171,10 @@ def _void_and_replace(
         .where(EvaluationSession.assignment_id == seat.id, EvaluationSession.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    promoted = draws.promote_backup(db, seat)
+    try:
+        promoted: Assignment | None = draws.promote_backup(db, seat)
+    except draws.NoBackupLeft:
+        promoted = None
     db.flush()
     audit.record(
         db,
@@ -178,7 +188,8 @@ def _void_and_replace(
             "expert_id": seat.expert_id,
             "reason": reason,
             "scores_voided": sheet is not None,
-            "promoted_expert_id": promoted.expert_id,
+            "promoted_expert_id": promoted.expert_id if promoted else None,
+            "seat_vacant": promoted is None,
         },
     )
     return promoted
@@ -426,6 +437,14 @@ def aggregate(db: Session, clock: Clock, me: EvaluationSession) -> Project:
         raise NotChair("only the chair triggers the aggregation")
     _refuse_after_results(project)
     members = seated(db, project.id)
+    vacant = [
+        f"{spec['specialty']}: {sum(m.specialty == spec['specialty'] for m in members)} of "
+        f"{spec['seats']}"
+        for spec in project.committee_spec
+        if sum(m.specialty == spec["specialty"] for m in members) < int(spec["seats"])
+    ]
+    if vacant:
+        raise CommitteeIncomplete("seats are vacant: " + "; ".join(vacant), vacant=vacant)
     points = {
         m.id: sheet.points
         for m in members
@@ -544,9 +563,9 @@ def replace_member(
     project_id: str,
     assignment_id: str,
     reason: str,
-) -> Assignment:
+) -> Assignment | None:
     """The operator takes a member off the committee (absent, a conflict found late);
-    their scores are voided and the next backup is invited."""
+    their scores are voided and the next backup is invited (None: no backup was left)."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     _refuse_after_results(project)
     seat = draws.get_assignment(db, project, assignment_id)

@@ -346,8 +346,8 @@ class ReplaceIn(BaseModel):
 class ReplaceOut(BaseModel):
     assignment_id: str
     status: str
-    promoted_assignment_id: str
-    promoted_expert_id: str
+    promoted_assignment_id: str | None = Field(description="null: no backup was left")
+    promoted_expert_id: str | None
 
 
 @router.post(
@@ -370,8 +370,8 @@ def replace_member(
     return ReplaceOut(
         assignment_id=assignment_id,
         status="replaced",
-        promoted_assignment_id=promoted.id,
-        promoted_expert_id=promoted.expert_id,
+        promoted_assignment_id=promoted.id if promoted else None,
+        promoted_expert_id=promoted.expert_id if promoted else None,
     )
 
 

@@ -311,3 +311,31 @@ def test_a_chair_who_declines_leaves_the_chair_empty(committee: Committee) -> No
     other = committee.sign_in(committee.members[1])
     overview = committee.client.get("/api/v1/evaluation", headers=other).json()
     assert not any(seat["is_chair"] for seat in overview["committee"])
+
+
+def test_a_conflict_is_declared_even_with_no_backup_left(committee: Committee) -> None:
+    a01 = [m for m in committee.members if m["specialty"] == "A01"]
+    statement = {"conflict": True, "statement": "本人与投标人存在利害关系，申请回避。"}
+    for member in a01[:2]:  # one backup in A01: the second conflict finds none
+        headers = committee.sign_in(member)
+        declared = _post(
+            committee,
+            "/api/v1/evaluation/recusal",
+            headers,
+            {**statement, "related_units": [BIDDERS[0]]},
+        )
+        assert declared.status_code == 201, declared.text
+    committee.refresh()
+    statuses = {m["assignment_id"]: m["status"] for m in committee.members}
+    assert statuses[a01[1]["assignment_id"]] == "replaced"
+    # The seat stays vacant; the chair cannot aggregate a short committee.
+    chair = next(m for m in committee.seated() if m["specialty"] == "B02")
+    headers = committee.sign_in(chair)
+    committee.client.post(
+        f"/api/v1/projects/{committee.project_id}/chair",
+        json={"assignment_id": chair["assignment_id"]},
+        headers=committee.operator,
+    )
+    short = _post(committee, "/api/v1/evaluation/aggregate", headers)
+    body = assert_problem(short, 409, "committee-incomplete")
+    assert body["vacant"] == ["A01: 2 of 3"]
