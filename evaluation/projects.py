@@ -112,6 +112,9 @@ class NewProject(BaseModel):
         specialties = [seat.specialty for seat in self.committee]
         if len(set(specialties)) != len(specialties):
             raise ValueError("a specialty appears twice in the committee spec")
+        names = [criterion.name for criterion in self.criteria]
+        if len(set(names)) != len(names):
+            raise ValueError("two scoring criteria have the same name")
         codes = [bidder.credit_code for bidder in self.bidders]
         if len(set(codes)) != len(codes) or self.tenderer.credit_code in codes:
             raise ValueError("bidders and the tenderer must be different units")

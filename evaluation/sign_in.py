@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from evaluation import audit, liveness
 from evaluation.errors import DomainError, InvalidTransition, NotFound
 from evaluation.staff import hash_token
-from evaluation.tasks import SEATED, ScanSessionInvalid
+from evaluation.tasks import OPEN_STATUSES, SEATED, ScanSessionInvalid
 from face.engine import FaceEngine
 from models.clock import Clock
 from models.tables import (
@@ -164,6 +164,8 @@ def sign_in(
     project = db.execute(
         select(Project).where(Project.id == scan.project_id).with_for_update()
     ).scalar_one()
+    if project.status not in OPEN_STATUSES:
+        raise SignInRefused(f"project {project.code} is {project.status}")
     seated = [a for a in _seated(db, project.id) if a.expert_id == face.expert_id]
     if scan.assignment_id is not None:
         seated = [a for a in seated if a.id == scan.assignment_id]

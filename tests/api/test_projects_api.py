@@ -347,3 +347,14 @@ class TestDeclines:
         later = _drawn(client, operator, "D-2", admin)
         reasons = {item["expert_id"]: item["reason"] for item in later["proof"]["excluded"]}
         assert reasons[decliner["expert_id"]] == "declined-recently"
+
+
+def test_criteria_names_are_unique(client: TestClient, center: CenterWithStaff) -> None:
+    criteria = project_payload()["criteria"]
+    response = client.post(
+        "/api/v1/projects",
+        json=project_payload(criteria=[*criteria, dict(criteria[0])]),
+        headers=center.headers(Role.OPERATOR),
+    )
+    body = assert_problem(response, 422, "validation-failed")
+    assert "same name" in str(body)
