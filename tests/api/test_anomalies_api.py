@@ -7,14 +7,10 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.services import Services
 from evaluation.staff import Role, hash_token
-from models.clock import FrozenClock
 from models.tables import (
     AnomalyFlag,
     EvaluationSession,
@@ -22,20 +18,8 @@ from models.tables import (
     FaceVerification,
     ScanSession,
 )
-from tests.api.committee import Committee, build_committee
+from tests.api.committee import Committee
 from tests.api.helpers import assert_problem
-from tests.factories import CenterWithStaff
-
-
-@pytest.fixture
-def committee(
-    client: TestClient,
-    center: CenterWithStaff,
-    db: Session,
-    clock: FrozenClock,
-    services: Services,
-) -> Committee:
-    return build_committee(client, center, db, clock, services)
 
 
 def _flags(committee: Committee, **query: str) -> list[dict[str, Any]]:

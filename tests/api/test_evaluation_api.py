@@ -19,17 +19,6 @@ from tests.api.helpers import assert_problem
 from tests.factories import CenterWithStaff
 
 
-@pytest.fixture
-def committee(
-    client: TestClient,
-    center: CenterWithStaff,
-    db: Session,
-    clock: FrozenClock,
-    services: Services,
-) -> Committee:
-    return build_committee(client, center, db, clock, services)
-
-
 def _post(committee: Committee, path: str, headers: dict[str, str], body: Any = None) -> Any:
     return committee.client.post(path, json=body, headers=headers)
 

@@ -9,8 +9,6 @@ import base64
 import io
 from datetime import timedelta
 
-import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -20,23 +18,12 @@ from models.clock import FrozenClock
 from models.tables import AuditEntry, EvaluationSession, FaceChallenge, ScanSession
 from signing.keyring import Keyring
 from signing.task_qr import RoomTokens
-from tests.api.committee import Committee, build_committee
+from tests.api.committee import Committee
 from tests.api.helpers import assert_problem
 from tests.api.test_projects_api import project_payload
-from tests.factories import CenterWithStaff, face_session, make_center
+from tests.factories import face_session, make_center
 
 DEVICE = "phone-5d1e22aa"
-
-
-@pytest.fixture
-def committee(
-    client: TestClient,
-    center: CenterWithStaff,
-    db: Session,
-    clock: FrozenClock,
-    services: Services,
-) -> Committee:
-    return build_committee(client, center, db, clock, services)
 
 
 def _room(committee: Committee, form: str = "json") -> object:
