@@ -519,7 +519,8 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
             json.dumps(proof, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
         say(
-            f"    已写出 {out}/report.pdf、evidence.zip、draw-proof.json、summary.json、room-qr.png"
+            f"    已写出 {out}/：report.pdf、evidence.zip、center-root.pem、"
+            "draw-proof.json、summary.json、room-qr.png"
         )
     return {
         "center": CENTER,
