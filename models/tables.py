@@ -214,9 +214,7 @@ class FaceChallenge(Base):
     used_at: Mapped[datetime | None]
     # Set when a phone that scanned a task QR asked for the challenge: sign-in accepts only
     # a face check of a challenge issued to that scan.
-    scan_session_id: Mapped[str | None] = mapped_column(
-        ForeignKey("scan_sessions.id"), index=True
-    )
+    scan_session_id: Mapped[str | None] = mapped_column(ForeignKey("scan_sessions.id"), index=True)
 
 
 class FaceVerification(Base):
