@@ -289,6 +289,17 @@ def proof_is_sealed(project: Project, role: str, clock: Clock) -> bool:
     return role != "admin" and clock.now() < project.evaluation_start
 
 
+def refuse_if_sealed(project: Project, role: str, clock: Clock) -> None:
+    """403 for what names the drawn experts (committee, proof, sign-ins, evidence) while
+    the committee is sealed for this reader."""
+    if proof_is_sealed(project, role, clock):
+        raise CommitteeSealed(
+            f"the committee of project {project.code} is sealed until "
+            f"{project.evaluation_start.isoformat()}",
+            unsealed_at=project.evaluation_start.isoformat(),
+        )
+
+
 def published_proof(draw: Draw, *, sealed: bool) -> dict[str, object]:
     """Before the run, the commitment; after it, the whole proof (the secret revealed),
     unless the committee is still sealed for this reader."""
@@ -308,12 +319,7 @@ def committee(
     """The drawn committee and backups with names: sealed until the evaluation starts,
     except for admins (separation of duties: operators run the draw without seeing it)."""
     project = get_project(db, center_id, project_id)
-    if proof_is_sealed(project, role, clock):
-        raise CommitteeSealed(
-            f"the committee of project {project.code} is sealed until "
-            f"{project.evaluation_start.isoformat()}",
-            unsealed_at=project.evaluation_start.isoformat(),
-        )
+    refuse_if_sealed(project, role, clock)
     rows = db.execute(
         select(Assignment, Expert)
         .join(Expert, Expert.id == Assignment.expert_id)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from evaluation import audit, draws, scoring
 from evaluation.errors import DomainError, InvalidTransition, NotFound
 from evaluation.projects import get_project
-from evaluation.tasks import SEATED
+from evaluation.tasks import SEATED, seated_members
 from models.clock import Clock
 from models.tables import (
     Assignment,
@@ -110,7 +110,8 @@ class ResultsMissing(DomainError):
     title = "The chair has not aggregated the scores yet"
 
 
-def _caller(me: EvaluationSession, request_id: str | None = None) -> audit.Caller:
+def expert_caller(me: EvaluationSession, request_id: str | None = None) -> audit.Caller:
+    """The member acting through their evaluation session, as the audit log names them."""
     return audit.Caller(me.center_id, f"expert:{me.expert_id}", "expert", request_id)
 
 
@@ -139,7 +140,9 @@ def respond(
 ) -> tuple[Assignment, Assignment | None]:
     """The member's own answer to the invitation, from their phone."""
     my_seat(db, me)
-    return draws.respond(db, _caller(me), clock, me.project_id, me.assignment_id, accept, reason)
+    return draws.respond(
+        db, expert_caller(me), clock, me.project_id, me.assignment_id, accept, reason
+    )
 
 
 def _refuse_after_results(project: Project) -> None:
@@ -233,7 +236,7 @@ def declare_recusal(
     )
     db.add(declaration)
     db.flush()
-    caller = _caller(me)
+    caller = expert_caller(me)
     audit.record(
         db,
         caller,
@@ -337,7 +340,7 @@ def submit_scores(db: Session, clock: Clock, me: EvaluationSession) -> ScoreShee
     ).hexdigest()
     audit.record(
         db,
-        _caller(me),
+        expert_caller(me),
         clock,
         "evaluation.scores_submitted",
         "score_sheet",
@@ -359,20 +362,6 @@ def my_dissent(db: Session, me: EvaluationSession) -> Dissent | None:
 
 def my_recusal(db: Session, me: EvaluationSession) -> RecusalDeclaration | None:
     return _recusal(db, me.assignment_id)
-
-
-def seated(db: Session, project_id: str) -> list[Assignment]:
-    return list(
-        db.execute(
-            select(Assignment)
-            .where(
-                Assignment.project_id == project_id,
-                Assignment.role == "member",
-                Assignment.status.in_(SEATED),
-            )
-            .order_by(Assignment.specialty, Assignment.rank)
-        ).scalars()
-    )
 
 
 def _set_chair(
@@ -412,12 +401,12 @@ def vote_chair(db: Session, clock: Clock, me: EvaluationSession, assignment_id: 
     project = _project(db, me, lock=True)
     _refuse_after_results(project)
     seat = _accepted_seat(db, me)
-    members = seated(db, project.id)
+    members = seated_members(db, project.id)
     if assignment_id not in {m.id for m in members}:
         raise NotFound(f"no seated member {assignment_id} on this committee")
     seat.chair_vote = assignment_id
     db.flush()
-    caller = _caller(me)
+    caller = expert_caller(me)
     audit.record(
         db, caller, clock, "evaluation.chair_vote", "assignment", seat.id, {"for": assignment_id}
     )
@@ -436,7 +425,7 @@ def aggregate(db: Session, clock: Clock, me: EvaluationSession) -> Project:
     if project.chair_assignment_id != seat.id:
         raise NotChair("only the chair triggers the aggregation")
     _refuse_after_results(project)
-    members = seated(db, project.id)
+    members = seated_members(db, project.id)
     vacant = [
         f"{spec['specialty']}: {sum(m.specialty == spec['specialty'] for m in members)} of "
         f"{spec['seats']}"
@@ -481,7 +470,7 @@ def aggregate(db: Session, clock: Clock, me: EvaluationSession) -> Project:
     db.flush()
     audit.record(
         db,
-        _caller(me),
+        expert_caller(me),
         clock,
         "evaluation.aggregated",
         "project",
@@ -523,7 +512,7 @@ def record_dissent(db: Session, clock: Clock, me: EvaluationSession, text: str) 
     db.flush()
     audit.record(
         db,
-        _caller(me),
+        expert_caller(me),
         clock,
         "evaluation.dissent_recorded",
         "dissent",
@@ -546,7 +535,7 @@ def agree_with_results(db: Session, clock: Clock, me: EvaluationSession) -> Assi
     db.flush()
     audit.record(
         db,
-        _caller(me),
+        expert_caller(me),
         clock,
         "evaluation.results_agreed",
         "assignment",

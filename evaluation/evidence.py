@@ -86,14 +86,14 @@ def _entry_json(entry: AuditEntry, own: bool) -> dict[str, Any]:
     }
 
 
-def _related_ids(db: Session, project: Project) -> set[str]:
+def _related_ids(db: Session, project: Project, verifications: set[str]) -> set[str]:
     """Every record id the project's audit entries may name as their subject."""
     ids = {project.id}
     if project.report_document_id:
         ids.add(project.report_document_id)
     for model in (Draw, Assignment, ScanSession, EvaluationSession, RecusalDeclaration):
         ids.update(db.execute(select(model.id).where(model.project_id == project.id)).scalars())
-    ids.update(verification_ids_of(db, project))
+    ids.update(verifications)
     return ids
 
 
@@ -262,12 +262,9 @@ def build_package(
     ).scalar_one_or_none()
     if draw is None or draw.proof is None:
         raise EvidenceNotReady(f"project {project.code} has no completed draw")
-    if draws.proof_is_sealed(project, role, clock):
-        raise draws.CommitteeSealed(
-            f"the committee of project {project.code} is sealed until "
-            f"{project.evaluation_start.isoformat()}"
-        )
-    related = _related_ids(db, project)
+    draws.refuse_if_sealed(project, role, clock)
+    verifications = verification_ids_of(db, project)
+    related = _related_ids(db, project, verifications)
     own = _own_entries(db, project, related)
     last = own[-1]
     checkpoint = _covering_checkpoint(db, center_id, last) or checkpoints.write_checkpoint(
@@ -322,7 +319,7 @@ def build_package(
         "audit/checkpoint-statement.json": checkpoint.statement.encode(),
         "audit/checkpoint.p7s": checkpoint.signature_der,
         "verifications/verifications.json": json.dumps(
-            _verifications(db, verification_ids_of(db, project)), ensure_ascii=False, indent=2
+            _verifications(db, verifications), ensure_ascii=False, indent=2
         ).encode(),
     }
     if project.report_document_id:

@@ -191,22 +191,23 @@ def generate_report(
             pending=pending,
         )
     now = clock.now()
+    content = report_content(db, project, now)
     try:
-        rendered = report_pdf.render_report(report_content(db, project, now))
+        rendered = report_pdf.render_report(content)
     except report_pdf.ReportRenderError as exc:
         raise ReportUnavailable(str(exc)) from exc
     boxes = {box.expert_id: box for box in rendered.signature_boxes}
-    members = report_content_members(db, project)
+    # One slot per member the report names, with the role it prints.
     slots = [
         documents.SlotIn(
             signer_kind="expert",
-            expert_id=expert_id,
-            role=role,
+            expert_id=member.expert_id,
+            role=member.role,
             order_group=1,
-            page=boxes[expert_id].page,
-            box=list(boxes[expert_id].box),
+            page=boxes[member.expert_id].page,
+            box=list(boxes[member.expert_id].box),
         )
-        for expert_id, role in members
+        for member in content.members
     ]
     received = context.store.receive(io.BytesIO(rendered.pdf), len(rendered.pdf) + 1)
     document = documents.create_document(
@@ -241,18 +242,6 @@ def generate_report(
         },
     )
     return document
-
-
-def report_content_members(db: Session, project: Project) -> list[tuple[str, str]]:
-    """(expert id, role) of each member whose signature the report carries."""
-    assert project.results is not None
-    rows = []
-    for assignment_id in project.results["members"]:
-        seat = db.get(Assignment, assignment_id)
-        assert seat is not None
-        role = CHAIR if project.chair_assignment_id == seat.id else MEMBER
-        rows.append((seat.expert_id, role))
-    return rows
 
 
 def refuse_to_sign(
@@ -292,7 +281,7 @@ def refuse_to_sign(
     slot.signed_at = now
     seat.refused_to_sign_at = now
     db.flush()
-    caller = audit.Caller(me.center_id, f"expert:{me.expert_id}", "expert", request_id)
+    caller = evaluating.expert_caller(me, request_id)
     audit.record(
         db,
         caller,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from evaluation import audit, liveness
 from evaluation.errors import DomainError, InvalidTransition, NotFound
 from evaluation.staff import hash_token
-from evaluation.tasks import OPEN_STATUSES, SEATED, ScanSessionInvalid
+from evaluation.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
 from face.engine import FaceEngine
 from models.clock import Clock
 from models.tables import (
@@ -71,18 +71,6 @@ class EvaluationSessionInvalid(DomainError):
     title = "The evaluation session is unknown, expired, revoked or for another device"
 
 
-def _seated(db: Session, project_id: str) -> list[Assignment]:
-    return list(
-        db.execute(
-            select(Assignment).where(
-                Assignment.project_id == project_id,
-                Assignment.role == "member",
-                Assignment.status.in_(SEATED),
-            )
-        ).scalars()
-    )
-
-
 def candidates_for(db: Session, scan: ScanSession) -> list[str]:
     """Whom the face check may identify: the assignee, or every seated member who can
     take a check now (a locked-out or suspended member must not block the others)."""
@@ -90,7 +78,7 @@ def candidates_for(db: Session, scan: ScanSession) -> list[str]:
         assignment = db.get(Assignment, scan.assignment_id)
         assert assignment is not None
         return [assignment.expert_id]
-    seated = [a.expert_id for a in _seated(db, scan.project_id)]
+    seated = [a.expert_id for a in seated_members(db, scan.project_id)]
     locked = {lock.expert_id for lock in liveness.open_locks(db, seated)}
     active = set(
         db.execute(
@@ -166,7 +154,7 @@ def sign_in(
     ).scalar_one()
     if project.status not in OPEN_STATUSES:
         raise SignInRefused(f"project {project.code} is {project.status}")
-    seated = [a for a in _seated(db, project.id) if a.expert_id == face.expert_id]
+    seated = [a for a in seated_members(db, project.id) if a.expert_id == face.expert_id]
     if scan.assignment_id is not None:
         seated = [a for a in seated if a.id == scan.assignment_id]
     if not seated:

@@ -90,6 +90,21 @@ class TaskQr:
     svg: str
 
 
+def seated_members(db: Session, project_id: str) -> list[Assignment]:
+    """The project's members who hold a seat (invited or accepted), by specialty and rank."""
+    return list(
+        db.execute(
+            select(Assignment)
+            .where(
+                Assignment.project_id == project_id,
+                Assignment.role == "member",
+                Assignment.status.in_(SEATED),
+            )
+            .order_by(Assignment.specialty, Assignment.rank)
+        ).scalars()
+    )
+
+
 def task_url(public_url: str, token: str) -> str:
     """The URL a QR encodes: the phone's landing page, which exchanges the token."""
     return f"{public_url.rstrip('/')}/m/t/{token}"

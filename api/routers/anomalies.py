@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AuditReader, Db, ServicesDep
 from evaluation import anomalies, audit
+from models.tables import AnomalyFlag
 
 router = APIRouter(tags=["supervision"])
 
@@ -41,9 +42,12 @@ class HandleIn(BaseModel):
     note: str = Field(min_length=2, max_length=2000, description="What was found, or done")
 
 
-def raise_for(db: Db, services: ServicesDep, caller: audit.Caller, project_id: str) -> None:
-    """Run the rules after an event that adds the records they read."""
-    anomalies.raise_flags(
+def raise_for(
+    db: Db, services: ServicesDep, caller: audit.Caller, project_id: str
+) -> list[AnomalyFlag]:
+    """Run the rules over a project's records (after an event that adds the records they
+    read, or on demand); returns the flags that are new."""
+    return anomalies.raise_flags(
         db,
         caller,
         services.clock,
@@ -89,12 +93,5 @@ def resolve(
 @router.post("/api/v1/projects/{project_id}/anomalies/recompute", response_model=list[FlagOut])
 def recompute(project_id: str, staff: AuditReader, db: Db, services: ServicesDep) -> list[FlagOut]:
     """Run every rule over the project's records again; returns the flags that are new."""
-    new = anomalies.raise_flags(
-        db,
-        staff.caller,
-        services.clock,
-        anomalies.AnomalyPolicy.from_settings(services.settings),
-        staff.center_id,
-        project_id,
-    )
+    new = raise_for(db, services, staff.caller, project_id)
     return [FlagOut.model_validate(row) for row in new]

@@ -24,7 +24,7 @@ from api.errors import ValidationFailed
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.tasks import ScanChallengeOut, challenge_out
-from evaluation import audit, evaluating, evidence, liveness, projects, reports, sign_in
+from evaluation import evaluating, evidence, liveness, projects, reports, sign_in, tasks
 from models.tables import Document, EvaluationSession, Expert, Project, ScoreSheet
 
 router = APIRouter(tags=["evaluation"])
@@ -99,7 +99,7 @@ class OverviewOut(BaseModel):
 
 def _seat_out(db: Db, project: Project, show_names: bool) -> list[SeatOut]:
     rows = []
-    for seat in evaluating.seated(db, project.id):
+    for seat in tasks.seated_members(db, project.id):
         expert = db.get(Expert, seat.expert_id) if show_names else None
         rows.append(
             SeatOut(
@@ -225,7 +225,7 @@ def save_scores(body: ScoresIn, me: Me, db: Db, services: ServicesDep) -> SheetO
 def submit_scores(me: Me, db: Db, services: ServicesDep) -> SheetOut:
     """Submit the sheet: complete, and locked from now on."""
     sheet = evaluating.submit_scores(db, services.clock, me)
-    caller = audit.Caller(me.center_id, f"expert:{me.expert_id}", "expert", request_id_var.get())
+    caller = evaluating.expert_caller(me, request_id_var.get())
     raise_for(db, services, caller, me.project_id)
     return _sheet_out(sheet)
 
@@ -310,7 +310,7 @@ def fresh_face_check(
     """A 1:1 face check for this member, e.g. before signing the report when the last one
     is older than the signing freshness. The passed check's evf_ session signs."""
     evaluating.my_seat(db, me)
-    caller = audit.Caller(me.center_id, f"expert:{me.expert_id}", "expert", request_id_var.get())
+    caller = evaluating.expert_caller(me, request_id_var.get())
     issued = liveness.issue_challenge(
         db, caller, services.clock, services.cipher, engine, services.liveness, [me.expert_id]
     )
@@ -419,7 +419,7 @@ def chair_generates_report(me: Me, db: Db, services: ServicesDep) -> ReportOut:
     seat = evaluating.my_seat(db, me)
     if project.chair_assignment_id != seat.id:
         raise evaluating.NotChair("only the chair generates the report")
-    caller = audit.Caller(me.center_id, f"expert:{me.expert_id}", "expert", request_id_var.get())
+    caller = evaluating.expert_caller(me, request_id_var.get())
     document = reports.generate_report(
         db, caller, services.clock, services.documents, me.project_id
     )

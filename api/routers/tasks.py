@@ -312,11 +312,7 @@ def project_sessions(
 ) -> list[EvaluationSessionOut]:
     """Who signed in to the project, on which device (sealed like the committee)."""
     project = projects.get_project(db, staff.center_id, project_id)
-    if draws.proof_is_sealed(project, staff.role.value, services.clock):
-        raise draws.CommitteeSealed(
-            f"the committee of project {project.code} is sealed until "
-            f"{project.evaluation_start.isoformat()}"
-        )
+    draws.refuse_if_sealed(project, staff.role.value, services.clock)
     rows = sign_in.sessions_of(db, staff.center_id, project.id)
     return [EvaluationSessionOut.model_validate(row) for row in rows]
 
