@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api.docs import install_docs
 from api.errors import install_error_handlers
@@ -27,6 +28,8 @@ from api.routers import (
     tasks,
 )
 from api.services import Services
+from api.web import pages
+from api.web.headers import PageHeaders
 
 IMPORT_PATH = "/api/v1/experts/import"
 COMPARE_PATH = "/api/v1/face/compare"
@@ -81,6 +84,7 @@ def create_app(services: Services) -> FastAPI:
             return settings.document_max_bytes + FORM_OVERHEAD
         return settings.max_request_bytes
 
+    app.add_middleware(PageHeaders)
     app.add_middleware(RequestContextMiddleware, body_limit=body_limit)
     install_error_handlers(app)
     install_docs(app)
@@ -96,4 +100,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(evaluation.router)
     app.include_router(anomalies.router)
+    app.include_router(pages.router)
+    app.mount("/m/static", StaticFiles(directory=pages.STATIC), name="page-assets")
     return app

@@ -376,6 +376,14 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
             "Authorization": f"Bearer {scanned['scan_token']}",
             "X-Device-Id": phone.device_id,
         }
+        consent = api.call("GET", "/api/v1/consent/face", 200)
+        api.call(
+            "POST",
+            "/api/v1/scan/consent",
+            200,
+            headers=scan_headers,
+            json={"version": consent["version"], "accepted": True},
+        )
         result, challenge = _face_check(
             api,
             phone,

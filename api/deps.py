@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.errors import BadPrecondition, NotReady
 from api.logs import request_id_var
 from api.services import Services
+from api.web.session import PhoneCredentials, phone_credentials
 from evaluation import liveness
 from evaluation import staff as staff_tokens
 from evaluation.audit import Caller
@@ -140,7 +141,20 @@ def bearer_token(authorization: str | None, prefix: str) -> str | None:
     return token
 
 
+def phone_token(
+    request: Request,
+    services: Services,
+    prefix: str,
+    authorization: str | None,
+    x_device_id: str | None,
+) -> PhoneCredentials:
+    """A phone's token of one kind: from `Authorization: Bearer <prefix>...` and
+    `X-Device-Id`, or from the phone page's cookies (with its CSRF token on changes)."""
+    return phone_credentials(request, prefix, authorization, x_device_id, services.csrf_key)
+
+
 def face_session(
+    request: Request,
     db: Db,
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
@@ -148,11 +162,10 @@ def face_session(
 ) -> VerifiedSession:
     """The phone's verified face session: `Authorization: Bearer evf_...` plus the device id
     it was bound to. Staff tokens are not face sessions and are refused here."""
-    scheme, _, token = (authorization or "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token.startswith(liveness.SESSION_PREFIX):
+    sent = phone_token(request, services, liveness.SESSION_PREFIX, authorization, x_device_id)
+    if sent.token is None:
         raise liveness.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
-    return liveness.authenticate_session(db, token, x_device_id, services.clock.now())
+    return liveness.authenticate_session(db, sent.token, sent.device_id, services.clock.now())
 
 
 FaceSession = Annotated[VerifiedSession, Depends(face_session)]

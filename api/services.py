@@ -82,6 +82,7 @@ class Services:
     activation: ActivationPolicy
     documents: SigningContext
     room_tokens: RoomTokens
+    csrf_key: bytes  # the phone pages' CSRF tokens (api/web/session.py)
 
     def face_engine(self) -> FaceEngine:
         return face_engine_for(self.settings)
@@ -136,6 +137,7 @@ def build_services(
             period=timedelta(seconds=settings.qr_rotation_s),
             validity=timedelta(seconds=settings.qr_validity_s),
         ),
+        csrf_key=keyring.derive("web-csrf/v1"),
     )
 
 

@@ -103,6 +103,8 @@ class CaptureHints:
     max_frame_bytes: int
     jpeg_quality: float = 0.85
     seconds_per_action: float = 1.5
+    # Neutral frames before the first prompt: the person settles in the guide first.
+    lead_seconds: float = 0.6
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))

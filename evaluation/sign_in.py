@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from evaluation import audit, liveness
+from evaluation import audit, consent, liveness
 from evaluation.errors import DomainError, InvalidTransition, NotFound
 from evaluation.staff import hash_token
 from evaluation.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
@@ -99,6 +99,7 @@ def challenge_for_scan(
     request_id: str | None,
 ) -> liveness.IssuedChallenge:
     """A liveness challenge for the phone that scanned, tied to its scan."""
+    consent.require_consent(scan)
     issued = db.execute(
         select(func.count())
         .select_from(FaceChallenge)

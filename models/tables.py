@@ -625,6 +625,9 @@ class ScanSession(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     signed_in_at: Mapped[datetime | None]
+    # The face recognition consent this phone agreed to (evaluation/consent.py).
+    consent_version: Mapped[str | None] = mapped_column(String(40))
+    consented_at: Mapped[datetime | None]
 
 
 class EvaluationSession(Base):
@@ -734,3 +737,23 @@ class AnomalyFlag(Base):
     handled_by: Mapped[str | None] = mapped_column(String(100))
     handled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class IdempotentRequest(Base):
+    """A state-changing request sent with an Idempotency-Key: a phone on a flaky network
+    retries it, and the retry gets the stored answer instead of acting twice."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotent_scope_key"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    # Who may replay it: the credential (hashed) or the device that sent it.
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(100))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # method, path and body hash
+    status_code: Mapped[int | None]
+    # The stored answer (headers and body) encrypted with the field cipher: it may carry a
+    # session token, which the database must never hold in the clear.
+    response_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    completed_at: Mapped[datetime | None]

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep, face_session, transaction
+from api.deps import ServicesDep, bearer_token, phone_token, transaction
 from api.logs import request_id_var
 from api.schemas.csc import (
     AuthInfo,
@@ -102,9 +102,16 @@ class PhoneHeaders:
 
 
 async def phone_headers(
+    request: Request,
+    services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
     x_device_id: Annotated[str | None, Header()] = None,
 ) -> PhoneHeaders:
+    """The face session as headers: a phone page's cookie (CSRF-checked) reads as the
+    `Authorization: Bearer evf_...` and `X-Device-Id` an API client sends."""
+    sent = phone_token(request, services, liveness.SESSION_PREFIX, authorization, x_device_id)
+    if sent.from_cookie:
+        return PhoneHeaders(f"Bearer {sent.token}", sent.device_id)
     return PhoneHeaders(authorization, x_device_id)
 
 
@@ -119,7 +126,10 @@ def signing_session(db: Session, services: Services, phone: PhoneHeaders) -> Ver
     can be traced to (a staff token's, or the session's own when expired or misused)."""
     authorization, x_device_id = phone.authorization, phone.device_id
     try:
-        return face_session(db, services, authorization, x_device_id)
+        token = bearer_token(authorization, liveness.SESSION_PREFIX)
+        if token is None:
+            raise liveness.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
+        return liveness.authenticate_session(db, token, x_device_id, services.clock.now())
     except liveness.SessionInvalid as error:
         token = (authorization or "").partition(" ")[2].strip()
         center_id, subject = _trace(db, token)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import (
@@ -17,7 +17,7 @@ from api.deps import (
     FaceEngineDep,
     Operator,
     ServicesDep,
-    bearer_token,
+    phone_token,
     transaction,
 )
 from api.errors import ValidationFailed
@@ -31,15 +31,16 @@ router = APIRouter(tags=["evaluation"])
 
 
 def evaluation_session(
+    request: Request,
     db: Db,
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
     x_device_id: Annotated[str | None, Header()] = None,
 ) -> EvaluationSession:
-    token = bearer_token(authorization, sign_in.SESSION_PREFIX)
-    if token is None:
+    sent = phone_token(request, services, sign_in.SESSION_PREFIX, authorization, x_device_id)
+    if sent.token is None:
         raise sign_in.EvaluationSessionInvalid("send Authorization: Bearer eve_... and X-Device-Id")
-    return sign_in.authenticate(db, token, x_device_id, services.clock.now())
+    return sign_in.authenticate(db, sent.token, sent.device_id, services.clock.now())
 
 
 Me = Annotated[EvaluationSession, Depends(evaluation_session)]
@@ -82,6 +83,7 @@ class OverviewOut(BaseModel):
     name: str
     status: str
     tenderer_name: str
+    tenderer_credit_code: str
     bidders: list[dict[str, Any]]
     criteria: list[dict[str, Any]]
     aggregation: str
@@ -134,6 +136,7 @@ def overview(me: Me, db: Db, services: ServicesDep) -> OverviewOut:
         name=project.name,
         status=project.status,
         tenderer_name=project.tenderer_name,
+        tenderer_credit_code=project.tenderer_credit_code,
         bidders=project.bidders,
         criteria=project.criteria,
         aggregation=project.aggregation,

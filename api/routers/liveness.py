@@ -29,6 +29,7 @@ from api.schemas.liveness import (
     VerificationPage,
     VerificationSummaryOut,
 )
+from api.web import session as web
 from evaluation import liveness, supervision
 from evaluation.errors import NotFound
 from evaluation.faces import image_error
@@ -182,6 +183,7 @@ def submit_frames(
     challenge_id: str,
     form: Annotated[SubmittedFrames, Depends(read_frames_form)],
     request: Request,
+    response: Response,
     db: Db,
     services: ServicesDep,
     engine: FaceEngineDep,
@@ -247,6 +249,11 @@ def submit_frames(
     if outcome.session is not None:
         session = SessionOut.model_validate(outcome.session, from_attributes=True)
         session.token = outcome.session_token
+        if outcome.session_token and request.cookies.get(web.DEVICE_COOKIE) == form.device["id"]:
+            # A phone page: the session goes into an HttpOnly cookie, not to script.
+            ttl = (outcome.session.expires_at - received_at).total_seconds()
+            web.set_token_cookie(request, response, outcome.session_token, int(ttl))
+            session.token = None
     reasons = outcome.judgement.reasons
     return SubmissionOut(
         passed=outcome.judgement.passed,
@@ -258,6 +265,11 @@ def submit_frames(
         session=session,
         attempts_remaining=outcome.attempts_remaining,
         locked=outcome.locked,
+        frame_issues=[
+            issue
+            for check in outcome.judgement.checks
+            for issue in check.values.get("common_issues", [])
+        ],
     )
 
 

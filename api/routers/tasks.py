@@ -11,11 +11,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, bearer_token
+from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, phone_token
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.schemas.liveness import CaptureOut
-from evaluation import audit, centers, draws, liveness, projects, sign_in, tasks
+from api.web import session as web
+from evaluation import audit, centers, consent, draws, liveness, projects, sign_in, tasks
 from models.tables import ScanSession
 
 router = APIRouter(tags=["tasks"])
@@ -165,18 +166,73 @@ def _seconds(value: int) -> timedelta:
 
 
 def scan_session(
+    request: Request,
     db: Db,
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
     x_device_id: Annotated[str | None, Header()] = None,
 ) -> ScanSession:
-    token = bearer_token(authorization, tasks.SCAN_PREFIX)
-    if token is None:
+    sent = phone_token(request, services, tasks.SCAN_PREFIX, authorization, x_device_id)
+    if sent.token is None:
         raise tasks.ScanSessionInvalid("send Authorization: Bearer evs_... and X-Device-Id")
-    return tasks.authenticate_scan(db, token, x_device_id, services.clock.now())
+    return tasks.authenticate_scan(db, sent.token, sent.device_id, services.clock.now())
 
 
 ScanSessionDep = Annotated[ScanSession, Depends(scan_session)]
+
+
+class ConsentTextOut(BaseModel):
+    version: str
+    language: str
+    title: str
+    paragraphs: list[str]
+    sha256: str = Field(description="SHA-256 of the title and paragraphs, newline-joined")
+
+
+@router.get("/api/v1/consent/face", response_model=ConsentTextOut)
+def face_consent_text(lang: Literal["zh", "en"] = "zh") -> ConsentTextOut:
+    """The face recognition consent a phone must show before a face check."""
+    text = consent.consent_text(lang)
+    return ConsentTextOut(
+        version=text.version,
+        language=lang,
+        title=text.title,
+        paragraphs=list(text.paragraphs),
+        sha256=text.sha256,
+    )
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=40, description="The version shown")
+    accepted: bool
+    language: Literal["zh", "en"] = "zh"
+
+
+class ConsentOut(BaseModel):
+    version: str
+    accepted: bool
+    consented_at: datetime | None
+    alternative: str = Field(description="What to do instead when the answer is no")
+
+
+@router.post("/api/v1/scan/consent", response_model=ConsentOut)
+def answer_consent(
+    body: ConsentIn, scan: ScanSessionDep, db: Db, services: ServicesDep
+) -> ConsentOut:
+    """The person's answer to the face recognition consent. No face check without a yes;
+    a no is recorded too, and the phone shows the in-person alternative."""
+    consent.answer_consent(
+        db, services.clock, scan, body.version, body.accepted, body.language, request_id_var.get()
+    )
+    return ConsentOut(
+        version=body.version,
+        accepted=body.accepted,
+        consented_at=scan.consented_at,
+        alternative="an in-person ID check at the center by an operator, then signing "
+        "with a signing PIN",
+    )
 
 
 class ScanChallengeOut(BaseModel):
@@ -231,8 +287,12 @@ def scan_challenge(
 class SignInIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    face_session: str = Field(
-        min_length=8, max_length=200, description="The evf_... token the passed check gave"
+    face_session: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=200,
+        description="The evf_... token the passed check gave (a phone page sends none: "
+        "its cookie holds it)",
     )
 
 
@@ -243,7 +303,10 @@ class AssignmentBrief(BaseModel):
 
 
 class SignInOut(BaseModel):
-    evaluation_token: str = Field(description="Authorization: Bearer eve_... with X-Device-Id")
+    evaluation_token: str | None = Field(
+        description="Authorization: Bearer eve_... with X-Device-Id (null for a phone page, "
+        "whose HttpOnly cookie holds it)"
+    )
     session_id: str
     expires_at: datetime
     flagged: bool = Field(description="True when the expert is also signed in on another device")
@@ -256,15 +319,22 @@ class SignInOut(BaseModel):
 def scan_sign_in(
     body: SignInIn,
     scan: ScanSessionDep,
+    request: Request,
+    response: Response,
     db: Db,
     services: ServicesDep,
     x_device_id: Annotated[str | None, Header()] = None,
 ) -> SignInOut:
     """Sign in with the face session of this scan's passed check."""
     now = services.clock.now()
-    if not body.face_session.startswith(liveness.SESSION_PREFIX):
+    page = body.face_session is None and not request.headers.get("authorization")
+    face_token = body.face_session
+    if page:
+        face_token = request.cookies.get(web.TOKEN_COOKIES[liveness.SESSION_PREFIX])
+        x_device_id = request.cookies.get(web.DEVICE_COOKIE)
+    if not face_token or not face_token.startswith(liveness.SESSION_PREFIX):
         raise liveness.SessionInvalid("face_session must be the evf_... token of the check")
-    face = liveness.authenticate_session(db, body.face_session, x_device_id, now)
+    face = liveness.authenticate_session(db, face_token, x_device_id, now)
     signed = sign_in.sign_in(
         db,
         services.clock,
@@ -277,8 +347,13 @@ def scan_sign_in(
         scan.center_id, f"expert:{face.expert_id}", "expert", request_id_var.get()
     )
     raise_for(db, services, caller, signed.project.id)
+    if page:
+        ttl = (signed.session.expires_at - now).total_seconds()
+        web.set_token_cookie(request, response, signed.token, int(ttl))
+        web.clear_token_cookie(response, tasks.SCAN_PREFIX)
+        web.clear_token_cookie(response, liveness.SESSION_PREFIX)
     return SignInOut(
-        evaluation_token=signed.token,
+        evaluation_token=None if page else signed.token,
         session_id=signed.session.id,
         expires_at=signed.session.expires_at,
         flagged=signed.session.flagged,

@@ -29,6 +29,11 @@ class CaptureOut(BaseModel):
     max_frame_bytes: int
     jpeg_quality: float
     seconds_per_action: float
+    lead_seconds: float = Field(
+        default=0.6,
+        description="Show the first action's prompt this long after capture starts, then "
+        "one prompt every seconds_per_action",
+    )
 
 
 class ChallengeOut(BaseModel):
@@ -117,6 +122,12 @@ class SubmissionOut(BaseModel):
         description="Failures left before the expert is locked (null when not attributable)."
     )
     locked: bool
+    frame_issues: list[str] = Field(
+        default_factory=list,
+        description="What made frames unusable, commonest first (too-dark, overexposed, "
+        "too-blurry, face-too-small, pose-yaw, pose-pitch, low-detection-score): for "
+        "telling the person what to change",
+    )
 
 
 class UnlockIn(BaseModel):

@@ -191,6 +191,8 @@ NOT_STAFF = {
     # A task code, the scan session or the evaluation session is the credential
     # (test_tasks_api.py, test_evaluation_api.py).
     ("POST", "/api/v1/scan"),
+    ("POST", "/api/v1/scan/consent"),
+    ("GET", "/api/v1/consent/face"),  # public text
     ("POST", "/api/v1/scan/challenge"),
     ("POST", "/api/v1/scan/sign-in"),
     ("GET", "/api/v1/evaluation"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 from datetime import timedelta
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
+from evaluation.consent import FACE_CONSENT_VERSION
 from models.clock import FrozenClock
 from models.tables import AuditEntry, EvaluationSession, FaceChallenge, ScanSession
 from signing.keyring import Keyring
@@ -217,6 +219,7 @@ def test_the_scan_challenge_hides_the_committee(committee: Committee, db: Sessio
     # The drawn experts' enrolments here are placeholders the face engine cannot read, so
     # the challenge is refused before any phone films; the real flow is in
     # test_evaluation_flow.py. What matters here: no candidate list leaks in any answer.
+    _consent(committee, headers)
     answer = committee.client.post("/api/v1/scan/challenge", headers=headers)
     assert_problem(answer, 409, "face-check-unavailable")
     assert "expert_ids" not in answer.text
@@ -275,9 +278,69 @@ def test_scan_challenges_are_capped(committee: Committee, db: Session, services:
         )
     db.commit()
     headers = {"Authorization": f"Bearer {scanned['scan_token']}", "X-Device-Id": DEVICE}
+    _consent(committee, headers)
     assert_problem(
         committee.client.post("/api/v1/scan/challenge", headers=headers), 429, "too-many-challenges"
     )
+
+
+def _consent(committee: Committee, headers: dict[str, str], accepted: bool = True) -> Any:
+    answer = committee.client.post(
+        "/api/v1/scan/consent",
+        json={"version": FACE_CONSENT_VERSION, "accepted": accepted},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_no_face_check_without_consent(committee: Committee, db: Session) -> None:
+    token = _room(committee).json()["token"]  # type: ignore[attr-defined]
+    scanned = committee.scan(token, DEVICE).json()
+    headers = {"Authorization": f"Bearer {scanned['scan_token']}", "X-Device-Id": DEVICE}
+    challenges = db.execute(select(func.count()).select_from(FaceChallenge)).scalar_one()
+    assert_problem(
+        committee.client.post("/api/v1/scan/challenge", headers=headers), 409, "consent-required"
+    )
+    # An out-of-date text is not consent to the current one.
+    stale = committee.client.post(
+        "/api/v1/scan/consent", json={"version": "face-2020-01", "accepted": True}, headers=headers
+    )
+    assert_problem(stale, 409, "consent-version-stale")
+    # A no is recorded, names the alternative, and still opens no face check.
+    refused = _consent(committee, headers, accepted=False)
+    assert refused["consented_at"] is None and "in-person" in refused["alternative"]
+    assert_problem(
+        committee.client.post("/api/v1/scan/challenge", headers=headers), 409, "consent-required"
+    )
+    db.expire_all()
+    assert db.execute(select(func.count()).select_from(FaceChallenge)).scalar_one() == challenges
+    text = committee.client.get("/api/v1/consent/face", params={"lang": "zh"}).json()
+    entries = (
+        db.execute(
+            select(AuditEntry)
+            .where(AuditEntry.action.in_(["face.consent_given", "face.consent_refused"]))
+            .order_by(AuditEntry.seq)
+        )
+        .scalars()
+        .all()
+    )
+    assert [e.action for e in entries] == ["face.consent_refused"]
+    assert entries[0].details["text_sha256"] == text["sha256"]
+    assert entries[0].details["version"] == text["version"] == FACE_CONSENT_VERSION
+    # A yes is recorded with the exact text's hash, in the language shown.
+    english = committee.client.get("/api/v1/consent/face", params={"lang": "en"}).json()
+    committee.client.post(
+        "/api/v1/scan/consent",
+        json={"version": FACE_CONSENT_VERSION, "accepted": True, "language": "en"},
+        headers=headers,
+    )
+    given = db.execute(
+        select(AuditEntry).where(AuditEntry.action == "face.consent_given")
+    ).scalar_one()
+    assert given.details["text_sha256"] == english["sha256"] != text["sha256"]
+    scan = db.execute(select(ScanSession).where(ScanSession.id == given.subject_id)).scalar_one()
+    assert scan.consent_version == FACE_CONSENT_VERSION and scan.consented_at is not None
 
 
 def test_a_personal_code_issued_after_the_window_still_works(

@@ -1,0 +1,1 @@
+"""The web pages: the expert's and the signer's phone pages under /m/."""

@@ -1,0 +1,299 @@
+"""The phone pages under /m/: server-rendered steps of the expert's journey, each with a
+small script of its own (static/js). The pages call the same API as any client; their
+credentials are HttpOnly cookies (api/web/session.py), never a token in a URL after the
+landing redirect."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+
+from api.deps import Db, ServicesDep, transaction
+from api.logs import request_id_var
+from api.services import Services
+from api.web import i18n
+from api.web.session import (
+    DEVICE_COOKIE,
+    DEVICE_MAX_AGE,
+    LANG_COOKIE,
+    TOKEN_COOKIES,
+    check_csrf,
+    clear_token_cookie,
+    csrf_token,
+    new_device_id,
+    set_cookie,
+    set_token_cookie,
+)
+from evaluation import centers, consent, liveness, projects, sign_in, tasks
+from evaluation.errors import DomainError
+from models.tables import EvaluationSession, ScanSession
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+
+
+@cache
+def asset_version(name: str) -> str:
+    """A content hash for cache busting: a new release's script is never served stale."""
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
+
+
+def static_url(name: str) -> str:
+    return f"/m/static/{name}?v={asset_version(name)}"
+
+
+def render(
+    request: Request,
+    services: Services,
+    name: str,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    language = i18n.language_of(request)
+    device_id = request.cookies.get(DEVICE_COOKIE, "")
+
+    def t(key: str, **values: object) -> str:
+        return i18n.translate(language, key, **values)
+
+    page: dict[str, Any] = {
+        "t": t,
+        "lang": language,
+        "html_lang": i18n.HTML_LANG[language],
+        "other_lang": "en" if language == "zh" else "zh",
+        "path": request.url.path,
+        "csrf": csrf_token(services.csrf_key, device_id) if device_id else "",
+        "device_id": device_id,
+        "static": static_url,
+        # JSON for a data block, "<" escaped so it cannot close the element.
+        "messages": Markup(
+            json.dumps(i18n.catalogue(language), ensure_ascii=False).replace("<", "\\u003c")
+        ),
+        **(context or {}),
+    }
+    response = templates.TemplateResponse(request, name, page, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _scan(request: Request, db: Db, services: Services) -> ScanSession | None:
+    token = request.cookies.get(TOKEN_COOKIES[tasks.SCAN_PREFIX])
+    if not token:
+        return None
+    try:
+        return tasks.authenticate_scan(
+            db, token, request.cookies.get(DEVICE_COOKIE), services.clock.now()
+        )
+    except tasks.ScanSessionInvalid:
+        return None
+
+
+def _signed_in(request: Request, db: Db, services: Services) -> EvaluationSession | None:
+    token = request.cookies.get(TOKEN_COOKIES[sign_in.SESSION_PREFIX])
+    if not token:
+        return None
+    try:
+        return sign_in.authenticate(
+            db, token, request.cookies.get(DEVICE_COOKIE), services.clock.now()
+        )
+    except sign_in.EvaluationSessionInvalid:
+        return None
+
+
+def _error_page(request: Request, services: Services, error: DomainError) -> HTMLResponse:
+    language = i18n.language_of(request)
+    key = f"error.{error.code}"
+    message = i18n.translate(language, key)
+    if message == key:
+        message = i18n.translate(language, "error.generic", detail=error.detail)
+    return render(
+        request, services, "error.html", {"message": message, "code": error.code}, error.status
+    )
+
+
+@router.get("/m/", response_class=HTMLResponse)
+def home(request: Request, db: Db, services: ServicesDep) -> Response:
+    """Where a phone lands without a fresh code: onward if signed in, else "scan"."""
+    if _signed_in(request, db, services) is not None:
+        return _redirect("/m/evaluation")
+    if _scan(request, db, services) is not None:
+        return _redirect("/m/start")
+    expired = any(request.cookies.get(name) for name in TOKEN_COOKIES.values())
+    return render(request, services, "home.html", {"expired": expired})
+
+
+@router.get("/m/t/{token}", response_class=HTMLResponse)
+def landing(token: str, request: Request, services: ServicesDep) -> Response:
+    """A scanned task code: exchange it for a scan session held in a cookie, then redirect
+    so the code leaves the address bar (and the history, and any Referer)."""
+    device_id = request.cookies.get(DEVICE_COOKIE) or new_device_id()
+    where = tasks.ScanContext(
+        device_id=device_id,
+        client_ip=request.client.host if request.client else None,
+        request_id=request_id_var.get(),
+    )
+    ttl = services.settings.scan_session_ttl_s
+    db = services.session_factory()
+    try:
+        scanned = tasks.scan(
+            db, services.clock, services.room_tokens, token, where, timedelta(seconds=ttl)
+        )
+        db.commit()
+    except tasks.ScanRefused as error:
+        db.commit()  # the refusal's audit entry stays, as in the API (api/routers/tasks.py)
+        return _error_page(request, services, error)
+    finally:
+        db.close()
+    response = _redirect("/m/start")
+    set_cookie(request, response, DEVICE_COOKIE, device_id, DEVICE_MAX_AGE)
+    set_token_cookie(request, response, scanned.token, ttl)
+    clear_token_cookie(response, sign_in.SESSION_PREFIX)
+    clear_token_cookie(response, liveness.SESSION_PREFIX)
+    return response
+
+
+def _window(start: datetime, end: datetime) -> str:
+    return f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC"
+
+
+@router.get("/m/start", response_class=HTMLResponse)
+def start(request: Request, db: Db, services: ServicesDep) -> Response:
+    """What this is, which project, which center; then the consent."""
+    scan = _scan(request, db, services)
+    if scan is None:
+        return _redirect("/m/")
+    project = projects.get_project(db, scan.center_id, scan.project_id)
+    center = centers.get_center(db, scan.center_id)
+    return render(
+        request,
+        services,
+        "start.html",
+        {
+            "project": project,
+            "center": center,
+            "kind": scan.kind,
+            "window": _window(project.evaluation_start, project.evaluation_end),
+        },
+    )
+
+
+@router.get("/m/consent", response_class=HTMLResponse)
+def consent_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    scan = _scan(request, db, services)
+    if scan is None:
+        return _redirect("/m/")
+    text = consent.consent_text(i18n.language_of(request))
+    return render(request, services, "consent.html", {"text": text})
+
+
+@router.post("/m/consent", response_class=HTMLResponse)
+def answer_consent(
+    request: Request,
+    services: ServicesDep,
+    csrf: Annotated[str, Form()] = "",
+    version: Annotated[str, Form()] = "",
+    decision: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(services.csrf_key, request.cookies.get(DEVICE_COOKIE), csrf)
+    if decision not in ("accept", "refuse"):
+        return _redirect("/m/consent")
+    with transaction(services) as db:
+        scan = _scan(request, db, services)
+        if scan is None:
+            return _redirect("/m/")
+        consent.answer_consent(
+            db,
+            services.clock,
+            scan,
+            version,
+            decision == "accept",
+            i18n.language_of(request),
+            request_id_var.get(),
+        )
+    return _redirect("/m/check" if decision == "accept" else "/m/alternative")
+
+
+@router.get("/m/alternative", response_class=HTMLResponse)
+def alternative(request: Request, services: ServicesDep) -> Response:
+    return render(request, services, "alternative.html")
+
+
+@router.get("/m/check", response_class=HTMLResponse)
+def check_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    """The face check that signs the phone in."""
+    scan = _scan(request, db, services)
+    if scan is None:
+        return _redirect("/m/")
+    if scan.consented_at is None:
+        return _redirect("/m/consent")
+    return render(
+        request,
+        services,
+        "check.html",
+        {
+            "purpose": "sign-in",
+            "challenge_url": "/api/v1/scan/challenge",
+            "done_url": "/m/evaluation",
+        },
+    )
+
+
+@router.get("/m/evaluation", response_class=HTMLResponse)
+def evaluation_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    if _signed_in(request, db, services) is None:
+        return _redirect("/m/")
+    return render(request, services, "evaluation.html")
+
+
+@router.get("/m/report", response_class=HTMLResponse)
+def report_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    if _signed_in(request, db, services) is None:
+        return _redirect("/m/")
+    return render(
+        request,
+        services,
+        "report.html",
+        {"freshness_s": services.settings.signing_freshness_s},
+    )
+
+
+@router.get("/m/sign", response_class=HTMLResponse)
+def sign_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    """The fresh face check signing needs, then the signature itself."""
+    if _signed_in(request, db, services) is None:
+        return _redirect("/m/")
+    return render(
+        request,
+        services,
+        "check.html",
+        {
+            "purpose": "sign",
+            "challenge_url": "/api/v1/evaluation/challenge",
+            "done_url": "/m/report",
+            "freshness_s": services.settings.signing_freshness_s,
+        },
+    )
+
+
+@router.get("/m/lang/{language}")
+def switch_language(language: str, request: Request, next: str = "/m/") -> Response:
+    # Only our own pages: an open redirect would let a link borrow our address.
+    target = next if next.startswith("/m/") and "//" not in next and "\\" not in next else "/m/"
+    response = _redirect(target)
+    if language in i18n.LANGUAGES:
+        set_cookie(request, response, LANG_COOKIE, language, DEVICE_MAX_AGE)
+    return response

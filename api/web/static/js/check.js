@@ -1,0 +1,274 @@
+// The face check: camera preview inside a face guide, one prompt per challenged action,
+// frames captured at the hinted rate, downscaled and JPEG-encoded here, uploaded with a
+// progress bar (retried, never submitted twice), then the result in plain words.
+import { Problem, api, deviceId, el, newKey, showProblem, t } from "./common.js";
+
+const root = document.getElementById("check");
+const purpose = root.dataset.purpose;
+const challengeUrl = root.dataset.challengeUrl;
+const doneUrl = root.dataset.doneUrl;
+const freshnessMs = Number(root.dataset.freshnessS || 0) * 1000;
+
+const startButton = document.getElementById("start");
+const camera = document.getElementById("camera");
+const video = document.getElementById("preview");
+const prompt = document.getElementById("prompt");
+const steps = document.getElementById("steps");
+const stepsFill = document.getElementById("steps-fill");
+const stepLabel = document.getElementById("step-label");
+const upload = document.getElementById("upload");
+const uploadFill = document.getElementById("upload-fill");
+const result = document.getElementById("result");
+const alternativeLink = document.getElementById("alternative-link");
+
+const sleepUntil = (when) =>
+  new Promise((resolve) => setTimeout(resolve, Math.max(0, when - performance.now())));
+
+function cameraProblem(error) {
+  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
+    return [t("check.insecure")];
+  }
+  if (error?.name === "NotAllowedError" || error?.name === "SecurityError") {
+    return [t("check.camera_denied"), t("check.camera_denied_help")];
+  }
+  if (error?.name === "NotFoundError" || error?.name === "OverconstrainedError") {
+    return [t("check.no_camera"), t("check.no_camera_help")];
+  }
+  return [t("check.camera_error", { name: error?.name || String(error) })];
+}
+
+async function openCamera() {
+  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
+    throw Object.assign(new Error("insecure"), { camera: true });
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      video: { facingMode: "user", width: { ideal: 640 }, height: { ideal: 480 } },
+      audio: false,
+    });
+    video.srcObject = stream;
+    camera.hidden = false;
+    await video.play();
+    while (!video.videoWidth) await sleepUntil(performance.now() + 30);
+    return stream;
+  } catch (error) {
+    throw Object.assign(error, { camera: true });
+  }
+}
+
+function encode(canvas, quality) {
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+}
+
+// Capture on the challenge's schedule: neutral lead, then each action's prompt.
+async function film(challenge) {
+  const hints = challenge.capture;
+  const scale = Math.min(1, hints.max_width / video.videoWidth, hints.max_height / video.videoHeight);
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  const context = canvas.getContext("2d");
+  const actions = challenge.actions;
+  const leadMs = hints.lead_seconds * 1000;
+  const actionMs = hints.seconds_per_action * 1000;
+  const frames = [];
+  const timestamps = [];
+  const prompts = [];
+  steps.hidden = false;
+  const started = performance.now();
+  for (let index = 0; index < hints.frame_count; index++) {
+    await sleepUntil(started + (index * 1000) / hints.fps);
+    const elapsed = performance.now() - started;
+    const current = Math.floor((elapsed - leadMs) / actionMs);
+    while (prompts.length < actions.length && prompts.length <= current) {
+      prompts.push(Math.round(elapsed)); // when this prompt was actually shown
+    }
+    const showing = Math.min(prompts.length, actions.length) - 1;
+    if (showing >= 0) {
+      prompt.textContent = t(`action.${actions[showing]}`);
+      stepLabel.textContent = t("check.step", { n: showing + 1, total: actions.length });
+    } else {
+      prompt.textContent = t("check.get_ready");
+    }
+    stepsFill.style.width = `${Math.round((100 * (index + 1)) / hints.frame_count)}%`;
+    context.drawImage(video, 0, 0, canvas.width, canvas.height);
+    timestamps.push(Math.round(elapsed));
+    frames.push(encode(canvas, hints.jpeg_quality));
+  }
+  while (prompts.length < actions.length) prompts.push(timestamps[timestamps.length - 1]);
+  const blobs = await Promise.all(frames);
+  for (let index = 0; index < blobs.length; index++) {
+    if (blobs[index].size > hints.max_frame_bytes) {
+      context.drawImage(video, 0, 0, canvas.width, canvas.height);
+      blobs[index] = await encode(canvas, 0.6);
+    }
+  }
+  return { blobs, timestamps, prompts };
+}
+
+function send(url, form, key, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", url);
+    request.setRequestHeader("Accept", "application/json");
+    request.setRequestHeader("Idempotency-Key", key);
+    request.timeout = 60000;
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    };
+    request.onload = () => {
+      let body = null;
+      try {
+        body = JSON.parse(request.responseText);
+      } catch {
+        body = null;
+      }
+      if (request.status >= 200 && request.status < 300) resolve(body);
+      else reject(new Problem(request.status, body));
+    };
+    request.onerror = () => reject(Object.assign(new Error("network"), { retry: true }));
+    request.ontimeout = request.onerror;
+    request.send(form);
+  });
+}
+
+async function submit(challenge, filmed) {
+  const form = new FormData();
+  form.append("nonce", challenge.nonce);
+  filmed.blobs.forEach((blob, index) => form.append("frames", blob, `${index}.jpg`));
+  form.append("timestamps_ms", JSON.stringify(filmed.timestamps));
+  form.append("prompts_ms", JSON.stringify(filmed.prompts));
+  form.append(
+    "device",
+    JSON.stringify({
+      id: deviceId,
+      model: navigator.userAgent.slice(0, 180),
+      screen: `${screen.width}x${screen.height}`,
+    }),
+  );
+  upload.hidden = false;
+  const key = newKey(); // the same for every retry of this upload
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send(challenge.submit_url, form, key, (share) => {
+        const percent = Math.round(share * 100);
+        uploadFill.style.width = `${percent}%`;
+        stepLabel.textContent = percent < 100 ? t("check.uploading", { percent }) : t("check.verifying");
+      });
+    } catch (error) {
+      if (!error.retry || attempt >= 3) throw error.retry ? new Problem(0, { code: "network" }) : error;
+      stepLabel.textContent = t("app.offline");
+      await sleepUntil(performance.now() + 1000 * 2 ** attempt);
+    }
+  }
+}
+
+function explain(outcome) {
+  const words = [];
+  for (const issue of outcome.frame_issues || []) words.push(t(`issue.${issue}`));
+  for (const reason of outcome.reasons || []) {
+    const text = t(`reason.${reason}`);
+    words.push(text === `reason.${reason}` ? t("reason.other") : text);
+  }
+  const unique = [...new Set(words)].slice(0, 4);
+  const parts = [el("strong", { text: t("check.failed") }), el("ul", {}, unique.map((w) => el("li", { text: w })))];
+  if (outcome.locked) parts.push(el("p", { id: "locked", text: t("check.locked") }));
+  else if (outcome.attempts_remaining !== null && outcome.attempts_remaining !== undefined) {
+    parts.push(el("p", { id: "attempts", text: t("check.attempts_left", { n: outcome.attempts_remaining }) }));
+  }
+  result.className = "result fail";
+  result.replaceChildren(...parts);
+  result.hidden = false;
+  result.dataset.reasons = (outcome.reasons || []).join(" ");
+}
+
+async function signReport() {
+  const overview = await api("GET", "/api/v1/evaluation");
+  if (!overview.report_document_id) throw new Problem(409, { code: "report-missing", detail: t("report.none") });
+  stepLabel.textContent = t("report.signing");
+  await api("POST", `/api/v1/documents/${overview.report_document_id}/signatures`, {});
+}
+
+async function finish() {
+  if (purpose === "sign-in") await api("POST", "/api/v1/scan/sign-in", {});
+  else await signReport();
+  location.assign(doneUrl);
+}
+
+async function freshEnough() {
+  // A check passed moments ago (within the signing freshness) need not be repeated.
+  try {
+    const session = await api("GET", "/api/v1/face/session", undefined, { retries: 0 });
+    return Date.now() - Date.parse(session.verified_at) < freshnessMs - 15000;
+  } catch {
+    return false;
+  }
+}
+
+let stream = null;
+
+async function run() {
+  startButton.disabled = true;
+  result.hidden = true;
+  stepLabel.textContent = t("check.preparing");
+  try {
+    const challenge = await api("POST", challengeUrl);
+    stream = await openCamera();
+    const filmed = await film(challenge);
+    stream.getTracks().forEach((track) => track.stop());
+    prompt.textContent = "";
+    camera.hidden = true;
+    const outcome = await submit(challenge, filmed);
+    upload.hidden = true;
+    steps.hidden = true;
+    if (outcome.passed) {
+      result.className = "result ok";
+      result.replaceChildren(el("strong", { id: "passed", text: t("check.passed") }));
+      result.hidden = false;
+      stepLabel.textContent = "";
+      await finish();
+      return;
+    }
+    stepLabel.textContent = "";
+    explain(outcome);
+    startButton.textContent = t("check.try_again");
+    startButton.disabled = Boolean(outcome.locked);
+    if (purpose === "sign-in") alternativeLink.hidden = false;
+  } catch (error) {
+    stream?.getTracks().forEach((track) => track.stop());
+    camera.hidden = true;
+    steps.hidden = true;
+    upload.hidden = true;
+    stepLabel.textContent = "";
+    if (error.camera) {
+      const [headline, help] = cameraProblem(error);
+      result.className = "result fail";
+      result.replaceChildren(
+        el("strong", { id: "camera-problem", "data-name": error.name || "", text: headline }),
+        help ? el("p", { text: help }) : null,
+      );
+      result.hidden = false;
+      if (purpose === "sign-in") alternativeLink.hidden = false;
+    } else {
+      showProblem(result, error);
+      result.hidden = false;
+    }
+    startButton.textContent = t("app.retry");
+    startButton.disabled = false;
+  }
+}
+
+startButton.addEventListener("click", run);
+if (purpose === "sign") {
+  freshEnough().then(async (fresh) => {
+    if (!fresh) return;
+    startButton.disabled = true;
+    try {
+      await finish();
+    } catch (error) {
+      showProblem(result, error);
+      result.hidden = false;
+      startButton.disabled = false;
+    }
+  });
+}

@@ -1,0 +1,93 @@
+// Shared by the phone pages: strings, the API with the page's CSRF token, retries that
+// never act twice (Idempotency-Key), and small DOM helpers. No third-party code.
+
+const messages = JSON.parse(document.getElementById("messages").textContent);
+
+export function t(key, values = {}) {
+  const text = messages[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
+export const csrf = document.querySelector('meta[name="csrf-token"]').content;
+export const deviceId = document.querySelector('meta[name="device-id"]').content;
+
+export class Problem extends Error {
+  constructor(status, body) {
+    super(body?.detail || body?.title || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.code || "network";
+    this.body = body || {};
+  }
+
+  // What to show a person: our catalogue's words for the code, else the service's.
+  get message_() {
+    const key = `error.${this.code}`;
+    const known = t(key);
+    return known === key ? t("error.generic", { detail: this.message }) : known;
+  }
+}
+
+export function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One API call. A state change carries an Idempotency-Key kept across retries, so a
+// request whose answer was lost on a flaky network is answered, not repeated.
+export async function api(method, path, body, { retries = 3, onRetry } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["X-CSRF-Token"] = csrf;
+    headers["Idempotency-Key"] = newKey();
+  }
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  for (let attempt = 0; ; attempt++) {
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+    } catch (error) {
+      if (attempt >= retries) throw new Problem(0, { code: "network", detail: String(error) });
+      onRetry?.(attempt + 1);
+      await sleep(500 * 2 ** attempt);
+      continue;
+    }
+    if (response.status === 409 && response.headers.get("Retry-After") && attempt < retries) {
+      await sleep(1000); // the first try of this key is still running
+      continue;
+    }
+    const type = response.headers.get("Content-Type") || "";
+    const data = type.includes("json") ? await response.json() : null;
+    if (!response.ok) throw new Problem(response.status, data);
+    return data;
+  }
+}
+
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+export function showProblem(container, problem) {
+  container.replaceChildren(
+    el("div", { class: "result fail", role: "alert", id: "problem", "data-code": problem.code },
+      problem instanceof Problem ? problem.message_ : t("error.generic", { detail: String(problem) })),
+  );
+}
