@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.instance import initialize, prepare
@@ -19,13 +20,16 @@ from api.services import open_database
 from evaluation import audit, centers
 from evaluation import staff as staff_tokens
 from evaluation.errors import DomainError
+from evaluation.pki import PkiNotReady, PkiPolicy
 from evaluation.staff import Role
 from face.antispoof import AntiSpoofModelError
 from face.model_pack import ModelPackError
 from models.clock import SystemClock
 from models.db import make_session_factory
 from models.settings import Settings
-from signing.keyring import KeyringError
+from models.tables import Center
+from signing import tls as server_tls
+from signing.keyring import KeyringError, load_keyring
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -46,6 +50,70 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _https_url(host: str, port: int) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"https://{host}" if port == 443 else f"https://{host}:{port}"
+
+
+def _serve_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with the TLS options, if anything."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return "--tls-cert and --tls-key go together"
+    if args.host_name and not (args.tls or args.tls_cert):
+        return "--host-name names the HTTPS certificate: add --tls (or --tls-cert/--tls-key)"
+    if args.tls and not (args.host_name or args.tls_cert):
+        return "--tls needs --host-name NAME, the name phones use to reach this server"
+    return None
+
+
+def _tls_center(db: Session, settings: Settings, center_id: str | None) -> Center:
+    if center_id:
+        return centers.get_center(db, center_id)
+    center = centers.find_center_by_name(db, settings.center_name)
+    if center is None:
+        center = next(iter(centers.list_centers(db)), None)
+    if center is None:
+        raise PkiNotReady("there is no center yet; run `evalsign init`")
+    return center
+
+
+def _center_certificate(
+    args: argparse.Namespace,
+    settings: Settings,
+    engine: Engine,
+    clock: SystemClock,
+    names: tuple[str, ...],
+) -> tuple[server_tls.ServerCertificate, dict[str, Any]]:
+    """The server certificate from a center's issuing CA, and where phones get its root."""
+    from evaluation import pki
+    from evaluation.tls import serving_certificate
+    from signing.vault import open_vaults
+
+    vault = open_vaults(settings, load_keyring(settings.vault_dir, settings.master_key))
+    with make_session_factory(engine)() as db, db.begin():
+        center = _tls_center(db, settings, args.center)
+        serving = serving_certificate(
+            db,
+            audit.Caller(center.id, "cli:serve"),
+            clock,
+            vault,
+            PkiPolicy.from_settings(settings),
+            center,
+            settings.data_dir,
+            names,
+        )
+    root = {
+        "subject": serving.root.subject.rfc4514_string(),
+        "sha256": pki.fingerprint(serving.root),
+        "url": (
+            f"{settings.public_url.rstrip('/')}/pki/{serving.root_authority_id}/cert"
+            if serving.root_authority_id
+            else None
+        ),
+    }
+    return serving.server, root
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -53,21 +121,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.logs import configure_logging
     from api.services import build_services, load_stamp_font
 
+    problem = _serve_usage(args)
+    if problem is not None:
+        print(json.dumps({"error": "UsageError", "detail": problem}), file=sys.stderr)
+        return 2
+    names = server_tls.parse_host_names(args.host_name) if args.host_name else ()
+    # Given files are checked before anything is migrated or loaded.
+    given = (
+        server_tls.load_given_pair(Path(args.tls_cert), Path(args.tls_key))
+        if args.tls_cert
+        else None
+    )
     settings = _settings(args)
+    port = args.port or settings.port
+    tls = bool(args.tls or args.tls_cert)
+    if tls and names and "public_url" not in settings.model_fields_set:
+        # QR codes and certificate URLs must point where phones reach this server.
+        settings = settings.model_copy(update={"public_url": _https_url(names[0], port)})
     configure_logging(settings.log_level)
     clock = SystemClock()
     engine = prepare(settings, clock)
     options: dict[str, Any] = {
         "host": args.host or settings.host,
-        "port": args.port or settings.port,
+        "port": port,
         "log_config": None,
         "access_log": False,
-        "proxy_headers": True,
+        "proxy_headers": args.proxy_headers,
     }
+    if args.forwarded_allow_ips:
+        options["forwarded_allow_ips"] = args.forwarded_allow_ips
+    if tls:
+        if given is not None:
+            cert_path, key_path, leaf = Path(args.tls_cert), Path(args.tls_key), given
+            summary: dict[str, Any] = {"source": "files", "root_ca": None}
+        else:
+            server, root = _center_certificate(args, settings, engine, clock, names)
+            cert_path, key_path, leaf = server.cert_path, server.key_path, server.certificate
+            summary = {"source": "center-ca", "issued": server.issued, "root_ca": root}
+        options["ssl_certfile"], options["ssl_keyfile"] = str(cert_path), str(key_path)
+        host = names[0] if names else options["host"]
+        _print(
+            {
+                "url": _https_url(host, port),
+                "public_url": settings.public_url,
+                "tls": {
+                    **summary,
+                    "names": list(server_tls.subject_alternative_names(leaf)),
+                    "not_after": leaf.not_valid_after_utc.isoformat(),
+                    "certificate": str(cert_path),
+                    "key": str(key_path),
+                },
+            }
+        )
+        sys.stdout.flush()
     if args.workers > 1:
         # Worker processes read their settings from the environment (api/asgi.py).
         engine.dispose()
         os.environ["EVALSIGN_DATA_DIR"] = str(settings.data_dir)
+        os.environ["EVALSIGN_PUBLIC_URL"] = settings.public_url
         uvicorn.run("api.asgi:create", factory=True, workers=args.workers, **options)
         return 0
     services = build_services(settings, engine=engine, clock=clock)
@@ -257,6 +368,38 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes (default 1; each loads the models)"
     )
+    https = serve.add_argument_group("HTTPS (phones open the camera only over HTTPS)")
+    https.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a certificate from the center's issuing CA (kept in DATA_DIR/tls)",
+    )
+    https.add_argument(
+        "--host-name",
+        action="append",
+        metavar="NAME",
+        help="DNS name or IP address phones use; repeat or comma-separate for several",
+    )
+    https.add_argument("--tls-cert", metavar="FILE", help="use this PEM certificate chain")
+    https.add_argument("--tls-key", metavar="FILE", help="and this PEM private key")
+    https.add_argument(
+        "--center",
+        help="center id whose CA issues the certificate "
+        "(default: the one named EVALSIGN_CENTER_NAME, else the first)",
+    )
+    proxy = serve.add_argument_group("behind a reverse proxy")
+    proxy.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips (default: on)",
+    )
+    proxy.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated proxy addresses or networks whose X-Forwarded-* headers count, "
+        "'*' for any (default: $FORWARDED_ALLOW_IPS or 127.0.0.1)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     token = commands.add_parser("token", help="staff tokens").add_subparsers(
@@ -329,7 +472,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (DomainError, KeyringError, ModelPackError, AntiSpoofModelError, OSError) as exc:
+    except (
+        DomainError,
+        KeyringError,
+        ModelPackError,
+        AntiSpoofModelError,
+        server_tls.ServerCertificateError,
+        OSError,
+    ) as exc:
         print(json.dumps({"error": type(exc).__name__, "detail": str(exc)}), file=sys.stderr)
         return 2
     return code

@@ -59,7 +59,7 @@ def pseudonym(center_id: str, expert_id: str) -> str:
     return f"EVS-{digest[:20].upper()}"
 
 
-def _signature_hash(key: PrivateKey) -> hashes.SHA256:
+def signature_hash(key: PrivateKey) -> hashes.SHA256:
     # SHA-256 for both key types: what every validator and the national profiles accept.
     return hashes.SHA256()
 
@@ -76,7 +76,7 @@ def ca_name(center_name: str, label: str) -> x509.Name:
     )
 
 
-def _key_ids(
+def with_key_ids(
     builder: x509.CertificateBuilder, public_key: PublicKey, issuer_public: PublicKey
 ) -> x509.CertificateBuilder:
     return builder.add_extension(
@@ -86,7 +86,7 @@ def _key_ids(
     )
 
 
-def _validity(
+def with_validity(
     builder: x509.CertificateBuilder, now: datetime, days: int, not_after_cap: datetime | None
 ) -> x509.CertificateBuilder:
     not_after = now + timedelta(days=days)
@@ -115,7 +115,7 @@ def _ca_usage(builder: x509.CertificateBuilder, path_length: int | None) -> x509
     )
 
 
-def _distribution(
+def with_distribution(
     builder: x509.CertificateBuilder, endpoints: Endpoints
 ) -> x509.CertificateBuilder:
     builder = builder.add_extension(
@@ -155,12 +155,12 @@ def make_root_ca(subject: x509.Name, key: PrivateKey, now: datetime, days: int) 
         public_key=key.public_key(),
         serial_number=x509.random_serial_number(),
     )
-    builder = _validity(builder, now, days, None)
+    builder = with_validity(builder, now, days, None)
     builder = _ca_usage(builder, path_length=1)
     builder = builder.add_extension(
         x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
     )
-    return builder.sign(key, _signature_hash(key))
+    return builder.sign(key, signature_hash(key))
 
 
 def make_issuing_ca(
@@ -178,12 +178,12 @@ def make_issuing_ca(
         public_key=public_key,
         serial_number=x509.random_serial_number(),
     )
-    builder = _validity(builder, now, days, root.not_valid_after_utc)
+    builder = with_validity(builder, now, days, root.not_valid_after_utc)
     builder = _ca_usage(builder, path_length=0)
-    builder = _key_ids(builder, public_key, root_key.public_key())
+    builder = with_key_ids(builder, public_key, root_key.public_key())
     # The root has no OCSP responder; its CRL lists a revoked issuing CA.
-    builder = _distribution(builder, Endpoints(endpoints.crl_url, endpoints.issuer_cert_url))
-    return builder.sign(root_key, _signature_hash(root_key))
+    builder = with_distribution(builder, Endpoints(endpoints.crl_url, endpoints.issuer_cert_url))
+    return builder.sign(root_key, signature_hash(root_key))
 
 
 def make_end_entity(
@@ -203,7 +203,7 @@ def make_end_entity(
         public_key=public_key,
         serial_number=serial_number or x509.random_serial_number(),
     )
-    builder = _validity(builder, now, days, issuer.not_valid_after_utc)
+    builder = with_validity(builder, now, days, issuer.not_valid_after_utc)
     builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
     # Signatures with these keys are commitments (nonRepudiation / contentCommitment).
     builder = builder.add_extension(
@@ -229,9 +229,9 @@ def make_end_entity(
     builder = builder.add_extension(
         x509.ExtendedKeyUsage(usages), critical=profile is Profile.TIME_STAMPING
     )
-    builder = _key_ids(builder, public_key, issuer_key.public_key())
-    builder = _distribution(builder, endpoints)
-    return builder.sign(issuer_key, _signature_hash(issuer_key))
+    builder = with_key_ids(builder, public_key, issuer_key.public_key())
+    builder = with_distribution(builder, endpoints)
+    return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
 def expert_subject(name: str, pseudonym_: str, center_name: str) -> x509.Name:
