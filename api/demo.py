@@ -245,7 +245,35 @@ def run_demo(settings: Settings, out: Path | None = None, say: Say = print) -> d
     return summary
 
 
-def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dict[str, Any]:
+@dataclass
+class Staged:
+    """A drawn project waiting for its committee: what the phones and the staff need next."""
+
+    api: Client
+    operator: dict[str, str]
+    admin: dict[str, str]
+    supervisor: dict[str, str]
+    phones: dict[str, Phone]
+    project: dict[str, Any]
+    committed: dict[str, Any]
+    entropy: str
+    proof: dict[str, Any]
+    excluded: dict[str, str]
+    members: list[dict[str, Any]]
+    room: dict[str, Any]
+
+    def personal_token(self, member: dict[str, Any]) -> str:
+        issued = self.api.call(
+            "POST",
+            f"/api/v1/projects/{self.project['id']}/assignments/{member['assignment_id']}/qr",
+            201,
+            headers=self.operator,
+        )
+        return str(issued["token"])
+
+
+def stage_project(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> Staged:
+    """Enroll the pool, create the project, draw its committee and show the room QR."""
     operator = {"Authorization": f"Bearer {tokens['operator']}"}
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
     supervisor = {"Authorization": f"Bearer {tokens['supervisor']}"}
@@ -355,76 +383,124 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
     if out is not None:
         (out / "room-qr.png").write_bytes(base64.b64decode(room["png_base64"]))
 
+    return Staged(
+        api,
+        operator,
+        admin,
+        supervisor,
+        phones,
+        project,
+        committed,
+        entropy,
+        proof,
+        excluded,
+        members,
+        room,
+    )
+
+
+def sign_in_by_phone(staged: Staged, member: dict[str, Any], token: str, say: Say) -> Phone:
+    """One member's phone: scan, consent, face check, sign in, accept, declare."""
+    api = staged.api
+    phone = staged.phones[member["expert_id"]]
+    phone.assignment_id = member["assignment_id"]
+    scanned = api.call(
+        "POST", "/api/v1/scan", 201, json={"token": token, "device_id": phone.device_id}
+    )
+    scan_headers = {
+        "Authorization": f"Bearer {scanned['scan_token']}",
+        "X-Device-Id": phone.device_id,
+    }
+    consent = api.call("GET", "/api/v1/consent/face", 200)
+    api.call(
+        "POST",
+        "/api/v1/scan/consent",
+        200,
+        headers=scan_headers,
+        json={"version": consent["version"], "accepted": True},
+    )
+    result, challenge = _face_check(
+        api,
+        phone,
+        lambda: api.call("POST", "/api/v1/scan/challenge", 201, headers=scan_headers),
+        say,
+    )
+    signed = api.call(
+        "POST",
+        "/api/v1/scan/sign-in",
+        201,
+        headers=scan_headers,
+        json={"face_session": result["session"]["token"]},
+    )
+    if signed["expert_id"] != phone.expert_id:
+        raise DemoFailed(f"{phone.name} was identified as someone else")
+    phone.evaluation = {
+        "Authorization": f"Bearer {signed['evaluation_token']}",
+        "X-Device-Id": phone.device_id,
+    }
+    api.call(
+        "POST",
+        "/api/v1/evaluation/response",
+        200,
+        headers=phone.evaluation,
+        json={"accept": True},
+    )
+    api.call(
+        "POST",
+        "/api/v1/evaluation/recusal",
+        201,
+        headers=phone.evaluation,
+        json={
+            "conflict": False,
+            "statement": "本人承诺与本项目招标人、投标人无利害关系，不存在应当回避的情形。",
+        },
+    )
+    say(
+        f"   {phone.name}：{challenge['mode']} 动作 {'/'.join(challenge['actions'])}，"
+        "核验通过，已接受邀请并声明无回避情形"
+    )
+    return phone
+
+
+def score_by_phone(api: Client, phone: Phone, m: int) -> None:
+    """Member number m scores every bidder and submits."""
+    points = {
+        bidder: {
+            # Bidders differ, and members differ in how they see them.
+            c["name"]: round(float(c["max_points"]) * (0.60 + 0.08 * b + 0.03 * ((b + m) % 5)), 1)
+            for c in CRITERIA
+        }
+        for b, (_, bidder) in enumerate(BIDDERS)
+    }
+    api.call(
+        "PUT", "/api/v1/evaluation/scores", 200, headers=phone.evaluation, json={"points": points}
+    )
+    api.call("POST", "/api/v1/evaluation/scores/submit", 200, headers=phone.evaluation)
+
+
+def sign_report_by_phone(api: Client, phone: Phone, signatures_url: str, say: Say) -> None:
+    """A fresh face check, then the member's signature on the report."""
+    result, _ = _face_check(
+        api,
+        phone,
+        lambda: api.call("POST", "/api/v1/evaluation/challenge", 201, headers=phone.evaluation),
+        say,
+    )
+    face = {"Authorization": f"Bearer {result['session']['token']}", "X-Device-Id": phone.device_id}
+    signature = api.call("POST", signatures_url, 201, headers=face, json={})
+    say(f"   {phone.name} 已签署（文档第 {signature['revision']['number']} 版）")
+
+
+def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dict[str, Any]:
+    staged = stage_project(api, tokens, say, out)
+    operator, supervisor = staged.operator, staged.supervisor
+    project, committed, proof = staged.project, staged.committed, staged.proof
+    entropy, excluded = staged.entropy, staged.excluded
     say("6. 专家扫码、活体检测并登录（第一位扫评标室二维码 1:N 识别，其余用个人二维码 1:1）")
     seated = []
-    for index, member in enumerate(members):
-        phone = phones[member["expert_id"]]
-        phone.assignment_id = member["assignment_id"]
-        if index == 0:
-            token = room["token"]
-        else:
-            token = api.call(
-                "POST",
-                f"/api/v1/projects/{project['id']}/assignments/{member['assignment_id']}/qr",
-                201,
-                headers=operator,
-            )["token"]
-        scanned = api.call(
-            "POST", "/api/v1/scan", 201, json={"token": token, "device_id": phone.device_id}
-        )
-        scan_headers = {
-            "Authorization": f"Bearer {scanned['scan_token']}",
-            "X-Device-Id": phone.device_id,
-        }
-        consent = api.call("GET", "/api/v1/consent/face", 200)
-        api.call(
-            "POST",
-            "/api/v1/scan/consent",
-            200,
-            headers=scan_headers,
-            json={"version": consent["version"], "accepted": True},
-        )
-        result, challenge = _face_check(
-            api,
-            phone,
-            lambda: api.call("POST", "/api/v1/scan/challenge", 201, headers=scan_headers),  # noqa: B023
-            say,
-        )
-        signed = api.call(
-            "POST",
-            "/api/v1/scan/sign-in",
-            201,
-            headers=scan_headers,
-            json={"face_session": result["session"]["token"]},
-        )
-        if signed["expert_id"] != phone.expert_id:
-            raise DemoFailed(f"{phone.name} was identified as someone else")
-        phone.evaluation = {
-            "Authorization": f"Bearer {signed['evaluation_token']}",
-            "X-Device-Id": phone.device_id,
-        }
-        api.call(
-            "POST",
-            "/api/v1/evaluation/response",
-            200,
-            headers=phone.evaluation,
-            json={"accept": True},
-        )
-        api.call(
-            "POST",
-            "/api/v1/evaluation/recusal",
-            201,
-            headers=phone.evaluation,
-            json={
-                "conflict": False,
-                "statement": "本人承诺与本项目招标人、投标人无利害关系，不存在应当回避的情形。",
-            },
-        )
-        seated.append(phone)
-        say(
-            f"   {phone.name}：{challenge['mode']} 动作 {'/'.join(challenge['actions'])}，"
-            "核验通过，已接受邀请并声明无回避情形"
-        )
+    for index, member in enumerate(staged.members):
+        token = staged.room["token"] if index == 0 else staged.personal_token(member)
+        seated.append(sign_in_by_phone(staged, member, token, say))
 
     chair = seated[0]
     for phone in seated[:3]:
@@ -439,26 +515,8 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
     say(f"7. 评标委员会主任：{chair.name}（{how}）")
 
     say("8. 各专家独立评分并提交")
-    bidders = [code for _, code in BIDDERS]
     for m, phone in enumerate(seated):
-        points = {
-            bidder: {
-                # Bidders differ, and members differ in how they see them.
-                c["name"]: round(
-                    float(c["max_points"]) * (0.60 + 0.08 * b + 0.03 * ((b + m) % 5)), 1
-                )
-                for c in CRITERIA
-            }
-            for b, bidder in enumerate(bidders)
-        }
-        api.call(
-            "PUT",
-            "/api/v1/evaluation/scores",
-            200,
-            headers=phone.evaluation,
-            json={"points": points},
-        )
-        api.call("POST", "/api/v1/evaluation/scores/submit", 200, headers=phone.evaluation)
+        score_by_phone(api, phone, m)
     results = api.call("POST", "/api/v1/evaluation/aggregate", 200, headers=chair.evaluation)[
         "results"
     ]
@@ -482,18 +540,7 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
 
     say("10. 每位委员重新活体检测后签署评标报告（云证书 + 可见签章）")
     for phone in seated:
-        result, _ = _face_check(
-            api,
-            phone,
-            lambda: api.call("POST", "/api/v1/evaluation/challenge", 201, headers=phone.evaluation),  # noqa: B023
-            say,
-        )
-        face = {
-            "Authorization": f"Bearer {result['session']['token']}",
-            "X-Device-Id": phone.device_id,
-        }
-        signature = api.call("POST", report["signatures_url"], 201, headers=face, json={})
-        say(f"   {phone.name} 已签署（文档第 {signature['revision']['number']} 版）")
+        sign_report_by_phone(api, phone, report["signatures_url"], say)
 
     signed_pdf: bytes = api.call("GET", report["content_url"], 200, headers=supervisor)
     verdict = api.call(
@@ -532,7 +579,7 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
         )
     return {
         "center": CENTER,
-        "project": {"id": project["id"], "code": code, "status": final["status"]},
+        "project": {"id": project["id"], "code": project["code"], "status": final["status"]},
         "draw": {
             "id": committed["id"],
             "commitment": committed["commitment"],
