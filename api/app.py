@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.docs import install_docs
 from api.errors import install_error_handlers
+from api.idempotency import IdempotencyMiddleware
 from api.jobs import CheckpointWriter
 from api.middleware import RequestContextMiddleware
 from api.routers import (
@@ -25,6 +26,7 @@ from api.routers import (
     liveness,
     pki,
     projects,
+    report_pages,
     tasks,
 )
 from api.services import Services
@@ -85,6 +87,7 @@ def create_app(services: Services) -> FastAPI:
         return settings.max_request_bytes
 
     app.add_middleware(PageHeaders)
+    app.add_middleware(IdempotencyMiddleware)  # inside the body limit and the request id
     app.add_middleware(RequestContextMiddleware, body_limit=body_limit)
     install_error_handlers(app)
     install_docs(app)
@@ -99,6 +102,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(tasks.router)
     app.include_router(evaluation.router)
+    app.include_router(report_pages.router)
     app.include_router(anomalies.router)
     app.include_router(pages.router)
     app.mount("/m/static", StaticFiles(directory=pages.STATIC), name="page-assets")

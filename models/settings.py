@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +88,8 @@ class Settings(BaseSettings):
     pki_algorithm: Literal["ec-p256", "rsa-3072"] = "ec-p256"
     # Where outside tools reach this service: CRL distribution points and AIA URLs name it.
     public_url: str = "http://127.0.0.1:8000"
+    # The time zone the phone pages show times in (the center's local time).
+    display_timezone: str = "Asia/Shanghai"
     pki_root_validity_days: int = Field(default=20 * 365, ge=365)
     pki_issuing_validity_days: int = Field(default=10 * 365, ge=365)
     pki_credential_validity_days: int = Field(default=2 * 365, ge=1, le=3 * 365)
@@ -140,6 +143,16 @@ class Settings(BaseSettings):
         # A code replaced before it expires is what lets a slow scan still get in.
         if self.qr_validity_s < self.qr_rotation_s:
             raise ValueError("EVALSIGN_QR_VALIDITY_S must be at least EVALSIGN_QR_ROTATION_S")
+        return self
+
+    @model_validator(mode="after")
+    def _known_time_zone(self) -> Settings:
+        try:
+            ZoneInfo(self.display_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(
+                f"EVALSIGN_DISPLAY_TIMEZONE {self.display_timezone!r} is not an IANA time zone"
+            ) from error
         return self
 
     @property

@@ -7,6 +7,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -155,8 +156,16 @@ def other_center(db: Session, clock: FrozenClock) -> CenterWithStaff:
 @pytest.fixture
 def isolated_database_url(tmp_path: Path) -> Iterator[str]:
     """A database of its own, for tests that must really commit (concurrency, the CLI)."""
+    with isolated_database(tmp_path) as url:
+        yield url
+
+
+@contextmanager
+def isolated_database(directory: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file in `directory`, or a new PostgreSQL database when
+    EVALSIGN_TEST_DATABASE_URL is set (dropped afterwards)."""
     if not POSTGRES_URL:
-        yield f"sqlite:///{tmp_path / 'isolated.db'}"
+        yield f"sqlite:///{directory / 'isolated.db'}"
         return
     name = f"evalsign_iso_{uuid.uuid4().hex[:12]}"
     admin = create_engine(

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -166,8 +167,13 @@ def landing(token: str, request: Request, services: ServicesDep) -> Response:
     return response
 
 
-def _window(start: datetime, end: datetime) -> str:
-    return f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC"
+def _window(start: datetime, end: datetime, zone_name: str) -> str:
+    """The evaluation window in the center's local time, the date repeated only if it
+    changes: "2026-11-24 09:00 – 17:00 (Asia/Shanghai)"."""
+    zone = ZoneInfo(zone_name)
+    start, end = start.astimezone(zone), end.astimezone(zone)
+    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M}"
+    return f"{start:%Y-%m-%d %H:%M} – {until} ({zone_name})"
 
 
 @router.get("/m/start", response_class=HTMLResponse)
@@ -186,7 +192,11 @@ def start(request: Request, db: Db, services: ServicesDep) -> Response:
             "project": project,
             "center": center,
             "kind": scan.kind,
-            "window": _window(project.evaluation_start, project.evaluation_end),
+            "window": _window(
+                project.evaluation_start,
+                project.evaluation_end,
+                services.settings.display_timezone,
+            ),
         },
     )
 

@@ -75,6 +75,7 @@ async function film(challenge) {
   const timestamps = [];
   const prompts = [];
   steps.hidden = false;
+  stepLabel.textContent = "";
   const started = performance.now();
   for (let index = 0; index < hints.frame_count; index++) {
     await sleepUntil(started + (index * 1000) / hints.fps);

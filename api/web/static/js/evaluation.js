@@ -38,7 +38,7 @@ function header() {
     { class: "card" },
     el("h1", { id: "project-name", text: overview.name }),
     el("p", { class: "muted", text: `${overview.code} · ${overview.tenderer_name}` }),
-    el("p", { id: "my-seat", text: `${t("eval.my_seat")}: ${me.name || ""} · ${me.specialty} · ${me.status}` }),
+    el("p", { id: "my-seat", text: `${t("eval.my_seat")}: ${me.name || ""} · ${me.specialty} · ${t(`seat.${me.status}`)}` }),
     chair ? el("p", { text: t("eval.chair.is", { name: chair.name || chair.specialty }) }) : null,
     overview.session_flagged ? el("p", { class: "notice", text: t("eval.flagged") }) : null,
   );

@@ -20,20 +20,24 @@ async function load() {
     showProblem(app, error);
     return;
   }
-  const pages = [];
-  for (let n = 1; n <= report.page_count; n++) {
-    const width = Math.min(1600, Math.round(Math.min(window.innerWidth, 640) * (window.devicePixelRatio || 1)));
-    pages.push(
-      el("img", {
-        src: `${report.pages_url}/${n}.png?width=${Math.max(320, width)}&revision=${report.revision}`,
-        alt: t("report.page", { n }),
-        loading: n > 1 ? "lazy" : "eager",
-        width: "640",
-        height: "905",
-      }),
-    );
-  }
-  const status = el("p", { id: "signature-count", text: t("report.signatures", { signed: report.signed, total: report.slots }) });
+  const width = Math.min(1600, Math.max(320, Math.round(Math.min(window.innerWidth, 640) * (window.devicePixelRatio || 1))));
+  const pages = report.page_urls.map((url, index) =>
+    el("img", {
+      src: `${url}&width=${width}`,
+      alt: t("report.page", { n: index + 1 }),
+      loading: index > 0 ? "lazy" : "eager",
+      width: "640",
+      height: "905",
+    }),
+  );
+  const status = el("p", { id: "signature-count", text: t("report.signatures", { signed: report.signature_count, total: report.slot_count }) });
+  const signers = el(
+    "ul",
+    { class: "signers" },
+    report.signers.map((signer) =>
+      el("li", { class: signer.status }, `${signer.name || signer.role} · ${t(`report.slot.${signer.status}`)}`),
+    ),
+  );
   const actions = [];
   if (report.signed_by_me) {
     actions.push(
@@ -42,14 +46,14 @@ async function load() {
     );
   } else if (report.refused_by_me) {
     actions.push(el("p", { class: "result fail", text: t("report.refused") }));
-  } else {
+  } else if (report.can_sign) {
     actions.push(
       el("p", { class: "muted", text: t("report.fresh_needed") }),
       el("a", { class: "button primary", id: "sign", href: "/m/sign" }, t("report.sign")),
     );
   }
   app.replaceChildren(
-    el("section", { class: "card" }, el("h1", { text: t("report.title") }), status, ...actions),
+    el("section", { class: "card" }, el("h1", { text: report.title || t("report.title") }), status, signers, ...actions),
     el("section", { class: "card pages", id: "pages" }, pages),
   );
 }

@@ -1,0 +1,86 @@
+"""EvalSign itself for the browser tests: a fresh instance served by uvicorn on a free
+local port (a secure context for the camera, as http://127.0.0.1 is), on its own SQLite
+file or PostgreSQL database, with a drawn project staged through the API as `evalsign
+demo` does (api/demo.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from playwright.sync_api import Page, Route
+
+from api.demo import CENTER, Client, Server, Staged, stage_project
+from api.instance import initialize
+from api.services import load_stamp_font
+from face import synthetic
+from face.engine import FaceEngine
+from models.clock import SystemClock
+from models.settings import Settings
+from tests.conftest import isolated_database
+from tests.e2e.camera import Kind, liveness_video
+
+
+@dataclass(frozen=True)
+class Service:
+    base: str
+    tokens: dict[str, str]
+    settings: Settings
+
+
+@contextmanager
+def running_service(directory: Path) -> Iterator[Service]:
+    with isolated_database(directory) as url:
+        # Checkpoints on a timer would only add noise to these tests.
+        settings = Settings(
+            data_dir=directory / "var", database_url=url, audit_checkpoint_every_s=0
+        )
+        init = initialize(settings, SystemClock(), CENTER)
+        load_stamp_font()
+        with Server(settings) as base:
+            yield Service(base, init.tokens, settings)
+
+
+def stage(service: Service) -> Staged:
+    return stage_project(Client(service.base), service.tokens, lambda _: None, None)
+
+
+def film_each_challenge(
+    page: Page,
+    pattern: str,
+    camera_file: Path,
+    scene: Callable[[], synthetic.Scene],
+    kind: Kind = "genuine",
+    seen: list[dict[str, object]] | None = None,
+) -> None:
+    """Whenever the page asks for a challenge, read the actions the server chose and write
+    the camera's video for them before the page gets the answer (and so before it opens
+    the camera). The page's own capture, encoding and upload then run unchanged."""
+
+    def answer(route: Route) -> None:
+        response = route.fetch()
+        if response.ok:
+            challenge = response.json()
+            if seen is not None:
+                seen.append(challenge)
+            # 300 ms of stillness first: the page starts filming a moment after the camera
+            # starts playing, and an action must come after its prompt.
+            liveness_video(
+                scene(), challenge["actions"], kind=kind, fps=15, lead_in_ms=300, tail_ms=1500
+            ).write(camera_file)
+        route.fulfill(response=response)
+
+    page.route(pattern, answer)
+
+
+def scene_of(engine: FaceEngine, staged: Staged, expert_id: str) -> Callable[[], synthetic.Scene]:
+    made: list[synthetic.Scene] = []
+
+    def scene() -> synthetic.Scene:
+        if not made:
+            made.append(synthetic.make_scene(engine, staged.phones[expert_id].portrait))
+        return made[0]
+
+    return scene

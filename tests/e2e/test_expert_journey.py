@@ -1,0 +1,320 @@
+"""The expert's journey on a phone, in Debian's Chromium emulating a Pixel 7 and an
+iPhone 13, with Chromium's fake camera playing videos rendered from the expert's enrolled
+photo (face/synthetic.py). The server's real face models judge the frames the page itself
+captured, downscaled, JPEG-encoded and uploaded.
+
+One service and one drawn project serve the whole module, so the tests run in file order:
+the refusals first (they never finish the project), the whole journey last."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from api.demo import Client, Phone, Staged, score_by_phone, sign_in_by_phone, sign_report_by_phone
+from face.engine import FaceEngine
+from tests.e2e.camera import solid_frames, write_y4m
+from tests.e2e.conftest import LaunchBrowser, PhonePage
+from tests.e2e.pages import RequestLog, look
+from tests.e2e.service import Service, film_each_challenge, running_service, scene_of, stage
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running_service(tmp_path_factory.mktemp("evalsign")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def staged(service: Service) -> Staged:
+    return stage(service)
+
+
+@pytest.fixture
+def idle_camera(camera_file: Path) -> Path:
+    """A grey picture until a test writes the video a challenge needs: without the file,
+    the page's camera lookup would find no camera at all."""
+    return write_y4m(camera_file, solid_frames([(128, 128, 128)], repeat=15), fps=15)
+
+
+def _open_code(page: Page, service: Service, token: str) -> None:
+    page.goto(f"{service.base}/m/t/{token}")
+    expect(page).to_have_url(re.compile(r"/m/start$"))  # the code has left the address
+    assert token not in page.url
+
+
+def _agree_to_consent(page: Page, folder: Path, device: str) -> None:
+    expect(page.locator("#project-name")).to_be_visible()
+    look(page, folder, f"{device}-1-landing")
+    page.click("#continue")
+    expect(page).to_have_url(re.compile(r"/m/consent$"))
+    look(page, folder, f"{device}-2-consent")
+    page.click("#agree")
+    expect(page).to_have_url(re.compile(r"/m/check$"))
+
+
+def test_photo_and_screen_attacks_are_refused_with_their_reasons(
+    service: Service,
+    staged: Staged,
+    launch_browser: LaunchBrowser,
+    phone: PhonePage,
+    idle_camera: Path,
+    face_engine: FaceEngine,
+    screenshots: Path,
+) -> None:
+    member = staged.members[4]
+    page = phone(launch_browser(), "iPhone 13")
+    requests = RequestLog(page, service.base)
+    scene = scene_of(face_engine, staged, member["expert_id"])
+    film_each_challenge(page, "**/api/v1/scan/challenge", idle_camera, scene, "still_photo")
+    _open_code(page, service, staged.personal_token(member))
+    _agree_to_consent(page, screenshots, "iphone13")
+    look(page, screenshots, "iphone13-3-check")
+    page.click("#start")
+    expect(page.locator("#prompt")).not_to_be_empty(timeout=20_000)
+    look(page, screenshots, "iphone13-4-check-filming")
+    refused = page.locator("#result.fail")
+    expect(refused).to_be_visible(timeout=60_000)
+    reasons = refused.get_attribute("data-reasons") or ""
+    assert reasons, "the refusal names no reason"
+    assert "action-not-seen" in reasons or "replayed-frames" in reasons, reasons
+    expect(page.locator("#attempts")).to_contain_text("4")
+    look(page, screenshots, "iphone13-5-check-refused")
+
+    # The same page, tried again: a printed photo moved in front of the camera.
+    page.unroute("**/api/v1/scan/challenge")
+    film_each_challenge(page, "**/api/v1/scan/challenge", idle_camera, scene, "planar_motion")
+    page.click("#start")
+    expect(page.locator("#attempts")).to_contain_text("3", timeout=60_000)
+    reasons = refused.get_attribute("data-reasons") or ""
+    assert "planar-motion" in reasons or "action-not-seen" in reasons, reasons
+    expect(page.locator("#alternative-link")).to_be_visible()
+    assert requests.foreign() == []
+
+
+def test_a_denied_or_missing_camera_is_explained(
+    service: Service,
+    staged: Staged,
+    launch_browser: LaunchBrowser,
+    phone: PhonePage,
+    idle_camera: Path,
+    screenshots: Path,
+) -> None:
+    member = staged.members[3]
+    for camera, device, expected in (
+        ("denied", "Pixel 7", "NotAllowedError"),
+        ("absent", "iPhone 13", "NotFoundError"),
+    ):
+        page = phone(launch_browser(camera), device)
+        _open_code(page, service, staged.personal_token(member))
+        page.click("#continue")
+        page.click("#agree")
+        page.click("#start")
+        problem = page.locator("#camera-problem")
+        expect(problem).to_be_visible(timeout=20_000)
+        assert problem.get_attribute("data-name") == expected
+        words = "摄像头权限" if expected == "NotAllowedError" else "没有找到可用的摄像头"
+        expect(problem).to_contain_text(words)
+        expect(page.locator("#alternative-link")).to_be_visible()
+        look(page, screenshots, f"{device.replace(' ', '').lower()}-camera-{camera}")
+
+
+def test_refusing_consent_offers_the_in_person_check(
+    service: Service,
+    staged: Staged,
+    launch_browser: LaunchBrowser,
+    phone: PhonePage,
+    idle_camera: Path,
+    screenshots: Path,
+) -> None:
+    member = staged.members[3]
+    for device in ("Pixel 7", "iPhone 13"):
+        page = phone(launch_browser(), device)
+        _open_code(page, service, staged.personal_token(member))
+        page.click("#continue")
+        page.click("#refuse")
+        expect(page).to_have_url(re.compile(r"/m/alternative$"))
+        expect(page.locator("#alternative")).to_contain_text("身份证件")
+        look(page, screenshots, f"{device.replace(' ', '').lower()}-alternative")
+        # No face check can start without consent: the check page sends the phone back.
+        page.goto(f"{service.base}/m/check")
+        expect(page).to_have_url(re.compile(r"/m/consent$"))
+        # English is one tap away, on every page.
+        page.click("a.lang")
+        expect(page.locator("h1")).to_contain_text("consent")
+        page.click("a.lang")
+
+
+def _others_sign_in(staged: Staged, members: list[dict[str, Any]], done: list[Phone]) -> None:
+    for member in members:
+        done.append(sign_in_by_phone(staged, member, staged.personal_token(member), lambda _: None))
+
+
+def _in_background(target: Any, *args: Any) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target(*args)
+        except BaseException as error:  # reported by the joiner
+            errors.append(error)
+            raise
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def _join(thread: threading.Thread) -> None:
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the other members' phones did not finish"
+    assert not thread.errors, thread.errors  # type: ignore[attr-defined]
+
+
+def test_the_whole_journey_from_qr_to_signature(
+    service: Service,
+    staged: Staged,
+    launch_browser: LaunchBrowser,
+    phone: PhonePage,
+    idle_camera: Path,
+    face_engine: FaceEngine,
+    screenshots: Path,
+    tmp_path: Path,
+) -> None:
+    me, others = staged.members[0], staged.members[1:]
+    api: Client = staged.api
+    others_done: list[Phone] = []
+    signing_in = _in_background(_others_sign_in, staged, others, others_done)
+
+    browser: Browser = launch_browser()
+    page = phone(browser, "Pixel 7")
+    requests = RequestLog(page, service.base)
+    scene = scene_of(face_engine, staged, me["expert_id"])
+    challenges: list[dict[str, Any]] = []
+    film_each_challenge(page, "**/api/v1/scan/challenge", idle_camera, scene, seen=challenges)
+    film_each_challenge(page, "**/api/v1/evaluation/challenge", idle_camera, scene, seen=challenges)
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    # The room code on the screen: 1:few, the face decides which member this is.
+    _open_code(page, service, staged.room["token"])
+    _agree_to_consent(page, screenshots, "pixel7")
+    look(page, screenshots, "pixel7-3-check")
+    page.click("#start")
+    expect(page).to_have_url(re.compile(r"/m/evaluation$"), timeout=90_000)
+    assert challenges and challenges[0]["mode"] == "1:few"
+
+    # Invitation, then the recusal declaration.
+    page.click("#accept")
+    expect(page.locator("#statement")).to_be_visible()
+    look(page, screenshots, "pixel7-4-recusal")
+    page.click("#declare")
+    expect(page.locator("#submit-scores")).to_be_visible()
+
+    # Chair: this member, by majority (two others vote through the API).
+    _join(signing_in)
+    page.click(f'button[data-assignment="{me["assignment_id"]}"]')
+    for other in others_done[:2]:
+        api.call(
+            "POST",
+            "/api/v1/evaluation/chair/vote",
+            200,
+            headers=other.evaluation,
+            json={"assignment_id": me["assignment_id"]},
+        )
+
+    # Scoring: half the sheet, a dropped connection, a reload; nothing is lost.
+    page.reload()
+    inputs = page.locator(".bidder input")
+    expect(inputs.first).to_be_visible()
+    count = inputs.count()
+    assert count == 12  # 3 bidders x 4 criteria
+    maxima = [float(inputs.nth(i).get_attribute("data-max") or 0) for i in range(count)]
+    values = [f"{round(maximum * (0.9 - 0.03 * i), 2):g}" for i, maximum in enumerate(maxima)]
+    for i in range(6):
+        inputs.nth(i).fill(values[i])
+    expect(page.locator("#save-status")).to_have_text("已保存", timeout=10_000)
+    inputs.nth(6).fill("999")
+    expect(page.locator(".field-error").nth(6)).to_contain_text("0 到")
+    look(page, screenshots, "pixel7-5-scores-invalid")
+    page.context.set_offline(True)
+    inputs.nth(6).fill(values[6])
+    inputs.nth(7).fill(values[7])
+    expect(page.locator("#save-status")).to_contain_text("本机", timeout=10_000)
+    page.context.set_offline(False)
+    page.reload()
+    expect(page.locator("#restored")).to_be_visible()
+    for i in range(8):
+        expect(inputs.nth(i)).to_have_value(values[i])
+    for i in range(8, count):
+        inputs.nth(i).fill(values[i])
+    look(page, screenshots, "pixel7-6-scores")
+    page.click("#submit-scores")
+    expect(page.locator("#scores-submitted")).to_be_visible()
+
+    # The others score; the chair aggregates from the phone and agrees.
+    for m, other in enumerate(others_done, start=1):
+        score_by_phone(api, other, m)
+    page.reload()
+    page.click("#aggregate")
+    expect(page.locator(".standing").first).to_be_visible()
+    look(page, screenshots, "pixel7-7-results")
+    page.click("#agree")
+    expect(page.locator("#reviewed")).to_be_visible()
+    for other in others_done:
+        api.call("POST", "/api/v1/evaluation/results/agree", 200, headers=other.evaluation)
+    page.reload()
+    page.click("#generate-report")
+    page.click("#open-report")
+    expect(page).to_have_url(re.compile(r"/m/report$"))
+    first_page = page.locator("#pages img").first
+    expect(first_page).to_be_visible()
+    expect(first_page).to_have_js_property("complete", True)
+    assert first_page.evaluate("(img) => img.naturalWidth") >= 320  # a rendered page image
+    look(page, screenshots, "pixel7-8-report")
+
+    # Sign: the sign-in check is not fresh enough any more, so a new one first.
+    overview = api.call("GET", "/api/v1/evaluation", 200, headers=others_done[0].evaluation)
+    signatures_url = f"/api/v1/documents/{overview['report_document_id']}/signatures"
+    others_signing = _in_background(
+        lambda: [
+            sign_report_by_phone(api, other, signatures_url, lambda _: None)
+            for other in others_done
+        ]
+    )
+    page.click("#sign")
+    expect(page).to_have_url(re.compile(r"/m/sign$"))
+    page.click("#start")
+    expect(page).to_have_url(re.compile(r"/m/report$"), timeout=90_000)
+    assert challenges[-1]["mode"] == "1:1"
+    expect(page.locator("#signed")).to_be_visible()
+    look(page, screenshots, "pixel7-9-signed")
+    _join(others_signing)
+    page.reload()  # the file of the newest revision, with every member's signature
+    expect(page.locator("#signature-count")).to_contain_text("5/5")
+    with page.expect_download() as download:
+        page.click("#download")
+    signed = tmp_path / "report.pdf"
+    download.value.save_as(signed)
+    assert signed.read_bytes().startswith(b"%PDF")
+    checked = subprocess.run(["pdfsig", str(signed)], capture_output=True, text=True)
+    # Five members' signatures, each valid, then the document time-stamp that completes it.
+    assert checked.stdout.count("Signature is Valid.") == 5, checked.stdout
+    assert checked.stdout.count("Signature #") == 6 and "Timestamp-" in checked.stdout
+    assert requests.foreign() == []
+
+    # The same pages on an iPhone 13, with this phone's cookies: both viewports checked.
+    iphone = phone(browser, "iPhone 13", storage_state=page.context.storage_state())
+    for path, name in (("/m/evaluation", "evaluation"), ("/m/report", "report")):
+        iphone.goto(f"{service.base}{path}")
+        expect(iphone.locator("#app section").first).to_be_visible()
+        look(iphone, screenshots, f"iphone13-{name}")
