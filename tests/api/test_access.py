@@ -207,6 +207,9 @@ NOT_STAFF = {
     ("POST", "/api/v1/evaluation/challenge"),
     ("POST", "/api/v1/evaluation/report"),
     ("POST", "/api/v1/evaluation/report/refusal"),
+    ("GET", "/api/v1/evaluation/report"),  # test_report_pages_api.py
+    ("GET", "/api/v1/evaluation/report/pages/{page}.png"),
+    ("GET", "/api/v1/evaluation/report/file"),
 }
 
 
