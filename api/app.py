@@ -30,7 +30,7 @@ from api.routers import (
     tasks,
 )
 from api.services import Services
-from api.web import pages
+from api.web import console, pages
 from api.web.headers import PageHeaders
 
 IMPORT_PATH = "/api/v1/experts/import"
@@ -105,5 +105,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(report_pages.router)
     app.include_router(anomalies.router)
     app.include_router(pages.router)
+    app.include_router(console.router)
     app.mount("/m/static", StaticFiles(directory=pages.STATIC), name="page-assets")
     return app

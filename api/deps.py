@@ -14,7 +14,15 @@ from sqlalchemy.orm import Session
 from api.errors import BadPrecondition, NotReady
 from api.logs import request_id_var
 from api.services import Services
-from api.web.session import PhoneCredentials, phone_credentials
+from api.web.session import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    STAFF_COOKIE,
+    PhoneCredentials,
+    check_csrf,
+    phone_credentials,
+    staff_binding,
+)
 from evaluation import liveness
 from evaluation import staff as staff_tokens
 from evaluation.audit import Caller
@@ -83,11 +91,20 @@ bearer = HTTPBearer(auto_error=False, description="A staff token from `evalsign 
 
 
 def authenticate_staff(
-    db: Db, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request,
+    db: Db,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Staff:
-    if credentials is None or not credentials.credentials.strip():
+    sent = credentials.credentials.strip() if credentials else ""
+    if not sent and not request.headers.get("authorization"):
+        # The console's login cookie; a change made with it must come from the console.
+        sent = request.cookies.get(STAFF_COOKIE, "")
+        if sent and request.method not in SAFE_METHODS:
+            check_csrf(services.csrf_key, staff_binding(sent), request.headers.get(CSRF_HEADER))
+    if not sent:
         raise InvalidCredentials("send Authorization: Bearer <staff token>")
-    token = staff_tokens.authenticate(db, credentials.credentials.strip())
+    token = staff_tokens.authenticate(db, sent)
     return Staff(token.id, token.center_id, Role(token.role))
 
 

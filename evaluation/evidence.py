@@ -140,6 +140,20 @@ def _own_entries(db: Session, project: Project, related: set[str]) -> list[int]:
     ]
 
 
+def project_entries(db: Session, center_id: str, project_id: str) -> list[AuditEntry]:
+    """A project's own audit entries, in order: its draw, scans and sign-ins, declarations,
+    scores, report and signatures (the supervisors' timeline; the evidence package's log)."""
+    project = get_project(db, center_id, project_id)
+    related = _related_ids(db, project, verification_ids_of(db, project))
+    seqs = _own_entries(db, project, related)
+    rows = db.execute(
+        select(AuditEntry)
+        .where(AuditEntry.center_id == center_id, AuditEntry.seq.in_(seqs))
+        .order_by(AuditEntry.seq)
+    )
+    return list(rows.scalars())
+
+
 def _covering_checkpoint(db: Session, center_id: str, seq: int) -> AuditCheckpoint | None:
     return db.execute(
         select(AuditCheckpoint)

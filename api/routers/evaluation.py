@@ -24,6 +24,7 @@ from api.errors import ValidationFailed
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.tasks import ScanChallengeOut, challenge_out
+from api.schemas.admin import AuditEntryOut
 from evaluation import evaluating, evidence, liveness, projects, reports, sign_in, tasks
 from models.tables import Document, EvaluationSession, Expert, Project, ScoreSheet
 
@@ -485,6 +486,14 @@ def refuse_to_sign(me: Me, db: Db, services: ServicesDep) -> RefusalOut:
 
 
 # --- the evidence package -----------------------------------------------------------------
+
+
+@router.get("/api/v1/projects/{project_id}/timeline", response_model=list[AuditEntryOut])
+def project_timeline(project_id: str, staff: AuditReader, db: Db) -> list[AuditEntryOut]:
+    """The project's audit entries in order, for the supervisors' timeline: the draw,
+    scans and sign-ins, declarations, scores, the report and its signatures."""
+    entries = evidence.project_entries(db, staff.center_id, project_id)
+    return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in entries]
 
 
 @router.get(

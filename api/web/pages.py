@@ -26,6 +26,7 @@ from api.web.session import (
     DEVICE_COOKIE,
     DEVICE_MAX_AGE,
     LANG_COOKIE,
+    STAFF_COOKIE,
     TOKEN_COOKIES,
     check_csrf,
     clear_token_cookie,
@@ -33,6 +34,7 @@ from api.web.session import (
     new_device_id,
     set_cookie,
     set_token_cookie,
+    staff_binding,
 )
 from evaluation import centers, consent, liveness, projects, sign_in, tasks
 from evaluation.errors import DomainError
@@ -63,6 +65,11 @@ def render(
 ) -> HTMLResponse:
     language = i18n.language_of(request)
     device_id = request.cookies.get(DEVICE_COOKIE, "")
+    staff = request.cookies.get(STAFF_COOKIE, "")
+    if request.url.path.startswith("/console"):
+        csrf = csrf_token(services.csrf_key, staff_binding(staff)) if staff else ""
+    else:
+        csrf = csrf_token(services.csrf_key, device_id) if device_id else ""
 
     def t(key: str, **values: object) -> str:
         return i18n.translate(language, key, **values)
@@ -73,7 +80,7 @@ def render(
         "html_lang": i18n.HTML_LANG[language],
         "other_lang": "en" if language == "zh" else "zh",
         "path": request.url.path,
-        "csrf": csrf_token(services.csrf_key, device_id) if device_id else "",
+        "csrf": csrf,
         "device_id": device_id,
         "static": static_url,
         # JSON for a data block, "<" escaped so it cannot close the element.
@@ -302,7 +309,8 @@ def sign_page(request: Request, db: Db, services: ServicesDep) -> Response:
 @router.get("/m/lang/{language}")
 def switch_language(language: str, request: Request, next: str = "/m/") -> Response:
     # Only our own pages: an open redirect would let a link borrow our address.
-    target = next if next.startswith("/m/") and "//" not in next and "\\" not in next else "/m/"
+    ours = next.startswith(("/m/", "/console/")) and "//" not in next and "\\" not in next
+    target = next if ours else "/m/"
     response = _redirect(target)
     if language in i18n.LANGUAGES:
         set_cookie(request, response, LANG_COOKIE, language, DEVICE_MAX_AGE)

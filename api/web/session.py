@@ -20,6 +20,7 @@ from fastapi import Request, Response
 from evaluation.errors import DomainError
 
 DEVICE_COOKIE = "evalsign_device"
+STAFF_COOKIE = "evalsign_staff"  # the supervisors' console (api/web/console.py)
 LANG_COOKIE = "evalsign_lang"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf"
@@ -49,6 +50,11 @@ class PhoneCredentials:
 def csrf_token(key: bytes, device_id: str) -> str:
     mac = hmac.new(key, f"csrf/v1/{device_id}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac[:24]).decode().rstrip("=")
+
+
+def staff_binding(token: str) -> str:
+    """What the console's CSRF token is bound to: the login, never the token itself."""
+    return "staff:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def check_csrf(key: bytes, device_id: str | None, sent: str | None) -> None:

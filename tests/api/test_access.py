@@ -179,6 +179,7 @@ ROUTES = [
     Route("POST", "/api/v1/anomalies/{flag_id}/resolve", REVIEWERS, 404, json={"note": "已核实"}),
     Route("POST", "/api/v1/projects/{project_id}/anomalies/recompute", REVIEWERS, 404),
     Route("POST", "/api/v1/audit/checkpoints", ADMIN, 201),
+    Route("GET", "/api/v1/projects/{project_id}/timeline", REVIEWERS, 404),
 ]
 
 

@@ -1,0 +1,134 @@
+"""The supervisors' console under /console/: a desktop front end over the read API
+(flags, the verification log with each check's signals plotted against its thresholds, a
+project's timeline, the audit chain check, the evidence package). Login takes a staff
+token of a supervisor or an admin and keeps it in an HttpOnly cookie; the pages change
+nothing but a flag's status, as the API allows the role."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.deps import Db, ServicesDep, transaction
+from api.logs import request_id_var
+from api.web.pages import render
+from api.web.session import STAFF_COOKIE, set_cookie
+from evaluation import audit
+from evaluation import staff as staff_tokens
+from evaluation.errors import InvalidCredentials
+from evaluation.staff import Role
+from models.tables import StaffToken
+
+router = APIRouter(include_in_schema=False)
+CONSOLE_ROLES = (Role.SUPERVISOR.value, Role.ADMIN.value)
+LOGIN_HOURS = 8  # a working day; the token itself stays valid until revoked
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _signed_in(request: Request, db: Db) -> StaffToken | None:
+    secret = request.cookies.get(STAFF_COOKIE)
+    if not secret:
+        return None
+    try:
+        token = staff_tokens.authenticate(db, secret)
+    except InvalidCredentials:
+        return None
+    return token if token.role in CONSOLE_ROLES else None
+
+
+@router.get("/console/login", response_class=HTMLResponse)
+def login_page(request: Request, services: ServicesDep) -> Response:
+    return render(request, services, "console/login.html", {"failed": False})
+
+
+@router.post("/console/login", response_class=HTMLResponse)
+def login(request: Request, services: ServicesDep, token: Annotated[str, Form()] = "") -> Response:
+    """A supervisor's or an admin's token opens the console (logged); others are refused."""
+    secret = token.strip()
+    with transaction(services) as db:
+        try:
+            found = staff_tokens.authenticate(db, secret)
+        except InvalidCredentials:
+            found = None
+        if found is None or found.role not in CONSOLE_ROLES:
+            return render(
+                request, services, "console/login.html", {"failed": True}, status_code=401
+            )
+        caller = audit.Caller(
+            found.center_id, f"staff:{found.id}", found.role, request_id_var.get()
+        )
+        audit.record(
+            db,
+            caller,
+            services.clock,
+            "console.login",
+            "staff_token",
+            found.id,
+            {"client_ip": request.client.host if request.client else None},
+        )
+    response = _redirect("/console/")
+    set_cookie(request, response, STAFF_COOKIE, secret, LOGIN_HOURS * 3600)
+    return response
+
+
+@router.post("/console/logout")
+def logout() -> Response:
+    response = _redirect("/console/login")
+    response.delete_cookie(STAFF_COOKIE, path="/")
+    return response
+
+
+def _page(
+    request: Request, db: Db, services: ServicesDep, name: str, **context: object
+) -> Response:
+    token = _signed_in(request, db)
+    if token is None:
+        return _redirect("/console/login")
+    policy = services.liveness.policy
+    return render(
+        request,
+        services,
+        f"console/{name}.html",
+        {
+            "role": token.role,
+            "label": token.label or token.role,
+            "thresholds": {
+                "match": policy.match_threshold,
+                "turn_degrees": policy.actions.turn_degrees,
+                "nod_degrees": policy.actions.nod_degrees,
+                "blink_closed": policy.actions.blink_closed,
+                "mouth_open": policy.actions.mouth_open,
+            },
+            **context,
+        },
+    )
+
+
+@router.get("/console/", response_class=HTMLResponse)
+def flags(request: Request, db: Db, services: ServicesDep) -> Response:
+    return _page(request, db, services, "flags")
+
+
+@router.get("/console/verifications", response_class=HTMLResponse)
+def verifications(request: Request, db: Db, services: ServicesDep) -> Response:
+    return _page(request, db, services, "verifications")
+
+
+@router.get("/console/verifications/{verification_id}", response_class=HTMLResponse)
+def verification(verification_id: str, request: Request, db: Db, services: ServicesDep) -> Response:
+    return _page(request, db, services, "verification", verification_id=verification_id)
+
+
+@router.get("/console/projects/{project_id}", response_class=HTMLResponse)
+def project(project_id: str, request: Request, db: Db, services: ServicesDep) -> Response:
+    return _page(request, db, services, "project", project_id=project_id)
+
+
+@router.get("/console/audit", response_class=HTMLResponse)
+def audit_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    return _page(request, db, services, "audit")

@@ -1,0 +1,313 @@
+// The supervisors' console: each page reads the API (the login cookie authenticates it,
+// changes carry the CSRF token) and draws tables, charts and the project timeline.
+import { api, el, showProblem, t } from "./common.js";
+
+const page = document.body.dataset.page;
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+
+function table(headers, rows) {
+  return el(
+    "table",
+    {},
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", { text: h })))),
+    el("tbody", {}, rows),
+  );
+}
+
+function formQuery(form) {
+  const query = new URLSearchParams();
+  for (const [name, value] of new FormData(form)) if (String(value).trim()) query.set(name, String(value).trim());
+  return query;
+}
+
+// --- flags -----------------------------------------------------------------------------
+
+async function flags() {
+  const form = document.getElementById("flag-filter");
+  const target = document.getElementById("flags");
+  async function load() {
+    try {
+      const rows = await api("GET", `/api/v1/anomalies?${formQuery(form)}`);
+      if (!rows.length) {
+        target.replaceChildren(el("p", { id: "no-flags", class: "muted", text: t("console.flags.none") }));
+        return;
+      }
+      target.replaceChildren(
+        table(
+          [t("console.flags.severity"), t("console.flags.rule"), t("console.flags.explanation"), t("console.project_id"), t("console.when"), t("console.flags.status"), ""],
+          rows.map((flag) =>
+            el(
+              "tr",
+              { "data-flag": flag.id },
+              el("td", { class: `sev-${flag.severity}`, text: flag.severity }),
+              el("td", { text: flag.rule }),
+              el("td", { text: document.documentElement.lang === "en" ? flag.explanation_en : flag.explanation_zh }),
+              el("td", {}, flag.project_id ? el("a", { href: `/console/projects/${flag.project_id}` }, flag.project_id.slice(0, 8)) : ""),
+              el("td", { text: when(flag.created_at) }),
+              el("td", { text: t(`console.flag.${flag.status}`) + (flag.note ? ` — ${flag.note}` : "") }),
+              el("td", { class: "actions-cell" }, flag.status === "resolved" ? [] : handleButtons(flag, load)),
+            ),
+          ),
+        ),
+      );
+    } catch (error) {
+      showProblem(target, error);
+    }
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    load();
+  });
+  load();
+}
+
+function handleButtons(flag, reload) {
+  const act = (verb) => async () => {
+    const note = prompt(t("console.flags.note"));
+    if (!note) return;
+    await api("POST", `/api/v1/anomalies/${flag.id}/${verb}`, { note });
+    reload();
+  };
+  const buttons = [];
+  if (flag.status === "open") buttons.push(el("button", { type: "button", class: "button small", onclick: act("acknowledge") }, t("console.flags.acknowledge")));
+  buttons.push(el("button", { type: "button", class: "button small", onclick: act("resolve") }, t("console.flags.resolve")));
+  return buttons;
+}
+
+// --- verification log ------------------------------------------------------------------
+
+async function verifications() {
+  const form = document.getElementById("verification-filter");
+  const target = document.getElementById("verifications");
+  const more = document.getElementById("more");
+  const csv = document.getElementById("csv");
+  let cursor = null;
+  let rows = [];
+  async function load(next = false) {
+    const query = formQuery(form);
+    csv.href = `/api/v1/face/verifications?${query}&format=csv`;
+    if (next && cursor) query.set("cursor", cursor);
+    try {
+      const answer = await api("GET", `/api/v1/face/verifications?${query}`);
+      rows = next ? rows.concat(answer.items) : answer.items;
+      cursor = answer.next_cursor;
+      more.hidden = !cursor;
+      target.replaceChildren(
+        table(
+          [t("console.when"), t("console.decision"), t("console.verification.mode"), t("console.expert_id"), t("console.verification.similarity"), t("console.verification.reasons"), t("console.device")],
+          rows.map((v) =>
+            el(
+              "tr",
+              {},
+              el("td", {}, el("a", { href: `/console/verifications/${v.id}`, class: "verification-link" }, when(v.created_at))),
+              el("td", { class: v.passed ? "pass" : "fail", text: v.passed ? t("console.passed") : t("console.failed") }),
+              el("td", { text: v.mode }),
+              el("td", { text: (v.expert_id || "").slice(0, 8) }),
+              el("td", { class: "num", text: v.similarity === null ? "" : v.similarity.toFixed(3) }),
+              el("td", { text: v.reasons.join(", ") }),
+              el("td", { text: v.device_id }),
+            ),
+          ),
+        ),
+      );
+    } catch (error) {
+      showProblem(target, error);
+    }
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    load();
+  });
+  more.addEventListener("click", () => load(true));
+  load();
+}
+
+// --- one verification: its signals over the frames -------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attributes = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  for (const child of children.flat()) if (child) node.append(child);
+  return node;
+}
+
+const median = (values) => {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  return sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
+};
+
+// One line chart: the signal per frame, its threshold(s) dashed, the prompts dotted.
+function chart(title, frames, value, thresholds, prompts) {
+  const W = 560, H = 200, L = 44, R = 10, T = 10, B = 26;
+  const points = frames.map((f) => ({ x: f.t_ms, y: f.signals ? value(f.signals) : null, usable: f.usable }));
+  const xs = points.map((p) => p.x);
+  const ys = points.filter((p) => p.y !== null).map((p) => p.y).concat(thresholds.map((th) => th.value));
+  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (y1 - y0 < 1e-6) { y0 -= 1; y1 += 1; }
+  const pad = (y1 - y0) * 0.08;
+  y0 -= pad; y1 += pad;
+  const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  const path = points
+    .filter((p) => p.y !== null)
+    .map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`)
+    .join(" ");
+  const parts = [
+    svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }),
+    svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }),
+    svg("text", { x: 4, y: T + 10 }, document.createTextNode(y1.toFixed(2))),
+    svg("text", { x: 4, y: H - B }, document.createTextNode(y0.toFixed(2))),
+    svg("text", { x: W - R - 40, y: H - 6 }, document.createTextNode(`${Math.round(x1)} ms`)),
+  ];
+  for (const p of points) {
+    if (!p.usable) parts.push(svg("rect", { class: "unusable", x: sx(p.x) - 2, y: T, width: 4, height: H - T - B }));
+  }
+  for (const prompt of prompts) {
+    parts.push(svg("line", { class: "prompt", x1: sx(prompt), y1: T, x2: sx(prompt), y2: H - B }));
+  }
+  for (const th of thresholds) {
+    parts.push(
+      svg("line", { class: "threshold", x1: L, y1: sy(th.value), x2: W - R, y2: sy(th.value) }),
+      svg("text", { x: W - R - 120, y: sy(th.value) - 4 }, document.createTextNode(th.label)),
+    );
+  }
+  parts.push(svg("path", { class: "series", d: path }));
+  return el("div", { class: "chart" }, el("h3", { text: title }), svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title }, parts));
+}
+
+async function verification() {
+  const id = document.body.dataset.verificationId;
+  const limits = JSON.parse(document.body.dataset.thresholds);
+  const summary = document.getElementById("summary");
+  let record;
+  try {
+    record = await api("GET", `/api/v1/face/verifications/${id}`);
+  } catch (error) {
+    showProblem(summary, error);
+    return;
+  }
+  summary.replaceChildren(
+    el("p", {}, el("strong", { class: record.passed ? "pass" : "fail", id: "verdict", text: record.passed ? t("console.passed") : t("console.failed") }), ` · ${record.mode} · ${when(record.created_at)}`),
+    el("p", { text: `${t("console.expert_id")}: ${record.expert_id || "—"} · ${t("console.device")}: ${record.device_id} · IP ${record.client_ip || "—"}` }),
+    el("p", { text: `${t("console.verification.similarity")}: ${record.similarity === null ? "—" : record.similarity.toFixed(3)} (${t("console.verification.threshold")} ${limits.match}) · ${t("console.verification.reasons")}: ${record.reasons.join(", ") || "—"}` }),
+  );
+  const frames = record.frames || [];
+  const usable = frames.filter((f) => f.signals);
+  const lead = usable.slice(0, Math.max(3, Math.floor(usable.length / 4)));
+  const actionCheck = record.checks.find((c) => c.check === "actions");
+  // The baseline the action detector used (the check records it), else the frames' medians.
+  const recorded = actionCheck?.values?.baseline;
+  const base = {
+    eye: recorded?.eye_openness ?? median(lead.map((f) => f.signals.eye_openness)),
+    mouth: recorded?.mouth_openness ?? median(lead.map((f) => f.signals.mouth_openness)),
+    yaw: recorded?.yaw ?? median(usable.map((f) => f.signals.yaw_degrees)),
+    pitch: recorded?.pitch ?? median(usable.map((f) => f.signals.pitch_degrees)),
+  };
+  const prompts = (actionCheck?.values?.prompts_ms || []).filter(Number.isFinite);
+  document.getElementById("charts").replaceChildren(
+    chart(t("console.signal.eye"), frames, (s) => s.eye_openness, [{ value: base.eye * limits.blink_closed, label: t("console.signal.blink") }], prompts),
+    chart(t("console.signal.mouth"), frames, (s) => s.mouth_openness, [{ value: base.mouth + limits.mouth_open, label: t("console.signal.open") }], prompts),
+    chart(t("console.signal.yaw"), frames, (s) => s.yaw_degrees, [
+      { value: base.yaw + limits.turn_degrees, label: `+${limits.turn_degrees}°` },
+      { value: base.yaw - limits.turn_degrees, label: `−${limits.turn_degrees}°` },
+    ], prompts),
+    chart(t("console.signal.pitch"), frames, (s) => s.pitch_degrees, [
+      { value: base.pitch + limits.nod_degrees, label: `+${limits.nod_degrees}°` },
+      { value: base.pitch - limits.nod_degrees, label: `−${limits.nod_degrees}°` },
+    ], prompts),
+  );
+  document.getElementById("checks").replaceChildren(
+    table(
+      [t("console.verification.check"), t("console.decision"), t("console.verification.reasons"), t("console.verification.values")],
+      record.checks.map((c) =>
+        el(
+          "tr",
+          {},
+          el("td", { text: c.check }),
+          el("td", { class: c.passed ? "pass" : "fail", text: c.passed ? "✓" : "✗" }),
+          el("td", { text: [c.reason, c.detail].filter(Boolean).join(": ") }),
+          el("td", { text: JSON.stringify(c.values).slice(0, 300) }),
+        ),
+      ),
+    ),
+  );
+}
+
+// --- project timeline ------------------------------------------------------------------
+
+const PHASES = [
+  ["draw", /^(draw|project)\./],
+  ["sign_in", /^(task|scan|face|evaluation\.(signed_in|second_device|session))/],
+  ["recusal", /recusal|response|declin|assignment/],
+  ["scores", /score|chair|aggregate|results|dissent/],
+  ["signatures", /report|document|signature|csc/],
+];
+
+function phaseOf(action) {
+  for (const [name, pattern] of PHASES) if (pattern.test(action)) return name;
+  return "other";
+}
+
+async function project() {
+  const id = document.body.dataset.projectId;
+  const target = document.getElementById("timeline");
+  try {
+    const entries = await api("GET", `/api/v1/projects/${id}/timeline`);
+    const items = [];
+    let current = null;
+    for (const entry of entries) {
+      const phase = phaseOf(entry.action);
+      if (phase !== current) {
+        current = phase;
+        items.push(el("li", { class: "phase", "data-phase": phase, text: t(`console.phase.${phase}`) }));
+      }
+      items.push(
+        el("li", { "data-seq": entry.seq }, el("time", { text: when(entry.occurred_at) }), `${entry.action} · ${entry.actor}`),
+      );
+    }
+    target.replaceChildren(el("ol", { class: "timeline", id: "timeline-list" }, items));
+  } catch (error) {
+    showProblem(target, error);
+  }
+}
+
+// --- audit -----------------------------------------------------------------------------
+
+async function audit() {
+  const verdict = document.getElementById("verdict");
+  document.getElementById("verify").addEventListener("click", async () => {
+    verdict.replaceChildren(el("p", { class: "muted", text: t("app.loading") }));
+    try {
+      const report = await api("GET", "/api/v1/audit/verify");
+      verdict.replaceChildren(
+        el(
+          "p",
+          { class: report.ok ? "result ok" : "result fail", id: "chain-verdict" },
+          report.ok
+            ? t("console.audit.ok", { n: report.entries_checked, c: report.checkpoints_checked })
+            : t("console.audit.broken", { seq: report.first_bad_seq ?? "?", reason: report.reason || "" }),
+        ),
+        ...report.checkpoint_problems.map((p) => el("p", { class: "fail", text: JSON.stringify(p) })),
+      );
+    } catch (error) {
+      showProblem(verdict, error);
+    }
+  });
+  const target = document.getElementById("checkpoints");
+  try {
+    const rows = await api("GET", "/api/v1/audit/checkpoints");
+    target.replaceChildren(
+      table(
+        [t("console.when"), "seq", "head", t("console.audit.reason")],
+        rows.map((c) => el("tr", {}, el("td", { text: when(c.created_at) }), el("td", { class: "num", text: c.seq }), el("td", { text: c.head_hash.slice(0, 16) }), el("td", { text: c.reason }))),
+      ),
+    );
+  } catch (error) {
+    showProblem(target, error);
+  }
+}
+
+const pages = { flags, verifications, verification, project, audit };
+pages[page]?.();

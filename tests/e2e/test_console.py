@@ -1,0 +1,129 @@
+"""The supervisors' console in a desktop Chromium: login with a supervisor's token (other
+roles and bad tokens refused), the flag dashboard with a real flag to acknowledge, the
+verification log and one check's signals plotted, a project's timeline, the audit chain
+check, and no write the role may not make."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from api.demo import Staged, sign_in_by_phone
+from tests.e2e.conftest import LaunchBrowser
+from tests.e2e.pages import RequestLog
+from tests.e2e.service import Service, running_service, stage
+
+pytestmark = pytest.mark.slow
+DESKTOP = {"viewport": {"width": 1440, "height": 900}, "locale": "zh-CN"}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running_service(tmp_path_factory.mktemp("console")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def staged(service: Service) -> Staged:
+    """Two members signed in from their phones, on ONE device: a shared-device flag."""
+    staged = stage(service)
+    first, second = staged.members[:2]
+    sign_in_by_phone(staged, first, staged.personal_token(first), lambda _: None)
+    shared = staged.phones[first["expert_id"]].device_id
+    staged.phones[second["expert_id"]].device_id = shared
+    sign_in_by_phone(staged, second, staged.personal_token(second), lambda _: None)
+    return staged
+
+
+def _shot(page: Page, folder: Path, name: str) -> None:
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(folder / f"console-{name}.png"), full_page=True)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow} px"
+
+
+def _login(page: Page, service: Service, token: str) -> None:
+    page.goto(f"{service.base}/console/login")
+    page.fill("#token", token)
+    page.click("#login")
+
+
+def test_the_console_shows_what_a_supervisor_reviews(
+    service: Service,
+    staged: Staged,
+    launch_browser: LaunchBrowser,
+    screenshots: Path,
+) -> None:
+    browser = launch_browser()
+    page = browser.new_context(**DESKTOP).new_page()
+    requests = RequestLog(page, service.base)
+    page.on("dialog", lambda dialog: dialog.accept("已电话核实：两位专家同处一室，借用手机登录"))
+
+    # Only a supervisor's (or an admin's) token opens the console.
+    page.goto(f"{service.base}/console/")
+    expect(page).to_have_url(re.compile(r"/console/login$"))
+    _shot(page, screenshots, "1-login")
+    for wrong in ("evs_not-a-token", service.tokens["operator"]):
+        _login(page, service, wrong)
+        expect(page.locator("#login-failed")).to_be_visible()
+    _login(page, service, service.tokens["supervisor"])
+    expect(page).to_have_url(re.compile(r"/console/$"))
+
+    # The flag the two members' shared phone raised; acknowledged with a note.
+    flag = page.locator("tr", has_text="shared-device")
+    expect(flag).to_be_visible()
+    _shot(page, screenshots, "2-flags")
+    flag.get_by_role("button", name="确认").click()
+    expect(page.locator("#no-flags")).to_be_visible()  # no open flag left
+    page.select_option("select[name=status]", "acknowledged")
+    page.click("#flag-filter button")
+    expect(page.locator("tr", has_text="已电话核实")).to_be_visible()
+
+    # The verification log, and one check's signals against their thresholds.
+    page.click("text=核验记录")
+    rows = page.locator(".verification-link")
+    expect(rows.first).to_be_visible()
+    assert rows.count() >= 2
+    _shot(page, screenshots, "3-verifications")
+    rows.first.click()
+    expect(page.locator("#verdict")).to_be_visible()
+    charts = page.locator(".chart svg path.series")
+    expect(charts).to_have_count(4)
+    assert page.locator(".chart line.threshold").count() >= 6
+    expect(page.locator("#checks tr", has_text="all actions seen")).to_be_visible()
+    _shot(page, screenshots, "4-verification")
+
+    # The project's timeline: draw, then sign-ins and declarations.
+    page.goto(f"{service.base}/console/projects/{staged.project['id']}")
+    phases = page.locator("#timeline-list .phase")
+    expect(phases.first).to_be_visible()
+    seen = [phases.nth(i).get_attribute("data-phase") for i in range(phases.count())]
+    assert seen[0] == "draw" and "sign_in" in seen and "recusal" in seen, seen
+    assert page.locator("#evidence").get_attribute("href", timeout=1000) == (
+        f"/api/v1/projects/{staged.project['id']}/evidence"
+    )
+    _shot(page, screenshots, "5-timeline")
+
+    # The audit chain, recomputed against the signed checkpoints.
+    page.click("text=审计日志")
+    page.click("#verify")
+    expect(page.locator("#chain-verdict")).to_contain_text("完好")
+    _shot(page, screenshots, "6-audit")
+
+    # The console writes nothing the role may not: a forged form is stopped by the CSRF
+    # token, and the page's own token does not lend the supervisor an operator's rights.
+    refused = page.evaluate(
+        """async () => {
+          const csrf = document.querySelector('meta[name="csrf-token"]').content;
+          const call = (headers) => fetch('/api/v1/projects', {method: 'POST',
+            headers: {'Content-Type': 'application/json', ...headers}, body: '{}'})
+            .then(async (r) => [r.status, (await r.json()).code]);
+          return [await call({}), await call({'X-CSRF-Token': csrf})];
+        }"""
+    )
+    assert refused == [[403, "csrf-invalid"], [403, "role-forbidden"]]
+    assert requests.foreign() == []
