@@ -350,8 +350,8 @@ def scan_sign_in(
     if page:
         ttl = (signed.session.expires_at - now).total_seconds()
         web.set_token_cookie(request, response, signed.token, int(ttl))
-        web.clear_token_cookie(response, tasks.SCAN_PREFIX)
-        web.clear_token_cookie(response, liveness.SESSION_PREFIX)
+        web.clear_token_cookie(request, response, tasks.SCAN_PREFIX)
+        web.clear_token_cookie(request, response, liveness.SESSION_PREFIX)
     return SignInOut(
         evaluation_token=None if page else signed.token,
         session_id=signed.session.id,

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.deps import Db, ServicesDep, transaction
 from api.logs import request_id_var
 from api.web.pages import render
-from api.web.session import STAFF_COOKIE, set_cookie
+from api.web.session import STAFF_COOKIE, clear_cookie, set_cookie
 from evaluation import audit
 from evaluation import staff as staff_tokens
 from evaluation.errors import InvalidCredentials
@@ -77,9 +77,9 @@ def login(request: Request, services: ServicesDep, token: Annotated[str, Form()]
 
 
 @router.post("/console/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
     response = _redirect("/console/login")
-    response.delete_cookie(STAFF_COOKIE, path="/")
+    clear_cookie(request, response, STAFF_COOKIE)
     return response
 
 

@@ -169,8 +169,8 @@ def landing(token: str, request: Request, services: ServicesDep) -> Response:
     response = _redirect("/m/start")
     set_cookie(request, response, DEVICE_COOKIE, device_id, DEVICE_MAX_AGE)
     set_token_cookie(request, response, scanned.token, ttl)
-    clear_token_cookie(response, sign_in.SESSION_PREFIX)
-    clear_token_cookie(response, liveness.SESSION_PREFIX)
+    clear_token_cookie(request, response, sign_in.SESSION_PREFIX)
+    clear_token_cookie(request, response, liveness.SESSION_PREFIX)
     return response
 
 

@@ -112,5 +112,15 @@ def set_token_cookie(request: Request, response: Response, token: str, max_age: 
     set_cookie(request, response, TOKEN_COOKIES[prefix], token, max(1, max_age))
 
 
-def clear_token_cookie(response: Response, prefix: str) -> None:
-    response.delete_cookie(TOKEN_COOKIES[prefix], path="/")
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(
+        name,
+        path="/",
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="strict",
+    )
+
+
+def clear_token_cookie(request: Request, response: Response, prefix: str) -> None:
+    clear_cookie(request, response, TOKEN_COOKIES[prefix])

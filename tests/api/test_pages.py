@@ -207,3 +207,16 @@ def test_assets_are_served_and_versioned(committee: Committee, name: str) -> Non
     assert asset.status_code == 200 and asset.content == (STATIC / name).read_bytes()
     if name == "app.css":
         assert re.search(r'href="/m/static/app.css\?v=[0-9a-f]{12}"', page)
+
+
+def test_cookies_are_secure_under_https(committee: Committee) -> None:
+    client = committee.client
+    client.cookies.clear()
+    token = _room_token(committee)
+    landed = client.get(f"https://testserver/m/t/{token}", follow_redirects=False)
+    assert landed.status_code == 303
+    cookies = landed.headers.get_list("set-cookie")
+    assert cookies and all("Secure" in c and "HttpOnly" in c for c in cookies), cookies
+    assert "max-age=31536000" in client.get("https://testserver/m/").headers.get(
+        "strict-transport-security", ""
+    )
