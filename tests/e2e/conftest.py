@@ -81,8 +81,11 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright(chromium_path: str) -> Iterator[Playwright]:
+    # Per module, not per session: while Playwright's sync API is open it keeps an asyncio
+    # loop running in this thread, and the tests that follow in other packages (pyHanko's
+    # signing calls asyncio.run) must find none.
     with sync_playwright() as driver:
         yield driver
 
@@ -158,7 +161,7 @@ def _screenshot_pages(browser: Browser, stem: Path) -> None:
             continue
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def devices(playwright: Playwright) -> dict[str, dict[str, Any]]:
     """Playwright's descriptors of the phones the experts use, as new_context() keyword
     arguments. ``default_browser_type`` is dropped: the iPhone is emulated in Chromium

@@ -314,7 +314,15 @@ def test_the_whole_journey_from_qr_to_signature(
 
     # The same pages on an iPhone 13, with this phone's cookies: both viewports checked.
     iphone = phone(browser, "iPhone 13", storage_state=page.context.storage_state())
+    # And on the narrowest phones still sold (320 CSS px), nothing scrolls sideways.
+    narrow = phone(
+        browser,
+        "Pixel 7",
+        viewport={"width": 320, "height": 640},
+        storage_state=page.context.storage_state(),
+    )
     for path, name in (("/m/evaluation", "evaluation"), ("/m/report", "report")):
-        iphone.goto(f"{service.base}{path}")
-        expect(iphone.locator("#app section").first).to_be_visible()
-        look(iphone, screenshots, f"iphone13-{name}")
+        for device, shown in (("iphone13", iphone), ("320px", narrow)):
+            shown.goto(f"{service.base}{path}")
+            expect(shown.locator("#app section").first).to_be_visible()
+            look(shown, screenshots, f"{device}-{name}")
