@@ -111,9 +111,9 @@ def test_serve_tls_answers_over_https_to_a_client_trusting_the_center_root(
             stdout=stdout,
             stderr=subprocess.DEVNULL,
         )
-    trusting = tmp_path / "root.pem"
-    trusting.write_bytes(x509.load_der_x509_certificate(root_der).public_bytes(Encoding.PEM))
     try:
+        trusting = tmp_path / "root.pem"
+        trusting.write_bytes(x509.load_der_x509_certificate(root_der).public_bytes(Encoding.PEM))
         deadline = time.monotonic() + 120
         while True:
             health = _get(port, "/healthz", trusting)
