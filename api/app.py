@@ -92,12 +92,14 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
+    # The signing API first: every request is matched against the routes in order, and
+    # authorize + signHash are the hot path.
+    app.include_router(csc.router)
     app.include_router(experts.router)
     app.include_router(admin.router)
     app.include_router(faces.router)
     app.include_router(liveness.router)
     app.include_router(pki.router)
-    app.include_router(csc.router)
     app.include_router(documents.router)
     app.include_router(projects.router)
     app.include_router(tasks.router)

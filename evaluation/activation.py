@@ -17,9 +17,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from evaluation import audit, credentials
@@ -125,26 +125,66 @@ class Authorization:
     expires_in: int
 
 
+# The signing hot path's statements, built once: building a statement and its cache key
+# cost more than SQLite took to run it. The credential comes with its key and its expert's
+# status in the same query.
+_CREDENTIAL = (
+    select(IssuedCertificate, VaultKey, Expert.status)
+    .join(VaultKey, VaultKey.id == IssuedCertificate.key_id)
+    .join(Expert, Expert.id == IssuedCertificate.expert_id)
+    .where(
+        IssuedCertificate.id == bindparam("credential_id"),
+        IssuedCertificate.center_id == bindparam("center_id"),
+        IssuedCertificate.purpose == credentials.EXPERT,
+    )
+)
+# signHash: the SAD and the credential it was issued for, in one query (outer joins, so an
+# unknown or foreign credential still reads as one, checked in the same order as above).
+_SAD_WITH_CREDENTIAL = (
+    select(SignatureActivation, IssuedCertificate, VaultKey, Expert.status)
+    .outerjoin(
+        IssuedCertificate,
+        and_(
+            IssuedCertificate.id == SignatureActivation.credential_id,
+            IssuedCertificate.center_id == bindparam("center_id"),
+            IssuedCertificate.purpose == credentials.EXPERT,
+        ),
+    )
+    .outerjoin(VaultKey, VaultKey.id == IssuedCertificate.key_id)
+    .outerjoin(Expert, Expert.id == IssuedCertificate.expert_id)
+    .where(SignatureActivation.token_hash == bindparam("token_hash"))
+)
+_activations = cast(Table, SignatureActivation.__table__)
+_INSERT_ACTIVATION = insert(_activations)
+_CONSUME = (
+    update(_activations)
+    .where(_activations.c.id == bindparam("activation_id"), _activations.c.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
+
+
 def _owned_usable_credential(
     db: Session, session: VerifiedSession, credential_id: str, now: datetime
 ) -> tuple[IssuedCertificate, KeyRef]:
-    """The credential with its key and its expert's status, in one query: this runs on
-    every signing request."""
+    """The credential, if it is the session's expert's and usable now."""
     found = db.execute(
-        select(IssuedCertificate, VaultKey, Expert.status)
-        .join(VaultKey, VaultKey.id == IssuedCertificate.key_id)
-        .join(Expert, Expert.id == IssuedCertificate.expert_id)
-        .where(
-            IssuedCertificate.id == credential_id,
-            IssuedCertificate.center_id == session.center_id,
-            IssuedCertificate.purpose == credentials.EXPERT,
-        )
+        _CREDENTIAL, {"credential_id": credential_id, "center_id": session.center_id}
     ).one_or_none()
     if found is None:
         raise NotFound(f"no credential {credential_id} in this center")
     credential, key, expert_status = found
+    return _usable(session, credential, key, expert_status, now)
+
+
+def _usable(
+    session: VerifiedSession,
+    credential: IssuedCertificate,
+    key: VaultKey,
+    expert_status: str,
+    now: datetime,
+) -> tuple[IssuedCertificate, KeyRef]:
     if credential.expert_id != session.expert_id:
-        raise CredentialNotOwned(f"credential {credential_id} is not the session's expert's")
+        raise CredentialNotOwned(f"credential {credential.id} is not the session's expert's")
     if expert_status != "active":
         raise CredentialUnusable(
             "the expert is suspended", credential_status="suspended", expert_status=expert_status
@@ -152,7 +192,7 @@ def _owned_usable_credential(
     current = credentials.state(credential, now)
     if not current.usable:
         raise CredentialUnusable(
-            f"credential {credential_id} is {current.status}", credential_status=current.status
+            f"credential {credential.id} is {current.status}", credential_status=current.status
         )
     return credential, KeyRef.of(key)
 
@@ -229,7 +269,7 @@ def authorize_signing(
         expires_at=now + policy.sad_ttl,
     )
     # A Core insert: the hot path of every signature, and the row is never changed here.
-    db.execute(insert(SignatureActivation).values(_columns(activation)))
+    db.execute(_INSERT_ACTIVATION, _columns(activation))
     audit.record(
         db,
         caller,
@@ -271,18 +311,21 @@ def sign_hashes(
     """Sign the hashes with the credential's key, if the SAD authorizes exactly them; the
     SAD is consumed atomically, so two concurrent calls cannot both use it."""
     now = clock.now()
-    activation = db.execute(
-        select(SignatureActivation).where(SignatureActivation.token_hash == hash_token(sad))
-    ).scalar_one_or_none()
-    if activation is None or activation.session_id != session.id:
+    found = db.execute(
+        _SAD_WITH_CREDENTIAL, {"token_hash": hash_token(sad), "center_id": session.center_id}
+    ).one_or_none()
+    if found is None or found[0].session_id != session.id:
         raise SadInvalid("the SAD is unknown or was issued to another face session")
+    activation, credential_row, key_row, expert_status = found
     if activation.credential_id != credential_id:
         raise SadInvalid("the SAD was issued for another credential")
     if activation.used_at is not None:
         raise SadUsed(f"SAD {activation.id} was used at {activation.used_at.isoformat()}")
     if now >= activation.expires_at:
         raise SadExpired(f"SAD {activation.id} expired at {activation.expires_at.isoformat()}")
-    credential, key = _owned_usable_credential(db, session, credential_id, now)
+    if credential_row is None or key_row is None or expert_status is None:
+        raise NotFound(f"no credential {credential_id} in this center")
+    credential, key = _usable(session, credential_row, key_row, expert_status, now)
     if sign_algo not in SIGN_ALGORITHMS or SIGN_ALGORITHMS[sign_algo][0] is not key.algorithm:
         raise HashesInvalid(
             f"signAlgo {sign_algo} does not fit this {key.algorithm.value} key",
@@ -298,12 +341,7 @@ def sign_hashes(
     authorized = set(activation.hashes)
     if hash_oid != activation.hash_algorithm_oid or not set(_canonical(digests)) <= authorized:
         raise HashesNotAuthorized("the SAD was not issued for these hashes")
-    consumed = db.execute(
-        update(SignatureActivation)
-        .where(SignatureActivation.id == activation.id, SignatureActivation.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    consumed = db.execute(_CONSUME, {"activation_id": activation.id, "now": now})
     if consumed.rowcount != 1:  # type: ignore[attr-defined]
         raise SadUsed(f"SAD {activation.id} was used by a concurrent request")
     algorithm = hash_for_oid(hash_oid)

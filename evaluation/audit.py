@@ -8,10 +8,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session, attributes
+from sqlalchemy.orm.util import identity_key
 
 from evaluation.errors import NotFound
 from models.clock import Clock
@@ -106,6 +107,25 @@ def record(
     return record_many(db, caller, clock, [event])[-1]
 
 
+# Core statements on the tables, built once: every request that changes anything appends
+# here, and the ORM's flush bookkeeping, then its bulk-statement path and the building of
+# the statements, cost more than the SQL itself.
+_heads = cast(Table, AuditHead.__table__)
+_entries = cast(Table, AuditEntry.__table__)
+_RESERVE = (
+    update(_heads)
+    .where(_heads.c.center_id == bindparam("center"))
+    .values(last_seq=_heads.c.last_seq + bindparam("count"))
+    .returning(_heads.c.last_seq, _heads.c.last_hash)
+)
+_INSERT = insert(_entries)
+_ADVANCE = (
+    update(_heads)
+    .where(_heads.c.center_id == bindparam("center"))
+    .values(last_hash=bindparam("hash"))
+)
+
+
 def record_many(
     db: Session, caller: Caller, clock: Clock, events: Sequence[AuditEvent]
 ) -> list[AuditEntry]:
@@ -115,10 +135,7 @@ def record_many(
     # Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite):
     # a concurrent appender waits here and then sees our new head, so the chain never forks.
     reserved = db.execute(
-        update(AuditHead)
-        .where(AuditHead.center_id == caller.center_id)
-        .values(last_seq=AuditHead.last_seq + len(events))
-        .returning(AuditHead.last_seq, AuditHead.last_hash)
+        _RESERVE, {"center": caller.center_id, "count": len(events)}
     ).one_or_none()
     if reserved is None:
         raise NotFound(f"center {caller.center_id} has no audit chain")
@@ -141,12 +158,13 @@ def record_many(
         entry.hash = entry_hash(entry)
         prev_hash = entry.hash
         entries.append(entry)
-    # Core statements, not the unit of work: every request that changes anything appends
-    # here, and the ORM's flush bookkeeping was half of a signature's cost.
-    db.execute(insert(AuditEntry), [_row(entry) for entry in entries])
-    db.execute(
-        update(AuditHead).where(AuditHead.center_id == caller.center_id).values(last_hash=prev_hash)
-    )
+    db.execute(_INSERT, [_row(entry) for entry in entries])
+    db.execute(_ADVANCE, {"center": caller.center_id, "hash": prev_hash})
+    # The statements bypass the ORM, so a head this session has loaded is told by hand.
+    head = db.identity_map.get(identity_key(AuditHead, caller.center_id))
+    if head is not None:
+        attributes.set_committed_value(head, "last_seq", last_seq)
+        attributes.set_committed_value(head, "last_hash", prev_hash)
     return entries
 
 

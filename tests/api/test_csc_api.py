@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi.testclient import TestClient
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
@@ -379,6 +379,52 @@ def test_revoked_or_suspended_credentials_cannot_sign(
     assert_problem(authorize(client, signer, wanted), 409, "credential-unusable")
     assert db.execute(select(SignatureActivation.used_at)).scalar_one() is None
     assert [r["code"] for r in refusals(db)] == ["credential-unusable"] * 3
+
+
+def test_a_sad_does_not_sign_with_the_experts_next_credential(
+    client: TestClient, signer: dict[str, Any], db: Session, center: CenterWithStaff
+) -> None:
+    wanted = [digest("for the first key")]
+    sad = authorize(client, signer, wanted).json()["SAD"]
+    revoked = client.post(
+        f"/api/v1/experts/{signer['expert_id']}/credential/revoke",
+        json={"reason": "superseded", "note": "新手机"},
+        headers=center.headers(Role.OPERATOR),
+    )
+    assert revoked.status_code == 200
+    successor = issue(client, center, signer["expert_id"])
+    response = sign(client, {**signer, "credential": successor}, sad, wanted)
+    assert_problem(response, 403, "sad-invalid")
+    assert "another credential" in response.json()["detail"]
+    assert db.execute(select(SignatureActivation.used_at)).scalar_one() is None
+
+
+def test_authorize_and_sign_hash_keep_to_their_statement_budget(
+    client: TestClient, signer: dict[str, Any], services: Services
+) -> None:
+    """Every signature pays for these on the hot path: the face session, the credential
+    with its key and expert (with the SAD, for signHash), the SAD's insert or consumption,
+    and the audit append (head reserved, entry inserted, head advanced)."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb in {"SELECT", "INSERT", "UPDATE", "DELETE"}:
+            statements.append(statement)
+
+    event.listen(services.engine, "before_cursor_execute", count)
+    try:
+        wanted = [digest("budget")]
+        sad = authorize(client, signer, wanted).json()["SAD"]
+        authorized, statements[:] = list(statements), []
+        assert sign(client, signer, sad, wanted).status_code == 200
+        signed = list(statements)
+    finally:
+        event.remove(services.engine, "before_cursor_execute", count)
+    assert len(authorized) == 6, authorized
+    assert len(signed) == 6, signed
+    # The SAD and the credential come in one query: the credential is not loaded twice.
+    assert sum("issued_certificates" in statement for statement in signed) == 1
 
 
 class TestRsa:

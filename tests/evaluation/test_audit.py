@@ -17,7 +17,7 @@ from evaluation import audit, centers
 from models.clock import FrozenClock
 from models.db import make_engine, make_session_factory
 from models.migrate import upgrade_to_head
-from models.tables import AuditEntry
+from models.tables import AuditEntry, AuditHead
 from tests.conftest import on_postgres
 from tests.factories import CenterWithStaff
 
@@ -154,6 +154,17 @@ def test_entries_cut_from_the_end_disagree_with_the_head(
     db.expire_all()
     report = audit.verify_chain(db, center.id)
     assert (report.first_bad_seq, report.reason) == (last, "head-mismatch")
+
+
+def test_a_head_the_session_holds_follows_the_appends(
+    db: Session, center: CenterWithStaff, clock: FrozenClock
+) -> None:
+    head = db.get(AuditHead, center.id)
+    assert head is not None
+    _append(db, center, clock, 3)
+    last = _entries(db, center.id)[-1]
+    assert (head.last_seq, head.last_hash) == (last.seq, last.hash)
+    assert audit.verify_chain(db, center.id).ok
 
 
 @pytest.mark.slow
