@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python bench/signing_bench.py
 	$(BIN)/python bench/documents_bench.py
 	$(BIN)/python bench/draw_bench.py
+	$(BIN)/python bench/pages_bench.py
 
 # Regenerate the pins after changing dependency ranges (then run make test).
 constraints:

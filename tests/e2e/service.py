@@ -5,10 +5,12 @@ demo` does (api/demo.py)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, Route
 
@@ -31,11 +33,14 @@ class Service:
 
 
 @contextmanager
-def running_service(directory: Path) -> Iterator[Service]:
+def running_service(directory: Path, **overrides: Any) -> Iterator[Service]:
     with isolated_database(directory) as url:
         # Checkpoints on a timer would only add noise to these tests.
         settings = Settings(
-            data_dir=directory / "var", database_url=url, audit_checkpoint_every_s=0
+            data_dir=directory / "var",
+            database_url=url,
+            audit_checkpoint_every_s=0,
+            **overrides,
         )
         init = initialize(settings, SystemClock(), CENTER)
         load_stamp_font()
@@ -54,6 +59,7 @@ def film_each_challenge(
     scene: Callable[[], synthetic.Scene],
     kind: Kind = "genuine",
     seen: list[dict[str, object]] | None = None,
+    rendering_s: list[float] | None = None,
 ) -> None:
     """Whenever the page asks for a challenge, read the actions the server chose and write
     the camera's video for them before the page gets the answer (and so before it opens
@@ -67,9 +73,12 @@ def film_each_challenge(
                 seen.append(challenge)
             # 300 ms of stillness first: the page starts filming a moment after the camera
             # starts playing, and an action must come after its prompt.
+            started = time.perf_counter()
             liveness_video(
                 scene(), challenge["actions"], kind=kind, fps=15, lead_in_ms=300, tail_ms=1500
             ).write(camera_file)
+            if rendering_s is not None:  # the test's own work, for benchmarks to leave out
+                rendering_s.append(time.perf_counter() - started)
         route.fulfill(response=response)
 
     page.route(pattern, answer)

@@ -47,8 +47,8 @@ def _image(png: bytes) -> Image.Image:
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     image = Image.open(io.BytesIO(png))
     image.load()
-    assert image.mode == "RGB"
-    return image
+    assert image.mode == "P"  # a palette: documents need few colours, phones few bytes
+    return image.convert("RGB")
 
 
 def _rotated(pdf: bytes, degrees: int) -> bytes:
