@@ -5,6 +5,7 @@ demo` does (api/demo.py)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from models.clock import SystemClock
 from models.settings import Settings
 from tests.conftest import isolated_database
 from tests.e2e.camera import Kind, liveness_video
+
+FILMS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,16 @@ def film_each_challenge(
             # 300 ms of stillness first: the page starts filming a moment after the camera
             # starts playing, and an action must come after its prompt.
             started = time.perf_counter()
+            # A new seed for every check: a person never films the same frames twice, and
+            # the server refuses frames it has seen before (replayed-frames).
             liveness_video(
-                scene(), challenge["actions"], kind=kind, fps=15, lead_in_ms=300, tail_ms=1500
+                scene(),
+                challenge["actions"],
+                kind=kind,
+                fps=15,
+                lead_in_ms=300,
+                tail_ms=1500,
+                seed=next(FILMS),
             ).write(camera_file)
             if rendering_s is not None:  # the test's own work, for benchmarks to leave out
                 rendering_s.append(time.perf_counter() - started)
