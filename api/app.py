@@ -17,6 +17,7 @@ from api.middleware import RequestContextMiddleware
 from api.routers import (
     admin,
     anomalies,
+    contracts,
     csc,
     documents,
     evaluation,
@@ -28,6 +29,7 @@ from api.routers import (
     projects,
     report_pages,
     tasks,
+    units,
 )
 from api.services import Services
 from api.web import console, pages
@@ -38,6 +40,10 @@ COMPARE_PATH = "/api/v1/face/compare"
 FACE_PATH = re.compile(r"^/api/v1/experts/[^/]+/face$")
 FRAMES_PATH = re.compile(r"^/api/v1/face/challenges/[^/]+/frames$")
 DOCUMENT_PATHS = {"/api/v1/documents", "/api/v1/validate"}
+# An authorization letter is a scanned PDF; a seal picture is at most 2 MB.
+LETTER_PATH = re.compile(r"^/api/v1/units/[^/]+/representatives$")
+SEAL_PATH = re.compile(r"^/api/v1/units/[^/]+/seal/image$")
+LETTER_MAX_BYTES = 20 * 1024 * 1024
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields
 
 
@@ -82,6 +88,10 @@ def create_app(services: Services) -> FastAPI:
             return enrollment_bytes
         if FRAMES_PATH.match(path):
             return frames_bytes
+        if LETTER_PATH.match(path):
+            return min(LETTER_MAX_BYTES, settings.document_max_bytes) + FORM_OVERHEAD
+        if SEAL_PATH.match(path):
+            return 2 * 1024 * 1024 + FORM_OVERHEAD
         if path in DOCUMENT_PATHS:
             return settings.document_max_bytes + FORM_OVERHEAD
         return settings.max_request_bytes
@@ -102,6 +112,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(pki.router)
     app.include_router(documents.router)
     app.include_router(projects.router)
+    app.include_router(units.router)
+    app.include_router(contracts.router)
     app.include_router(tasks.router)
     app.include_router(evaluation.router)
     app.include_router(report_pages.router)

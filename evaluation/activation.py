@@ -17,13 +17,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, cast
+from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from evaluation import audit, credentials
-from evaluation.errors import DomainError, NotFound
+from evaluation import audit, credentials, unit_authority
+from evaluation.errors import NotFound, SigningRefused
 from evaluation.staff import hash_token
 from models.base import new_id
 from models.clock import Clock
@@ -36,15 +36,10 @@ from models.tables import (
     VerifiedSession,
 )
 from signing.algorithms import HASHES_BY_OID, SIGN_ALGORITHMS, hash_for_oid
+from signing.certificates import Profile
 from signing.vault import KeyRef, Vault
 
 SAD_PREFIX = "sad_"
-
-
-class SigningRefused(DomainError):
-    """A signing request that is not allowed; `csc_error` is the CSC API error name."""
-
-    csc_error: ClassVar[str] = "invalid_request"
 
 
 class FaceCheckStale(SigningRefused):
@@ -164,16 +159,48 @@ _CONSUME = (
 
 
 def _owned_usable_credential(
-    db: Session, session: VerifiedSession, credential_id: str, now: datetime
+    db: Session, session: VerifiedSession, credential_id: str, purpose: str, now: datetime
 ) -> tuple[IssuedCertificate, KeyRef]:
-    """The credential, if it is the session's expert's and usable now."""
+    """The credential, if it is the session's expert's (or a seal of a unit they may sign
+    a `purpose` document for now) and usable now."""
     found = db.execute(
         _CREDENTIAL, {"credential_id": credential_id, "center_id": session.center_id}
     ).one_or_none()
     if found is None:
-        raise NotFound(f"no credential {credential_id} in this center")
+        return _usable_seal(db, session, credential_id, purpose, now)
     credential, key, expert_status = found
     return _usable(session, credential, key, expert_status, now)
+
+
+def _usable_seal(
+    db: Session, session: VerifiedSession, credential_id: str, purpose: str, now: datetime
+) -> tuple[IssuedCertificate, KeyRef]:
+    """A unit's seal credential, for a person the unit authorizes now for this purpose.
+    Off the experts' hot path: seals sign contracts, a few times a day."""
+    found = db.execute(
+        select(IssuedCertificate, VaultKey, Expert.status)
+        .join(VaultKey, VaultKey.id == IssuedCertificate.key_id)
+        .join(Expert, Expert.id == session.expert_id)
+        .where(
+            IssuedCertificate.id == credential_id,
+            IssuedCertificate.center_id == session.center_id,
+            IssuedCertificate.purpose == Profile.ORGANIZATION_SEAL.value,
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFound(f"no credential {credential_id} in this center")
+    credential, key, person_status = found
+    assert credential.unit_id is not None
+    if person_status != "active":
+        raise CredentialUnusable("the representative is suspended", credential_status="suspended")
+    unit_authority.valid_authorization(db, session.expert_id, credential.unit_id, purpose, now)
+    current = credentials.state(credential, now)
+    if not current.usable:
+        raise CredentialUnusable(
+            f"the unit's seal credential {credential.id} is {current.status}",
+            credential_status=current.status,
+        )
+    return credential, KeyRef.of(key)
 
 
 def _usable(
@@ -237,10 +264,12 @@ def authorize_signing(
     hashes: Sequence[str],
     hash_oid: str,
     num_signatures: int,
+    purpose: str = "all",
 ) -> Authorization:
-    """Grant a SAD for exactly these hashes, to a fresh face check of the credential's owner."""
+    """Grant a SAD for exactly these hashes, to a fresh face check of the credential's owner.
+    `purpose` is the kind of document signed, which a seal's authorization must cover."""
     now = clock.now()
-    credential, _ = _owned_usable_credential(db, session, credential_id, now)
+    credential, _ = _owned_usable_credential(db, session, credential_id, purpose, now)
     age = now - session.verified_at
     if age > policy.freshness:
         raise FaceCheckStale(
@@ -307,6 +336,7 @@ def sign_hashes(
     hashes: Sequence[str],
     hash_oid: str | None,
     sign_algo: str,
+    purpose: str = "all",
 ) -> list[bytes]:
     """Sign the hashes with the credential's key, if the SAD authorizes exactly them; the
     SAD is consumed atomically, so two concurrent calls cannot both use it."""
@@ -324,8 +354,10 @@ def sign_hashes(
     if now >= activation.expires_at:
         raise SadExpired(f"SAD {activation.id} expired at {activation.expires_at.isoformat()}")
     if credential_row is None or key_row is None or expert_status is None:
-        raise NotFound(f"no credential {credential_id} in this center")
-    credential, key = _usable(session, credential_row, key_row, expert_status, now)
+        # Not an expert's credential: a unit's seal, or none of this center's.
+        credential, key = _usable_seal(db, session, credential_id, purpose, now)
+    else:
+        credential, key = _usable(session, credential_row, key_row, expert_status, now)
     if sign_algo not in SIGN_ALGORITHMS or SIGN_ALGORITHMS[sign_algo][0] is not key.algorithm:
         raise HashesInvalid(
             f"signAlgo {sign_algo} does not fit this {key.algorithm.value} key",

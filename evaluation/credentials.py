@@ -146,9 +146,23 @@ def revoke_credential(
     if reason is RevocationReason.CERTIFICATE_HOLD:
         raise InvalidTransition("certificateHold is set by suspending the expert, not by revoking")
     row = get_credential(db, caller.center_id, credential_id)
+    return revoke_row(db, caller, clock, vault, policy, row, reason, note)
+
+
+def revoke_row(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    vault: Vault,
+    policy: PkiPolicy,
+    row: IssuedCertificate,
+    reason: RevocationReason,
+    note: str | None,
+) -> IssuedCertificate:
+    """Revoke a credential (an expert's or a unit's seal) and reissue its CA's CRL."""
     db.refresh(row, with_for_update=True)
     if row.status == "revoked":
-        raise InvalidTransition(f"credential {credential_id} is already revoked")
+        raise InvalidTransition(f"credential {row.id} is already revoked")
     now = clock.now()
     previous = row.status
     row.status = "revoked"
@@ -164,7 +178,7 @@ def revoke_credential(
         "certificate",
         row.id,
         {
-            "expert_id": row.expert_id,
+            **({"unit_id": row.unit_id} if row.unit_id else {"expert_id": row.expert_id}),
             "serial": row.serial,
             "reason": reason.value,
             "note": note,

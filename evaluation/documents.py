@@ -296,6 +296,65 @@ def create_document(
     return document
 
 
+def archive_document(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    store: DocumentStore,
+    received: Received,
+    file_name: str,
+    title: str,
+) -> Document:
+    """Keep a PDF that takes no signatures (an authorization letter, an exhibit): checked
+    like any upload, stored as revision 0, and complete from the start."""
+    try:
+        info = pades.check_pdf(received.path)
+    except pades.PdfRejected as exc:
+        store.discard(received)
+        raise PdfRejected(str(exc)) from exc
+    now = clock.now()
+    document = Document(
+        id=new_id(),
+        center_id=caller.center_id,
+        title=title[:300],
+        purpose=Purpose.OTHER.value,
+        status="completed",
+        file_name=file_name[:300],
+        page_count=info.page_count,
+        revision=0,
+        size=received.size,
+        sha256=received.sha256,
+        created_by=caller.actor,
+        created_at=now,
+        updated_at=now,
+        completed_at=now,
+    )
+    db.add(document)
+    db.flush()
+    db.add(
+        DocumentRevision(
+            document_id=document.id,
+            number=0,
+            kind="upload",
+            size=received.size,
+            sha256=received.sha256,
+            created_at=now,
+        )
+    )
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "document.archived",
+        "document",
+        document.id,
+        {"title": document.title, "sha256": received.sha256, "size": received.size},
+    )
+    store.adopt(received, document.id)
+    return document
+
+
 _TRANSITIONS = {
     ("draft", "start"): "signing",
     ("draft", "cancel"): "cancelled",
@@ -385,13 +444,11 @@ def _timestamper(
     return pades.InProcessTimeStamper(authority, clock.now)
 
 
-def _stamp_lines(
-    expert: Expert, slot: SignerSlot, credential: IssuedCertificate, now: datetime
-) -> list[str]:
+def stamp_lines(name: str, role: str, credential: IssuedCertificate, now: datetime) -> list[str]:
     local = now.astimezone(TZ_CHINA)
     return [
-        f"{expert.name}",
-        f"{slot.role}",
+        name,
+        role,
         f"{local:%Y-%m-%d %H:%M:%S} (UTC+8)",
         f"证书 {credential.serial[:16].upper()}",
     ]
@@ -409,13 +466,7 @@ def sign_document(
     """Sign the session's expert's slot: a SAD for exactly the signature's digest, the
     signature appended in place, the new revision recorded; the last slot completes the
     document with a document timestamp (B-LTA)."""
-    document = _load(db, session.center_id, document_id, lock=True)
-    if document.status != "signing":
-        raise InvalidTransition(
-            f"document {document_id} is {document.status}; only documents being signed take "
-            "signatures",
-            current_status=document.status,
-        )
+    document = lock_for_signing(db, session.center_id, document_id)
     slot = _pending_slot(db, document, session.expert_id, slot_id)
     credential = credentials.current_credential(db, session.expert_id)
     if credential is None:
@@ -424,6 +475,52 @@ def sign_document(
         )
     expert = db.get(Expert, session.expert_id)
     assert expert is not None
+    now = clock.now()
+    signed = sign_slot(
+        db,
+        caller,
+        clock,
+        context,
+        session,
+        document,
+        slot,
+        credential,
+        stamp_lines(expert.name, slot.role, credential, now),
+        seal_png=context.seal_png,
+    )
+    finish_if_complete(db, caller, clock, context, document, credential)
+    return signed
+
+
+def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
+    """The document, locked for the whole signing, if it is being signed."""
+    document = _load(db, center_id, document_id, lock=True)
+    if document.status != "signing":
+        raise InvalidTransition(
+            f"document {document_id} is {document.status}; only documents being signed take "
+            "signatures",
+            current_status=document.status,
+        )
+    return document
+
+
+def sign_slot(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document: Document,
+    slot: SignerSlot,
+    credential: IssuedCertificate,
+    lines: list[str],
+    *,
+    seal_png: bytes | None = None,
+    marks: Sequence[pades.PageMark] = (),
+) -> Signed:
+    """One signature in one slot with this credential (the signer's own, or a unit's seal
+    their authorization lets them use): a single-use SAD for exactly the signature's
+    digest, appended in place, the new revision recorded and audited."""
     chain, revocation, roots = _chain_and_revocation(db, clock, context, credential)
     key_algorithm = pki.key_of(db, credential.key_id).algorithm
     sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
@@ -442,6 +539,7 @@ def sign_document(
             [encoded],
             hash_oid,
             1,
+            purpose=document.purpose,
         )
         spent.append(granted.activation.id)
         [signature] = activation.sign_hashes(
@@ -456,6 +554,7 @@ def sign_document(
             [encoded],
             hash_oid,
             sign_algo,
+            purpose=document.purpose,
         )
         return signature
 
@@ -468,8 +567,8 @@ def sign_document(
     stamp = pades.Stamp(
         page=slot.page,
         box=(slot.box[0], slot.box[1], slot.box[2], slot.box[3]),
-        lines=_stamp_lines(expert, slot, credential, now),
-        seal_png=context.seal_png,
+        lines=lines,
+        seal_png=seal_png,
     )
     path = context.store.prepare_append(document.id, document.size)
     timestamper = _timestamper(db, clock, context, session.center_id)
@@ -485,6 +584,7 @@ def sign_document(
             reason=f"{slot.role} 签署",
             location=None,
             now=clock.now,
+            marks=marks,
         )
     except pades.StampError as exc:
         raise StampUnavailable(str(exc)) from exc
@@ -493,6 +593,7 @@ def sign_document(
     revision = _record_revision(db, context, document, "signature", slot.id, now)
     slot.status = "signed"
     slot.signed_at = now
+    slot.signed_by = session.expert_id
     slot.credential_id = credential.id
     slot.sad_id = spent[-1] if spent else None
     slot.verification_id = session.verification_id
@@ -517,9 +618,25 @@ def sign_document(
             "sha256": revision.sha256,
         },
     )
-    if _all_answered(slots_of(db, document.id)):
-        _complete(db, caller, clock, context, document, timestamper, revocation, roots)
     return Signed(document, slot, revision)
+
+
+def finish_if_complete(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    document: Document,
+    credential: IssuedCertificate,
+) -> bool:
+    """Complete the document when no slot is pending: a document time-stamp (B-LTA) over
+    the revocation data of the last signer's chain."""
+    if not _all_answered(slots_of(db, document.id)):
+        return False
+    _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    timestamper = _timestamper(db, clock, context, document.center_id)
+    _complete(db, caller, clock, context, document, timestamper, revocation, roots)
+    return True
 
 
 def _all_answered(slots: Sequence[SignerSlot]) -> bool:

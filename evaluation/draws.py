@@ -139,7 +139,11 @@ def _pool(
             & (IssuedCertificate.status == "valid")
             & (IssuedCertificate.not_after > now),
         )
-        .where(Expert.center_id == project.center_id, Expert.status == "active")
+        .where(
+            Expert.center_id == project.center_id,
+            Expert.status == "active",
+            Expert.kind == "expert",
+        )
     ).all()
     codes: dict[str, set[str]] = {}
     employers: dict[str, str] = {}

@@ -80,3 +80,10 @@ class ImportTooLarge(DomainError):
     status = 413
     code = "import-too-large"
     title = "The import file has more rows than allowed"
+
+
+class SigningRefused(DomainError):
+    """A signing request that is not allowed, and is logged as refused; `csc_error` is the
+    CSC API error name."""
+
+    csc_error: ClassVar[str] = "invalid_request"

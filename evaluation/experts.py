@@ -389,7 +389,8 @@ def list_experts(
     cursor: str | None = None,
 ) -> ExpertPage:
     """A page of experts in registration order (keyset pagination), with the total count."""
-    conditions: list[Any] = [Expert.center_id == center_id]
+    # The pool: representatives of units are people the center knows, never drawn.
+    conditions: list[Any] = [Expert.center_id == center_id, Expert.kind == "expert"]
     if filters.specialty:
         conditions.append(
             exists().where(

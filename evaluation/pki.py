@@ -293,6 +293,7 @@ def issue_certificate(
     key: VaultKey,
     days: int,
     expert_id: str | None = None,
+    unit_id: str | None = None,
 ) -> IssuedCertificate:
     """Sign a certificate for a vault key with the center's active issuing CA."""
     issuing = active_issuing(db, caller.center_id)
@@ -314,6 +315,7 @@ def issue_certificate(
         authority_id=issuing.id,
         purpose=profile.value,
         expert_id=expert_id,
+        unit_id=unit_id,
         key_id=key.id,
         serial=profiles.serial_hex(certificate),
         subject=profiles.dn(subject),
@@ -335,6 +337,7 @@ def issue_certificate(
         {
             "purpose": profile.value,
             "expert_id": expert_id,
+            **({"unit_id": unit_id} if unit_id else {}),
             "serial": row.serial,
             "subject": row.subject,
             "issuer": issuing.id,

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from evaluation import audit
+from evaluation import audit, units
 from evaluation.errors import DomainError, NotFound
 from evaluation.identity import credit_code_check_char
 from models.base import new_id
@@ -157,6 +157,12 @@ def create_project(db: Session, caller: audit.Caller, clock: Clock, fields: NewP
     problems = committee_problems(fields)
     if problems:
         raise CommitteeRuleViolated("; ".join(problems), problems=problems)
+    registered = units.units_of_project(
+        db,
+        caller,
+        clock,
+        [units.Party(u.name, u.credit_code) for u in [fields.tenderer, *fields.bidders]],
+    )
     now = clock.now()
     project = Project(
         id=new_id(),
@@ -167,7 +173,11 @@ def create_project(db: Session, caller: audit.Caller, clock: Clock, fields: NewP
         budget_yuan=fields.budget_yuan,
         tenderer_name=fields.tenderer.name,
         tenderer_credit_code=fields.tenderer.credit_code,
-        bidders=[bidder.model_dump() for bidder in fields.bidders],
+        tenderer_unit_id=registered[fields.tenderer.credit_code].id,
+        bidders=[
+            {**bidder.model_dump(), "unit_id": registered[bidder.credit_code].id}
+            for bidder in fields.bidders
+        ],
         sections=[section.model_dump() for section in fields.sections],
         evaluation_start=fields.evaluation_start,
         evaluation_end=fields.evaluation_end,

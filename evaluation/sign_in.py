@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from evaluation import audit, consent, liveness
+from evaluation import audit, consent, contracts, liveness
 from evaluation.errors import DomainError, InvalidTransition, NotFound
 from evaluation.staff import hash_token
 from evaluation.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
@@ -74,6 +74,8 @@ class EvaluationSessionInvalid(DomainError):
 def candidates_for(db: Session, scan: ScanSession) -> list[str]:
     """Whom the face check may identify: the assignee, or every seated member who can
     take a check now (a locked-out or suspended member must not block the others)."""
+    if scan.kind == "contract":
+        return [contracts.link_person(db, scan)]
     if scan.assignment_id is not None:
         assignment = db.get(Assignment, scan.assignment_id)
         assert assignment is not None

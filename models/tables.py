@@ -52,12 +52,15 @@ class StaffToken(Base):
 
 
 class Expert(Base):
-    """An evaluation expert in a center's pool. ID number and phone are stored encrypted."""
+    """A person the center identifies by face: an evaluation expert in its pool, or a unit's
+    representative (kind), who enrolls and signs the same way but is never drawn. ID number
+    and phone are stored encrypted."""
 
     __tablename__ = "experts"
     __table_args__ = (
         UniqueConstraint("center_id", "id_number_index"),
         CheckConstraint("status IN ('active', 'suspended')", name="status"),
+        CheckConstraint("kind IN ('expert', 'representative')", name="kind"),
         Index("ix_experts_center_listing", "center_id", "created_at", "id"),
         Index("ix_experts_center_region", "center_id", "region_code"),
         Index("ix_experts_center_employer", "center_id", "employer_credit_code"),
@@ -75,6 +78,8 @@ class Expert(Base):
     region_code: Mapped[str] = mapped_column(String(6))
     status: Mapped[str] = mapped_column(String(20), default="active")
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # An expert who also represents a unit stays "expert": the pool is what kind decides.
+    kind: Mapped[str] = mapped_column(String(20), default="expert", server_default="expert")
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -356,7 +361,7 @@ class IssuedCertificate(Base):
     __tablename__ = "issued_certificates"
     __table_args__ = (
         UniqueConstraint("authority_id", "serial"),
-        CheckConstraint("purpose IN ('expert', 'tsa', 'audit-checkpoint')", name="purpose"),
+        CheckConstraint("purpose IN ('expert', 'tsa', 'audit-checkpoint', 'seal')", name="purpose"),
         CheckConstraint("status IN ('valid', 'suspended', 'revoked')", name="status"),
         Index("ix_issued_certificates_expert", "expert_id", "status"),
     )
@@ -366,6 +371,8 @@ class IssuedCertificate(Base):
     authority_id: Mapped[str] = mapped_column(ForeignKey("authorities.id"))
     purpose: Mapped[str] = mapped_column(String(20))
     expert_id: Mapped[str | None] = mapped_column(ForeignKey("experts.id"))
+    # A unit's organization seal (purpose "seal"): its authorized representatives use it.
+    unit_id: Mapped[str | None] = mapped_column(ForeignKey("units.id"), index=True)
     key_id: Mapped[str] = mapped_column(ForeignKey("vault_keys.id"))
     serial: Mapped[str] = mapped_column(String(40))  # hex
     subject: Mapped[str] = mapped_column(String(500))  # RFC 4514
@@ -487,6 +494,11 @@ class SignerSlot(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     signed_at: Mapped[datetime | None]
     credential_id: Mapped[str | None] = mapped_column(ForeignKey("issued_certificates.id"))
+    # A contract party's slot: the unit, and whether it takes the unit's seal or the
+    # representative's own signature.
+    unit_id: Mapped[str | None] = mapped_column(ForeignKey("units.id"))
+    mark: Mapped[str] = mapped_column(String(20), default="signature", server_default="signature")
+    signed_by: Mapped[str | None] = mapped_column(ForeignKey("experts.id"))
     sad_id: Mapped[str | None] = mapped_column(String(36))
     verification_id: Mapped[str | None] = mapped_column(String(36))
     revision: Mapped[int | None] = mapped_column(Integer)
@@ -514,6 +526,7 @@ class Project(Base):
     budget_yuan: Mapped[int | None] = mapped_column(BigInteger)
     tenderer_name: Mapped[str] = mapped_column(String(200))
     tenderer_credit_code: Mapped[str] = mapped_column(String(18), index=True)
+    tenderer_unit_id: Mapped[str | None] = mapped_column(ForeignKey("units.id"))
     bidders: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     sections: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     evaluation_start: Mapped[datetime]
@@ -611,7 +624,7 @@ class ScanSession(Base):
     QR, the assignment) and may ask for a face check of the committee or the assignee."""
 
     __tablename__ = "scan_sessions"
-    __table_args__ = (CheckConstraint("kind IN ('room', 'personal')", name="kind"),)
+    __table_args__ = (CheckConstraint("kind IN ('room', 'personal', 'contract')", name="kind"),)
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
@@ -619,6 +632,8 @@ class ScanSession(Base):
     kind: Mapped[str] = mapped_column(String(20))
     assignment_id: Mapped[str | None] = mapped_column(ForeignKey("assignments.id"))
     task_token_id: Mapped[str | None] = mapped_column(ForeignKey("task_tokens.id"))
+    # A representative's contract link (kind "contract"): the face check is theirs alone.
+    contract_link_id: Mapped[str | None] = mapped_column(ForeignKey("contract_links.id"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     device_id: Mapped[str] = mapped_column(String(100))
     client_ip: Mapped[str | None] = mapped_column(String(64))
@@ -757,3 +772,88 @@ class IdempotentRequest(Base):
     response_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(index=True)
     completed_at: Mapped[datetime | None]
+
+
+class Unit(Base):
+    """A legal entity in the center's register of market players (主体库): a tenderer or a
+    bidder, known by its unified social credit code (GB 32100), and the seal it signs with."""
+
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("center_id", "credit_code"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    credit_code: Mapped[str] = mapped_column(String(18))
+    legal_representative: Mapped[str | None] = mapped_column(String(100))
+    contacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The seal's picture: uploaded (PNG with transparency) or generated (a round red seal).
+    seal_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    seal_source: Mapped[str | None] = mapped_column(String(20))
+    seal_purpose: Mapped[str | None] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class UnitAuthorization(Base):
+    """A unit's authorization of a person (its representative) to sign for it: the scope,
+    the validity period and the authorization letter the unit issued (a document)."""
+
+    __tablename__ = "unit_authorizations"
+    __table_args__ = (
+        CheckConstraint("scope IN ('contracts', 'all')", name="scope"),
+        CheckConstraint("status IN ('active', 'revoked')", name="status"),
+        Index("ix_unit_authorizations_person_unit", "person_id", "unit_id"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    scope: Mapped[str] = mapped_column(String(20))
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    letter_document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class Contract(Base):
+    """A transaction contract of an awarded project between its tenderer and the winning
+    bidder: the document both sign, the amount, and how they sign (in order or in parallel,
+    with or without a cross-page seal)."""
+
+    __tablename__ = "contracts"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), unique=True)
+    tenderer_unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    winner_unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)  # 分: money is never a float
+    ordered: Mapped[bool] = mapped_column(Boolean)
+    cross_page_seal: Mapped[bool] = mapped_column(Boolean)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class ContractLink(Base):
+    """A representative's personal link to review and sign a contract on a phone: the token
+    is stored hashed and expires; the face check behind it is the representative's."""
+
+    __tablename__ = "contract_links"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
+    authorization_id: Mapped[str] = mapped_column(ForeignKey("unit_authorizations.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -32,6 +32,7 @@ class Profile(StrEnum):
     DOCUMENT_SIGNING = "expert"
     TIME_STAMPING = "tsa"
     AUDIT_CHECKPOINT = "audit-checkpoint"
+    ORGANIZATION_SEAL = "seal"
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ def make_end_entity(
     )
     usages: Sequence[x509.ObjectIdentifier] = {
         Profile.DOCUMENT_SIGNING: [DOCUMENT_SIGNING],
+        Profile.ORGANIZATION_SEAL: [DOCUMENT_SIGNING],
         Profile.TIME_STAMPING: [ExtendedKeyUsageOID.TIME_STAMPING],
         Profile.AUDIT_CHECKPOINT: [AUDIT_CHECKPOINT_SIGNING],
     }[profile]
@@ -243,13 +245,29 @@ def expert_subject(name: str, pseudonym_: str, center_name: str) -> x509.Name:
     )
 
 
+def organization_subject(unit_name: str, credit_code: str, seal_purpose: str) -> x509.Name:
+    """An organization seal's subject: the unit (O), the seal (CN), and the credit code as
+    organizationIdentifier in the ETSI EN 319 412-1 form (NTR: national trade register)."""
+    return _name(
+        (NameOID.COUNTRY_NAME, "CN"),
+        (NameOID.ORGANIZATION_NAME, unit_name),
+        (NameOID.ORGANIZATION_IDENTIFIER, f"NTRCN-{credit_code}"),
+        (NameOID.COMMON_NAME, f"{unit_name} {seal_purpose}"[:64]),
+    )
+
+
 def service_subject(center_name: str, label: str) -> x509.Name:
     return ca_name(center_name, label)
 
 
 def dn(name: x509.Name) -> str:
     """RFC 4514 text of a name, with serialNumber spelled out (not as 2.5.4.5)."""
-    return name.rfc4514_string({NameOID.SERIAL_NUMBER: "serialNumber"})
+    return name.rfc4514_string(
+        {
+            NameOID.SERIAL_NUMBER: "serialNumber",
+            NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+        }
+    )
 
 
 def serial_hex(certificate: x509.Certificate) -> str:

@@ -60,7 +60,12 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
-from pyhanko.sign.fields import SigFieldSpec, SigSeedSubFilter, enumerate_sig_fields
+from pyhanko.sign.fields import (
+    SigFieldSpec,
+    SigSeedSubFilter,
+    append_signature_field,
+    enumerate_sig_fields,
+)
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
 from pyhanko.sign.signers.pdf_signer import (
@@ -193,6 +198,18 @@ class Stamp:
     box: tuple[float, float, float, float]
     lines: Sequence[str]
     seal_png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class PageMark:
+    """An image fixed on a page in the same revision as a signature, so the signature covers
+    it: the strips of a cross-page seal (骑缝章). A locked, printable stamp annotation."""
+
+    page: int
+    box: tuple[float, float, float, float]
+    png: bytes
+    name: str  # the field's name, unique in the document
+    label: str  # what a viewer shows for it
 
 
 @dataclass(frozen=True)
@@ -558,10 +575,12 @@ def sign_in_place(
     location: str | None = None,
     *,
     now: Callable[[], datetime] | None = None,
+    marks: Sequence[PageMark] = (),
 ) -> SignResult:
     """Sign the PDF at `path` in place (see the module docstring). `now` gives the claimed
-    signing time; by default the InProcessTimeStamper's clock. Raises PdfRejected,
-    StampError or SigningFailed; on any error the file keeps its previous length."""
+    signing time; by default the InProcessTimeStamper's clock. `marks` are drawn on their
+    pages in the signed revision. Raises PdfRejected, StampError or SigningFailed; on any
+    error the file keeps its previous length."""
     return asyncio.run(
         async_sign_in_place(
             path,
@@ -574,6 +593,7 @@ def sign_in_place(
             reason,
             location,
             now=now,
+            marks=marks,
         )
     )
 
@@ -590,6 +610,7 @@ async def async_sign_in_place(
     location: str | None = None,
     *,
     now: Callable[[], datetime] | None = None,
+    marks: Sequence[PageMark] = (),
 ) -> SignResult:
     """`sign_in_place` for callers already inside an event loop."""
     # /M has whole seconds; the result reports what the document says.
@@ -615,6 +636,8 @@ async def async_sign_in_place(
     )
     with _Locked(path) as stream:
         writer = _incremental_writer(stream)
+        for mark in marks:
+            _add_mark(writer, mark)
         new_field = None
         if not any(True for _ in enumerate_sig_fields(writer.prev, with_name=field_name)):
             if stamp is not None:
@@ -664,6 +687,45 @@ def _incremental_writer(stream: BinaryIO) -> IncrementalPdfFileWriter:
         return IncrementalPdfFileWriter.from_reader(reader)
     except PdfError as exc:
         raise PdfRejected(f"the PDF cannot be updated: {exc}") from exc
+
+
+def _add_mark(writer: IncrementalPdfFileWriter, mark: PageMark) -> None:
+    """The image over the box as the widget of a read-only, empty signature field. Not a
+    plain stamp annotation: a later revision may add signature fields to a signed PDF (form
+    filling), while any other new annotation reads as a suspicious change to validators
+    (pyHanko's diff analysis among them), and the other party seals after the first."""
+    x1, y1, x2, y2 = mark.box
+    width, height = x2 - x1, y2 - y1
+    name = mark.name
+    try:
+        append_signature_field(
+            writer,
+            SigFieldSpec(
+                name,
+                on_page=mark.page,
+                box=(x1, y1, x2, y2),  # type: ignore[arg-type]
+                readable_field_name=mark.label,
+            ),
+        )
+    except (IndexError, PdfError) as exc:
+        raise StampError(f"cannot place {mark.label} on page {mark.page}: {exc}") from exc
+    image_ref, _ = _seal_image(writer, mark.png)
+    appearance = generic.StreamObject(
+        _dict(
+            {
+                "/Type": pdf_name("/XObject"),
+                "/Subtype": pdf_name("/Form"),
+                "/BBox": generic.ArrayObject([_float(0), _float(0), _float(width), _float(height)]),
+                "/Resources": _dict({"/XObject": _dict({"/Im": image_ref})}),
+            }
+        ),
+        stream_data=b"q %s 0 0 %s 0 0 cm /Im Do Q" % _nums(width, height),
+    )
+    [(_, _, field_ref)] = list(enumerate_sig_fields(writer, with_name=name))
+    field = field_ref.get_object()
+    field["/AP"] = _dict({"/N": writer.add_object(appearance)})
+    field["/F"] = _int(4 | 128)  # Print, Locked
+    field["/Ff"] = _int(1)  # ReadOnly: nobody signs it
 
 
 def _box(stamp: Stamp, writer: IncrementalPdfFileWriter) -> tuple[int, int, int, int]:

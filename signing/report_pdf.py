@@ -191,7 +191,7 @@ _CMAPS: dict[tuple[str, int, int, int], frozenset[int]] = {}
 _CMAPS_LOCK = threading.Lock()
 
 
-def _font(font_path: str | None, font_index: int | None) -> tuple[str, int]:
+def resolve_font(font_path: str | None, font_index: int | None) -> tuple[str, int]:
     if font_path is None:
         try:
             path, index = cjk_font_location()
@@ -205,7 +205,7 @@ def _font(font_path: str | None, font_index: int | None) -> tuple[str, int]:
     return font_path, font_index
 
 
-def _cmap(path: str, index: int) -> frozenset[int]:
+def font_cmap(path: str, index: int) -> frozenset[int]:
     """The code points the face maps, read with fontTools and kept per file version (it
     costs 0.1 s for Noto Sans CJK, and every render checks its text against it)."""
     stat = os.stat(path)
@@ -243,9 +243,13 @@ def _texts(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _texts(item, f"{where}[{number}]")
 
 
-def _check_glyphs(content: ReportContent, codes: frozenset[int], font_name: str) -> None:
+def check_glyphs(
+    content: object, codes: frozenset[int], font_name: str, labels: str = _LABELS
+) -> None:
+    """Every character of the content (a dataclass tree) and of the fixed labels is in the
+    font, or ReportRenderError naming each missing one and where it is."""
     missing: dict[str, str] = {}
-    for where, text in [*_texts(content, "content"), ("labels", _LABELS)]:
+    for where, text in [*_texts(content, "content"), ("labels", labels)]:
         for char in text:
             if char not in "\n\r\t" and ord(char) not in codes and char not in missing:
                 missing[char] = where
@@ -266,7 +270,7 @@ _NO_LINE_END = frozenset("（《「『【〔〈“‘([{")
 _TOKENS = re.compile(r"[!-~]+| +|.", re.DOTALL)
 
 
-def _wrap(measure: Callable[[str], float], text: str, width: float) -> list[str]:
+def wrap_text(measure: Callable[[str], float], text: str, width: float) -> list[str]:
     """Break text into lines no wider than width. fpdf2's CHAR mode breaks anywhere,
     leaving a "，" or "。" at the start of a line; WORD mode only breaks at spaces."""
     lines: list[str] = []
@@ -341,7 +345,7 @@ def _score(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _creation_date(generated_at: str) -> datetime:
+def creation_date(generated_at: str) -> datetime:
     """The PDF's /CreationDate, from generated_at so that rendering is deterministic. A time
     without a zone is China Standard Time (these are Chinese trading centers); text that is
     not a time gives the Unix epoch, the usual "no date" of reproducible builds."""
@@ -421,7 +425,7 @@ class _Renderer:
         pdf.set_author(_line(content.center_name))
         pdf.set_creator("EvalSign")
         pdf.set_lang("zh-CN")
-        pdf.set_creation_date(_creation_date(content.generated_at))
+        pdf.set_creation_date(creation_date(content.generated_at))
         pdf.set_font(_FAMILY, size=_BODY_PT)
         pdf.set_text_color(*_INK)
         self.pdf = pdf
@@ -439,7 +443,7 @@ class _Renderer:
 
     def wrap(self, text: str, width: float) -> str:
         # A little slack, so that fpdf2 never breaks a line again on rounding.
-        return "\n".join(_wrap(self.measure, text, width - 0.2))
+        return "\n".join(wrap_text(self.measure, text, width - 0.2))
 
     def text(
         self,
@@ -861,7 +865,7 @@ def render_report(
     Simplified Chinese face). ReportRenderError if there is no font, if it lacks a
     character of the content (all of them are named), or if a score sheet's shape does not
     match the bidders and criteria."""
-    path, index = _font(font_path, font_index)
-    codes = _cmap(path, index)
-    _check_glyphs(content, codes, f"{os.path.basename(path)} (face {index})")
+    path, index = resolve_font(font_path, font_index)
+    codes = font_cmap(path, index)
+    check_glyphs(content, codes, f"{os.path.basename(path)} (face {index})")
     return _Renderer(content, path, index).render()

@@ -41,7 +41,7 @@ from api.schemas.csc import (
 from api.services import Services
 from evaluation import activation, audit, credentials, liveness, pki
 from evaluation import staff as staff_tokens
-from evaluation.errors import InvalidCredentials
+from evaluation.errors import InvalidCredentials, SigningRefused
 from evaluation.staff import hash_token
 from models.tables import Authority, IssuedCertificate, VaultKey, VerifiedSession
 from signing import certificates as profiles
@@ -80,7 +80,7 @@ def _refusals_audited(
     """A refused signing request fails, but the refusal itself is committed to the log."""
     try:
         yield
-    except activation.SigningRefused as error:
+    except SigningRefused as error:
         db.rollback()
         audit.record(
             db,

@@ -52,10 +52,10 @@ def credential_out(db: Db, services: ServicesDep, row: IssuedCertificate) -> Cre
     key = db.get(VaultKey, row.key_id)
     assert key is not None
     state = credentials.state(row, services.clock.now())
-    assert row.expert_id is not None
     return CredentialOut(
         id=row.id,
         expert_id=row.expert_id,
+        unit_id=row.unit_id,
         status=state.status,
         serial=row.serial,
         subject=row.subject,

@@ -29,6 +29,7 @@ class ProjectOut(BaseModel):
     budget_yuan: int | None
     tenderer_name: str
     tenderer_credit_code: str
+    tenderer_unit_id: str | None
     bidders: list[dict[str, Any]]
     sections: list[dict[str, Any]]
     evaluation_start: datetime

@@ -16,8 +16,8 @@ from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.schemas.liveness import CaptureOut
 from api.web import session as web
-from evaluation import audit, centers, consent, draws, liveness, projects, sign_in, tasks
-from models.tables import ScanSession
+from evaluation import audit, centers, consent, contracts, draws, liveness, projects, sign_in, tasks
+from models.tables import Project, ScanSession
 
 router = APIRouter(tags=["tasks"])
 
@@ -121,7 +121,24 @@ class ScanOut(BaseModel):
     expires_at: datetime
     project: ProjectBrief
     challenge_url: str
-    sign_in_url: str
+    sign_in_url: str = Field(
+        description="Where the passed face check is used: the evaluation sign-in, or a "
+        "contract's signatures"
+    )
+    contract_id: str | None = Field(default=None, description="For a contract link (evc_...)")
+
+
+def _brief(db: Db, project: Project) -> ProjectBrief:
+    return ProjectBrief(
+        id=project.id,
+        code=project.code,
+        name=project.name,
+        center_name=centers.get_center(db, project.center_id).name,
+        tenderer_name=project.tenderer_name,
+        evaluation_start=project.evaluation_start,
+        evaluation_end=project.evaluation_end,
+        mode=project.mode,
+    )
 
 
 @router.post("/api/v1/scan", response_model=ScanOut, status_code=status.HTTP_201_CREATED)
@@ -134,6 +151,8 @@ def scan(body: ScanIn, request: Request, db: Db, services: ServicesDep) -> ScanO
         request_id=request_id_var.get(),
     )
     ttl = services.settings.scan_session_ttl_s
+    if body.token.strip().startswith(contracts.LINK_PREFIX):
+        return _scan_contract_link(body, where, db, services)
     try:
         scanned = tasks.scan(
             db, services.clock, services.room_tokens, body.token, where, _seconds(ttl)
@@ -146,18 +165,33 @@ def scan(body: ScanIn, request: Request, db: Db, services: ServicesDep) -> ScanO
         scan_token=scanned.token,
         kind=scanned.session.kind,
         expires_at=scanned.session.expires_at,
-        project=ProjectBrief(
-            id=project.id,
-            code=project.code,
-            name=project.name,
-            center_name=centers.get_center(db, project.center_id).name,
-            tenderer_name=project.tenderer_name,
-            evaluation_start=project.evaluation_start,
-            evaluation_end=project.evaluation_end,
-            mode=project.mode,
-        ),
+        project=_brief(db, project),
         challenge_url="/api/v1/scan/challenge",
         sign_in_url="/api/v1/scan/sign-in",
+    )
+
+
+def _scan_contract_link(
+    body: ScanIn, where: tasks.ScanContext, db: Db, services: ServicesDep
+) -> ScanOut:
+    session, secret, contract = contracts.scan_link(
+        db,
+        services.clock,
+        body.token,
+        where.device_id,
+        where.client_ip,
+        where.request_id,
+        _seconds(services.settings.scan_session_ttl_s),
+    )
+    project = projects.get_project(db, contract.center_id, contract.project_id)
+    return ScanOut(
+        scan_token=secret,
+        kind=session.kind,
+        expires_at=session.expires_at,
+        project=_brief(db, project),
+        challenge_url="/api/v1/scan/challenge",
+        sign_in_url=f"/api/v1/contracts/{contract.id}/signatures",
+        contract_id=contract.id,
     )
 
 

@@ -16,6 +16,9 @@ class SlotOut(BaseModel):
     signer_kind: str
     expert_id: str | None
     party_name: str | None
+    unit_id: str | None = None
+    mark: str = Field(default="signature", description="seal (a unit's) or signature")
+    signed_by: str | None = Field(default=None, description="The person who signed")
     role: str
     order_group: int
     page: int

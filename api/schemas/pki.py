@@ -14,7 +14,8 @@ Pem = Annotated[str, Field(min_length=1, max_length=64_000, description="PEM cer
 
 class CredentialOut(BaseModel):
     id: str = Field(description="The CSC credentialID.")
-    expert_id: str
+    expert_id: str | None = Field(description="The expert's (or representative's) own")
+    unit_id: str | None = Field(default=None, description="A unit's organization seal")
     status: str = Field(description="valid, suspended, revoked or expired")
     serial: str = Field(description="Certificate serial number, hex")
     subject: str

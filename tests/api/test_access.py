@@ -21,9 +21,11 @@ from tests.api.test_projects_api import project_payload
 from tests.face.corpus import encode, portraits
 from tests.factories import (
     CenterWithStaff,
+    credit_code,
     establish_pki,
     expert_payload,
     external_root,
+    id_number,
     make_pdf,
 )
 
@@ -180,7 +182,48 @@ ROUTES = [
     Route("POST", "/api/v1/projects/{project_id}/anomalies/recompute", REVIEWERS, 404),
     Route("POST", "/api/v1/audit/checkpoints", ADMIN, 201),
     Route("GET", "/api/v1/projects/{project_id}/timeline", REVIEWERS, 404),
+    Route("POST", "/api/v1/units", OPERATOR, 201, json=lambda ids: _unit()),
+    Route("GET", "/api/v1/units", ALL, 200),
+    Route("GET", "/api/v1/units/{unit_id}", ALL, 404),
+    Route("PATCH", "/api/v1/units/{unit_id}", OPERATOR, 404, json={"name": "某公司"}),
+    Route("PUT", "/api/v1/units/{unit_id}/seal/image", OPERATOR, 404, files="seal"),
+    Route("POST", "/api/v1/units/{unit_id}/seal/generate", OPERATOR, 404, json={}),
+    Route("GET", "/api/v1/units/{unit_id}/seal/image", ALL, 404),
+    Route("POST", "/api/v1/units/{unit_id}/seal/credentials", OPERATOR, 404),
+    Route("GET", "/api/v1/units/{unit_id}/seal/credentials", ALL, 404),
+    Route(
+        "POST",
+        "/api/v1/units/{unit_id}/seal/credentials/{credential_id}/revoke",
+        OPERATOR,
+        404,
+        json={"reason": "keyCompromise", "note": "泄露"},
+    ),
+    Route("POST", "/api/v1/units/{unit_id}/representatives", OPERATOR, 404, files="letter"),
+    Route("GET", "/api/v1/units/{unit_id}/representatives", ALL, 404),
+    Route(
+        "POST",
+        "/api/v1/units/{unit_id}/representatives/{authorization_id}/revoke",
+        OPERATOR,
+        404,
+        json={"reason": "离职"},
+    ),
+    Route(
+        "POST", "/api/v1/projects/{project_id}/contracts", OPERATOR, 404, json={"amount_yuan": "1"}
+    ),
+    Route("GET", "/api/v1/projects/{project_id}/contracts", ALL, 404),
+    Route("GET", "/api/v1/contracts/{contract_id}", ALL, 404),
+    Route(
+        "POST",
+        "/api/v1/contracts/{contract_id}/links",
+        OPERATOR,
+        404,
+        json={"authorization_id": "00000000-0000-0000-0000-000000000000"},
+    ),
 ]
+
+
+def _unit() -> dict[str, str]:
+    return {"name": "某建设集团有限公司", "credit_code": credit_code()}
 
 
 # Routes a phone calls without a staff token: the challenge's nonce, or the verified face
@@ -189,6 +232,7 @@ NOT_STAFF = {
     ("POST", "/api/v1/face/challenges/{challenge_id}/frames"),
     ("GET", "/api/v1/face/session"),
     ("POST", "/api/v1/documents/{document_id}/signatures"),  # test_documents_api.py
+    ("POST", "/api/v1/contracts/{contract_id}/signatures"),  # test_contracts_api.py
     # A task code, the scan session or the evaluation session is the credential
     # (test_tasks_api.py, test_evaluation_api.py).
     ("POST", "/api/v1/scan"),
@@ -250,6 +294,29 @@ def _call(client: TestClient, route: Route, ids: dict[str, str], headers: dict[s
             data={"metadata": json.dumps(metadata)},
             headers=headers,
         )
+    if route.files == "seal":
+        return client.request(
+            route.method,
+            path,
+            files={"file": ("seal.png", b"\x89PNG\r\n\x1a\n", "image/png")},
+            headers=headers,
+        )
+    if route.files == "letter":
+        metadata = {
+            "name": "陈授权",
+            "id_number": id_number(),
+            "phone": "13800000000",
+            "scope": "contracts",
+            "valid_from": "2026-11-01T00:00:00+00:00",
+            "valid_until": "2027-11-01T00:00:00+00:00",
+        }
+        return client.request(
+            route.method,
+            path,
+            files={"letter": ("l.pdf", make_pdf(1), "application/pdf")},
+            data={"metadata": json.dumps(metadata)},
+            headers=headers,
+        )
     if route.files == "validate":
         return client.request(
             route.method,
@@ -290,6 +357,10 @@ def ids(
         "assignment_id": "00000000-0000-0000-0000-000000000000",
         "flag_id": "00000000-0000-0000-0000-000000000000",
         "session_id": "00000000-0000-0000-0000-000000000000",
+        "unit_id": "00000000-0000-0000-0000-000000000000",
+        "credential_id": "00000000-0000-0000-0000-000000000000",
+        "authorization_id": "00000000-0000-0000-0000-000000000000",
+        "contract_id": "00000000-0000-0000-0000-000000000000",
     }
 
 

@@ -116,7 +116,11 @@ def test_info_names_the_methods(client: TestClient) -> None:
 
 
 def test_authorize_then_sign_hash_yields_signatures_that_verify_and_chain_to_the_root(
-    client: TestClient, signer: dict[str, Any], db: Session, center: CenterWithStaff
+    client: TestClient,
+    signer: dict[str, Any],
+    db: Session,
+    center: CenterWithStaff,
+    clock: FrozenClock,
 ) -> None:
     listed = client.post(
         "/csc/v2/credentials/list",
@@ -172,7 +176,11 @@ def test_authorize_then_sign_hash_yields_signatures_that_verify_and_chain_to_the
     crls = [client.get(f"/pki/{ca}/crl").content for ca in (issuing_id, root_id)]
     as_asn1 = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in chain]
     context = ValidationContext(
-        trust_roots=[as_asn1[2]], crls=crls, allow_fetching=False, revocation_mode="hard-fail"
+        trust_roots=[as_asn1[2]],
+        crls=crls,
+        allow_fetching=False,
+        revocation_mode="hard-fail",
+        moment=clock.now(),  # the service's clock: its CRLs are fresh then, not today
     )
     validator = CertificateValidator(
         as_asn1[0], intermediate_certs=[as_asn1[1]], validation_context=context

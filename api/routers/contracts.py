@@ -1,0 +1,155 @@
+"""Transaction contracts: created from an awarded project (operator), personal signing links
+for the parties' representatives, and signing from the representative's phone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import AnyStaff, Db, Operator, ServicesDep
+from api.routers.csc import Phone, as_signer, signer_caller
+from api.routers.documents import document_out
+from api.schemas.documents import DocumentOut, RevisionOut
+from api.services import Services
+from evaluation import contracts, documents, tasks
+from evaluation.contracts import NewContract, NewLink
+from evaluation.money import in_figures, in_words
+from models.tables import Contract, VerifiedSession
+
+router = APIRouter(tags=["contracts"])
+
+
+class ContractOut(BaseModel):
+    id: str
+    project_id: str
+    tenderer_unit_id: str
+    winner_unit_id: str
+    amount_fen: int
+    amount_figures: str
+    amount_words: str
+    ordered: bool
+    cross_page_seal: bool
+    status: str = Field(description="signing, completed or cancelled (the document's)")
+    created_at: datetime
+    document: DocumentOut
+
+
+class LinkOut(BaseModel):
+    id: str
+    contract_id: str
+    authorization_id: str
+    token: str = Field(description="evc_...: shown once; the phone opens `url`")
+    url: str
+    expires_at: datetime
+
+
+class ContractSignedOut(BaseModel):
+    party: str
+    completed: bool
+    revisions: list[RevisionOut]
+    contract: ContractOut
+
+
+def contract_out(db: Session, contract: Contract) -> ContractOut:
+    document = documents.get_document(db, contract.center_id, contract.document_id)
+    return ContractOut(
+        id=contract.id,
+        project_id=contract.project_id,
+        tenderer_unit_id=contract.tenderer_unit_id,
+        winner_unit_id=contract.winner_unit_id,
+        amount_fen=contract.amount_fen,
+        amount_figures=in_figures(contract.amount_fen),
+        amount_words=in_words(contract.amount_fen),
+        ordered=contract.ordered,
+        cross_page_seal=contract.cross_page_seal,
+        status=document.status,
+        created_at=contract.created_at,
+        document=document_out(db, document),
+    )
+
+
+@router.post(
+    "/api/v1/projects/{project_id}/contracts",
+    response_model=ContractOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def create_contract(
+    project_id: str, body: NewContract, staff: Operator, db: Db, services: ServicesDep
+) -> ContractOut:
+    """The contract of an awarded project (its report signed): the template filled from the
+    project, a PDF with each party's seal and representative's signature slot, open for
+    signing. Both parties need a seal image and a seal credential first."""
+    contract = contracts.create_contract(
+        db,
+        staff.caller,
+        services.clock,
+        services.documents.store,
+        services.settings.document_max_bytes,
+        project_id,
+        body,
+    )
+    return contract_out(db, contract)
+
+
+@router.get("/api/v1/projects/{project_id}/contracts", response_model=list[ContractOut])
+def project_contracts(project_id: str, staff: AnyStaff, db: Db) -> list[ContractOut]:
+    return [
+        contract_out(db, c) for c in contracts.contracts_of_project(db, staff.center_id, project_id)
+    ]
+
+
+@router.get("/api/v1/contracts/{contract_id}", response_model=ContractOut)
+def get_contract(contract_id: str, staff: AnyStaff, db: Db) -> ContractOut:
+    return contract_out(db, contracts.get_contract(db, staff.center_id, contract_id))
+
+
+@router.post(
+    "/api/v1/contracts/{contract_id}/links",
+    response_model=LinkOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def issue_link(
+    contract_id: str, body: NewLink, staff: Operator, db: Db, services: ServicesDep
+) -> LinkOut:
+    """A representative's personal link: their phone opens it, passes the face check and
+    signs for their unit. Only for an authorization of a party, valid now, for contracts."""
+    issued = contracts.issue_link(db, staff.caller, services.clock, contract_id, body)
+    return LinkOut(
+        id=issued.link.id,
+        contract_id=contract_id,
+        authorization_id=issued.link.authorization_id,
+        token=issued.token,
+        url=tasks.task_url(services.settings.public_url, issued.token),
+        expires_at=issued.link.expires_at,
+    )
+
+
+@router.post(
+    "/api/v1/contracts/{contract_id}/signatures",
+    response_model=ContractSignedOut,
+    status_code=status.HTTP_201_CREATED,
+)
+async def sign_contract(contract_id: str, phone: Phone, services: ServicesDep) -> ContractSignedOut:
+    """Sign for your unit: its seal, then your own signature. Needs a face check at most
+    EVALSIGN_SIGNING_FRESHNESS_S old and an authorization of a party valid now."""
+    return await run_in_threadpool(_sign, contract_id, phone, services)
+
+
+def _sign(contract_id: str, phone: Any, services: Services) -> ContractSignedOut:
+    def sign(db: Session, session: VerifiedSession) -> ContractSignedOut:
+        signed = contracts.sign_contract(
+            db, signer_caller(session), services.clock, services.documents, session, contract_id
+        )
+        return ContractSignedOut(
+            party=signed.party,
+            completed=signed.completed,
+            revisions=[RevisionOut.model_validate(r) for r in signed.revisions],
+            contract=contract_out(db, signed.contract),
+        )
+
+    return as_signer(services, phone, "contract.sign", {"contract_id": contract_id}, sign)

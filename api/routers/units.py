@@ -1,0 +1,318 @@
+"""Units (the center's register of tenderers and bidders), their representatives'
+authorizations, and their organization seals: picture and credential."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api.deps import AnyStaff, Db, Operator, ServicesDep
+from api.errors import RequestTooLarge, ValidationFailed
+from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
+from api.routers.pki import credential_out
+from api.schemas.pki import CredentialOut, RevokeIn
+from evaluation import credentials, representatives, seals, units
+from evaluation.document_store import Received, UploadTooLarge
+from evaluation.representatives import NewRepresentative
+from evaluation.seals import GeneratedSeal
+from evaluation.units import Contact, NewUnit, UnitChanges
+from models.tables import Unit, UnitAuthorization
+
+router = APIRouter(tags=["units"])
+
+MAX_SEAL_UPLOAD = 2 * 1024 * 1024
+
+
+class UnitOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    credit_code: str
+    legal_representative: str | None
+    contacts: list[Contact]
+    seal_source: str | None = Field(description="uploaded, generated, or null (no seal yet)")
+    seal_purpose: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AuthorizationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    unit_id: str
+    person_id: str = Field(
+        description="The representative as a person: enroll their face at "
+        "PUT /api/v1/experts/{person_id}/face"
+    )
+    scope: str
+    valid_from: datetime
+    valid_until: datetime
+    letter_document_id: str
+    status: str
+    revoked_at: datetime | None
+    revoke_reason: str | None
+    created_at: datetime
+    credential_id: str | None = Field(
+        default=None, description="The person's own signing credential"
+    )
+
+
+class RevokeAuthorizationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+def _unit_out(unit: Unit) -> UnitOut:
+    return UnitOut.model_validate(unit)
+
+
+def _authorization_out(db: Db, row: UnitAuthorization) -> AuthorizationOut:
+    out = AuthorizationOut.model_validate(row)
+    credential = credentials.current_credential(db, row.person_id)
+    out.credential_id = credential.id if credential else None
+    return out
+
+
+@router.post("/api/v1/units", response_model=UnitOut, status_code=status.HTTP_201_CREATED)
+def register_unit(body: NewUnit, staff: Operator, db: Db, services: ServicesDep) -> UnitOut:
+    """Register a unit by its unified social credit code (GB 32100, check character
+    verified); a code already registered in this center is 409."""
+    return _unit_out(units.register_unit(db, staff.caller, services.clock, body))
+
+
+@router.get("/api/v1/units", response_model=list[UnitOut])
+def list_units(
+    staff: AnyStaff,
+    db: Db,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Part of the name, or the code")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[UnitOut]:
+    return [_unit_out(u) for u in units.list_units(db, staff.center_id, q, limit)]
+
+
+@router.get("/api/v1/units/{unit_id}", response_model=UnitOut)
+def get_unit(unit_id: str, staff: AnyStaff, db: Db) -> UnitOut:
+    return _unit_out(units.get_unit(db, staff.center_id, unit_id))
+
+
+@router.patch("/api/v1/units/{unit_id}", response_model=UnitOut)
+def update_unit(
+    unit_id: str, body: UnitChanges, staff: Operator, db: Db, services: ServicesDep
+) -> UnitOut:
+    return _unit_out(units.update_unit(db, staff.caller, services.clock, unit_id, body))
+
+
+# --- the seal ------------------------------------------------------------------------------
+
+
+@router.put(
+    "/api/v1/units/{unit_id}/seal/image",
+    response_model=UnitOut,
+    openapi_extra=multipart_body({"file": BINARY, "purpose": {"type": "string"}}),
+)
+async def upload_seal_image(
+    unit_id: str, request: Request, staff: Operator, db: Db, services: ServicesDep
+) -> UnitOut:
+    """The seal's picture: a PNG with a transparent background (at most 2 MB)."""
+    form = await read_multipart(request, max_files=1)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise UploadMissing("attach the seal PNG as `file`")
+    data = await upload.read(MAX_SEAL_UPLOAD + 1)
+    if len(data) > MAX_SEAL_UPLOAD:
+        raise RequestTooLarge("the seal image is over 2 MB", limit_bytes=MAX_SEAL_UPLOAD)
+    purpose = form.get("purpose")
+    purpose = purpose.strip() if isinstance(purpose, str) and purpose.strip() else None
+    if purpose is not None and len(purpose) > 20:
+        raise ValidationFailed("purpose is at most 20 characters")
+    unit = seals.upload_seal_image(
+        db, staff.caller, services.clock, unit_id, data, purpose or seals.DEFAULT_PURPOSE
+    )
+    return _unit_out(unit)
+
+
+@router.post("/api/v1/units/{unit_id}/seal/generate", response_model=UnitOut)
+def generate_seal_image(
+    unit_id: str, body: GeneratedSeal, staff: Operator, db: Db, services: ServicesDep
+) -> UnitOut:
+    """Draw the unit's round red seal: its name along the rim, a star, the purpose."""
+    return _unit_out(seals.generate_seal_image(db, staff.caller, services.clock, unit_id, body))
+
+
+@router.get(
+    "/api/v1/units/{unit_id}/seal/image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def seal_image(unit_id: str, staff: AnyStaff, db: Db) -> Response:
+    unit = units.get_unit(db, staff.center_id, unit_id)
+    if unit.seal_png is None:
+        raise seals.NoSealImage(f"unit {unit_id} has no seal image")
+    return Response(unit.seal_png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.post(
+    "/api/v1/units/{unit_id}/seal/credentials",
+    response_model=CredentialOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def issue_seal_credential(
+    unit_id: str, staff: Operator, db: Db, services: ServicesDep
+) -> CredentialOut:
+    """The unit's organization credential: a key in the vault and a certificate with the
+    unit as subject (O = name, organizationIdentifier = NTRCN-credit code)."""
+    row = seals.issue_seal_credential(
+        db, staff.caller, services.clock, services.vault, services.pki, unit_id
+    )
+    return credential_out(db, services, row)
+
+
+@router.get("/api/v1/units/{unit_id}/seal/credentials", response_model=list[CredentialOut])
+def list_seal_credentials(
+    unit_id: str, staff: AnyStaff, db: Db, services: ServicesDep
+) -> list[CredentialOut]:
+    return [
+        credential_out(db, services, row)
+        for row in seals.seal_credentials(db, staff.center_id, unit_id)
+    ]
+
+
+@router.post(
+    "/api/v1/units/{unit_id}/seal/credentials/{credential_id}/revoke",
+    response_model=CredentialOut,
+)
+def revoke_seal_credential(
+    unit_id: str,
+    credential_id: str,
+    body: RevokeIn,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+) -> CredentialOut:
+    row = seals.revoke_seal_credential(
+        db,
+        staff.caller,
+        services.clock,
+        services.vault,
+        services.pki,
+        unit_id,
+        credential_id,
+        body.reason,
+        body.note,
+    )
+    return credential_out(db, services, row)
+
+
+# --- representatives -----------------------------------------------------------------------
+
+
+async def read_authorization(
+    request: Request, services: ServicesDep
+) -> tuple[Received, str, NewRepresentative]:
+    """The authorization letter (PDF, streamed to disk) and the metadata JSON, validated
+    before anything is kept."""
+    form = await read_multipart(request, max_files=1)
+    upload = form.get("letter")
+    if not isinstance(upload, UploadFile):
+        raise UploadMissing("attach the authorization letter PDF as `letter`")
+    raw = form.get("metadata")
+    if not isinstance(raw, str):
+        raise UploadMissing("send the person and the authorization as JSON in `metadata`")
+    try:
+        fields = NewRepresentative.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(f"metadata is not JSON: {exc}") from exc
+    except ValidationError as exc:
+        errors: list[dict[str, Any]] = [
+            {"field": ".".join(str(p) for p in e["loc"]), "type": e["type"], "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        raise ValidationFailed(f"{len(errors)} metadata field(s) invalid", errors=errors) from exc
+    try:
+        received = await run_in_threadpool(
+            services.documents.store.receive, upload.file, services.settings.document_max_bytes
+        )
+    except UploadTooLarge as exc:
+        raise RequestTooLarge(str(exc), limit_bytes=exc.limit) from exc
+    return received, upload.filename or "authorization.pdf", fields
+
+
+@router.post(
+    "/api/v1/units/{unit_id}/representatives",
+    response_model=AuthorizationOut,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=multipart_body(
+        {
+            "letter": BINARY,
+            "metadata": {
+                "type": "string",
+                "description": 'JSON: {"name", "id_number", "phone", "scope": "contracts" | '
+                '"all", "valid_from", "valid_until"}',
+            },
+        }
+    ),
+)
+def authorize_representative(
+    unit_id: str,
+    upload: Annotated[tuple[Received, str, NewRepresentative], Depends(read_authorization)],
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+) -> AuthorizationOut:
+    """Record the unit's authorization of a person, with the letter it signed; the person
+    gets their own signing credential if they have none. Their face is enrolled like an
+    expert's (PUT /api/v1/experts/{person_id}/face)."""
+    received, file_name, fields = upload
+    row = representatives.authorize_representative(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        services.documents.store,
+        unit_id,
+        fields,
+        received,
+        file_name,
+    )
+    if credentials.current_credential(db, row.person_id) is None:
+        credentials.issue_credential(
+            db, staff.caller, services.clock, services.vault, services.pki, row.person_id
+        )
+    return _authorization_out(db, row)
+
+
+@router.get("/api/v1/units/{unit_id}/representatives", response_model=list[AuthorizationOut])
+def list_representatives(unit_id: str, staff: AnyStaff, db: Db) -> list[AuthorizationOut]:
+    return [
+        _authorization_out(db, row)
+        for row in representatives.list_authorizations(db, staff.center_id, unit_id)
+    ]
+
+
+@router.post(
+    "/api/v1/units/{unit_id}/representatives/{authorization_id}/revoke",
+    response_model=AuthorizationOut,
+)
+def revoke_representative(
+    unit_id: str,
+    authorization_id: str,
+    body: RevokeAuthorizationIn,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+) -> AuthorizationOut:
+    row = representatives.revoke_authorization(
+        db, staff.caller, services.clock, unit_id, authorization_id, body.reason
+    )
+    return _authorization_out(db, row)

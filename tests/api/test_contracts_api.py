@@ -1,0 +1,404 @@
+"""Transaction contracts over HTTP: from the award to a contract both parties sign with the
+unit's seal and the representative's signature (four valid signatures, our validator and
+pdfsig, the seals visible where they belong, a cross-page seal over every page's edge),
+and every refusal: out of turn, another unit's representative, an expired or revoked
+authorization, a revoked seal, a stale face check, a file changed after the first
+signature, and a seal used outside the authorization's scope.
+
+Face checks are the records a passed check leaves (tests.factories.face_session); the
+demo (tests/api/test_evaluation_flow.py) signs a contract after real checks on frames."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pypdfium2 as pdfium
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.services import Services
+from evaluation.staff import Role
+from models.clock import FrozenClock
+from models.tables import AuditEntry, DocumentRevision, Project, SignatureActivation
+from tests.api.helpers import assert_problem
+from tests.api.test_projects_api import project_payload
+from tests.api.test_units_api import authorize, representative_metadata
+from tests.factories import CenterWithStaff, credit_code, establish_pki, face_session
+
+DEVICE = "phone-contract-1"
+
+
+def phone(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "X-Device-Id": DEVICE}
+
+
+@dataclass
+class Award:
+    client: TestClient
+    center: CenterWithStaff
+    db: Session
+    clock: FrozenClock
+    project_id: str
+    tenderer: dict[str, Any]  # unit
+    winner: dict[str, Any]
+    loser: dict[str, Any]
+    representatives: dict[str, dict[str, Any]]  # tenderer / winner -> authorization
+
+    @property
+    def operator(self) -> dict[str, str]:
+        return self.center.headers(Role.OPERATOR)
+
+    def contract(self, **body: Any) -> Any:
+        return self.client.post(
+            f"/api/v1/projects/{self.project_id}/contracts",
+            json={"amount_yuan": "12345678.90", **body},
+            headers=self.operator,
+        )
+
+    def face(self, party: str, **options: Any) -> str:
+        token, _ = face_session(
+            self.db,
+            self.clock,
+            self.center.id,
+            self.representatives[party]["person_id"],
+            device_id=DEVICE,
+            **options,
+        )
+        return token
+
+    def sign(self, contract_id: str, token: str) -> Any:
+        return self.client.post(f"/api/v1/contracts/{contract_id}/signatures", headers=phone(token))
+
+    def revisions(self) -> int:
+        self.db.expire_all()
+        return int(self.db.execute(select(func.count()).select_from(DocumentRevision)).scalar_one())
+
+
+def _seal(client: TestClient, headers: dict[str, str], unit_id: str) -> None:
+    made = client.post(f"/api/v1/units/{unit_id}/seal/generate", json={}, headers=headers)
+    assert made.status_code == 200, made.text
+    issued = client.post(f"/api/v1/units/{unit_id}/seal/credentials", headers=headers)
+    assert issued.status_code == 201, issued.text
+
+
+@pytest.fixture
+def award(
+    client: TestClient,
+    center: CenterWithStaff,
+    db: Session,
+    clock: FrozenClock,
+    services: Services,
+) -> Award:
+    """A project whose report is signed (its state set directly: the evaluation tests make
+    it the real way), both parties' seals ready, one representative each."""
+    establish_pki(db, clock, services, center)
+    operator = center.headers(Role.OPERATOR)
+    codes = [credit_code(), credit_code(), credit_code()]
+    payload = project_payload(
+        tenderer={"name": "某市教育局", "credit_code": codes[0]},
+        bidders=[
+            {"name": "甲建设集团有限公司", "credit_code": codes[1]},
+            {"name": "乙建筑工程有限公司", "credit_code": codes[2]},
+        ],
+    )
+    created = client.post("/api/v1/projects", json=payload, headers=operator)
+    assert created.status_code == 201, created.text
+    project = db.get(Project, created.json()["id"])
+    assert project is not None
+    project.status = "completed"
+    project.results = {"recommended": [codes[1], codes[2]]}
+    db.commit()
+    units = {u["credit_code"]: u for u in client.get("/api/v1/units", headers=operator).json()}
+    tenderer, winner, loser = (units[c] for c in codes)
+    for unit in (tenderer, winner):
+        _seal(client, operator, unit["id"])
+    reps = {}
+    for party, unit in (("tenderer", tenderer), ("winner", winner)):
+        row = authorize(client, center, unit["id"], representative_metadata(name=f"{party}代表"))
+        assert row.status_code == 201, row.text
+        reps[party] = row.json()
+    return Award(client, center, db, clock, project.id, tenderer, winner, loser, reps)
+
+
+def _red_share(image: Any, box: tuple[float, float, float, float], scale: float) -> float:
+    """The share of seal-red pixels in a box (PDF points, origin bottom-left)."""
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    height = pixels.shape[0]
+    x1, y1, x2, y2 = (round(v * scale) for v in box)
+    region = pixels[height - y2 : height - y1, x1:x2]
+    red = (region[..., 0] > 150) & (region[..., 1] < 110) & (region[..., 2] < 110)
+    return float(red.mean())
+
+
+def test_both_parties_sign_in_order_and_the_contract_completes_with_four_signatures(
+    award: Award, tmp_path: Path
+) -> None:
+    created = award.contract(cross_page_seal=True, number="HT-2026-0042")
+    assert created.status_code == 201, created.text
+    contract = created.json()
+    assert contract["winner_unit_id"] == award.winner["id"]  # the first recommended
+    assert contract["amount_words"] == "壹仟贰佰叁拾肆万伍仟陆佰柒拾捌元玖角整"
+    assert contract["status"] == "signing"
+    slots = contract["document"]["slots"]
+    assert [(s["mark"], s["unit_id"], s["order_group"]) for s in slots] == [
+        ("seal", award.tenderer["id"], 1),
+        ("signature", award.tenderer["id"], 1),
+        ("seal", award.winner["id"], 2),
+        ("signature", award.winner["id"], 2),
+    ]
+
+    early = award.sign(contract["id"], award.face("winner"))
+    assert_problem(early, 409, "not-your-turn")
+    first = award.sign(contract["id"], award.face("tenderer"))
+    assert first.status_code == 201, first.text
+    assert first.json()["party"] == "tenderer" and not first.json()["completed"]
+    assert [r["kind"] for r in first.json()["revisions"]] == ["signature", "signature"]
+    again = award.sign(contract["id"], award.face("tenderer"))
+    assert_problem(again, 403, "no-slot-for-signer")
+
+    second = award.sign(contract["id"], award.face("winner"))
+    assert second.status_code == 201, second.text
+    assert second.json()["completed"] and second.json()["contract"]["status"] == "completed"
+    kinds = [r["kind"] for r in second.json()["contract"]["document"]["revisions"]]
+    assert kinds == ["upload", "signature", "signature", "signature", "signature", "timestamp"]
+    signers = {s["signed_by"] for s in second.json()["contract"]["document"]["slots"]}
+    assert signers == {r["person_id"] for r in award.representatives.values()}
+
+    pdf = award.client.get(
+        f"/api/v1/documents/{contract['document']['id']}/content", headers=award.operator
+    ).content
+    report = award.client.post(
+        "/api/v1/validate",
+        files={"file": ("contract.pdf", pdf, "application/pdf")},
+        headers=award.center.headers(Role.SUPERVISOR),
+    ).json()
+    assert report["verdict"] == "valid", report
+    assert len(report["signatures"]) == 4 and len(report["document_timestamps"]) == 1
+    subjects = [s["signer_subject"] for s in report["signatures"]]
+    assert sum(f"NTRCN-{award.tenderer['credit_code']}" in s for s in subjects) == 1
+    assert sum(f"NTRCN-{award.winner['credit_code']}" in s for s in subjects) == 1
+
+    path = tmp_path / "contract.pdf"
+    path.write_bytes(pdf)
+    if shutil.which("pdfsig"):
+        run = subprocess.run(["pdfsig", "-nocert", str(path)], capture_output=True, text=True)
+        blocks = run.stdout.split("Signature #")[1:]
+        # The strips of the cross-page seals are read-only fields nobody signs.
+        strips = [b for b in blocks if "The signature form field is not signed." in b]
+        assert len(strips) == 2 * len(pdfium.PdfDocument(pdf))
+        assert all("CrossPageSeal" in b for b in strips)
+        signed = [b for b in blocks if b not in strips]
+        assert len(signed) == 5  # four signatures and the document time-stamp
+        assert all("Signature is Valid." in block for block in signed[:4]), run.stdout
+
+    document = pdfium.PdfDocument(pdf)
+    document.init_forms()  # draws the signature widgets' appearances
+    scale = 100 / 72
+    last = document[len(document) - 1].render(scale=scale).to_pil()
+    for slot in slots:
+        share = _red_share(last, tuple(slot["box"]), scale)
+        if slot["mark"] == "seal":
+            assert share > 0.04, (slot["role"], share)  # the seal, drawn in its box
+    for index in range(len(document)):
+        page = document[index]
+        width, height = page.get_size()
+        image = page.render(scale=scale).to_pil()
+        edge = (width - 12, height * 0.62 - 96, width, height * 0.62)
+        assert _red_share(image, edge, scale) > 0.02, index  # the cross-page strip
+    out = Path("var/contract-pages")
+    out.mkdir(parents=True, exist_ok=True)
+    for index in range(len(document)):
+        document[index].render(scale=1.5).to_pil().save(out / f"api-contract-{index + 1}.png")
+
+
+def test_in_parallel_either_party_signs_first(award: Award) -> None:
+    contract = award.contract(ordered=False).json()
+    assert {s["order_group"] for s in contract["document"]["slots"]} == {1}
+    assert award.sign(contract["id"], award.face("winner")).status_code == 201
+    done = award.sign(contract["id"], award.face("tenderer"))
+    assert done.status_code == 201 and done.json()["completed"]
+
+
+def _refused(award: Award, response: Any, status: int, code: str, before: int) -> None:
+    assert_problem(response, status, code)
+    assert award.revisions() == before
+    refusal = award.db.execute(
+        select(AuditEntry)
+        .where(AuditEntry.action == "signature.refused")
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    ).scalar_one()
+    assert refusal.details["code"] == code and refusal.details["operation"] == "contract.sign"
+
+
+def test_a_representative_of_a_unit_that_is_no_party_is_refused(award: Award) -> None:
+    contract = award.contract().json()
+    outsider = authorize(
+        award.client, award.center, award.loser["id"], representative_metadata(name="丙代表")
+    ).json()
+    token, _ = face_session(
+        award.db, award.clock, award.center.id, outsider["person_id"], device_id=DEVICE
+    )
+    before = award.revisions()
+    _refused(award, award.sign(contract["id"], token), 403, "not-a-representative", before)
+    link = award.client.post(
+        f"/api/v1/contracts/{contract['id']}/links",
+        json={"authorization_id": outsider["id"]},
+        headers=award.operator,
+    )
+    assert_problem(link, 403, "not-a-representative")
+
+
+def test_an_expired_authorization_is_refused(award: Award) -> None:
+    contract = award.contract().json()
+    award.clock.advance(timedelta(days=400))  # past the 365 days of the authorization
+    token = award.face("tenderer")
+    before = award.revisions()
+    _refused(award, award.sign(contract["id"], token), 403, "authorization-expired", before)
+
+
+def test_a_revoked_authorization_is_refused(award: Award) -> None:
+    contract = award.contract().json()
+    rep = award.representatives["tenderer"]
+    award.client.post(
+        f"/api/v1/units/{award.tenderer['id']}/representatives/{rep['id']}/revoke",
+        json={"reason": "离职"},
+        headers=award.operator,
+    )
+    before = award.revisions()
+    refused = award.sign(contract["id"], award.face("tenderer"))
+    _refused(award, refused, 403, "authorization-revoked", before)
+
+
+def test_a_revoked_seal_is_refused(award: Award) -> None:
+    contract = award.contract().json()
+    [seal] = award.client.get(
+        f"/api/v1/units/{award.tenderer['id']}/seal/credentials", headers=award.operator
+    ).json()
+    revoked = award.client.post(
+        f"/api/v1/units/{award.tenderer['id']}/seal/credentials/{seal['id']}/revoke",
+        json={"reason": "keyCompromise", "note": "印章管理员报告密钥泄露"},
+        headers=award.operator,
+    )
+    assert revoked.status_code == 200, revoked.text
+    before = award.revisions()
+    _refused(
+        award, award.sign(contract["id"], award.face("tenderer")), 409, "seal-not-ready", before
+    )
+
+
+def test_a_stale_face_check_is_refused(award: Award) -> None:
+    contract = award.contract().json()
+    token = award.face("tenderer", verified_at=award.clock.now() - timedelta(minutes=9))
+    before = award.revisions()
+    _refused(award, award.sign(contract["id"], token), 401, "face-check-stale", before)
+
+
+def test_a_contract_changed_after_the_first_signature_is_refused(
+    award: Award, services: Services
+) -> None:
+    contract = award.contract().json()
+    assert award.sign(contract["id"], award.face("tenderer")).status_code == 201
+    path = services.documents.store.path(contract["document"]["id"])
+    data = bytearray(path.read_bytes())
+    at = data.index(b"/Type /Page") + 6  # one byte of the first page's dictionary
+    data[at] = ord("X") if data[at] != ord("X") else ord("Y")
+    path.write_bytes(bytes(data))
+    before = award.revisions()
+    _refused(
+        award, award.sign(contract["id"], award.face("winner")), 409, "document-changed", before
+    )
+
+
+def test_a_seal_is_not_for_hashes_outside_the_authorizations_scope(award: Award) -> None:
+    """A contracts-only authorization cannot sign arbitrary hashes with the seal (CSC)."""
+    [seal] = award.client.get(
+        f"/api/v1/units/{award.tenderer['id']}/seal/credentials", headers=award.operator
+    ).json()
+    refused = award.client.post(
+        "/csc/v2/credentials/authorize",
+        json={
+            "credentialID": seal["id"],
+            "numSignatures": 1,
+            "hashes": ["47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="],
+            "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+        },
+        headers=phone(award.face("tenderer")),
+    )
+    assert_problem(refused, 403, "authorization-out-of-scope")
+    assert award.db.execute(select(func.count()).select_from(SignatureActivation)).scalar_one() == 0
+
+
+def test_contract_creation_refusals_change_nothing(award: Award) -> None:
+    before = award.revisions()
+    unknown = award.contract(clauses=["合同金额：{amount_words}，违约金：{penalty}"])
+    body = assert_problem(unknown, 422, "template-invalid")
+    assert "{penalty}" in body["detail"]
+    not_bidder = award.contract(winner_credit_code=award.tenderer["credit_code"])
+    assert_problem(not_bidder, 422, "winner-invalid")
+    assert_problem(award.contract(amount_yuan="-1"), 422, "validation-failed")
+    assert award.revisions() == before
+
+    assert award.contract().status_code == 201
+    assert_problem(award.contract(), 409, "contract-exists")
+
+
+def test_a_project_without_a_signed_report_has_no_contract(award: Award) -> None:
+    project = award.db.get(Project, award.project_id)
+    assert project is not None
+    project.status = "evaluating"
+    award.db.commit()
+    assert_problem(award.contract(), 409, "project-not-awarded")
+
+
+def test_a_party_without_a_seal_blocks_the_contract(
+    award: Award,
+) -> None:
+    [seal] = award.client.get(
+        f"/api/v1/units/{award.winner['id']}/seal/credentials", headers=award.operator
+    ).json()
+    award.client.post(
+        f"/api/v1/units/{award.winner['id']}/seal/credentials/{seal['id']}/revoke",
+        json={"reason": "cessationOfOperation", "note": "换发"},
+        headers=award.operator,
+    )
+    body = assert_problem(award.contract(), 409, "seal-not-ready")
+    assert body["unit_id"] == award.winner["id"]
+
+
+def test_a_contract_link_opens_a_scan_for_its_representative(award: Award) -> None:
+    contract = award.contract().json()
+    rep = award.representatives["winner"]
+    link = award.client.post(
+        f"/api/v1/contracts/{contract['id']}/links",
+        json={"authorization_id": rep["id"], "valid_hours": 2},
+        headers=award.operator,
+    )
+    assert link.status_code == 201, link.text
+    token = link.json()["token"]
+    assert token.startswith("evc_") and link.json()["url"].endswith(f"/m/t/{token}")
+    scanned = award.client.post("/api/v1/scan", json={"token": token, "device_id": DEVICE})
+    assert scanned.status_code == 201, scanned.text
+    assert scanned.json()["kind"] == "contract"
+    assert scanned.json()["contract_id"] == contract["id"]
+    assert scanned.json()["sign_in_url"] == f"/api/v1/contracts/{contract['id']}/signatures"
+    award.clock.advance(timedelta(hours=3))
+    expired = award.client.post("/api/v1/scan", json={"token": token, "device_id": DEVICE})
+    assert_problem(expired, 401, "contract-link-invalid")
+
+
+def test_supervisors_cannot_create_contracts_or_links(award: Award) -> None:
+    refused = award.client.post(
+        f"/api/v1/projects/{award.project_id}/contracts",
+        json={"amount_yuan": "100"},
+        headers=award.center.headers(Role.SUPERVISOR),
+    )
+    assert_problem(refused, 403, "role-forbidden")
