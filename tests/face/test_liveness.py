@@ -19,6 +19,9 @@ pytestmark = pytest.mark.slow
 POLICY = LivenessPolicy()
 # Portraits that face the camera; t1-5 has closed eyes and players-15 looks down 27°.
 NOT_FRONTAL = {"t1-5", "players-15"}
+# Every case is judged for three of the seven frontal people, one from each shipped photo
+# (each person costs the suite 25 s); evalsign demo films all seven from a phone.
+SUBJECTS = 3
 ACTION_SETS = [
     ["blink", "turn_left"],
     ["turn_right", "open_mouth", "nod"],
@@ -74,12 +77,13 @@ def run(
 @pytest.fixture(scope="module")
 def subjects(face_engine: FaceEngine, people: dict[str, BGR]) -> list[Subject]:
     found = []
-    for index, name in enumerate(sorted(set(people) - NOT_FRONTAL)):
+    frontal = sorted(set(people) - NOT_FRONTAL)
+    for index, name in enumerate(frontal[:: len(frontal) // SUBJECTS][:SUBJECTS]):
         scene = videos.make_scene(face_engine, people[name])
         enrolled = analyze_frame(face_engine, decode_image(encode(people[name])), POLICY)
         assert enrolled.photo.embedding is not None
         found.append(Subject(name, scene, enrolled.photo.embedding, ACTION_SETS[index]))
-    assert len(found) == 7
+    assert len(found) == SUBJECTS
     return found
 
 
@@ -153,7 +157,7 @@ def print_table(results: list[tuple[str, str, Judgement]]) -> None:
 
 def test_every_genuine_sequence_passes(outcomes: list[tuple[str, str, Judgement]]) -> None:
     genuine = [(name, j) for case, name, j in outcomes if case == "genuine"]
-    assert len(genuine) == 14
+    assert len(genuine) == 2 * SUBJECTS
     failed = {name: j.reasons for name, j in genuine if not j.passed}
     assert failed == {}
 
@@ -163,7 +167,7 @@ def test_every_attack_fails_for_its_reason(
     outcomes: list[tuple[str, str, Judgement]], case: str
 ) -> None:
     judged = [(name, j) for c, name, j in outcomes if c == case]
-    assert len(judged) == 7
+    assert len(judged) == SUBJECTS
     for name, judgement in judged:
         assert not judgement.passed, (case, name)
         assert EXPECTED[case] in judgement.reasons, (case, name, judgement.reasons)
