@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,8 @@ class Phone:
     evaluation: dict[str, str] = field(default_factory=dict)
     assignment_id: str = ""
     checks: int = 0
+    id_number: str = ""
+    mobile: str = ""
 
     @property
     def device(self) -> dict[str, str]:
@@ -317,7 +320,13 @@ def stage_project(api: Client, tokens: dict[str, str], say: Say, out: Path | Non
             data={"consent": "true"},
         )
         api.call("POST", f"/api/v1/experts/{expert['id']}/credential", 201, headers=operator)
-        phones[expert["id"]] = Phone(name, expert["id"], portrait)
+        phones[expert["id"]] = Phone(
+            name,
+            expert["id"],
+            portrait,
+            id_number=_id_number(index),
+            mobile=f"1390000{index:04d}",
+        )
         if employer[0] == BIDDERS[1][0]:
             conflicted = expert["id"]
         say(f"   {name}（{specialty}，{employer[0]}）")
@@ -566,15 +575,17 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
     if not checked.ok:
         raise DemoFailed(f"the evidence package does not check out: {checked.checks}")
     say(f"13. 证据包 {len(package) // 1024} KB：" + "，".join(f"{k} ok" for k in checked.checks))
+    contract = sign_contract_by_phones(staged, results, say)
     if out is not None:
         (out / "report.pdf").write_bytes(signed_pdf)
+        (out / "contract.pdf").write_bytes(contract["pdf"])
         (out / "evidence.zip").write_bytes(package)
         (out / "center-root.pem").write_text(root_pem, encoding="utf-8")
         (out / "draw-proof.json").write_text(
             json.dumps(proof, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
         say(
-            f"    已写出 {out}/：report.pdf、evidence.zip、center-root.pem、"
+            f"    已写出 {out}/：report.pdf、contract.pdf、evidence.zip、center-root.pem、"
             "draw-proof.json、summary.json、room-qr.png"
         )
     return {
@@ -599,4 +610,171 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
             "bytes": len(signed_pdf),
         },
         "evidence": {"bytes": len(package), "checks": checked.checks},
+        "contract": {k: v for k, v in contract.items() if k != "pdf"},
+    }
+
+
+# The legal representatives the contract names, and the people each unit authorizes to sign:
+# two experts of the pool the draw left on the bench (a person can be both; the demo has
+# only the faces the model packages ship).
+LEGAL_REPRESENTATIVES = {
+    TENDERER[1]: "孙校长",
+    BIDDERS[0][1]: "钱董事长",
+    BIDDERS[1][1]: "吴总经理",
+}
+
+
+def _authorization_letter(unit: str, person: str) -> bytes:
+    """A one-page authorization letter (授权委托书), as a unit would upload its scan."""
+    from fpdf import FPDF
+
+    from signing.report_pdf import resolve_font
+
+    path, index = resolve_font(None, None)
+    pdf = FPDF(format="A4")
+    pdf.add_font("cjk", fname=path, collection_font_number=index)
+    pdf.add_page()
+    pdf.set_font("cjk", size=18)
+    pdf.cell(0, 14, "授权委托书", align="C", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("cjk", size=12)
+    pdf.multi_cell(
+        0,
+        8,
+        f"兹授权{person}为本单位授权代表，代表{unit}签订本项目合同，"
+        "并使用本单位电子印章。授权期限一年。",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    return bytes(pdf.output())
+
+
+def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -> dict[str, Any]:
+    """The award's contract: both units' seals and representatives, a contract from the
+    template with a cross-page seal, each representative signing from a personal link
+    after a face check; validated at the end."""
+    api, operator, supervisor = staged.api, staged.operator, staged.supervisor
+    project_id = staged.project["id"]
+    winner_code = results["recommended"][0]
+    units = {
+        u["credit_code"]: u
+        for u in api.call("GET", "/api/v1/units?limit=500", 200, headers=operator)
+    }
+    bench = [
+        staged.phones[m["expert_id"]]
+        for m in api.call("GET", f"/api/v1/projects/{project_id}/committee", 200, headers=operator)
+        if m["role"] == "backup" and m["expert_id"] not in staged.excluded
+    ]
+    if len(bench) < 2:
+        raise DemoFailed("the draw left fewer than two experts on the bench")
+    say("14. 合同签订：招标人与中标人登记法定代表人、生成电子印章并签发单位证书，授权代表签约")
+    signers = []
+    for party, code, phone in (("甲方", TENDERER[1], bench[0]), ("乙方", winner_code, bench[1])):
+        unit = units[code]
+        api.call(
+            "PATCH",
+            f"/api/v1/units/{unit['id']}",
+            200,
+            headers=operator,
+            json={"legal_representative": LEGAL_REPRESENTATIVES[code]},
+        )
+        api.call(
+            "POST", f"/api/v1/units/{unit['id']}/seal/generate", 200, headers=operator, json={}
+        )
+        api.call("POST", f"/api/v1/units/{unit['id']}/seal/credentials", 201, headers=operator)
+        now = datetime.now(UTC)
+        authorization = api.call(
+            "POST",
+            f"/api/v1/units/{unit['id']}/representatives",
+            201,
+            headers=operator,
+            files={
+                "letter": (
+                    "authorization.pdf",
+                    _authorization_letter(unit["name"], phone.name),
+                    "application/pdf",
+                )
+            },
+            data={
+                "metadata": json.dumps(
+                    {
+                        "name": phone.name,
+                        "id_number": phone.id_number,
+                        "phone": phone.mobile,
+                        "scope": "contracts",
+                        "valid_from": (now - timedelta(days=1)).isoformat(),
+                        "valid_until": (now + timedelta(days=365)).isoformat(),
+                    }
+                )
+            },
+        )
+        signers.append((party, unit, phone, authorization))
+        say(f"   {party} {unit['name']}：授权代表 {phone.name}（合同专用章，证书已签发）")
+    contract = api.call(
+        "POST",
+        f"/api/v1/projects/{project_id}/contracts",
+        201,
+        headers=operator,
+        json={"amount_yuan": "38650000.00", "cross_page_seal": True, "ordered": True},
+    )
+    say(
+        f"   合同 {contract['document']['page_count']} 页，金额 {contract['amount_words']}"
+        f"（{contract['amount_figures']}），含骑缝章，甲方先签"
+    )
+    for party, unit, phone, authorization in signers:
+        link = api.call(
+            "POST",
+            f"/api/v1/contracts/{contract['id']}/links",
+            201,
+            headers=operator,
+            json={"authorization_id": authorization["id"]},
+        )
+        scanned = api.call(
+            "POST", "/api/v1/scan", 201, json={"token": link["token"], "device_id": phone.device_id}
+        )
+        scan_headers = {
+            "Authorization": f"Bearer {scanned['scan_token']}",
+            "X-Device-Id": phone.device_id,
+        }
+        consent = api.call("GET", "/api/v1/consent/face", 200)
+        api.call(
+            "POST",
+            "/api/v1/scan/consent",
+            200,
+            headers=scan_headers,
+            json={"version": consent["version"], "accepted": True},
+        )
+        result, _ = _face_check(
+            api,
+            phone,
+            partial(api.call, "POST", "/api/v1/scan/challenge", 201, headers=scan_headers),
+            say,
+        )
+        face = {
+            "Authorization": f"Bearer {result['session']['token']}",
+            "X-Device-Id": phone.device_id,
+        }
+        signed = api.call("POST", scanned["sign_in_url"], 201, headers=face)
+        say(f"   {party} {phone.name} 人脸核验通过，加盖 {unit['name']} 印章并签名")
+    pdf: bytes = api.call(
+        "GET", f"/api/v1/documents/{contract['document']['id']}/content", 200, headers=supervisor
+    )
+    verdict = api.call(
+        "POST",
+        "/api/v1/validate",
+        200,
+        headers=supervisor,
+        files={"file": ("contract.pdf", pdf, "application/pdf")},
+    )
+    say(
+        f"15. 合同验证：{verdict['verdict']}（{len(verdict['signatures'])} 个签名 + "
+        f"{len(verdict['document_timestamps'])} 个文档时间戳）；合同状态 "
+        f"{signed['contract']['status']}"
+    )
+    return {
+        "id": contract["id"],
+        "status": signed["contract"]["status"],
+        "verdict": verdict["verdict"],
+        "signatures": len(verdict["signatures"]),
+        "document_timestamps": len(verdict["document_timestamps"]),
+        "pdf": pdf,
     }

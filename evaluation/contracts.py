@@ -503,13 +503,18 @@ def scan_link(
     return session, secret, contract
 
 
-def link_person(db: Session, scan: ScanSession) -> str:
-    """Whom a contract scan's face check is for: the link's representative."""
+def link_authorization(db: Session, scan: ScanSession) -> UnitAuthorization:
+    """The authorization a contract scan's link was issued for."""
     link = db.get(ContractLink, scan.contract_link_id)
     assert link is not None
     authorization = db.get(UnitAuthorization, link.authorization_id)
     assert authorization is not None
-    return authorization.person_id
+    return authorization
+
+
+def link_person(db: Session, scan: ScanSession) -> str:
+    """Whom a contract scan's face check is for: the link's representative."""
+    return link_authorization(db, scan).person_id
 
 
 @dataclass(frozen=True)

@@ -92,11 +92,11 @@ def _my_report(db: Session, me: EvaluationSession) -> Document:
     return documents.get_document(db, me.center_id, project.report_document_id)
 
 
-def _cache_headers(etag: str, pinned: bool) -> dict[str, str]:
+def cache_headers(etag: str, pinned: bool) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": PINNED_CACHE if pinned else LATEST_CACHE, "Vary": VARY}
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
     """If-None-Match's weak comparison (RFC 9110 13.1.2)."""
     if if_none_match is None:
         return False
@@ -173,8 +173,8 @@ def report_page(
         )
     chosen = documents.revision_of(db, document, revision)
     etag = f'W/"r{chosen.number}-{chosen.sha256[:16]}-p{page}-w{width}"'
-    headers = _cache_headers(etag, pinned=revision is not None)
-    if _matches(if_none_match, etag):
+    headers = cache_headers(etag, pinned=revision is not None)
+    if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     pdf = b"".join(services.documents.store.read(document.id, chosen.size))
     # A stored revision pdfium cannot draw is our fault, not the phone's: PdfUnreadable
@@ -199,7 +199,7 @@ def content_disposition(file_name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
 
 
-def _download_name(document: Document, revision: DocumentRevision) -> str:
+def download_name(document: Document, revision: DocumentRevision) -> str:
     stem, dot, suffix = document.file_name.rpartition(".")
     if not dot or suffix.lower() != "pdf":
         stem = document.file_name
@@ -221,10 +221,10 @@ def report_file(
     """The report's PDF with every signature so far, to keep."""
     document = _my_report(db, me)
     chosen = documents.revision_of(db, document, revision)
-    headers = _cache_headers(f'"{chosen.sha256}"', pinned=revision is not None)
-    if _matches(if_none_match, headers["ETag"]):
+    headers = cache_headers(f'"{chosen.sha256}"', pinned=revision is not None)
+    if etag_matches(if_none_match, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     chunks = services.documents.store.read(document.id, chosen.size)
     headers["Content-Length"] = str(chosen.size)
-    headers["Content-Disposition"] = content_disposition(_download_name(document, chosen))
+    headers["Content-Disposition"] = content_disposition(download_name(document, chosen))
     return StreamingResponse(chunks, media_type=PDF, headers=headers)

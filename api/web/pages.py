@@ -36,9 +36,9 @@ from api.web.session import (
     set_token_cookie,
     staff_binding,
 )
-from evaluation import centers, consent, liveness, projects, sign_in, tasks
-from evaluation.errors import DomainError
-from models.tables import EvaluationSession, ScanSession
+from evaluation import centers, consent, contracts, liveness, projects, sign_in, tasks
+from evaluation.errors import DomainError, InvalidTransition
+from models.tables import ContractLink, EvaluationSession, ScanSession, Unit
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -138,8 +138,9 @@ def home(request: Request, db: Db, services: ServicesDep) -> Response:
     """Where a phone lands without a fresh code: onward if signed in, else "scan"."""
     if _signed_in(request, db, services) is not None:
         return _redirect("/m/evaluation")
-    if _scan(request, db, services) is not None:
-        return _redirect("/m/start")
+    scan = _scan(request, db, services)
+    if scan is not None:
+        return _redirect("/m/contract" if scan.kind == "contract" else "/m/start")
     expired = any(request.cookies.get(name) for name in TOKEN_COOKIES.values())
     return render(request, services, "home.html", {"expired": expired})
 
@@ -157,18 +158,32 @@ def landing(token: str, request: Request, services: ServicesDep) -> Response:
     ttl = services.settings.scan_session_ttl_s
     db = services.session_factory()
     try:
-        scanned = tasks.scan(
-            db, services.clock, services.room_tokens, token, where, timedelta(seconds=ttl)
-        )
+        if token.startswith(contracts.LINK_PREFIX):
+            _, secret, _ = contracts.scan_link(
+                db,
+                services.clock,
+                token,
+                device_id,
+                where.client_ip,
+                where.request_id,
+                timedelta(seconds=ttl),
+            )
+        else:
+            secret = tasks.scan(
+                db, services.clock, services.room_tokens, token, where, timedelta(seconds=ttl)
+            ).token
         db.commit()
     except tasks.ScanRefused as error:
         db.commit()  # the refusal's audit entry stays, as in the API (api/routers/tasks.py)
+        return _error_page(request, services, error)
+    except (contracts.ContractLinkInvalid, InvalidTransition) as error:
+        db.rollback()
         return _error_page(request, services, error)
     finally:
         db.close()
     response = _redirect("/m/start")
     set_cookie(request, response, DEVICE_COOKIE, device_id, DEVICE_MAX_AGE)
-    set_token_cookie(request, response, scanned.token, ttl)
+    set_token_cookie(request, response, secret, ttl)
     clear_token_cookie(request, response, sign_in.SESSION_PREFIX)
     clear_token_cookie(request, response, liveness.SESSION_PREFIX)
     return response
@@ -191,6 +206,9 @@ def start(request: Request, db: Db, services: ServicesDep) -> Response:
         return _redirect("/m/")
     project = projects.get_project(db, scan.center_id, scan.project_id)
     center = centers.get_center(db, scan.center_id)
+    unit = None
+    if scan.kind == "contract":
+        unit = db.get(Unit, contracts.link_authorization(db, scan).unit_id)
     return render(
         request,
         services,
@@ -199,6 +217,7 @@ def start(request: Request, db: Db, services: ServicesDep) -> Response:
             "project": project,
             "center": center,
             "kind": scan.kind,
+            "unit": unit,
             "window": _window(
                 project.evaluation_start,
                 project.evaluation_end,
@@ -241,7 +260,9 @@ def answer_consent(
             i18n.language_of(request),
             request_id_var.get(),
         )
-    return _redirect("/m/check" if decision == "accept" else "/m/alternative")
+    if decision != "accept":
+        return _redirect("/m/alternative")
+    return _redirect("/m/contract/sign" if scan.kind == "contract" else "/m/check")
 
 
 @router.get("/m/alternative", response_class=HTMLResponse)
@@ -301,6 +322,43 @@ def sign_page(request: Request, db: Db, services: ServicesDep) -> Response:
             "purpose": "sign",
             "challenge_url": "/api/v1/evaluation/challenge",
             "done_url": "/m/report",
+            "freshness_s": services.settings.signing_freshness_s,
+        },
+    )
+
+
+def _contract_scan(request: Request, db: Db, services: Services) -> ScanSession | None:
+    scan = _scan(request, db, services)
+    return scan if scan is not None and scan.kind == "contract" else None
+
+
+@router.get("/m/contract", response_class=HTMLResponse)
+def contract_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    """A representative reviews the contract, signs it for their unit, downloads it."""
+    if _contract_scan(request, db, services) is None:
+        return _redirect("/m/")
+    return render(request, services, "contract.html")
+
+
+@router.get("/m/contract/sign", response_class=HTMLResponse)
+def contract_sign_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    """The face check that unlocks the unit's seal and the representative's signature."""
+    scan = _contract_scan(request, db, services)
+    if scan is None:
+        return _redirect("/m/")
+    if scan.consented_at is None:
+        return _redirect("/m/consent")
+    link = db.get(ContractLink, scan.contract_link_id)
+    assert link is not None
+    return render(
+        request,
+        services,
+        "check.html",
+        {
+            "purpose": "contract",
+            "challenge_url": "/api/v1/scan/challenge",
+            "done_url": "/m/contract",
+            "sign_url": f"/api/v1/contracts/{link.contract_id}/signatures",
             "freshness_s": services.settings.signing_freshness_s,
         },
     )

@@ -233,6 +233,10 @@ NOT_STAFF = {
     ("GET", "/api/v1/face/session"),
     ("POST", "/api/v1/documents/{document_id}/signatures"),  # test_documents_api.py
     ("POST", "/api/v1/contracts/{contract_id}/signatures"),  # test_contracts_api.py
+    # A contract link's scan session (test_contract_pages_api.py).
+    ("GET", "/api/v1/contract"),
+    ("GET", "/api/v1/contract/pages/{page}.png"),
+    ("GET", "/api/v1/contract/file"),
     # A task code, the scan session or the evaluation session is the credential
     # (test_tasks_api.py, test_evaluation_api.py).
     ("POST", "/api/v1/scan"),
@@ -332,6 +336,9 @@ def _call(client: TestClient, route: Route, ids: dict[str, str], headers: dict[s
     return client.request(route.method, path, json=body, headers=headers)
 
 
+NOBODY = "00000000-0000-0000-0000-000000000000"
+
+
 @pytest.fixture
 def ids(
     client: TestClient,
@@ -347,8 +354,17 @@ def ids(
     spare = staff_tokens.issue_staff_token(db, center.caller, clock, Role.OPERATOR, "spare")
     db.commit()
     return {
+        **placeholders(),
         "expert_id": created.json()["id"],
         "token_id": spare.token_id,
+    }
+
+
+def placeholders() -> dict[str, str]:
+    """Ids for every path parameter; requests without a valid token never look them up."""
+    return {
+        "expert_id": NOBODY,
+        "token_id": NOBODY,
         "verification_id": "00000000-0000-0000-0000-000000000000",
         "anchor_id": "00000000-0000-0000-0000-000000000000",
         "document_id": "00000000-0000-0000-0000-000000000000",
@@ -401,11 +417,11 @@ def test_role_matrix(
     [None, "Bearer evs_not-a-real-token", "Basic dXNlcjpwYXNz", "Bearer ", "evs_missing-scheme"],
 )
 def test_unauthenticated_requests_are_refused(
-    client: TestClient, ids: dict[str, str], db: Session, route: Route, authorization: str | None
+    client: TestClient, db: Session, route: Route, authorization: str | None
 ) -> None:
     before = snapshot(db)
     headers = {"Authorization": authorization} if authorization else {}
-    response = _call(client, route, ids, headers)
+    response = _call(client, route, placeholders(), headers)
     assert_problem(response, 401, "invalid-credentials")
     assert response.headers["www-authenticate"] == "Bearer"
     assert snapshot(db) == before

@@ -12,120 +12,21 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pypdfium2 as pdfium
-import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from api.services import Services
 from evaluation.staff import Role
-from models.clock import FrozenClock
-from models.tables import AuditEntry, DocumentRevision, Project, SignatureActivation
+from models.tables import AuditEntry, Project, SignatureActivation
+from tests.api.contracting import DEVICE, Award, phone
 from tests.api.helpers import assert_problem
-from tests.api.test_projects_api import project_payload
 from tests.api.test_units_api import authorize, representative_metadata
-from tests.factories import CenterWithStaff, credit_code, establish_pki, face_session
-
-DEVICE = "phone-contract-1"
-
-
-def phone(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "X-Device-Id": DEVICE}
-
-
-@dataclass
-class Award:
-    client: TestClient
-    center: CenterWithStaff
-    db: Session
-    clock: FrozenClock
-    project_id: str
-    tenderer: dict[str, Any]  # unit
-    winner: dict[str, Any]
-    loser: dict[str, Any]
-    representatives: dict[str, dict[str, Any]]  # tenderer / winner -> authorization
-
-    @property
-    def operator(self) -> dict[str, str]:
-        return self.center.headers(Role.OPERATOR)
-
-    def contract(self, **body: Any) -> Any:
-        return self.client.post(
-            f"/api/v1/projects/{self.project_id}/contracts",
-            json={"amount_yuan": "12345678.90", **body},
-            headers=self.operator,
-        )
-
-    def face(self, party: str, **options: Any) -> str:
-        token, _ = face_session(
-            self.db,
-            self.clock,
-            self.center.id,
-            self.representatives[party]["person_id"],
-            device_id=DEVICE,
-            **options,
-        )
-        return token
-
-    def sign(self, contract_id: str, token: str) -> Any:
-        return self.client.post(f"/api/v1/contracts/{contract_id}/signatures", headers=phone(token))
-
-    def revisions(self) -> int:
-        self.db.expire_all()
-        return int(self.db.execute(select(func.count()).select_from(DocumentRevision)).scalar_one())
-
-
-def _seal(client: TestClient, headers: dict[str, str], unit_id: str) -> None:
-    made = client.post(f"/api/v1/units/{unit_id}/seal/generate", json={}, headers=headers)
-    assert made.status_code == 200, made.text
-    issued = client.post(f"/api/v1/units/{unit_id}/seal/credentials", headers=headers)
-    assert issued.status_code == 201, issued.text
-
-
-@pytest.fixture
-def award(
-    client: TestClient,
-    center: CenterWithStaff,
-    db: Session,
-    clock: FrozenClock,
-    services: Services,
-) -> Award:
-    """A project whose report is signed (its state set directly: the evaluation tests make
-    it the real way), both parties' seals ready, one representative each."""
-    establish_pki(db, clock, services, center)
-    operator = center.headers(Role.OPERATOR)
-    codes = [credit_code(), credit_code(), credit_code()]
-    payload = project_payload(
-        tenderer={"name": "某市教育局", "credit_code": codes[0]},
-        bidders=[
-            {"name": "甲建设集团有限公司", "credit_code": codes[1]},
-            {"name": "乙建筑工程有限公司", "credit_code": codes[2]},
-        ],
-    )
-    created = client.post("/api/v1/projects", json=payload, headers=operator)
-    assert created.status_code == 201, created.text
-    project = db.get(Project, created.json()["id"])
-    assert project is not None
-    project.status = "completed"
-    project.results = {"recommended": [codes[1], codes[2]]}
-    db.commit()
-    units = {u["credit_code"]: u for u in client.get("/api/v1/units", headers=operator).json()}
-    tenderer, winner, loser = (units[c] for c in codes)
-    for unit in (tenderer, winner):
-        _seal(client, operator, unit["id"])
-    reps = {}
-    for party, unit in (("tenderer", tenderer), ("winner", winner)):
-        row = authorize(client, center, unit["id"], representative_metadata(name=f"{party}代表"))
-        assert row.status_code == 201, row.text
-        reps[party] = row.json()
-    return Award(client, center, db, clock, project.id, tenderer, winner, loser, reps)
+from tests.factories import face_session
 
 
 def _red_share(image: Any, box: tuple[float, float, float, float], scale: float) -> float:

@@ -84,6 +84,24 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
         == summary["project"]
     )
     assert (out / "room-qr.png").read_bytes()[:4] == b"\x89PNG"
+
+    # The contract: both units sealed and signed through their representatives' phones.
+    assert summary["contract"] == {
+        **summary["contract"],
+        "status": "completed",
+        "verdict": "valid",
+        "signatures": 4,
+        "document_timestamps": 1,
+    }
+    contract = subprocess.run(
+        ["pdftotext", str(out / "contract.pdf"), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "合同书" in contract and "叁仟捌佰陆拾伍万元整" in contract
+    if shutil.which("pdfsig"):
+        checked = subprocess.run(
+            ["pdfsig", str(out / "contract.pdf")], capture_output=True, text=True
+        ).stdout
+        assert checked.count("Signature is Valid.") == 4, checked
     assert set(summary["evidence"]["checks"].values()) == {"ok"}
     package = (out / "evidence.zip").read_bytes()
     root = x509.load_pem_x509_certificate((out / "center-root.pem").read_bytes())

@@ -36,6 +36,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from face import synthetic
 from face.engine import FaceEngine
 from face.samples import sample_portraits
+from tests.e2e.camera import solid_frames, write_y4m
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -96,6 +97,13 @@ def camera_file(tmp_path: Path) -> Path:
     `camera.write_y4m` or `CameraVideo.write`) any time before the page calls
     getUserMedia; rewrite it between captures (see tests/e2e/camera.py)."""
     return tmp_path / "camera.y4m"
+
+
+@pytest.fixture
+def idle_camera(camera_file: Path) -> Path:
+    """A grey picture until a test writes the video a challenge needs: without the file,
+    the page's camera lookup would find no camera at all."""
+    return write_y4m(camera_file, solid_frames([(128, 128, 128)], repeat=15), fps=15)
 
 
 def chromium_args(camera: CameraMode, camera_file: Path) -> list[str]:

@@ -20,7 +20,6 @@ from playwright.sync_api import Browser, Page, expect
 
 from api.demo import Client, Phone, Staged, score_by_phone, sign_in_by_phone, sign_report_by_phone
 from face.engine import FaceEngine
-from tests.e2e.camera import solid_frames, write_y4m
 from tests.e2e.conftest import LaunchBrowser, PhonePage
 from tests.e2e.pages import RequestLog, look
 from tests.e2e.service import Service, film_each_challenge, running_service, scene_of, stage
@@ -37,13 +36,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture(scope="module")
 def staged(service: Service) -> Staged:
     return stage(service)
-
-
-@pytest.fixture
-def idle_camera(camera_file: Path) -> Path:
-    """A grey picture until a test writes the video a challenge needs: without the file,
-    the page's camera lookup would find no camera at all."""
-    return write_y4m(camera_file, solid_frames([(128, 128, 128)], repeat=15), fps=15)
 
 
 def _open_code(page: Page, service: Service, token: str) -> None:

@@ -190,8 +190,14 @@ async function signReport() {
   await api("POST", `/api/v1/documents/${overview.report_document_id}/signatures`, {});
 }
 
+async function signContract() {
+  stepLabel.textContent = t("contract.signing");
+  await api("POST", root.dataset.signUrl, {});
+}
+
 async function finish() {
   if (purpose === "sign-in") await api("POST", "/api/v1/scan/sign-in", {});
+  else if (purpose === "contract") await signContract();
   else await signReport();
   location.assign(doneUrl);
 }
@@ -260,7 +266,7 @@ async function run() {
 }
 
 startButton.addEventListener("click", run);
-if (purpose === "sign") {
+if (purpose === "sign" || purpose === "contract") {
   freshEnough().then(async (fresh) => {
     if (!fresh) return;
     startButton.disabled = true;

@@ -1,0 +1,201 @@
+"""The contract as a representative's phone shows it, from the scan of their personal link:
+the parties and who has signed, page images of the PDF, and the file to keep. Signing is
+POST /api/v1/contracts/{id}/signatures with the fresh face session the scan's check gave."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from api.deps import Db, ServicesDep
+from api.routers.report_pages import (
+    DEFAULT_WIDTH,
+    PDF,
+    PNG,
+    NoSuchPage,
+    cache_headers,
+    content_disposition,
+    download_name,
+    etag_matches,
+)
+from api.routers.tasks import ScanSessionDep
+from evaluation import contracts, documents, projects
+from evaluation.errors import NotFound
+from evaluation.money import in_figures, in_words
+from models.tables import (
+    Contract,
+    ContractLink,
+    Document,
+    Expert,
+    ScanSession,
+    Unit,
+    UnitAuthorization,
+)
+from signing import pdf_pages
+
+router = APIRouter(tags=["contracts"])
+
+BASE = "/api/v1/contract"
+
+
+class NotAContractScan(NotFound):
+    code = "not-a-contract-scan"
+    title = "This scan is not of a contract link"
+
+
+class PartyOut(BaseModel):
+    role: str = Field(description="tenderer or winner")
+    name: str
+    credit_code: str
+    signed: bool = Field(description="Both its seal and its representative's signature")
+    signed_at: datetime | None
+    is_mine: bool
+
+
+class ContractPagesOut(BaseModel):
+    contract_id: str
+    document_id: str
+    title: str
+    status: str = Field(description="signing, then completed once both parties signed")
+    project_code: str
+    amount_figures: str
+    amount_words: str
+    representative: str = Field(description="Whom the link was issued to")
+    parties: list[PartyOut]
+    can_sign: bool = Field(description="My party has not signed and the contract takes it")
+    signed_by_my_party: bool
+    ordered: bool
+    waiting_for_other_party: bool
+    signing_freshness_s: int
+    page_count: int
+    revision: int
+    page_urls: list[str]
+    file_url: str
+    sign_url: str
+    face_check_url: str
+
+
+def _mine(db: Session, scan: ScanSession) -> tuple[Contract, Document, UnitAuthorization]:
+    if scan.kind != "contract" or scan.contract_link_id is None:
+        raise NotAContractScan("scan a contract link first")
+    link = db.get(ContractLink, scan.contract_link_id)
+    assert link is not None
+    contract = contracts.get_contract(db, scan.center_id, link.contract_id)
+    document = documents.get_document(db, scan.center_id, contract.document_id)
+    authorization = db.get(UnitAuthorization, link.authorization_id)
+    assert authorization is not None
+    return contract, document, authorization
+
+
+@router.get(BASE, response_model=ContractPagesOut)
+def contract_overview(scan: ScanSessionDep, db: Db, services: ServicesDep) -> ContractPagesOut:
+    """The contract my link is for, and my party's part in it."""
+    contract, document, authorization = _mine(db, scan)
+    slots = documents.slots_of(db, document.id)
+    parties = []
+    for role, unit_id in (
+        (contracts.TENDERER, contract.tenderer_unit_id),
+        (contracts.WINNER, contract.winner_unit_id),
+    ):
+        unit = db.get(Unit, unit_id)
+        assert unit is not None
+        own = [s for s in slots if s.unit_id == unit_id]
+        done = bool(own) and all(s.status == "signed" for s in own)
+        parties.append(
+            PartyOut(
+                role=role,
+                name=unit.name,
+                credit_code=unit.credit_code,
+                signed=done,
+                signed_at=max((s.signed_at for s in own if s.signed_at), default=None),
+                is_mine=unit_id == authorization.unit_id,
+            )
+        )
+    mine = next(p for p in parties if p.is_mine)
+    first_group = {s.unit_id: s.order_group for s in slots}
+    my_group = first_group.get(authorization.unit_id, 1)
+    waiting = any(s.status == "pending" and s.order_group < my_group for s in slots)
+    person = db.get(Expert, authorization.person_id)
+    pinned = f"?revision={document.revision}"
+    return ContractPagesOut(
+        contract_id=contract.id,
+        document_id=document.id,
+        title=document.title,
+        status=document.status,
+        project_code=projects.get_project(db, contract.center_id, contract.project_id).code,
+        amount_figures=in_figures(contract.amount_fen),
+        amount_words=in_words(contract.amount_fen),
+        representative=person.name if person else "",
+        parties=parties,
+        can_sign=document.status == "signing" and not mine.signed and not waiting,
+        signed_by_my_party=mine.signed,
+        ordered=contract.ordered,
+        waiting_for_other_party=waiting and not mine.signed,
+        signing_freshness_s=services.settings.signing_freshness_s,
+        page_count=document.page_count,
+        revision=document.revision,
+        page_urls=[f"{BASE}/pages/{n}.png{pinned}" for n in range(1, document.page_count + 1)],
+        file_url=f"{BASE}/file{pinned}",
+        sign_url=f"/api/v1/contracts/{contract.id}/signatures",
+        face_check_url="/api/v1/scan/challenge",
+    )
+
+
+@router.get(
+    BASE + "/pages/{page}.png",
+    response_class=Response,
+    responses={200: {"content": {PNG: {}}}, 304: {"description": "Not modified"}},
+)
+def contract_page(
+    page: int,
+    scan: ScanSessionDep,
+    db: Db,
+    services: ServicesDep,
+    width: Annotated[int, Query(ge=pdf_pages.MIN_WIDTH, le=pdf_pages.MAX_WIDTH)] = DEFAULT_WIDTH,
+    revision: Annotated[int | None, Query(ge=0, description="Default: the latest")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Page `page` (from 1) of the contract as a PNG, seals and signatures included."""
+    _, document, _ = _mine(db, scan)
+    if not 1 <= page <= document.page_count:
+        raise NoSuchPage(
+            f"the contract has pages 1 to {document.page_count}", page_count=document.page_count
+        )
+    chosen = documents.revision_of(db, document, revision)
+    etag = f'W/"r{chosen.number}-{chosen.sha256[:16]}-p{page}-w{width}"'
+    headers = cache_headers(etag, pinned=revision is not None)
+    if etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    pdf = b"".join(services.documents.store.read(document.id, chosen.size))
+    image = pdf_pages.render_page(pdf, page, width)
+    return Response(image.png, media_type=PNG, headers=headers)
+
+
+@router.get(
+    BASE + "/file",
+    response_class=StreamingResponse,
+    responses={200: {"content": {PDF: {}}}, 304: {"description": "Not modified"}},
+)
+def contract_file(
+    scan: ScanSessionDep,
+    db: Db,
+    services: ServicesDep,
+    revision: Annotated[int | None, Query(ge=0, description="Default: the latest")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The contract's PDF with every seal and signature so far, to keep."""
+    _, document, _ = _mine(db, scan)
+    chosen = documents.revision_of(db, document, revision)
+    headers = cache_headers(f'"{chosen.sha256}"', pinned=revision is not None)
+    if etag_matches(if_none_match, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(chosen.size)
+    headers["Content-Disposition"] = content_disposition(download_name(document, chosen))
+    return StreamingResponse(
+        services.documents.store.read(document.id, chosen.size), media_type=PDF, headers=headers
+    )

@@ -1,0 +1,59 @@
+"""The contract as a representative's phone reads it, from the scan of their link: the
+parties, the turn, page images and the file; nobody else's scan reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.contracting import DEVICE, Award
+from tests.api.helpers import assert_problem
+
+
+def _scan(award: Award, contract: dict[str, Any], party: str) -> dict[str, str]:
+    rep = award.representatives[party]
+    link = award.client.post(
+        f"/api/v1/contracts/{contract['id']}/links",
+        json={"authorization_id": rep["id"]},
+        headers=award.operator,
+    ).json()
+    scanned = award.client.post("/api/v1/scan", json={"token": link["token"], "device_id": DEVICE})
+    assert scanned.status_code == 201, scanned.text
+    return {"Authorization": f"Bearer {scanned.json()['scan_token']}", "X-Device-Id": DEVICE}
+
+
+def test_each_representative_sees_the_contract_and_their_turn(award: Award) -> None:
+    contract = award.contract().json()
+    first = award.client.get("/api/v1/contract", headers=_scan(award, contract, "tenderer"))
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["contract_id"] == contract["id"] and body["can_sign"]
+    assert [p["is_mine"] for p in body["parties"]] == [True, False]
+    assert body["amount_words"] == contract["amount_words"]
+    assert body["sign_url"] == f"/api/v1/contracts/{contract['id']}/signatures"
+
+    second = _scan(award, contract, "winner")
+    waiting = award.client.get("/api/v1/contract", headers=second).json()
+    assert waiting["waiting_for_other_party"] and not waiting["can_sign"]
+
+    page = award.client.get(waiting["page_urls"][0] + "&width=320", headers=second)
+    assert page.status_code == 200 and page.content[:4] == b"\x89PNG"
+    assert "immutable" in page.headers["cache-control"]
+    file = award.client.get(waiting["file_url"], headers=second)
+    assert file.content[:5] == b"%PDF-" and "attachment" in file.headers["content-disposition"]
+    missing = award.client.get("/api/v1/contract/pages/9.png", headers=second)
+    assert_problem(missing, 404, "no-such-page")
+
+    assert award.sign(contract["id"], award.face("tenderer")).status_code == 201
+    now_mine = award.client.get("/api/v1/contract", headers=second).json()
+    assert now_mine["can_sign"] and now_mine["parties"][0]["signed"]
+    assert now_mine["revision"] == waiting["revision"] + 2
+
+
+def test_without_a_contract_scan_nothing_is_shown(award: Award) -> None:
+    award.contract()
+    assert_problem(award.client.get("/api/v1/contract"), 401, "scan-session-invalid")
+    assert_problem(
+        award.client.get("/api/v1/contract/file", headers={"Authorization": "Bearer evs_x"}),
+        401,
+        "scan-session-invalid",
+    )
