@@ -38,6 +38,7 @@ from api.web.headers import PageHeaders
 
 IMPORT_PATH = "/api/v1/experts/import"
 COMPARE_PATH = "/api/v1/face/compare"
+ID_CARD_PATH = "/api/v1/scan/id-card"
 FACE_PATH = re.compile(r"^/api/v1/experts/[^/]+/face$")
 FRAMES_PATH = re.compile(r"^/api/v1/face/challenges/[^/]+/frames$")
 DOCUMENT_PATHS = {"/api/v1/documents", "/api/v1/validate"}
@@ -89,6 +90,8 @@ def create_app(services: Services) -> FastAPI:
             return enrollment_bytes
         if FRAMES_PATH.match(path):
             return frames_bytes
+        if path == ID_CARD_PATH:
+            return photo_bytes + FORM_OVERHEAD
         if LETTER_PATH.match(path):
             return min(LETTER_MAX_BYTES, settings.document_max_bytes) + FORM_OVERHEAD
         if SEAL_PATH.match(path):

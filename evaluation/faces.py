@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,8 @@ class FacePolicy:
     identify_margin: float
     max_photos: int
     retain_photos: bool
+    id_card_threshold: float = 0.30
+    id_card_min_face_px: float = 48.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FacePolicy:
@@ -114,6 +116,8 @@ class FacePolicy:
             identify_margin=settings.face_identify_margin,
             max_photos=settings.face_max_enrollment_photos,
             retain_photos=settings.face_retain_photos,
+            id_card_threshold=settings.face_id_card_threshold,
+            id_card_min_face_px=settings.face_id_card_min_face_px,
         )
 
 
@@ -261,6 +265,89 @@ def enroll_face(
     return Enrollment(
         expert.id, engine.model_id, len(embeddings), now, now, reports, existing is not None
     )
+
+
+class AlreadyEnrolled(DomainError):
+    status = 409
+    code = "already-enrolled"
+    title = "The person's face was enrolled at the center; an ID card photo cannot replace it"
+
+
+def enroll_from_id_card(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    cipher: FieldCipher,
+    engine: FaceEngine,
+    policy: FacePolicy,
+    person_id: str,
+    data: bytes,
+) -> Enrollment:
+    """Remote enrollment of a unit's representative: the portrait side of their ID card,
+    photographed by themselves, becomes their reference at the lower "id-card" assurance;
+    the liveness check that follows must match it (at its own threshold). A face enrolled
+    in person at the center is never replaced this way."""
+    person = _expert(db, caller.center_id, person_id)
+    db.refresh(person, with_for_update=True)
+    existing = db.get(FaceTemplate, person.id)
+    if existing is not None and existing.reference == "in-person":
+        raise AlreadyEnrolled(f"{person.name} was enrolled at the center")
+    # The card's portrait is small: the size gate is the card's, the rest are the usual.
+    thresholds = replace(policy.thresholds, min_face_px=policy.id_card_min_face_px)
+    report, analysis = _analyze_photo(
+        engine, replace(policy, thresholds=thresholds), "id-card", data
+    )
+    if analysis is None or analysis.embedding is None or not report["accepted"]:
+        raise EnrollmentRejected("the ID card photo cannot serve as a reference", photos=[report])
+    now = clock.now()
+    if existing is not None:
+        db.delete(existing)
+        db.flush()
+    db.add(
+        FaceTemplate(
+            expert_id=person.id,
+            center_id=person.center_id,
+            model_id=engine.model_id,
+            template_ciphertext=cipher.encrypt_bytes(
+                _pack([analysis.embedding]), template_context(person.id, "template")
+            ),
+            embeddings_ciphertext=cipher.encrypt_bytes(
+                _pack([analysis.embedding]), template_context(person.id, "embeddings")
+            ),
+            photo_count=1,
+            quality=[{k: report[k] for k in ("photo", "signals")}],
+            consent_recorded_at=now,
+            enrolled_at=now,
+            reference="id-card",
+        )
+    )
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "expert.face_enrolled",
+        "expert",
+        person.id,
+        {
+            "model_id": engine.model_id,
+            "photos": 1,
+            "reference": "id-card",
+            "photos_retained": False,
+            "consent": True,
+        },
+    )
+    return Enrollment(person.id, engine.model_id, 1, now, now, [report], existing is not None)
+
+
+def references_of(db: Session, expert_ids: Sequence[str]) -> dict[str, str]:
+    """What each person's template was made from: in-person or id-card."""
+    rows = db.execute(
+        select(FaceTemplate.expert_id, FaceTemplate.reference).where(
+            FaceTemplate.expert_id.in_(expert_ids)
+        )
+    )
+    return {expert_id: reference for expert_id, reference in rows}
 
 
 def face_enrollment(db: Session, center_id: str, expert_id: str) -> FaceTemplate | None:

@@ -14,7 +14,7 @@ import hmac
 import itertools
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from evaluation import audit
 from evaluation.errors import DomainError, NotFound
-from evaluation.faces import FacePolicy, load_templates
+from evaluation.faces import FacePolicy, load_templates, references_of
 from evaluation.staff import hash_token
 from face.actions import ACTIONS, HEAD_ACTIONS
 from face.engine import FaceEngine
@@ -127,6 +127,7 @@ class LivenessConfig:
     replay_window: timedelta
     replay_max_sequences: int
     retain_frames: bool
+    id_card_threshold: float = 0.30
 
     @classmethod
     def from_settings(cls, settings: Settings, face: FacePolicy) -> LivenessConfig:
@@ -153,6 +154,7 @@ class LivenessConfig:
             replay_window=timedelta(seconds=settings.liveness_replay_window_s),
             replay_max_sequences=settings.liveness_replay_max_sequences,
             retain_frames=settings.liveness_retain_frames,
+            id_card_threshold=face.id_card_threshold,
         )
 
     def hints(self, action_count: int) -> CaptureHints:
@@ -396,11 +398,19 @@ def record_verification(
     earlier = _earlier_hashes(
         db, challenge.center_id, received_at - config.replay_window, config.replay_max_sequences
     )
+    policy = config.policy
+    if (
+        challenge.mode == "1:1"
+        and references_of(db, challenge.expert_ids).get(challenge.expert_ids[0]) == "id-card"
+    ):
+        # Matched against an ID card's portrait: its own threshold (the identity check
+        # records which one it used).
+        policy = replace(policy, match_threshold=config.id_card_threshold)
     judgement = judge(
         frames,
         submission,
         templates,
-        config.policy,
+        policy,
         earlier_hashes=earlier,
         live_probabilities=live_probabilities,
     )

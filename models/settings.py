@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     face_max_enrollment_photos: int = Field(default=5, ge=1, le=10)
     # Cosine similarity; chosen with `evalsign face eval` (see README, "Face matching").
     face_match_threshold: float = Field(default=0.40, ge=-1, le=1)
+    # An ID card's portrait is small, printed and years old: a live face matches it less
+    # closely than a photo taken at enrollment, so remote enrollment has its own bar.
+    face_id_card_threshold: float = Field(default=0.30, ge=-1, le=1)
+    face_id_card_min_face_px: float = Field(default=48.0, ge=16)
     face_identify_margin: float = Field(default=0.08, ge=0, le=2)
     face_min_face_px: float = 64.0
     face_min_detection_score: float = 0.6

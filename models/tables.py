@@ -186,6 +186,11 @@ class FaceTemplate(Base):
     quality: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     consent_recorded_at: Mapped[datetime]
     enrolled_at: Mapped[datetime]
+    # in-person: photos an operator took at the center; id-card: a representative's own
+    # photo of their ID card, matched at a lower threshold and a lower assurance.
+    reference: Mapped[str] = mapped_column(
+        String(20), default="in-person", server_default="in-person"
+    )
 
 
 class FacePhoto(Base):

@@ -6,17 +6,31 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, phone_token
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
+from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.liveness import CaptureOut
 from api.web import session as web
-from evaluation import audit, centers, consent, contracts, draws, liveness, projects, sign_in, tasks
+from evaluation import (
+    audit,
+    centers,
+    consent,
+    contracts,
+    draws,
+    faces,
+    liveness,
+    projects,
+    sign_in,
+    tasks,
+)
 from models.tables import Project, ScanSession
 
 router = APIRouter(tags=["tasks"])
@@ -347,6 +361,62 @@ class SignInOut(BaseModel):
     expert_id: str
     assignment: AssignmentBrief
     project_id: str
+
+
+class IdCardEnrollmentOut(BaseModel):
+    person_id: str
+    reference: str = Field(description="id-card: a lower assurance than enrollment in person")
+    model_id: str
+    enrolled_at: datetime
+    replaced: bool
+    quality: list[dict[str, Any]]
+
+
+@router.put(
+    "/api/v1/scan/id-card",
+    response_model=IdCardEnrollmentOut,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=multipart_body({"photo": BINARY}),
+)
+async def enroll_id_card(
+    request: Request,
+    scan: ScanSessionDep,
+    db: Db,
+    services: ServicesDep,
+    engine: FaceEngineDep,
+) -> IdCardEnrollmentOut:
+    """Remote enrollment for a contract link's representative who has not enrolled at the
+    center: a photo of the portrait side of their ID card becomes their reference (at the
+    "id-card" assurance); the liveness check that follows must match it. Needs the face
+    recognition consent first."""
+    if scan.kind != "contract":
+        raise contracts.ContractLinkInvalid("remote enrollment is for contract links only")
+    consent.require_consent(scan)
+    form = await read_multipart(request, max_files=1)
+    upload = form.get("photo")
+    if not isinstance(upload, UploadFile):
+        raise UploadMissing("attach the ID card photo as `photo`")
+    data = await upload.read(services.settings.face_max_image_bytes + 1)
+    caller = audit.Caller(scan.center_id, f"scan:{scan.id}", None, request_id_var.get())
+    enrollment = await run_in_threadpool(
+        faces.enroll_from_id_card,
+        db,
+        caller,
+        services.clock,
+        services.cipher,
+        engine,
+        services.face_policy,
+        contracts.link_person(db, scan),
+        data,
+    )
+    return IdCardEnrollmentOut(
+        person_id=enrollment.expert_id,
+        reference="id-card",
+        model_id=enrollment.model_id,
+        enrolled_at=enrollment.enrolled_at,
+        replaced=enrollment.replaced,
+        quality=enrollment.photos,
+    )
 
 
 @router.post("/api/v1/scan/sign-in", response_model=SignInOut, status_code=status.HTTP_201_CREATED)

@@ -111,3 +111,20 @@ def write_pairs(directory: Path, impostors_per_person: int = 8) -> Path:
     pairs = directory / "pairs.csv"
     pairs.write_text("\n".join(rows) + "\n")
     return pairs
+
+
+def id_card_photo(portrait: BGR) -> bytes:
+    """A phone's photo of the portrait side of a resident ID card: a pale card with lines
+    where the name, sex, birth date and address print, and the holder's portrait, small,
+    on the right (the tests make the card from a shipped face photo)."""
+    card = np.full((540, 856, 3), (236, 228, 214), np.uint8)
+    cv2.rectangle(card, (0, 0), (855, 539), (200, 190, 170), 6)
+    height, width = portrait.shape[:2]
+    face = cv2.resize(portrait, (round(width * 300 / height), 300), interpolation=cv2.INTER_AREA)
+    left = 856 - face.shape[1] - 50
+    card[110:410, left : left + face.shape[1]] = face
+    for line, top in enumerate(range(120, 420, 60)):
+        cv2.rectangle(card, (60, top), (360 - 30 * line, top + 18), (90, 90, 90), -1)
+    ok, data = cv2.imencode(".jpg", card, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    assert ok
+    return bytes(data.tobytes())
