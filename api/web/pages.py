@@ -36,7 +36,7 @@ from api.web.session import (
     set_token_cookie,
     staff_binding,
 )
-from evaluation import centers, consent, contracts, liveness, projects, sign_in, tasks
+from evaluation import centers, consent, contracts, faces, liveness, projects, sign_in, tasks
 from evaluation.errors import DomainError, InvalidTransition
 from models.tables import ContractLink, EvaluationSession, ScanSession, Unit
 
@@ -350,6 +350,10 @@ def contract_sign_page(request: Request, db: Db, services: ServicesDep) -> Respo
         return _redirect("/m/consent")
     link = db.get(ContractLink, scan.contract_link_id)
     assert link is not None
+    person_id = contracts.link_person(db, scan)
+    if faces.face_enrollment(db, scan.center_id, person_id) is None:
+        # Not enrolled at the center: the ID card's portrait is the reference.
+        return render(request, services, "idcard.html")
     return render(
         request,
         services,

@@ -1,6 +1,7 @@
 """A transaction contract signed from two phones: after the award, the tenderer's and the
 winning bidder's representatives open their personal links in Chromium (a Pixel 7, an
-iPhone 13), review the contract, pass a face check filmed by the fake camera, and apply
+iPhone 13), review the contract (the tenderer's, never at the center, first enrolls from
+a photo of their ID card), pass a face check filmed by the fake camera, and apply
 their unit's seal and their own signature, in order. The completed contract carries four
 valid signatures for our validator and for pdfsig, with both seals (and the cross-page
 seal) visible where they belong on the rendered pages."""
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from models.tables import Project
 from tests.e2e.conftest import LaunchBrowser, PhonePage
 from tests.e2e.pages import RequestLog, look
 from tests.e2e.service import Service, film_each_challenge, running_service, scene_of, stage
+from tests.face.corpus import id_card_photo
+from tests.factories import id_number
 
 pytestmark = pytest.mark.slow
 
@@ -85,8 +89,9 @@ def _authorize(api: Client, operator: dict[str, str], unit: dict[str, Any], who:
 
 @pytest.fixture(scope="module")
 def contract(service: Service) -> dict[str, Any]:
-    """An awarded project, both units' seals, a representative each (two experts the draw
-    left on the bench, whose faces are enrolled), the contract and a link per party."""
+    """An awarded project, both units' seals, a representative each (the winner's an expert
+    the draw left on the bench, enrolled at the center; the tenderer's a newcomer), the
+    contract and a link per party."""
     staged = stage(service)
     _award(service, staged)
     api, operator = staged.api, staged.operator
@@ -99,8 +104,11 @@ def contract(service: Service) -> dict[str, Any]:
         for m in listing
         if m["role"] == "backup" and m["expert_id"] not in staged.excluded
     ]
+    # The tenderer's representative was never at the center: they enroll remotely, from a
+    # photo of their ID card (the face is a shipped photo's, as every face here).
+    newcomer = replace(bench[0], name="孟晓东", id_number=id_number(), mobile="13911112222")
     parties = []
-    for code, who in ((TENDERER[1], bench[0]), (BIDDERS[0][1], bench[1])):
+    for code, who in ((TENDERER[1], newcomer), (BIDDERS[0][1], bench[1])):
         unit = units[code]
         api.call(
             "POST", f"/api/v1/units/{unit['id']}/seal/generate", 200, headers=operator, json={}
@@ -181,12 +189,27 @@ def test_both_representatives_seal_and_sign_from_their_phones(
     expect(page).to_have_url(re.compile(r"/m/consent$"))
     page.click("#agree")
     expect(page).to_have_url(re.compile(r"/m/contract/sign$"))
-    look(page, screenshots, "contract-pixel7-3-check")
+    # Not enrolled at the center: first the ID card's portrait side.
+    expect(page.locator("#idcard")).to_be_visible()
+    look(page, screenshots, "contract-pixel7-3-id-card")
+    page.set_input_files(
+        "#photo",
+        files=[
+            {
+                "name": "id-card.jpg",
+                "mimeType": "image/jpeg",
+                "buffer": id_card_photo(tenderer_rep.portrait),
+            }
+        ],
+    )
+    page.click("#upload")
+    expect(page.locator("#check")).to_be_visible(timeout=30_000)
+    look(page, screenshots, "contract-pixel7-4-check")
     page.click("#start")
     expect(page).to_have_url(re.compile(r"/m/contract$"), timeout=90_000)
     expect(page.locator("#signed")).to_be_visible()
     expect(page.locator("#download")).to_be_visible()
-    look(page, screenshots, "contract-pixel7-4-signed")
+    look(page, screenshots, "contract-pixel7-5-signed")
     assert requests.foreign() == []
 
     # Now the winner's representative, on the page already open.
