@@ -14,8 +14,9 @@ import ipaddress
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,6 +44,7 @@ class AnomalyPolicy:
     sheet_difference: float
     borderline_margin: float
     early_sign_in: timedelta
+    timezone: str = "Asia/Shanghai"  # whose day "one device per day" counts
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnomalyPolicy:
@@ -53,6 +55,7 @@ class AnomalyPolicy:
             sheet_difference=settings.anomaly_sheet_difference_points,
             borderline_margin=settings.anomaly_borderline_margin,
             early_sign_in=timedelta(minutes=settings.anomaly_early_sign_in_minutes),
+            timezone=settings.display_timezone,
         )
 
 
@@ -98,6 +101,59 @@ def shared_device(project: Project, checks: list[FaceVerification]) -> list[Find
         for device, ids in experts.items()
         if len(ids) >= 2
     ]
+
+
+def device_day(
+    db: Session, project: Project, checks: list[FaceVerification], policy: AnomalyPolicy
+) -> list[Finding]:
+    """One phone that checked the faces of two or more people on one day across the
+    center: someone evaluating for others in several projects. A device shared within this
+    project alone is the shared-device rule's finding, not this one."""
+    zone = ZoneInfo(policy.timezone)
+    mine = {check.id for check in checks}
+    days = {
+        (check.device_id, check.created_at.astimezone(zone).date())
+        for check in checks
+        if check.expert_id
+    }
+    findings = []
+    for device, day in sorted(days):
+        start = datetime.combine(day, time.min, zone)
+        same_day = list(
+            db.execute(
+                select(FaceVerification.id, FaceVerification.expert_id)
+                .where(
+                    FaceVerification.center_id == project.center_id,
+                    FaceVerification.device_id == device,
+                    FaceVerification.expert_id.is_not(None),
+                    FaceVerification.created_at >= start,
+                    FaceVerification.created_at < start + timedelta(days=1),
+                )
+                .order_by(FaceVerification.created_at, FaceVerification.id)
+            )
+        )
+        experts = sorted({expert for _, expert in same_day if expert})
+        if len(experts) < 2 or all(record in mine for record, _ in same_day):
+            continue
+        findings.append(
+            Finding(
+                "device-shared-day",
+                "high",
+                f"{device}:{day.isoformat()}",
+                {
+                    "device_id": device,
+                    "day": day.isoformat(),
+                    "experts": experts,
+                    "verifications": [record for record, _ in same_day],
+                },
+                f"{day.isoformat()} 当天，同一设备 {device} 在本中心为 {len(experts)} 人做了"
+                "人脸核验（跨项目），可能存在代评。",
+                f"On {day.isoformat()} device {device} took the face checks of "
+                f"{len(experts)} people across the center's projects: possible proxy "
+                "evaluation.",
+            )
+        )
+    return findings
 
 
 def shared_address(
@@ -292,6 +348,7 @@ def detect(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding
     checks = _verifications(db, project)
     return [
         *shared_device(project, checks),
+        *device_day(db, project, checks, policy),
         *shared_address(project, checks, policy),
         *failures_before_pass(project, checks, policy),
         *borderline_pass(project, checks, policy),

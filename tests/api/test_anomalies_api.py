@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.services import Services
 from evaluation.staff import Role, hash_token
 from models.tables import (
     AnomalyFlag,
@@ -20,6 +21,7 @@ from models.tables import (
 )
 from tests.api.committee import Committee
 from tests.api.helpers import assert_problem
+from tests.factories import drawable_expert
 
 
 def _flags(committee: Committee, **query: str) -> list[dict[str, Any]]:
@@ -52,10 +54,12 @@ def _check(
     similarity: float = 0.8,
     ip: str = "127.0.0.1",
     device: str = "phone-x",
+    scan: bool = True,
 ) -> None:
-    """A face check of the project (tied to a scan of it), as the liveness route stores it."""
+    """A face check of the project (tied to a scan of it), as the liveness route stores it;
+    without `scan`, a check of another project (one the operator asked for directly)."""
     now = committee.clock.now()
-    scan = ScanSession(
+    scan_session = ScanSession(
         center_id=committee.center.id,
         project_id=committee.project_id,
         kind="room",
@@ -64,8 +68,9 @@ def _check(
         created_at=now,
         expires_at=now + timedelta(minutes=5),
     )
-    db.add(scan)
-    db.flush()
+    if scan:
+        db.add(scan_session)
+        db.flush()
     challenge = FaceChallenge(
         center_id=committee.center.id,
         mode="1:1",
@@ -77,7 +82,7 @@ def _check(
         issued_at=now,
         expires_at=now,
         used_at=now,
-        scan_session_id=scan.id,
+        scan_session_id=scan_session.id if scan else None,
     )
     db.add(challenge)
     db.flush()
@@ -145,6 +150,29 @@ def test_identical_and_nearly_identical_sheets_are_flagged(committee: Committee)
     severities = sorted(f["severity"] for f in flags)
     # 0-0 identical (high); 0-0.25 twice, 0.25 apart on average (medium).
     assert severities == ["high", "medium", "medium"], flags
+
+
+def test_one_phone_for_people_of_two_projects_on_one_day_is_flagged(
+    committee: Committee, db: Session, services: Services
+) -> None:
+    """Center-wide: the phone checked a member here and someone else's face elsewhere."""
+    member = committee.members[0]["expert_id"]
+    elsewhere = drawable_expert(
+        db, committee.clock, services, committee.center, ["A01"], credential=False
+    )
+    _check(db, committee, member, passed=True, device="phone-roaming")
+    _check(db, committee, elsewhere, passed=True, device="phone-roaming", scan=False)
+    _check(db, committee, member, passed=True, device="phone-own")
+    [flag] = _recompute(committee)
+    assert flag["rule"] == "device-shared-day" and flag["severity"] == "high"
+    assert flag["evidence"]["experts"] == sorted([member, elsewhere])
+    assert flag["evidence"]["day"] == "2026-11-23"  # in Asia/Shanghai
+    assert "跨项目" in flag["explanation_zh"]
+    assert _recompute(committee) == []
+    # Another day, the same phone with one person: nothing.
+    committee.clock.advance(timedelta(days=1))
+    _check(db, committee, member, passed=True, device="phone-roaming")
+    assert _recompute(committee) == []
 
 
 def test_face_check_patterns_are_flagged(committee: Committee, db: Session) -> None:
