@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
-from api.jobs import CheckpointWriter
+from api.jobs import CheckpointWriter, RetentionWorker
 from api.middleware import RequestContextMiddleware
 from api.routers import (
     admin,
@@ -52,15 +52,18 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        writer = None
+        workers: list[CheckpointWriter | RetentionWorker] = []
         if services.settings.audit_checkpoint_every_s > 0:
-            writer = CheckpointWriter(services)
-            writer.start()
+            workers.append(CheckpointWriter(services))
+        if services.settings.face_retention_every_s > 0:
+            workers.append(RetentionWorker(services))
+        for worker in workers:
+            worker.start()
         try:
             yield
         finally:
-            if writer is not None:
-                writer.stop()
+            for worker in workers:
+                worker.stop()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import transaction
 from api.services import Services
-from evaluation import centers, checkpoints
+from evaluation import audit, centers, checkpoints, face_data
 
 log = logging.getLogger("evalsign.jobs")
 
@@ -66,3 +66,47 @@ class CheckpointWriter:
                 self.run_once()
             except Exception:  # the next tick tries again; a failure must not end the thread
                 log.exception("scheduled audit checkpoint failed")
+
+
+class RetentionWorker:
+    """Applies the face data retention limits to every center, every `every` seconds
+    (EVALSIGN_FACE_RETENTION_EVERY_S); each deletion is audited by the domain call."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.policy = face_data.RetentionPolicy.from_settings(services.settings)
+        self.every = float(services.settings.face_retention_every_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="face-retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def run_once(self) -> int:
+        """Apply the limits everywhere; returns how many deletions were made."""
+        services = self.services
+        deleted = 0
+        with transaction(services, read_only=True) as db:
+            ids = [center.id for center in centers.list_centers(db)]
+        for center_id in ids:
+            try:
+                with transaction(services) as db:
+                    caller = audit.Caller(center_id, "job:face-retention")
+                    done = face_data.apply_retention(
+                        db, caller, services.clock, self.policy, center_id
+                    )
+                    deleted += done.verifications + done.templates_deleted
+            except Exception:  # one center's trouble must not stop the others
+                log.exception("face data retention failed for center %s", center_id)
+        return deleted
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.run_once()
+            except Exception:  # the next round tries again
+                log.exception("scheduled face data retention failed")

@@ -214,6 +214,8 @@ def enroll_face(
 
     embeddings = [a.embedding for a in analyses if a is not None and a.embedding is not None]
     now = clock.now()
+    renewed = expert.face_consent_withdrawn_at is not None
+    expert.face_consent_withdrawn_at = None  # a new enrollment is a new, recorded consent
     existing = db.get(FaceTemplate, expert.id)
     if existing is not None:
         db.delete(existing)
@@ -260,6 +262,7 @@ def enroll_face(
             "photos": len(embeddings),
             "photos_retained": policy.retain_photos,
             "consent": True,
+            **({"consent_renewed_after_withdrawal": True} if renewed else {}),
         },
     )
     return Enrollment(
@@ -300,6 +303,7 @@ def enroll_from_id_card(
     if analysis is None or analysis.embedding is None or not report["accepted"]:
         raise EnrollmentRejected("the ID card photo cannot serve as a reference", photos=[report])
     now = clock.now()
+    person.face_consent_withdrawn_at = None  # consented again on the phone, just now
     if existing is not None:
         db.delete(existing)
         db.flush()

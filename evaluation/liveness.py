@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from evaluation import audit
+from evaluation import audit, face_data
 from evaluation.errors import DomainError, NotFound
 from evaluation.faces import FacePolicy, load_templates, references_of
 from evaluation.staff import hash_token
@@ -241,6 +241,7 @@ def issue_challenge(
     inactive = [expert.id for expert in experts if expert.status != "active"]
     if inactive:
         raise ExpertNotActive(f"not active: {', '.join(inactive)}", experts=inactive)
+    face_data.refuse_if_withdrawn(experts)
     _refuse_if_locked(db, unique)
     # Refuse now, not after the phone has filmed: every candidate needs a usable template.
     load_templates(db, cipher, engine, caller.center_id, unique)

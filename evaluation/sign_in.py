@@ -29,6 +29,7 @@ from models.tables import (
     EvaluationSession,
     Expert,
     FaceChallenge,
+    FaceTemplate,
     FaceVerification,
     Project,
     ScanSession,
@@ -82,9 +83,16 @@ def candidates_for(db: Session, scan: ScanSession) -> list[str]:
         return [assignment.expert_id]
     seated = [a.expert_id for a in seated_members(db, scan.project_id)]
     locked = {lock.expert_id for lock in liveness.open_locks(db, seated)}
+    # Able to take a face check: active, consenting, enrolled.
     active = set(
         db.execute(
-            select(Expert.id).where(Expert.id.in_(seated), Expert.status == "active")
+            select(Expert.id)
+            .join(FaceTemplate, FaceTemplate.expert_id == Expert.id)
+            .where(
+                Expert.id.in_(seated),
+                Expert.status == "active",
+                Expert.face_consent_withdrawn_at.is_(None),
+            )
         ).scalars()
     )
     return [expert_id for expert_id in seated if expert_id in active and expert_id not in locked]

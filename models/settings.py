@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     face_max_pitch_degrees: float = 30.0
     # Raw enrollment photos are not kept unless the center's retention policy asks for it.
     face_retain_photos: bool = False
+    # Retention of face data (the scheduled job, api/jobs.py): retained evidence frames are
+    # deleted after this many days, the templates of experts suspended this long too.
+    face_frames_retention_days: int = Field(default=30, ge=1)
+    face_suspended_retention_days: int = Field(default=365, ge=1)
+    face_retention_every_s: int = Field(default=86400, ge=0)  # 0: only on demand
+    # The Measures for face recognition: holding the face data of 100,000 people or more
+    # needs a filing with the provincial regulator; warn from this share of it.
+    face_filing_threshold: int = Field(default=100_000, ge=1)
+    face_filing_warn_ratio: float = Field(default=0.9, gt=0, le=1)
 
     # Liveness (EVALSIGN_LIVENESS_*): the challenge, what a phone may send, the lockout.
     liveness_challenge_ttl_s: int = Field(default=60, ge=10, le=60)

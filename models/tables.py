@@ -80,6 +80,9 @@ class Expert(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # An expert who also represents a unit stays "expert": the pool is what kind decides.
     kind: Mapped[str] = mapped_column(String(20), default="expert", server_default="expert")
+    # Withdrew consent to face processing: templates deleted, the face path closed until
+    # they consent again at a new enrollment.
+    face_consent_withdrawn_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -110,6 +110,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         data_dir=tmp_path,
         database_url=database_url,
         audit_checkpoint_every_s=0,
+        face_retention_every_s=0,
     )
 
 

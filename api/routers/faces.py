@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep
+from api.deps import Admin, AnyStaff, AuditReader, Db, FaceEngineDep, Operator, ServicesDep
 from api.errors import UnsupportedMediaType
-from evaluation import faces
+from evaluation import face_data, faces
 from evaluation.errors import DomainError
 
 router = APIRouter(tags=["faces"])
@@ -154,3 +154,84 @@ def compare_faces(
     """Diagnostics: how similar are the largest faces of two images? Nothing is stored."""
     result = faces.compare_images(engine, services.face_policy, *images)
     return CompareOut(**result)
+
+
+class WithdrawIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(
+        min_length=1, max_length=1000, description="How the withdrawal reached the center"
+    )
+
+
+class WithdrawnOut(BaseModel):
+    expert_id: str
+    withdrawn_at: datetime
+    templates_deleted: int
+    photos_deleted: int
+    frames_deleted: int
+    sessions_revoked: int
+
+
+@router.post("/api/v1/experts/{expert_id}/face/consent/withdraw", response_model=WithdrawnOut)
+def withdraw_face_consent(
+    expert_id: str, body: WithdrawIn, staff: Operator, db: Db, services: ServicesDep
+) -> WithdrawnOut:
+    """Record the person's withdrawal of consent: their face data is deleted at once and
+    face checks are refused (409 face-consent-withdrawn) until they enroll again."""
+    expert, erased = face_data.withdraw_consent(
+        db, staff.caller, services.clock, expert_id, body.note
+    )
+    assert expert.face_consent_withdrawn_at is not None
+    return WithdrawnOut(
+        expert_id=expert.id,
+        withdrawn_at=expert.face_consent_withdrawn_at,
+        templates_deleted=erased.templates,
+        photos_deleted=erased.photos,
+        frames_deleted=erased.frames,
+        sessions_revoked=erased.sessions_revoked,
+    )
+
+
+class HoldingsOut(BaseModel):
+    people: int = Field(description="People whose face template the center holds")
+    photos: int = Field(description="Retained enrollment photos")
+    frames: int = Field(description="Retained evidence frames")
+    filing_threshold: int
+    warning: bool = Field(description="Near the number that needs a filing with the regulator")
+
+
+@router.get("/api/v1/faces/holdings", response_model=HoldingsOut)
+def face_holdings(staff: AuditReader, db: Db, services: ServicesDep) -> HoldingsOut:
+    """How many people's face data the center holds (the Measures' filing count)."""
+    settings = services.settings
+    found = face_data.holdings(
+        db, staff.center_id, settings.face_filing_threshold, settings.face_filing_warn_ratio
+    )
+    return HoldingsOut(
+        people=found.people,
+        photos=found.photos,
+        frames=found.frames,
+        filing_threshold=found.threshold,
+        warning=found.warning,
+    )
+
+
+class RetainedOut(BaseModel):
+    frames_deleted: int
+    verifications: int
+    templates_deleted: int
+    experts: list[str]
+
+
+@router.post("/api/v1/faces/retention", response_model=RetainedOut)
+def apply_retention(staff: Admin, db: Db, services: ServicesDep) -> RetainedOut:
+    """Apply the retention limits now (the scheduled job does it daily)."""
+    done = face_data.apply_retention(
+        db,
+        staff.caller,
+        services.clock,
+        face_data.RetentionPolicy.from_settings(services.settings),
+        staff.center_id,
+    )
+    return RetainedOut(**vars(done))

@@ -43,6 +43,7 @@ def running_service(directory: Path, **overrides: Any) -> Iterator[Service]:
             data_dir=directory / "var",
             database_url=url,
             audit_checkpoint_every_s=0,
+            face_retention_every_s=0,
             **overrides,
         )
         init = initialize(settings, SystemClock(), CENTER)
