@@ -621,6 +621,7 @@ LEGAL_REPRESENTATIVES = {
     TENDERER[1]: "孙校长",
     BIDDERS[0][1]: "钱董事长",
     BIDDERS[1][1]: "吴总经理",
+    BIDDERS[2][1]: "郑董事长",
 }
 
 

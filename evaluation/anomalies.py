@@ -156,6 +156,37 @@ def device_day(
     return findings
 
 
+def matches_other(project: Project, checks: list[FaceVerification]) -> list[Finding]:
+    """A face check whose face matched another enrolled person better than the one it was
+    for: someone checking in as another expert, or a look-alike at the threshold."""
+    found = []
+    for check in checks:
+        cross = next((c for c in check.checks if c.get("check") == "cross-match"), None)
+        if cross is None:
+            continue
+        values = cross["values"]
+        found.append(
+            Finding(
+                "face-matches-other",
+                "high",
+                f"{project.id}:{check.id}",
+                {
+                    "verification_id": check.id,
+                    "claimed_expert_id": check.expert_id,
+                    "passed": check.passed,
+                    **values,
+                },
+                f"人脸核验（声称为专家 {check.expert_id}）的人脸与另一名已登记人员 "
+                f"{values['other_expert_id']} 更相似（{values['other_similarity']} > "
+                f"{values['claimed_similarity']}），可能冒名核验。",
+                f"The face of a check for expert {check.expert_id} matches another enrolled "
+                f"person, {values['other_expert_id']}, better ({values['other_similarity']} > "
+                f"{values['claimed_similarity']}): possibly someone checking in as another.",
+            )
+        )
+    return found
+
+
 def shared_address(
     project: Project, checks: list[FaceVerification], policy: AnomalyPolicy
 ) -> list[Finding]:
@@ -349,6 +380,7 @@ def detect(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding
     return [
         *shared_device(project, checks),
         *device_day(db, project, checks, policy),
+        *matches_other(project, checks),
         *shared_address(project, checks, policy),
         *failures_before_pass(project, checks, policy),
         *borderline_pass(project, checks, policy),

@@ -24,6 +24,7 @@ from face.matching import (
     Verification,
     identify,
     mean_template,
+    normalize,
     similarity,
     verify,
 )
@@ -342,6 +343,39 @@ def enroll_from_id_card(
         },
     )
     return Enrollment(person.id, engine.model_id, 1, now, now, [report], existing is not None)
+
+
+def best_other_match(
+    db: Session,
+    cipher: FieldCipher,
+    engine: FaceEngine,
+    center_id: str,
+    probe: Vector,
+    exclude: Sequence[str],
+) -> tuple[str, float] | None:
+    """The enrolled person of the center, outside `exclude`, whose template is closest to
+    the probe: who else the face looks like. One matrix product over the center's
+    templates (10,000 of them decrypt and compare in well under a second)."""
+    rows = list(
+        db.execute(
+            select(FaceTemplate.expert_id, FaceTemplate.template_ciphertext).where(
+                FaceTemplate.center_id == center_id,
+                FaceTemplate.model_id == engine.model_id,
+                FaceTemplate.expert_id.not_in(exclude),
+            )
+        )
+    )
+    if not rows:
+        return None
+    templates = np.stack(
+        [
+            _unpack(cipher.decrypt_bytes(data, template_context(expert_id, "template")), 1)[0]
+            for expert_id, data in rows
+        ]
+    )
+    scores = templates @ normalize(probe)
+    best = int(np.argmax(scores))
+    return str(rows[best][0]), float(scores[best])
 
 
 def references_of(db: Session, expert_ids: Sequence[str]) -> dict[str, str]:

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from evaluation import audit, face_data
 from evaluation.errors import DomainError, NotFound
-from evaluation.faces import FacePolicy, load_templates, references_of
+from evaluation.faces import FacePolicy, best_other_match, load_templates, references_of
 from evaluation.staff import hash_token
 from face.actions import ACTIONS, HEAD_ACTIONS
-from face.engine import FaceEngine
+from face.engine import FaceEngine, Vector
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, judge
 from models.clock import Clock
 from models.settings import Settings
@@ -422,6 +422,25 @@ def record_verification(
     else:
         expert_id = judgement.expert_id
     now = clock.now()
+    checks = [check.as_dict() for check in judgement.checks]
+    if challenge.mode == "1:1" and judgement.probe is not None and judgement.similarity is not None:
+        cross = _cross_match(db, cipher, engine, challenge, judgement.probe, policy)
+        if cross is not None and cross[1] > judgement.similarity:
+            # Not the check's outcome: a pattern for supervisors (anomaly face-matches-other).
+            checks.append(
+                {
+                    "check": "cross-match",
+                    "passed": True,
+                    "reason": None,
+                    "detail": "the face matches another enrolled person better than the "
+                    "one claimed",
+                    "values": {
+                        "other_expert_id": cross[0],
+                        "other_similarity": round(cross[1], 4),
+                        "claimed_similarity": round(judgement.similarity, 4),
+                    },
+                }
+            )
     verification = FaceVerification(
         center_id=challenge.center_id,
         challenge_id=challenge.id,
@@ -430,7 +449,7 @@ def record_verification(
         expert_id=expert_id,
         passed=judgement.passed,
         reasons=judgement.reasons,
-        checks=[check.as_dict() for check in judgement.checks],
+        checks=checks,
         similarity=judgement.similarity,
         model_id=engine.model_id,
         device_id=upload.device_id,
@@ -513,6 +532,21 @@ def record_verification(
                 _lock(db, caller, clock, challenge.center_id, expert_id, failures)
                 locked = True
     return VerificationOutcome(verification, judgement, session_token, session, remaining, locked)
+
+
+def _cross_match(
+    db: Session,
+    cipher: FieldCipher,
+    engine: FaceEngine,
+    challenge: FaceChallenge,
+    probe: Vector,
+    policy: LivenessPolicy,
+) -> tuple[str, float] | None:
+    """Another enrolled person the face would match (at the threshold), if any."""
+    other = best_other_match(db, cipher, engine, challenge.center_id, probe, challenge.expert_ids)
+    if other is None or other[1] < policy.match_threshold:
+        return None
+    return other
 
 
 def recent_failures(db: Session, expert_id: str, now: datetime, window: timedelta) -> int:

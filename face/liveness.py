@@ -123,6 +123,9 @@ class Judgement:
     events: list[Event]
     frames: list[dict[str, Any]]
     hashes: list[bytes]
+    # The face the identity check compared (the mean of the most frontal frames), for a
+    # caller that also compares it with people outside the challenge.
+    probe: Vector | None = None
 
     @property
     def reasons(self) -> list[str]:
@@ -245,6 +248,7 @@ def judge(
 
     expert_id: str | None = None
     similarity: float | None = None
+    probe: Vector | None = None
     events: list[Event] = []
     if len(usable) >= 2:
         signals = [frames[i].signals for i in usable]
@@ -254,9 +258,9 @@ def judge(
         vectors: list[Vector] = [e for e in embeddings if e is not None]
         order = _frontal_order(readable)
         checks.append(_check_continuity(vectors, usable, policy))
-        identity, expert_id, similarity = _check_identity(
-            [vectors[i] for i in order[: policy.identity_frames]], templates, policy
-        )
+        best = [vectors[i] for i in order[: policy.identity_frames]]
+        probe = mean_template(best)
+        identity, expert_id, similarity = _check_identity(best, templates, policy)
         checks.append(identity)
         usable_times = [times[i] for i in usable]
         events, base = detect_events(usable_times, readable, policy.actions)
@@ -324,7 +328,7 @@ def judge(
             )
         )
     passed = all(check.passed for check in checks) and len(usable) >= 2
-    return Judgement(passed, checks, expert_id, similarity, events, reports, hashes)
+    return Judgement(passed, checks, expert_id, similarity, events, reports, hashes, probe)
 
 
 def _common_issues(frames: Sequence[FrameAnalysis]) -> list[str]:

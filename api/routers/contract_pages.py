@@ -5,14 +5,15 @@ POST /api/v1/contracts/{id}/signatures with the fresh face session the scan's ch
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from api.deps import Db, ServicesDep
+from api.routers.documents import render_report, validation_out
 from api.routers.report_pages import (
     DEFAULT_WIDTH,
     PDF,
@@ -24,7 +25,8 @@ from api.routers.report_pages import (
     etag_matches,
 )
 from api.routers.tasks import ScanSessionDep
-from evaluation import contracts, documents, projects
+from api.schemas.documents import ValidationOut
+from evaluation import contracts, documents, pki, projects
 from evaluation.errors import NotFound
 from evaluation.money import in_figures, in_words
 from models.tables import (
@@ -36,7 +38,7 @@ from models.tables import (
     Unit,
     UnitAuthorization,
 )
-from signing import pdf_pages
+from signing import pades, pdf_pages
 
 router = APIRouter(tags=["contracts"])
 
@@ -76,6 +78,7 @@ class ContractPagesOut(BaseModel):
     revision: int
     page_urls: list[str]
     file_url: str
+    validation_url: str = Field(description="The validation report (HTML; ?format=json)")
     sign_url: str
     face_check_url: str
 
@@ -141,6 +144,7 @@ def contract_overview(scan: ScanSessionDep, db: Db, services: ServicesDep) -> Co
         revision=document.revision,
         page_urls=[f"{BASE}/pages/{n}.png{pinned}" for n in range(1, document.page_count + 1)],
         file_url=f"{BASE}/file{pinned}",
+        validation_url=f"{BASE}/validation",
         sign_url=f"/api/v1/contracts/{contract.id}/signatures",
         face_check_url="/api/v1/scan/challenge",
     )
@@ -199,3 +203,25 @@ def contract_file(
     return StreamingResponse(
         services.documents.store.read(document.id, chosen.size), media_type=PDF, headers=headers
     )
+
+
+@router.get(
+    BASE + "/validation",
+    response_model=ValidationOut,
+    responses={200: {"content": {"text/html": {}}}},
+)
+def contract_validation(
+    scan: ScanSessionDep,
+    db: Db,
+    services: ServicesDep,
+    format: Annotated[str, Query(pattern="^(json|html)$")] = "html",
+) -> Any:
+    """The validation report of the contract as it stands (every seal, signature and the
+    time-stamp checked against the center's trust list), for the party to keep with it."""
+    _, document, _ = _mine(db, scan)
+    roots = pki.trust_roots(db, scan.center_id)
+    path = services.documents.store.path(document.id)
+    report = validation_out(pades.validate(path, roots, now=services.clock.now()))
+    if format == "html":
+        return HTMLResponse(render_report(report, document.file_name))
+    return report

@@ -232,6 +232,10 @@ def _validate(upload: UploadFile, center_id: str, services: Services) -> Validat
             raise documents.PdfRejected(str(exc)) from exc
     finally:
         store.discard(received)
+    return validation_out(report)
+
+
+def validation_out(report: pades.ValidationReport) -> ValidationOut:
     return ValidationOut(
         verdict=report.verdict,
         summary=report.summary,

@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, ServicesDep
 from api.errors import NotReady
 from api.logs import request_id_var
+from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.liveness import (
     CaptureOut,
@@ -30,13 +31,14 @@ from api.schemas.liveness import (
     VerificationSummaryOut,
 )
 from api.web import session as web
-from evaluation import liveness, supervision
+from evaluation import audit, liveness, supervision
 from evaluation.errors import NotFound
 from evaluation.faces import image_error
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
 from face.liveness import REASON_MESSAGES, FrameAnalysis, analyze_frame
 from models.db import READ_ONLY
+from models.tables import ScanSession
 
 router = APIRouter(tags=["liveness"])
 
@@ -245,6 +247,14 @@ def submit_frames(
         ),
         probabilities,
     )
+    if challenge.scan_session_id and any(
+        c["check"] == "cross-match" for c in outcome.verification.checks
+    ):
+        # Flagged as it happens: the face looked like another enrolled person.
+        scan = db.get(ScanSession, challenge.scan_session_id)
+        if scan is not None:
+            caller = audit.Caller(scan.center_id, f"scan:{scan.id}", None, meta["rid"])
+            raise_for(db, services, caller, scan.project_id)
     session = None
     if outcome.session is not None:
         session = SessionOut.model_validate(outcome.session, from_attributes=True)

@@ -246,6 +246,7 @@ NOT_STAFF = {
     ("GET", "/api/v1/contract"),
     ("GET", "/api/v1/contract/pages/{page}.png"),
     ("GET", "/api/v1/contract/file"),
+    ("GET", "/api/v1/contract/validation"),
     ("PUT", "/api/v1/scan/id-card"),  # test_remote_enrollment.py
     # A task code, the scan session or the evaluation session is the credential
     # (test_tasks_api.py, test_evaluation_api.py).

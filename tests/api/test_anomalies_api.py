@@ -55,6 +55,7 @@ def _check(
     ip: str = "127.0.0.1",
     device: str = "phone-x",
     scan: bool = True,
+    checks: list[dict[str, Any]] | None = None,
 ) -> None:
     """A face check of the project (tied to a scan of it), as the liveness route stores it;
     without `scan`, a check of another project (one the operator asked for directly)."""
@@ -95,7 +96,7 @@ def _check(
             expert_id=expert_id,
             passed=passed,
             reasons=[] if passed else ["action-not-seen"],
-            checks=[],
+            checks=checks or [],
             similarity=similarity,
             model_id="test",
             device_id=device,
@@ -173,6 +174,30 @@ def test_one_phone_for_people_of_two_projects_on_one_day_is_flagged(
     committee.clock.advance(timedelta(days=1))
     _check(db, committee, member, passed=True, device="phone-roaming")
     assert _recompute(committee) == []
+
+
+def test_a_face_matching_another_enrolled_person_better_is_flagged(
+    committee: Committee, db: Session
+) -> None:
+    claimed, other = (m["expert_id"] for m in committee.members[:2])
+    cross = {
+        "check": "cross-match",
+        "passed": True,
+        "reason": None,
+        "detail": "",
+        "values": {
+            "other_expert_id": other,
+            "other_similarity": 0.71,
+            "claimed_similarity": 0.44,
+        },
+    }
+    _check(db, committee, claimed, passed=True, checks=[cross], device="phone-look-alike")
+    _check(db, committee, other, passed=True, device="phone-other")
+    [flag] = _recompute(committee)
+    assert flag["rule"] == "face-matches-other" and flag["severity"] == "high"
+    assert flag["evidence"]["claimed_expert_id"] == claimed
+    assert flag["evidence"]["other_expert_id"] == other
+    assert "冒名" in flag["explanation_zh"]
 
 
 def test_face_check_patterns_are_flagged(committee: Committee, db: Session) -> None:

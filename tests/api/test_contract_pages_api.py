@@ -47,6 +47,14 @@ def test_each_representative_sees_the_contract_and_their_turn(award: Award) -> N
     now_mine = award.client.get("/api/v1/contract", headers=second).json()
     assert now_mine["can_sign"] and now_mine["parties"][0]["signed"]
     assert now_mine["revision"] == waiting["revision"] + 2
+    assert award.sign(contract["id"], award.face("winner")).status_code == 201
+
+    # Completed: either party keeps the file and its validation report.
+    report = award.client.get(now_mine["validation_url"] + "?format=json", headers=second)
+    assert report.status_code == 200, report.text
+    assert report.json()["verdict"] == "valid" and len(report.json()["signatures"]) == 4
+    page = award.client.get(now_mine["validation_url"], headers=second)
+    assert page.headers["content-type"].startswith("text/html") and "有效 VALID" in page.text
 
 
 def test_without_a_contract_scan_nothing_is_shown(award: Award) -> None:

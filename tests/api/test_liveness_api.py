@@ -487,3 +487,25 @@ def test_a_scan_challenge_answer_names_no_candidates(
     assert answer.status_code == 201, answer.text
     assert answer.json()["passed"] is False and answer.json()["verification"] is None
     assert expert_id not in answer.text and other not in answer.text
+
+
+def test_a_face_that_looks_like_another_enrolled_expert_is_recorded(
+    client: TestClient, operator: dict[str, str], expert_id: str, db: Session, clock: FrozenClock
+) -> None:
+    """Someone else's face on the claimed expert's check: refused, and the record names the
+    enrolled person it matched better (the face-matches-other anomaly reads this)."""
+    other_id = _enrolled(client, operator, OTHER)
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=8))
+    answered = submit(client, issued, genuine_video(OTHER, tuple(issued["actions"])))
+    body = answered.json()
+    assert body["passed"] is False and "face-mismatch" in body["reasons"]
+    cross = next(c for c in body["verification"]["checks"] if c["check"] == "cross-match")
+    assert cross["values"]["other_expert_id"] == other_id
+    assert cross["values"]["other_similarity"] > cross["values"]["claimed_similarity"]
+
+    # The right person on their own check: no cross-match in the record.
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=8))
+    own = submit(client, issued, genuine_video(PERSON, tuple(issued["actions"]))).json()
+    assert own["passed"] and all(c["check"] != "cross-match" for c in own["verification"]["checks"])

@@ -230,6 +230,9 @@ def test_both_representatives_seal_and_sign_from_their_phones(
     with early.expect_download() as download:
         early.click("#download")
     kept = Path(download.value.path()).read_bytes()
+    early.click("#validation")
+    expect(early.locator("body")).to_contain_text("有效 VALID")
+    look(early, screenshots, "contract-iphone13-3-validation")
 
     api: Client = staged.api
     pdf: bytes = api.call(

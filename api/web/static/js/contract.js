@@ -79,6 +79,7 @@ async function load() {
   }
   if (contract.signed_by_my_party || contract.status === "completed") {
     actions.push(el("a", { class: "button", id: "download", href: contract.file_url, download: "" }, t("contract.download")));
+    actions.push(el("a", { class: "button", id: "validation", href: contract.validation_url }, t("contract.validation")));
   }
   app.replaceChildren(
     el(
