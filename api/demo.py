@@ -408,26 +408,32 @@ def stage_project(api: Client, tokens: dict[str, str], say: Say, out: Path | Non
     )
 
 
-def sign_in_by_phone(staged: Staged, member: dict[str, Any], token: str, say: Say) -> Phone:
-    """One member's phone: scan, consent, face check, sign in, accept, declare."""
-    api = staged.api
-    phone = staged.phones[member["expert_id"]]
-    phone.assignment_id = member["assignment_id"]
-    scanned = api.call(
+def scan_and_consent(
+    api: Client, phone: Phone, token: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The phone scans a code (or opens a link) and agrees to face recognition; returns the
+    scan and the headers its next calls send."""
+    scanned: dict[str, Any] = api.call(
         "POST", "/api/v1/scan", 201, json={"token": token, "device_id": phone.device_id}
     )
-    scan_headers = {
-        "Authorization": f"Bearer {scanned['scan_token']}",
-        "X-Device-Id": phone.device_id,
-    }
+    headers = {"Authorization": f"Bearer {scanned['scan_token']}", "X-Device-Id": phone.device_id}
     consent = api.call("GET", "/api/v1/consent/face", 200)
     api.call(
         "POST",
         "/api/v1/scan/consent",
         200,
-        headers=scan_headers,
+        headers=headers,
         json={"version": consent["version"], "accepted": True},
     )
+    return scanned, headers
+
+
+def sign_in_by_phone(staged: Staged, member: dict[str, Any], token: str, say: Say) -> Phone:
+    """One member's phone: scan, consent, face check, sign in, accept, declare."""
+    api = staged.api
+    phone = staged.phones[member["expert_id"]]
+    phone.assignment_id = member["assignment_id"]
+    _, scan_headers = scan_and_consent(api, phone, token)
     result, challenge = _face_check(
         api,
         phone,
@@ -649,6 +655,31 @@ def _authorization_letter(unit: str, person: str) -> bytes:
     return bytes(pdf.output())
 
 
+def authorize_representative(
+    api: Client, operator: dict[str, str], unit: dict[str, Any], who: Phone, days: int
+) -> dict[str, Any]:
+    """The unit authorizes the person to sign its contracts for `days`, with its letter."""
+    now = datetime.now(UTC)
+    letter = _authorization_letter(unit["name"], who.name)
+    metadata = {
+        "name": who.name,
+        "id_number": who.id_number,
+        "phone": who.mobile,
+        "scope": "contracts",
+        "valid_from": (now - timedelta(days=1)).isoformat(),
+        "valid_until": (now + timedelta(days=days)).isoformat(),
+    }
+    authorization: dict[str, Any] = api.call(
+        "POST",
+        f"/api/v1/units/{unit['id']}/representatives",
+        201,
+        headers=operator,
+        files={"letter": ("authorization.pdf", letter, "application/pdf")},
+        data={"metadata": json.dumps(metadata)},
+    )
+    return authorization
+
+
 def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -> dict[str, Any]:
     """The award's contract: both units' seals and representatives, a contract from the
     template with a cross-page seal, each representative signing from a personal link
@@ -682,32 +713,7 @@ def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -
             "POST", f"/api/v1/units/{unit['id']}/seal/generate", 200, headers=operator, json={}
         )
         api.call("POST", f"/api/v1/units/{unit['id']}/seal/credentials", 201, headers=operator)
-        now = datetime.now(UTC)
-        authorization = api.call(
-            "POST",
-            f"/api/v1/units/{unit['id']}/representatives",
-            201,
-            headers=operator,
-            files={
-                "letter": (
-                    "authorization.pdf",
-                    _authorization_letter(unit["name"], phone.name),
-                    "application/pdf",
-                )
-            },
-            data={
-                "metadata": json.dumps(
-                    {
-                        "name": phone.name,
-                        "id_number": phone.id_number,
-                        "phone": phone.mobile,
-                        "scope": "contracts",
-                        "valid_from": (now - timedelta(days=1)).isoformat(),
-                        "valid_until": (now + timedelta(days=365)).isoformat(),
-                    }
-                )
-            },
-        )
+        authorization = authorize_representative(api, operator, unit, phone, days=365)
         signers.append((party, unit, phone, authorization))
         say(f"   {party} {unit['name']}：授权代表 {phone.name}（合同专用章，证书已签发）")
     contract = api.call(
@@ -729,21 +735,7 @@ def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -
             headers=operator,
             json={"authorization_id": authorization["id"]},
         )
-        scanned = api.call(
-            "POST", "/api/v1/scan", 201, json={"token": link["token"], "device_id": phone.device_id}
-        )
-        scan_headers = {
-            "Authorization": f"Bearer {scanned['scan_token']}",
-            "X-Device-Id": phone.device_id,
-        }
-        consent = api.call("GET", "/api/v1/consent/face", 200)
-        api.call(
-            "POST",
-            "/api/v1/scan/consent",
-            200,
-            headers=scan_headers,
-            json={"version": consent["version"], "accepted": True},
-        )
+        scanned, scan_headers = scan_and_consent(api, phone, link["token"])
         result, _ = _face_check(
             api,
             phone,

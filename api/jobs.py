@@ -1,8 +1,10 @@
-"""Work the service does on its own: the scheduled audit checkpoints.
+"""Work the service does on its own: the scheduled audit checkpoints and face data
+retention.
 
-One thread per process wakes up every `tick` and signs the head of each center's chain
-when a checkpoint is due. Several workers may race for the same head; the unique
-(center, seq) constraint lets one win and the others skip.
+A thread per job and process wakes up every so often: the checkpoint writer signs the
+head of each center's chain when a checkpoint is due (several workers may race for the
+same head; the unique (center, seq) constraint lets one win and the others skip), the
+retention worker deletes face data past its retention period.
 """
 
 from __future__ import annotations
@@ -20,17 +22,16 @@ from evaluation import audit, centers, checkpoints, face_data
 log = logging.getLogger("evalsign.jobs")
 
 
-class CheckpointWriter:
-    def __init__(self, services: Services) -> None:
-        settings = services.settings
-        self.services = services
-        self.policy = checkpoints.CheckpointPolicy(
-            every_entries=settings.audit_checkpoint_every_entries,
-            every=timedelta(seconds=settings.audit_checkpoint_every_s),
-        )
-        self.tick = min(60.0, max(1.0, settings.audit_checkpoint_every_s / 4))
+class PeriodicJob:
+    """A daemon thread that calls `run_once` every `every` seconds until stopped; a failed
+    round is logged and the next one tries again."""
+
+    name = "job"
+
+    def __init__(self, every: float) -> None:
+        self.every = every
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -38,6 +39,29 @@ class CheckpointWriter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+    def run_once(self) -> int:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.run_once()
+            except Exception:  # the next round tries again; a failure must not end the thread
+                log.exception("scheduled %s failed", self.name)
+
+
+class CheckpointWriter(PeriodicJob):
+    name = "checkpoints"
+
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        self.services = services
+        self.policy = checkpoints.CheckpointPolicy(
+            every_entries=settings.audit_checkpoint_every_entries,
+            every=timedelta(seconds=settings.audit_checkpoint_every_s),
+        )
+        super().__init__(min(60.0, max(1.0, settings.audit_checkpoint_every_s / 4)))
 
     def run_once(self) -> int:
         """Sign every center's head that is due; returns how many checkpoints were written."""
@@ -60,31 +84,17 @@ class CheckpointWriter:
                 log.exception("cannot write center %s's audit checkpoint", center_id)
         return written
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick):
-            try:
-                self.run_once()
-            except Exception:  # the next tick tries again; a failure must not end the thread
-                log.exception("scheduled audit checkpoint failed")
 
+class RetentionWorker(PeriodicJob):
+    """Applies the face data retention limits to every center, every
+    EVALSIGN_FACE_RETENTION_EVERY_S seconds; each deletion is audited by the domain call."""
 
-class RetentionWorker:
-    """Applies the face data retention limits to every center, every `every` seconds
-    (EVALSIGN_FACE_RETENTION_EVERY_S); each deletion is audited by the domain call."""
+    name = "face-retention"
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.policy = face_data.RetentionPolicy.from_settings(services.settings)
-        self.every = float(services.settings.face_retention_every_s)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="face-retention", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        super().__init__(float(services.settings.face_retention_every_s))
 
     def run_once(self) -> int:
         """Apply the limits everywhere; returns how many deletions were made."""
@@ -103,10 +113,3 @@ class RetentionWorker:
             except Exception:  # one center's trouble must not stop the others
                 log.exception("face data retention failed for center %s", center_id)
         return deleted
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.run_once()
-            except Exception:  # the next round tries again
-                log.exception("scheduled face data retention failed")

@@ -232,33 +232,8 @@ def create_document(
     except DomainError:
         store.discard(received)
         raise
-    now = clock.now()
-    document = Document(
-        id=new_id(),
-        center_id=caller.center_id,
-        title=fields.title,
-        purpose=fields.purpose.value,
-        status="draft",
-        file_name=file_name[:300],
-        page_count=info.page_count,
-        revision=0,
-        size=received.size,
-        sha256=received.sha256,
-        created_by=caller.actor,
-        created_at=now,
-        updated_at=now,
-    )
-    db.add(document)
-    db.flush()
-    db.add(
-        DocumentRevision(
-            document_id=document.id,
-            number=0,
-            kind="upload",
-            size=received.size,
-            sha256=received.sha256,
-            created_at=now,
-        )
+    document = _first_revision(
+        db, caller, clock, received, file_name, fields.title, fields.purpose, info
     )
     for index, slot in enumerate(fields.slots):
         db.add(
@@ -296,6 +271,48 @@ def create_document(
     return document
 
 
+def _first_revision(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    received: Received,
+    file_name: str,
+    title: str,
+    purpose: Purpose,
+    info: pades.PdfInfo,
+) -> Document:
+    """The document row of a checked upload, a draft, with the upload as revision 0."""
+    now = clock.now()
+    document = Document(
+        id=new_id(),
+        center_id=caller.center_id,
+        title=title,
+        purpose=purpose.value,
+        status="draft",
+        file_name=file_name[:300],
+        page_count=info.page_count,
+        revision=0,
+        size=received.size,
+        sha256=received.sha256,
+        created_by=caller.actor,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(document)
+    db.flush()
+    db.add(
+        DocumentRevision(
+            document_id=document.id,
+            number=0,
+            kind="upload",
+            size=received.size,
+            sha256=received.sha256,
+            created_at=now,
+        )
+    )
+    return document
+
+
 def archive_document(
     db: Session,
     caller: audit.Caller,
@@ -312,35 +329,11 @@ def archive_document(
     except pades.PdfRejected as exc:
         store.discard(received)
         raise PdfRejected(str(exc)) from exc
-    now = clock.now()
-    document = Document(
-        id=new_id(),
-        center_id=caller.center_id,
-        title=title[:300],
-        purpose=Purpose.OTHER.value,
-        status="completed",
-        file_name=file_name[:300],
-        page_count=info.page_count,
-        revision=0,
-        size=received.size,
-        sha256=received.sha256,
-        created_by=caller.actor,
-        created_at=now,
-        updated_at=now,
-        completed_at=now,
+    document = _first_revision(
+        db, caller, clock, received, file_name, title[:300], Purpose.OTHER, info
     )
-    db.add(document)
-    db.flush()
-    db.add(
-        DocumentRevision(
-            document_id=document.id,
-            number=0,
-            kind="upload",
-            size=received.size,
-            sha256=received.sha256,
-            created_at=now,
-        )
-    )
+    document.status = "completed"
+    document.completed_at = document.created_at
     db.flush()
     audit.record(
         db,

@@ -18,11 +18,8 @@ from api.routers.report_pages import (
     DEFAULT_WIDTH,
     PDF,
     PNG,
-    NoSuchPage,
-    cache_headers,
-    content_disposition,
-    download_name,
-    etag_matches,
+    file_response,
+    page_response,
 )
 from api.routers.tasks import ScanSessionDep
 from api.schemas.documents import ValidationOut
@@ -166,18 +163,7 @@ def contract_page(
 ) -> Response:
     """Page `page` (from 1) of the contract as a PNG, seals and signatures included."""
     _, document, _ = _mine(db, scan)
-    if not 1 <= page <= document.page_count:
-        raise NoSuchPage(
-            f"the contract has pages 1 to {document.page_count}", page_count=document.page_count
-        )
-    chosen = documents.revision_of(db, document, revision)
-    etag = f'W/"r{chosen.number}-{chosen.sha256[:16]}-p{page}-w{width}"'
-    headers = cache_headers(etag, pinned=revision is not None)
-    if etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
-    pdf = b"".join(services.documents.store.read(document.id, chosen.size))
-    image = pdf_pages.render_page(pdf, page, width)
-    return Response(image.png, media_type=PNG, headers=headers)
+    return page_response(services, db, document, page, width, revision, if_none_match)
 
 
 @router.get(
@@ -194,15 +180,7 @@ def contract_file(
 ) -> Response:
     """The contract's PDF with every seal and signature so far, to keep."""
     _, document, _ = _mine(db, scan)
-    chosen = documents.revision_of(db, document, revision)
-    headers = cache_headers(f'"{chosen.sha256}"', pinned=revision is not None)
-    if etag_matches(if_none_match, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    headers["Content-Length"] = str(chosen.size)
-    headers["Content-Disposition"] = content_disposition(download_name(document, chosen))
-    return StreamingResponse(
-        services.documents.store.read(document.id, chosen.size), media_type=PDF, headers=headers
-    )
+    return file_response(services, db, document, revision, if_none_match)
 
 
 @router.get(

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from html import escape
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, StreamingResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -37,6 +37,8 @@ from signing import pades
 
 router = APIRouter(tags=["documents"])
 
+M = TypeVar("M", bound=BaseModel)
+
 PDF = "application/pdf"
 
 
@@ -47,18 +49,20 @@ def document_out(db: Db, document: Document) -> DocumentOut:
     return out
 
 
-async def read_upload(request: Request, services: ServicesDep) -> tuple[Received, str, NewDocument]:
-    """The PDF streamed to disk (python-multipart spools it; we copy it in chunks) and the
-    metadata JSON, validated before anything is kept."""
+async def read_pdf_form(
+    request: Request, services: Services, file_field: str, model: type[M], what: str
+) -> tuple[Received, str, M]:
+    """A PDF (python-multipart spools it; we copy it to the store in chunks) and the
+    `metadata` JSON beside it, validated before anything is kept."""
     form = await read_multipart(request, max_files=1)
-    upload = form.get("file")
+    upload = form.get(file_field)
     if not isinstance(upload, UploadFile):
-        raise UploadMissing("attach the PDF as `file`")
+        raise UploadMissing(f"attach the PDF as `{file_field}`")
     raw = form.get("metadata")
     if not isinstance(raw, str):
-        raise UploadMissing("send the title, purpose and slots as JSON in `metadata`")
+        raise UploadMissing(f"send {what} as JSON in `metadata`")
     try:
-        fields = NewDocument.model_validate(json.loads(raw))
+        fields = model.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
         raise ValidationFailed(f"metadata is not JSON: {exc}") from exc
     except ValidationError as exc:
@@ -74,7 +78,13 @@ async def read_upload(request: Request, services: ServicesDep) -> tuple[Received
         )
     except UploadTooLarge as exc:
         raise RequestTooLarge(str(exc), limit_bytes=exc.limit) from exc
-    return received, upload.filename or "document.pdf", fields
+    return received, upload.filename or f"{file_field}.pdf", fields
+
+
+async def read_upload(request: Request, services: ServicesDep) -> tuple[Received, str, NewDocument]:
+    return await read_pdf_form(
+        request, services, "file", NewDocument, "the title, purpose and slots"
+    )
 
 
 @router.post(

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import Db, ServicesDep
 from api.routers.evaluation import Me
+from api.services import Services
 from evaluation import documents, evaluating, projects
 from evaluation.errors import NotFound
 from models.tables import Document, DocumentRevision, EvaluationSession, Expert
@@ -46,7 +47,7 @@ class ReportNotGenerated(NotFound):
 
 class NoSuchPage(NotFound):
     code = "no-such-page"
-    title = "The report has no page with that number"
+    title = "The document has no page with that number"
 
 
 class SignerOut(BaseModel):
@@ -166,10 +167,23 @@ def report_page(
 ) -> Response:
     """Page `page` (from 1) of the report as a PNG `width` pixels wide, signature stamps
     included."""
-    document = _my_report(db, me)
+    return page_response(services, db, _my_report(db, me), page, width, revision, if_none_match)
+
+
+def page_response(
+    services: Services,
+    db: Session,
+    document: Document,
+    page: int,
+    width: int,
+    revision: int | None,
+    if_none_match: str | None,
+) -> Response:
+    """Page `page` of a document's revision as a PNG, with its cache headers (a pinned
+    revision never changes)."""
     if not 1 <= page <= document.page_count:
         raise NoSuchPage(
-            f"the report has pages 1 to {document.page_count}", page_count=document.page_count
+            f"the document has pages 1 to {document.page_count}", page_count=document.page_count
         )
     chosen = documents.revision_of(db, document, revision)
     etag = f'W/"r{chosen.number}-{chosen.sha256[:16]}-p{page}-w{width}"'
@@ -219,7 +233,17 @@ def report_file(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The report's PDF with every signature so far, to keep."""
-    document = _my_report(db, me)
+    return file_response(services, db, _my_report(db, me), revision, if_none_match)
+
+
+def file_response(
+    services: Services,
+    db: Session,
+    document: Document,
+    revision: int | None,
+    if_none_match: str | None,
+) -> Response:
+    """A document's revision as a download, with its cache headers."""
     chosen = documents.revision_of(db, document, revision)
     headers = cache_headers(f'"{chosen.sha256}"', pinned=revision is not None)
     if etag_matches(if_none_match, headers["ETag"]):

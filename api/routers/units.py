@@ -3,22 +3,21 @@ authorizations, and their organization seals: picture and credential."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.errors import RequestTooLarge, ValidationFailed
+from api.routers.documents import read_pdf_form
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.routers.pki import credential_out
 from api.schemas.pki import CredentialOut, RevokeIn
 from evaluation import credentials, representatives, seals, units
-from evaluation.document_store import Received, UploadTooLarge
+from evaluation.document_store import Received
 from evaluation.representatives import NewRepresentative
 from evaluation.seals import GeneratedSeal
 from evaluation.units import Contact, NewUnit, UnitChanges
@@ -220,32 +219,10 @@ def revoke_seal_credential(
 async def read_authorization(
     request: Request, services: ServicesDep
 ) -> tuple[Received, str, NewRepresentative]:
-    """The authorization letter (PDF, streamed to disk) and the metadata JSON, validated
-    before anything is kept."""
-    form = await read_multipart(request, max_files=1)
-    upload = form.get("letter")
-    if not isinstance(upload, UploadFile):
-        raise UploadMissing("attach the authorization letter PDF as `letter`")
-    raw = form.get("metadata")
-    if not isinstance(raw, str):
-        raise UploadMissing("send the person and the authorization as JSON in `metadata`")
-    try:
-        fields = NewRepresentative.model_validate(json.loads(raw))
-    except json.JSONDecodeError as exc:
-        raise ValidationFailed(f"metadata is not JSON: {exc}") from exc
-    except ValidationError as exc:
-        errors: list[dict[str, Any]] = [
-            {"field": ".".join(str(p) for p in e["loc"]), "type": e["type"], "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        raise ValidationFailed(f"{len(errors)} metadata field(s) invalid", errors=errors) from exc
-    try:
-        received = await run_in_threadpool(
-            services.documents.store.receive, upload.file, services.settings.document_max_bytes
-        )
-    except UploadTooLarge as exc:
-        raise RequestTooLarge(str(exc), limit_bytes=exc.limit) from exc
-    return received, upload.filename or "authorization.pdf", fields
+    """The authorization letter (PDF) and the person and authorization (metadata JSON)."""
+    return await read_pdf_form(
+        request, services, "letter", NewRepresentative, "the person and the authorization"
+    )
 
 
 @router.post(

@@ -8,13 +8,11 @@ seal) visible where they belong on the rendered pages."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, update
 
-from api.demo import BIDDERS, TENDERER, Client, Phone, Staged, _authorization_letter
+from api.demo import BIDDERS, TENDERER, Client, Staged, authorize_representative
 from face.engine import FaceEngine
 from models.tables import Project
 from tests.e2e.conftest import LaunchBrowser, PhonePage
@@ -57,36 +55,6 @@ def _award(service: Service, staged: Staged) -> None:
         engine.dispose()
 
 
-def _authorize(api: Client, operator: dict[str, str], unit: dict[str, Any], who: Phone) -> str:
-    now = datetime.now(UTC)
-    row = api.call(
-        "POST",
-        f"/api/v1/units/{unit['id']}/representatives",
-        201,
-        headers=operator,
-        files={
-            "letter": (
-                "letter.pdf",
-                _authorization_letter(unit["name"], who.name),
-                "application/pdf",
-            )
-        },
-        data={
-            "metadata": json.dumps(
-                {
-                    "name": who.name,
-                    "id_number": who.id_number,
-                    "phone": who.mobile,
-                    "scope": "contracts",
-                    "valid_from": (now - timedelta(days=1)).isoformat(),
-                    "valid_until": (now + timedelta(days=30)).isoformat(),
-                }
-            )
-        },
-    )
-    return str(row["id"])
-
-
 @pytest.fixture(scope="module")
 def contract(service: Service) -> dict[str, Any]:
     """An awarded project, both units' seals, a representative each (the winner's an expert
@@ -114,7 +82,7 @@ def contract(service: Service) -> dict[str, Any]:
             "POST", f"/api/v1/units/{unit['id']}/seal/generate", 200, headers=operator, json={}
         )
         api.call("POST", f"/api/v1/units/{unit['id']}/seal/credentials", 201, headers=operator)
-        parties.append((unit, who, _authorize(api, operator, unit, who)))
+        parties.append((unit, who, authorize_representative(api, operator, unit, who, 30)["id"]))
     created = api.call(
         "POST",
         f"/api/v1/projects/{staged.project['id']}/contracts",

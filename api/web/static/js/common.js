@@ -91,3 +91,32 @@ export function showProblem(container, problem) {
       problem instanceof Problem ? problem.message_ : t("error.generic", { detail: String(problem) })),
   );
 }
+
+// A document's pages as images: sharp on the phone's screen (at most 2 device pixels per
+// CSS pixel) and no wider, loaded as they come near the screen, not all at once on a slow
+// connection; a page image is the heaviest thing these pages send.
+export function pageImages(urls, altKey) {
+  const ratio = Math.min(2, window.devicePixelRatio || 1);
+  const width = Math.min(1600, Math.max(320, Math.round(Math.min(window.innerWidth, 640) * ratio)));
+  const nearby = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        entry.target.src = entry.target.dataset.src;
+        nearby.unobserve(entry.target);
+      }
+    },
+    { rootMargin: "200px 0px" },
+  );
+  return urls.map((url, index) => {
+    const image = el("img", {
+      "data-src": `${url}&width=${width}`,
+      alt: t(altKey, { n: index + 1 }),
+      width: "640",
+      height: "905",
+    });
+    if (index === 0) image.src = image.dataset.src;
+    else nearby.observe(image);
+    return image;
+  });
+}

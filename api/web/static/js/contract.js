@@ -1,36 +1,8 @@
 // The contract a representative's link is for: the parties and who has signed, the pages
 // as images, and "seal and sign", which goes through a fresh face check; then the file.
-import { api, el, showProblem, t } from "./common.js";
+import { api, el, pageImages, showProblem, t } from "./common.js";
 
 const app = document.getElementById("app");
-
-function pageImages(urls) {
-  // As the report: sharp on the phone (at most 2 device pixels per CSS pixel), loaded as
-  // they come near the screen.
-  const ratio = Math.min(2, window.devicePixelRatio || 1);
-  const width = Math.min(1600, Math.max(320, Math.round(Math.min(window.innerWidth, 640) * ratio)));
-  const nearby = new IntersectionObserver(
-    (entries) => {
-      for (const entry of entries) {
-        if (!entry.isIntersecting) continue;
-        entry.target.src = entry.target.dataset.src;
-        nearby.unobserve(entry.target);
-      }
-    },
-    { rootMargin: "200px 0px" },
-  );
-  return urls.map((url, index) => {
-    const image = el("img", {
-      "data-src": `${url}&width=${width}`,
-      alt: t("contract.page", { n: index + 1 }),
-      width: "640",
-      height: "905",
-    });
-    if (index === 0) image.src = image.dataset.src;
-    else nearby.observe(image);
-    return image;
-  });
-}
 
 async function load() {
   let contract;
@@ -91,7 +63,7 @@ async function load() {
       parties,
       ...actions,
     ),
-    el("section", { class: "card pages", id: "pages" }, pageImages(contract.page_urls)),
+    el("section", { class: "card pages", id: "pages" }, pageImages(contract.page_urls, "contract.page")),
   );
 }
 

@@ -1,6 +1,6 @@
 // The report: its pages as images, who has signed, and "sign", which goes through a fresh
 // face check when the last one is older than the signing freshness; then the download.
-import { api, el, showProblem, t } from "./common.js";
+import { api, el, pageImages, showProblem, t } from "./common.js";
 
 const app = document.getElementById("app");
 
@@ -20,32 +20,7 @@ async function load() {
     showProblem(app, error);
     return;
   }
-  // Sharp on the phone's screen (at most 2 device pixels per CSS pixel) and no wider: a
-  // page image is the heaviest thing these pages send.
-  const ratio = Math.min(2, window.devicePixelRatio || 1);
-  const width = Math.min(1600, Math.max(320, Math.round(Math.min(window.innerWidth, 640) * ratio)));
-  // Pages load as they come near the screen, not all at once on a slow connection.
-  const nearby = new IntersectionObserver(
-    (entries) => {
-      for (const entry of entries) {
-        if (!entry.isIntersecting) continue;
-        entry.target.src = entry.target.dataset.src;
-        nearby.unobserve(entry.target);
-      }
-    },
-    { rootMargin: "200px 0px" },
-  );
-  const pages = report.page_urls.map((url, index) => {
-    const image = el("img", {
-      "data-src": `${url}&width=${width}`,
-      alt: t("report.page", { n: index + 1 }),
-      width: "640",
-      height: "905",
-    });
-    if (index === 0) image.src = image.dataset.src;
-    else nearby.observe(image);
-    return image;
-  });
+  const pages = pageImages(report.page_urls, "report.page");
   const status = el("p", { id: "signature-count", text: t("report.signatures", { signed: report.signature_count, total: report.slot_count }) });
   const signers = el(
     "ul",
