@@ -29,6 +29,7 @@ from api.routers import (
     pki,
     projects,
     report_pages,
+    supervision,
     tasks,
     units,
 )
@@ -129,6 +130,7 @@ def create_app(services: Services) -> FastAPI:
         evaluation.router,
         report_pages.router,
         anomalies.router,
+        supervision.router,
         pages.router,
         console.router,
     ):

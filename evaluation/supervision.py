@@ -1,5 +1,7 @@
 """What supervisors search: the face verification log by project, expert, decision, reason,
-device, address (one or a CIDR range) and time, paged with a stable cursor."""
+device, address (one or a CIDR range) and time; sign-ins; signature events; and, once the
+evaluation has closed, the score sheets. Lists are newest first, paged with a stable
+cursor (time and id)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import String, and_, cast, or_, select
 from sqlalchemy.orm import Session
@@ -14,7 +17,15 @@ from sqlalchemy.orm import Session
 from evaluation.errors import DomainError
 from evaluation.evidence import verification_ids_of
 from evaluation.projects import get_project
-from models.tables import FaceVerification
+from models.tables import (
+    Contract,
+    Document,
+    EvaluationSession,
+    FaceVerification,
+    Project,
+    ScoreSheet,
+    SignerSlot,
+)
 
 
 class BadFilter(DomainError):
@@ -39,7 +50,12 @@ Cursor = tuple[datetime, str]
 
 
 def encode_cursor(row: FaceVerification) -> str:
-    return f"{row.created_at.isoformat()}|{row.id}"
+    return cursor_of(row.created_at, row.id)
+
+
+def cursor_of(stamp: datetime, row_id: str) -> str:
+    """ "time|id", with the UTC offset as Z: a "+" would need escaping in a query string."""
+    return f"{stamp.isoformat().replace('+00:00', 'Z')}|{row_id}"
 
 
 def decode_cursor(value: str) -> Cursor:
@@ -118,3 +134,124 @@ def _in_network(
             found += 1
             if found >= limit:
                 return
+
+
+# --- sign-ins, signatures and scores ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    project_id: str | None = None
+    expert_id: str | None = None
+    device_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _page(query: Any, stamp: Any, key: Any, cursor: Cursor | None, limit: int) -> Any:
+    """Newest first by `stamp`, ties by `key`, after the cursor."""
+    if cursor is not None:
+        when, row_id = cursor
+        query = query.where(or_(stamp < when, and_(stamp == when, key > row_id)))
+    return query.order_by(stamp.desc(), key).limit(limit)
+
+
+def search_sign_ins(
+    db: Session, center_id: str, where: RecordFilter, cursor: Cursor | None, limit: int
+) -> list[EvaluationSession]:
+    """Who signed in to which project, from which device, after which face check."""
+    query = select(EvaluationSession).where(EvaluationSession.center_id == center_id)
+    if where.project_id is not None:
+        get_project(db, center_id, where.project_id)
+        query = query.where(EvaluationSession.project_id == where.project_id)
+    if where.expert_id is not None:
+        query = query.where(EvaluationSession.expert_id == where.expert_id)
+    if where.device_id is not None:
+        query = query.where(EvaluationSession.device_id == where.device_id)
+    if where.since is not None:
+        query = query.where(EvaluationSession.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(EvaluationSession.created_at < where.until)
+    query = _page(query, EvaluationSession.created_at, EvaluationSession.id, cursor, limit)
+    return list(db.execute(query).scalars())
+
+
+@dataclass(frozen=True)
+class SignatureEvent:
+    slot: SignerSlot
+    document: Document
+    project_id: str | None
+
+
+def _documents_of(db: Session, project: Project) -> list[str]:
+    contracts = db.execute(
+        select(Contract.document_id).where(Contract.project_id == project.id)
+    ).scalars()
+    return [d for d in [project.report_document_id, *contracts] if d]
+
+
+def search_signatures(
+    db: Session, center_id: str, where: RecordFilter, cursor: Cursor | None, limit: int
+) -> list[SignatureEvent]:
+    """Every signature made in a slot: the document, the signer, the credential, the SAD
+    and the face check behind it."""
+    query = (
+        select(SignerSlot, Document)
+        .join(Document, Document.id == SignerSlot.document_id)
+        .where(Document.center_id == center_id, SignerSlot.signed_at.is_not(None))
+    )
+    if where.project_id is not None:
+        project = get_project(db, center_id, where.project_id)
+        query = query.where(Document.id.in_(_documents_of(db, project)))
+    if where.expert_id is not None:
+        query = query.where(SignerSlot.signed_by == where.expert_id)
+    if where.since is not None:
+        query = query.where(SignerSlot.signed_at >= where.since)
+    if where.until is not None:
+        query = query.where(SignerSlot.signed_at < where.until)
+    query = _page(query, SignerSlot.signed_at, SignerSlot.id, cursor, limit)
+    rows = [(slot, document) for slot, document in db.execute(query)]
+    projects = _projects_of_documents(db, [document.id for _, document in rows])
+    return [SignatureEvent(slot, document, projects.get(document.id)) for slot, document in rows]
+
+
+def _projects_of_documents(db: Session, document_ids: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {
+        document_id: project_id
+        for document_id, project_id in db.execute(
+            select(Project.report_document_id, Project.id).where(
+                Project.report_document_id.in_(document_ids)
+            )
+        )
+        if document_id is not None
+    }
+    for document_id, project_id in db.execute(
+        select(Contract.document_id, Contract.project_id).where(
+            Contract.document_id.in_(document_ids)
+        )
+    ):
+        found[document_id] = project_id
+    return found
+
+
+class EvaluationNotClosed(DomainError):
+    status = 409
+    code = "evaluation-not-closed"
+    title = "Score sheets are shown to supervisors once the evaluation has closed"
+
+
+def scores_after_close(db: Session, center_id: str, project_id: str) -> list[ScoreSheet]:
+    """Every member's sheet, void ones included, once the results are frozen: while the
+    committee scores, nobody outside it reads a sheet."""
+    project = get_project(db, center_id, project_id)
+    if project.results is None:
+        raise EvaluationNotClosed(
+            f"project {project.code} is {project.status}; the results are not frozen yet"
+        )
+    return list(
+        db.execute(
+            select(ScoreSheet)
+            .where(ScoreSheet.project_id == project.id)
+            .order_by(ScoreSheet.submitted_at, ScoreSheet.id)
+        ).scalars()
+    )

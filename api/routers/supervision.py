@@ -1,0 +1,248 @@
+"""What supervisors read besides the verification log: sign-ins, signature events and, once
+the evaluation has closed, the score sheets. Read-only (admin and supervisor), newest first,
+paged with `cursor=next_cursor`, `format=csv` exporting a page; each record links to the
+records behind it (the face check, the document, the project)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from api.deps import AuditReader, Db
+from evaluation import supervision
+from evaluation.supervision import RecordFilter
+
+router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
+
+Cursor = Annotated[str | None, Query(max_length=120)]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+Format = Annotated[Literal["json", "csv"], Query(alias="format")]
+
+
+class Links(BaseModel):
+    verification: str | None = Field(description="The face check behind the record")
+    project: str | None
+    document: str | None = None
+
+
+class SignInOut(BaseModel):
+    id: str
+    created_at: datetime
+    project_id: str
+    assignment_id: str
+    expert_id: str
+    device_id: str
+    verification_id: str
+    flagged: bool
+    flag_reason: str | None
+    revoked_at: datetime | None
+    links: Links
+
+
+class SignInPage(BaseModel):
+    items: list[SignInOut]
+    next_cursor: str | None
+
+
+class SignatureOut(BaseModel):
+    slot_id: str
+    signed_at: datetime
+    document_id: str
+    document_title: str
+    purpose: str
+    project_id: str | None
+    role: str
+    mark: str = Field(description="signature, or a unit's seal")
+    signer_id: str | None = Field(description="The person who signed (an expert's id)")
+    unit_id: str | None
+    credential_id: str | None
+    sad_id: str | None
+    verification_id: str | None
+    revision: int | None
+    links: Links
+
+
+class SignaturePage(BaseModel):
+    items: list[SignatureOut]
+    next_cursor: str | None
+
+
+class ScoreSheetOut(BaseModel):
+    id: str
+    assignment_id: str
+    expert_id: str
+    status: str
+    points: dict[str, dict[str, float]]
+    submitted_at: datetime | None
+    void_reason: str | None
+
+
+SIGN_IN_COLUMNS = [
+    "id",
+    "created_at",
+    "project_id",
+    "expert_id",
+    "device_id",
+    "verification_id",
+    "flagged",
+    "flag_reason",
+    "revoked_at",
+]
+SIGNATURE_COLUMNS = [
+    "slot_id",
+    "signed_at",
+    "document_id",
+    "purpose",
+    "project_id",
+    "role",
+    "mark",
+    "signer_id",
+    "unit_id",
+    "credential_id",
+    "sad_id",
+    "verification_id",
+    "revision",
+]
+
+
+def _csv(name: str, columns: Sequence[str], items: Sequence[BaseModel]) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for item in items:
+        values = item.model_dump(mode="json")
+        writer.writerow(["" if values[c] is None else values[c] for c in columns])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+@router.get("/sign-ins", response_model=SignInPage, responses={200: {"content": {"text/csv": {}}}})
+def sign_ins(
+    staff: AuditReader,
+    db: Db,
+    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    expert_id: Annotated[str | None, Query(max_length=64)] = None,
+    device_id: Annotated[str | None, Query(max_length=100)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    form: Format = "json",
+) -> Any:
+    """Who signed in to which project, from which device, after which face check."""
+    where = RecordFilter(project_id, expert_id, device_id, since, until)
+    position = supervision.decode_cursor(cursor) if cursor else None
+    rows = supervision.search_sign_ins(db, staff.center_id, where, position, limit)
+    items = [
+        SignInOut(
+            id=row.id,
+            created_at=row.created_at,
+            project_id=row.project_id,
+            assignment_id=row.assignment_id,
+            expert_id=row.expert_id,
+            device_id=row.device_id,
+            verification_id=row.verification_id,
+            flagged=row.flagged,
+            flag_reason=row.flag_reason,
+            revoked_at=row.revoked_at,
+            links=Links(
+                verification=f"/api/v1/face/verifications/{row.verification_id}",
+                project=f"/api/v1/projects/{row.project_id}",
+            ),
+        )
+        for row in rows
+    ]
+    if form == "csv":
+        return _csv("sign-ins", SIGN_IN_COLUMNS, items)
+    full = len(items) == limit
+    return SignInPage(
+        items=items,
+        next_cursor=supervision.cursor_of(rows[-1].created_at, rows[-1].id) if full else None,
+    )
+
+
+@router.get(
+    "/signatures", response_model=SignaturePage, responses={200: {"content": {"text/csv": {}}}}
+)
+def signatures(
+    staff: AuditReader,
+    db: Db,
+    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    signer_id: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    form: Format = "json",
+) -> Any:
+    """Every signature in a document slot (reports and contracts): the signer, the
+    credential, the single-use SAD and the face check that unlocked it."""
+    where = RecordFilter(project_id, signer_id, None, since, until)
+    position = supervision.decode_cursor(cursor) if cursor else None
+    events = supervision.search_signatures(db, staff.center_id, where, position, limit)
+    items = []
+    for event in events:
+        slot, document = event.slot, event.document
+        assert slot.signed_at is not None
+        items.append(
+            SignatureOut(
+                slot_id=slot.id,
+                signed_at=slot.signed_at,
+                document_id=document.id,
+                document_title=document.title,
+                purpose=document.purpose,
+                project_id=event.project_id,
+                role=slot.role,
+                mark=slot.mark,
+                signer_id=slot.signed_by or slot.expert_id,
+                unit_id=slot.unit_id,
+                credential_id=slot.credential_id,
+                sad_id=slot.sad_id,
+                verification_id=slot.verification_id,
+                revision=slot.revision,
+                links=Links(
+                    verification=f"/api/v1/face/verifications/{slot.verification_id}"
+                    if slot.verification_id
+                    else None,
+                    project=f"/api/v1/projects/{event.project_id}" if event.project_id else None,
+                    document=f"/api/v1/documents/{document.id}",
+                ),
+            )
+        )
+    if form == "csv":
+        return _csv("signatures", SIGNATURE_COLUMNS, items)
+    full = len(items) == limit
+    last = events[-1].slot if events else None
+    return SignaturePage(
+        items=items,
+        next_cursor=supervision.cursor_of(last.signed_at, last.id)
+        if full and last and last.signed_at
+        else None,
+    )
+
+
+@router.get("/projects/{project_id}/scores", response_model=list[ScoreSheetOut])
+def scores(project_id: str, staff: AuditReader, db: Db) -> list[ScoreSheetOut]:
+    """Every member's score sheet, void ones included, once the evaluation has closed
+    (409 evaluation-not-closed before)."""
+    return [
+        ScoreSheetOut(
+            id=sheet.id,
+            assignment_id=sheet.assignment_id,
+            expert_id=sheet.expert_id,
+            status=sheet.status,
+            points=sheet.points,
+            submitted_at=sheet.submitted_at,
+            void_reason=sheet.void_reason,
+        )
+        for sheet in supervision.scores_after_close(db, staff.center_id, project_id)
+    ]
