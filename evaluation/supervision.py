@@ -95,8 +95,12 @@ def search_verifications(
     if where.passed is not None:
         query = query.where(FaceVerification.passed.is_(where.passed))
     if where.reason is not None:
-        # Reasons are a JSON list of codes; a code is [a-z-] only, so this matches exactly.
-        query = query.where(cast(FaceVerification.reasons, String).contains(f'"{where.reason}"'))
+        # Only failed checks have reasons: the decision's index narrows the scan. Reasons are
+        # a JSON list of codes; a code is [a-z-] only, so this matches exactly.
+        query = query.where(
+            FaceVerification.passed.is_(False),
+            cast(FaceVerification.reasons, String).contains(f'"{where.reason}"'),
+        )
     if where.device_id is not None:
         query = query.where(FaceVerification.device_id == where.device_id)
     if where.since is not None:
@@ -105,6 +109,11 @@ def search_verifications(
         query = query.where(FaceVerification.created_at < where.until)
     if network is not None and network.num_addresses == 1:
         query = query.where(FaceVerification.client_ip == str(network.network_address))
+        network = None
+    elif isinstance(network, ipaddress.IPv4Network) and network.prefixlen % 8 == 0:
+        # A whole-octet range is a text prefix: the database filters, exactly.
+        octets = str(network.network_address).split(".")[: network.prefixlen // 8]
+        query = query.where(FaceVerification.client_ip.startswith(".".join(octets) + "."))
         network = None
     if cursor is not None:
         when, row_id = cursor

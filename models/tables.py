@@ -235,7 +235,14 @@ class FaceVerification(Base):
     supervisor reviews. Frames themselves are kept only under the retention setting."""
 
     __tablename__ = "face_verifications"
-    __table_args__ = (Index("ix_face_verifications_center_created", "center_id", "created_at"),)
+    # The supervisors' searches (evaluation/supervision.py): newest first, within a center,
+    # by device, by address, by decision.
+    __table_args__ = (
+        Index("ix_face_verifications_center_created", "center_id", "created_at"),
+        Index("ix_face_verifications_center_device", "center_id", "device_id", "created_at"),
+        Index("ix_face_verifications_center_ip", "center_id", "client_ip", "created_at"),
+        Index("ix_face_verifications_center_passed", "center_id", "passed", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
