@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Installed without its declared opencv-python (see pyproject.toml); its needs are ours.
 INSIGHTFACE := insightface==2.1
 
-.PHONY: install run test lint bench demo clean
+.PHONY: install run test lint bench bench-supervision demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: install
 	$(BIN)/python bench/documents_bench.py
 	$(BIN)/python bench/draw_bench.py
 	$(BIN)/python bench/pages_bench.py
+
+# Needs PostgreSQL (EVALSIGN_BENCH_DATABASE_URL, default the local postgres user's server).
+bench-supervision: install
+	$(BIN)/python bench/supervision_bench.py
 
 # Regenerate the pins after changing dependency ranges (then run make test).
 constraints:
