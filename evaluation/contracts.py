@@ -127,6 +127,12 @@ class DocumentChanged(SigningRefused):
     title = "The contract file differs from its last recorded revision; nobody may sign it"
 
 
+class RepresentsBothParties(SigningRefused):
+    status = 409
+    code = "represents-both-parties"
+    title = "One person may not sign a contract for both of its parties"
+
+
 class ContractLinkInvalid(DomainError):
     status = 401
     code = "contract-link-invalid"
@@ -569,6 +575,7 @@ def _representing(
     """The party the person signs for now, by their authorization; the refusal of the
     party they are closest to representing otherwise (revoked, expired, out of scope)."""
     refusals: list[DomainError] = []
+    valid: list[tuple[str, str, UnitAuthorization]] = []
     for role, unit_id in ((TENDERER, contract.tenderer_unit_id), (WINNER, contract.winner_unit_id)):
         try:
             authorization = unit_authority.valid_authorization(
@@ -577,6 +584,14 @@ def _representing(
         except DomainError as refused:
             refusals.append(refused)
             continue
+        valid.append((role, unit_id, authorization))
+    if len(valid) == 2:
+        # One person on both sides of a contract (双方代理, Civil Code art. 168).
+        raise RepresentsBothParties(
+            "you are authorized by both parties; each party signs through its own person"
+        )
+    if valid:
+        role, unit_id, authorization = valid[0]
         unit = db.get(Unit, unit_id)
         assert unit is not None
         return role, unit, authorization

@@ -21,8 +21,9 @@ import pypdfium2 as pdfium
 from sqlalchemy import func, select
 
 from api.services import Services
+from evaluation.experts import id_number_context
 from evaluation.staff import Role
-from models.tables import AuditEntry, Project, SignatureActivation
+from models.tables import AuditEntry, Expert, Project, SignatureActivation
 from tests.api.contracting import DEVICE, Award, phone
 from tests.api.helpers import assert_problem
 from tests.api.test_units_api import authorize, representative_metadata
@@ -156,6 +157,34 @@ def test_a_representative_of_a_unit_that_is_no_party_is_refused(award: Award) ->
         headers=award.operator,
     )
     assert_problem(link, 403, "not-a-representative")
+
+
+def test_one_person_for_both_parties_is_refused(award: Award, services: Services) -> None:
+    contract = award.contract().json()
+    rep = award.representatives["tenderer"]
+    person = award.db.get(Expert, rep["person_id"])
+    assert person is not None
+    # The winner authorizes the tenderer's representative too (the same ID number).
+    both = authorize(
+        award.client,
+        award.center,
+        award.winner["id"],
+        representative_metadata(
+            name=person.name,
+            id_number=services.cipher.decrypt(
+                person.id_number_ciphertext, id_number_context(person.id)
+            ),
+        ),
+    )
+    assert both.status_code == 201, both.text
+    before = award.revisions()
+    _refused(
+        award,
+        award.sign(contract["id"], award.face("tenderer")),
+        409,
+        "represents-both-parties",
+        before,
+    )
 
 
 def test_an_expired_authorization_is_refused(award: Award) -> None:
