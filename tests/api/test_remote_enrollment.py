@@ -4,16 +4,19 @@ real liveness check that follows must match it; a different person is refused.""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from api.services import Services
+from face.analysis import analyze_bytes
 from models.tables import AuditEntry, FaceTemplate, FaceVerification
 from tests.api.contracting import DEVICE, Award
 from tests.api.helpers import assert_problem
 from tests.api.test_liveness_api import genuine_video, submit
-from tests.face.corpus import encode, id_card_photo, portraits
+from tests.face.corpus import encode, engine, id_card_photo, portraits
 
 HOLDER, OTHER = "players-6", "gdp-2"
 
@@ -117,3 +120,16 @@ def test_a_face_enrolled_at_the_center_is_not_replaced(award: Award) -> None:
     assert_problem(refused, 409, "already-enrolled")
     template = award.db.get(FaceTemplate, person)
     assert template is not None and template.reference == "in-person"
+
+
+def test_every_frontal_shipped_face_makes_a_usable_id_card(services: Services) -> None:
+    """The e2e test's newcomer wears whichever face the draw left on the bench."""
+    policy = services.face_policy
+    thresholds = replace(policy.thresholds, min_face_px=policy.id_card_min_face_px)
+    for name, portrait in portraits().items():
+        if name in {"t1-5", "players-15"}:  # not frontal: never drawn, never on a bench
+            continue
+        analysis = analyze_bytes(
+            engine(), id_card_photo(portrait), policy.limits, thresholds, single_face=True
+        )
+        assert analysis.usable, (name, analysis.report())

@@ -116,7 +116,12 @@ def write_pairs(directory: Path, impostors_per_person: int = 8) -> Path:
 def id_card_photo(portrait: BGR) -> bytes:
     """A phone's photo of the portrait side of a resident ID card: a pale card with lines
     where the name, sex, birth date and address print, and the holder's portrait, small,
-    on the right (the tests make the card from a shipped face photo)."""
+    on the right (the tests make the card from a shipped face photo). An ID photo is a
+    tight head shot: the central 80% of the portrait, which leaves out the edge of a
+    neighbour's face that a crop from a group photo can carry."""
+    height, width = portrait.shape[:2]
+    top, left = height // 10, width // 10
+    portrait = portrait[top : height - top, left : width - left]
     card = np.full((540, 856, 3), (236, 228, 214), np.uint8)
     cv2.rectangle(card, (0, 0), (855, 539), (200, 190, 170), 6)
     height, width = portrait.shape[:2]
