@@ -16,6 +16,7 @@ from api.jobs import CheckpointWriter, RetentionWorker
 from api.middleware import RequestContextMiddleware
 from api.routers import (
     admin,
+    alternative,
     anomalies,
     contract_pages,
     contracts,
@@ -128,6 +129,7 @@ def create_app(services: Services) -> FastAPI:
         contract_pages.router,
         tasks.router,
         evaluation.router,
+        alternative.router,
         report_pages.router,
         anomalies.router,
         supervision.router,

@@ -278,6 +278,31 @@ def borderline_pass(
     ]
 
 
+def in_person_path(project: Project, checks: list[FaceVerification]) -> list[Finding]:
+    """Every pass of the non-face path (an in-person ID check plus the signing PIN): lawful,
+    but a lower assurance than a face match, and a PIN can be shared; supervisors always
+    see it."""
+    return [
+        Finding(
+            "in-person-path",
+            "medium",
+            f"{project.id}:{check.id}",
+            {
+                "verification_id": check.id,
+                "expert_id": check.expert_id,
+                "in_person_check_id": check.in_person_check_id,
+                "checked_by": check.checks[0]["values"].get("checked_by"),
+                "device_id": check.device_id,
+            },
+            "该专家未使用人脸识别，经工作人员现场核验身份证件后以签名口令通过核验，核验等级较低。",
+            "The expert did not use face recognition: an operator checked their ID in "
+            "person and they passed with their signing PIN, a lower assurance.",
+        )
+        for check in checks
+        if check.method == "in-person-pin" and check.passed
+    ]
+
+
 def sign_ins(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding]:
     """Sign-ins outside the evaluation window, and one expert on two devices at once."""
     found = []
@@ -384,6 +409,7 @@ def detect(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding
         *shared_address(project, checks, policy),
         *failures_before_pass(project, checks, policy),
         *borderline_pass(project, checks, policy),
+        *in_person_path(project, checks),
         *sign_ins(db, project, policy),
         *similar_sheets(db, project, policy),
     ]

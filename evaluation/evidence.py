@@ -108,6 +108,11 @@ def verification_ids_of(db: Session, project: Project) -> set[str]:
     )
     found.update(
         db.execute(
+            select(FaceVerification.id).where(FaceVerification.scan_session_id.in_(scans))
+        ).scalars()
+    )
+    found.update(
+        db.execute(
             select(EvaluationSession.verification_id).where(
                 EvaluationSession.project_id == project.id
             )

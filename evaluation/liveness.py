@@ -562,6 +562,7 @@ def recent_failures(db: Session, expert_id: str, now: datetime, window: timedelt
         .select_from(FaceVerification)
         .where(
             FaceVerification.expert_id == expert_id,
+            FaceVerification.method == "face",  # wrong PINs void their own in-person check
             FaceVerification.passed.is_(False),
             FaceVerification.created_at > since,
         )

@@ -155,8 +155,12 @@ def sign_in(
     """Turn a passed face check of this scan's challenge into an evaluation session."""
     verification = db.get(FaceVerification, face.verification_id)
     assert verification is not None
-    challenge = db.get(FaceChallenge, verification.challenge_id)
-    if challenge is None or challenge.scan_session_id != scan.id:
+    if verification.method == "face":
+        challenge = db.get(FaceChallenge, verification.challenge_id)
+        made_from = None if challenge is None else challenge.scan_session_id
+    else:
+        made_from = verification.scan_session_id  # a PIN under an in-person check
+    if made_from != scan.id:
         raise SignInRefused("the face check was not made for this scan; take it from this scan")
     if not hmac.compare_digest(face.device_id, scan.device_id):
         raise SignInRefused("the face check was made on another device")

@@ -6,7 +6,7 @@ cursor (time and id)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -183,6 +183,19 @@ def search_sign_ins(
         query = query.where(EvaluationSession.created_at < where.until)
     query = _page(query, EvaluationSession.created_at, EvaluationSession.id, cursor, limit)
     return list(db.execute(query).scalars())
+
+
+def methods_of(db: Session, verification_ids: Iterable[str | None]) -> dict[str, str]:
+    """How each identity check was made: face, or in-person-pin (the lower assurance)."""
+    ids = {v for v in verification_ids if v}
+    if not ids:
+        return {}
+    return {
+        row.id: row.method
+        for row in db.execute(
+            select(FaceVerification.id, FaceVerification.method).where(FaceVerification.id.in_(ids))
+        )
+    }
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     face_filing_threshold: int = Field(default=100_000, ge=1)
     face_filing_warn_ratio: float = Field(default=0.9, gt=0, le=1)
 
+    # The non-face path (EVALSIGN_PIN_*, EVALSIGN_IN_PERSON_*): the signing PIN's scrypt cost
+    # (2**n), how long an operator's in-person ID check lets the PIN stand in for a face
+    # check, and how many wrong PINs void that check.
+    pin_scrypt_log2_n: int = Field(default=15, ge=10, le=20)
+    in_person_check_ttl_s: int = Field(default=12 * 3600, ge=600, le=48 * 3600)
+    pin_max_failures: int = Field(default=5, ge=1, le=20)
+
     # Liveness (EVALSIGN_LIVENESS_*): the challenge, what a phone may send, the lockout.
     liveness_challenge_ttl_s: int = Field(default=60, ge=10, le=60)
     liveness_fps: int = Field(default=8, ge=2, le=30)

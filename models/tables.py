@@ -83,6 +83,10 @@ class Expert(Base):
     # Withdrew consent to face processing: templates deleted, the face path closed until
     # they consent again at a new enrollment.
     face_consent_withdrawn_at: Mapped[datetime | None]
+    # The signing PIN of the non-face path (evaluation/alternative.py): a slow scrypt hash,
+    # set at the center after an operator checked the person's ID card.
+    pin_hash: Mapped[str | None] = mapped_column(String(200))
+    pin_set_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -194,6 +198,8 @@ class FaceTemplate(Base):
     reference: Mapped[str] = mapped_column(
         String(20), default="in-person", server_default="in-person"
     )
+    # The consent text the person agreed to (evaluation/consent.py), when it was recorded.
+    consent_version: Mapped[str | None] = mapped_column(String(40))
 
 
 class FacePhoto(Base):
@@ -242,11 +248,21 @@ class FaceVerification(Base):
         Index("ix_face_verifications_center_device", "center_id", "device_id", "created_at"),
         Index("ix_face_verifications_center_ip", "center_id", "client_ip", "created_at"),
         Index("ix_face_verifications_center_passed", "center_id", "passed", "created_at"),
+        CheckConstraint("method IN ('face', 'in-person-pin')", name="method"),
+        CheckConstraint(
+            "(method = 'face') = (challenge_id IS NOT NULL)", name="challenge_for_face"
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
-    challenge_id: Mapped[str] = mapped_column(ForeignKey("face_challenges.id"), unique=True)
+    # face: a liveness challenge answered; in-person-pin: the non-face path, a PIN entered
+    # under an operator's in-person ID check (lower assurance, always flagged).
+    method: Mapped[str] = mapped_column(String(20), default="face", server_default="face")
+    challenge_id: Mapped[str | None] = mapped_column(ForeignKey("face_challenges.id"), unique=True)
+    in_person_check_id: Mapped[str | None] = mapped_column(ForeignKey("in_person_checks.id"))
+    # The scan a PIN check was made from (a face check's scan is its challenge's).
+    scan_session_id: Mapped[str | None] = mapped_column(ForeignKey("scan_sessions.id"))
     mode: Mapped[str] = mapped_column(String(8))
     candidate_ids: Mapped[list[str]] = mapped_column(JSON)
     # The expert the attempt counts for: the claimed one (1:1) or the identified one (1:few).
@@ -265,6 +281,28 @@ class FaceVerification(Base):
     frames: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     frames_retained: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
+
+
+class InPersonCheck(Base):
+    """An operator checked a person's ID card at the center for one project: the non-face
+    path. While it is open, the person's signing PIN stands in for a face check on their
+    phone; too many wrong PINs void it and the operator must check them again."""
+
+    __tablename__ = "in_person_checks"
+    __table_args__ = (Index("ix_in_person_checks_project_expert", "project_id", "expert_id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    checked_by: Mapped[str] = mapped_column(String(100))
+    document: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0)
+    voided_at: Mapped[datetime | None]
+    void_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class VerificationFrame(Base):

@@ -23,7 +23,8 @@ class FlagOut(BaseModel):
     project_id: str | None
     rule: str = Field(
         description="shared-device, shared-address, failures-before-pass, borderline-pass, "
-        "outside-window, two-devices, similar-sheets"
+        "outside-window, two-devices, similar-sheets, device-shared-day, face-matches-other, "
+        "in-person-path"
     )
     severity: str
     evidence: dict[str, Any]

@@ -294,6 +294,7 @@ CSV_COLUMNS = (
     "device_id",
     "client_ip",
     "challenge_id",
+    "method",
 )
 
 
@@ -348,7 +349,8 @@ def list_verifications(
                     "" if row.similarity is None else f"{row.similarity:.4f}",
                     row.device_id,
                     row.client_ip or "",
-                    row.challenge_id,
+                    row.challenge_id or "",
+                    row.method,
                 ]
             )
         return Response(

@@ -39,6 +39,7 @@ class SignInOut(BaseModel):
     expert_id: str
     device_id: str
     verification_id: str
+    assurance: str = Field(description="face, or in-person-pin (the lower, non-face path)")
     flagged: bool
     flag_reason: str | None
     revoked_at: datetime | None
@@ -64,6 +65,7 @@ class SignatureOut(BaseModel):
     credential_id: str | None
     sad_id: str | None
     verification_id: str | None
+    assurance: str | None = Field(description="face, or in-person-pin (the non-face path)")
     revision: int | None
     links: Links
 
@@ -90,6 +92,7 @@ SIGN_IN_COLUMNS = [
     "expert_id",
     "device_id",
     "verification_id",
+    "assurance",
     "flagged",
     "flag_reason",
     "revoked_at",
@@ -107,6 +110,7 @@ SIGNATURE_COLUMNS = [
     "credential_id",
     "sad_id",
     "verification_id",
+    "assurance",
     "revision",
 ]
 
@@ -142,6 +146,7 @@ def sign_ins(
     where = RecordFilter(project_id, expert_id, device_id, since, until)
     position = supervision.decode_cursor(cursor) if cursor else None
     rows = supervision.search_sign_ins(db, staff.center_id, where, position, limit)
+    methods = supervision.methods_of(db, (row.verification_id for row in rows))
     items = [
         SignInOut(
             id=row.id,
@@ -151,6 +156,7 @@ def sign_ins(
             expert_id=row.expert_id,
             device_id=row.device_id,
             verification_id=row.verification_id,
+            assurance=methods.get(row.verification_id, "face"),
             flagged=row.flagged,
             flag_reason=row.flag_reason,
             revoked_at=row.revoked_at,
@@ -189,6 +195,7 @@ def signatures(
     where = RecordFilter(project_id, signer_id, None, since, until)
     position = supervision.decode_cursor(cursor) if cursor else None
     events = supervision.search_signatures(db, staff.center_id, where, position, limit)
+    methods = supervision.methods_of(db, (event.slot.verification_id for event in events))
     items = []
     for event in events:
         slot, document = event.slot, event.document
@@ -208,6 +215,7 @@ def signatures(
                 credential_id=slot.credential_id,
                 sad_id=slot.sad_id,
                 verification_id=slot.verification_id,
+                assurance=methods.get(slot.verification_id or ""),
                 revision=slot.revision,
                 links=Links(
                     verification=f"/api/v1/face/verifications/{slot.verification_id}"

@@ -58,7 +58,8 @@ class CheckOut(BaseModel):
 
 class VerificationOut(BaseModel):
     id: str
-    challenge_id: str
+    method: str = Field(description="face, or in-person-pin (the non-face path, lower assurance)")
+    challenge_id: str | None = Field(description="The liveness challenge; none for a PIN check")
     mode: str
     candidate_ids: list[str]
     expert_id: str | None
@@ -80,7 +81,8 @@ class VerificationOut(BaseModel):
 
 class VerificationSummaryOut(BaseModel):
     id: str
-    challenge_id: str
+    method: str = Field(description="face, or in-person-pin (the non-face path, lower assurance)")
+    challenge_id: str | None = Field(description="The liveness challenge; none for a PIN check")
     mode: str
     expert_id: str | None
     passed: bool

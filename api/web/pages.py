@@ -36,7 +36,17 @@ from api.web.session import (
     set_token_cookie,
     staff_binding,
 )
-from evaluation import centers, consent, contracts, faces, liveness, projects, sign_in, tasks
+from evaluation import (
+    alternative,
+    centers,
+    consent,
+    contracts,
+    faces,
+    liveness,
+    projects,
+    sign_in,
+    tasks,
+)
 from evaluation.errors import DomainError, InvalidTransition
 from models.tables import ContractLink, EvaluationSession, ScanSession, Unit
 
@@ -266,8 +276,23 @@ def answer_consent(
 
 
 @router.get("/m/alternative", response_class=HTMLResponse)
-def alternative(request: Request, services: ServicesDep) -> Response:
-    return render(request, services, "alternative.html")
+def alternative_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    """Refused face recognition: what to do instead, and, once staff have checked the ID
+    card at the center, the signing PIN that signs this phone in."""
+    scan = _scan(request, db, services)
+    if scan is None or scan.kind == "contract":
+        return render(request, services, "alternative.html")
+    return render(
+        request,
+        services,
+        "pin.html",
+        {
+            "purpose": "sign-in",
+            "done_url": "/m/evaluation",
+            # A room code does not say who is scanning; the page lists no names.
+            "needs_id_number": scan.assignment_id is None,
+        },
+    )
 
 
 @router.get("/m/check", response_class=HTMLResponse)
@@ -311,9 +336,13 @@ def report_page(request: Request, db: Db, services: ServicesDep) -> Response:
 
 @router.get("/m/sign", response_class=HTMLResponse)
 def sign_page(request: Request, db: Db, services: ServicesDep) -> Response:
-    """The fresh face check signing needs, then the signature itself."""
-    if _signed_in(request, db, services) is None:
+    """The fresh face check signing needs (or the PIN, for a member on the in-person
+    path), then the signature itself."""
+    session = _signed_in(request, db, services)
+    if session is None:
         return _redirect("/m/")
+    if alternative.method_of(db, session.verification_id) == alternative.METHOD:
+        return render(request, services, "pin.html", {"purpose": "sign", "done_url": "/m/report"})
     return render(
         request,
         services,

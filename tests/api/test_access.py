@@ -231,6 +231,24 @@ ROUTES = [
         404,
         json={"authorization_id": "00000000-0000-0000-0000-000000000000"},
     ),
+    Route(
+        "PUT",
+        "/api/v1/experts/{expert_id}/signing-pin",
+        OPERATOR,
+        409,  # the fixture's expert, another ID card
+        json=lambda ids: {"id_number": id_number(), "pin": "480317"},
+    ),
+    Route(
+        "POST",
+        "/api/v1/projects/{project_id}/in-person-checks",
+        OPERATOR,
+        404,
+        json=lambda ids: {"expert_id": ids["expert_id"], "id_number": id_number()},
+    ),
+    Route("GET", "/api/v1/projects/{project_id}/in-person-checks", ALL, 404),
+    Route(
+        "POST", "/api/v1/in-person-checks/{check_id}/void", OPERATOR, 404, json={"reason": "误录"}
+    ),
 ]
 
 
@@ -268,6 +286,9 @@ NOT_STAFF = {
     ("POST", "/api/v1/evaluation/dissent"),
     ("POST", "/api/v1/evaluation/results/agree"),
     ("POST", "/api/v1/evaluation/challenge"),
+    # The non-face path's PIN (test_alternative_api.py).
+    ("POST", "/api/v1/scan/pin"),
+    ("POST", "/api/v1/evaluation/pin"),
     ("POST", "/api/v1/evaluation/report"),
     ("POST", "/api/v1/evaluation/report/refusal"),
     ("GET", "/api/v1/evaluation/report"),  # test_report_pages_api.py
@@ -391,6 +412,7 @@ def placeholders() -> dict[str, str]:
         "credential_id": "00000000-0000-0000-0000-000000000000",
         "authorization_id": "00000000-0000-0000-0000-000000000000",
         "contract_id": "00000000-0000-0000-0000-000000000000",
+        "check_id": "00000000-0000-0000-0000-000000000000",
     }
 
 
