@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from evaluation import audit
+from evaluation.consent import FACE_CONSENT_VERSION, ConsentVersionStale, consent_text
 from evaluation.errors import DomainError, NotFound
 from face.analysis import PhotoAnalysis, analyze_bytes
 from face.engine import FaceEngine, Vector
@@ -131,6 +132,22 @@ class Enrollment:
     consent_recorded_at: datetime
     photos: list[dict[str, Any]]
     replaced: bool = False
+    consent_version: str | None = None
+
+
+def consent_record(version: str) -> dict[str, str]:
+    """What the audit keeps of a consent: the text's version and the SHA-256 of its words,
+    so the exact text agreed to can be shown years later."""
+    if version != FACE_CONSENT_VERSION:
+        raise ConsentVersionStale(
+            f"the current consent text is {FACE_CONSENT_VERSION}, not {version!r}",
+            current=FACE_CONSENT_VERSION,
+        )
+    return {
+        "consent_version": version,
+        "consent_sha256_zh": consent_text("zh").sha256,
+        "consent_sha256_en": consent_text("en").sha256,
+    }
 
 
 def image_error(error: ImageRejected, label: str) -> DomainError:
@@ -192,14 +209,17 @@ def enroll_face(
     photos: Sequence[tuple[str, bytes]],
     *,
     consent: bool,
+    consent_version: str | None = None,
 ) -> Enrollment:
-    """Enroll (or re-enroll) from 1..max photos; every photo must pass, else nothing changes."""
+    """Enroll (or re-enroll) from 1..max photos; every photo must pass, else nothing changes.
+    The consent is to the text of `consent_version` (the current one when not given)."""
     expert = _expert(db, caller.center_id, expert_id)
     if not consent:
         raise ConsentRequired(
             "record that the expert gave separate consent to face processing (consent=true); "
             "without it, use the in-person check instead"
         )
+    agreed = consent_record(consent_version or FACE_CONSENT_VERSION)
     if not 1 <= len(photos) <= policy.max_photos:
         raise EnrollmentRejected(
             f"send between 1 and {policy.max_photos} photos, not {len(photos)}", photos=[]
@@ -235,6 +255,7 @@ def enroll_face(
         photo_count=len(embeddings),
         quality=[{k: r[k] for k in ("photo", "signals")} for r in reports],
         consent_recorded_at=now,
+        consent_version=agreed["consent_version"],
         enrolled_at=now,
     )
     db.add(template)
@@ -263,11 +284,19 @@ def enroll_face(
             "photos": len(embeddings),
             "photos_retained": policy.retain_photos,
             "consent": True,
+            **agreed,
             **({"consent_renewed_after_withdrawal": True} if renewed else {}),
         },
     )
     return Enrollment(
-        expert.id, engine.model_id, len(embeddings), now, now, reports, existing is not None
+        expert.id,
+        engine.model_id,
+        len(embeddings),
+        now,
+        now,
+        reports,
+        existing is not None,
+        agreed["consent_version"],
     )
 
 
@@ -286,6 +315,7 @@ def enroll_from_id_card(
     policy: FacePolicy,
     person_id: str,
     data: bytes,
+    consent_version: str,
 ) -> Enrollment:
     """Remote enrollment of a unit's representative: the portrait side of their ID card,
     photographed by themselves, becomes their reference at the lower "id-card" assurance;
@@ -322,6 +352,7 @@ def enroll_from_id_card(
             photo_count=1,
             quality=[{k: report[k] for k in ("photo", "signals")}],
             consent_recorded_at=now,
+            consent_version=consent_version,
             enrolled_at=now,
             reference="id-card",
         )
@@ -340,9 +371,12 @@ def enroll_from_id_card(
             "reference": "id-card",
             "photos_retained": False,
             "consent": True,
+            **consent_record(consent_version),
         },
     )
-    return Enrollment(person.id, engine.model_id, 1, now, now, [report], existing is not None)
+    return Enrollment(
+        person.id, engine.model_id, 1, now, now, [report], existing is not None, consent_version
+    )
 
 
 def best_other_match(

@@ -24,6 +24,7 @@ class FaceEnrollmentOut(BaseModel):
     photo_count: int
     enrolled_at: datetime
     consent_recorded_at: datetime
+    consent_version: str | None
     photos: list[dict[str, Any]]
 
 
@@ -33,6 +34,10 @@ class FaceStatusOut(BaseModel):
     photo_count: int
     enrolled_at: datetime
     consent_recorded_at: datetime
+    consent_version: str | None = Field(
+        description="The consent text agreed to (null: before 0018)"
+    )
+    reference: str
     quality: list[dict[str, Any]]
 
 
@@ -57,7 +62,7 @@ async def read_multipart(request: Request, max_files: int) -> Any:
 
 async def read_enrollment_form(
     request: Request, services: ServicesDep
-) -> tuple[list[tuple[str, bytes]], bool]:
+) -> tuple[list[tuple[str, bytes]], bool, str | None]:
     form = await read_multipart(request, services.face_policy.max_photos + 1)
     photos = [
         (upload.filename or f"photo {index + 1}", await upload.read())
@@ -67,7 +72,8 @@ async def read_enrollment_form(
     if not photos:
         raise UploadMissing("attach 1 or more reference photos as `photos`")
     consent = str(form.get("consent", "")).strip().lower() in {"true", "1", "yes"}
-    return photos, consent
+    version = str(form.get("consent_version", "")).strip()[:40] or None
+    return photos, consent, version
 
 
 async def read_compare_form(request: Request) -> tuple[bytes, bytes]:
@@ -97,12 +103,19 @@ BINARY = {"type": "string", "format": "binary"}
         {
             "photos": {"type": "array", "items": BINARY},
             "consent": {"type": "boolean", "description": "the expert's separate consent"},
+            "consent_version": {
+                "type": "string",
+                "description": "the consent text shown (GET /api/v1/consent/face); "
+                "default: the current one",
+            },
         }
     ),
 )
 def enroll_face(
     expert_id: str,
-    upload: Annotated[tuple[list[tuple[str, bytes]], bool], Depends(read_enrollment_form)],
+    upload: Annotated[
+        tuple[list[tuple[str, bytes]], bool, str | None], Depends(read_enrollment_form)
+    ],
     staff: Operator,
     db: Db,
     services: ServicesDep,
@@ -110,7 +123,7 @@ def enroll_face(
     response: Response,
 ) -> FaceEnrollmentOut:
     """Enroll or re-enroll from 1-5 reference photos; all must pass the quality gates."""
-    photos, consent = upload
+    photos, consent, consent_version = upload
     enrollment = faces.enroll_face(
         db,
         staff.caller,
@@ -121,6 +134,7 @@ def enroll_face(
         expert_id,
         photos,
         consent=consent,
+        consent_version=consent_version,
     )
     response.status_code = status.HTTP_200_OK if enrollment.replaced else status.HTTP_201_CREATED
     return FaceEnrollmentOut.model_validate(vars(enrollment))

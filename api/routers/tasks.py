@@ -408,6 +408,7 @@ async def enroll_id_card(
         services.face_policy,
         contracts.link_person(db, scan),
         data,
+        consent.FACE_CONSENT_VERSION,  # require_consent: what the scan agreed to
     )
     return IdCardEnrollmentOut(
         person_id=enrollment.expert_id,

@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from evaluation.consent import FACE_CONSENT_VERSION, consent_text
 from evaluation.staff import Role
-from models.tables import FaceTemplate
+from models.tables import AuditEntry, FaceTemplate
 from tests.api.helpers import assert_problem, snapshot
 from tests.face.corpus import IMAGES_DIR, PHONE_TRANSFORMS, encode, load, portraits
 from tests.factories import CenterWithStaff, expert_payload
@@ -50,7 +51,11 @@ def _enroll(
 
 
 def test_enroll_status_reenroll_and_remove(
-    client: TestClient, operator: dict[str, str], expert_id: str, center: CenterWithStaff
+    client: TestClient,
+    operator: dict[str, str],
+    expert_id: str,
+    center: CenterWithStaff,
+    db: Session,
 ) -> None:
     created = _enroll(
         client,
@@ -69,6 +74,14 @@ def test_enroll_status_reenroll_and_remove(
         f"/api/v1/experts/{expert_id}/face", headers=center.headers(Role.SUPERVISOR)
     )
     assert status.json()["photo_count"] == 2
+    # The consent is recorded with the version of the text and the hash of its words.
+    assert body["consent_version"] == status.json()["consent_version"] == FACE_CONSENT_VERSION
+    assert status.json()["reference"] == "in-person"
+    entry = db.execute(
+        select(AuditEntry).where(AuditEntry.action == "expert.face_enrolled")
+    ).scalar_one()
+    assert entry.details["consent_version"] == FACE_CONSENT_VERSION
+    assert entry.details["consent_sha256_zh"] == consent_text("zh").sha256
 
     again = _enroll(client, expert_id, operator, _jpeg("yaoming-0"))
     assert again.status_code == 200 and again.json()["photo_count"] == 1
@@ -144,6 +157,14 @@ def test_enrollment_form_problems(
     assert_problem(
         client.put(url, json={"photos": []}, headers=operator), 415, "unsupported-media-type"
     )
+    # Consent to an older text is not consent to the one in force.
+    stale = client.put(
+        url,
+        files=[("photos", _jpeg("t1-5"))],
+        data={"consent": "true", "consent_version": "face-2020-01"},
+        headers=operator,
+    )
+    assert_problem(stale, 409, "consent-version-stale")
     six = [_jpeg("t1-5")] * 6
     assert_problem(_enroll(client, expert_id, operator, *six), 422, "enrollment-rejected")
     assert_problem(_enroll(client, "no-such-expert", operator, _jpeg("t1-5")), 404, "not-found")

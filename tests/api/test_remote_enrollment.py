@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from api.services import Services
+from evaluation.consent import FACE_CONSENT_VERSION
 from face.analysis import analyze_bytes
 from models.tables import AuditEntry, FaceTemplate, FaceVerification
 from tests.api.contracting import DEVICE, Award
@@ -66,6 +67,7 @@ def test_an_id_card_photo_then_a_matching_live_face_unlocks_the_seal(award: Awar
     assert enrolled.json()["reference"] == "id-card" and enrolled.json()["person_id"] == person
     template = award.db.get(FaceTemplate, person)
     assert template is not None and template.reference == "id-card"
+    assert template.consent_version == FACE_CONSENT_VERSION  # what the phone agreed to
 
     result = _check(award, headers, HOLDER)
     assert result["passed"], result["reasons"]
