@@ -212,7 +212,9 @@ def _verifications(db: Session, ids: set[str]) -> list[dict[str, Any]]:
     return [
         {
             "id": v.id,
+            "method": v.method,
             "challenge_id": v.challenge_id,
+            "in_person_check_id": v.in_person_check_id,
             "mode": v.mode,
             "candidate_ids": v.candidate_ids,
             "expert_id": v.expert_id,

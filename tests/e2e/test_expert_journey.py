@@ -146,6 +146,72 @@ def test_refusing_consent_offers_the_in_person_check(
         page.click("a.lang")
 
 
+def test_the_in_person_path_signs_in_with_the_pin(
+    service: Service,
+    staged: Staged,
+    launch_browser: LaunchBrowser,
+    phone: PhonePage,
+    screenshots: Path,
+) -> None:
+    """A member who refuses face recognition: the operator has checked their ID card at
+    the desk; the PIN signs the phone in, and the sign page asks for the PIN, not a face."""
+    member = staged.members[3]
+    api, person = staged.api, staged.phones[member["expert_id"]]
+    api.call(
+        "PUT",
+        f"/api/v1/experts/{member['expert_id']}/signing-pin",
+        200,
+        headers=staged.operator,
+        json={"id_number": person.id_number, "pin": "480317"},
+    )
+    api.call(
+        "POST",
+        f"/api/v1/projects/{staged.project['id']}/in-person-checks",
+        201,
+        headers=staged.operator,
+        json={"expert_id": member["expert_id"], "id_number": person.id_number},
+    )
+    page = phone(launch_browser(), "Pixel 7")
+    _open_code(page, service, staged.personal_token(member))
+    page.click("#continue")
+    page.click("#refuse")
+    expect(page).to_have_url(re.compile(r"/m/alternative$"))
+    expect(page.locator("#id-number")).to_have_count(0)  # a personal code says who
+    page.fill("#pin", "480318")
+    page.click("#submit")
+    expect(page.locator("#wrong")).to_contain_text("4")
+    look(page, screenshots, "pixel7-pin-wrong")
+    page.fill("#pin", "480317")
+    page.click("#submit")
+    expect(page).to_have_url(re.compile(r"/m/evaluation$"))
+    expect(page.locator("#accept")).to_be_visible()
+    look(page, screenshots, "pixel7-pin-evaluation")
+    page.goto(f"{service.base}/m/sign")
+    expect(page.locator("#pin-check")).to_have_attribute("data-purpose", "sign")
+    expect(page.locator("#preview")).to_have_count(0)  # no camera on this path
+    look(page, screenshots, "pixel7-pin-sign")
+    # Supervisors see it at once.
+    flags = api.call(
+        "GET",
+        f"/api/v1/anomalies?project_id={staged.project['id']}",
+        200,
+        headers=staged.supervisor,
+    )
+    assert [f["rule"] for f in flags] == ["in-person-path"]
+    # The journey below signs this member in by face: end this session first.
+    sessions = api.call(
+        "GET", f"/api/v1/projects/{staged.project['id']}/sessions", 200, headers=staged.operator
+    )
+    for session in sessions:
+        api.call(
+            "POST",
+            f"/api/v1/evaluation-sessions/{session['id']}/revoke",
+            200,
+            headers=staged.operator,
+            json={"reason": "e2e: the face journey follows"},
+        )
+
+
 def _others_sign_in(staged: Staged, members: list[dict[str, Any]], done: list[Phone]) -> None:
     for member in members:
         done.append(sign_in_by_phone(staged, member, staged.personal_token(member), lambda _: None))
