@@ -20,6 +20,7 @@ from evaluation.projects import get_project
 from models.tables import (
     Contract,
     Document,
+    Draw,
     EvaluationSession,
     FaceVerification,
     Project,
@@ -183,6 +184,27 @@ def search_sign_ins(
         query = query.where(EvaluationSession.created_at < where.until)
     query = _page(query, EvaluationSession.created_at, EvaluationSession.id, cursor, limit)
     return list(db.execute(query).scalars())
+
+
+def search_draws(
+    db: Session, center_id: str, where: RecordFilter, cursor: Cursor | None, limit: int
+) -> list[tuple[Draw, Project]]:
+    """Every committee draw of the center, with its project: the commitment, the public
+    entropy and the proof that `evalsign draw verify` replays."""
+    query = (
+        select(Draw, Project)
+        .join(Project, Project.id == Draw.project_id)
+        .where(Draw.center_id == center_id)
+    )
+    if where.project_id is not None:
+        get_project(db, center_id, where.project_id)
+        query = query.where(Draw.project_id == where.project_id)
+    if where.since is not None:
+        query = query.where(Draw.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(Draw.created_at < where.until)
+    query = _page(query, Draw.created_at, Draw.id, cursor, limit)
+    return [(draw, project) for draw, project in db.execute(query)]
 
 
 def methods_of(db: Session, verification_ids: Iterable[str | None]) -> dict[str, str]:

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from api.deps import AuditReader, Db
-from evaluation import supervision
+from api.deps import AuditReader, Db, ServicesDep
+from evaluation import draws, supervision
 from evaluation.supervision import RecordFilter
 
 router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
@@ -75,6 +75,26 @@ class SignaturePage(BaseModel):
     next_cursor: str | None
 
 
+class DrawRowOut(BaseModel):
+    id: str
+    project_id: str
+    project_code: str
+    status: str
+    commitment: str
+    public_entropy: str | None
+    created_at: datetime
+    ran_at: datetime | None
+    proof: dict[str, Any] = Field(
+        description="The whole proof once run, unless the committee is still sealed for you"
+    )
+    links: Links
+
+
+class DrawPage(BaseModel):
+    items: list[DrawRowOut]
+    next_cursor: str | None
+
+
 class ScoreSheetOut(BaseModel):
     id: str
     assignment_id: str
@@ -96,6 +116,16 @@ SIGN_IN_COLUMNS = [
     "flagged",
     "flag_reason",
     "revoked_at",
+]
+DRAW_COLUMNS = [
+    "id",
+    "project_id",
+    "project_code",
+    "status",
+    "commitment",
+    "public_entropy",
+    "created_at",
+    "ran_at",
 ]
 SIGNATURE_COLUMNS = [
     "slot_id",
@@ -254,3 +284,51 @@ def scores(project_id: str, staff: AuditReader, db: Db) -> list[ScoreSheetOut]:
         )
         for sheet in supervision.scores_after_close(db, staff.center_id, project_id)
     ]
+
+
+@router.get("/draws", response_model=DrawPage, responses={200: {"content": {"text/csv": {}}}})
+def draws_list(
+    staff: AuditReader,
+    db: Db,
+    services: ServicesDep,
+    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    form: Format = "json",
+) -> Any:
+    """Every committee draw in the center, newest first: the commitment published before
+    the run, the public entropy, and the proof (`evalsign draw verify` replays it)."""
+    where = RecordFilter(project_id, None, None, since, until)
+    position = supervision.decode_cursor(cursor) if cursor else None
+    rows = supervision.search_draws(db, staff.center_id, where, position, limit)
+    items = [
+        DrawRowOut(
+            id=draw.id,
+            project_id=project.id,
+            project_code=project.code,
+            status=draw.status,
+            commitment=draw.commitment,
+            public_entropy=draw.public_entropy,
+            created_at=draw.created_at,
+            ran_at=draw.ran_at,
+            proof=draws.published_proof(
+                draw, sealed=draws.proof_is_sealed(project, staff.role.value, services.clock)
+            ),
+            links=Links(
+                verification=None,
+                project=f"/api/v1/projects/{project.id}",
+                document=f"/api/v1/projects/{project.id}/draws/{draw.id}",
+            ),
+        )
+        for draw, project in rows
+    ]
+    if form == "csv":
+        return _csv("draws", DRAW_COLUMNS, items)
+    full = len(items) == limit
+    last = rows[-1][0] if rows else None
+    return DrawPage(
+        items=items,
+        next_cursor=supervision.cursor_of(last.created_at, last.id) if full and last else None,
+    )

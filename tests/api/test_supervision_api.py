@@ -10,9 +10,11 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from api.services import Services
 from evaluation.staff import Role
+from models.clock import FrozenClock
 from models.tables import Project
-from tests.api.committee import Committee
+from tests.api.committee import Committee, build_committee
 from tests.api.contracting import Award
 from tests.api.helpers import assert_problem
 
@@ -84,3 +86,41 @@ def test_score_sheets_only_after_the_evaluation_closes(committee: Committee, db:
     [sheet] = committee.client.get(url, headers=supervisor).json()
     assert sheet["expert_id"] == committee.members[0]["expert_id"]
     assert sheet["points"] == committee.full_sheet(0)
+
+
+def test_draws_across_the_center_with_their_proofs(
+    committee: Committee, db: Session, clock: FrozenClock, services: Services
+) -> None:
+    supervisor = committee.center.headers(Role.SUPERVISOR)
+    second = build_committee(
+        committee.client, committee.center, db, clock, services, name="第二个项目"
+    )
+    listed = committee.client.get("/api/v1/supervision/draws", headers=supervisor)
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert {i["project_id"] for i in items} == {committee.project_id, second.project_id}
+    assert all(i["status"] == "completed" and i["public_entropy"] == "31 07 58" for i in items)
+    # The evaluation window is open, so the proof is no longer sealed for a supervisor.
+    assert all(i["proof"]["commitment"] == i["commitment"] for i in items)
+    assert all("server_secret" in i["proof"] for i in items)
+    proof = committee.client.get(items[0]["links"]["document"], headers=supervisor)
+    assert proof.status_code == 200 and proof.json()["id"] == items[0]["id"]
+
+    one = committee.client.get(
+        "/api/v1/supervision/draws",
+        params={"project_id": second.project_id, "format": "csv"},
+        headers=supervisor,
+    )
+    rows = list(csv.reader(io.StringIO(one.text)))
+    assert rows[0][:3] == ["id", "project_id", "project_code"] and len(rows) == 2
+    assert rows[1][1] == second.project_id
+    paged = committee.client.get("/api/v1/supervision/draws?limit=1", headers=supervisor).json()
+    rest = committee.client.get(
+        f"/api/v1/supervision/draws?limit=1&cursor={paged['next_cursor']}", headers=supervisor
+    ).json()
+    assert {paged["items"][0]["id"], rest["items"][0]["id"]} == {i["id"] for i in items}
+    assert_problem(
+        committee.client.get("/api/v1/supervision/draws", headers=committee.operator),
+        403,
+        "role-forbidden",
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from api.demo import Staged, sign_in_by_phone
+from api.demo import POOL, Staged, sign_in_by_phone
 from tests.e2e.conftest import LaunchBrowser
 from tests.e2e.pages import RequestLog
 from tests.e2e.service import Service, running_service, stage
@@ -23,7 +23,10 @@ DESKTOP = {"viewport": {"width": 1440, "height": 900}, "locale": "zh-CN"}
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("console")) as running:
+    # A filing threshold this pool nears, so the dashboard shows the holdings warning.
+    with running_service(
+        tmp_path_factory.mktemp("console"), face_filing_threshold=len(POOL)
+    ) as running:
         yield running
 
 
@@ -72,6 +75,12 @@ def test_the_console_shows_what_a_supervisor_reviews(
         expect(page.locator("#login-failed")).to_be_visible()
     _login(page, service, service.tokens["supervisor"])
     expect(page).to_have_url(re.compile(r"/console/$"))
+
+    # Whose face data the center holds, against the regulator's filing threshold.
+    holdings = page.locator("#holdings")
+    expect(holdings).to_have_attribute("data-warning", "true")
+    expect(holdings).to_contain_text(f"{len(POOL)} 人的人脸信息")
+    expect(holdings).to_contain_text("备案")
 
     # The flag the two members' shared phone raised; acknowledged with a note.
     flag = page.locator("tr", has_text="shared-device")

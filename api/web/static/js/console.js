@@ -22,7 +22,23 @@ function formQuery(form) {
 
 // --- flags -----------------------------------------------------------------------------
 
+// The Measures for face recognition: a filing with the regulator is due at 100,000 people.
+async function holdings() {
+  const target = document.getElementById("holdings");
+  try {
+    const held = await api("GET", "/api/v1/faces/holdings");
+    const share = ((100 * held.people) / held.filing_threshold).toFixed(1);
+    const values = { people: held.people.toLocaleString(), threshold: held.filing_threshold.toLocaleString(), share };
+    target.textContent = t(held.warning ? "console.holdings.warning" : "console.holdings.count", values);
+    target.className = held.warning ? "result fail" : "muted";
+    target.dataset.warning = String(held.warning);
+  } catch (error) {
+    showProblem(target, error);
+  }
+}
+
 async function flags() {
+  holdings();
   const form = document.getElementById("flag-filter");
   const target = document.getElementById("flags");
   async function load() {
