@@ -18,7 +18,6 @@ and the operator has to check the card again.
 from __future__ import annotations
 
 import itertools
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,8 +28,7 @@ from sqlalchemy.orm import Session
 from evaluation import audit
 from evaluation.errors import DomainError, NotFound
 from evaluation.experts import id_number_context, id_number_index
-from evaluation.liveness import SESSION_PREFIX
-from evaluation.staff import hash_token
+from evaluation.liveness import open_session
 from evaluation.tasks import seated_members
 from models.clock import Clock
 from models.settings import Settings
@@ -414,19 +412,7 @@ def verify_pin(
             _void(db, caller, clock, check, "too-many-wrong-pins")
         remaining = max(0, policy.max_failures - check.pin_failures)
         return PinOutcome(verification, None, None, 0 if voided else remaining, voided)
-    token = SESSION_PREFIX + secrets.token_urlsafe(32)
-    session = VerifiedSession(
-        center_id=center_id,
-        token_hash=hash_token(token),
-        expert_id=expert_id,
-        verification_id=verification.id,
-        device_id=device.device_id,
-        verified_at=now,
-        expires_at=now + policy.session_ttl,
-        revoked_at=None,
-    )
-    db.add(session)
-    db.flush()
+    token, session = open_session(db, verification, device.device_id, now, policy.session_ttl)
     audit.record(
         db,
         caller,

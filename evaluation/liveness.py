@@ -493,19 +493,9 @@ def record_verification(
     remaining: int | None = None
     if judgement.passed:
         assert expert_id is not None
-        session_token = SESSION_PREFIX + secrets.token_urlsafe(32)
-        session = VerifiedSession(
-            center_id=challenge.center_id,
-            token_hash=hash_token(session_token),
-            expert_id=expert_id,
-            verification_id=verification.id,
-            device_id=upload.device_id,
-            verified_at=now,
-            expires_at=now + config.session_ttl,
-            revoked_at=None,
+        session_token, session = open_session(
+            db, verification, upload.device_id, now, config.session_ttl
         )
-        db.add(session)
-        db.flush()
         audit.record(
             db,
             caller,
@@ -532,6 +522,32 @@ def record_verification(
                 _lock(db, caller, clock, challenge.center_id, expert_id, failures)
                 locked = True
     return VerificationOutcome(verification, judgement, session_token, session, remaining, locked)
+
+
+def open_session(
+    db: Session,
+    verification: FaceVerification,
+    device_id: str,
+    now: datetime,
+    ttl: timedelta,
+) -> tuple[str, VerifiedSession]:
+    """What a passed check grants: a verified session bound to the person and the device;
+    the token is returned once and stored hashed."""
+    assert verification.passed and verification.expert_id is not None
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    session = VerifiedSession(
+        center_id=verification.center_id,
+        token_hash=hash_token(token),
+        expert_id=verification.expert_id,
+        verification_id=verification.id,
+        device_id=device_id,
+        verified_at=now,
+        expires_at=now + ttl,
+        revoked_at=None,
+    )
+    db.add(session)
+    db.flush()
+    return token, session
 
 
 def _cross_match(

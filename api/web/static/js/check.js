@@ -1,7 +1,7 @@
 // The face check: camera preview inside a face guide, one prompt per challenged action,
 // frames captured at the hinted rate, downscaled and JPEG-encoded here, uploaded with a
 // progress bar (retried, never submitted twice), then the result in plain words.
-import { Problem, api, deviceId, el, newKey, showProblem, t } from "./common.js";
+import { Problem, api, deviceId, el, newKey, showProblem, signReport, t } from "./common.js";
 
 const root = document.getElementById("check");
 const purpose = root.dataset.purpose;
@@ -183,13 +183,6 @@ function explain(outcome) {
   result.dataset.reasons = (outcome.reasons || []).join(" ");
 }
 
-async function signReport() {
-  const overview = await api("GET", "/api/v1/evaluation");
-  if (!overview.report_document_id) throw new Problem(409, { code: "report-missing", detail: t("report.none") });
-  stepLabel.textContent = t("report.signing");
-  await api("POST", `/api/v1/documents/${overview.report_document_id}/signatures`, {});
-}
-
 async function signContract() {
   stepLabel.textContent = t("contract.signing");
   await api("POST", root.dataset.signUrl, {});
@@ -198,7 +191,10 @@ async function signContract() {
 async function finish() {
   if (purpose === "sign-in") await api("POST", "/api/v1/scan/sign-in", {});
   else if (purpose === "contract") await signContract();
-  else await signReport();
+  else {
+    stepLabel.textContent = t("report.signing");
+    await signReport();
+  }
   location.assign(doneUrl);
 }
 

@@ -120,3 +120,10 @@ export function pageImages(urls, altKey) {
     return image;
   });
 }
+
+// Sign the committee's report with the fresh check just passed (its session is a cookie).
+export async function signReport() {
+  const overview = await api("GET", "/api/v1/evaluation");
+  if (!overview.report_document_id) throw new Problem(409, { code: "report-missing", detail: t("report.none") });
+  await api("POST", `/api/v1/documents/${overview.report_document_id}/signatures`, {});
+}

@@ -1,6 +1,6 @@
 // The non-face path on the phone: the signing PIN, after staff checked the person's ID card
 // at the center, in place of the face check (to sign in, or to sign the report).
-import { Problem, api, el, showProblem, t } from "./common.js";
+import { Problem, api, el, showProblem, signReport, t } from "./common.js";
 
 const root = document.getElementById("pin-check");
 const form = document.getElementById("pin-form");
@@ -16,12 +16,6 @@ function refused(outcome) {
   result.replaceChildren(el("strong", { id: outcome.voided ? "voided" : "wrong", text }));
   result.hidden = false;
   submit.disabled = Boolean(outcome.voided);
-}
-
-async function signReport() {
-  const overview = await api("GET", "/api/v1/evaluation");
-  if (!overview.report_document_id) throw new Problem(409, { code: "report-missing", detail: t("report.none") });
-  await api("POST", `/api/v1/documents/${overview.report_document_id}/signatures`, {});
 }
 
 form.addEventListener("submit", async (event) => {
