@@ -334,3 +334,28 @@ def test_the_operator_checks_only_a_seated_member_against_their_own_card(
 @pytest.mark.parametrize("pin", ["12345", "abcdef", "1234567", "12 456"])
 def test_a_pin_is_six_digits(committee: Committee, cipher: FieldCipher, pin: str) -> None:
     assert _set_pin(committee, cipher, committee.members[0]["expert_id"], pin).status_code == 422
+
+
+def test_a_member_who_withdrew_face_consent_still_takes_part(
+    committee: Committee, db: Session, cipher: FieldCipher
+) -> None:
+    """Withdrawal closes the face path; the in-person path stays open (the point of it)."""
+    member = committee.members[2]
+    withdrawn = committee.client.post(
+        f"/api/v1/experts/{member['expert_id']}/face/consent/withdraw",
+        json={"note": "本人书面撤回人脸识别同意"},
+        headers=committee.operator,
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    phone = _scan(committee, member, "withdrawn-phone")
+    _consent(committee, phone)
+    assert_problem(
+        committee.client.post("/api/v1/scan/challenge", headers=phone), 409, "face-check-unavailable"
+    )
+    assert _set_pin(committee, cipher, member["expert_id"]).status_code == 200
+    assert _check_in_person(committee, cipher, member["expert_id"]).status_code == 201
+    token = _pin(committee, phone, PIN).json()["session"]["token"]
+    signed_in = committee.client.post(
+        "/api/v1/scan/sign-in", json={"face_session": token}, headers=phone
+    )
+    assert signed_in.status_code == 201, signed_in.text
