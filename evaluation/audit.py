@@ -5,12 +5,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, attributes
 from sqlalchemy.orm.util import identity_key
 
@@ -187,22 +204,117 @@ def _row(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-# What an entry's hash covers (canonical_bytes), in one place for the fast verifier.
-_HASHED = (
-    "center_id",
-    "seq",
-    "occurred_at",
-    "actor",
-    "action",
-    "subject_type",
-    "subject_id",
-    "request_id",
-    "details",
-    "prev_hash",
-)
+# The verifier below rebuilds canonical_bytes by hand, field by field: building and
+# sort-encoding a dict per entry cost more than everything else it does.
+_encode_str = json.encoder.encode_basestring  # what the canonical encoder uses for strings
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
+
+
+def _details_encoder() -> Callable[[Any], str]:
+    """_CANONICAL.encode, minus the C encoder it builds afresh on every call (which costs
+    more than encoding a small `details`). c_make_encoder is not public API; where it is
+    missing, _CANONICAL.encode gives the same text, only slower."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has it
+        return _CANONICAL.encode
+    # _CANONICAL's settings; no circular-reference markers, which parsed JSON cannot need.
+    encode = make(None, None, _encode_str, None, ":", ",", True, False, False)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode_details = _details_encoder()
+_decode_json = json.JSONDecoder().raw_decode
+
+
+def _canonical_details(stored: str) -> str | None:
+    """The canonical encoding of a `details` value as the database stores it, or None if
+    it is not JSON canonical_bytes can encode (SQLite does not check; NaN)."""
+    try:
+        value, end = _decode_json(stored)  # json.loads without its whitespace handling
+    except ValueError:
+        end = -1
+    try:
+        if end != len(stored):  # whitespace around the value, or not JSON
+            value = json.loads(stored)
+        return _encode_details(value)
+    except ValueError:
+        return None
+
+
+def _entry_digest(center: str, row: Sequence[Any], occurred_at: str, details: str) -> str:
+    """The hash of a _verify_query row, as canonical_bytes would give it, from the encoded
+    center_id, occurred_at and details. The row's prev_hash goes in as it is: the verifier
+    has matched it to a SHA-256 hex digest already."""
+    seq, prev_hash, _, _, _, actor, action, subject_type, subject_id, request_id = row
+    text = (  # the keys in sorted order
+        f'{{"action":{_encode_str(action)},"actor":{_encode_str(actor)},"center_id":{center},'
+        f'"details":{details},"occurred_at":"{occurred_at}","prev_hash":"{prev_hash}",'
+        f'"request_id":{"null" if request_id is None else _encode_str(request_id)},'
+        f'"seq":{seq},'
+        f'"subject_id":{"null" if subject_id is None else _encode_str(subject_id)},'
+        f'"subject_type":{_encode_str(subject_type)}}}'
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_PG_ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'  # isoformat(timespec="microseconds")
+
+
+def _verify_query(center_id: str, dialect: str) -> Select[Any]:
+    """An entry as the verifier reads it. `details` as the stored text: the driver would
+    parse it only for it to be parsed again here. occurred_at is stored as naive UTC; on
+    PostgreSQL the server formats it as canonical_bytes does, which costs less there than
+    datetime.isoformat costs here."""
+    occurred_at: ColumnElement[Any] = type_coerce(_entries.c.occurred_at, DateTime())
+    if dialect == "postgresql":
+        occurred_at = func.to_char(_entries.c.occurred_at, _PG_ISO_UTC)
+    return (
+        select(
+            _entries.c.seq,
+            _entries.c.prev_hash,
+            _entries.c.hash,
+            occurred_at,
+            sql_cast(_entries.c.details, Text()),
+            _entries.c.actor,
+            _entries.c.action,
+            _entries.c.subject_type,
+            _entries.c.subject_id,
+            _entries.c.request_id,
+        )
+        .where(_entries.c.center_id == center_id)
+        .order_by(_entries.c.seq)
+    )
+
+
+_VERIFY_BATCH = 5000  # rows per fetch: few round trips, bounded memory
+
+
+def _batches(connection: Connection, query: Select[Any]) -> Generator[Sequence[Any]]:
+    """The query's rows as plain tuples, streamed in batches. Close the iterator
+    (contextlib.closing) to stop early."""
+    if connection.dialect.name != "postgresql":
+        with connection.execute(query.execution_options(yield_per=_VERIFY_BATCH)) as result:
+            yield from result.partitions()
+        return
+    # The driver's own server-side cursor: SQLAlchemy's Row objects cost about a third of
+    # what fetching does. And a thread fetches the next batch while the caller hashes this
+    # one: the driver waits for the server without the GIL, so the server's share of the
+    # work runs on the other core.
+    compiled = query.compile(dialect=connection.dialect)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with (
+        driver.cursor(name="evalsign_audit_verify") as cursor,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-verify") as fetcher,
+    ):
+        cursor.execute(str(compiled), compiled.params)
+        pending = fetcher.submit(cursor.fetchmany, _VERIFY_BATCH)
+        while rows := pending.result():
+            pending = fetcher.submit(cursor.fetchmany, _VERIFY_BATCH)
+            yield rows
+        # Leaving waits for the fetch under way (an early stop), then closes the cursor.
 
 
 @dataclass(frozen=True)
@@ -225,25 +337,30 @@ def verify_chain(db: Session, center_id: str) -> ChainReport:
     def broken(seq: int, reason: str) -> ChainReport:
         return ChainReport(center_id, False, checked, head.last_seq, seq, reason)
 
-    # Plain rows, streamed: ORM objects cost more than hashing the entries does.
-    rows = db.execute(
-        select(*(_entries.c[name] for name in _HASHED), _entries.c.hash)
-        .where(_entries.c.center_id == center_id)
-        .order_by(_entries.c.seq)
-        .execution_options(yield_per=5000)
-    )
-    encode = _CANONICAL.encode
-    for row in rows:
-        seq, stored_prev, stored_hash = row.seq, row.prev_hash, row.hash
-        if seq != expected_seq:
-            return broken(expected_seq, "sequence-gap")
-        if stored_prev != prev_hash:
-            return broken(seq, "prev-hash-mismatch")
-        payload = dict(zip(_HASHED, row[: len(_HASHED)], strict=True))
-        payload["occurred_at"] = row.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
-        if hashlib.sha256(encode(payload).encode()).hexdigest() != stored_hash:
-            return broken(seq, "hash-mismatch")
-        prev_hash, expected_seq, checked = stored_hash, expected_seq + 1, checked + 1
+    connection = db.connection()
+    center = _encode_str(center_id)
+    batches = _batches(connection, _verify_query(center_id, connection.dialect.name))
+    with closing(batches):
+        for row in chain.from_iterable(batches):
+            seq, stored_prev, stored_hash, occurred_at, details = row[:5]
+            if seq != expected_seq:
+                return broken(expected_seq, "sequence-gap")
+            if stored_prev != prev_hash:
+                return broken(seq, "prev-hash-mismatch")
+            if not isinstance(occurred_at, str):  # a datetime where the server did not format it
+                occurred_at = occurred_at.isoformat(timespec="microseconds") + "+00:00"
+            # SQLAlchemy writes json.dumps' default ", " and ": ", so stored text has to be
+            # parsed and encoded canonically. Text without ": " may be canonical already (an
+            # empty object, say) and is tried as stored first: it can only match the hash
+            # if it is exactly the text that was hashed.
+            if ": " in details or _entry_digest(center, row, occurred_at, details) != stored_hash:
+                canonical = _canonical_details(details)
+                if (
+                    canonical is None
+                    or _entry_digest(center, row, occurred_at, canonical) != stored_hash
+                ):
+                    return broken(seq, "hash-mismatch")
+            prev_hash, expected_seq, checked = stored_hash, expected_seq + 1, checked + 1
     if head.last_seq != checked or head.last_hash != prev_hash:
         # Entries cut from the end, or a head moved without its entries.
         return broken(checked + 1, "head-mismatch")

@@ -350,7 +350,9 @@ def test_a_member_who_withdrew_face_consent_still_takes_part(
     phone = _scan(committee, member, "withdrawn-phone")
     _consent(committee, phone)
     assert_problem(
-        committee.client.post("/api/v1/scan/challenge", headers=phone), 409, "face-check-unavailable"
+        committee.client.post("/api/v1/scan/challenge", headers=phone),
+        409,
+        "face-check-unavailable",
     )
     assert _set_pin(committee, cipher, member["expert_id"]).status_code == 200
     assert _check_in_person(committee, cipher, member["expert_id"]).status_code == 201

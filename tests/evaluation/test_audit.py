@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, select, text
@@ -208,3 +209,118 @@ def test_concurrent_writers_never_fork_or_skip_the_chain(isolated_database_url: 
         report = audit.verify_chain(db, center_id)
     assert report.ok, report
     engine.dispose()
+
+
+# The verifier reads `details` as stored text and rebuilds the hashed bytes itself (fast
+# paths); these pin that it still agrees with canonical_bytes and still catches edits.
+
+
+def _set_details(connection: Connection, center_id: str, seq: int, stored: str) -> None:
+    connection.execute(
+        text("UPDATE audit_entries SET details = :d WHERE center_id = :c AND seq = :s"),
+        {"d": stored, "c": center_id, "s": seq},
+    )
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        '{"i": 998}',  # as SQLAlchemy writes it
+        '{"i":998}',  # canonical-looking text, hashed as stored first
+        '{"i": 2, "j": 0}',
+        '{"i": "2"}',
+        '{"i": 2.0}',
+        '[{"i": 2}]',
+        "{}",
+    ],
+)
+def test_changed_details_are_caught(
+    db: Session, center: CenterWithStaff, clock: FrozenClock, connection: Connection, stored: str
+) -> None:
+    _append(db, center, clock, 4)
+    target = next(entry for entry in _entries(db, center.id) if entry.details == {"i": 2})
+    _allow_tampering(connection)
+    _set_details(connection, center.id, target.seq, stored)
+    db.expire_all()
+    report = audit.verify_chain(db, center.id)
+    assert (report.ok, report.first_bad_seq, report.reason) == (False, target.seq, "hash-mismatch")
+    assert report.entries_checked == target.seq - 1
+
+
+DETAILS = {"名": "张伟", "a": [1, {"z": None, "b": True}], "x": 1.5, "e": '😀"\\\n\x01'}
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        # The same value as other JSON text: other key order, spacing and escapes.
+        '{"x": 1.5, "e": "\\ud83d\\ude00\\"\\\\\\n\\u0001", "a": [1, {"b": true, "z": null}],'
+        ' "\\u540d": "\\u5f20\\u4f1f"}',
+        ' { "a" : [ 1 , { "z" : null , "b" : true } ] , "e" : "😀\\"\\\\\\n\\u0001" ,'
+        ' "x" : 1.5 , "名" : "张伟" } ',
+        # Exactly the canonical text (the hashed-as-stored path).
+        json.dumps(DETAILS, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+    ],
+)
+def test_details_stored_as_other_json_text_still_verify(
+    db: Session, center: CenterWithStaff, clock: FrozenClock, connection: Connection, stored: str
+) -> None:
+    entry = audit.record(db, center.caller, clock, "test.event", "thing", "x", DETAILS)
+    _append(db, center, clock, 2)
+    _allow_tampering(connection)
+    _set_details(connection, center.id, entry.seq, stored)
+    db.expire_all()
+    report = audit.verify_chain(db, center.id)
+    assert report.ok, report
+
+
+def test_details_that_are_not_json_are_a_hash_mismatch(
+    db: Session, center: CenterWithStaff, clock: FrozenClock, connection: Connection
+) -> None:
+    _append(db, center, clock, 3)
+    last = _entries(db, center.id)[-1].seq
+    _allow_tampering(connection)
+    for stored in ('{"i": 2} trailing', "not json", '{"i": NaN}'):
+        if on_postgres():
+            # The json column itself refuses such text: nothing for the verifier to meet.
+            with pytest.raises(DBAPIError), connection.begin_nested():
+                _set_details(connection, center.id, last, stored)
+            continue
+        _set_details(connection, center.id, last, stored)
+        db.expire_all()
+        report = audit.verify_chain(db, center.id)
+        assert (report.first_bad_seq, report.reason) == (last, "hash-mismatch")
+
+
+def test_verifier_agrees_with_canonical_bytes_on_awkward_values(
+    db: Session, center: CenterWithStaff, clock: FrozenClock
+) -> None:
+    awkward = ['quote " back\\slash', "tab\tnew\nline\x01\x7f", "张伟 😀 \u2028", "/"]
+    for index, value in enumerate(awkward):
+        clock.advance(timedelta(microseconds=123457 * (index + 1)))
+        caller = audit.Caller(center.id, value[:100], request_id=value[:64])
+        audit.record(db, caller, clock, value, value[:50], value[:64], {value: [value, 1e100]})
+        audit.record(db, caller, clock, "x", "y", None, {"b": -0.0, "a": {"ä": 1, "Z": 2}})
+    db.commit()
+    entries = _entries(db, center.id)
+    assert all(entry.hash == audit.entry_hash(entry) for entry in entries)
+    report = audit.verify_chain(db, center.id)
+    assert report.ok and report.entries_checked == len(entries), report
+
+
+def test_a_chain_longer_than_a_batch_verifies_and_stops_at_a_bad_entry(
+    db: Session,
+    center: CenterWithStaff,
+    clock: FrozenClock,
+    connection: Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(audit, "_VERIFY_BATCH", 2)
+    _append(db, center, clock, 7)
+    assert audit.verify_chain(db, center.id).ok
+    _allow_tampering(connection)
+    _set_details(connection, center.id, 4, '{"i": -1}')
+    db.expire_all()
+    for _ in range(2):  # stopping early left nothing open that the next run trips over
+        report = audit.verify_chain(db, center.id)
+        assert (report.first_bad_seq, report.reason) == (4, "hash-mismatch")
