@@ -29,6 +29,7 @@ from evaluation import audit
 from evaluation.errors import DomainError, NotFound
 from evaluation.experts import id_number_context, id_number_index
 from evaluation.liveness import open_session
+from evaluation.projects import get_project
 from evaluation.tasks import seated_members
 from models.clock import Clock
 from models.settings import Settings
@@ -37,7 +38,6 @@ from models.tables import (
     Expert,
     FaceVerification,
     InPersonCheck,
-    Project,
     ScanSession,
     VerifiedSession,
 )
@@ -199,9 +199,7 @@ def check_in_person(
     note: str | None,
 ) -> InPersonCheck:
     """The operator saw the person and their ID document at the center, for this project."""
-    project = db.get(Project, project_id, with_for_update=True)
-    if project is None or project.center_id != caller.center_id:
-        raise NotFound(f"no project {project_id} in this center")
+    project = get_project(db, caller.center_id, project_id, lock=True)
     expert = _expert(db, caller.center_id, expert_id)
     _require_document_matches(cipher, expert, id_number)
     if expert.pin_hash is None:

@@ -88,6 +88,15 @@ def consent_text(language: str) -> ConsentText:
     return FACE_CONSENT.get(language, FACE_CONSENT["zh"])
 
 
+def require_current(version: str) -> None:
+    """Consent to an older text is not consent to the one in force."""
+    if version != FACE_CONSENT_VERSION:
+        raise ConsentVersionStale(
+            f"the current consent text is {FACE_CONSENT_VERSION}, not {version!r}",
+            current=FACE_CONSENT_VERSION,
+        )
+
+
 def answer_consent(
     db: Session,
     clock: Clock,
@@ -98,11 +107,7 @@ def answer_consent(
     request_id: str | None,
 ) -> ScanSession:
     """Record the phone's answer to the consent text of `version` in `language`."""
-    if version != FACE_CONSENT_VERSION:
-        raise ConsentVersionStale(
-            f"the current consent text is {FACE_CONSENT_VERSION}, not {version!r}",
-            current=FACE_CONSENT_VERSION,
-        )
+    require_current(version)
     text = consent_text(language)
     caller = audit.Caller(scan.center_id, f"scan:{scan.id}", None, request_id)
     details = {

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from evaluation import audit
-from evaluation.consent import FACE_CONSENT_VERSION, ConsentVersionStale, consent_text
+from evaluation.consent import FACE_CONSENT_VERSION, consent_text, require_current
 from evaluation.errors import DomainError, NotFound
 from face.analysis import PhotoAnalysis, analyze_bytes
 from face.engine import FaceEngine, Vector
@@ -138,11 +138,7 @@ class Enrollment:
 def consent_record(version: str) -> dict[str, str]:
     """What the audit keeps of a consent: the text's version and the SHA-256 of its words,
     so the exact text agreed to can be shown years later."""
-    if version != FACE_CONSENT_VERSION:
-        raise ConsentVersionStale(
-            f"the current consent text is {FACE_CONSENT_VERSION}, not {version!r}",
-            current=FACE_CONSENT_VERSION,
-        )
+    require_current(version)
     return {
         "consent_version": version,
         "consent_sha256_zh": consent_text("zh").sha256,
