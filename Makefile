@@ -36,6 +36,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The whole job on a fresh temporary instance: draw, QR sign-in, scoring, the signed report.
 demo: install

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from api.instance import initialize, prepare
 from api.services import open_database
-from evaluation import audit, centers
-from evaluation import staff as staff_tokens
-from evaluation.errors import DomainError
-from evaluation.pki import PkiNotReady, PkiPolicy
-from evaluation.staff import Role
+from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError
+from evaluation.registry import centers
+from evaluation.registry import staff as staff_tokens
+from evaluation.registry.staff import Role
+from evaluation.trust.pki import PkiNotReady, PkiPolicy
 from face.antispoof import AntiSpoofModelError
 from face.model_pack import ModelPackError
 from models.clock import SystemClock
@@ -85,8 +86,8 @@ def _center_certificate(
     names: tuple[str, ...],
 ) -> tuple[server_tls.ServerCertificate, dict[str, Any]]:
     """The server certificate from a center's issuing CA, and where phones get its root."""
-    from evaluation import pki
-    from evaluation.tls import serving_certificate
+    from evaluation.trust import pki
+    from evaluation.trust.tls import serving_certificate
     from signing.vault import open_vaults
 
     vault = open_vaults(settings, load_keyring(settings.vault_dir, settings.master_key))
@@ -220,7 +221,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from evaluation import checkpoints
+    from evaluation.trust import checkpoints
 
     results = []
     with _transaction(args) as db:
@@ -243,7 +244,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_face_compare(args: argparse.Namespace) -> int:
     from api.services import face_engine_for
-    from evaluation.faces import FacePolicy, compare_images
+    from evaluation.identity.faces import FacePolicy, compare_images
 
     settings = _settings(args)
     result = compare_images(
@@ -258,7 +259,7 @@ def cmd_face_compare(args: argparse.Namespace) -> int:
 
 def cmd_face_eval(args: argparse.Namespace) -> int:
     from api.services import face_engine_for
-    from evaluation.faces import FacePolicy, evaluate_pairs
+    from evaluation.identity.faces import FacePolicy, evaluate_pairs
 
     settings = _settings(args)
     threshold = args.threshold if args.threshold is not None else settings.face_match_threshold
@@ -275,7 +276,7 @@ def cmd_face_eval(args: argparse.Namespace) -> int:
 def cmd_pdf_validate(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from evaluation import pki
+    from evaluation.trust import pki
     from signing import pades
 
     with _transaction(args) as db:
@@ -291,7 +292,7 @@ def cmd_pdf_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_draw_verify(args: argparse.Namespace) -> int:
-    from evaluation import draw
+    from evaluation.committee import draw_proof
 
     try:
         proof = json.loads(Path(args.proof).read_text(encoding="utf-8"))
@@ -299,11 +300,11 @@ def cmd_draw_verify(args: argparse.Namespace) -> int:
         print(json.dumps({"error": "InvalidProof", "detail": str(exc)}), file=sys.stderr)
         return 2
     try:
-        draw.verify_proof(proof)
-    except draw.ProofMismatch as exc:
+        draw_proof.verify_proof(proof)
+    except draw_proof.ProofMismatch as exc:
         _print({"ok": False, "differences": [d.as_json() for d in exc.differences]})
         return 1
-    committee = [{"specialty": s, "expert_id": e} for s, e in draw.committee_of(proof)]
+    committee = [{"specialty": s, "expert_id": e} for s, e in draw_proof.committee_of(proof)]
     _print({"ok": True, "draw_id": proof["draw_id"], "committee": committee})
     return 0
 
@@ -344,7 +345,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
-    from evaluation.evidence import verify_file
+    from evaluation.supervision.evidence import verify_file
 
     report = verify_file(Path(args.package), Path(args.root) if args.root else None)
     _print({"ok": report.ok, "checks": report.checks})

@@ -35,9 +35,9 @@ from cryptography import x509
 from api.app import create_app
 from api.instance import initialize, prepare
 from api.services import build_services, load_stamp_font
-from evaluation import draw
-from evaluation.evidence import verify_package
-from evaluation.identity import credit_code_check_char, id_number_check_digit
+from evaluation.committee import draw_proof
+from evaluation.kernel.identifiers import credit_code_check_char, id_number_check_digit
+from evaluation.supervision.evidence import verify_package
 from face import synthetic
 from face.samples import BGR, encode, sample_portraits
 from models.clock import SystemClock
@@ -570,7 +570,7 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
         f"11. 验证签名：{verdict['verdict']}（{len(verdict['signatures'])} 个签名 + "
         f"{len(verdict['document_timestamps'])} 个文档时间戳）；项目状态 {final['status']}"
     )
-    draw.verify_proof(proof)
+    draw_proof.verify_proof(proof)
     say("12. 抽取证明复核通过（evalsign-draw-v1，任何人可用 evalsign draw verify 复算）")
     package: bytes = api.call(
         "GET", f"/api/v1/projects/{project['id']}/evidence", 200, headers=supervisor

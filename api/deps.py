@@ -23,11 +23,11 @@ from api.web.session import (
     phone_credentials,
     staff_binding,
 )
-from evaluation import liveness
-from evaluation import staff as staff_tokens
-from evaluation.audit import Caller
-from evaluation.errors import InvalidCredentials, RoleForbidden
-from evaluation.staff import Role
+from evaluation.identity import face_checks
+from evaluation.kernel.audit import Caller
+from evaluation.kernel.errors import InvalidCredentials, RoleForbidden
+from evaluation.registry import staff as staff_tokens
+from evaluation.registry.staff import Role
 from face.engine import FaceEngine
 from face.model_pack import ModelPackError
 from models.db import READ_ONLY
@@ -179,10 +179,10 @@ def face_session(
 ) -> VerifiedSession:
     """The phone's verified face session: `Authorization: Bearer evf_...` plus the device id
     it was bound to. Staff tokens are not face sessions and are refused here."""
-    sent = phone_token(request, services, liveness.SESSION_PREFIX, authorization, x_device_id)
+    sent = phone_token(request, services, face_checks.SESSION_PREFIX, authorization, x_device_id)
     if sent.token is None:
-        raise liveness.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
-    return liveness.authenticate_session(db, sent.token, sent.device_id, services.clock.now())
+        raise face_checks.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
+    return face_checks.authenticate_session(db, sent.token, sent.device_id, services.clock.now())
 
 
 FaceSession = Annotated[VerifiedSession, Depends(face_session)]

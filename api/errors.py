@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.logs import request_id_var
-from evaluation.errors import DomainError
-from evaluation.identity import error_message
+from evaluation.kernel.errors import DomainError
+from evaluation.kernel.identifiers import error_message
 
 PROBLEM_JSON = "application/problem+json"
 

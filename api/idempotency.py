@@ -25,7 +25,7 @@ from api.deps import transaction
 from api.errors import problem_response
 from api.services import Services
 from api.web.session import DEVICE_COOKIE
-from evaluation.errors import DomainError
+from evaluation.kernel.errors import DomainError
 from models.base import new_id
 from models.tables import IdempotentRequest
 

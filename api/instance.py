@@ -13,10 +13,12 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from api.services import open_database
-from evaluation import audit, centers, pki
-from evaluation import staff as staff_tokens
-from evaluation.pki import CenterPki, PkiPolicy
-from evaluation.staff import Role
+from evaluation.kernel import audit
+from evaluation.registry import centers
+from evaluation.registry import staff as staff_tokens
+from evaluation.registry.staff import Role
+from evaluation.trust import pki
+from evaluation.trust.pki import CenterPki, PkiPolicy
 from models.clock import Clock
 from models.db import make_session_factory
 from models.migrate import upgrade_to_head

@@ -17,7 +17,10 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import transaction
 from api.services import Services
-from evaluation import audit, centers, checkpoints, face_data
+from evaluation.identity import face_data
+from evaluation.kernel import audit
+from evaluation.registry import centers
+from evaluation.trust import checkpoints
 
 log = logging.getLogger("evalsign.jobs")
 

@@ -10,12 +10,12 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from evaluation.activation import ActivationPolicy
-from evaluation.document_store import DocumentStore
-from evaluation.documents import SigningContext
-from evaluation.faces import FacePolicy
-from evaluation.liveness import LivenessConfig
-from evaluation.pki import PkiPolicy
+from evaluation.documents.documents import SigningContext
+from evaluation.documents.store import DocumentStore
+from evaluation.identity.face_checks import LivenessConfig
+from evaluation.identity.faces import FacePolicy
+from evaluation.trust.activation import ActivationPolicy
+from evaluation.trust.pki import PkiPolicy
 from face.antispoof import PassiveAntiSpoof
 from face.engine import EngineOptions, FaceEngine
 from face.model_pack import load_model_pack

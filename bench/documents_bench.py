@@ -124,7 +124,7 @@ peak_kb = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("V
 print(json.dumps({{"seconds": elapsed, "peak_mb": peak_kb / 1024}}))
 """
 
-# The whole service path (upload excluded): evaluation.documents.sign_document on a real
+# The whole service path (upload excluded): evaluation.documents.documents.sign_document on a real
 # instance (SQLite), with the CSC activation, the document lock, the revision digest. The
 # document has two slots and one signs, so no completing document time-stamp is added
 # (that one is a second pass over the file, like any time-stamp).
@@ -134,13 +134,14 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 from api.instance import initialize
 from api.services import build_services
-from evaluation import audit, documents
-from evaluation.document_store import Received
+from evaluation.documents import documents
+from evaluation.kernel import audit
+from evaluation.documents.store import Received
 from models.clock import SystemClock
 from models.settings import Settings
 from signing.pades import preload_stamp_font
 from tests.factories import expert_payload, face_session
-from evaluation.experts import NewExpert, register_expert
+from evaluation.registry.experts import NewExpert, register_expert
 source = Path({path!r})
 with tempfile.TemporaryDirectory() as data:
     settings = Settings(data_dir=Path(data))
@@ -149,7 +150,7 @@ with tempfile.TemporaryDirectory() as data:
     services = build_services(settings, clock=clock)
     preload_stamp_font()
     caller = audit.Caller(created.center_id, "bench")
-    from evaluation import credentials
+    from evaluation.trust import credentials
     with services.session_factory() as db, db.begin():
         expert, second = [
             register_expert(db, caller, clock, services.cipher,

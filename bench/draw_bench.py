@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.draw import (
+from evaluation.committee.draw_proof import (
     Candidate,
     Exclusion,
     SeatSpec,

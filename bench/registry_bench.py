@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from api.app import create_app
 from api.instance import initialize
 from api.services import build_services
-from evaluation.expert_import import COLUMNS
+from evaluation.registry.expert_import import COLUMNS
 from models.clock import SystemClock
 from models.settings import Settings
 from tests.factories import credit_code, id_number

@@ -4,7 +4,7 @@ entries per second (goal at least 100,000).
 
 The rows are made in the database itself (generate_series), as a year of a busy center
 would leave them: 2,000 experts, 5,000 phones, one check in seven failed. The queries run
-through the service's own code (evaluation/supervision.py, evaluation/audit.py).
+through the service's own code (evaluation/supervision/searches.py, evaluation/kernel/audit.py).
 
     EVALSIGN_BENCH_DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/
     evalsign_bench, dropped and created afresh), EVALSIGN_BENCH_ROWS (default 1000000),
@@ -26,8 +26,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
-from evaluation import audit, supervision
-from evaluation.supervision import VerificationFilter
+from evaluation.kernel import audit
+from evaluation.supervision.searches import VerificationFilter
 from models.clock import FrozenClock
 from models.db import make_engine
 from models.migrate import upgrade_to_head
@@ -138,15 +138,15 @@ def main() -> None:
     with sessions() as db:
         for name, where in searches.items():
             p50, p95, found = timed(
-                lambda where=where: supervision.search_verifications(db, CENTER, where, None, 50)
+                lambda where=where: searches.search_verifications(db, CENTER, where, None, 50)
             )
             worst = max(worst, p95)
             print(f"{name} | {p50:.1f} | {p95:.1f} | {found}")
         # The next page of a long result, from a cursor deep in the log.
-        rows = supervision.search_verifications(db, CENTER, VerificationFilter(), None, 5000)
-        cursor = supervision.decode_cursor(supervision.encode_cursor(rows[-1]))
+        rows = searches.search_verifications(db, CENTER, VerificationFilter(), None, 5000)
+        cursor = searches.decode_cursor(searches.encode_cursor(rows[-1]))
         p50, p95, found = timed(
-            lambda: supervision.search_verifications(db, CENTER, VerificationFilter(), cursor, 50)
+            lambda: searches.search_verifications(db, CENTER, VerificationFilter(), cursor, 50)
         )
         worst = max(worst, p95)
         print(f"page after 5,000 rows (cursor) | {p50:.1f} | {p95:.1f} | {found}")

@@ -83,7 +83,7 @@ class Expert(Base):
     # Withdrew consent to face processing: templates deleted, the face path closed until
     # they consent again at a new enrollment.
     face_consent_withdrawn_at: Mapped[datetime | None]
-    # The signing PIN of the non-face path (evaluation/alternative.py): a slow scrypt hash,
+    # The signing PIN of the non-face path (evaluation/committee/in_person.py): a slow scrypt hash,
     # set at the center after an operator checked the person's ID card.
     pin_hash: Mapped[str | None] = mapped_column(String(200))
     pin_set_at: Mapped[datetime | None]
@@ -198,7 +198,7 @@ class FaceTemplate(Base):
     reference: Mapped[str] = mapped_column(
         String(20), default="in-person", server_default="in-person"
     )
-    # The consent text the person agreed to (evaluation/consent.py), when it was recorded.
+    # The consent text the person agreed to (evaluation/identity/consent.py), when it was recorded.
     consent_version: Mapped[str | None] = mapped_column(String(40))
 
 
@@ -241,7 +241,7 @@ class FaceVerification(Base):
     supervisor reviews. Frames themselves are kept only under the retention setting."""
 
     __tablename__ = "face_verifications"
-    # The supervisors' searches (evaluation/supervision.py): newest first, within a center,
+    # The supervisors' searches (evaluation/supervision/searches.py): newest first, within a center,
     # by device, by address, by decision.
     __table_args__ = (
         Index("ix_face_verifications_center_created", "center_id", "created_at"),
@@ -693,7 +693,7 @@ class ScanSession(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     signed_in_at: Mapped[datetime | None]
-    # The face recognition consent this phone agreed to (evaluation/consent.py).
+    # The face recognition consent this phone agreed to (evaluation/identity/consent.py).
     consent_version: Mapped[str | None] = mapped_column(String(40))
     consented_at: Mapped[datetime | None]
 

@@ -105,7 +105,7 @@ def cipher(keyring: Keyring) -> FieldCipher:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     # No scheduled checkpoints: the tests share one connection, a background writer would
-    # race them (tests/evaluation/test_checkpoints.py drives the writer itself).
+    # race them (tests/evaluation/trust/test_checkpoints.py drives the writer itself).
     return Settings(
         data_dir=tmp_path,
         database_url=database_url,

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from evaluation import audit, centers
-from evaluation import staff as staff_tokens
-from evaluation.identity import credit_code_check_char, id_number_check_digit
-from evaluation.staff import Role
+from evaluation.kernel import audit
+from evaluation.kernel.identifiers import credit_code_check_char, id_number_check_digit
+from evaluation.registry import centers
+from evaluation.registry import staff as staff_tokens
+from evaluation.registry.staff import Role
 from models.clock import Clock
 
 _rng = random.Random(secrets.randbits(64))
@@ -80,7 +81,7 @@ def make_center(db: Session, clock: Clock, name: str | None = None) -> CenterWit
 
 def establish_pki(db: Session, clock: Clock, services: Any, center: CenterWithStaff) -> Any:
     """The center's CA, TSA and audit-checkpoint certificates, as `evalsign init` makes them."""
-    from evaluation import pki
+    from evaluation.trust import pki
     from models.tables import Center
 
     row = db.get(Center, center.id)
@@ -126,8 +127,8 @@ def face_session(
     of what a session unlocks; tests/api/test_liveness_api.py makes them the real way."""
     from datetime import timedelta
 
-    from evaluation.liveness import SESSION_PREFIX
-    from evaluation.staff import hash_token
+    from evaluation.identity.face_checks import SESSION_PREFIX
+    from evaluation.registry.staff import hash_token
     from models.tables import FaceChallenge, FaceVerification, VerifiedSession
 
     now = verified_at or clock.now()
@@ -233,8 +234,8 @@ def drawable_expert(
     """An expert the draw may pick: registered, a face enrolment on record, a credential.
     (The draw reads only that an enrolment exists; tests/api/test_faces_api.py makes real
     ones.)"""
-    from evaluation import credentials
-    from evaluation.experts import NewExpert, register_expert
+    from evaluation.registry.experts import NewExpert, register_expert
+    from evaluation.trust import credentials
     from models.tables import FaceTemplate
 
     caller = audit.Caller(center.id, "test")

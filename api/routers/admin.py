@@ -19,8 +19,10 @@ from api.schemas.admin import (
     TokenCreate,
     TokenOut,
 )
-from evaluation import audit, centers, checkpoints
-from evaluation import staff as staff_tokens
+from evaluation.kernel import audit
+from evaluation.registry import centers
+from evaluation.registry import staff as staff_tokens
+from evaluation.trust import checkpoints
 from models.tables import AuditCheckpoint
 
 router = APIRouter(prefix="/api/v1")

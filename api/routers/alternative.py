@@ -17,8 +17,9 @@ from api.routers.evaluation import Me
 from api.routers.tasks import ScanSessionDep
 from api.schemas.liveness import SessionOut
 from api.web import session as web
-from evaluation import alternative, audit, projects
-from evaluation.identity import IdNumber
+from evaluation.committee import in_person, projects
+from evaluation.kernel import audit
+from evaluation.kernel.identifiers import IdNumber
 
 router = APIRouter(tags=["in-person path"])
 
@@ -43,12 +44,12 @@ def set_signing_pin(
 ) -> PinSetOut:
     """The person chooses their signing PIN at the desk, after the operator read their ID
     card (the number must match the registration). Replaces an earlier PIN."""
-    expert = alternative.set_signing_pin(
+    expert = in_person.set_signing_pin(
         db,
         staff.caller,
         services.clock,
         services.cipher,
-        alternative.PinPolicy.from_settings(services.settings),
+        in_person.PinPolicy.from_settings(services.settings),
         expert_id,
         body.id_number,
         body.pin,
@@ -80,7 +81,7 @@ class InPersonCheckOut(BaseModel):
     pin_failures: int
     voided_at: datetime | None
     void_reason: str | None
-    assurance: str = alternative.METHOD
+    assurance: str = in_person.METHOD
 
 
 @router.post(
@@ -94,12 +95,12 @@ def check_in_person(
     """The operator saw the committee member and their ID document at the center. Until
     it expires (EVALSIGN_IN_PERSON_CHECK_TTL_S) their PIN stands in for a face check on
     this project, at the lower in-person-pin assurance that supervisors always see."""
-    check = alternative.check_in_person(
+    check = in_person.check_in_person(
         db,
         staff.caller,
         services.clock,
         services.cipher,
-        alternative.PinPolicy.from_settings(services.settings),
+        in_person.PinPolicy.from_settings(services.settings),
         project_id,
         body.expert_id,
         body.id_number,
@@ -115,7 +116,7 @@ def list_in_person_checks(project_id: str, staff: AnyStaff, db: Db) -> list[InPe
     projects.get_project(db, staff.center_id, project_id)
     return [
         InPersonCheckOut.model_validate(check)
-        for check in alternative.checks_of(db, staff.center_id, project_id)
+        for check in in_person.checks_of(db, staff.center_id, project_id)
     ]
 
 
@@ -130,7 +131,7 @@ def void_in_person_check(
     check_id: str, body: VoidIn, staff: Operator, db: Db, services: ServicesDep
 ) -> InPersonCheckOut:
     """End an in-person check early (the person left, or it was recorded in error)."""
-    check = alternative.void_check(db, staff.caller, services.clock, check_id, body.reason)
+    check = in_person.void_check(db, staff.caller, services.clock, check_id, body.reason)
     return InPersonCheckOut.model_validate(check)
 
 
@@ -151,7 +152,7 @@ class SessionPinIn(BaseModel):
 
 class PinCheckOut(BaseModel):
     passed: bool
-    method: str = alternative.METHOD
+    method: str = in_person.METHOD
     verification_id: str
     session: SessionOut | None = Field(
         description="The verified session, as a passed face check gives (the token is null "
@@ -161,8 +162,8 @@ class PinCheckOut(BaseModel):
     voided: bool = Field(description="Too many wrong PINs: see the operator again")
 
 
-def _device(request: Request, device_id: str, user_agent: str | None) -> alternative.Device:
-    return alternative.Device(
+def _device(request: Request, device_id: str, user_agent: str | None) -> in_person.Device:
+    return in_person.Device(
         device_id=device_id,
         client_ip=request.client.host if request.client else None,
         user_agent=(user_agent or "")[:400] or None,
@@ -176,7 +177,7 @@ def _outcome(
     db: Db,
     services: ServicesDep,
     project_id: str,
-    outcome: alternative.PinOutcome,
+    outcome: in_person.PinOutcome,
 ) -> PinCheckOut:
     session = None
     if outcome.session is not None and outcome.session_token is not None:
@@ -214,11 +215,11 @@ def scan_pin(
 ) -> PinCheckOut:
     """Instead of this scan's face check: the signing PIN, under an open in-person check.
     A wrong PIN is a stored outcome (passed=false), as a failed face check is."""
-    outcome = alternative.verify_pin_for_scan(
+    outcome = in_person.verify_pin_for_scan(
         db,
         services.clock,
         services.cipher,
-        alternative.PinPolicy.from_settings(services.settings),
+        in_person.PinPolicy.from_settings(services.settings),
         scan,
         body.id_number,
         body.pin,
@@ -241,10 +242,10 @@ def evaluation_pin(
 ) -> PinCheckOut:
     """A signed-in member's fresh check by PIN (e.g. before signing the report), in place
     of `POST /api/v1/evaluation/challenge`."""
-    outcome = alternative.verify_pin_for_session(
+    outcome = in_person.verify_pin_for_session(
         db,
         services.clock,
-        alternative.PinPolicy.from_settings(services.settings),
+        in_person.PinPolicy.from_settings(services.settings),
         me,
         body.pin,
         _device(request, me.device_id, user_agent),

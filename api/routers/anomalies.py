@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AuditReader, Db, ServicesDep
-from evaluation import anomalies, audit
+from evaluation.kernel import audit
+from evaluation.supervision import anomalies
 from models.tables import AnomalyFlag
 
 router = APIRouter(tags=["supervision"])

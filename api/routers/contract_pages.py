@@ -23,9 +23,12 @@ from api.routers.report_pages import (
 )
 from api.routers.tasks import ScanSessionDep
 from api.schemas.documents import ValidationOut
-from evaluation import contracts, documents, pki, projects
-from evaluation.errors import NotFound
-from evaluation.money import in_figures, in_words
+from evaluation.committee import projects
+from evaluation.contracts import contracts
+from evaluation.documents import documents
+from evaluation.kernel.errors import NotFound
+from evaluation.kernel.money import in_figures, in_words
+from evaluation.trust import pki
 from models.tables import (
     Contract,
     ContractLink,

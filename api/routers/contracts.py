@@ -16,9 +16,11 @@ from api.routers.csc import Phone, as_signer, signer_caller
 from api.routers.documents import document_out
 from api.schemas.documents import DocumentOut, RevisionOut
 from api.services import Services
-from evaluation import contracts, documents, tasks
-from evaluation.contracts import NewContract, NewLink
-from evaluation.money import in_figures, in_words
+from evaluation.committee import tasks
+from evaluation.contracts import contracts
+from evaluation.contracts.contracts import NewContract, NewLink
+from evaluation.documents import documents
+from evaluation.kernel.money import in_figures, in_words
 from models.tables import Contract, VerifiedSession
 
 router = APIRouter(tags=["contracts"])

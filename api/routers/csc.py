@@ -39,10 +39,12 @@ from api.schemas.csc import (
     SignHashOut,
 )
 from api.services import Services
-from evaluation import activation, audit, credentials, liveness, pki
-from evaluation import staff as staff_tokens
-from evaluation.errors import InvalidCredentials, SigningRefused
-from evaluation.staff import hash_token
+from evaluation.identity import face_checks
+from evaluation.kernel import audit
+from evaluation.kernel.errors import InvalidCredentials, SigningRefused
+from evaluation.registry import staff as staff_tokens
+from evaluation.registry.staff import hash_token
+from evaluation.trust import activation, credentials, pki
 from models.tables import Authority, IssuedCertificate, VaultKey, VerifiedSession
 from signing import certificates as profiles
 from signing.algorithms import KeyAlgorithm, sign_algorithms_for
@@ -109,7 +111,7 @@ async def phone_headers(
 ) -> PhoneHeaders:
     """The face session as headers: a phone page's cookie (CSRF-checked) reads as the
     `Authorization: Bearer evf_...` and `X-Device-Id` an API client sends."""
-    sent = phone_token(request, services, liveness.SESSION_PREFIX, authorization, x_device_id)
+    sent = phone_token(request, services, face_checks.SESSION_PREFIX, authorization, x_device_id)
     if sent.from_cookie:
         return PhoneHeaders(f"Bearer {sent.token}", sent.device_id)
     return PhoneHeaders(authorization, x_device_id)
@@ -126,11 +128,11 @@ def signing_session(db: Session, services: Services, phone: PhoneHeaders) -> Ver
     can be traced to (a staff token's, or the session's own when expired or misused)."""
     authorization, x_device_id = phone.authorization, phone.device_id
     try:
-        token = bearer_token(authorization, liveness.SESSION_PREFIX)
+        token = bearer_token(authorization, face_checks.SESSION_PREFIX)
         if token is None:
-            raise liveness.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
-        return liveness.authenticate_session(db, token, x_device_id, services.clock.now())
-    except liveness.SessionInvalid as error:
+            raise face_checks.SessionInvalid("send Authorization: Bearer evf_... and X-Device-Id")
+        return face_checks.authenticate_session(db, token, x_device_id, services.clock.now())
+    except face_checks.SessionInvalid as error:
         token = (authorization or "").partition(" ")[2].strip()
         center_id, subject = _trace(db, token)
         if center_id is not None:
@@ -149,7 +151,7 @@ def signing_session(db: Session, services: Services, phone: PhoneHeaders) -> Ver
 
 
 def _trace(db: Session, token: str) -> tuple[str | None, str]:
-    if token.startswith(liveness.SESSION_PREFIX):
+    if token.startswith(face_checks.SESSION_PREFIX):
         session = db.execute(
             select(VerifiedSession).where(VerifiedSession.token_hash == hash_token(token))
         ).scalar_one_or_none()

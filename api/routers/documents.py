@@ -29,9 +29,10 @@ from api.schemas.documents import (
     ValidationOut,
 )
 from api.services import Services
-from evaluation import documents, pki
-from evaluation.document_store import Received, UploadTooLarge
-from evaluation.documents import NewDocument
+from evaluation.documents import documents
+from evaluation.documents.documents import NewDocument
+from evaluation.documents.store import Received, UploadTooLarge
+from evaluation.trust import pki
 from models.tables import Document, VerifiedSession
 from signing import pades
 

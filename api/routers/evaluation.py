@@ -25,7 +25,9 @@ from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.tasks import ScanChallengeOut, challenge_out
 from api.schemas.admin import AuditEntryOut
-from evaluation import evaluating, evidence, liveness, projects, reports, sign_in, tasks
+from evaluation.committee import deliberation, projects, reports, sign_in, tasks
+from evaluation.identity import face_checks
+from evaluation.supervision import evidence
 from models.tables import Document, EvaluationSession, Expert, Project, ScoreSheet
 
 router = APIRouter(tags=["evaluation"])
@@ -122,15 +124,15 @@ def overview(me: Me, db: Db, services: ServicesDep) -> OverviewOut:
     """Everything the phone shows: the project, my seat, the committee, my declaration
     and sheet, the chair, the results once aggregated."""
     project = projects.get_project(db, me.center_id, me.project_id)
-    seat = evaluating.my_seat(db, me)
+    seat = deliberation.my_seat(db, me)
     show = services.clock.now() >= project.evaluation_start
     committee = _seat_out(db, project, show)
     mine = next(s for s in committee if s.assignment_id == seat.id)
     if mine.name is None:
         expert = db.get(Expert, me.expert_id)
         mine = mine.model_copy(update={"name": expert.name if expert else None})
-    recusal = evaluating.my_recusal(db, me)
-    sheet = evaluating.my_sheet(db, me)
+    recusal = deliberation.my_recusal(db, me)
+    sheet = deliberation.my_sheet(db, me)
     return OverviewOut(
         project_id=project.id,
         code=project.code,
@@ -171,7 +173,7 @@ def answer_invitation(body: AnswerIn, me: Me, db: Db, services: ServicesDep) -> 
     """Accept the seat, or decline it with a reason (the next backup is invited)."""
     if not body.accept and not (body.reason and body.reason.strip()):
         raise ValidationFailed("a decline states its reason")
-    seat, _ = evaluating.respond(db, services.clock, me, body.accept, body.reason)
+    seat, _ = deliberation.respond(db, services.clock, me, body.accept, body.reason)
     return AnswerOut(assignment_id=seat.id, status=seat.status)
 
 
@@ -196,7 +198,7 @@ class RecusalResult(BaseModel):
 def declare_recusal(body: RecusalIn, me: Me, db: Db, services: ServicesDep) -> RecusalResult:
     """The recusal declaration, made once before scoring; a declared conflict ends the
     seat and invites the next backup."""
-    declaration, _ = evaluating.declare_recusal(
+    declaration, _ = deliberation.declare_recusal(
         db, services.clock, me, body.conflict, body.statement.strip(), body.related_units
     )
     seat_status = "replaced" if body.conflict else "accepted"
@@ -222,14 +224,14 @@ def save_scores(body: ScoresIn, me: Me, db: Db, services: ServicesDep) -> SheetO
     """Save the draft sheet (every value is checked against its criterion now)."""
     if len(body.points) > 500:
         raise ValidationFailed("too many bidders in one sheet")
-    return _sheet_out(evaluating.save_scores(db, services.clock, me, body.points))
+    return _sheet_out(deliberation.save_scores(db, services.clock, me, body.points))
 
 
 @router.post("/api/v1/evaluation/scores/submit", response_model=SheetOut)
 def submit_scores(me: Me, db: Db, services: ServicesDep) -> SheetOut:
     """Submit the sheet: complete, and locked from now on."""
-    sheet = evaluating.submit_scores(db, services.clock, me)
-    caller = evaluating.expert_caller(me, request_id_var.get())
+    sheet = deliberation.submit_scores(db, services.clock, me)
+    caller = deliberation.expert_caller(me, request_id_var.get())
     raise_for(db, services, caller, me.project_id)
     return _sheet_out(sheet)
 
@@ -254,7 +256,7 @@ def _chair_out(project: Project) -> ChairOut:
 @router.post("/api/v1/evaluation/chair/vote", response_model=ChairOut)
 def vote_chair(body: VoteIn, me: Me, db: Db, services: ServicesDep) -> ChairOut:
     """Vote for a chair; a majority of the seated members elects."""
-    return _chair_out(evaluating.vote_chair(db, services.clock, me, body.assignment_id))
+    return _chair_out(deliberation.vote_chair(db, services.clock, me, body.assignment_id))
 
 
 class ResultsOut(BaseModel):
@@ -266,7 +268,7 @@ class ResultsOut(BaseModel):
 @router.post("/api/v1/evaluation/aggregate", response_model=ResultsOut)
 def aggregate(me: Me, db: Db, services: ServicesDep) -> ResultsOut:
     """The chair combines the submitted sheets and ranks the bidders (frozen afterwards)."""
-    project = evaluating.aggregate(db, services.clock, me)
+    project = deliberation.aggregate(db, services.clock, me)
     return ResultsOut(
         project_id=project.id, aggregated_at=project.aggregated_at, results=project.results
     )
@@ -290,7 +292,7 @@ class DissentOut(BaseModel):
 def agree_with_results(me: Me, db: Db, services: ServicesDep) -> AnswerOut:
     """I have read the aggregated results and agree (or record a dissent instead); the
     report waits until every member has done one or the other."""
-    seat = evaluating.agree_with_results(db, services.clock, me)
+    seat = deliberation.agree_with_results(db, services.clock, me)
     return AnswerOut(assignment_id=seat.id, status=seat.status)
 
 
@@ -299,7 +301,7 @@ def agree_with_results(me: Me, db: Db, services: ServicesDep) -> AnswerOut:
 )
 def record_dissent(body: DissentIn, me: Me, db: Db, services: ServicesDep) -> DissentOut:
     """A written disagreement with the result and its reasons; the report prints it."""
-    dissent = evaluating.record_dissent(db, services.clock, me, body.text.strip())
+    dissent = deliberation.record_dissent(db, services.clock, me, body.text.strip())
     return DissentOut.model_validate(dissent)
 
 
@@ -313,9 +315,9 @@ def fresh_face_check(
 ) -> ScanChallengeOut:
     """A 1:1 face check for this member, e.g. before signing the report when the last one
     is older than the signing freshness. The passed check's evf_ session signs."""
-    evaluating.my_seat(db, me)
-    caller = evaluating.expert_caller(me, request_id_var.get())
-    issued = liveness.issue_challenge(
+    deliberation.my_seat(db, me)
+    caller = deliberation.expert_caller(me, request_id_var.get())
+    issued = face_checks.issue_challenge(
         db, caller, services.clock, services.cipher, engine, services.liveness, [me.expert_id]
     )
     return challenge_out(issued)
@@ -335,7 +337,7 @@ def appoint_chair(
     project_id: str, body: AppointIn, staff: Operator, db: Db, services: ServicesDep
 ) -> ChairOut:
     """Appoint a seated member as the committee's chair."""
-    project = evaluating.appoint_chair(
+    project = deliberation.appoint_chair(
         db, staff.caller, services.clock, project_id, body.assignment_id
     )
     return _chair_out(project)
@@ -368,7 +370,7 @@ def replace_member(
 ) -> ReplaceOut:
     """Take a member off the committee (absent, a conflict found late): their scores are
     kept as void and the next backup is invited to score afresh."""
-    promoted = evaluating.replace_member(
+    promoted = deliberation.replace_member(
         db, staff.caller, services.clock, project_id, assignment_id, body.reason.strip()
     )
     return ReplaceOut(
@@ -420,10 +422,10 @@ def chair_generates_report(me: Me, db: Db, services: ServicesDep) -> ReportOut:
     """The chair generates the report from the frozen results; every member then signs it
     (POST signatures_url with a fresh face session)."""
     project = projects.get_project(db, me.center_id, me.project_id)
-    seat = evaluating.my_seat(db, me)
+    seat = deliberation.my_seat(db, me)
     if project.chair_assignment_id != seat.id:
-        raise evaluating.NotChair("only the chair generates the report")
-    caller = evaluating.expert_caller(me, request_id_var.get())
+        raise deliberation.NotChair("only the chair generates the report")
+    caller = deliberation.expert_caller(me, request_id_var.get())
     document = reports.generate_report(
         db, caller, services.clock, services.documents, me.project_id
     )
@@ -477,7 +479,7 @@ def refuse_to_sign(me: Me, db: Db, services: ServicesDep) -> RefusalOut:
     """Refuse to sign the report. Without a written dissent this is deemed agreement with
     the result (as the regulations say); the report completes without this signature."""
     slot = reports.refuse_to_sign(db, services.clock, services.documents, me, request_id_var.get())
-    dissent = evaluating.my_dissent(db, me)
+    dissent = deliberation.my_dissent(db, me)
     return RefusalOut(
         slot_id=slot.id,
         status=slot.status,

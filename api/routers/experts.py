@@ -18,9 +18,10 @@ from api.schemas.experts import (
     ReactivateRequest,
     SuspendRequest,
 )
-from evaluation import credentials, expert_import, experts
-from evaluation.experts import ExpertFilters, ExpertStatus, StatusAction
-from evaluation.staff import Role
+from evaluation.registry import expert_import, experts
+from evaluation.registry.experts import ExpertFilters, ExpertStatus, StatusAction
+from evaluation.registry.staff import Role
+from evaluation.trust import credentials
 
 router = APIRouter(prefix="/api/v1/experts", tags=["experts"])
 

@@ -12,8 +12,8 @@ from starlette.datastructures import UploadFile
 
 from api.deps import Admin, AnyStaff, AuditReader, Db, FaceEngineDep, Operator, ServicesDep
 from api.errors import UnsupportedMediaType
-from evaluation import face_data, faces
-from evaluation.errors import DomainError
+from evaluation.identity import face_data, faces
+from evaluation.kernel.errors import DomainError
 
 router = APIRouter(tags=["faces"])
 

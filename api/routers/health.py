@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from api.deps import ServicesDep
 from api.errors import NotReady, all_problem_classes, problem_type
-from evaluation.errors import NotFound
+from evaluation.kernel.errors import NotFound
 from models.db import READ_ONLY
 from models.migrate import is_at_head
 

@@ -31,9 +31,11 @@ from api.schemas.liveness import (
     VerificationSummaryOut,
 )
 from api.web import session as web
-from evaluation import audit, liveness, supervision
-from evaluation.errors import NotFound
-from evaluation.faces import image_error
+from evaluation.identity import face_checks
+from evaluation.identity.faces import image_error
+from evaluation.kernel import audit
+from evaluation.kernel.errors import NotFound
+from evaluation.supervision import searches
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
 from face.liveness import REASON_MESSAGES, FrameAnalysis, analyze_frame
@@ -56,7 +58,7 @@ def issue_challenge(
     engine: FaceEngineDep,
 ) -> ChallengeOut:
     """A single-use liveness challenge for one expert (1:1) or a set (1:few)."""
-    issued = liveness.issue_challenge(
+    issued = face_checks.issue_challenge(
         db,
         staff.caller,
         services.clock,
@@ -82,15 +84,15 @@ def issue_challenge(
 def _int_list(form: Any, name: str) -> list[int]:
     raw = form.get(name)
     if not isinstance(raw, str):
-        raise liveness.FramesInvalid(f"send `{name}` as a JSON array of integers")
+        raise face_checks.FramesInvalid(f"send `{name}` as a JSON array of integers")
     try:
         values = json.loads(raw)
     except ValueError as exc:
-        raise liveness.FramesInvalid(f"`{name}` is not JSON") from exc
+        raise face_checks.FramesInvalid(f"`{name}` is not JSON") from exc
     if not isinstance(values, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**9 for v in values
     ):
-        raise liveness.FramesInvalid(f"`{name}` must be an array of non-negative integers (ms)")
+        raise face_checks.FramesInvalid(f"`{name}` must be an array of non-negative integers (ms)")
     return values
 
 
@@ -101,9 +103,9 @@ def _device(form: Any) -> dict[str, Any]:
     except ValueError:
         device = None
     if not isinstance(device, dict) or not isinstance(device.get("id"), str):
-        raise liveness.FramesInvalid('send `device` as JSON with at least {"id": "..."}')
+        raise face_checks.FramesInvalid('send `device` as JSON with at least {"id": "..."}')
     if not 8 <= len(device["id"]) <= 100 or len(raw or "") > 2000:
-        raise liveness.FramesInvalid("the device id must be 8-100 characters, the JSON < 2 kB")
+        raise face_checks.FramesInvalid("the device id must be 8-100 characters, the JSON < 2 kB")
     return {key: str(value)[:200] for key, value in device.items()}
 
 
@@ -126,14 +128,14 @@ async def read_frames_form(request: Request, services: ServicesDep) -> Submitted
         raise UploadMissing("send the challenge's `nonce`")
     uploads = [u for u in form.getlist("frames") if isinstance(u, UploadFile)]
     if not config.min_frames <= len(uploads) <= config.max_frames:
-        raise liveness.FramesInvalid(
+        raise face_checks.FramesInvalid(
             f"send {config.min_frames}-{config.max_frames} frames, not {len(uploads)}",
             frames=len(uploads),
         )
     frames = [await upload.read() for upload in uploads]
     timestamps = _int_list(form, "timestamps_ms")
     if len(timestamps) != len(frames):
-        raise liveness.FramesInvalid(
+        raise face_checks.FramesInvalid(
             f"{len(timestamps)} timestamps for {len(frames)} frames; send one per frame"
         )
     return SubmittedFrames(
@@ -151,7 +153,7 @@ def _decode_frames(frames: list[bytes], max_bytes: int, max_side: int) -> list[D
         except ImageRejected as error:
             raise image_error(error, label) from error
         if max(image.width, image.height) > max_side:
-            raise liveness.FramesInvalid(
+            raise face_checks.FramesInvalid(
                 f"{label} is {image.width}x{image.height}; downscale to at most {max_side} px "
                 "a side before sending",
                 frame=index,
@@ -204,14 +206,14 @@ def submit_frames(
     with services.session_factory() as check:
         check.connection(execution_options=READ_ONLY)
         try:
-            challenge = liveness.open_challenge(check, challenge_id, form.nonce, received_at)
-        except (liveness.ChallengeUsed, liveness.ChallengeExpired) as error:
+            challenge = face_checks.open_challenge(check, challenge_id, form.nonce, received_at)
+        except (face_checks.ChallengeUsed, face_checks.ChallengeExpired) as error:
             check.rollback()
-            liveness.record_refusal(db, services.clock, challenge_id, error, meta)
+            face_checks.record_refusal(db, services.clock, challenge_id, error, meta)
             db.commit()  # the refusal is logged even though the request fails
             raise
     if len(form.prompts_ms) != len(challenge.actions):
-        raise liveness.FramesInvalid(
+        raise face_checks.FramesInvalid(
             f"{len(form.prompts_ms)} prompt times for {len(challenge.actions)} actions; "
             "send when each action's prompt was shown"
         )
@@ -225,7 +227,7 @@ def submit_frames(
         probabilities = passive.live_probabilities(
             [a.spoof_crop for a in analyses if a.usable and a.spoof_crop is not None]
         )
-    outcome = liveness.record_verification(
+    outcome = face_checks.record_verification(
         db,
         services.clock,
         services.cipher,
@@ -236,7 +238,7 @@ def submit_frames(
         received_at,
         analyses,
         form.frames,
-        liveness.FrameUpload(
+        face_checks.FrameUpload(
             timestamps_ms=form.timestamps_ms,
             prompts_ms=form.prompts_ms,
             device=form.device,
@@ -321,7 +323,7 @@ def list_verifications(
 ) -> VerificationPage | Response:
     """Face checks of this center, newest first, filtered as a supervisor searches; page on
     with ``cursor=next_cursor``; ``format=csv`` exports the page."""
-    where = supervision.VerificationFilter(
+    where = searches.VerificationFilter(
         project_id=project_id,
         expert_id=expert_id,
         passed=passed,
@@ -331,8 +333,8 @@ def list_verifications(
         since=since,
         until=until if before is None else before,
     )
-    position = supervision.decode_cursor(cursor) if cursor else None
-    rows = supervision.search_verifications(db, staff.center_id, where, position, limit)
+    position = searches.decode_cursor(cursor) if cursor else None
+    rows = searches.search_verifications(db, staff.center_id, where, position, limit)
     if form == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
@@ -363,14 +365,14 @@ def list_verifications(
     return VerificationPage(
         items=items,
         next_before=items[-1].created_at if full else None,
-        next_cursor=supervision.encode_cursor(rows[-1]) if full else None,
+        next_cursor=searches.encode_cursor(rows[-1]) if full else None,
     )
 
 
 @router.get("/api/v1/face/verifications/{verification_id}", response_model=VerificationOut)
 def get_verification(verification_id: str, staff: AnyStaff, db: Db) -> VerificationOut:
     """One face check with every signal, as a supervisor reviews it."""
-    row = liveness.get_verification(db, staff.center_id, verification_id)
+    row = face_checks.get_verification(db, staff.center_id, verification_id)
     return VerificationOut.model_validate(row, from_attributes=True)
 
 
@@ -385,14 +387,14 @@ def unlock_face_check(
     expert_id: str, body: UnlockIn, staff: Operator, db: Db, services: ServicesDep
 ) -> LockoutOut:
     """Let a locked-out expert try again (after checking who they are), saying why."""
-    lock = liveness.unlock(db, staff.caller, services.clock, expert_id, body.reason)
+    lock = face_checks.unlock(db, staff.caller, services.clock, expert_id, body.reason)
     return LockoutOut.model_validate(lock, from_attributes=True)
 
 
 @router.get("/api/v1/experts/{expert_id}/face/lockout", response_model=LockoutOut)
 def face_check_lockout(expert_id: str, staff: AnyStaff, db: Db) -> LockoutOut:
     """The expert's open lockout, if any (404 when face checks are not locked)."""
-    locks = liveness.open_locks(db, [expert_id])
+    locks = face_checks.open_locks(db, [expert_id])
     mine = [lock for lock in locks if lock.center_id == staff.center_id]
     if not mine:
         raise NotFound("the expert's face check is not locked")

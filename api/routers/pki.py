@@ -20,8 +20,8 @@ from api.schemas.pki import (
     TrustAnchorIn,
     TrustAnchorOut,
 )
-from evaluation import credentials, pki
-from evaluation.errors import DomainError, NotFound
+from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.trust import credentials, pki
 from models.base import new_id
 from models.tables import Authority, Center, IssuedCertificate, TrustAnchor, VaultKey
 from signing.certificates import pki_endpoints

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.errors import ValidationFailed
-from evaluation import draws, projects
-from evaluation.draws import DrawPolicy, RunDraw
-from evaluation.projects import NewProject
+from evaluation.committee import draws, projects
+from evaluation.committee.draws import DrawPolicy, RunDraw
+from evaluation.committee.projects import NewProject
 from models.tables import Draw, Project
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])

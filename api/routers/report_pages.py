@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 from api.deps import Db, ServicesDep
 from api.routers.evaluation import Me
 from api.services import Services
-from evaluation import documents, evaluating, projects
-from evaluation.errors import NotFound
+from evaluation.committee import deliberation, projects
+from evaluation.documents import documents
+from evaluation.kernel.errors import NotFound
 from models.tables import Document, DocumentRevision, EvaluationSession, Expert
 from signing import pdf_pages
 
@@ -86,7 +87,7 @@ class ReportPagesOut(BaseModel):
 
 def _my_report(db: Session, me: EvaluationSession) -> Document:
     """The report of the session's project, for a member still seated on its committee."""
-    evaluating.my_seat(db, me)
+    deliberation.my_seat(db, me)
     project = projects.get_project(db, me.center_id, me.project_id)
     if project.report_document_id is None:
         raise ReportNotGenerated("the chair has not generated the report yet")

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AuditReader, Db, ServicesDep
-from evaluation import draws, supervision
-from evaluation.supervision import RecordFilter
+from evaluation.committee import draws
+from evaluation.supervision import searches
+from evaluation.supervision.searches import RecordFilter
 
 router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
 
@@ -174,9 +175,9 @@ def sign_ins(
 ) -> Any:
     """Who signed in to which project, from which device, after which face check."""
     where = RecordFilter(project_id, expert_id, device_id, since, until)
-    position = supervision.decode_cursor(cursor) if cursor else None
-    rows = supervision.search_sign_ins(db, staff.center_id, where, position, limit)
-    methods = supervision.methods_of(db, (row.verification_id for row in rows))
+    position = searches.decode_cursor(cursor) if cursor else None
+    rows = searches.search_sign_ins(db, staff.center_id, where, position, limit)
+    methods = searches.methods_of(db, (row.verification_id for row in rows))
     items = [
         SignInOut(
             id=row.id,
@@ -202,7 +203,7 @@ def sign_ins(
     full = len(items) == limit
     return SignInPage(
         items=items,
-        next_cursor=supervision.cursor_of(rows[-1].created_at, rows[-1].id) if full else None,
+        next_cursor=searches.cursor_of(rows[-1].created_at, rows[-1].id) if full else None,
     )
 
 
@@ -223,9 +224,9 @@ def signatures(
     """Every signature in a document slot (reports and contracts): the signer, the
     credential, the single-use SAD and the face check that unlocked it."""
     where = RecordFilter(project_id, signer_id, None, since, until)
-    position = supervision.decode_cursor(cursor) if cursor else None
-    events = supervision.search_signatures(db, staff.center_id, where, position, limit)
-    methods = supervision.methods_of(db, (event.slot.verification_id for event in events))
+    position = searches.decode_cursor(cursor) if cursor else None
+    events = searches.search_signatures(db, staff.center_id, where, position, limit)
+    methods = searches.methods_of(db, (event.slot.verification_id for event in events))
     items = []
     for event in events:
         slot, document = event.slot, event.document
@@ -262,7 +263,7 @@ def signatures(
     last = events[-1].slot if events else None
     return SignaturePage(
         items=items,
-        next_cursor=supervision.cursor_of(last.signed_at, last.id)
+        next_cursor=searches.cursor_of(last.signed_at, last.id)
         if full and last and last.signed_at
         else None,
     )
@@ -282,7 +283,7 @@ def scores(project_id: str, staff: AuditReader, db: Db) -> list[ScoreSheetOut]:
             submitted_at=sheet.submitted_at,
             void_reason=sheet.void_reason,
         )
-        for sheet in supervision.scores_after_close(db, staff.center_id, project_id)
+        for sheet in searches.scores_after_close(db, staff.center_id, project_id)
     ]
 
 
@@ -301,8 +302,8 @@ def draws_list(
     """Every committee draw in the center, newest first: the commitment published before
     the run, the public entropy, and the proof (`evalsign draw verify` replays it)."""
     where = RecordFilter(project_id, None, None, since, until)
-    position = supervision.decode_cursor(cursor) if cursor else None
-    rows = supervision.search_draws(db, staff.center_id, where, position, limit)
+    position = searches.decode_cursor(cursor) if cursor else None
+    rows = searches.search_draws(db, staff.center_id, where, position, limit)
     items = [
         DrawRowOut(
             id=draw.id,
@@ -330,5 +331,5 @@ def draws_list(
     last = rows[-1][0] if rows else None
     return DrawPage(
         items=items,
-        next_cursor=supervision.cursor_of(last.created_at, last.id) if full and last else None,
+        next_cursor=searches.cursor_of(last.created_at, last.id) if full and last else None,
     )

@@ -19,18 +19,11 @@ from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.liveness import CaptureOut
 from api.web import session as web
-from evaluation import (
-    audit,
-    centers,
-    consent,
-    contracts,
-    draws,
-    faces,
-    liveness,
-    projects,
-    sign_in,
-    tasks,
-)
+from evaluation.committee import draws, projects, sign_in, tasks
+from evaluation.contracts import contracts
+from evaluation.identity import consent, face_checks, faces
+from evaluation.kernel import audit
+from evaluation.registry import centers, unit_authority
 from models.tables import Project, ScanSession
 
 router = APIRouter(tags=["tasks"])
@@ -297,7 +290,7 @@ class ScanChallengeOut(BaseModel):
     submit_url: str
 
 
-def challenge_out(issued: liveness.IssuedChallenge) -> ScanChallengeOut:
+def challenge_out(issued: face_checks.IssuedChallenge) -> ScanChallengeOut:
     challenge = issued.challenge
     return ScanChallengeOut(
         id=challenge.id,
@@ -406,7 +399,7 @@ async def enroll_id_card(
         services.cipher,
         engine,
         services.face_policy,
-        contracts.link_person(db, scan),
+        unit_authority.link_person(db, scan),
         data,
         consent.FACE_CONSENT_VERSION,  # require_consent: what the scan agreed to
     )
@@ -435,11 +428,11 @@ def scan_sign_in(
     page = body.face_session is None and not request.headers.get("authorization")
     face_token = body.face_session
     if page:
-        face_token = request.cookies.get(web.TOKEN_COOKIES[liveness.SESSION_PREFIX])
+        face_token = request.cookies.get(web.TOKEN_COOKIES[face_checks.SESSION_PREFIX])
         x_device_id = request.cookies.get(web.DEVICE_COOKIE)
-    if not face_token or not face_token.startswith(liveness.SESSION_PREFIX):
-        raise liveness.SessionInvalid("face_session must be the evf_... token of the check")
-    face = liveness.authenticate_session(db, face_token, x_device_id, now)
+    if not face_token or not face_token.startswith(face_checks.SESSION_PREFIX):
+        raise face_checks.SessionInvalid("face_session must be the evf_... token of the check")
+    face = face_checks.authenticate_session(db, face_token, x_device_id, now)
     signed = sign_in.sign_in(
         db,
         services.clock,
@@ -456,7 +449,7 @@ def scan_sign_in(
         ttl = (signed.session.expires_at - now).total_seconds()
         web.set_token_cookie(request, response, signed.token, int(ttl))
         web.clear_token_cookie(request, response, tasks.SCAN_PREFIX)
-        web.clear_token_cookie(request, response, liveness.SESSION_PREFIX)
+        web.clear_token_cookie(request, response, face_checks.SESSION_PREFIX)
     return SignInOut(
         evaluation_token=None if page else signed.token,
         session_id=signed.session.id,

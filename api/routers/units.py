@@ -16,11 +16,13 @@ from api.routers.documents import read_pdf_form
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.routers.pki import credential_out
 from api.schemas.pki import CredentialOut, RevokeIn
-from evaluation import credentials, representatives, seals, units
-from evaluation.document_store import Received
-from evaluation.representatives import NewRepresentative
-from evaluation.seals import GeneratedSeal
-from evaluation.units import Contact, NewUnit, UnitChanges
+from evaluation.contracts import representatives
+from evaluation.contracts.representatives import NewRepresentative
+from evaluation.documents.store import Received
+from evaluation.registry import units
+from evaluation.registry.units import Contact, NewUnit, UnitChanges
+from evaluation.trust import credentials, seals
+from evaluation.trust.seals import GeneratedSeal
 from models.tables import Unit, UnitAuthorization
 
 router = APIRouter(tags=["units"])

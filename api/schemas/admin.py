@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaluation.identity import Text
-from evaluation.staff import Role
+from evaluation.kernel.identifiers import Text
+from evaluation.registry.staff import Role
 
 
 class CenterOut(BaseModel):

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaluation.experts import ExpertChanges, ExpertRecord, ExpertStatus, NewExpert
-from evaluation.identity import Text, mask_phone
+from evaluation.kernel.identifiers import Text, mask_phone
+from evaluation.registry.experts import ExpertChanges, ExpertRecord, ExpertStatus, NewExpert
 
 _EXAMPLE: dict[str, Any] = {
     "name": "张伟",

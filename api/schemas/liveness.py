@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaluation.identity import Text
+from evaluation.kernel.identifiers import Text
 
 
 class ChallengeCreate(BaseModel):

@@ -15,10 +15,10 @@ from api.deps import Db, ServicesDep, transaction
 from api.logs import request_id_var
 from api.web.pages import render
 from api.web.session import STAFF_COOKIE, clear_cookie, set_cookie
-from evaluation import audit
-from evaluation import staff as staff_tokens
-from evaluation.errors import InvalidCredentials
-from evaluation.staff import Role
+from evaluation.kernel import audit
+from evaluation.kernel.errors import InvalidCredentials
+from evaluation.registry import staff as staff_tokens
+from evaluation.registry.staff import Role
 from models.tables import StaffToken
 
 router = APIRouter(include_in_schema=False)

@@ -36,18 +36,11 @@ from api.web.session import (
     set_token_cookie,
     staff_binding,
 )
-from evaluation import (
-    alternative,
-    centers,
-    consent,
-    contracts,
-    faces,
-    liveness,
-    projects,
-    sign_in,
-    tasks,
-)
-from evaluation.errors import DomainError, InvalidTransition
+from evaluation.committee import in_person, projects, sign_in, tasks
+from evaluation.contracts import contracts
+from evaluation.identity import consent, face_checks, faces
+from evaluation.kernel.errors import DomainError, InvalidTransition
+from evaluation.registry import centers, unit_authority
 from models.tables import ContractLink, EvaluationSession, ScanSession, Unit
 
 HERE = Path(__file__).parent
@@ -195,7 +188,7 @@ def landing(token: str, request: Request, services: ServicesDep) -> Response:
     set_cookie(request, response, DEVICE_COOKIE, device_id, DEVICE_MAX_AGE)
     set_token_cookie(request, response, secret, ttl)
     clear_token_cookie(request, response, sign_in.SESSION_PREFIX)
-    clear_token_cookie(request, response, liveness.SESSION_PREFIX)
+    clear_token_cookie(request, response, face_checks.SESSION_PREFIX)
     return response
 
 
@@ -218,7 +211,7 @@ def start(request: Request, db: Db, services: ServicesDep) -> Response:
     center = centers.get_center(db, scan.center_id)
     unit = None
     if scan.kind == "contract":
-        unit = db.get(Unit, contracts.link_authorization(db, scan).unit_id)
+        unit = db.get(Unit, unit_authority.link_authorization(db, scan).unit_id)
     return render(
         request,
         services,
@@ -281,7 +274,7 @@ def alternative_page(request: Request, db: Db, services: ServicesDep) -> Respons
     card at the center, the signing PIN that signs this phone in."""
     scan = _scan(request, db, services)
     if scan is None or scan.kind == "contract":
-        return render(request, services, "alternative.html")
+        return render(request, services, "in_person.html")
     return render(
         request,
         services,
@@ -341,7 +334,7 @@ def sign_page(request: Request, db: Db, services: ServicesDep) -> Response:
     session = _signed_in(request, db, services)
     if session is None:
         return _redirect("/m/")
-    if alternative.method_of(db, session.verification_id) == alternative.METHOD:
+    if in_person.method_of(db, session.verification_id) == in_person.METHOD:
         return render(request, services, "pin.html", {"purpose": "sign", "done_url": "/m/report"})
     return render(
         request,
@@ -379,7 +372,7 @@ def contract_sign_page(request: Request, db: Db, services: ServicesDep) -> Respo
         return _redirect("/m/consent")
     link = db.get(ContractLink, scan.contract_link_id)
     assert link is not None
-    person_id = contracts.link_person(db, scan)
+    person_id = unit_authority.link_person(db, scan)
     if faces.face_enrollment(db, scan.center_id, person_id) is None:
         # Not enrolled at the center: the ID card's portrait is the reference.
         return render(request, services, "idcard.html")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
-from evaluation.errors import DomainError
+from evaluation.kernel.errors import DomainError
 
 DEVICE_COOKIE = "evalsign_device"
 STAFF_COOKIE = "evalsign_staff"  # the supervisors' console (api/web/console.py)

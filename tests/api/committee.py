@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.staff import Role
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from tests.api.test_projects_api import BIDDERS, TENDERER, project_payload
 from tests.factories import CenterWithStaff, drawable_expert, establish_pki, face_session
@@ -106,7 +106,7 @@ class Committee:
     def _scan_id(self, token: str) -> str:
         from sqlalchemy import select
 
-        from evaluation.staff import hash_token
+        from evaluation.registry.staff import hash_token
         from models.tables import ScanSession
 
         self.db.expire_all()

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.staff import Role
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import DocumentRevision, Project
 from tests.api.test_projects_api import project_payload

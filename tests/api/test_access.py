@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation import staff as staff_tokens
-from evaluation.staff import Role
+from evaluation.registry import staff as staff_tokens
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from tests.api.helpers import assert_problem, snapshot
 from tests.api.test_projects_api import project_payload

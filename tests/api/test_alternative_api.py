@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evaluation.experts import id_number_context
-from evaluation.staff import Role
+from evaluation.registry.experts import id_number_context
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import (
     AuditEntry,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.staff import Role, hash_token
+from evaluation.registry.staff import Role, hash_token
 from models.tables import (
     AnomalyFlag,
     EvaluationSession,

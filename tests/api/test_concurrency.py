@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from api.app import create_app
 from api.instance import initialize
 from api.services import build_services
-from evaluation import audit
+from evaluation.kernel import audit
 from models.clock import SystemClock
 from models.db import make_engine, make_session_factory
 from models.settings import Settings

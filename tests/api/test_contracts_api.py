@@ -21,8 +21,8 @@ import pypdfium2 as pdfium
 from sqlalchemy import func, select
 
 from api.services import Services
-from evaluation.experts import id_number_context
-from evaluation.staff import Role
+from evaluation.registry.experts import id_number_context
+from evaluation.registry.staff import Role
 from models.tables import AuditEntry, Expert, Project, SignatureActivation
 from tests.api.contracting import DEVICE, Award, phone
 from tests.api.helpers import assert_problem

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.staff import Role
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry, Document, DocumentRevision, SignatureActivation
 from tests.api.helpers import assert_problem
@@ -364,7 +364,7 @@ def test_uploads_over_the_limit_are_refused(
 ) -> None:
     from api.app import create_app
     from api.services import build_services
-    from evaluation.document_store import DocumentStore, UploadTooLarge
+    from evaluation.documents.store import DocumentStore, UploadTooLarge
     from models.settings import Settings
 
     small = Settings(

@@ -18,8 +18,8 @@ from cryptography import x509
 from sqlalchemy import create_engine, func, select
 
 from api.demo import NAMES, run_demo
-from evaluation import audit
-from evaluation.evidence import verify_package
+from evaluation.kernel import audit
+from evaluation.supervision.evidence import verify_package
 from models.settings import Settings
 from models.tables import AnomalyFlag, AuditEntry, Center, FaceVerification, Project
 

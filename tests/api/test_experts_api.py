@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from evaluation.identity import mask_id_number, mask_phone
+from evaluation.kernel.identifiers import mask_id_number, mask_phone
 from models.clock import FrozenClock
 from tests.api.helpers import assert_problem, snapshot
 from tests.factories import CenterWithStaff, credit_code, expert_payload, id_number

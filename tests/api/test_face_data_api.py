@@ -11,8 +11,8 @@ from httpx2 import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from evaluation import face_data
-from evaluation.staff import Role
+from evaluation.identity import face_data
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry, Expert, FaceTemplate, FaceVerification, VerificationFrame
 from tests.api.helpers import assert_problem

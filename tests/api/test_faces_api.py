@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evaluation.consent import FACE_CONSENT_VERSION, consent_text
-from evaluation.staff import Role
+from evaluation.identity.consent import FACE_CONSENT_VERSION, consent_text
+from evaluation.registry.staff import Role
 from models.tables import AuditEntry, FaceTemplate
 from tests.api.helpers import assert_problem, snapshot
 from tests.face.corpus import IMAGES_DIR, PHONE_TRANSFORMS, encode, load, portraits

@@ -17,7 +17,7 @@ from sqlalchemy import MetaData, select
 from api.app import create_app
 from api.instance import initialize
 from api.services import build_services
-from evaluation.staff import Role
+from evaluation.registry.staff import Role
 from models.base import Base
 from models.clock import FrozenClock
 from models.db import make_session_factory

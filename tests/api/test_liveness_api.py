@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation import liveness
-from evaluation.audit import Caller
-from evaluation.staff import Role, hash_token
+from evaluation.identity import face_checks
+from evaluation.kernel.audit import Caller
+from evaluation.registry.staff import Role, hash_token
 from face import synthetic as videos
 from face.engine import FaceEngine
 from models.clock import FrozenClock
@@ -464,7 +464,7 @@ def test_a_scan_challenge_answer_names_no_candidates(
     )
     db.add(scan)
     db.flush()
-    issued = liveness.issue_challenge(
+    issued = face_checks.issue_challenge(
         db,
         Caller(center.id, f"scan:{scan.id}"),
         clock,

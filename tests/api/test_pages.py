@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.web import i18n
 from api.web.session import DEVICE_COOKIE, TOKEN_COOKIES
-from evaluation.consent import FACE_CONSENT_VERSION
+from evaluation.identity.consent import FACE_CONSENT_VERSION
 from face.actions import ACTIONS
 from face.liveness import REASON_MESSAGES
 from models.tables import AuditEntry, ScanSession

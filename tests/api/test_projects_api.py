@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.draw import verify_proof
-from evaluation.staff import Role
+from evaluation.committee.draw_proof import verify_proof
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import Assignment, AuditEntry, Project
 from tests.api.helpers import assert_problem

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from api.services import Services
-from evaluation.consent import FACE_CONSENT_VERSION
+from evaluation.identity.consent import FACE_CONSENT_VERSION
 from face.analysis import analyze_bytes
 from models.tables import AuditEntry, FaceTemplate, FaceVerification
 from tests.api.contracting import DEVICE, Award

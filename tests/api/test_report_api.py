@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.staff import Role
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry
 from tests.api.committee import Committee, build_committee
@@ -217,7 +217,7 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     import json
     import zipfile
 
-    from evaluation.evidence import verify_package
+    from evaluation.supervision.evidence import verify_package
 
     committee, client = aggregated, aggregated.client
     _answer_rest(committee)
@@ -248,7 +248,7 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     } <= names
     from cryptography import x509
 
-    from evaluation import pki
+    from evaluation.trust import pki
 
     center_root = pki.load_certificate(pki.center_root(db, committee.center.id).certificate_der)
     checked = verify_package(package, center_root)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from api.routers import report_pages
 from api.services import Services
-from evaluation.staff import Role
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from tests.api.committee import Committee, build_committee
 from tests.api.helpers import assert_problem

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.staff import Role
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from tests.api.helpers import assert_problem
 from tests.api.test_liveness_api import DEVICE, PERSON, _enrolled, challenge, genuine_video, submit

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.consent import FACE_CONSENT_VERSION
+from evaluation.identity.consent import FACE_CONSENT_VERSION
 from models.clock import FrozenClock
 from models.tables import AuditEntry, EvaluationSession, FaceChallenge, ScanSession
 from signing.keyring import Keyring

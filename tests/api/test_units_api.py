@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.staff import Role
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry, Document, Expert, Unit, UnitAuthorization
 from tests.api.helpers import assert_problem

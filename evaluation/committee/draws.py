@@ -1,0 +1,409 @@
+"""Running the committee draw of a project against the expert pool: eligibility, the
+conflict-of-interest exclusions with their reason codes, the commitment published before
+the public entropy, the proof, the assignments, and the sealed committee list.
+
+The algorithm and the proof are in evaluation/committee/draw_proof.py (`evalsign-draw-v1`);
+this module decides who may be drawn and records what was drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from evaluation.committee import draw_proof as algorithm
+from evaluation.committee.projects import get_project
+from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.trust import credentials
+from models.base import new_id
+from models.clock import Clock
+from models.settings import Settings
+from models.tables import (
+    Assignment,
+    Draw,
+    Expert,
+    ExpertSpecialty,
+    FaceTemplate,
+    IssuedCertificate,
+    Project,
+)
+from signing.field_cipher import FieldCipher
+
+
+class DrawExists(DomainError):
+    status = 409
+    code = "draw-exists"
+    title = "This project already has a completed draw"
+
+
+class CommitteeSealed(DomainError):
+    status = 403
+    code = "committee-sealed"
+    title = "The committee is sealed until the evaluation starts"
+
+
+@dataclass(frozen=True)
+class DrawPolicy:
+    cooldown: timedelta
+    decline_limit: int
+    decline_window: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DrawPolicy:
+        return cls(
+            cooldown=timedelta(days=settings.draw_cooldown_days),
+            decline_limit=settings.draw_decline_limit,
+            decline_window=timedelta(days=settings.draw_decline_window_days),
+        )
+
+
+class OperatorExclusion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expert_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=2, max_length=500, description="the written reason")
+
+
+class RunDraw(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public_entropy: str = Field(
+        min_length=1, max_length=500, description="e.g. numbers read out in the room"
+    )
+    exclusions: list[OperatorExclusion] = Field(default_factory=list, max_length=1000)
+
+
+def _secret_context(draw_id: str) -> str:
+    return f"draws/{draw_id}/server_secret"
+
+
+def create_draw(
+    db: Session, caller: audit.Caller, clock: Clock, cipher: FieldCipher, project_id: str
+) -> Draw:
+    """Commit to a fresh server secret: its SHA-256 is published before any entropy."""
+    project = get_project(db, caller.center_id, project_id, lock=True)
+    if project.status not in ("draft",):
+        raise DrawExists(f"project {project_id} is {project.status}; its committee is drawn")
+    secret = algorithm.new_server_secret()
+    draw_id = new_id()
+    draw = Draw(
+        id=draw_id,
+        center_id=caller.center_id,
+        project_id=project.id,
+        commitment=algorithm.commitment_of(secret),
+        secret_ciphertext=cipher.encrypt_bytes(secret, _secret_context(draw_id)),
+        status="committed",
+        created_at=clock.now(),
+    )
+    db.add(draw)
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "draw.committed",
+        "draw",
+        draw.id,
+        {"project_id": project.id, "commitment": draw.commitment},
+    )
+    return draw
+
+
+def _matching(codes: set[str], spec: list[dict[str, object]]) -> frozenset[str]:
+    """The spec specialties an expert's registered codes fall under (prefix match)."""
+    return frozenset(
+        str(seat["specialty"])
+        for seat in spec
+        if any(code.startswith(str(seat["specialty"])) for code in codes)
+    )
+
+
+def _pool(
+    db: Session, project: Project, policy: DrawPolicy, clock: Clock
+) -> tuple[list[algorithm.Candidate], list[algorithm.Exclusion]]:
+    """Eligible experts (active, face enrolled, usable credential, a matching specialty)
+    and the conflicted ones with their reason codes."""
+    now = clock.now()
+    rows = db.execute(
+        select(Expert.id, Expert.employer_credit_code, ExpertSpecialty.code)
+        .join(ExpertSpecialty, ExpertSpecialty.expert_id == Expert.id)
+        .join(FaceTemplate, FaceTemplate.expert_id == Expert.id)
+        .join(
+            IssuedCertificate,
+            (IssuedCertificate.expert_id == Expert.id)
+            & (IssuedCertificate.purpose == credentials.EXPERT)
+            & (IssuedCertificate.status == "valid")
+            & (IssuedCertificate.not_after > now),
+        )
+        .where(
+            Expert.center_id == project.center_id,
+            Expert.status == "active",
+            Expert.kind == "expert",
+        )
+    ).all()
+    codes: dict[str, set[str]] = {}
+    employers: dict[str, str] = {}
+    for expert_id, employer, code in rows:
+        codes.setdefault(expert_id, set()).add(code)
+        employers[expert_id] = employer
+    spec = project.committee_spec
+    candidates = {
+        expert_id: algorithm.Candidate(expert_id, _matching(found, spec))
+        for expert_id, found in codes.items()
+    }
+    candidates = {k: v for k, v in candidates.items() if v.specialties}
+
+    bidders = {str(b["credit_code"]) for b in project.bidders}
+    reasons: dict[str, str] = {}
+    for expert_id in candidates:
+        if employers[expert_id] == project.tenderer_credit_code:
+            reasons[expert_id] = "employer-is-tenderer"
+        elif employers[expert_id] in bidders:
+            reasons[expert_id] = "employer-is-bidder"
+    served = db.execute(
+        select(Assignment.expert_id)
+        .join(Project, Project.id == Assignment.project_id)
+        .where(
+            Project.center_id == project.center_id,
+            Project.id != project.id,
+            Project.tenderer_credit_code == project.tenderer_credit_code,
+            Assignment.status.in_(("invited", "accepted")),
+            Assignment.role == "member",
+            Assignment.created_at >= now - policy.cooldown,
+        )
+    ).scalars()
+    for expert_id in served:
+        if expert_id in candidates:
+            reasons.setdefault(expert_id, "served-same-tenderer")
+    declined = db.execute(
+        select(Assignment.expert_id, func.count())
+        .where(
+            Assignment.center_id == project.center_id,
+            Assignment.status == "declined",
+            Assignment.responded_at >= now - policy.decline_window,
+        )
+        .group_by(Assignment.expert_id)
+    ).all()
+    for expert_id, count in declined:
+        if expert_id in candidates and count >= policy.decline_limit:
+            reasons.setdefault(expert_id, "declined-recently")
+    exclusions = [algorithm.Exclusion(k, v) for k, v in sorted(reasons.items())]
+    return list(candidates.values()), exclusions
+
+
+def run_draw(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    cipher: FieldCipher,
+    policy: DrawPolicy,
+    project_id: str,
+    draw_id: str,
+    fields: RunDraw,
+) -> Draw:
+    """Run a committed draw with the operator's public entropy; reveal the secret in the
+    proof; record the committee and the ordered backups."""
+    project = get_project(db, caller.center_id, project_id, lock=True)
+    draw = get_draw(db, project, draw_id)
+    if draw.status != "committed":
+        raise InvalidTransition(f"draw {draw_id} has already run", current_status=draw.status)
+    candidates, exclusions = _pool(db, project, policy, clock)
+    known = {c.expert_id for c in candidates}
+    taken = {e.expert_id for e in exclusions}
+    for item in fields.exclusions:
+        if item.expert_id in known and item.expert_id not in taken:
+            exclusions.append(algorithm.Exclusion(item.expert_id, "excluded-by-operator"))
+            taken.add(item.expert_id)
+    secret = cipher.decrypt_bytes(draw.secret_ciphertext, _secret_context(draw.id))
+    result = algorithm.draw_committee(
+        draw.id,
+        secret,
+        fields.public_entropy,
+        [
+            algorithm.SeatSpec(str(s["specialty"]), int(s["seats"]), int(s["backups"]))
+            for s in project.committee_spec
+        ],
+        candidates,
+        exclusions,
+    )
+    now = clock.now()
+    draw.status = "completed"
+    draw.public_entropy = fields.public_entropy
+    draw.proof = result.proof
+    draw.ran_at = now
+    places = [
+        ("member", "invited", rank, specialty, expert_id)
+        for rank, (specialty, expert_id) in enumerate(result.committee)
+    ]
+    places += [
+        ("backup", "standby", rank, specialty, expert_id)
+        for specialty, backups in result.backups.items()
+        for rank, expert_id in enumerate(backups)
+    ]
+    for role, state, rank, specialty, expert_id in places:
+        db.add(
+            Assignment(
+                center_id=project.center_id,
+                project_id=project.id,
+                draw_id=draw.id,
+                expert_id=expert_id,
+                specialty=specialty,
+                role=role,
+                rank=rank,
+                status=state,
+                created_at=now,
+            )
+        )
+    project.status = "drawn"
+    project.updated_at = now
+    db.flush()
+    written = {item.expert_id: item.reason for item in fields.exclusions}
+    audit.record(
+        db,
+        caller,
+        clock,
+        "draw.completed",
+        "draw",
+        draw.id,
+        {
+            "project_id": project.id,
+            "public_entropy": fields.public_entropy,
+            "committee_size": len(result.committee),
+            "excluded": len(exclusions),
+            "operator_exclusions": written,
+        },
+    )
+    return draw
+
+
+def get_draw(db: Session, project: Project, draw_id: str) -> Draw:
+    draw = db.get(Draw, draw_id)
+    if draw is None or draw.project_id != project.id:
+        raise NotFound(f"no draw {draw_id} for project {project.id}")
+    return draw
+
+
+def proof_is_sealed(project: Project, role: str, clock: Clock) -> bool:
+    """The proof names the drawn experts, so it is sealed like the committee list: admins
+    see it at once, everyone else once the evaluation starts."""
+    return role != "admin" and clock.now() < project.evaluation_start
+
+
+def refuse_if_sealed(project: Project, role: str, clock: Clock) -> None:
+    """403 for what names the drawn experts (committee, proof, sign-ins, evidence) while
+    the committee is sealed for this reader."""
+    if proof_is_sealed(project, role, clock):
+        raise CommitteeSealed(
+            f"the committee of project {project.code} is sealed until "
+            f"{project.evaluation_start.isoformat()}",
+            unsealed_at=project.evaluation_start.isoformat(),
+        )
+
+
+def published_proof(draw: Draw, *, sealed: bool) -> dict[str, object]:
+    """Before the run, the commitment; after it, the whole proof (the secret revealed),
+    unless the committee is still sealed for this reader."""
+    if draw.proof is None or sealed:
+        return {
+            "algorithm": algorithm.ALGORITHM,
+            "draw_id": draw.id,
+            "commitment": draw.commitment,
+            "public_entropy": draw.public_entropy,
+        }
+    return dict(draw.proof)
+
+
+def committee(
+    db: Session, center_id: str, project_id: str, role: str, clock: Clock
+) -> list[tuple[Assignment, Expert]]:
+    """The drawn committee and backups with names: sealed until the evaluation starts,
+    except for admins (separation of duties: operators run the draw without seeing it)."""
+    project = get_project(db, center_id, project_id)
+    refuse_if_sealed(project, role, clock)
+    rows = db.execute(
+        select(Assignment, Expert)
+        .join(Expert, Expert.id == Assignment.expert_id)
+        .where(Assignment.project_id == project.id)
+        .order_by(Assignment.role.desc(), Assignment.specialty, Assignment.rank)
+    ).all()
+    return [(assignment, expert) for assignment, expert in rows]
+
+
+class NoBackupLeft(DomainError):
+    status = 409
+    code = "no-backup-left"
+    title = "No backup of this specialty is left; a supplementary draw is needed"
+
+
+def get_assignment(db: Session, project: Project, assignment_id: str) -> Assignment:
+    assignment = db.get(Assignment, assignment_id)
+    if assignment is None or assignment.project_id != project.id:
+        raise NotFound(f"no assignment {assignment_id} in project {project.id}")
+    return assignment
+
+
+def promote_backup(db: Session, leaving: Assignment) -> Assignment:
+    """The specialty's next backup in the proof's order (skipping anyone unavailable)
+    takes the seat a member leaves; NoBackupLeft when none is left."""
+    draw = db.get(Draw, leaving.draw_id)
+    assert draw is not None and draw.proof is not None
+    rows = db.execute(select(Assignment).where(Assignment.draw_id == draw.id)).scalars().all()
+    unavailable = {a.expert_id for a in rows if a.role == "member" or a.status != "standby"}
+    chosen = algorithm.next_backup(draw.proof, leaving.specialty, unavailable)
+    if chosen is None:
+        raise NoBackupLeft(f"specialty {leaving.specialty} has no backup left in draw {draw.id}")
+    promoted = next(a for a in rows if a.expert_id == chosen)
+    promoted.role = "member"
+    promoted.status = "invited"
+    return promoted
+
+
+def respond(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    project_id: str,
+    assignment_id: str,
+    accept: bool,
+    reason: str | None,
+) -> tuple[Assignment, Assignment | None]:
+    """Record a member's acceptance or decline; a decline promotes the specialty's next
+    backup in the proof's order (skipping anyone unavailable). Returns the answered
+    assignment and the promoted one, if any."""
+    project = get_project(db, caller.center_id, project_id, lock=True)
+    assignment = get_assignment(db, project, assignment_id)
+    if assignment.role != "member" or assignment.status != "invited":
+        raise InvalidTransition(
+            f"assignment {assignment_id} is a {assignment.role} that is {assignment.status}; "
+            "only an invited member answers",
+            current_status=assignment.status,
+        )
+    now = clock.now()
+    assignment.status = "accepted" if accept else "declined"
+    assignment.reason = reason
+    assignment.responded_at = now
+    promoted = None if accept else promote_backup(db, assignment)
+    if not accept and project.chair_assignment_id == assignment.id:
+        project.chair_assignment_id = None  # the committee chooses again
+        project.chair_chosen_by = None
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "assignment.accepted" if accept else "assignment.declined",
+        "assignment",
+        assignment.id,
+        {
+            "project_id": project.id,
+            "expert_id": assignment.expert_id,
+            "reason": reason,
+            "promoted_expert_id": promoted.expert_id if promoted else None,
+        },
+    )
+    return assignment, promoted

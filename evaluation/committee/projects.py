@@ -1,0 +1,231 @@
+"""Bid-evaluation projects and the committee rules of the field.
+
+Under the Tendering and Bidding Law (招标投标法) a committee has at least 5 members, an odd
+number, and experts make up at least two thirds of it (the tenderer's own representatives
+are named, not drawn). Under the Government Procurement Law (政府采购法) a committee has at
+least 5 members, and at least 7 when the budget is 10 million yuan or more.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.kernel.identifiers import credit_code_check_char
+from evaluation.registry import units
+from models.base import new_id
+from models.clock import Clock
+from models.tables import Project
+
+LARGE_PROCUREMENT_YUAN = 10_000_000
+
+
+class Regime(StrEnum):
+    TENDERING = "tendering"
+    PROCUREMENT = "procurement"
+
+
+class CommitteeRuleViolated(DomainError):
+    status = 422
+    code = "committee-rule-violated"
+    title = "The committee spec breaks the rules of the project's legal regime"
+
+
+class DuplicateProject(DomainError):
+    status = 409
+    code = "duplicate-project"
+    title = "A project with this code already exists in this center"
+
+
+CreditCode = Annotated[str, Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+
+
+def _checked_credit_code(value: str) -> str:
+    if credit_code_check_char(value[:17]) != value[17]:
+        raise ValueError("the unified social credit code's check character is wrong")
+    return value
+
+
+class Unit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    credit_code: CreditCode
+
+    _check = field_validator("credit_code")(_checked_credit_code)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=32)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class Seats(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    specialty: str = Field(pattern=r"^[A-Z][0-9A-Z]{0,15}$")
+    seats: int = Field(ge=1, le=50)
+    backups: int = Field(default=2, ge=0, le=50)
+
+
+class Criterion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    max_points: float = Field(gt=0, le=100)
+    group: str = Field(pattern="^(price|technical|business)$")
+
+
+class NewProject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=300)
+    regime: Regime
+    budget_yuan: int | None = Field(default=None, ge=0)
+    tenderer: Unit
+    bidders: list[Unit] = Field(min_length=1, max_length=200)
+    sections: list[Section] = Field(min_length=1, max_length=50)
+    evaluation_start: datetime
+    evaluation_end: datetime
+    mode: str = Field(default="remote", pattern="^(remote|onsite)$")
+    committee: list[Seats] = Field(min_length=1, max_length=20)
+    tenderer_representatives: int = Field(default=0, ge=0, le=10)
+    criteria: list[Criterion] = Field(min_length=1, max_length=50)
+    aggregation: str = Field(default="mean", pattern="^(mean|trimmed_mean)$")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NewProject:
+        if self.evaluation_end <= self.evaluation_start:
+            raise ValueError("evaluation_end must be after evaluation_start")
+        if self.evaluation_start.tzinfo is None:
+            raise ValueError("give the evaluation window with a time zone")
+        specialties = [seat.specialty for seat in self.committee]
+        if len(set(specialties)) != len(specialties):
+            raise ValueError("a specialty appears twice in the committee spec")
+        names = [criterion.name for criterion in self.criteria]
+        if len(set(names)) != len(names):
+            raise ValueError("two scoring criteria have the same name")
+        codes = [bidder.credit_code for bidder in self.bidders]
+        if len(set(codes)) != len(codes) or self.tenderer.credit_code in codes:
+            raise ValueError("bidders and the tenderer must be different units")
+        if self.regime is Regime.PROCUREMENT and self.budget_yuan is None:
+            raise ValueError("a procurement project states its budget (budget_yuan)")
+        return self
+
+
+def committee_problems(fields: NewProject) -> list[str]:
+    """Every rule of the regime the committee spec breaks (empty: it is lawful)."""
+    drawn = sum(seat.seats for seat in fields.committee)
+    total = drawn + fields.tenderer_representatives
+    problems = []
+    if total < 5:
+        problems.append(f"a committee has at least 5 members; this one has {total}")
+    if fields.regime is Regime.TENDERING:
+        if total % 2 == 0:
+            problems.append(f"a committee has an odd number of members; this one has {total}")
+        if drawn * 3 < total * 2:
+            problems.append(
+                f"experts must be at least two thirds of the committee: {drawn} of {total}"
+            )
+    else:
+        budget = fields.budget_yuan or 0
+        if budget >= LARGE_PROCUREMENT_YUAN and total < 7:
+            problems.append(
+                f"a procurement of {budget} yuan (10 million or more) needs at least 7 "
+                f"members; this one has {total}"
+            )
+        if fields.tenderer_representatives and drawn * 3 < total * 2:
+            problems.append(
+                f"experts must be at least two thirds of the committee: {drawn} of {total}"
+            )
+    if fields.aggregation == "trimmed_mean" and drawn < 5:
+        problems.append("dropping the highest and lowest score needs at least 5 experts")
+    return problems
+
+
+def create_project(db: Session, caller: audit.Caller, clock: Clock, fields: NewProject) -> Project:
+    problems = committee_problems(fields)
+    if problems:
+        raise CommitteeRuleViolated("; ".join(problems), problems=problems)
+    registered = units.units_of_project(
+        db,
+        caller,
+        clock,
+        [units.Party(u.name, u.credit_code) for u in [fields.tenderer, *fields.bidders]],
+    )
+    now = clock.now()
+    project = Project(
+        id=new_id(),
+        center_id=caller.center_id,
+        code=fields.code,
+        name=fields.name,
+        regime=fields.regime.value,
+        budget_yuan=fields.budget_yuan,
+        tenderer_name=fields.tenderer.name,
+        tenderer_credit_code=fields.tenderer.credit_code,
+        tenderer_unit_id=registered[fields.tenderer.credit_code].id,
+        bidders=[
+            {**bidder.model_dump(), "unit_id": registered[bidder.credit_code].id}
+            for bidder in fields.bidders
+        ],
+        sections=[section.model_dump() for section in fields.sections],
+        evaluation_start=fields.evaluation_start,
+        evaluation_end=fields.evaluation_end,
+        mode=fields.mode,
+        committee_spec=[seat.model_dump() for seat in fields.committee],
+        tenderer_representatives=fields.tenderer_representatives,
+        criteria=[criterion.model_dump() for criterion in fields.criteria],
+        aggregation=fields.aggregation,
+        status="draft",
+        created_by=caller.actor,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(project)
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError as exc:
+        raise DuplicateProject(f"project code {fields.code!r} is taken in this center") from exc
+    audit.record(
+        db,
+        caller,
+        clock,
+        "project.created",
+        "project",
+        project.id,
+        {"code": project.code, "regime": project.regime, "tenderer": project.tenderer_credit_code},
+    )
+    return project
+
+
+def get_project(db: Session, center_id: str, project_id: str, *, lock: bool = False) -> Project:
+    query = select(Project).where(Project.id == project_id, Project.center_id == center_id)
+    if lock:
+        query = query.with_for_update()
+    project = db.execute(query).scalar_one_or_none()
+    if project is None:
+        raise NotFound(f"no project {project_id} in this center")
+    return project
+
+
+def list_projects(db: Session, center_id: str, limit: int = 100) -> list[Project]:
+    return list(
+        db.execute(
+            select(Project)
+            .where(Project.center_id == center_id)
+            .order_by(Project.created_at.desc(), Project.id)
+            .limit(limit)
+        ).scalars()
+    )

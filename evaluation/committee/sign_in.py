@@ -1,0 +1,298 @@
+"""Signing in to a project from a scan: the face check of the committee (room QR, 1:few)
+or of the assignee (personal QR, 1:1), then the expert's evaluation session.
+
+The session is bound to the device that scanned and to a face check of a challenge issued
+to that very scan, so a face session from elsewhere (another project, another phone) does
+not sign anyone in. The same expert signing in from a second device passes their own face
+check there, and the session is flagged for the supervisors.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
+from evaluation.identity import consent, face_checks
+from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.registry import unit_authority
+from evaluation.registry.staff import hash_token
+from face.engine import FaceEngine
+from models.clock import Clock
+from models.tables import (
+    Assignment,
+    EvaluationSession,
+    Expert,
+    FaceChallenge,
+    FaceTemplate,
+    FaceVerification,
+    Project,
+    ScanSession,
+    VerifiedSession,
+)
+from signing.field_cipher import FieldCipher
+
+log = logging.getLogger("evalsign.sign_in")
+
+SESSION_PREFIX = "eve_"
+
+
+class TooManyChallenges(DomainError):
+    status = 429
+    code = "too-many-challenges"
+    title = "This scan has used its face checks; scan the code again"
+
+
+class NoOneToVerify(DomainError):
+    status = 409
+    code = "no-one-to-verify"
+    title = "No seated committee member can take a face check for this project now"
+
+
+class FaceCheckUnavailable(DomainError):
+    status = 409
+    code = "face-check-unavailable"
+    title = "The face check cannot be set up for this committee now"
+
+
+class SignInRefused(DomainError):
+    status = 403
+    code = "sign-in-refused"
+    title = "The face check does not sign anyone in to this project from this scan"
+
+
+class EvaluationSessionInvalid(DomainError):
+    status = 401
+    code = "evaluation-session-invalid"
+    title = "The evaluation session is unknown, expired, revoked or for another device"
+
+
+def candidates_for(db: Session, scan: ScanSession) -> list[str]:
+    """Whom the face check may identify: the assignee, or every seated member who can
+    take a check now (a locked-out or suspended member must not block the others)."""
+    if scan.kind == "contract":
+        return [unit_authority.link_person(db, scan)]
+    if scan.assignment_id is not None:
+        assignment = db.get(Assignment, scan.assignment_id)
+        assert assignment is not None
+        return [assignment.expert_id]
+    seated = [a.expert_id for a in seated_members(db, scan.project_id)]
+    locked = {lock.expert_id for lock in face_checks.open_locks(db, seated)}
+    # Able to take a face check: active, consenting, enrolled.
+    active = set(
+        db.execute(
+            select(Expert.id)
+            .join(FaceTemplate, FaceTemplate.expert_id == Expert.id)
+            .where(
+                Expert.id.in_(seated),
+                Expert.status == "active",
+                Expert.face_consent_withdrawn_at.is_(None),
+            )
+        ).scalars()
+    )
+    return [expert_id for expert_id in seated if expert_id in active and expert_id not in locked]
+
+
+def challenge_for_scan(
+    db: Session,
+    clock: Clock,
+    cipher: FieldCipher,
+    engine: FaceEngine,
+    config: face_checks.LivenessConfig,
+    scan: ScanSession,
+    max_challenges: int,
+    request_id: str | None,
+) -> face_checks.IssuedChallenge:
+    """A liveness challenge for the phone that scanned, tied to its scan."""
+    consent.require_consent(scan)
+    issued = db.execute(
+        select(func.count())
+        .select_from(FaceChallenge)
+        .where(FaceChallenge.scan_session_id == scan.id)
+    ).scalar_one()
+    if issued >= max_challenges:
+        raise TooManyChallenges(f"this scan had {issued} face checks; scan the code again")
+    candidates = candidates_for(db, scan)
+    if not candidates:
+        raise NoOneToVerify("no seated member of this project can take a face check now")
+    caller = audit.Caller(scan.center_id, f"scan:{scan.id}", None, request_id)
+    try:
+        with db.begin_nested():
+            return face_checks.issue_challenge(
+                db, caller, clock, cipher, engine, config, candidates, scan_session_id=scan.id
+            )
+    except DomainError as error:
+        # The operator's error names experts; a phone that only scanned a code must not
+        # learn who sits on the committee, so it gets the kind of failure alone.
+        log.warning("face check for scan %s cannot be set up: %s", scan.id, error.detail)
+        raise FaceCheckUnavailable(
+            f"the face check cannot be set up now ({error.title.lower()}); ask the operator",
+            cause=error.code,
+        ) from error
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    session: EvaluationSession
+    token: str
+    assignment: Assignment
+    project: Project
+
+
+def sign_in(
+    db: Session,
+    clock: Clock,
+    scan: ScanSession,
+    face: VerifiedSession,
+    ttl: timedelta,
+    request_id: str | None,
+) -> SignedIn:
+    """Turn a passed face check of this scan's challenge into an evaluation session."""
+    verification = db.get(FaceVerification, face.verification_id)
+    assert verification is not None
+    if verification.method == "face":
+        challenge = db.get(FaceChallenge, verification.challenge_id)
+        made_from = None if challenge is None else challenge.scan_session_id
+    else:
+        made_from = verification.scan_session_id  # a PIN under an in-person check
+    if made_from != scan.id:
+        raise SignInRefused("the face check was not made for this scan; take it from this scan")
+    if not hmac.compare_digest(face.device_id, scan.device_id):
+        raise SignInRefused("the face check was made on another device")
+    project = db.execute(
+        select(Project).where(Project.id == scan.project_id).with_for_update()
+    ).scalar_one()
+    if project.status not in OPEN_STATUSES:
+        raise SignInRefused(f"project {project.code} is {project.status}")
+    seated = [a for a in seated_members(db, project.id) if a.expert_id == face.expert_id]
+    if scan.assignment_id is not None:
+        seated = [a for a in seated if a.id == scan.assignment_id]
+    if not seated:
+        raise SignInRefused("the verified expert holds no seat on this project's committee")
+    assignment = seated[0]
+    now = clock.now()
+    others = db.execute(
+        select(EvaluationSession.device_id).where(
+            EvaluationSession.expert_id == face.expert_id,
+            EvaluationSession.project_id == project.id,
+            EvaluationSession.revoked_at.is_(None),
+            EvaluationSession.expires_at > now,
+        )
+    ).scalars()
+    second_device = any(device != scan.device_id for device in others)
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    session = EvaluationSession(
+        center_id=project.center_id,
+        project_id=project.id,
+        assignment_id=assignment.id,
+        expert_id=face.expert_id,
+        scan_session_id=scan.id,
+        verification_id=verification.id,
+        token_hash=hash_token(token),
+        device_id=scan.device_id,
+        flagged=second_device,
+        flag_reason="second-device" if second_device else None,
+        created_at=now,
+        # Not cut at the window's end: signing the report often runs past it.
+        expires_at=now + ttl,
+    )
+    # Atomic: of two sign-ins racing on one scan, one wins; the other is refused, not a 500.
+    claimed = db.execute(
+        update(ScanSession)
+        .where(ScanSession.id == scan.id, ScanSession.signed_in_at.is_(None))
+        .values(signed_in_at=now)
+        .returning(ScanSession.id)
+    ).first()
+    if claimed is None:
+        raise ScanSessionInvalid("this scan was already used to sign in; scan again")
+    db.add(session)
+    if project.status == "drawn":
+        project.status = "evaluating"
+        project.updated_at = now
+    db.flush()
+    caller = audit.Caller(project.center_id, f"expert:{face.expert_id}", None, request_id)
+    details = {
+        "project_id": project.id,
+        "assignment_id": assignment.id,
+        "scan_session_id": scan.id,
+        "scan_kind": scan.kind,
+        "verification_id": verification.id,
+        "device_id": scan.device_id,
+    }
+    audit.record(
+        db, caller, clock, "evaluation.signed_in", "evaluation_session", session.id, details
+    )
+    if second_device:
+        audit.record(
+            db,
+            caller,
+            clock,
+            "evaluation.second_device",
+            "evaluation_session",
+            session.id,
+            {**details, "flag": "second-device"},
+        )
+    return SignedIn(session, token, assignment, project)
+
+
+def authenticate(
+    db: Session, token: str, device_id: str | None, now: datetime
+) -> EvaluationSession:
+    """The live evaluation session a token names, used from the device it was bound to."""
+    session = db.execute(
+        select(EvaluationSession).where(EvaluationSession.token_hash == hash_token(token))
+    ).scalar_one_or_none()
+    if session is None or session.revoked_at is not None or now >= session.expires_at:
+        raise EvaluationSessionInvalid("the evaluation session is unknown, revoked or expired")
+    if device_id is None or not hmac.compare_digest(session.device_id, device_id):
+        raise EvaluationSessionInvalid("the evaluation session belongs to another device")
+    return session
+
+
+def sessions_of(db: Session, center_id: str, project_id: str) -> list[EvaluationSession]:
+    return list(
+        db.execute(
+            select(EvaluationSession)
+            .where(
+                EvaluationSession.center_id == center_id,
+                EvaluationSession.project_id == project_id,
+            )
+            .order_by(EvaluationSession.created_at, EvaluationSession.id)
+        ).scalars()
+    )
+
+
+def revoke(
+    db: Session, caller: audit.Caller, clock: Clock, session_id: str, reason: str
+) -> EvaluationSession:
+    """End one evaluation session (a lost phone, a flagged second device); the expert keeps
+    their seat and scores and signs in again with a new scan and face check."""
+    session = db.get(EvaluationSession, session_id, with_for_update=True)
+    if session is None or session.center_id != caller.center_id:
+        raise NotFound(f"no evaluation session {session_id} in this center")
+    if session.revoked_at is not None:
+        raise InvalidTransition("the session is already revoked", current_status="revoked")
+    session.revoked_at = clock.now()
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "evaluation.session_revoked",
+        "evaluation_session",
+        session.id,
+        {
+            "project_id": session.project_id,
+            "expert_id": session.expert_id,
+            "device_id": session.device_id,
+            "reason": reason,
+        },
+    )
+    return session

@@ -1,0 +1,1 @@
+"""Transaction contracts, sealed and signed by the units' representatives."""

@@ -1,0 +1,687 @@
+"""Transaction contracts: after the award, the tenderer and the winning bidder sign the
+contract, each as a unit (its organization seal) through an authorized representative
+(their own signature), after a fresh face check, in order or in parallel.
+
+The operator creates the contract from the awarded project and a template whose
+placeholders the project fills (parties, credit codes, the amount in figures and in
+capitals, dates); the PDF gets four signer slots. Each representative gets a personal link
+(`evc_...`) that opens the phone pages; their face check unlocks both their marks, one
+request, two single-use SADs. The last one completes the contract with a document
+time-stamp (B-LTA).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from evaluation.committee.projects import get_project
+from evaluation.committee.tasks import SCAN_PREFIX
+from evaluation.documents import documents
+from evaluation.documents.documents import Purpose, SigningContext
+from evaluation.documents.store import DocumentStore
+from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
+from evaluation.kernel.money import MAX_FEN, in_figures, in_words
+from evaluation.registry import unit_authority, units
+from evaluation.registry.staff import hash_token
+from evaluation.trust import activation, credentials, seals
+from models.base import new_id
+from models.clock import Clock
+from models.tables import (
+    Contract,
+    ContractLink,
+    Document,
+    DocumentRevision,
+    Expert,
+    IssuedCertificate,
+    Project,
+    ScanSession,
+    Unit,
+    UnitAuthorization,
+    VerifiedSession,
+)
+from signing import contract_pdf, pades, seal_image
+from signing.pades import PageMark
+
+LINK_PREFIX = "evc_"
+TENDERER, WINNER = "tenderer", "winner"
+LABELS = {TENDERER: "甲方（招标人）", WINNER: "乙方（中标人）"}
+# The strip of a cross-page seal: this wide at the right edge, its seal this tall (points).
+CROSS_SEAL_SIDE = 96.0
+
+DEFAULT_TEMPLATE = (
+    "根据《中华人民共和国民法典》《中华人民共和国招标投标法》及有关规定，遵循平等、自愿、"
+    "公平和诚信的原则，甲方就{project_name}（项目编号：{project_code}）经公开招标确定乙方为"
+    "中标人，双方协商一致，订立本合同。",
+    "第一条 合同标的：乙方按招标文件、投标文件及本合同的约定完成{project_name}的全部内容。",
+    "第二条 合同金额：人民币{amount_words}（{amount_figures}）。该金额为中标价，除本合同"
+    "另有约定外不作调整。",
+    "第三条 履行期限：自{start_date}起至{end_date}止。",
+    "第四条 组成本合同的文件：中标通知书、投标文件、招标文件及其澄清和补充、本合同条款；"
+    "上述文件互相解释，互为说明。",
+    "第五条 双方的权利义务、验收、付款、违约责任及争议解决，按招标文件所附合同条款执行；"
+    "争议协商不成的，提交{dispute_venue}。",
+    "第六条 本合同经双方加盖单位电子印章并由授权代表电子签名后生效。电子签名与手写签名或者"
+    "盖章具有同等的法律效力（《中华人民共和国电子签名法》第十四条）。",
+    "甲方：{tenderer_name}（统一社会信用代码 {tenderer_credit_code}）\n"
+    "乙方：{winner_name}（统一社会信用代码 {winner_credit_code}）",
+)
+PLACEHOLDERS = frozenset(
+    {
+        "project_name",
+        "project_code",
+        "tenderer_name",
+        "tenderer_credit_code",
+        "winner_name",
+        "winner_credit_code",
+        "amount_figures",
+        "amount_words",
+        "start_date",
+        "end_date",
+        "dispute_venue",
+        "contract_number",
+    }
+)
+
+
+class ProjectNotAwarded(DomainError):
+    status = 409
+    code = "project-not-awarded"
+    title = "The project has no signed evaluation report yet; there is no award to contract"
+
+
+class ContractExists(DomainError):
+    status = 409
+    code = "contract-exists"
+    title = "The project already has a contract that is not cancelled"
+
+
+class WinnerInvalid(DomainError):
+    status = 422
+    code = "winner-invalid"
+    title = "The winner must be one of the project's bidders"
+
+
+class TemplateInvalid(DomainError):
+    status = 422
+    code = "template-invalid"
+    title = "The contract template uses a placeholder this service does not fill"
+
+
+class SealNotReady(SigningRefused):
+    status = 409
+    code = "seal-not-ready"
+    title = "A party has no usable organization seal (image and credential) yet"
+
+
+class DocumentChanged(SigningRefused):
+    status = 409
+    code = "document-changed"
+    title = "The contract file differs from its last recorded revision; nobody may sign it"
+
+
+class RepresentsBothParties(SigningRefused):
+    status = 409
+    code = "represents-both-parties"
+    title = "One person may not sign a contract for both of its parties"
+
+
+class ContractLinkInvalid(DomainError):
+    status = 401
+    code = "contract-link-invalid"
+    title = "The contract link is unknown, revoked or expired"
+
+
+class NewContract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_yuan: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    winner_credit_code: str | None = Field(
+        default=None,
+        min_length=18,
+        max_length=18,
+        description="Default: the first recommended candidate of the committee's ranking",
+    )
+    number: str | None = Field(default=None, min_length=1, max_length=64)
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    clauses: list[Annotated[str, Field(min_length=1, max_length=4000)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=60,
+        description="Template paragraphs with {placeholders}; default: the built-in template",
+    )
+    start_date: str = Field(default="合同生效之日", max_length=40)
+    end_date: str = Field(default="合同义务履行完毕之日", max_length=40)
+    dispute_venue: str = Field(default="甲方所在地人民法院诉讼解决", max_length=100)
+    ordered: bool = Field(default=True, description="Tenderer first, then the winner")
+    cross_page_seal: bool = False
+
+
+class NewLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    authorization_id: str = Field(min_length=1, max_length=64)
+    valid_hours: int = Field(default=72, ge=1, le=720)
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    link: ContractLink
+    token: str
+
+
+def _fill(clauses: list[str], values: dict[str, str]) -> list[str]:
+    used: set[str] = set()
+    problems = []
+    for number, clause in enumerate(clauses):
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(clause) if f is not None]
+        except ValueError as exc:
+            problems.append(f"clauses[{number}]: {exc}")
+            continue
+        for name in fields:
+            if name not in PLACEHOLDERS:
+                problems.append(f"clauses[{number}]: unknown placeholder {{{name}}}")
+            used.add(name)
+    if problems:
+        raise TemplateInvalid("; ".join(problems), problems=problems, known=sorted(PLACEHOLDERS))
+    return [clause.format_map(values) for clause in clauses]
+
+
+def _winner(project: Project, wanted: str | None) -> dict[str, Any]:
+    bidders = {b["credit_code"]: b for b in project.bidders}
+    if wanted is None:
+        recommended = (project.results or {}).get("recommended") or []
+        if not recommended:
+            raise WinnerInvalid("the project's results recommend no one; name winner_credit_code")
+        wanted = recommended[0]
+    if wanted not in bidders:
+        raise WinnerInvalid(f"{wanted} is not a bidder of project {project.code}")
+    return bidders[wanted]
+
+
+def _party_unit(
+    db: Session, caller: audit.Caller, clock: Clock, name: str, credit_code: str
+) -> Unit:
+    # Projects created before units existed name their parties by credit code only.
+    return units.units_of_project(db, caller, clock, [units.Party(name, credit_code)])[credit_code]
+
+
+def _require_seal(db: Session, unit: Unit, now: datetime) -> IssuedCertificate:
+    credential = seals.current_seal_credential(db, unit.id)
+    if unit.seal_png is None or credential is None:
+        raise SealNotReady(f"{unit.name} has no seal image and credential yet", unit_id=unit.id)
+    state = credentials.state(credential, now)
+    if not state.usable:
+        raise SealNotReady(f"{unit.name}'s seal credential is {state.status}", unit_id=unit.id)
+    return credential
+
+
+def create_contract(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    store: DocumentStore,
+    max_bytes: int,
+    project_id: str,
+    fields: NewContract,
+) -> Contract:
+    """The contract of an awarded project: rendered from the template, stored as a document
+    being signed, with the seal and the signature slot of each party."""
+    project = get_project(db, caller.center_id, project_id, lock=True)
+    if project.status != "completed":
+        raise ProjectNotAwarded(f"project {project.code} is {project.status}")
+    existing = db.execute(
+        select(Contract.id)
+        .join(Document, Document.id == Contract.document_id)
+        .where(Contract.project_id == project.id, Document.status != "cancelled")
+    ).first()
+    if existing is not None:
+        raise ContractExists(f"contract {existing[0]} is open", contract_id=existing[0])
+    winner = _winner(project, fields.winner_credit_code)
+    tenderer_unit = _party_unit(
+        db, caller, clock, project.tenderer_name, project.tenderer_credit_code
+    )
+    winner_unit = _party_unit(db, caller, clock, winner["name"], winner["credit_code"])
+    now = clock.now()
+    for unit in (tenderer_unit, winner_unit):
+        _require_seal(db, unit, now)
+    amount_fen = int(fields.amount_yuan * 100)
+    if amount_fen > MAX_FEN:
+        raise WinnerInvalid("the amount is out of range")  # unreachable with max_digits
+    number = fields.number or f"{project.code}-HT"
+    values = {
+        "project_name": project.name,
+        "project_code": project.code,
+        "tenderer_name": tenderer_unit.name,
+        "tenderer_credit_code": tenderer_unit.credit_code,
+        "winner_name": winner_unit.name,
+        "winner_credit_code": winner_unit.credit_code,
+        "amount_figures": in_figures(amount_fen),
+        "amount_words": in_words(amount_fen),
+        "start_date": fields.start_date,
+        "end_date": fields.end_date,
+        "dispute_venue": fields.dispute_venue,
+        "contract_number": number,
+    }
+    clauses = _fill(list(fields.clauses or DEFAULT_TEMPLATE), values)
+    title = fields.title or f"{project.name} 合同书"
+    parties = [(TENDERER, tenderer_unit), (WINNER, winner_unit)]
+    try:
+        rendered = contract_pdf.render_contract(
+            contract_pdf.ContractContent(
+                title=title,
+                number=number,
+                parties=[
+                    contract_pdf.ContractParty(
+                        LABELS[role], unit.name, unit.credit_code, unit.legal_representative or "—"
+                    )
+                    for role, unit in parties
+                ],
+                clauses=clauses,
+                generated_at=now.isoformat(),
+            )
+        )
+    except contract_pdf.ContractRenderError as exc:
+        raise TemplateInvalid(str(exc)) from exc
+    received = store.receive(io.BytesIO(rendered.pdf), max_bytes)
+    slots = []
+    for order, ((role, unit), boxes) in enumerate(zip(parties, rendered.boxes, strict=True)):
+        group = order + 1 if fields.ordered else 1
+        label = LABELS[role]
+        slots.append(
+            documents.SlotIn(
+                signer_kind="party",
+                party_name=f"{unit.name}（盖章）",
+                role=f"{label}（盖章）",
+                order_group=group,
+                page=boxes.page,
+                box=list(boxes.seal),
+            )
+        )
+        slots.append(
+            documents.SlotIn(
+                signer_kind="party",
+                party_name=f"{unit.name}（授权代表）",
+                role=f"{label}授权代表",
+                order_group=group,
+                page=boxes.page,
+                box=list(boxes.signature),
+            )
+        )
+    document = documents.create_document(
+        db,
+        caller,
+        clock,
+        store,
+        received,
+        f"{number}.pdf",
+        documents.NewDocument(title=title, purpose=Purpose.CONTRACT, slots=slots),
+    )
+    # create_document names the slots Signature1.. in the order given: seal, then signature.
+    for slot in documents.slots_of(db, document.id):
+        index = int(slot.field_name.removeprefix("Signature")) - 1
+        slot.unit_id = parties[index // 2][1].id
+        slot.mark = "seal" if index % 2 == 0 else "signature"
+    document.status = "signing"
+    contract = Contract(
+        id=new_id(),
+        center_id=caller.center_id,
+        project_id=project.id,
+        document_id=document.id,
+        tenderer_unit_id=tenderer_unit.id,
+        winner_unit_id=winner_unit.id,
+        amount_fen=amount_fen,
+        ordered=fields.ordered,
+        cross_page_seal=fields.cross_page_seal,
+        created_by=caller.actor,
+        created_at=now,
+    )
+    db.add(contract)
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "contract.created",
+        "contract",
+        contract.id,
+        {
+            "project_id": project.id,
+            "document_id": document.id,
+            "sha256": document.sha256,
+            "tenderer_unit_id": tenderer_unit.id,
+            "winner_unit_id": winner_unit.id,
+            "amount_fen": amount_fen,
+            "ordered": fields.ordered,
+            "cross_page_seal": fields.cross_page_seal,
+        },
+    )
+    return contract
+
+
+def get_contract(db: Session, center_id: str, contract_id: str) -> Contract:
+    contract = db.get(Contract, contract_id)
+    if contract is None or contract.center_id != center_id:
+        raise NotFound(f"no contract {contract_id} in this center")
+    return contract
+
+
+def contracts_of_project(db: Session, center_id: str, project_id: str) -> list[Contract]:
+    get_project(db, center_id, project_id)
+    return list(
+        db.execute(
+            select(Contract)
+            .where(Contract.project_id == project_id)
+            .order_by(Contract.created_at, Contract.id)
+        ).scalars()
+    )
+
+
+def _party_of(contract: Contract, unit_id: str) -> str | None:
+    if unit_id == contract.tenderer_unit_id:
+        return TENDERER
+    if unit_id == contract.winner_unit_id:
+        return WINNER
+    return None
+
+
+def issue_link(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    contract_id: str,
+    fields: NewLink,
+) -> IssuedLink:
+    """A representative's personal link to the contract, for an authorization of one of its
+    parties that is valid now and covers contracts."""
+    contract = get_contract(db, caller.center_id, contract_id)
+    authorization = db.get(UnitAuthorization, fields.authorization_id)
+    if authorization is None or authorization.center_id != caller.center_id:
+        raise NotFound(f"no authorization {fields.authorization_id} in this center")
+    if _party_of(contract, authorization.unit_id) is None:
+        raise unit_authority.NotARepresentative(
+            "the authorization is of a unit that is not a party to this contract"
+        )
+    now = clock.now()
+    unit_authority.valid_authorization(
+        db, authorization.person_id, authorization.unit_id, Purpose.CONTRACT.value, now
+    )
+    token = LINK_PREFIX + secrets.token_urlsafe(32)
+    link = ContractLink(
+        id=new_id(),
+        center_id=caller.center_id,
+        contract_id=contract.id,
+        authorization_id=authorization.id,
+        token_hash=hash_token(token),
+        created_by=caller.actor,
+        created_at=now,
+        expires_at=now + timedelta(hours=fields.valid_hours),
+    )
+    db.add(link)
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "contract.link-issued",
+        "contract",
+        contract.id,
+        {
+            "link_id": link.id,
+            "authorization_id": authorization.id,
+            "person_id": authorization.person_id,
+            "expires_at": link.expires_at.isoformat(),
+        },
+    )
+    return IssuedLink(link, token)
+
+
+def open_link(db: Session, token: str, now: datetime) -> tuple[ContractLink, Contract]:
+    link = db.execute(
+        select(ContractLink).where(ContractLink.token_hash == hash_token(token.strip()))
+    ).scalar_one_or_none()
+    if link is None or link.revoked_at is not None or now >= link.expires_at:
+        raise ContractLinkInvalid("the contract link is unknown, revoked or expired")
+    contract = db.get(Contract, link.contract_id)
+    assert contract is not None
+    return link, contract
+
+
+def scan_link(
+    db: Session,
+    clock: Clock,
+    token: str,
+    device_id: str,
+    client_ip: str | None,
+    request_id: str | None,
+    ttl: timedelta,
+) -> tuple[ScanSession, str, Contract]:
+    """A phone opened a contract link: a scan session whose face check is the link's
+    representative's alone (1:1)."""
+    now = clock.now()
+    link, contract = open_link(db, token, now)
+    document = db.get(Document, contract.document_id)
+    assert document is not None
+    if document.status != "signing":
+        raise InvalidTransition(
+            f"the contract is {document.status}; there is nothing to sign",
+            current_status=document.status,
+        )
+    secret = SCAN_PREFIX + secrets.token_urlsafe(32)
+    session = ScanSession(
+        center_id=contract.center_id,
+        project_id=contract.project_id,
+        kind="contract",
+        contract_link_id=link.id,
+        token_hash=hash_token(secret),
+        device_id=device_id,
+        client_ip=client_ip,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    db.add(session)
+    db.flush()
+    caller = audit.Caller(contract.center_id, f"scan:{session.id}", None, request_id)
+    audit.record(
+        db,
+        caller,
+        clock,
+        "task.scanned",
+        "scan_session",
+        session.id,
+        {
+            "kind": "contract",
+            "contract_id": contract.id,
+            "link_id": link.id,
+            "project_id": contract.project_id,
+            "device_id": device_id,
+            "client_ip": client_ip,
+        },
+    )
+    return session, secret, contract
+
+
+@dataclass(frozen=True)
+class ContractSigned:
+    contract: Contract
+    document: Document
+    party: str
+    revisions: list[DocumentRevision]
+    completed: bool
+
+
+def _check_unchanged(context: SigningContext, document: Document) -> None:
+    """The stored file must be exactly its last recorded revision: a contract altered
+    outside the service after the first signature is never signed again."""
+    path = context.store.path(document.id)
+    size = path.stat().st_size
+    if size < document.size or context.store.digest(document.id, document.size) != (
+        document.sha256
+    ):
+        raise DocumentChanged(
+            f"contract file {document.id} no longer matches revision {document.revision}",
+            revision=document.revision,
+        )
+
+
+def _cross_page_marks(
+    context: SigningContext, document: Document, seal_png: bytes, party_index: int
+) -> list[PageMark]:
+    """The strips of a cross-page seal, one per page at its right edge; the second party's
+    seal sits lower, so the two never overlap."""
+    sizes = pades.check_pdf(context.store.path(document.id)).page_sizes
+    strips = seal_image.cross_page_strips(seal_png, len(sizes))
+    strip_w = CROSS_SEAL_SIDE / len(sizes)
+    marks = []
+    for page, (strip, (width, height)) in enumerate(zip(strips, sizes, strict=True)):
+        top = height * (0.62 if party_index == 0 else 0.36)
+        marks.append(
+            PageMark(
+                page=page,
+                box=(width - strip_w, top - CROSS_SEAL_SIDE, width, top),
+                png=strip,
+                name=f"CrossPageSeal{party_index + 1}-{page + 1}",
+                label="骑缝章",
+            )
+        )
+    return marks
+
+
+def _representing(
+    db: Session, contract: Contract, person_id: str, now: datetime
+) -> tuple[str, Unit, UnitAuthorization]:
+    """The party the person signs for now, by their authorization; the refusal of the
+    party they are closest to representing otherwise (revoked, expired, out of scope)."""
+    refusals: list[DomainError] = []
+    valid: list[tuple[str, str, UnitAuthorization]] = []
+    for role, unit_id in ((TENDERER, contract.tenderer_unit_id), (WINNER, contract.winner_unit_id)):
+        try:
+            authorization = unit_authority.valid_authorization(
+                db, person_id, unit_id, Purpose.CONTRACT.value, now
+            )
+        except DomainError as refused:
+            refusals.append(refused)
+            continue
+        valid.append((role, unit_id, authorization))
+    if len(valid) == 2:
+        # One person on both sides of a contract (双方代理, Civil Code art. 168).
+        raise RepresentsBothParties(
+            "you are authorized by both parties; each party signs through its own person"
+        )
+    if valid:
+        role, unit_id, authorization = valid[0]
+        unit = db.get(Unit, unit_id)
+        assert unit is not None
+        return role, unit, authorization
+    specific = [r for r in refusals if not isinstance(r, unit_authority.NotARepresentative)]
+    raise (specific or refusals)[0]
+
+
+def sign_contract(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    contract_id: str,
+) -> ContractSigned:
+    """The representative's party signs: the unit's seal, then their own signature, each a
+    single-use SAD of this face-verified session. Refused, with nothing changed, when the
+    authorization is not valid now or not for contracts, when the person represents
+    neither party, when the seal is revoked, the face check stale or the file altered."""
+    contract = get_contract(db, session.center_id, contract_id)
+    document = documents.lock_for_signing(db, session.center_id, contract.document_id)
+    now = clock.now()
+    role, unit, authorization = _representing(db, contract, session.expert_id, now)
+    slots = documents.slots_of(db, document.id)
+    mine = [s for s in slots if s.unit_id == unit.id and s.status == "pending"]
+    if not mine:
+        raise documents.NoSlotForSigner(f"{unit.name} has already signed this contract")
+    waiting = [s for s in slots if s.order_group < mine[0].order_group and s.status == "pending"]
+    if waiting:
+        raise documents.NotYourTurn(
+            "the other party signs first", waiting_for=sorted({s.role for s in waiting})
+        )
+    _check_unchanged(context, document)
+    seal = _require_seal(db, unit, now)
+    personal = credentials.current_credential(db, session.expert_id)
+    if personal is None:
+        raise activation.CredentialUnusable(
+            "you have no personal signing credential; ask the center",
+            credential_status="missing",
+        )
+    person = db.get(Expert, session.expert_id)
+    assert person is not None and unit.seal_png is not None
+    revisions = []
+    for slot in sorted(mine, key=lambda s: s.field_name):
+        if slot.mark == "seal":
+            marks = (
+                _cross_page_marks(context, document, unit.seal_png, 0 if role == TENDERER else 1)
+                if contract.cross_page_seal
+                else []
+            )
+            signed = documents.sign_slot(
+                db,
+                caller,
+                clock,
+                context,
+                session,
+                document,
+                slot,
+                seal,
+                documents.stamp_lines(unit.name, unit.seal_purpose or "", seal, now),
+                seal_png=unit.seal_png,
+                marks=marks,
+            )
+        else:
+            signed = documents.sign_slot(
+                db,
+                caller,
+                clock,
+                context,
+                session,
+                document,
+                slot,
+                personal,
+                documents.stamp_lines(person.name, slot.role, personal, now),
+            )
+        revisions.append(signed.revision)
+    audit.record(
+        db,
+        caller,
+        clock,
+        "contract.signed",
+        "contract",
+        contract.id,
+        {
+            "party": role,
+            "unit_id": unit.id,
+            "person_id": session.expert_id,
+            "authorization_id": authorization.id,
+            "verification_id": session.verification_id,
+            "revisions": [r.number for r in revisions],
+        },
+    )
+    completed = documents.finish_if_complete(db, caller, clock, context, document, personal)
+    if completed:
+        audit.record(
+            db,
+            caller,
+            clock,
+            "contract.completed",
+            "contract",
+            contract.id,
+            {"document_id": document.id, "sha256": document.sha256},
+        )
+    return ContractSigned(contract, document, role, revisions, completed)

@@ -1,0 +1,1 @@
+"""Documents to sign: upload, signer slots, revisions, and where their bytes live."""

@@ -1,0 +1,761 @@
+"""Documents to be signed: upload with signer slots, the status machine, and signing a slot
+with the signer's cloud credential through the same signature activation (SAD) the CSC API
+uses, so every PDF signature is a face-verified, audited, single-use authorization.
+
+A document's signings are serialized: the document row is locked for the whole signing
+(PostgreSQL row lock; SQLite's write lock), so two signers pressing "sign" together both
+land, one incremental update after the other.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Annotated
+
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from evaluation.documents.store import DocumentStore, Received
+from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.trust import activation, credentials, pki
+from evaluation.trust.activation import ActivationPolicy
+from evaluation.trust.pki import PkiPolicy
+from models.base import new_id
+from models.clock import Clock
+from models.tables import (
+    Authority,
+    Document,
+    DocumentRevision,
+    Expert,
+    IssuedCertificate,
+    Project,
+    SignerSlot,
+    VerifiedSession,
+)
+from signing import pades
+from signing.algorithms import HASH_OID_BY_NAME
+from signing.vault import Vault
+
+SHA256_OID = HASH_OID_BY_NAME["sha256"]
+# Stamps show the time where the signers are (China Standard Time, no DST).
+TZ_CHINA = timezone(timedelta(hours=8), "CST")
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+RSA_SHA256 = "1.2.840.113549.1.1.11"
+
+
+class Purpose(StrEnum):
+    REPORT = "report"
+    CONTRACT = "contract"
+    OTHER = "other"
+
+
+class PdfRejected(DomainError):
+    status = 422
+    code = "pdf-rejected"
+    title = "The file is not a PDF this service can sign"
+
+
+class SlotsInvalid(DomainError):
+    status = 422
+    code = "slots-invalid"
+    title = "The signer slots do not fit the document or the center"
+
+
+class StampUnavailable(DomainError):
+    status = 503
+    code = "stamp-unavailable"
+    title = "The visible stamp cannot be drawn (no CJK font installed?)"
+
+
+class SigningNotPossible(DomainError):
+    status = 409
+    code = "signing-not-possible"
+    title = "The signature could not be made (certificate status, time-stamp); nothing changed"
+
+
+class NotYourTurn(DomainError):
+    status = 409
+    code = "not-your-turn"
+    title = "Signers of an earlier order group have not all signed yet"
+
+
+class NoSlotForSigner(DomainError):
+    status = 403
+    code = "no-slot-for-signer"
+    title = "This document has no pending slot for you"
+
+
+Box = Annotated[list[float], Field(min_length=4, max_length=4)]
+
+
+class SlotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signer_kind: str = Field(default="expert", pattern="^(expert|party)$")
+    expert_id: str | None = Field(default=None, max_length=64)
+    party_name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: str = Field(min_length=1, max_length=100)
+    order_group: int = Field(default=1, ge=1, le=100)
+    page: int = Field(default=0, ge=0, description="0-based page of the visible stamp")
+    box: Box = Field(description="x1, y1, x2, y2 in PDF points")
+
+    @model_validator(mode="after")
+    def _signer(self) -> SlotIn:
+        if self.signer_kind == "expert" and not self.expert_id:
+            raise ValueError("an expert slot names expert_id")
+        if self.signer_kind == "party" and not self.party_name:
+            raise ValueError("a party slot names party_name")
+        x1, y1, x2, y2 = self.box
+        if x2 - x1 < 60 or y2 - y1 < 30:
+            raise ValueError("the stamp box must be at least 60 x 30 points")
+        return self
+
+
+class NewDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+    purpose: Purpose
+    slots: list[SlotIn] = Field(min_length=1, max_length=50)
+
+
+@dataclass(frozen=True)
+class SigningContext:
+    """What signing needs from the running service."""
+
+    vault: Vault
+    pki: PkiPolicy
+    activation: ActivationPolicy
+    store: DocumentStore
+    seal_png: bytes | None = None
+
+
+def _load(db: Session, center_id: str, document_id: str, *, lock: bool = False) -> Document:
+    query = select(Document).where(Document.id == document_id, Document.center_id == center_id)
+    if lock:
+        query = query.with_for_update()
+    document = db.execute(query).scalar_one_or_none()
+    if document is None:
+        raise NotFound(f"no document {document_id} in this center")
+    return document
+
+
+def get_document(db: Session, center_id: str, document_id: str) -> Document:
+    return _load(db, center_id, document_id)
+
+
+def slots_of(db: Session, document_id: str) -> list[SignerSlot]:
+    return list(
+        db.execute(
+            select(SignerSlot)
+            .where(SignerSlot.document_id == document_id)
+            .order_by(SignerSlot.order_group, SignerSlot.field_name)
+        ).scalars()
+    )
+
+
+def revisions_of(db: Session, document_id: str) -> list[DocumentRevision]:
+    return list(
+        db.execute(
+            select(DocumentRevision)
+            .where(DocumentRevision.document_id == document_id)
+            .order_by(DocumentRevision.number)
+        ).scalars()
+    )
+
+
+def list_documents(db: Session, center_id: str, limit: int = 100) -> list[Document]:
+    return list(
+        db.execute(
+            select(Document)
+            .where(Document.center_id == center_id)
+            .order_by(Document.created_at.desc(), Document.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def _check_slots(db: Session, center_id: str, fields: NewDocument, info: pades.PdfInfo) -> None:
+    expert_ids = {s.expert_id for s in fields.slots if s.expert_id}
+    found = set(
+        db.execute(
+            select(Expert.id).where(Expert.center_id == center_id, Expert.id.in_(expert_ids))
+        ).scalars()
+    )
+    problems = []
+    for index, slot in enumerate(fields.slots):
+        if slot.expert_id and slot.expert_id not in found:
+            problems.append(f"slots[{index}]: no expert {slot.expert_id} in this center")
+        if slot.page >= info.page_count:
+            problems.append(f"slots[{index}]: page {slot.page} (the PDF has {info.page_count})")
+            continue
+        width, height = info.page_sizes[slot.page]
+        x1, y1, x2, y2 = slot.box
+        if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+            problems.append(
+                f"slots[{index}]: box {slot.box} is outside page {slot.page} "
+                f"({width:.0f} x {height:.0f} pt)"
+            )
+    pairs = [(s.signer_kind, s.expert_id or s.party_name) for s in fields.slots]
+    if len(set(pairs)) != len(pairs):
+        problems.append("a signer has two slots on one document")
+    if problems:
+        raise SlotsInvalid("; ".join(problems), problems=problems)
+
+
+def create_document(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    store: DocumentStore,
+    received: Received,
+    file_name: str,
+    fields: NewDocument,
+) -> Document:
+    """Check the PDF and the slots, then keep the upload as revision 0 (a draft)."""
+    try:
+        info = pades.check_pdf(received.path)
+    except pades.PdfRejected as exc:
+        store.discard(received)
+        raise PdfRejected(str(exc)) from exc
+    if info.signature_fields:
+        store.discard(received)
+        raise PdfRejected("the PDF already carries signature fields; upload the unsigned file")
+    try:
+        _check_slots(db, caller.center_id, fields, info)
+    except DomainError:
+        store.discard(received)
+        raise
+    document = _first_revision(
+        db, caller, clock, received, file_name, fields.title, fields.purpose, info
+    )
+    for index, slot in enumerate(fields.slots):
+        db.add(
+            SignerSlot(
+                document_id=document.id,
+                field_name=f"Signature{index + 1}",
+                signer_kind=slot.signer_kind,
+                expert_id=slot.expert_id,
+                party_name=slot.party_name,
+                role=slot.role,
+                order_group=slot.order_group,
+                page=slot.page,
+                box=slot.box,
+                status="pending",
+            )
+        )
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "document.uploaded",
+        "document",
+        document.id,
+        {
+            "title": document.title,
+            "purpose": document.purpose,
+            "sha256": received.sha256,
+            "size": received.size,
+            "slots": len(fields.slots),
+        },
+    )
+    # The file moves into place last: a failure above leaves no orphan under documents/.
+    store.adopt(received, document.id)
+    return document
+
+
+def _first_revision(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    received: Received,
+    file_name: str,
+    title: str,
+    purpose: Purpose,
+    info: pades.PdfInfo,
+) -> Document:
+    """The document row of a checked upload, a draft, with the upload as revision 0."""
+    now = clock.now()
+    document = Document(
+        id=new_id(),
+        center_id=caller.center_id,
+        title=title,
+        purpose=purpose.value,
+        status="draft",
+        file_name=file_name[:300],
+        page_count=info.page_count,
+        revision=0,
+        size=received.size,
+        sha256=received.sha256,
+        created_by=caller.actor,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(document)
+    db.flush()
+    db.add(
+        DocumentRevision(
+            document_id=document.id,
+            number=0,
+            kind="upload",
+            size=received.size,
+            sha256=received.sha256,
+            created_at=now,
+        )
+    )
+    return document
+
+
+def archive_document(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    store: DocumentStore,
+    received: Received,
+    file_name: str,
+    title: str,
+) -> Document:
+    """Keep a PDF that takes no signatures (an authorization letter, an exhibit): checked
+    like any upload, stored as revision 0, and complete from the start."""
+    try:
+        info = pades.check_pdf(received.path)
+    except pades.PdfRejected as exc:
+        store.discard(received)
+        raise PdfRejected(str(exc)) from exc
+    document = _first_revision(
+        db, caller, clock, received, file_name, title[:300], Purpose.OTHER, info
+    )
+    document.status = "completed"
+    document.completed_at = document.created_at
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "document.archived",
+        "document",
+        document.id,
+        {"title": document.title, "sha256": received.sha256, "size": received.size},
+    )
+    store.adopt(received, document.id)
+    return document
+
+
+_TRANSITIONS = {
+    ("draft", "start"): "signing",
+    ("draft", "cancel"): "cancelled",
+    ("signing", "cancel"): "cancelled",
+}
+
+
+def change_status(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    document_id: str,
+    action: str,
+    reason: str | None,
+) -> Document:
+    document = _load(db, caller.center_id, document_id, lock=True)
+    target = _TRANSITIONS.get((document.status, action))
+    if target is None:
+        raise InvalidTransition(
+            f"cannot {action} a document that is {document.status}",
+            current_status=document.status,
+        )
+    previous = document.status
+    document.status = target
+    document.updated_at = clock.now()
+    if target == "cancelled":
+        document.cancelled_reason = reason
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        f"document.{action}",
+        "document",
+        document.id,
+        {"from": previous, "to": target, "reason": reason},
+    )
+    return document
+
+
+@dataclass(frozen=True)
+class Signed:
+    document: Document
+    slot: SignerSlot
+    revision: DocumentRevision
+
+
+def _pending_slot(
+    db: Session, document: Document, expert_id: str, slot_id: str | None
+) -> SignerSlot:
+    slots = slots_of(db, document.id)
+    mine = [
+        s
+        for s in slots
+        if s.expert_id == expert_id and s.status == "pending" and (slot_id in (None, s.id))
+    ]
+    if not mine:
+        raise NoSlotForSigner(f"document {document.id} has no pending slot for you")
+    slot = mine[0]
+    waiting = [s for s in slots if s.order_group < slot.order_group and s.status == "pending"]
+    if waiting:
+        raise NotYourTurn(
+            f"{len(waiting)} signer(s) of an earlier order group must sign first",
+            waiting_for=[s.role for s in waiting],
+        )
+    return slot
+
+
+def _chain_and_revocation(
+    db: Session, clock: Clock, context: SigningContext, credential: IssuedCertificate
+) -> tuple[list[x509.Certificate], pades.RevocationMaterial, list[x509.Certificate]]:
+    authority = db.get(Authority, credential.authority_id)
+    assert authority is not None
+    chain = pki.chain_of(db, authority)
+    crls = [pki.current_crl(db, clock, context.vault, context.pki, authority)]
+    if not authority.external:
+        root = pki.center_root(db, authority.center_id)
+        crls.append(pki.current_crl(db, clock, context.vault, context.pki, root))
+    roots = pki.trust_roots(db, credential.center_id)
+    return chain, pades.RevocationMaterial(crls=crls), roots
+
+
+def _timestamper(
+    db: Session, clock: Clock, context: SigningContext, center_id: str
+) -> pades.InProcessTimeStamper:
+    authority = pki.time_stamp_authority(db, context.vault, context.pki, center_id)
+    return pades.InProcessTimeStamper(authority, clock.now)
+
+
+def stamp_lines(name: str, role: str, credential: IssuedCertificate, now: datetime) -> list[str]:
+    local = now.astimezone(TZ_CHINA)
+    return [
+        name,
+        role,
+        f"{local:%Y-%m-%d %H:%M:%S} (UTC+8)",
+        f"证书 {credential.serial[:16].upper()}",
+    ]
+
+
+def sign_document(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document_id: str,
+    slot_id: str | None = None,
+) -> Signed:
+    """Sign the session's expert's slot: a SAD for exactly the signature's digest, the
+    signature appended in place, the new revision recorded; the last slot completes the
+    document with a document timestamp (B-LTA)."""
+    document = lock_for_signing(db, session.center_id, document_id)
+    slot = _pending_slot(db, document, session.expert_id, slot_id)
+    credential = credentials.current_credential(db, session.expert_id)
+    if credential is None:
+        raise activation.CredentialUnusable(
+            "you have no signing credential; ask the center", credential_status="missing"
+        )
+    expert = db.get(Expert, session.expert_id)
+    assert expert is not None
+    now = clock.now()
+    signed = sign_slot(
+        db,
+        caller,
+        clock,
+        context,
+        session,
+        document,
+        slot,
+        credential,
+        stamp_lines(expert.name, slot.role, credential, now),
+        seal_png=context.seal_png,
+    )
+    finish_if_complete(db, caller, clock, context, document, credential)
+    return signed
+
+
+def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
+    """The document, locked for the whole signing, if it is being signed."""
+    document = _load(db, center_id, document_id, lock=True)
+    if document.status != "signing":
+        raise InvalidTransition(
+            f"document {document_id} is {document.status}; only documents being signed take "
+            "signatures",
+            current_status=document.status,
+        )
+    return document
+
+
+def sign_slot(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document: Document,
+    slot: SignerSlot,
+    credential: IssuedCertificate,
+    lines: list[str],
+    *,
+    seal_png: bytes | None = None,
+    marks: Sequence[pades.PageMark] = (),
+) -> Signed:
+    """One signature in one slot with this credential (the signer's own, or a unit's seal
+    their authorization lets them use): a single-use SAD for exactly the signature's
+    digest, appended in place, the new revision recorded and audited."""
+    chain, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    key_algorithm = pki.key_of(db, credential.key_id).algorithm
+    sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
+    spent: list[str] = []
+
+    def sign_digest(digest: bytes, hash_name: str) -> bytes:
+        hash_oid = HASH_OID_BY_NAME[hash_name]
+        encoded = base64.b64encode(digest).decode()
+        granted = activation.authorize_signing(
+            db,
+            caller,
+            clock,
+            context.activation,
+            session,
+            credential.id,
+            [encoded],
+            hash_oid,
+            1,
+            purpose=document.purpose,
+        )
+        spent.append(granted.activation.id)
+        [signature] = activation.sign_hashes(
+            db,
+            caller,
+            clock,
+            context.vault,
+            context.activation,
+            session,
+            credential.id,
+            granted.sad,
+            [encoded],
+            hash_oid,
+            sign_algo,
+            purpose=document.purpose,
+        )
+        return signature
+
+    now = clock.now()
+    identity = pades.SigningIdentity(
+        certificate=pki.load_certificate(credential.certificate_der),
+        chain=chain,
+        sign_digest=sign_digest,
+    )
+    stamp = pades.Stamp(
+        page=slot.page,
+        box=(slot.box[0], slot.box[1], slot.box[2], slot.box[3]),
+        lines=lines,
+        seal_png=seal_png,
+    )
+    path = context.store.prepare_append(document.id, document.size)
+    timestamper = _timestamper(db, clock, context, session.center_id)
+    try:
+        pades.sign_in_place(
+            path,
+            slot.field_name,
+            identity,
+            timestamper,
+            revocation,
+            roots,
+            stamp,
+            reason=f"{slot.role} 签署",
+            location=None,
+            now=clock.now,
+            marks=marks,
+        )
+    except pades.StampError as exc:
+        raise StampUnavailable(str(exc)) from exc
+    except pades.SigningFailed as exc:
+        raise SigningNotPossible(str(exc)) from exc
+    revision = _record_revision(db, context, document, "signature", slot.id, now)
+    slot.status = "signed"
+    slot.signed_at = now
+    slot.signed_by = session.expert_id
+    slot.credential_id = credential.id
+    slot.sad_id = spent[-1] if spent else None
+    slot.verification_id = session.verification_id
+    slot.revision = revision.number
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "document.signed",
+        "document",
+        document.id,
+        {
+            "slot_id": slot.id,
+            "field": slot.field_name,
+            "role": slot.role,
+            "expert_id": session.expert_id,
+            "credential_id": credential.id,
+            "sad_id": slot.sad_id,
+            "verification_id": session.verification_id,
+            "revision": revision.number,
+            "sha256": revision.sha256,
+        },
+    )
+    return Signed(document, slot, revision)
+
+
+def finish_if_complete(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    document: Document,
+    credential: IssuedCertificate,
+) -> bool:
+    """Complete the document when no slot is pending: a document time-stamp (B-LTA) over
+    the revocation data of the last signer's chain."""
+    if not _all_answered(slots_of(db, document.id)):
+        return False
+    _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    timestamper = _timestamper(db, clock, context, document.center_id)
+    _complete(db, caller, clock, context, document, timestamper, revocation, roots)
+    return True
+
+
+def _all_answered(slots: Sequence[SignerSlot]) -> bool:
+    """Nothing pending: a refused slot (a member deemed to agree, see
+    evaluation/committee/reports.py) does not hold the document open."""
+    return all(s.status != "pending" for s in slots)
+
+
+def complete_if_done(
+    db: Session, caller: audit.Caller, clock: Clock, context: SigningContext, document_id: str
+) -> bool:
+    """Complete a document whose last pending slot was just refused rather than signed:
+    the document time-stamp carries the revocation data of a signer's chain."""
+    document = _load(db, caller.center_id, document_id, lock=True)
+    slots = slots_of(db, document.id)
+    if document.status != "signing" or not _all_answered(slots):
+        return False
+    signed = next((s for s in slots if s.status == "signed" and s.credential_id), None)
+    if signed is not None:
+        credential = db.get(IssuedCertificate, signed.credential_id)
+        assert credential is not None
+        _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    else:  # every slot refused: the time-stamp alone seals the document
+        own = db.execute(
+            select(Authority).where(
+                Authority.center_id == document.center_id, Authority.external.is_(False)
+            )
+        ).scalars()
+        revocation = pades.RevocationMaterial(
+            crls=[pki.current_crl(db, clock, context.vault, context.pki, a) for a in own]
+        )
+        roots = pki.trust_roots(db, document.center_id)
+    timestamper = _timestamper(db, clock, context, document.center_id)
+    context.store.prepare_append(document.id, document.size)
+    _complete(db, caller, clock, context, document, timestamper, revocation, roots)
+    return True
+
+
+def _record_revision(
+    db: Session,
+    context: SigningContext,
+    document: Document,
+    kind: str,
+    slot_id: str | None,
+    now: datetime,
+) -> DocumentRevision:
+    context.store.sync(document.id)
+    size = context.store.path(document.id).stat().st_size
+    revision = DocumentRevision(
+        document_id=document.id,
+        number=document.revision + 1,
+        kind=kind,
+        size=size,
+        sha256=context.store.digest(document.id, size),
+        slot_id=slot_id,
+        created_at=now,
+    )
+    db.add(revision)
+    document.revision = revision.number
+    document.size = size
+    document.sha256 = revision.sha256
+    document.updated_at = now
+    db.flush()
+    return revision
+
+
+def _complete(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    document: Document,
+    timestamper: pades.InProcessTimeStamper,
+    revocation: pades.RevocationMaterial,
+    roots: Sequence[x509.Certificate],
+) -> None:
+    path = context.store.path(document.id)
+    pades.add_document_timestamp(path, timestamper, revocation, roots)
+    now = clock.now()
+    revision = _record_revision(db, context, document, "timestamp", None, now)
+    document.status = "completed"
+    document.completed_at = now
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "document.completed",
+        "document",
+        document.id,
+        {"revision": revision.number, "sha256": revision.sha256},
+    )
+    if document.purpose == Purpose.REPORT:
+        _complete_project(db, caller, clock, document, now)
+
+
+def _complete_project(
+    db: Session, caller: audit.Caller, clock: Clock, document: Document, now: datetime
+) -> None:
+    """An evaluation report signed by its whole committee completes its project."""
+    project = db.execute(
+        select(Project).where(Project.report_document_id == document.id)
+    ).scalar_one_or_none()
+    if project is None:
+        return  # a report uploaded by hand, not generated for a project
+    project.status = "completed"
+    project.completed_at = now
+    project.updated_at = now
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "project.completed",
+        "project",
+        project.id,
+        {"report_document_id": document.id, "sha256": document.sha256},
+    )
+
+
+def revision_of(db: Session, document: Document, number: int | None) -> DocumentRevision:
+    revisions = revisions_of(db, document.id)
+    if number is None:
+        return revisions[-1]
+    for revision in revisions:
+        if revision.number == number:
+            return revision
+    raise NotFound(f"document {document.id} has no revision {number}")

@@ -1,0 +1,658 @@
+"""Face checks with liveness: challenges, the judgement of a phone's frames, the
+verification record supervisors review, verified sessions, and the lockout after repeated
+failures.
+
+A submission is handled in two steps so the models never run inside a database
+transaction: ``open_challenge`` (a read) refuses unknown, used or expired challenges before
+any work; the route then analyzes the frames; ``record_verification`` consumes the
+challenge atomically, judges, and stores the outcome.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from evaluation.identity import face_data
+from evaluation.identity.faces import FacePolicy, best_other_match, load_templates, references_of
+from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.registry.staff import hash_token
+from face.actions import ACTIONS, HEAD_ACTIONS
+from face.engine import FaceEngine, Vector
+from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, judge
+from models.clock import Clock
+from models.settings import Settings
+from models.tables import (
+    Expert,
+    FaceChallenge,
+    FaceLockout,
+    FaceVerification,
+    VerificationFrame,
+    VerifiedSession,
+)
+from signing.field_cipher import FieldCipher
+
+SESSION_PREFIX = "evf_"
+MAX_CANDIDATES = 50
+
+
+class ChallengeNotFound(DomainError):
+    status = 404
+    code = "challenge-not-found"
+    title = "No such challenge, or the nonce does not belong to it"
+
+
+class ChallengeUsed(DomainError):
+    status = 409
+    code = "challenge-used"
+    title = "The challenge was already answered; ask for a new one"
+
+
+class ChallengeExpired(DomainError):
+    status = 410
+    code = "challenge-expired"
+    title = "The challenge expired; ask for a new one"
+
+
+class FaceCheckLocked(DomainError):
+    status = 423
+    code = "face-check-locked"
+    title = "Too many failed face checks; an operator must unlock the expert"
+
+
+class ExpertNotActive(DomainError):
+    status = 409
+    code = "expert-not-active"
+    title = "A suspended expert cannot take a face check"
+
+
+class FramesInvalid(DomainError):
+    status = 422
+    code = "frames-invalid"
+    title = "The frame submission is malformed"
+
+
+class NotLocked(DomainError):
+    status = 409
+    code = "not-locked"
+    title = "The expert's face check is not locked"
+
+
+class SessionInvalid(DomainError):
+    status = 401
+    code = "face-session-invalid"
+    title = "The verified face session is unknown, expired, revoked or for another device"
+
+
+@dataclass(frozen=True)
+class CaptureHints:
+    frame_count: int
+    max_frames: int
+    min_frames: int
+    fps: int
+    max_width: int
+    max_height: int
+    max_frame_bytes: int
+    jpeg_quality: float = 0.85
+    seconds_per_action: float = 1.5
+    # Neutral frames before the first prompt: the person settles in the guide first.
+    lead_seconds: float = 0.6
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    """The liveness settings a domain call needs, read once from Settings."""
+
+    policy: LivenessPolicy
+    challenge_ttl: timedelta
+    session_ttl: timedelta
+    fps: int
+    min_frames: int
+    max_frames: int
+    frame_max_bytes: int
+    frame_max_side: int
+    max_failures: int
+    failure_window: timedelta
+    replay_window: timedelta
+    replay_max_sequences: int
+    retain_frames: bool
+    id_card_threshold: float = 0.30
+
+    @classmethod
+    def from_settings(cls, settings: Settings, face: FacePolicy) -> LivenessConfig:
+        policy = LivenessPolicy(
+            min_usable_frames=settings.liveness_min_frames,
+            match_threshold=face.match_threshold,
+            identify_margin=face.identify_margin,
+            min_duration_ms=settings.liveness_min_duration_ms,
+            max_duration_ms=settings.liveness_max_duration_ms,
+            min_live_probability=settings.liveness_min_live_probability,
+        )
+        policy = policy.with_quality(face.thresholds)
+        return cls(
+            policy=policy,
+            challenge_ttl=timedelta(seconds=settings.liveness_challenge_ttl_s),
+            session_ttl=timedelta(seconds=settings.liveness_session_ttl_s),
+            fps=settings.liveness_fps,
+            min_frames=settings.liveness_min_frames,
+            max_frames=settings.liveness_max_frames,
+            frame_max_bytes=settings.liveness_frame_max_bytes,
+            frame_max_side=settings.liveness_frame_max_side,
+            max_failures=settings.liveness_max_failures,
+            failure_window=timedelta(seconds=settings.liveness_failure_window_s),
+            replay_window=timedelta(seconds=settings.liveness_replay_window_s),
+            replay_max_sequences=settings.liveness_replay_max_sequences,
+            retain_frames=settings.liveness_retain_frames,
+            id_card_threshold=face.id_card_threshold,
+        )
+
+    def hints(self, action_count: int) -> CaptureHints:
+        seconds = 0.6 + 1.5 * action_count + 0.3
+        return CaptureHints(
+            frame_count=min(self.max_frames, max(self.min_frames, round(seconds * self.fps))),
+            max_frames=self.max_frames,
+            min_frames=self.min_frames,
+            fps=self.fps,
+            max_width=self.frame_max_side,
+            max_height=self.frame_max_side,
+            max_frame_bytes=self.frame_max_bytes,
+        )
+
+
+def draw_actions(rng: secrets.SystemRandom | Any = None) -> list[str]:
+    """2-3 actions from a CSPRNG, never the same twice in a row, at least one moving the
+    head (the flat-photo check needs depth to judge)."""
+    rng = rng or secrets.SystemRandom()
+    while True:
+        count = rng.choice((2, 3))
+        actions = [rng.choice(ACTIONS) for _ in range(count)]
+        repeats = any(a == b for a, b in itertools.pairwise(actions))
+        if not repeats and HEAD_ACTIONS.intersection(actions):
+            return actions
+
+
+@dataclass(frozen=True)
+class IssuedChallenge:
+    challenge: FaceChallenge
+    nonce: str
+
+
+def _experts(db: Session, center_id: str, expert_ids: Sequence[str]) -> list[Expert]:
+    found = {
+        expert.id: expert
+        for expert in db.execute(
+            select(Expert).where(Expert.center_id == center_id, Expert.id.in_(expert_ids))
+        ).scalars()
+    }
+    missing = [expert_id for expert_id in expert_ids if expert_id not in found]
+    if missing:
+        raise NotFound(f"no expert {', '.join(missing)} in this center", experts=missing)
+    return [found[expert_id] for expert_id in expert_ids]
+
+
+def open_locks(db: Session, expert_ids: Sequence[str]) -> list[FaceLockout]:
+    return list(
+        db.execute(
+            select(FaceLockout).where(
+                FaceLockout.expert_id.in_(expert_ids), FaceLockout.unlocked_at.is_(None)
+            )
+        ).scalars()
+    )
+
+
+def _refuse_if_locked(db: Session, expert_ids: Sequence[str]) -> None:
+    locks = open_locks(db, expert_ids)
+    if locks:
+        locked = sorted(lock.expert_id for lock in locks)
+        raise FaceCheckLocked(
+            f"face checks are locked for {', '.join(locked)} after repeated failures",
+            experts=locked,
+        )
+
+
+def issue_challenge(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    cipher: FieldCipher,
+    engine: FaceEngine,
+    config: LivenessConfig,
+    expert_ids: Sequence[str],
+    rng: Any = None,
+    scan_session_id: str | None = None,
+) -> IssuedChallenge:
+    """A single-use challenge for one expert (1:1) or a set (1:few); `scan_session_id` ties
+    it to the task QR scan a phone asked for it from."""
+    unique = list(dict.fromkeys(expert_ids))
+    if not 1 <= len(unique) <= MAX_CANDIDATES:
+        raise FramesInvalid(f"name between 1 and {MAX_CANDIDATES} experts, not {len(unique)}")
+    experts = _experts(db, caller.center_id, unique)
+    inactive = [expert.id for expert in experts if expert.status != "active"]
+    if inactive:
+        raise ExpertNotActive(f"not active: {', '.join(inactive)}", experts=inactive)
+    face_data.refuse_if_withdrawn(experts)
+    _refuse_if_locked(db, unique)
+    # Refuse now, not after the phone has filmed: every candidate needs a usable template.
+    load_templates(db, cipher, engine, caller.center_id, unique)
+    nonce = secrets.token_urlsafe(32)
+    actions = draw_actions(rng)
+    now = clock.now()
+    challenge = FaceChallenge(
+        center_id=caller.center_id,
+        mode="1:1" if len(unique) == 1 else "1:few",
+        expert_ids=unique,
+        actions=actions,
+        nonce_hash=hash_token(nonce),
+        capture=config.hints(len(actions)).as_dict(),
+        issued_by=caller.actor,
+        issued_at=now,
+        expires_at=now + config.challenge_ttl,
+        used_at=None,
+        scan_session_id=scan_session_id,
+    )
+    db.add(challenge)
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "face.challenge_issued",
+        "face_challenge",
+        challenge.id,
+        {"mode": challenge.mode, "experts": unique, "actions": actions},
+    )
+    return IssuedChallenge(challenge, nonce)
+
+
+def _check_nonce(challenge: FaceChallenge | None, nonce: str) -> FaceChallenge:
+    if challenge is None or not hmac.compare_digest(challenge.nonce_hash, hash_token(nonce)):
+        raise ChallengeNotFound("no challenge with this id and nonce")
+    return challenge
+
+
+def open_challenge(
+    db: Session, challenge_id: str, nonce: str, received_at: datetime
+) -> FaceChallenge:
+    """The challenge a submission answers, if it still can be answered (a read)."""
+    challenge = _check_nonce(db.get(FaceChallenge, challenge_id), nonce)
+    if challenge.used_at is not None:
+        raise ChallengeUsed("this challenge was already answered", challenge_id=challenge.id)
+    if received_at >= challenge.expires_at:
+        raise ChallengeExpired(
+            f"the challenge expired at {challenge.expires_at.isoformat()}",
+            challenge_id=challenge.id,
+        )
+    return challenge
+
+
+def record_refusal(
+    db: Session, clock: Clock, challenge_id: str, error: DomainError, meta: dict[str, Any]
+) -> None:
+    """Log a refused submission (a reused or expired challenge: a possible replay)."""
+    challenge = db.get(FaceChallenge, challenge_id)
+    if challenge is None:
+        return  # unknown ids are not any center's business
+    caller = audit.Caller(challenge.center_id, f"challenge:{challenge.id}", None, meta.get("rid"))
+    audit.record(
+        db,
+        caller,
+        clock,
+        "face.submission_refused",
+        "face_challenge",
+        challenge.id,
+        {"reason": error.code, "experts": challenge.expert_ids, **_client(meta)},
+    )
+
+
+def _client(meta: dict[str, Any]) -> dict[str, Any]:
+    return {"client_ip": meta.get("ip"), "device_id": meta.get("device_id")}
+
+
+@dataclass(frozen=True)
+class FrameUpload:
+    """A decoded submission, before analysis: what the phone sent besides the pixels."""
+
+    timestamps_ms: list[int]
+    prompts_ms: list[int]
+    device: dict[str, Any]
+    device_id: str
+    client_ip: str | None
+    user_agent: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class VerificationOutcome:
+    verification: FaceVerification
+    judgement: Judgement
+    session_token: str | None
+    session: VerifiedSession | None
+    attempts_remaining: int | None
+    locked: bool
+
+
+def _earlier_hashes(db: Session, center_id: str, since: datetime, limit: int) -> list[list[bytes]]:
+    rows = db.execute(
+        select(FaceVerification.frame_hashes)
+        .where(FaceVerification.center_id == center_id, FaceVerification.created_at >= since)
+        .order_by(FaceVerification.created_at.desc())
+        .limit(limit)
+    ).scalars()
+    return [[bytes.fromhex(value) for value in hashes] for hashes in rows]
+
+
+def _consume(db: Session, challenge_id: str, nonce: str, at: datetime) -> FaceChallenge:
+    """Mark the challenge used, atomically: of two concurrent submissions one wins."""
+    used = db.execute(
+        update(FaceChallenge)
+        .where(
+            FaceChallenge.id == challenge_id,
+            FaceChallenge.nonce_hash == hash_token(nonce),
+            FaceChallenge.used_at.is_(None),
+        )
+        .values(used_at=at)
+        .returning(FaceChallenge.id)
+    ).first()
+    challenge = db.get(FaceChallenge, challenge_id, populate_existing=True)
+    if used is None:
+        _check_nonce(challenge, nonce)
+        raise ChallengeUsed("this challenge was already answered", challenge_id=challenge_id)
+    assert challenge is not None
+    return challenge
+
+
+def record_verification(
+    db: Session,
+    clock: Clock,
+    cipher: FieldCipher,
+    engine: FaceEngine,
+    config: LivenessConfig,
+    challenge_id: str,
+    nonce: str,
+    received_at: datetime,
+    frames: Sequence[FrameAnalysis],
+    raw_frames: Sequence[bytes],
+    upload: FrameUpload,
+    live_probabilities: Sequence[float] | None = None,
+) -> VerificationOutcome:
+    """Judge analyzed frames against their challenge and store the outcome."""
+    challenge = _consume(db, challenge_id, nonce, received_at)
+    if received_at >= challenge.expires_at:
+        raise ChallengeExpired("the challenge expired", challenge_id=challenge.id)
+    # Lock the candidates' rows: failures counted and locks set below must not race.
+    db.execute(select(Expert.id).where(Expert.id.in_(challenge.expert_ids)).with_for_update()).all()
+    _refuse_if_locked(db, challenge.expert_ids)
+    templates = load_templates(db, cipher, engine, challenge.center_id, challenge.expert_ids)
+    window_ms = int((received_at - challenge.issued_at).total_seconds() * 1000)
+    submission = Submission(challenge.actions, upload.timestamps_ms, upload.prompts_ms, window_ms)
+    earlier = _earlier_hashes(
+        db, challenge.center_id, received_at - config.replay_window, config.replay_max_sequences
+    )
+    policy = config.policy
+    if (
+        challenge.mode == "1:1"
+        and references_of(db, challenge.expert_ids).get(challenge.expert_ids[0]) == "id-card"
+    ):
+        # Matched against an ID card's portrait: its own threshold (the identity check
+        # records which one it used).
+        policy = replace(policy, match_threshold=config.id_card_threshold)
+    judgement = judge(
+        frames,
+        submission,
+        templates,
+        policy,
+        earlier_hashes=earlier,
+        live_probabilities=live_probabilities,
+    )
+    # A failure counts against the expert it was for: the claimed one, or the one the face
+    # was identified as in a 1:few check.
+    if challenge.mode == "1:1":
+        expert_id: str | None = challenge.expert_ids[0]
+    else:
+        expert_id = judgement.expert_id
+    now = clock.now()
+    checks = [check.as_dict() for check in judgement.checks]
+    if challenge.mode == "1:1" and judgement.probe is not None and judgement.similarity is not None:
+        cross = _cross_match(db, cipher, engine, challenge, judgement.probe, policy)
+        if cross is not None and cross[1] > judgement.similarity:
+            # Not the check's outcome: a pattern for supervisors (anomaly face-matches-other).
+            checks.append(
+                {
+                    "check": "cross-match",
+                    "passed": True,
+                    "reason": None,
+                    "detail": "the face matches another enrolled person better than the "
+                    "one claimed",
+                    "values": {
+                        "other_expert_id": cross[0],
+                        "other_similarity": round(cross[1], 4),
+                        "claimed_similarity": round(judgement.similarity, 4),
+                    },
+                }
+            )
+    verification = FaceVerification(
+        center_id=challenge.center_id,
+        challenge_id=challenge.id,
+        mode=challenge.mode,
+        candidate_ids=challenge.expert_ids,
+        expert_id=expert_id,
+        passed=judgement.passed,
+        reasons=judgement.reasons,
+        checks=checks,
+        similarity=judgement.similarity,
+        model_id=engine.model_id,
+        device_id=upload.device_id,
+        device=upload.device,
+        client_ip=upload.client_ip,
+        user_agent=upload.user_agent,
+        frame_count=len(frames),
+        frame_hashes=[value.hex() for value in judgement.hashes],
+        frames=judgement.frames,
+        frames_retained=config.retain_frames,
+        created_at=now,
+    )
+    db.add(verification)
+    db.flush()
+    if config.retain_frames:
+        for seq, data in enumerate(raw_frames):
+            db.add(
+                VerificationFrame(
+                    verification_id=verification.id,
+                    seq=seq,
+                    center_id=challenge.center_id,
+                    ciphertext=cipher.encrypt_bytes(
+                        data, f"face_verifications/{verification.id}/frames/{seq}"
+                    ),
+                )
+            )
+    caller = audit.Caller(challenge.center_id, f"challenge:{challenge.id}", None, upload.request_id)
+    details = {
+        "verification_id": verification.id,
+        "mode": challenge.mode,
+        "expert_id": expert_id,
+        "reasons": judgement.reasons,
+        "similarity": None if judgement.similarity is None else round(judgement.similarity, 4),
+        "device_id": upload.device_id,
+        "client_ip": upload.client_ip,
+        "frames": len(frames),
+    }
+    session_token: str | None = None
+    session: VerifiedSession | None = None
+    locked = False
+    remaining: int | None = None
+    if judgement.passed:
+        assert expert_id is not None
+        session_token, session = open_session(
+            db, verification, upload.device_id, now, config.session_ttl
+        )
+        audit.record(
+            db,
+            caller,
+            clock,
+            "face.verification_passed",
+            "face_verification",
+            verification.id,
+            {**details, "session_id": session.id},
+        )
+    else:
+        audit.record(
+            db,
+            caller,
+            clock,
+            "face.verification_failed",
+            "face_verification",
+            verification.id,
+            details,
+        )
+        if expert_id is not None:
+            failures = recent_failures(db, expert_id, now, config.failure_window)
+            remaining = max(0, config.max_failures - failures)
+            if failures >= config.max_failures:
+                _lock(db, caller, clock, challenge.center_id, expert_id, failures)
+                locked = True
+    return VerificationOutcome(verification, judgement, session_token, session, remaining, locked)
+
+
+def open_session(
+    db: Session,
+    verification: FaceVerification,
+    device_id: str,
+    now: datetime,
+    ttl: timedelta,
+) -> tuple[str, VerifiedSession]:
+    """What a passed check grants: a verified session bound to the person and the device;
+    the token is returned once and stored hashed."""
+    assert verification.passed and verification.expert_id is not None
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    session = VerifiedSession(
+        center_id=verification.center_id,
+        token_hash=hash_token(token),
+        expert_id=verification.expert_id,
+        verification_id=verification.id,
+        device_id=device_id,
+        verified_at=now,
+        expires_at=now + ttl,
+        revoked_at=None,
+    )
+    db.add(session)
+    db.flush()
+    return token, session
+
+
+def _cross_match(
+    db: Session,
+    cipher: FieldCipher,
+    engine: FaceEngine,
+    challenge: FaceChallenge,
+    probe: Vector,
+    policy: LivenessPolicy,
+) -> tuple[str, float] | None:
+    """Another enrolled person the face would match (at the threshold), if any."""
+    other = best_other_match(db, cipher, engine, challenge.center_id, probe, challenge.expert_ids)
+    if other is None or other[1] < policy.match_threshold:
+        return None
+    return other
+
+
+def recent_failures(db: Session, expert_id: str, now: datetime, window: timedelta) -> int:
+    """Failures within the window, not counting those before the last unlock."""
+    last_unlock = db.execute(
+        select(func.max(FaceLockout.unlocked_at)).where(FaceLockout.expert_id == expert_id)
+    ).scalar_one()
+    since = now - window
+    if last_unlock is not None and last_unlock > since:
+        since = last_unlock
+    count = db.execute(
+        select(func.count())
+        .select_from(FaceVerification)
+        .where(
+            FaceVerification.expert_id == expert_id,
+            FaceVerification.method == "face",  # wrong PINs void their own in-person check
+            FaceVerification.passed.is_(False),
+            FaceVerification.created_at > since,
+        )
+    ).scalar_one()
+    return int(count)
+
+
+def _lock(
+    db: Session, caller: audit.Caller, clock: Clock, center_id: str, expert_id: str, failures: int
+) -> None:
+    lock = FaceLockout(
+        center_id=center_id,
+        expert_id=expert_id,
+        failures=failures,
+        locked_at=clock.now(),
+        unlocked_at=None,
+        unlocked_by=None,
+        unlock_reason=None,
+    )
+    db.add(lock)
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "face.check_locked",
+        "expert",
+        expert_id,
+        {"lockout_id": lock.id, "failures": failures},
+    )
+
+
+def unlock(
+    db: Session, caller: audit.Caller, clock: Clock, expert_id: str, reason: str
+) -> FaceLockout:
+    """An operator lets a locked expert try again, saying why."""
+    _experts(db, caller.center_id, [expert_id])
+    locks = open_locks(db, [expert_id])
+    if not locks:
+        raise NotLocked("the expert's face check is not locked")
+    lock = locks[0]
+    lock.unlocked_at = clock.now()
+    lock.unlocked_by = caller.actor
+    lock.unlock_reason = reason
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        "face.check_unlocked",
+        "expert",
+        expert_id,
+        {"lockout_id": lock.id, "reason": reason, "failures": lock.failures},
+    )
+    return lock
+
+
+def authenticate_session(
+    db: Session, token: str, device_id: str | None, now: datetime
+) -> VerifiedSession:
+    """The verified session a token names, if live and used from the device it was bound to."""
+    session = db.execute(
+        select(VerifiedSession).where(VerifiedSession.token_hash == hash_token(token))
+    ).scalar_one_or_none()
+    if session is None or session.revoked_at is not None or now >= session.expires_at:
+        raise SessionInvalid("the face session is unknown, revoked or expired; verify again")
+    if device_id is None or not hmac.compare_digest(session.device_id, device_id):
+        raise SessionInvalid("the face session belongs to another device")
+    return session
+
+
+def get_verification(db: Session, center_id: str, verification_id: str) -> FaceVerification:
+    verification = db.get(FaceVerification, verification_id)
+    if verification is None or verification.center_id != center_id:
+        raise NotFound(f"no face verification {verification_id} in this center")
+    return verification

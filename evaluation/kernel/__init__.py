@@ -1,0 +1,1 @@
+"""What every context shares: domain errors, the audit log, identifiers and money."""

@@ -1,0 +1,1 @@
+"""What supervisors see: anomaly flags, searches over the records, the evidence package."""
