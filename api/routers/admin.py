@@ -20,6 +20,7 @@ from api.schemas.admin import (
     TokenOut,
 )
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.registry import centers
 from evaluation.registry import staff as staff_tokens
 from evaluation.trust import checkpoints
@@ -79,7 +80,7 @@ def audit_entries(
     db: Db,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    action: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[Action | None, Query(description="one of the audit log's actions")] = None,
     subject_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditPageOut:
     entries = audit.list_entries(

@@ -41,6 +41,7 @@ from api.schemas.csc import (
 from api.services import Services
 from evaluation.identity import face_checks
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidCredentials, SigningRefused
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import hash_token
@@ -88,7 +89,7 @@ def _refusals_audited(
             db,
             signer_caller(session),
             services.clock,
-            "signature.refused",
+            Action.SIGNATURE_REFUSED,
             "verified_session",
             session.id,
             {"operation": operation, "code": error.code, "detail": error.detail, **details},
@@ -141,7 +142,7 @@ def signing_session(db: Session, services: Services, phone: PhoneHeaders) -> Ver
                 db,
                 audit.Caller(center_id, subject, request_id=request_id_var.get()),
                 services.clock,
-                "signature.refused",
+                Action.SIGNATURE_REFUSED,
                 "csc",
                 None,
                 {"code": error.code, "detail": error.detail, "device_id": x_device_id},

@@ -16,6 +16,7 @@ from api.logs import request_id_var
 from api.web.pages import render
 from api.web.session import STAFF_COOKIE, clear_cookie, set_cookie
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidCredentials
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import Role
@@ -66,7 +67,7 @@ def login(request: Request, services: ServicesDep, token: Annotated[str, Form()]
             db,
             caller,
             services.clock,
-            "console.login",
+            Action.CONSOLE_LOGIN,
             "staff_token",
             found.id,
             {"client_ip": request.client.host if request.client else None},

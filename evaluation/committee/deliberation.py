@@ -19,6 +19,7 @@ from evaluation.committee import draws, scoring
 from evaluation.committee.projects import get_project
 from evaluation.committee.tasks import SEATED, seated_members
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from models.clock import Clock
 from models.tables import (
@@ -184,7 +185,7 @@ def _void_and_replace(
         db,
         caller,
         clock,
-        "assignment.replaced",
+        Action.ASSIGNMENT_REPLACED,
         "assignment",
         seat.id,
         {
@@ -242,7 +243,7 @@ def declare_recusal(
         db,
         caller,
         clock,
-        "evaluation.recusal_declared",
+        Action.EVALUATION_RECUSAL_DECLARED,
         "recusal_declaration",
         declaration.id,
         {
@@ -343,7 +344,7 @@ def submit_scores(db: Session, clock: Clock, me: EvaluationSession) -> ScoreShee
         db,
         expert_caller(me),
         clock,
-        "evaluation.scores_submitted",
+        Action.EVALUATION_SCORES_SUBMITTED,
         "score_sheet",
         sheet.id,
         {"project_id": project.id, "assignment_id": seat.id, "points_sha256": digest},
@@ -376,7 +377,7 @@ def _set_chair(
         db,
         caller,
         clock,
-        "evaluation.chair_chosen",
+        Action.EVALUATION_CHAIR_CHOSEN,
         "project",
         project.id,
         {"assignment_id": seat.id, "expert_id": seat.expert_id, "chosen_by": how},
@@ -409,7 +410,13 @@ def vote_chair(db: Session, clock: Clock, me: EvaluationSession, assignment_id: 
     db.flush()
     caller = expert_caller(me)
     audit.record(
-        db, caller, clock, "evaluation.chair_vote", "assignment", seat.id, {"for": assignment_id}
+        db,
+        caller,
+        clock,
+        Action.EVALUATION_CHAIR_VOTE,
+        "assignment",
+        seat.id,
+        {"for": assignment_id},
     )
     votes = sum(1 for m in members if m.chair_vote == assignment_id)
     if votes * 2 > len(members) and project.chair_assignment_id != assignment_id:
@@ -473,7 +480,7 @@ def aggregate(db: Session, clock: Clock, me: EvaluationSession) -> Project:
         db,
         expert_caller(me),
         clock,
-        "evaluation.aggregated",
+        Action.EVALUATION_AGGREGATED,
         "project",
         project.id,
         {
@@ -515,7 +522,7 @@ def record_dissent(db: Session, clock: Clock, me: EvaluationSession, text: str) 
         db,
         expert_caller(me),
         clock,
-        "evaluation.dissent_recorded",
+        Action.EVALUATION_DISSENT_RECORDED,
         "dissent",
         dissent.id,
         {"project_id": project.id, "sha256": hashlib.sha256(text.encode()).hexdigest()},
@@ -538,7 +545,7 @@ def agree_with_results(db: Session, clock: Clock, me: EvaluationSession) -> Assi
         db,
         expert_caller(me),
         clock,
-        "evaluation.results_agreed",
+        Action.EVALUATION_RESULTS_AGREED,
         "assignment",
         seat.id,
         {"project_id": project.id},

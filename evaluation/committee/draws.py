@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from evaluation.committee import draw_proof as algorithm
 from evaluation.committee.projects import get_project
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.trust import credentials
 from models.base import new_id
@@ -106,7 +107,7 @@ def create_draw(
         db,
         caller,
         clock,
-        "draw.committed",
+        Action.DRAW_COMMITTED,
         "draw",
         draw.id,
         {"project_id": project.id, "commitment": draw.commitment},
@@ -267,7 +268,7 @@ def run_draw(
         db,
         caller,
         clock,
-        "draw.completed",
+        Action.DRAW_COMPLETED,
         "draw",
         draw.id,
         {
@@ -396,7 +397,7 @@ def respond(
         db,
         caller,
         clock,
-        "assignment.accepted" if accept else "assignment.declined",
+        Action.ASSIGNMENT_ACCEPTED if accept else Action.ASSIGNMENT_DECLINED,
         "assignment",
         assignment.id,
         {

@@ -29,6 +29,7 @@ from evaluation.committee.projects import get_project
 from evaluation.committee.tasks import seated_members
 from evaluation.identity.face_checks import open_session
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.registry.experts import id_number_context, id_number_index
 from models.clock import Clock
@@ -164,7 +165,7 @@ def set_signing_pin(
         db,
         caller,
         clock,
-        "identity.pin_set",
+        Action.IDENTITY_PIN_SET,
         "expert",
         expert.id,
         {"replaced": replaced, "id_document_checked": True},
@@ -226,7 +227,7 @@ def check_in_person(
         db,
         caller,
         clock,
-        "identity.in_person_checked",
+        Action.IDENTITY_IN_PERSON_CHECKED,
         "in_person_check",
         check.id,
         {
@@ -261,7 +262,7 @@ def _void(
         db,
         caller,
         clock,
-        "identity.in_person_check_voided",
+        Action.IDENTITY_IN_PERSON_CHECK_VOIDED,
         "in_person_check",
         check.id,
         {"project_id": check.project_id, "expert_id": check.expert_id, "reason": reason},
@@ -403,7 +404,13 @@ def verify_pin(
     }
     if not passed:
         audit.record(
-            db, caller, clock, "identity.pin_failed", "face_verification", verification.id, details
+            db,
+            caller,
+            clock,
+            Action.IDENTITY_PIN_FAILED,
+            "face_verification",
+            verification.id,
+            details,
         )
         voided = check.pin_failures >= policy.max_failures
         if voided:
@@ -415,7 +422,7 @@ def verify_pin(
         db,
         caller,
         clock,
-        "identity.pin_verified",
+        Action.IDENTITY_PIN_VERIFIED,
         "face_verification",
         verification.id,
         {**details, "session_id": session.id},

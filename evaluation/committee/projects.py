@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.kernel.identifiers import credit_code_check_char
 from evaluation.registry import units
@@ -202,7 +203,7 @@ def create_project(db: Session, caller: audit.Caller, clock: Clock, fields: NewP
         db,
         caller,
         clock,
-        "project.created",
+        Action.PROJECT_CREATED,
         "project",
         project.id,
         {"code": project.code, "regime": project.regime, "tenderer": project.tenderer_credit_code},

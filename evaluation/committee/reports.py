@@ -19,6 +19,7 @@ from evaluation.committee import deliberation
 from evaluation.committee.projects import get_project
 from evaluation.documents import documents
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition
 from models.clock import Clock
 from models.tables import (
@@ -231,7 +232,7 @@ def generate_report(
         db,
         caller,
         clock,
-        "evaluation.report_generated",
+        Action.EVALUATION_REPORT_GENERATED,
         "project",
         project.id,
         {
@@ -288,7 +289,7 @@ def refuse_to_sign(
         db,
         caller,
         clock,
-        "evaluation.refused_to_sign",
+        Action.EVALUATION_REFUSED_TO_SIGN,
         "document",
         project.report_document_id,
         {

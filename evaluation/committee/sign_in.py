@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
 from evaluation.identity import consent, face_checks
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.registry import unit_authority
 from evaluation.registry.staff import hash_token
@@ -227,14 +228,14 @@ def sign_in(
         "device_id": scan.device_id,
     }
     audit.record(
-        db, caller, clock, "evaluation.signed_in", "evaluation_session", session.id, details
+        db, caller, clock, Action.EVALUATION_SIGNED_IN, "evaluation_session", session.id, details
     )
     if second_device:
         audit.record(
             db,
             caller,
             clock,
-            "evaluation.second_device",
+            Action.EVALUATION_SECOND_DEVICE,
             "evaluation_session",
             session.id,
             {**details, "flag": "second-device"},
@@ -285,7 +286,7 @@ def revoke(
         db,
         caller,
         clock,
-        "evaluation.session_revoked",
+        Action.EVALUATION_SESSION_REVOKED,
         "evaluation_session",
         session.id,
         {

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from evaluation.committee.draws import get_assignment
 from evaluation.committee.projects import get_project
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition
 from evaluation.registry.staff import hash_token
 from models.clock import Clock
@@ -182,7 +183,7 @@ def personal_qr(
         db,
         caller,
         clock,
-        "task.personal_qr_issued",
+        Action.TASK_PERSONAL_QR_ISSUED,
         "assignment",
         assignment.id,
         {
@@ -223,7 +224,7 @@ def _refuse(
         db,
         caller,
         clock,
-        "task.scan_refused",
+        Action.TASK_SCAN_REFUSED,
         "project",
         details.get("project_id"),
         {
@@ -349,7 +350,7 @@ def scan(
         db,
         caller,
         clock,
-        "task.scanned",
+        Action.TASK_SCANNED,
         "scan_session",
         session.id,
         {

@@ -30,6 +30,7 @@ from evaluation.documents import documents
 from evaluation.documents.documents import Purpose, SigningContext
 from evaluation.documents.store import DocumentStore
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.kernel.money import MAX_FEN, in_figures, in_words
 from evaluation.registry import unit_authority, units
@@ -353,7 +354,7 @@ def create_contract(
         db,
         caller,
         clock,
-        "contract.created",
+        Action.CONTRACT_CREATED,
         "contract",
         contract.id,
         {
@@ -434,7 +435,7 @@ def issue_link(
         db,
         caller,
         clock,
-        "contract.link-issued",
+        Action.CONTRACT_LINK_ISSUED,
         "contract",
         contract.id,
         {
@@ -497,7 +498,7 @@ def scan_link(
         db,
         caller,
         clock,
-        "task.scanned",
+        Action.TASK_SCANNED,
         "scan_session",
         session.id,
         {
@@ -661,7 +662,7 @@ def sign_contract(
         db,
         caller,
         clock,
-        "contract.signed",
+        Action.CONTRACT_SIGNED,
         "contract",
         contract.id,
         {
@@ -679,7 +680,7 @@ def sign_contract(
             db,
             caller,
             clock,
-            "contract.completed",
+            Action.CONTRACT_COMPLETED,
             "contract",
             contract.id,
             {"document_id": document.id, "sha256": document.sha256},

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from evaluation.documents import documents
 from evaluation.documents.store import DocumentStore, Received
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.kernel.identifiers import IdNumber, Phone, Text
 from evaluation.registry import units
@@ -109,7 +110,7 @@ def _person(
         db,
         caller,
         clock,
-        "person.registered",
+        Action.PERSON_REGISTERED,
         "expert",
         person.id,
         {"name": person.name, "kind": "representative", "unit_id": unit.id},
@@ -172,7 +173,7 @@ def authorize_representative(
         db,
         caller,
         clock,
-        "unit.representative-authorized",
+        Action.UNIT_REPRESENTATIVE_AUTHORIZED,
         "unit",
         unit.id,
         {
@@ -228,7 +229,7 @@ def revoke_authorization(
         db,
         caller,
         clock,
-        "unit.representative-revoked",
+        Action.UNIT_REPRESENTATIVE_REVOKED,
         "unit",
         unit_id,
         {"authorization_id": row.id, "person_id": row.person_id, "reason": reason},

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.documents.store import DocumentStore, Received
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.trust import activation, credentials, pki
 from evaluation.trust.activation import ActivationPolicy
@@ -256,7 +257,7 @@ def create_document(
         db,
         caller,
         clock,
-        "document.uploaded",
+        Action.DOCUMENT_UPLOADED,
         "document",
         document.id,
         {
@@ -340,7 +341,7 @@ def archive_document(
         db,
         caller,
         clock,
-        "document.archived",
+        Action.DOCUMENT_ARCHIVED,
         "document",
         document.id,
         {"title": document.title, "sha256": received.sha256, "size": received.size},
@@ -354,6 +355,7 @@ _TRANSITIONS = {
     ("draft", "cancel"): "cancelled",
     ("signing", "cancel"): "cancelled",
 }
+_STATUS_ACTIONS = {"start": Action.DOCUMENT_START, "cancel": Action.DOCUMENT_CANCEL}
 
 
 def change_status(
@@ -381,7 +383,7 @@ def change_status(
         db,
         caller,
         clock,
-        f"document.{action}",
+        _STATUS_ACTIONS[action],
         "document",
         document.id,
         {"from": previous, "to": target, "reason": reason},
@@ -597,7 +599,7 @@ def sign_slot(
         db,
         caller,
         clock,
-        "document.signed",
+        Action.DOCUMENT_SIGNED,
         "document",
         document.id,
         {
@@ -718,7 +720,7 @@ def _complete(
         db,
         caller,
         clock,
-        "document.completed",
+        Action.DOCUMENT_COMPLETED,
         "document",
         document.id,
         {"revision": revision.number, "sha256": revision.sha256},
@@ -744,7 +746,7 @@ def _complete_project(
         db,
         caller,
         clock,
-        "project.completed",
+        Action.PROJECT_COMPLETED,
         "project",
         project.id,
         {"report_document_id": document.id, "sha256": document.sha256},

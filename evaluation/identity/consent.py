@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError
 from models.clock import Clock
 from models.tables import ScanSession
@@ -120,11 +121,13 @@ def answer_consent(
     if accepted:
         scan.consent_version = version
         scan.consented_at = clock.now()
-        audit.record(db, caller, clock, "face.consent_given", "scan_session", scan.id, details)
+        audit.record(db, caller, clock, Action.FACE_CONSENT_GIVEN, "scan_session", scan.id, details)
     else:
         scan.consent_version = None
         scan.consented_at = None
-        audit.record(db, caller, clock, "face.consent_refused", "scan_session", scan.id, details)
+        audit.record(
+            db, caller, clock, Action.FACE_CONSENT_REFUSED, "scan_session", scan.id, details
+        )
     db.flush()
     return scan
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from evaluation.identity import face_data
 from evaluation.identity.faces import FacePolicy, best_other_match, load_templates, references_of
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.registry.staff import hash_token
 from face.actions import ACTIONS, HEAD_ACTIONS
@@ -268,7 +269,7 @@ def issue_challenge(
         db,
         caller,
         clock,
-        "face.challenge_issued",
+        Action.FACE_CHALLENGE_ISSUED,
         "face_challenge",
         challenge.id,
         {"mode": challenge.mode, "experts": unique, "actions": actions},
@@ -309,7 +310,7 @@ def record_refusal(
         db,
         caller,
         clock,
-        "face.submission_refused",
+        Action.FACE_SUBMISSION_REFUSED,
         "face_challenge",
         challenge.id,
         {"reason": error.code, "experts": challenge.expert_ids, **_client(meta)},
@@ -501,7 +502,7 @@ def record_verification(
             db,
             caller,
             clock,
-            "face.verification_passed",
+            Action.FACE_VERIFICATION_PASSED,
             "face_verification",
             verification.id,
             {**details, "session_id": session.id},
@@ -511,7 +512,7 @@ def record_verification(
             db,
             caller,
             clock,
-            "face.verification_failed",
+            Action.FACE_VERIFICATION_FAILED,
             "face_verification",
             verification.id,
             details,
@@ -605,7 +606,7 @@ def _lock(
         db,
         caller,
         clock,
-        "face.check_locked",
+        Action.FACE_CHECK_LOCKED,
         "expert",
         expert_id,
         {"lockout_id": lock.id, "failures": failures},
@@ -629,7 +630,7 @@ def unlock(
         db,
         caller,
         clock,
-        "face.check_unlocked",
+        Action.FACE_CHECK_UNLOCKED,
         "expert",
         expert_id,
         {"lockout_id": lock.id, "reason": reason, "failures": lock.failures},

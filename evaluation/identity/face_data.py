@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from models.clock import Clock
 from models.settings import Settings
@@ -111,7 +112,7 @@ def withdraw_consent(
         db,
         caller,
         clock,
-        "face.consent_withdrawn",
+        Action.FACE_CONSENT_WITHDRAWN,
         "expert",
         expert.id,
         {
@@ -178,7 +179,7 @@ def apply_retention(
             db,
             caller,
             clock,
-            "face.frames_expired",
+            Action.FACE_FRAMES_EXPIRED,
             "face_verification",
             verification_id,
             {"frames_deleted": deleted, "retention_days": policy.frames_after.days},
@@ -201,7 +202,7 @@ def apply_retention(
             db,
             caller,
             clock,
-            "face.template_expired",
+            Action.FACE_TEMPLATE_EXPIRED,
             "expert",
             expert_id,
             {

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.identity.consent import FACE_CONSENT_VERSION, consent_text, require_current
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from face.analysis import PhotoAnalysis, analyze_bytes
 from face.engine import FaceEngine, Vector
@@ -272,7 +273,7 @@ def enroll_face(
         db,
         caller,
         clock,
-        "expert.face_reenrolled" if existing else "expert.face_enrolled",
+        Action.EXPERT_FACE_REENROLLED if existing else Action.EXPERT_FACE_ENROLLED,
         "expert",
         expert.id,
         {
@@ -358,7 +359,7 @@ def enroll_from_id_card(
         db,
         caller,
         clock,
-        "expert.face_enrolled",
+        Action.EXPERT_FACE_ENROLLED,
         "expert",
         person.id,
         {
@@ -441,7 +442,7 @@ def remove_face(db: Session, caller: audit.Caller, clock: Clock, expert_id: str)
         db,
         caller,
         clock,
-        "expert.face_removed",
+        Action.EXPERT_FACE_REMOVED,
         "expert",
         expert.id,
         {"model_id": template.model_id, "photos_deleted": photos},

@@ -31,6 +31,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, attributes
 from sqlalchemy.orm.util import identity_key
 
+from evaluation.kernel.actions import Action, spellings
 from evaluation.kernel.errors import NotFound
 from models.clock import Clock
 from models.tables import AuditEntry, AuditHead
@@ -50,7 +51,7 @@ class Caller:
 
 @dataclass(frozen=True)
 class AuditEvent:
-    action: str
+    action: Action
     subject_type: str
     subject_id: str | None
     details: dict[str, Any] = field(default_factory=dict)
@@ -114,7 +115,7 @@ def record(
     db: Session,
     caller: Caller,
     clock: Clock,
-    action: str,
+    action: Action,
     subject_type: str,
     subject_id: str | None,
     details: dict[str, Any] | None = None,
@@ -373,7 +374,7 @@ def list_entries(
     *,
     after_seq: int = 0,
     limit: int = 100,
-    action: str | None = None,
+    action: Action | None = None,
     subject_id: str | None = None,
 ) -> list[AuditEntry]:
     query = (
@@ -383,7 +384,7 @@ def list_entries(
         .limit(limit)
     )
     if action:
-        query = query.where(AuditEntry.action == action)
+        query = query.where(AuditEntry.action.in_(spellings(action)))
     if subject_id:
         query = query.where(AuditEntry.subject_id == subject_id)
     return list(db.execute(query).scalars())

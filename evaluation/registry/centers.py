@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DuplicateCenter, NotFound
 from models.base import new_id
 from models.clock import Clock
@@ -25,7 +26,7 @@ def create_center(db: Session, name: str, clock: Clock, *, actor: str = "cli") -
         db,
         audit.Caller(center.id, actor),
         clock,
-        "center.created",
+        Action.CENTER_CREATED,
         "center",
         center.id,
         {"name": name},

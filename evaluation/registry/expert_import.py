@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DuplicateIdNumber, ImportRejected, ImportTooLarge
 from evaluation.kernel.identifiers import error_message
 from evaluation.registry.experts import (
@@ -230,7 +231,7 @@ def import_experts(
     expert_ids = [row["id"] for _line, _fields, row in prepared]
     events = [
         audit.AuditEvent(
-            "expert.registered",
+            Action.EXPERT_REGISTERED,
             "expert",
             row["id"],
             {**registration_details(fields), "import_row": line},
@@ -238,7 +239,9 @@ def import_experts(
         for line, fields, row in prepared
     ]
     events.append(
-        audit.AuditEvent("expert.imported", "expert_import", None, {"created": len(expert_ids)})
+        audit.AuditEvent(
+            Action.EXPERT_IMPORTED, "expert_import", None, {"created": len(expert_ids)}
+        )
     )
     audit.record_many(db, caller, clock, events)
     return ImportResult(len(expert_ids), expert_ids, False)

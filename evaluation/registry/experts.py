@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import (
     ConcurrentUpdate,
     DuplicateIdNumber,
@@ -61,6 +62,10 @@ class StatusAction(StrEnum):
 EXPERT_TRANSITIONS: dict[tuple[ExpertStatus, StatusAction], ExpertStatus] = {
     (ExpertStatus.ACTIVE, StatusAction.SUSPEND): ExpertStatus.SUSPENDED,
     (ExpertStatus.SUSPENDED, StatusAction.REACTIVATE): ExpertStatus.ACTIVE,
+}
+_STATUS_ACTIONS = {
+    StatusAction.SUSPEND: Action.EXPERT_SUSPEND,
+    StatusAction.REACTIVATE: Action.EXPERT_REACTIVATE,
 }
 
 
@@ -237,7 +242,13 @@ def register_expert(
         # Lost a race with a concurrent registration of the same person.
         raise DuplicateIdNumber("an expert with this ID number is already registered") from exc
     audit.record(
-        db, caller, clock, "expert.registered", "expert", expert.id, registration_details(fields)
+        db,
+        caller,
+        clock,
+        Action.EXPERT_REGISTERED,
+        "expert",
+        expert.id,
+        registration_details(fields),
     )
     return to_record(expert, cipher)
 
@@ -318,7 +329,7 @@ def update_expert(
     # same microsecond) would not touch the expert row, nor bump its version.
     flag_modified(expert, "updated_at")
     _save(db)
-    audit.record(db, caller, clock, "expert.updated", "expert", expert.id, details)
+    audit.record(db, caller, clock, Action.EXPERT_UPDATED, "expert", expert.id, details)
     return to_record(expert, cipher)
 
 
@@ -350,7 +361,7 @@ def change_expert_status(
         db,
         caller,
         clock,
-        f"expert.{action.value}",
+        _STATUS_ACTIONS[action],
         "expert",
         expert.id,
         {"from": current.value, "to": target.value, "reason": reason},

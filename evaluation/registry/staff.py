@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidCredentials, InvalidTransition, NotFound
 from models.base import new_id
 from models.clock import Clock
@@ -59,7 +60,7 @@ def issue_staff_token(
         db,
         caller,
         clock,
-        "staff_token.issued",
+        Action.STAFF_TOKEN_ISSUED,
         "staff_token",
         token.id,
         {"role": role.value, "label": label},
@@ -105,6 +106,6 @@ def revoke_staff_token(
     token.revoked_at = clock.now()
     db.flush()
     audit.record(
-        db, caller, clock, "staff_token.revoked", "staff_token", token.id, {"role": token.role}
+        db, caller, clock, Action.STAFF_TOKEN_REVOKED, "staff_token", token.id, {"role": token.role}
     )
     return token

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.kernel.identifiers import Phone, Text, normalize_credit_code
 from models.base import new_id
@@ -103,7 +104,7 @@ def register_unit(db: Session, caller: audit.Caller, clock: Clock, fields: NewUn
             db.flush()
     except IntegrityError as exc:  # a concurrent registration of the same code won
         raise DuplicateUnit(f"credit code {fields.credit_code} is already registered") from exc
-    audit.record(db, caller, clock, "unit.registered", "unit", unit.id, _details(unit))
+    audit.record(db, caller, clock, Action.UNIT_REGISTERED, "unit", unit.id, _details(unit))
     return unit
 
 
@@ -155,7 +156,7 @@ def update_unit(
         db,
         caller,
         clock,
-        "unit.updated",
+        Action.UNIT_UPDATED,
         "unit",
         unit.id,
         {"before": before, "after": _details(unit)},

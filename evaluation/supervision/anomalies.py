@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.committee.projects import get_project
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidTransition, NotFound
 from evaluation.supervision.evidence import verification_ids_of
 from models.clock import Clock
@@ -456,7 +457,7 @@ def raise_flags(
             db,
             caller,
             clock,
-            "anomaly.flagged",
+            Action.ANOMALY_FLAGGED,
             "anomaly_flag",
             flag.id,
             {"project_id": project.id, "rule": flag.rule, "severity": flag.severity},
@@ -486,6 +487,10 @@ _HANDLING = {
     ("open", "resolve"): "resolved",
     ("acknowledged", "resolve"): "resolved",
 }
+_HANDLED_ACTIONS = {
+    "acknowledged": Action.ANOMALY_ACKNOWLEDGED,
+    "resolved": Action.ANOMALY_RESOLVED,
+}
 
 
 def handle(
@@ -510,7 +515,7 @@ def handle(
         db,
         caller,
         clock,
-        f"anomaly.{target}",
+        _HANDLED_ACTIONS[target],
         "anomaly_flag",
         flag.id,
         {"from": previous, "to": target, "note": note, "rule": flag.rule},

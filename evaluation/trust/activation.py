@@ -23,6 +23,7 @@ from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import NotFound, SigningRefused
 from evaluation.registry import unit_authority
 from evaluation.registry.staff import hash_token
@@ -305,7 +306,7 @@ def authorize_signing(
         db,
         caller,
         clock,
-        "signature.authorized",
+        Action.SIGNATURE_AUTHORIZED,
         "signature_activation",
         activation.id,
         {
@@ -382,7 +383,7 @@ def sign_hashes(
     signatures = [vault.sign_digest(key, digest, algorithm) for digest in digests]
     events = [
         audit.AuditEvent(
-            "signature.created",
+            Action.SIGNATURE_CREATED,
             "certificate",
             credential.id,
             {

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.trust import pki
 from evaluation.trust.pki import PkiPolicy
@@ -175,7 +176,7 @@ def revoke_row(
         db,
         caller,
         clock,
-        "credential.revoked",
+        Action.CREDENTIAL_REVOKED,
         "certificate",
         row.id,
         {
@@ -221,7 +222,7 @@ def hold_for_expert(
             db,
             caller,
             clock,
-            "credential.suspended" if suspended else "credential.resumed",
+            Action.CREDENTIAL_SUSPENDED if suspended else Action.CREDENTIAL_RESUMED,
             "certificate",
             row.id,
             {"expert_id": expert_id, "serial": row.serial},

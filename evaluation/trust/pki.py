@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from models.base import new_id
 from models.clock import Clock
@@ -121,7 +122,7 @@ def create_key(
         db,
         caller,
         clock,
-        "vault.key_generated",
+        Action.VAULT_KEY_GENERATED,
         "vault_key",
         key_id,
         {"purpose": purpose, "backend": ref.backend, "algorithm": ref.algorithm.value},
@@ -206,7 +207,9 @@ def establish_center_pki(
             db,
             caller,
             clock,
-            f"pki.{authority.kind}_ca_created",
+            Action.PKI_ROOT_CA_CREATED
+            if authority.kind == "root"
+            else Action.PKI_ISSUING_CA_CREATED,
             "authority",
             authority.id,
             {
@@ -331,7 +334,7 @@ def issue_certificate(
         db,
         caller,
         clock,
-        "certificate.issued",
+        Action.CERTIFICATE_ISSUED,
         "certificate",
         row.id,
         {
@@ -622,7 +625,7 @@ def add_trust_anchor(
         db,
         caller,
         clock,
-        "pki.trust_anchor_added",
+        Action.PKI_TRUST_ANCHOR_ADDED,
         "trust_anchor",
         anchor.id,
         {"subject": profiles.dn(certificate.subject), "fingerprint": print_},
@@ -644,7 +647,7 @@ def remove_trust_anchor(
         db,
         caller,
         clock,
-        "pki.trust_anchor_removed",
+        Action.PKI_TRUST_ANCHOR_REMOVED,
         "trust_anchor",
         anchor.id,
         {"fingerprint": anchor.fingerprint},
@@ -716,7 +719,7 @@ def import_issuing_ca(
         db,
         caller,
         clock,
-        "pki.issuing_ca_imported",
+        Action.PKI_ISSUING_CA_IMPORTED,
         "authority",
         authority.id,
         {

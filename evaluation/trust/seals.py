@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.registry import units
 from evaluation.trust import credentials, pki
@@ -57,7 +58,7 @@ def _record_image(
         db,
         caller,
         clock,
-        "unit.seal-image-set",
+        Action.UNIT_SEAL_IMAGE_SET,
         "unit",
         unit.id,
         {

@@ -11,6 +11,7 @@ from cryptography import x509
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.trust import pki
 from evaluation.trust.pki import PkiPolicy
 from models.clock import Clock
@@ -65,7 +66,7 @@ def serving_certificate(
             db,
             caller,
             clock,
-            "pki.tls_certificate_issued",
+            Action.PKI_TLS_CERTIFICATE_ISSUED,
             "tls_certificate",
             profiles.serial_hex(certificate),
             {

@@ -149,6 +149,25 @@ def test_oversized_chunked_body_is_413(client: TestClient, operator: dict[str, s
     assert_problem(response, 413, "request-too-large")
 
 
+def test_audit_search_by_a_mistyped_action_is_refused_not_empty(
+    client: TestClient, operator: dict[str, str], center: CenterWithStaff
+) -> None:
+    expert = _register(client, operator)
+    found = client.get(
+        "/api/v1/audit/entries",
+        params={"action": "expert.registered"},
+        headers=center.headers("supervisor"),
+    )
+    assert [entry["subject_id"] for entry in found.json()["items"]] == [expert["id"]]
+    mistyped = client.get(
+        "/api/v1/audit/entries",
+        params={"action": "expert.registerd"},
+        headers=center.headers("supervisor"),
+    )
+    body = assert_problem(mistyped, 422, "validation-failed")
+    assert "action" in str(body)
+
+
 def test_update_changes_fields_and_version(
     client: TestClient, operator: dict[str, str], center: CenterWithStaff
 ) -> None:

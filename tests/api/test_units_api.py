@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
+from evaluation.kernel.actions import Action
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry, Document, Expert, Unit, UnitAuthorization
@@ -292,7 +293,7 @@ def test_revoking_an_authorization_is_audited(
     again = client.post(url, json={"reason": "离职"}, headers=pki_center.headers(Role.OPERATOR))
     assert_problem(again, 409, "invalid-transition")
     entry = db.execute(
-        select(AuditEntry).where(AuditEntry.action == "unit.representative-revoked")
+        select(AuditEntry).where(AuditEntry.action == Action.UNIT_REPRESENTATIVE_REVOKED)
     ).scalar_one()
     assert entry.details["authorization_id"] == row["id"] and entry.details["reason"] == "离职"
 

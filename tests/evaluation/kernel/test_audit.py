@@ -8,6 +8,7 @@ import itertools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from sqlalchemy import Connection, select, text
@@ -15,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
 from evaluation.registry import centers
 from models.clock import FrozenClock
 from models.db import make_engine, make_session_factory
@@ -325,3 +327,24 @@ def test_a_chain_longer_than_a_batch_verifies_and_stops_at_a_bad_entry(
     for _ in range(2):  # stopping early left nothing open that the next run trips over
         report = audit.verify_chain(db, center.id)
         assert (report.first_bad_seq, report.reason) == (4, "hash-mismatch")
+
+
+def test_every_action_has_one_spelling_context_dot_snake_case() -> None:
+    for action in Action:
+        context, _, verb = action.value.partition(".")
+        assert context and verb and action.value == action.value.lower(), action
+        assert "-" not in action.value and " " not in action.value, action
+        assert action.name == action.value.upper().replace(".", "_"), action
+
+
+def test_search_by_action_finds_entries_written_in_the_legacy_spelling(
+    db: Session, center: CenterWithStaff, clock: FrozenClock
+) -> None:
+    # An entry from before the spellings were unified: its words are under the hash chain.
+    legacy = audit.AuditEvent(cast(Action, "contract.link-issued"), "contract_link", "old", {})
+    audit.record_many(db, center.caller, clock, [legacy])
+    audit.record(db, center.caller, clock, Action.CONTRACT_LINK_ISSUED, "contract_link", "new")
+    audit.record(db, center.caller, clock, Action.CONTRACT_SIGNED, "contract", "other")
+    found = audit.list_entries(db, center.id, action=Action.CONTRACT_LINK_ISSUED)
+    assert [entry.subject_id for entry in found] == ["old", "new"]
+    assert audit.verify_chain(db, center.id).ok
