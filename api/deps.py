@@ -24,8 +24,9 @@ from api.web.session import (
     staff_binding,
 )
 from evaluation.identity import face_checks
+from evaluation.kernel import audit
 from evaluation.kernel.audit import Caller
-from evaluation.kernel.errors import InvalidCredentials, RoleForbidden
+from evaluation.kernel.errors import DomainError, InvalidCredentials, RoleForbidden
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import Role
 from face.engine import FaceEngine
@@ -45,7 +46,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 @contextmanager
 def transaction(services: Services, *, read_only: bool = False) -> Iterator[Session]:
-    """One transaction: committed at the end of the block, or rolled back."""
+    """One transaction: committed at the end of the block, or rolled back. A refusal that
+    must be logged (audit.refused) is written after the rollback, in its own commit."""
     session = services.session_factory()
     if read_only:
         # Reads never write, so on SQLite they need not queue for the write lock.
@@ -53,6 +55,15 @@ def transaction(services: Services, *, read_only: bool = False) -> Iterator[Sess
     try:
         yield session
         session.commit()
+    except DomainError as error:
+        session.rollback()
+        if error.refusal is not None:
+            if read_only:
+                session.close()
+                session = services.session_factory()
+            audit.record_refusal(session, services.clock, error)
+            session.commit()
+        raise
     except BaseException:
         session.rollback()
         raise

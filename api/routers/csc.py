@@ -74,27 +74,19 @@ def signer_caller(session: VerifiedSession) -> audit.Caller:
 
 @contextmanager
 def _refusals_audited(
-    db: Session,
-    session: VerifiedSession,
-    services: ServicesDep,
-    operation: str,
-    details: dict[str, Any],
+    session: VerifiedSession, operation: str, details: dict[str, Any]
 ) -> Iterator[None]:
-    """A refused signing request fails, but the refusal itself is committed to the log."""
+    """A refused signing request fails, but the transaction logs the refusal itself."""
     try:
         yield
     except SigningRefused as error:
-        db.rollback()
-        audit.record(
-            db,
-            signer_caller(session),
-            services.clock,
+        event = audit.AuditEvent(
             Action.SIGNATURE_REFUSED,
             "verified_session",
             session.id,
             {"operation": operation, "code": error.code, "detail": error.detail, **details},
         )
-        db.commit()
+        audit.refused(error, signer_caller(session), event)
         raise
 
 
@@ -137,17 +129,14 @@ def signing_session(db: Session, services: Services, phone: PhoneHeaders) -> Ver
         token = (authorization or "").partition(" ")[2].strip()
         center_id, subject = _trace(db, token)
         if center_id is not None:
-            db.rollback()
-            audit.record(
-                db,
-                audit.Caller(center_id, subject, request_id=request_id_var.get()),
-                services.clock,
+            event = audit.AuditEvent(
                 Action.SIGNATURE_REFUSED,
                 "csc",
                 None,
                 {"code": error.code, "detail": error.detail, "device_id": x_device_id},
             )
-            db.commit()
+            caller = audit.Caller(center_id, subject, request_id=request_id_var.get())
+            audit.refused(error, caller, event)
         raise
 
 
@@ -348,7 +337,7 @@ def as_signer(
     refusal is logged (and committed) before it is answered."""
     with transaction(services) as db:
         session = signing_session(db, services, phone)
-        with _refusals_audited(db, session, services, operation, details):
+        with _refusals_audited(session, operation, details):
             return work(db, session)
 
 

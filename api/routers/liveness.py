@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
-from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, ServicesDep
+from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, ServicesDep, transaction
 from api.errors import NotReady
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
@@ -39,7 +39,6 @@ from evaluation.supervision import searches
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
 from face.liveness import REASON_MESSAGES, FrameAnalysis, analyze_frame
-from models.db import READ_ONLY
 from models.tables import ScanSession
 
 router = APIRouter(tags=["liveness"])
@@ -203,15 +202,8 @@ def submit_frames(
         "rid": request_id_var.get(),
     }
     # A read first, so unknown, used or expired challenges cost no model time.
-    with services.session_factory() as check:
-        check.connection(execution_options=READ_ONLY)
-        try:
-            challenge = face_checks.open_challenge(check, challenge_id, form.nonce, received_at)
-        except (face_checks.ChallengeUsed, face_checks.ChallengeExpired) as error:
-            check.rollback()
-            face_checks.record_refusal(db, services.clock, challenge_id, error, meta)
-            db.commit()  # the refusal is logged even though the request fails
-            raise
+    with transaction(services, read_only=True) as check:
+        challenge = face_checks.open_challenge(check, challenge_id, form.nonce, received_at, meta)
     if len(form.prompts_ms) != len(challenge.actions):
         raise face_checks.FramesInvalid(
             f"{len(form.prompts_ms)} prompt times for {len(challenge.actions)} actions; "

@@ -160,13 +160,7 @@ def scan(body: ScanIn, request: Request, db: Db, services: ServicesDep) -> ScanO
     ttl = services.settings.scan_session_ttl_s
     if body.token.strip().startswith(contracts.LINK_PREFIX):
         return _scan_contract_link(body, where, db, services)
-    try:
-        scanned = tasks.scan(
-            db, services.clock, services.room_tokens, body.token, where, _seconds(ttl)
-        )
-    except tasks.ScanRefused:
-        db.commit()  # the refusal's audit entry stays although the request fails
-        raise
+    scanned = tasks.scan(db, services.clock, services.room_tokens, body.token, where, _seconds(ttl))
     project = scanned.project
     return ScanOut(
         scan_token=scanned.token,

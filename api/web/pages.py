@@ -159,31 +159,25 @@ def landing(token: str, request: Request, services: ServicesDep) -> Response:
         request_id=request_id_var.get(),
     )
     ttl = services.settings.scan_session_ttl_s
-    db = services.session_factory()
+    # Its own transaction, so a refusal becomes a page: refused scans are still logged.
     try:
-        if token.startswith(contracts.LINK_PREFIX):
-            _, secret, _ = contracts.scan_link(
-                db,
-                services.clock,
-                token,
-                device_id,
-                where.client_ip,
-                where.request_id,
-                timedelta(seconds=ttl),
-            )
-        else:
-            secret = tasks.scan(
-                db, services.clock, services.room_tokens, token, where, timedelta(seconds=ttl)
-            ).token
-        db.commit()
-    except tasks.ScanRefused as error:
-        db.commit()  # the refusal's audit entry stays, as in the API (api/routers/tasks.py)
+        with transaction(services) as db:
+            if token.startswith(contracts.LINK_PREFIX):
+                _, secret, _ = contracts.scan_link(
+                    db,
+                    services.clock,
+                    token,
+                    device_id,
+                    where.client_ip,
+                    where.request_id,
+                    timedelta(seconds=ttl),
+                )
+            else:
+                secret = tasks.scan(
+                    db, services.clock, services.room_tokens, token, where, timedelta(seconds=ttl)
+                ).token
+    except (tasks.ScanRefused, contracts.ContractLinkInvalid, InvalidTransition) as error:
         return _error_page(request, services, error)
-    except (contracts.ContractLinkInvalid, InvalidTransition) as error:
-        db.rollback()
-        return _error_page(request, services, error)
-    finally:
-        db.close()
     response = _redirect("/m/start")
     set_cookie(request, response, DEVICE_COOKIE, device_id, DEVICE_MAX_AGE)
     set_token_cookie(request, response, secret, ttl)

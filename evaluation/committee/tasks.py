@@ -212,18 +212,15 @@ class Scanned:
 
 
 def _refuse(
-    db: Session,
-    clock: Clock,
     center_id: str,
     error: ScanRefused,
     where: ScanContext,
     details: dict[str, Any],
 ) -> ScanRefused:
+    """The refusal, with the entry the log keeps of it once the scan is rolled back (so a
+    claimed personal code stays unused)."""
     caller = audit.Caller(center_id, f"device:{where.device_id}", None, where.request_id)
-    audit.record(
-        db,
-        caller,
-        clock,
+    event = audit.AuditEvent(
         Action.TASK_SCAN_REFUSED,
         "project",
         details.get("project_id"),
@@ -234,7 +231,7 @@ def _refuse(
             **details,
         },
     )
-    return error
+    return audit.refused(error, caller, event)
 
 
 def _room(
@@ -252,11 +249,9 @@ def _room(
             error = QrTokenForeign("the code was issued by another trading center")
         else:
             error = QrTokenInvalid("the code's signature does not verify")
-        raise _refuse(db, clock, project.center_id, error, where, details)
+        raise _refuse(project.center_id, error, where, details)
     if not tokens.authentic(claim):
         raise _refuse(
-            db,
-            clock,
             project.center_id,
             QrTokenInvalid("the code's signature does not verify"),
             where,
@@ -267,10 +262,10 @@ def _room(
         expired = QrTokenExpired(
             f"the code expired at {tokens.expires_at(claim).isoformat()}; scan the screen again"
         )
-        raise _refuse(db, clock, project.center_id, expired, where, details)
+        raise _refuse(project.center_id, expired, where, details)
     if now + CLOCK_SKEW < tokens.valid_from(claim):
         future = QrTokenInvalid("the code is not valid yet")
-        raise _refuse(db, clock, project.center_id, future, where, details)
+        raise _refuse(project.center_id, future, where, details)
     return project, None, None
 
 
@@ -287,10 +282,10 @@ def _personal(
     now = clock.now()
     if row.revoked_at is not None:
         replaced = QrTokenExpired("a newer personal code replaced this one")
-        raise _refuse(db, clock, row.center_id, replaced, where, details)
+        raise _refuse(row.center_id, replaced, where, details)
     if now >= row.expires_at:
         expired = QrTokenExpired(f"the code expired at {row.expires_at.isoformat()}")
-        raise _refuse(db, clock, row.center_id, expired, where, details)
+        raise _refuse(row.center_id, expired, where, details)
     # Atomic: of two phones scanning the same code at once, one gets in.
     claimed = db.execute(
         update(TaskToken)
@@ -299,9 +294,8 @@ def _personal(
         .returning(TaskToken.id)
     ).first()
     if claimed is None:
-        db.rollback()
         used = QrTokenUsed("this personal code was already used")
-        raise _refuse(db, clock, row.center_id, used, where, details)
+        raise _refuse(row.center_id, used, where, details)
     project = db.get(Project, row.project_id)
     assignment = db.get(Assignment, row.assignment_id)
     assert project is not None and assignment is not None
@@ -320,15 +314,12 @@ def scan(
     details: dict[str, Any] = {"project_id": project.id, "kind": "personal" if row else "room"}
     if project.status not in OPEN_STATUSES:
         closed = ProjectNotOpen(f"project {project.code} is {project.status}")
-        if row is not None:
-            db.rollback()  # the personal code stays unused
-        raise _refuse(db, clock, project.center_id, closed, where, details)
+        raise _refuse(project.center_id, closed, where, details)
     if assignment is not None and (assignment.role != "member" or assignment.status not in SEATED):
-        db.rollback()
         gone = ProjectNotOpen(
             f"your place on the committee is {assignment.status}; ask the operator"
         )
-        raise _refuse(db, clock, project.center_id, gone, where, details)
+        raise _refuse(project.center_id, gone, where, details)
     now = clock.now()
     secret = SCAN_PREFIX + secrets.token_urlsafe(32)
     session = ScanSession(

@@ -284,37 +284,32 @@ def _check_nonce(challenge: FaceChallenge | None, nonce: str) -> FaceChallenge:
 
 
 def open_challenge(
-    db: Session, challenge_id: str, nonce: str, received_at: datetime
+    db: Session, challenge_id: str, nonce: str, received_at: datetime, meta: dict[str, Any]
 ) -> FaceChallenge:
-    """The challenge a submission answers, if it still can be answered (a read)."""
+    """The challenge a submission answers, if it still can be answered (a read). A used or
+    expired one is refused and logged: a possible replay."""
     challenge = _check_nonce(db.get(FaceChallenge, challenge_id), nonce)
     if challenge.used_at is not None:
-        raise ChallengeUsed("this challenge was already answered", challenge_id=challenge.id)
+        used = ChallengeUsed("this challenge was already answered", challenge_id=challenge.id)
+        raise _refused(challenge, used, meta)
     if received_at >= challenge.expires_at:
-        raise ChallengeExpired(
+        expired = ChallengeExpired(
             f"the challenge expired at {challenge.expires_at.isoformat()}",
             challenge_id=challenge.id,
         )
+        raise _refused(challenge, expired, meta)
     return challenge
 
 
-def record_refusal(
-    db: Session, clock: Clock, challenge_id: str, error: DomainError, meta: dict[str, Any]
-) -> None:
-    """Log a refused submission (a reused or expired challenge: a possible replay)."""
-    challenge = db.get(FaceChallenge, challenge_id)
-    if challenge is None:
-        return  # unknown ids are not any center's business
+def _refused(challenge: FaceChallenge, error: DomainError, meta: dict[str, Any]) -> DomainError:
     caller = audit.Caller(challenge.center_id, f"challenge:{challenge.id}", None, meta.get("rid"))
-    audit.record(
-        db,
-        caller,
-        clock,
+    event = audit.AuditEvent(
         Action.FACE_SUBMISSION_REFUSED,
         "face_challenge",
         challenge.id,
         {"reason": error.code, "experts": challenge.expert_ids, **_client(meta)},
     )
+    return audit.refused(error, caller, event)
 
 
 def _client(meta: dict[str, Any]) -> dict[str, Any]:

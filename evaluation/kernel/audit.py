@@ -11,7 +11,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, attributes
 from sqlalchemy.orm.util import identity_key
 
 from evaluation.kernel.actions import Action, spellings
-from evaluation.kernel.errors import NotFound
+from evaluation.kernel.errors import DomainError, NotFound
 from models.clock import Clock
 from models.tables import AuditEntry, AuditHead
 
@@ -55,6 +55,33 @@ class AuditEvent:
     subject_type: str
     subject_id: str | None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+_E = TypeVar("_E", bound=DomainError)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The audit entry of a refused request, written after its changes are rolled back."""
+
+    caller: Caller
+    event: AuditEvent
+
+
+def refused(error: _E, caller: Caller, event: AuditEvent) -> _E:
+    """Attach the audit entry a refusal must leave behind (a replayed code, a refused
+    signature): whoever owns the transaction rolls back, writes it and commits, then lets
+    the error through. Domain code raises the error and never commits itself."""
+    error.refusal = Refusal(caller, event)
+    return error
+
+
+def record_refusal(db: Session, clock: Clock, error: DomainError) -> bool:
+    """Write a refusal's entry in `db`'s fresh transaction; True when there was one."""
+    if error.refusal is None:
+        return False
+    record_many(db, error.refusal.caller, clock, [error.refusal.event])
+    return True
 
 
 def canonical_bytes(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from evaluation.kernel.audit import Refusal
 
 
 class DomainError(Exception):
@@ -14,6 +17,8 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extensions = extensions
+        # Set by audit.refused(): the log entry that outlives the request's rollback.
+        self.refusal: Refusal | None = None
 
 
 class InvalidCredentials(DomainError):
