@@ -14,6 +14,7 @@ from evaluation.documents.documents import SigningContext
 from evaluation.documents.store import DocumentStore
 from evaluation.identity.face_checks import LivenessConfig
 from evaluation.identity.faces import FacePolicy
+from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
 from face.antispoof import PassiveAntiSpoof
@@ -77,6 +78,7 @@ class Services:
     cipher: FieldCipher
     face_policy: FacePolicy
     liveness: LivenessConfig
+    passkeys: PasskeyPolicy
     vault: Vaults
     pki: PkiPolicy
     activation: ActivationPolicy
@@ -122,6 +124,7 @@ def build_services(
         cipher=FieldCipher(keyring),
         face_policy=face_policy,
         liveness=LivenessConfig.from_settings(settings, face_policy),
+        passkeys=PasskeyPolicy.from_settings(settings),
         vault=vault,
         pki=pki_policy,
         activation=activation_policy,

@@ -117,6 +117,18 @@ class Settings(BaseSettings):
     # A CRL is valid this long; it is reissued on revocation and when half of it has passed.
     pki_crl_validity_hours: int = Field(default=24, ge=1, le=24 * 31)
 
+    # Passkeys (EVALSIGN_WEBAUTHN_*, EVALSIGN_PASSKEY_*): the person's own phone as the
+    # possession factor beside the face. The RP id is the host name the phone pages are
+    # served under (never an IP address), the same on every replica; unset, it is the public
+    # URL's host, or localhost when that is an address. Origins: comma-separated.
+    webauthn_rp_id: str | None = None
+    webauthn_origins: str = ""
+    passkey_max_devices: int = Field(default=3, ge=1, le=10)
+    passkey_enrollment_ttl_s: int = Field(default=300, ge=60, le=1800)
+    passkey_challenge_ttl_s: int = Field(default=120, ge=30, le=600)
+    # A phone bound this close before a project the person sits on is flagged.
+    passkey_new_binding_flag_days: int = Field(default=7, ge=0, le=90)
+
     # Signature activation (EVALSIGN_SIGNING_*): the face check must be this fresh, and the
     # SAD it yields is single-use and short-lived.
     signing_freshness_s: int = Field(default=120, ge=10, le=900)

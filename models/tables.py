@@ -335,6 +335,98 @@ class VerifiedSession(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class PasskeyEnrollment(Base):
+    """An operator's one-time QR that binds a phone to a person at the desk, after checking
+    their ID card: the first phone that opens it must pass a face check against the
+    enrolled template, then registers its passkey. Single use, valid a few minutes."""
+
+    __tablename__ = "passkey_enrollments"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    started_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    # The phone that opened it first: no other phone may continue.
+    device_id: Mapped[str | None] = mapped_column(String(100))
+    opened_at: Mapped[datetime | None]
+    face_challenge_id: Mapped[str | None] = mapped_column(ForeignKey("face_challenges.id"))
+    # SHA-256 of the WebAuthn registration challenge issued after the face check.
+    registration_challenge_hash: Mapped[str | None] = mapped_column(String(64))
+    completed_at: Mapped[datetime | None]
+
+
+class Passkey(Base):
+    """A phone bound to a person: the WebAuthn credential its platform authenticator made
+    (user verification required), with the face check and the operator that witnessed
+    the binding. Revoked, never deleted: signatures it approved point to it."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"), index=True)
+    credential_id: Mapped[str] = mapped_column(String(400), unique=True)  # base64url
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE, as registered
+    algorithm: Mapped[int] = mapped_column(Integer)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    aaguid: Mapped[str] = mapped_column(String(36))
+    transports: Mapped[list[str]] = mapped_column(JSON)
+    backup_eligible: Mapped[bool] = mapped_column(Boolean)
+    label: Mapped[str] = mapped_column(String(200))
+    device_id: Mapped[str] = mapped_column(String(100))
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("passkey_enrollments.id"), unique=True)
+    verification_id: Mapped[str] = mapped_column(ForeignKey("face_verifications.id"))
+    witnessed_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+    revoke_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class PasskeyChallenge(Base):
+    """A WebAuthn challenge for an assertion, single use: to sign in from a scan (random),
+    or to approve signing exactly some hashes with a credential (SHA-256 over the JCS of
+    {credentialID, hashes, nonce}). Found by the SHA-256 of its nonce."""
+
+    __tablename__ = "passkey_challenges"
+    __table_args__ = (CheckConstraint("purpose IN ('sign-in', 'signing')", name="purpose"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    purpose: Mapped[str] = mapped_column(String(20))
+    nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scan_session_id: Mapped[str | None] = mapped_column(ForeignKey("scan_sessions.id"))
+    verified_session_id: Mapped[str | None] = mapped_column(ForeignKey("verified_sessions.id"))
+    # What a signing challenge commits to: {"credential_id", "hashes"}.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class PasskeyUse(Base):
+    """One verified assertion, kept as evidence: a third party can check offline that the
+    person's own phone approved this sign-in or exactly these hashes."""
+
+    __tablename__ = "passkey_uses"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    passkey_id: Mapped[str] = mapped_column(ForeignKey("passkeys.id"), index=True)
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    challenge_id: Mapped[str] = mapped_column(ForeignKey("passkey_challenges.id"), unique=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    rp_id: Mapped[str] = mapped_column(String(253))
+    challenge: Mapped[str] = mapped_column(String(100))  # base64url, as asserted
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
 class FaceLockout(Base):
     """Too many failed face checks: further attempts wait until an operator unlocks."""
 
@@ -475,6 +567,8 @@ class SignatureActivation(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    # The passkey assertion that approved exactly these hashes (sole control).
+    passkey_use_id: Mapped[str | None] = mapped_column(ForeignKey("passkey_uses.id"))
 
 
 class Document(Base):
@@ -712,6 +806,8 @@ class EvaluationSession(Base):
     expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
     scan_session_id: Mapped[str] = mapped_column(ForeignKey("scan_sessions.id"), unique=True)
     verification_id: Mapped[str] = mapped_column(ForeignKey("face_verifications.id"))
+    # The bound phone's passkey assertion that joined the face check (none for a PIN).
+    passkey_use_id: Mapped[str | None] = mapped_column(ForeignKey("passkey_uses.id"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     device_id: Mapped[str] = mapped_column(String(100))
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)

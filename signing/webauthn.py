@@ -246,6 +246,15 @@ def verify_registration(
     )
 
 
+def client_challenge(response: Mapping[str, Any]) -> bytes:
+    """The challenge a response says it answers (to find the server's record of it)."""
+    raw = _field(response, "response", "clientDataJSON")
+    try:
+        return CollectedClientData(raw).challenge
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise PasskeyRejected("passkey-malformed", f"clientDataJSON: {exc}") from exc
+
+
 def credential_id_of(response: Mapping[str, Any]) -> bytes:
     """Which credential an assertion (AuthenticationResponseJSON) claims to come from."""
     return _field(response, "rawId")

@@ -186,6 +186,57 @@ def face_session(
     return token, session
 
 
+# The origin the tests' phones show: the default public URL's host as WebAuthn needs it.
+PHONE_ORIGIN = "http://localhost:8000"
+
+
+def bound_phone(
+    db: Session,
+    clock: Clock,
+    policy: Any,
+    center_id: str,
+    expert_id: str,
+    *,
+    device_id: str = "phone-test-1",
+    phone: Any = None,
+) -> Any:
+    """A phone bound to the person as the desk binds one (a binding, its face check's
+    records, a passkey registered through the domain code); returns its authenticator.
+    tests/api/test_passkeys_api.py binds the real way, through the API."""
+    from evaluation.identity import passkeys
+    from evaluation.registry.staff import hash_token
+    from models.tables import FaceVerification, PasskeyEnrollment
+    from signing.soft_authenticator import SoftwareAuthenticator
+
+    now = clock.now()
+    enrollment = PasskeyEnrollment(
+        center_id=center_id,
+        expert_id=expert_id,
+        token_hash=hash_token(secrets.token_urlsafe(16)),
+        started_by="staff:test",
+        created_at=now,
+        expires_at=now + timedelta(minutes=5),
+        device_id=device_id,
+        opened_at=now,
+    )
+    db.add(enrollment)
+    db.flush()
+    # At the desk, well before any project: its face check is not one of the project's.
+    earlier = clock.now() - timedelta(days=30)
+    _, face = face_session(
+        db, clock, center_id, expert_id, device_id=device_id, verified_at=earlier
+    )
+    verification = db.get(FaceVerification, face.verification_id)
+    enrollment.face_challenge_id = verification.challenge_id
+    phone = phone or SoftwareAuthenticator(PHONE_ORIGIN)
+    options = passkeys.registration_options(db, clock, policy, enrollment, face)
+    passkeys.complete_enrollment(
+        db, clock, policy, enrollment, face, phone.create(options), label="test", request_id=None
+    )
+    db.commit()
+    return phone
+
+
 def make_pdf(pages: int = 2, text: str = "Evaluation report") -> bytes:
     """A small valid PDF of A4 pages (595 x 842 pt) with a line of text on each."""
     objects: list[bytes] = [

@@ -24,7 +24,7 @@ from evaluation.contracts import contracts
 from evaluation.identity import consent, face_checks, faces
 from evaluation.kernel import audit
 from evaluation.registry import centers, unit_authority
-from models.tables import Project, ScanSession
+from models.tables import Project, ScanSession, VerifiedSession
 
 router = APIRouter(tags=["tasks"])
 
@@ -329,6 +329,12 @@ class SignInIn(BaseModel):
         description="The evf_... token the passed check gave (a phone page sends none: "
         "its cookie holds it)",
     )
+    passkey: dict[str, Any] | None = Field(
+        default=None,
+        description="The bound phone's answer to the challenge of POST /api/v1/scan/passkey "
+        "(navigator.credentials.get() as AuthenticationResponseJSON). Required after a face "
+        "check; the in-person PIN path signs in without it.",
+    )
 
 
 class AssignmentBrief(BaseModel):
@@ -407,6 +413,40 @@ async def enroll_id_card(
     )
 
 
+class PasskeyOptionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    face_session: str | None = Field(default=None, min_length=8, max_length=200)
+
+
+def _face_of(
+    request: Request, db: Db, services: ServicesDep, sent: str | None, device_id: str | None
+) -> tuple[VerifiedSession, bool]:
+    """The face session named in the body, or a phone page's cookie; True for a page."""
+    page = sent is None and not request.headers.get("authorization")
+    if page:
+        sent = request.cookies.get(web.TOKEN_COOKIES[face_checks.SESSION_PREFIX])
+        device_id = request.cookies.get(web.DEVICE_COOKIE)
+    if not sent or not sent.startswith(face_checks.SESSION_PREFIX):
+        raise face_checks.SessionInvalid("face_session must be the evf_... token of the check")
+    return face_checks.authenticate_session(db, sent, device_id, services.clock.now()), page
+
+
+@router.post("/api/v1/scan/passkey", status_code=status.HTTP_201_CREATED)
+def scan_passkey_options(
+    body: PasskeyOptionsIn,
+    scan: ScanSessionDep,
+    request: Request,
+    db: Db,
+    services: ServicesDep,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    """After this scan's passed face check: PublicKeyCredentialRequestOptions (JSON) for
+    the phone bound to the person it found. Answer them with the sign-in."""
+    face, _ = _face_of(request, db, services, body.face_session, x_device_id)
+    return sign_in.passkey_options(db, services.clock, services.passkeys, scan, face)
+
+
 @router.post("/api/v1/scan/sign-in", response_model=SignInOut, status_code=status.HTTP_201_CREATED)
 def scan_sign_in(
     body: SignInIn,
@@ -419,21 +459,16 @@ def scan_sign_in(
 ) -> SignInOut:
     """Sign in with the face session of this scan's passed check."""
     now = services.clock.now()
-    page = body.face_session is None and not request.headers.get("authorization")
-    face_token = body.face_session
-    if page:
-        face_token = request.cookies.get(web.TOKEN_COOKIES[face_checks.SESSION_PREFIX])
-        x_device_id = request.cookies.get(web.DEVICE_COOKIE)
-    if not face_token or not face_token.startswith(face_checks.SESSION_PREFIX):
-        raise face_checks.SessionInvalid("face_session must be the evf_... token of the check")
-    face = face_checks.authenticate_session(db, face_token, x_device_id, now)
+    face, page = _face_of(request, db, services, body.face_session, x_device_id)
     signed = sign_in.sign_in(
         db,
         services.clock,
         scan,
         face,
-        _seconds(services.settings.evaluation_session_ttl_s),
-        request_id_var.get(),
+        ttl=_seconds(services.settings.evaluation_session_ttl_s),
+        policy=services.passkeys,
+        passkey=body.passkey,
+        request_id=request_id_var.get(),
     )
     caller = audit.Caller(
         scan.center_id, f"expert:{face.expert_id}", "expert", request_id_var.get()

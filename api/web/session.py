@@ -30,6 +30,7 @@ TOKEN_COOKIES = {
     "evs_": "evalsign_scan",
     "eve_": "evalsign_eval",
     "evf_": "evalsign_face",
+    "evb_": "evalsign_bind",
 }
 DEVICE_MAX_AGE = 400 * 24 * 3600  # browsers cap cookie lifetimes at 400 days
 

@@ -31,7 +31,11 @@ from evaluation.identity.face_checks import open_session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
-from evaluation.registry.experts import id_number_context, id_number_index
+from evaluation.registry.experts import (
+    id_number_context,
+    id_number_index,
+    require_id_number,
+)
 from models.clock import Clock
 from models.settings import Settings
 from models.tables import (
@@ -59,12 +63,6 @@ class PinNotSet(DomainError):
     status = 409
     code = "pin-not-set"
     title = "The person has no signing PIN; set one at the center desk first"
-
-
-class IdNumberMismatch(DomainError):
-    status = 409
-    code = "id-number-mismatch"
-    title = "The ID number read from the document is not the one registered for this person"
 
 
 class NotOnCommittee(DomainError):
@@ -132,13 +130,6 @@ def _expert(db: Session, center_id: str, expert_id: str, *, lock: bool = False) 
     return expert
 
 
-def _require_document_matches(cipher: FieldCipher, expert: Expert, id_number: str) -> None:
-    # The operator types the number from the card in their hand: proof the card was read,
-    # and that it is this person's.
-    if id_number_index(cipher, expert.center_id, id_number) != expert.id_number_index:
-        raise IdNumberMismatch("the ID number does not match this person's registration")
-
-
 def set_signing_pin(
     db: Session,
     caller: audit.Caller,
@@ -152,7 +143,7 @@ def set_signing_pin(
     """The person chooses their signing PIN at the desk after the operator read their ID
     card; a new PIN replaces the old one. The PIN itself is never logged."""
     expert = _expert(db, caller.center_id, expert_id, lock=True)
-    _require_document_matches(cipher, expert, id_number)
+    require_id_number(cipher, expert, id_number)
     registered = cipher.decrypt(expert.id_number_ciphertext, id_number_context(expert.id))
     reason = weak_pin_reason(pin, registered)
     if reason is not None:
@@ -202,7 +193,7 @@ def check_in_person(
     """The operator saw the person and their ID document at the center, for this project."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     expert = _expert(db, caller.center_id, expert_id)
-    _require_document_matches(cipher, expert, id_number)
+    require_id_number(cipher, expert, id_number)
     if expert.pin_hash is None:
         raise PinNotSet("the person has no signing PIN; set one first")
     if not any(a.expert_id == expert.id for a in seated_members(db, project.id)):

@@ -14,12 +14,13 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
-from evaluation.identity import consent, face_checks
+from evaluation.identity import consent, face_checks, passkeys
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -147,15 +148,13 @@ class SignedIn:
     project: Project
 
 
-def sign_in(
-    db: Session,
-    clock: Clock,
-    scan: ScanSession,
-    face: VerifiedSession,
-    ttl: timedelta,
-    request_id: str | None,
-) -> SignedIn:
-    """Turn a passed face check of this scan's challenge into an evaluation session."""
+class PasskeyRequired(DomainError):
+    status = 403
+    code = "passkey-required"
+    title = "A face check alone signs no one in: approve with the passkey of your bound phone"
+
+
+def _check_of_this_scan(db: Session, scan: ScanSession, face: VerifiedSession) -> FaceVerification:
     verification = db.get(FaceVerification, face.verification_id)
     assert verification is not None
     if verification.method == "face":
@@ -167,6 +166,39 @@ def sign_in(
         raise SignInRefused("the face check was not made for this scan; take it from this scan")
     if not hmac.compare_digest(face.device_id, scan.device_id):
         raise SignInRefused("the face check was made on another device")
+    return verification
+
+
+def passkey_options(
+    db: Session,
+    clock: Clock,
+    policy: passkeys.PasskeyPolicy,
+    scan: ScanSession,
+    face: VerifiedSession,
+) -> dict[str, Any]:
+    """After this scan's face check: the challenge a phone bound to the person it found
+    must answer to sign in."""
+    _check_of_this_scan(db, scan, face)
+    return passkeys.sign_in_options(
+        db, clock, policy, scan_session_id=scan.id, expert_id=face.expert_id
+    )
+
+
+def sign_in(
+    db: Session,
+    clock: Clock,
+    scan: ScanSession,
+    face: VerifiedSession,
+    *,
+    ttl: timedelta,
+    policy: passkeys.PasskeyPolicy,
+    passkey: dict[str, Any] | None,
+    request_id: str | None,
+) -> SignedIn:
+    """Turn a passed face check of this scan's challenge, joined by an assertion of the
+    person's bound passkey, into an evaluation session. The in-person path (PIN under an
+    operator's ID check) needs no passkey: it is a lower assurance, always flagged."""
+    verification = _check_of_this_scan(db, scan, face)
     project = db.execute(
         select(Project).where(Project.id == scan.project_id).with_for_update()
     ).scalar_one()
@@ -178,6 +210,27 @@ def sign_in(
     if not seated:
         raise SignInRefused("the verified expert holds no seat on this project's committee")
     assignment = seated[0]
+    asserted = None
+    if verification.method == "face":
+        caller = audit.Caller(scan.center_id, f"expert:{face.expert_id}", None, request_id)
+        if passkey is None:
+            missing = PasskeyRequired("send the passkey assertion with the sign-in")
+            event = audit.AuditEvent(
+                Action.PASSKEY_REFUSED,
+                "scan_session",
+                scan.id,
+                {"reason": missing.code, "purpose": "sign-in", "device_id": scan.device_id},
+            )
+            raise audit.refused(missing, caller, event)
+        asserted = passkeys.verify_sign_in(
+            db,
+            clock,
+            policy,
+            passkey,
+            expert_id=face.expert_id,
+            scan_session_id=scan.id,
+            request_id=request_id,
+        )
     now = clock.now()
     others = db.execute(
         select(EvaluationSession.device_id).where(
@@ -196,6 +249,7 @@ def sign_in(
         expert_id=face.expert_id,
         scan_session_id=scan.id,
         verification_id=verification.id,
+        passkey_use_id=None if asserted is None else asserted.use.id,
         token_hash=hash_token(token),
         device_id=scan.device_id,
         flagged=second_device,
@@ -225,6 +279,7 @@ def sign_in(
         "scan_session_id": scan.id,
         "scan_kind": scan.kind,
         "verification_id": verification.id,
+        "passkey_id": None if asserted is None else asserted.passkey.id,
         "device_id": scan.device_id,
     }
     audit.record(

@@ -80,6 +80,11 @@ class Action(StrEnum):
     IDENTITY_PIN_SET = "identity.pin_set"
     IDENTITY_PIN_VERIFIED = "identity.pin_verified"
 
+    PASSKEY_BOUND = "passkey.bound"
+    PASSKEY_ENROLLMENT_STARTED = "passkey.enrollment_started"
+    PASSKEY_REFUSED = "passkey.refused"
+    PASSKEY_REVOKED = "passkey.revoked"
+
     PERSON_REGISTERED = "person.registered"
 
     PKI_ISSUING_CA_CREATED = "pki.issuing_ca_created"

@@ -23,6 +23,7 @@ from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import (
     ConcurrentUpdate,
+    DomainError,
     DuplicateIdNumber,
     InvalidCursor,
     InvalidTransition,
@@ -442,3 +443,16 @@ def list_experts(
     )
     next_cursor = _encode_cursor(experts[limit - 1]) if len(experts) > limit else None
     return ExpertPage([to_record(expert, cipher) for expert in experts[:limit]], total, next_cursor)
+
+
+class IdNumberMismatch(DomainError):
+    status = 409
+    code = "id-number-mismatch"
+    title = "The ID number read from the document is not the one registered for this person"
+
+
+def require_id_number(cipher: FieldCipher, expert: Expert, id_number: str) -> None:
+    """The operator types the number from the card in their hand: proof the card was read,
+    and that it is this person's."""
+    if id_number_index(cipher, expert.center_id, id_number) != expert.id_number_index:
+        raise IdNumberMismatch("the ID number does not match this person's registration")

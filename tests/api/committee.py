@@ -18,7 +18,13 @@ from api.services import Services
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from tests.api.test_projects_api import BIDDERS, TENDERER, project_payload
-from tests.factories import CenterWithStaff, drawable_expert, establish_pki, face_session
+from tests.factories import (
+    CenterWithStaff,
+    bound_phone,
+    drawable_expert,
+    establish_pki,
+    face_session,
+)
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Committee:
     members: list[dict[str, Any]]  # seated, from the committee list
     backups: list[dict[str, Any]]
     phones: dict[str, dict[str, str]] = field(default_factory=dict)  # assignment -> headers
+    passkeys: dict[str, Any] = field(default_factory=dict)  # expert -> bound authenticator
 
     @property
     def operator(self) -> dict[str, str]:
@@ -88,7 +95,12 @@ class Committee:
             scan_session_id=scan_id,
         )
         signed = self.client.post(
-            "/api/v1/scan/sign-in", json={"face_session": face_token}, headers=scan_headers
+            "/api/v1/scan/sign-in",
+            json={
+                "face_session": face_token,
+                "passkey": self.approve(member, scan_headers, face_token),
+            },
+            headers=scan_headers,
         )
         assert signed.status_code == 201, signed.text
         headers = {
@@ -102,6 +114,26 @@ class Committee:
             assert answered.status_code == 200, answered.text
         self.phones[member["assignment_id"]] = headers
         return headers
+
+    def phone_of(self, expert_id: str, device: str) -> Any:
+        """The authenticator of the person's bound phone (bound on first use)."""
+        if expert_id not in self.passkeys:
+            services = self.client.app.state.services  # type: ignore[attr-defined]
+            self.passkeys[expert_id] = bound_phone(
+                self.db, self.clock, services.passkeys, self.center.id, expert_id, device_id=device
+            )
+        return self.passkeys[expert_id]
+
+    def approve(
+        self, member: dict[str, Any], scan_headers: dict[str, str], face_token: str
+    ) -> dict[str, Any]:
+        """The bound phone's answer to this scan's sign-in challenge."""
+        phone = self.phone_of(member["expert_id"], scan_headers["X-Device-Id"])
+        options = self.client.post(
+            "/api/v1/scan/passkey", json={"face_session": face_token}, headers=scan_headers
+        )
+        assert options.status_code == 201, options.text
+        return dict(phone.get(options.json()))
 
     def _scan_id(self, token: str) -> str:
         from sqlalchemy import select

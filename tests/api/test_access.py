@@ -241,6 +241,21 @@ ROUTES = [
     ),
     Route(
         "POST",
+        "/api/v1/experts/{expert_id}/passkeys/enrollments",
+        OPERATOR,
+        409,  # the fixture's expert, another ID card
+        json=lambda ids: {"id_number": id_number()},
+    ),
+    Route("GET", "/api/v1/experts/{expert_id}/passkeys", ALL, 200),
+    Route(
+        "POST",
+        "/api/v1/experts/{expert_id}/passkeys/{passkey_id}/revoke",
+        OPERATOR,
+        404,
+        json={"reason": "手机丢失"},
+    ),
+    Route(
+        "POST",
         "/api/v1/projects/{project_id}/in-person-checks",
         OPERATOR,
         404,
@@ -277,6 +292,12 @@ NOT_STAFF = {
     ("GET", "/api/v1/consent/face"),  # public text
     ("POST", "/api/v1/scan/challenge"),
     ("POST", "/api/v1/scan/sign-in"),
+    ("POST", "/api/v1/scan/passkey"),
+    # The desk's binding QR is the credential (test_passkeys_api.py).
+    ("POST", "/api/v1/passkey-enrollment/open"),
+    ("POST", "/api/v1/passkey-enrollment/challenge"),
+    ("POST", "/api/v1/passkey-enrollment/options"),
+    ("POST", "/api/v1/passkey-enrollment/complete"),
     ("GET", "/api/v1/evaluation"),
     ("POST", "/api/v1/evaluation/response"),
     ("POST", "/api/v1/evaluation/recusal"),
@@ -403,6 +424,7 @@ def placeholders() -> dict[str, str]:
         "token_id": NOBODY,
         "verification_id": "00000000-0000-0000-0000-000000000000",
         "anchor_id": "00000000-0000-0000-0000-000000000000",
+        "passkey_id": "00000000-0000-0000-0000-000000000000",
         "document_id": "00000000-0000-0000-0000-000000000000",
         "project_id": "00000000-0000-0000-0000-000000000000",
         "draw_id": "00000000-0000-0000-0000-000000000000",

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.services import Services
 from evaluation.identity.consent import FACE_CONSENT_VERSION
+from evaluation.kernel.actions import Action
 from models.clock import FrozenClock
 from models.tables import AuditEntry, EvaluationSession, FaceChallenge, ScanSession
 from signing.keyring import Keyring
@@ -194,8 +195,20 @@ def test_signing_in_from_a_room_scan(committee: Committee, db: Session, clock: F
         headers={**headers, "X-Device-Id": "phone-thief-9"},
     )
     assert_problem(wrong, 401, "scan-session-invalid")
-    signed = committee.client.post(
+    # The face alone signs no one in: the bound phone's passkey must join it.
+    alone = committee.client.post(
         "/api/v1/scan/sign-in", json={"face_session": good}, headers=headers
+    )
+    assert_problem(alone, 403, "passkey-required")
+    refusals = (
+        db.execute(select(AuditEntry).where(AuditEntry.action == Action.PASSKEY_REFUSED))
+        .scalars()
+        .all()
+    )
+    assert [entry.details["reason"] for entry in refusals] == ["passkey-required"]
+    passkey = committee.approve(member, headers, good)
+    signed = committee.client.post(
+        "/api/v1/scan/sign-in", json={"face_session": good, "passkey": passkey}, headers=headers
     )
     assert signed.status_code == 201, signed.text
     body = signed.json()

@@ -1,0 +1,249 @@
+"""Binding a phone to a person: the operator's one-time QR at the desk, the phone's face
+check and passkey registration, the list of bound phones and revoking a lost one."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, phone_token
+from api.logs import request_id_var
+from api.routers.tasks import ScanChallengeOut, challenge_out
+from api.web import session as web
+from evaluation.identity import face_checks, passkeys
+from models.tables import Passkey, PasskeyEnrollment, VerifiedSession
+from signing.task_qr import qr_png, qr_svg
+
+router = APIRouter(tags=["passkeys"])
+
+
+class EnrollmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id_number: str = Field(
+        min_length=15,
+        max_length=18,
+        description="Typed from the ID card in the operator's hand: it must be this person's",
+    )
+
+
+class EnrollmentOut(BaseModel):
+    id: str
+    expert_id: str
+    expires_at: datetime
+    url: str = Field(description="What the QR encodes: the phone's binding page")
+    token: str = Field(description="evb_...: an API client sends it as the bearer token")
+    png_base64: str
+    svg: str
+
+
+class PasskeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    expert_id: str
+    label: str
+    credential_id: str
+    aaguid: str
+    backup_eligible: bool
+    device_id: str
+    verification_id: str = Field(description="The face check the binding started with")
+    witnessed_by: str = Field(description="The operator who started the binding at the desk")
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    revoke_reason: str | None
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=200, examples=["phone lost"])
+
+
+@router.post(
+    "/api/v1/experts/{expert_id}/passkeys/enrollments",
+    response_model=EnrollmentOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def start_enrollment(
+    expert_id: str, body: EnrollmentIn, staff: Operator, db: Db, services: ServicesDep
+) -> EnrollmentOut:
+    """Bind a phone: after checking the ID card, show this QR to the person. Their phone
+    opens it, passes a face check against their enrolled face and registers a passkey."""
+    enrollment, token = passkeys.start_enrollment(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        services.passkeys,
+        expert_id=expert_id,
+        id_number=body.id_number,
+    )
+    url = f"{services.settings.public_url.rstrip('/')}/m/bind?t={token}"
+    return EnrollmentOut(
+        id=enrollment.id,
+        expert_id=enrollment.expert_id,
+        expires_at=enrollment.expires_at,
+        url=url,
+        token=token,
+        png_base64=base64.b64encode(qr_png(url)).decode(),
+        svg=qr_svg(url),
+    )
+
+
+@router.get("/api/v1/experts/{expert_id}/passkeys", response_model=list[PasskeyOut])
+def list_passkeys(expert_id: str, staff: AnyStaff, db: Db) -> list[PasskeyOut]:
+    """Every phone bound to the person, revoked ones included, oldest first."""
+    rows = passkeys.passkeys_of(db, staff.center_id, expert_id)
+    return [PasskeyOut.model_validate(row) for row in rows]
+
+
+@router.post("/api/v1/experts/{expert_id}/passkeys/{passkey_id}/revoke", response_model=PasskeyOut)
+def revoke_passkey(
+    expert_id: str,
+    passkey_id: str,
+    body: RevokeIn,
+    staff: Operator,
+    db: Db,
+    services: ServicesDep,
+) -> PasskeyOut:
+    """A lost or replaced phone: its passkey approves nothing from now on."""
+    row = passkeys.revoke_passkey(
+        db,
+        staff.caller,
+        services.clock,
+        expert_id=expert_id,
+        passkey_id=passkey_id,
+        reason=body.reason,
+    )
+    return PasskeyOut.model_validate(row)
+
+
+def enrollment_of_phone(
+    request: Request,
+    db: Db,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> PasskeyEnrollment:
+    sent = phone_token(request, services, passkeys.ENROLLMENT_PREFIX, authorization, x_device_id)
+    if sent.token is None or not sent.device_id:
+        raise passkeys.EnrollmentInvalid("send Authorization: Bearer evb_... and X-Device-Id")
+    return passkeys.open_enrollment(db, services.clock, sent.token, sent.device_id)
+
+
+PhoneEnrollment = Annotated[PasskeyEnrollment, Depends(enrollment_of_phone)]
+
+
+class OpenedOut(BaseModel):
+    id: str
+    name: str = Field(description="Whose phone this becomes, for the person to confirm")
+    expires_at: datetime
+
+
+@router.post("/api/v1/passkey-enrollment/open", response_model=OpenedOut)
+def open_enrollment(enrollment: PhoneEnrollment, db: Db) -> OpenedOut:
+    """The phone opens its binding QR: from now on only this phone may continue."""
+    return OpenedOut(
+        id=enrollment.id,
+        name=passkeys.person_name(db, enrollment),
+        expires_at=enrollment.expires_at,
+    )
+
+
+@router.post(
+    "/api/v1/passkey-enrollment/challenge",
+    response_model=ScanChallengeOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def enrollment_challenge(
+    enrollment: PhoneEnrollment, db: Db, services: ServicesDep, engine: FaceEngineDep
+) -> ScanChallengeOut:
+    """The binding's face check, 1:1 against the person's enrolled face."""
+    issued = passkeys.enrollment_challenge(
+        db,
+        services.clock,
+        services.cipher,
+        engine,
+        services.liveness,
+        enrollment,
+        request_id_var.get(),
+    )
+    return challenge_out(issued)
+
+
+class FaceSessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    face_session: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=200,
+        description="The evf_... token the passed check gave (a phone page's cookie holds it)",
+    )
+
+
+class CompleteIn(FaceSessionIn):
+    credential: dict[str, Any] = Field(
+        description="navigator.credentials.create()'s answer as RegistrationResponseJSON"
+    )
+    label: str = Field(default="phone", min_length=1, max_length=200)
+
+
+def _face(
+    request: Request, db: Db, services: ServicesDep, sent: str | None, device_id: str | None
+) -> VerifiedSession:
+    if sent is None:
+        sent = request.cookies.get(web.TOKEN_COOKIES[face_checks.SESSION_PREFIX])
+        device_id = request.cookies.get(web.DEVICE_COOKIE) or device_id
+    if not sent or not sent.startswith(face_checks.SESSION_PREFIX):
+        raise face_checks.SessionInvalid("face_session must be the evf_... token of the check")
+    return face_checks.authenticate_session(db, sent, device_id, services.clock.now())
+
+
+@router.post("/api/v1/passkey-enrollment/options", status_code=status.HTTP_201_CREATED)
+def registration_options(
+    body: FaceSessionIn,
+    enrollment: PhoneEnrollment,
+    request: Request,
+    db: Db,
+    services: ServicesDep,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    """After the binding's passed face check: PublicKeyCredentialCreationOptions (JSON,
+    binary fields base64url) for navigator.credentials.create()."""
+    face = _face(request, db, services, body.face_session, x_device_id)
+    return passkeys.registration_options(db, services.clock, services.passkeys, enrollment, face)
+
+
+@router.post(
+    "/api/v1/passkey-enrollment/complete",
+    response_model=PasskeyOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def complete_enrollment(
+    body: CompleteIn,
+    enrollment: PhoneEnrollment,
+    request: Request,
+    db: Db,
+    services: ServicesDep,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> PasskeyOut:
+    """Bind the phone's new passkey to the person; the binding QR is spent."""
+    face = _face(request, db, services, body.face_session, x_device_id)
+    passkey: Passkey = passkeys.complete_enrollment(
+        db,
+        services.clock,
+        services.passkeys,
+        enrollment,
+        face,
+        body.credential,
+        label=body.label,
+        request_id=request_id_var.get(),
+    )
+    return PasskeyOut.model_validate(passkey)
