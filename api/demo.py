@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import uvicorn
@@ -42,6 +43,7 @@ from face import synthetic
 from face.samples import BGR, encode, sample_portraits
 from models.clock import SystemClock
 from models.settings import Settings
+from signing.soft_authenticator import SoftwareAuthenticator
 from signing.task_qr import qr_text
 
 
@@ -134,6 +136,9 @@ class Phone:
     checks: int = 0
     id_number: str = ""
     mobile: str = ""
+    # The passkey this phone made when it was bound at the desk: simulated in software
+    # here, where a real phone keeps it in its secure hardware.
+    authenticator: SoftwareAuthenticator | None = None
 
     @property
     def device(self) -> dict[str, str]:
@@ -197,14 +202,21 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def on_local_port(settings: Settings) -> Settings:
+    """The settings of an instance served on a free local port, named `localhost`: a page
+    on an IP address cannot use passkeys (WebAuthn wants a host name as its RP id)."""
+    return settings.model_copy(update={"public_url": f"http://localhost:{_free_port()}"})
+
+
 class Server:
-    """The service on a free local port, in a thread of this process."""
+    """The service on its public URL's local port, in a thread of this process."""
 
     def __init__(self, settings: Settings) -> None:
         clock = SystemClock()
         engine = prepare(settings, clock)
         self.app = create_app(build_services(settings, engine=engine, clock=clock))
-        self.port = _free_port()
+        self.base = settings.public_url.rstrip("/")
+        self.port = urlsplit(self.base).port or _free_port()
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
         )
@@ -219,7 +231,7 @@ class Server:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise DemoFailed("the service did not start")
             time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
+        return self.base
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
@@ -234,6 +246,7 @@ def run_demo(settings: Settings, out: Path | None = None, say: Say = print) -> d
     """Run the whole job; returns the summary (also written to OUT/summary.json)."""
     started = time.perf_counter()
     say(f"1. 创建交易中心与 CA（数据目录 {settings.data_dir}）")
+    settings = on_local_port(settings)
     init = initialize(settings, SystemClock(), CENTER)
     load_stamp_font()
     with Server(settings) as base:
@@ -428,11 +441,57 @@ def scan_and_consent(
     return scanned, headers
 
 
+def bind_phone(staged: Staged, phone: Phone, say: Say) -> SoftwareAuthenticator:
+    """At the desk: the operator reads the ID card and shows a binding QR; the phone opens
+    it, passes a face check and makes its passkey (simulated in software here)."""
+    api = staged.api
+    started = api.call(
+        "POST",
+        f"/api/v1/experts/{phone.expert_id}/passkeys/enrollments",
+        201,
+        headers=staged.operator,
+        json={"id_number": phone.id_number},
+    )
+    headers = {"Authorization": f"Bearer {started['token']}", "X-Device-Id": phone.device_id}
+    api.call("POST", "/api/v1/passkey-enrollment/open", 200, headers=headers)
+    result, _ = _face_check(
+        api,
+        phone,
+        lambda: api.call("POST", "/api/v1/passkey-enrollment/challenge", 201, headers=headers),
+        say,
+    )
+    face = result["session"]["token"]
+    options = api.call(
+        "POST",
+        "/api/v1/passkey-enrollment/options",
+        201,
+        headers=headers,
+        json={"face_session": face},
+    )
+    authenticator = SoftwareAuthenticator(api.base)
+    api.call(
+        "POST",
+        "/api/v1/passkey-enrollment/complete",
+        201,
+        headers=headers,
+        json={
+            "face_session": face,
+            "credential": authenticator.create(options),
+            "label": "演示手机",
+        },
+    )
+    phone.authenticator = authenticator
+    say(f"   {phone.name}：在服务台核验身份证与人脸后绑定手机通行密钥（演示中为软件模拟）")
+    return authenticator
+
+
 def sign_in_by_phone(staged: Staged, member: dict[str, Any], token: str, say: Say) -> Phone:
-    """One member's phone: scan, consent, face check, sign in, accept, declare."""
+    """One member's phone: (bound at the desk first, if it is not yet) scan, consent,
+    face check, passkey, sign in, accept, declare."""
     api = staged.api
     phone = staged.phones[member["expert_id"]]
     phone.assignment_id = member["assignment_id"]
+    authenticator = phone.authenticator or bind_phone(staged, phone, say)
     _, scan_headers = scan_and_consent(api, phone, token)
     result, challenge = _face_check(
         api,
@@ -440,12 +499,16 @@ def sign_in_by_phone(staged: Staged, member: dict[str, Any], token: str, say: Sa
         lambda: api.call("POST", "/api/v1/scan/challenge", 201, headers=scan_headers),
         say,
     )
+    face = result["session"]["token"]
+    options = api.call(
+        "POST", "/api/v1/scan/passkey", 201, headers=scan_headers, json={"face_session": face}
+    )
     signed = api.call(
         "POST",
         "/api/v1/scan/sign-in",
         201,
         headers=scan_headers,
-        json={"face_session": result["session"]["token"]},
+        json={"face_session": face, "passkey": authenticator.get(options)},
     )
     if signed["expert_id"] != phone.expert_id:
         raise DemoFailed(f"{phone.name} was identified as someone else")
@@ -502,7 +565,13 @@ def sign_report_by_phone(api: Client, phone: Phone, signatures_url: str, say: Sa
         say,
     )
     face = {"Authorization": f"Bearer {result['session']['token']}", "X-Device-Id": phone.device_id}
-    signature = api.call("POST", signatures_url, 201, headers=face, json={})
+    # The phone's passkey approves signing this report (its SHA-256 as uploaded).
+    if phone.authenticator is None:
+        raise DemoFailed(f"{phone.name} signs with a phone never bound")
+    document_url = signatures_url.removesuffix("/signatures")
+    issued = api.call("POST", f"{document_url}/approval", 201, headers=face, json={})
+    approval = {"nonce": issued["nonce"], "assertion": phone.authenticator.get(issued["publicKey"])}
+    signature = api.call("POST", signatures_url, 201, headers=face, json={"passkey": approval})
     say(f"   {phone.name} 已签署（文档第 {signature['revision']['number']} 版）")
 
 

@@ -133,6 +133,7 @@ def build_services(
             pki=pki_policy,
             activation=activation_policy,
             store=DocumentStore(settings.documents_dir),
+            passkeys=PasskeyPolicy.from_settings(settings),
             seal_png=settings.seal_image.read_bytes() if settings.seal_image else None,
         ),
         room_tokens=RoomTokens(

@@ -193,7 +193,7 @@ PHONE_ORIGIN = "http://localhost:8000"
 def bound_phone(
     db: Session,
     clock: Clock,
-    policy: Any,
+    policy: Any | None,
     center_id: str,
     expert_id: str,
     *,
@@ -207,6 +207,15 @@ def bound_phone(
     from evaluation.registry.staff import hash_token
     from models.tables import FaceVerification, PasskeyEnrollment
     from signing.soft_authenticator import SoftwareAuthenticator
+    from signing.webauthn import RelyingParty
+
+    # The tests' service: the default public URL, an address, so the RP id is localhost.
+    policy = policy or passkeys.PasskeyPolicy(
+        rp=RelyingParty("localhost", frozenset({PHONE_ORIGIN})),
+        max_devices=10,
+        enrollment_ttl=timedelta(minutes=5),
+        challenge_ttl=timedelta(minutes=2),
+    )
 
     now = clock.now()
     enrollment = PasskeyEnrollment(

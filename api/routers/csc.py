@@ -35,18 +35,20 @@ from api.schemas.csc import (
     InfoIn,
     InfoOut,
     KeyInfo,
+    PasskeyChallengeIn,
     SignHashIn,
     SignHashOut,
 )
+from api.schemas.passkeys import SigningChallengeOut
 from api.services import Services
-from evaluation.identity import face_checks
+from evaluation.identity import face_checks, passkeys
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidCredentials, SigningRefused
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import hash_token
 from evaluation.trust import activation, credentials, pki
-from models.tables import Authority, IssuedCertificate, VaultKey, VerifiedSession
+from models.tables import Authority, FaceVerification, IssuedCertificate, VaultKey, VerifiedSession
 from signing import certificates as profiles
 from signing.algorithms import KeyAlgorithm, sign_algorithms_for
 
@@ -310,9 +312,10 @@ async def credentials_authorize(
 
 def _authorize(body: AuthorizeIn, phone: PhoneHeaders, services: Services) -> AuthorizeOut:
     def grant(db: Session, session: VerifiedSession) -> AuthorizeOut:
+        caller = signer_caller(session)
         granted = activation.authorize_signing(
             db,
-            signer_caller(session),
+            caller,
             services.clock,
             services.activation,
             session,
@@ -320,10 +323,66 @@ def _authorize(body: AuthorizeIn, phone: PhoneHeaders, services: Services) -> Au
             body.hashes,
             body.hashAlgorithmOID,
             body.numSignatures,
+            approve=lambda: _approved(db, services, session, body, caller.request_id),
         )
         return AuthorizeOut(SAD=granted.sad, expiresIn=granted.expires_in)
 
     return as_signer(services, phone, "authorize", _details(body.credentialID, body.hashes), grant)
+
+
+def _approved(
+    db: Session,
+    services: Services,
+    session: VerifiedSession,
+    body: AuthorizeIn,
+    request_id: str | None,
+) -> str | None:
+    """The passkey assertion approving exactly these hashes (sole control): required after
+    a face check; the in-person PIN path has none (lower assurance, always flagged)."""
+    verification = db.get(FaceVerification, session.verification_id)
+    if verification is None or verification.method != "face":
+        return None
+    if body.passkey is None:
+        details = {"purpose": "signing", "credential_id": body.credentialID}
+        raise passkeys.require_assertion(session.center_id, session.expert_id, request_id, details)
+    asserted = passkeys.verify_signing(
+        db,
+        services.clock,
+        services.passkeys,
+        body.passkey.assertion,
+        face=session,
+        nonce=body.passkey.nonce,
+        credential_id=body.credentialID,
+        hashes=body.hashes,
+        request_id=request_id,
+    )
+    return asserted.use.id
+
+
+@router.post("/credentials/passkeyChallenge", response_model=SigningChallengeOut)
+async def credentials_passkey_challenge(
+    body: PasskeyChallengeIn, phone: Phone, services: ServicesDep
+) -> SigningChallengeOut:
+    """EvalSign's addition to CSC: a nonce, and the WebAuthn challenge
+    SHA-256(JCS{credentialID, hashes, nonce}) the bound phone's passkey signs to approve
+    exactly these hashes; send its answer as `passkey` with credentials/authorize."""
+
+    def challenge(db: Session, session: VerifiedSession) -> SigningChallengeOut:
+        _own_credential(db, session, body.credentialID)
+        approval = passkeys.signing_options(
+            db,
+            services.clock,
+            services.passkeys,
+            session,
+            credential_id=body.credentialID,
+            hashes=body.hashes,
+        )
+        return SigningChallengeOut.of(approval)
+
+    details = _details(body.credentialID, body.hashes)
+    return await run_in_threadpool(
+        as_signer, services, phone, "passkeyChallenge", details, challenge
+    )
 
 
 def as_signer(

@@ -20,6 +20,7 @@ from api.errors import RequestTooLarge, ValidationFailed
 from api.routers.csc import Phone, as_signer, signer_caller
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.documents import (
+    ApprovalIn,
     DocumentOut,
     RevisionOut,
     SignedOut,
@@ -28,6 +29,7 @@ from api.schemas.documents import (
     StatusChangeIn,
     ValidationOut,
 )
+from api.schemas.passkeys import SigningChallengeOut
 from api.services import Services
 from evaluation.documents import documents
 from evaluation.documents.documents import NewDocument
@@ -194,6 +196,7 @@ def _sign(document_id: str, body: SignIn, phone: Any, services: Services) -> Sig
             session,
             document_id,
             body.slot_id,
+            approval=None if body.passkey is None else body.passkey.approval(),
         )
         return SignedOut(
             document=document_out(db, signed.document),
@@ -202,6 +205,28 @@ def _sign(document_id: str, body: SignIn, phone: Any, services: Services) -> Sig
         )
 
     return as_signer(services, phone, "document.sign", {"document_id": document_id}, sign)
+
+
+@router.post(
+    "/api/v1/documents/{document_id}/approval",
+    response_model=SigningChallengeOut,
+    status_code=status.HTTP_201_CREATED,
+)
+async def approval_challenge(
+    document_id: str, body: ApprovalIn, phone: Phone, services: ServicesDep
+) -> SigningChallengeOut:
+    """The challenge your bound phone's passkey answers to approve signing this document as
+    it stands (its SHA-256) with your credential; send the answer with the signature."""
+
+    def challenge(db: Session, session: VerifiedSession) -> SigningChallengeOut:
+        approval = documents.approval_options(
+            db, services.clock, services.documents, session, document_id, body.slot_id
+        )
+        return SigningChallengeOut.of(approval)
+
+    return await run_in_threadpool(
+        as_signer, services, phone, "document.approve", {"document_id": document_id}, challenge
+    )
 
 
 @router.post(

@@ -35,7 +35,7 @@ class EnrollmentOut(BaseModel):
     id: str
     expert_id: str
     expires_at: datetime
-    url: str = Field(description="What the QR encodes: the phone's binding page")
+    url: str = Field(description="What the QR encodes: the phone's binding page (/m/b/evb_...)")
     token: str = Field(description="evb_...: an API client sends it as the bearer token")
     png_base64: str
     svg: str
@@ -84,7 +84,7 @@ def start_enrollment(
         expert_id=expert_id,
         id_number=body.id_number,
     )
-    url = f"{services.settings.public_url.rstrip('/')}/m/bind?t={token}"
+    url = f"{services.settings.public_url.rstrip('/')}/m/b/{token}"
     return EnrollmentOut(
         id=enrollment.id,
         expert_id=enrollment.expert_id,

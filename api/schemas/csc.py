@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.passkeys import PasskeyApprovalIn
+
 Hash = Annotated[str, Field(min_length=1, max_length=200, description="base64 digest")]
 
 
@@ -92,6 +94,16 @@ class AuthorizeIn(CscRequest):
     hashes: Annotated[list[Hash], Field(min_length=1, max_length=1000)]
     hashAlgorithmOID: Annotated[str, Field(min_length=1, max_length=64)]
     description: Annotated[str | None, Field(max_length=500)] = None
+    passkey: PasskeyApprovalIn | None = Field(
+        default=None,
+        description="EvalSign: the bound phone's approval of exactly these hashes (see "
+        "credentials/passkeyChallenge); required after a face check",
+    )
+
+
+class PasskeyChallengeIn(CscRequest):
+    credentialID: Annotated[str, Field(min_length=1, max_length=64)]
+    hashes: Annotated[list[Hash], Field(min_length=1, max_length=1000)]
 
 
 class AuthorizeOut(BaseModel):

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.passkeys import PasskeyApprovalIn
+
 
 class SlotOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -73,6 +75,17 @@ class SignIn(BaseModel):
     slot_id: Annotated[str | None, Field(max_length=64)] = Field(
         default=None, description="Which of your slots, when you have several"
     )
+    passkey: PasskeyApprovalIn | None = Field(
+        default=None,
+        description="Your bound phone's approval of this document as it stands (from POST "
+        "/api/v1/documents/{id}/approval); required after a face check",
+    )
+
+
+class ApprovalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slot_id: Annotated[str | None, Field(max_length=64)] = None
 
 
 class SignedOut(BaseModel):

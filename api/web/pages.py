@@ -38,7 +38,7 @@ from api.web.session import (
 )
 from evaluation.committee import in_person, projects, sign_in, tasks
 from evaluation.contracts import contracts
-from evaluation.identity import consent, face_checks, faces
+from evaluation.identity import consent, face_checks, faces, passkeys
 from evaluation.kernel.errors import DomainError, InvalidTransition
 from evaluation.registry import centers, unit_authority
 from models.tables import ContractLink, EvaluationSession, ScanSession, Unit
@@ -382,6 +382,57 @@ def contract_sign_page(request: Request, db: Db, services: ServicesDep) -> Respo
             "freshness_s": services.settings.signing_freshness_s,
         },
     )
+
+
+@router.get("/m/b/{token}", response_class=HTMLResponse)
+def binding_landing(token: str, request: Request, services: ServicesDep) -> Response:
+    """A scanned binding QR from the desk: this phone claims it, the token moves into a
+    cookie, and the address bar forgets it."""
+    device_id = request.cookies.get(DEVICE_COOKIE) or new_device_id()
+    try:
+        with transaction(services) as db:
+            enrollment = passkeys.open_enrollment(db, services.clock, token, device_id)
+            ttl = int((enrollment.expires_at - services.clock.now()).total_seconds())
+    except (passkeys.EnrollmentInvalid, passkeys.EnrollmentOtherDevice) as error:
+        return _error_page(request, services, error)
+    response = _redirect("/m/bind")
+    set_cookie(request, response, DEVICE_COOKIE, device_id, DEVICE_MAX_AGE)
+    set_token_cookie(request, response, token, max(1, ttl))
+    clear_token_cookie(request, response, face_checks.SESSION_PREFIX)
+    return response
+
+
+@router.get("/m/bind", response_class=HTMLResponse)
+def bind_page(request: Request, db: Db, services: ServicesDep) -> Response:
+    """Binding this phone: a face check against the person's enrolled face, then the
+    phone makes its passkey (its screen lock or fingerprint confirms)."""
+    token = request.cookies.get(TOKEN_COOKIES[passkeys.ENROLLMENT_PREFIX], "")
+    device_id = request.cookies.get(DEVICE_COOKIE)
+    if not token or not device_id:
+        return _redirect("/m/")
+    try:
+        enrollment = passkeys.open_enrollment(db, services.clock, token, device_id)
+    except (passkeys.EnrollmentInvalid, passkeys.EnrollmentOtherDevice) as error:
+        return _error_page(request, services, error)
+    return render(
+        request,
+        services,
+        "check.html",
+        {
+            "purpose": "bind",
+            "challenge_url": "/api/v1/passkey-enrollment/challenge",
+            "done_url": "/m/bind/done",
+            "person": passkeys.person_name(db, enrollment),
+        },
+    )
+
+
+@router.get("/m/bind/done", response_class=HTMLResponse)
+def bind_done_page(request: Request, services: ServicesDep) -> Response:
+    response = render(request, services, "bound.html", {})
+    clear_token_cookie(request, response, passkeys.ENROLLMENT_PREFIX)
+    clear_token_cookie(request, response, face_checks.SESSION_PREFIX)
+    return response
 
 
 @router.get("/m/lang/{language}")

@@ -148,12 +148,6 @@ class SignedIn:
     project: Project
 
 
-class PasskeyRequired(DomainError):
-    status = 403
-    code = "passkey-required"
-    title = "A face check alone signs no one in: approve with the passkey of your bound phone"
-
-
 def _check_of_this_scan(db: Session, scan: ScanSession, face: VerifiedSession) -> FaceVerification:
     verification = db.get(FaceVerification, face.verification_id)
     assert verification is not None
@@ -212,16 +206,13 @@ def sign_in(
     assignment = seated[0]
     asserted = None
     if verification.method == "face":
-        caller = audit.Caller(scan.center_id, f"expert:{face.expert_id}", None, request_id)
         if passkey is None:
-            missing = PasskeyRequired("send the passkey assertion with the sign-in")
-            event = audit.AuditEvent(
-                Action.PASSKEY_REFUSED,
-                "scan_session",
-                scan.id,
-                {"reason": missing.code, "purpose": "sign-in", "device_id": scan.device_id},
+            raise passkeys.require_assertion(
+                scan.center_id,
+                face.expert_id,
+                request_id,
+                {"purpose": "sign-in", "scan_session_id": scan.id},
             )
-            raise audit.refused(missing, caller, event)
         asserted = passkeys.verify_sign_in(
             db,
             clock,
@@ -273,7 +264,7 @@ def sign_in(
         project.updated_at = now
     db.flush()
     caller = audit.Caller(project.center_id, f"expert:{face.expert_id}", None, request_id)
-    details = {
+    details: dict[str, Any] = {
         "project_id": project.id,
         "assignment_id": assignment.id,
         "scan_session_id": scan.id,

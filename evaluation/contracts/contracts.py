@@ -625,6 +625,10 @@ def sign_contract(
     person = db.get(Expert, session.expert_id)
     assert person is not None and unit.seal_png is not None
     revisions = []
+    # Representatives do not bind a phone yet (they cannot come to the desk; remote
+    # binding after a confirmed identity is still to come): a contract signature rests
+    # on the link, the face check and the unit's authorization.
+    no_passkey = None
     for slot in sorted(mine, key=lambda s: s.field_name):
         if slot.mark == "seal":
             marks = (
@@ -644,6 +648,7 @@ def sign_contract(
                 documents.stamp_lines(unit.name, unit.seal_purpose or "", seal, now),
                 seal_png=unit.seal_png,
                 marks=marks,
+                passkey_use_id=no_passkey,
             )
         else:
             signed = documents.sign_slot(
@@ -656,6 +661,7 @@ def sign_contract(
                 slot,
                 personal,
                 documents.stamp_lines(person.name, slot.role, personal, now),
+                passkey_use_id=no_passkey,
             )
         revisions.append(signed.revision)
     audit.record(

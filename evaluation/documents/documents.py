@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.documents.store import DocumentStore, Received
+from evaluation.identity import passkeys
+from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -35,6 +37,7 @@ from models.tables import (
     Document,
     DocumentRevision,
     Expert,
+    FaceVerification,
     IssuedCertificate,
     Project,
     SignerSlot,
@@ -135,7 +138,30 @@ class SigningContext:
     pki: PkiPolicy
     activation: ActivationPolicy
     store: DocumentStore
+    passkeys: PasskeyPolicy
     seal_png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class PasskeyApproval:
+    """The signer's phone approving this signature: the nonce it was given and its
+    assertion (AuthenticationResponseJSON)."""
+
+    nonce: str
+    assertion: dict[str, Any]
+
+
+def approval_hashes(db: Session, document: Document) -> list[str]:
+    """What a signer's passkey approves: the SHA-256 (base64) of the document as uploaded.
+    Every revision begins with exactly those bytes (signatures only append), so the
+    signature covers what was approved, and members signing in parallel need not approve
+    again after each other's signatures."""
+    uploaded = db.execute(
+        select(DocumentRevision.sha256).where(
+            DocumentRevision.document_id == document.id, DocumentRevision.number == 0
+        )
+    ).scalar_one()
+    return [base64.b64encode(bytes.fromhex(uploaded)).decode()]
 
 
 def _load(db: Session, center_id: str, document_id: str, *, lock: bool = False) -> Document:
@@ -458,17 +484,17 @@ def sign_document(
     session: VerifiedSession,
     document_id: str,
     slot_id: str | None = None,
+    *,
+    approval: PasskeyApproval | None,
 ) -> Signed:
-    """Sign the session's expert's slot: a SAD for exactly the signature's digest, the
-    signature appended in place, the new revision recorded; the last slot completes the
-    document with a document timestamp (B-LTA)."""
+    """Sign the session's expert's slot: the signer's passkey approves the document as it
+    stands, a SAD for exactly the signature's digest, the signature appended in place,
+    the new revision recorded; the last slot completes the document with a document
+    timestamp (B-LTA)."""
     document = lock_for_signing(db, session.center_id, document_id)
     slot = _pending_slot(db, document, session.expert_id, slot_id)
-    credential = credentials.current_credential(db, session.expert_id)
-    if credential is None:
-        raise activation.CredentialUnusable(
-            "you have no signing credential; ask the center", credential_status="missing"
-        )
+    credential = _signing_credential(db, session)
+    passkey_use_id = _approved(db, caller, clock, context, session, document, credential, approval)
     expert = db.get(Expert, session.expert_id)
     assert expert is not None
     now = clock.now()
@@ -483,9 +509,81 @@ def sign_document(
         credential,
         stamp_lines(expert.name, slot.role, credential, now),
         seal_png=context.seal_png,
+        passkey_use_id=passkey_use_id,
     )
     finish_if_complete(db, caller, clock, context, document, credential)
     return signed
+
+
+def _signing_credential(db: Session, session: VerifiedSession) -> IssuedCertificate:
+    credential = credentials.current_credential(db, session.expert_id)
+    if credential is None:
+        raise activation.CredentialUnusable(
+            "you have no signing credential; ask the center", credential_status="missing"
+        )
+    return credential
+
+
+def approval_options(
+    db: Session,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document_id: str,
+    slot_id: str | None = None,
+) -> passkeys.SigningApproval:
+    """The challenge the signer's phone answers to approve signing this document as it
+    stands, with their credential, in their pending slot."""
+    document = _load(db, session.center_id, document_id)
+    if document.status != "signing":
+        raise InvalidTransition(
+            f"document {document_id} is {document.status}", current_status=document.status
+        )
+    _pending_slot(db, document, session.expert_id, slot_id)
+    credential = _signing_credential(db, session)
+    return passkeys.signing_options(
+        db,
+        clock,
+        context.passkeys,
+        session,
+        credential_id=credential.id,
+        hashes=approval_hashes(db, document),
+    )
+
+
+def _approved(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document: Document,
+    credential: IssuedCertificate,
+    approval: PasskeyApproval | None,
+) -> str | None:
+    """The passkey assertion a face-checked signer's phone gave for this document: its
+    use id. The in-person path (a PIN under an operator's ID check) has none: a lower
+    assurance, recorded with the check and always flagged for supervisors."""
+    verification = db.get(FaceVerification, session.verification_id)
+    if verification is None or verification.method != "face":
+        return None
+    if approval is None:
+        details = {"purpose": "signing", "document_id": document.id}
+        raise passkeys.require_assertion(
+            session.center_id, session.expert_id, caller.request_id, details
+        )
+    asserted = passkeys.verify_signing(
+        db,
+        clock,
+        context.passkeys,
+        approval.assertion,
+        face=session,
+        nonce=approval.nonce,
+        credential_id=credential.id,
+        hashes=approval_hashes(db, document),
+        request_id=caller.request_id,
+    )
+    return asserted.use.id
 
 
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
@@ -513,6 +611,7 @@ def sign_slot(
     *,
     seal_png: bytes | None = None,
     marks: Sequence[pades.PageMark] = (),
+    passkey_use_id: str | None,
 ) -> Signed:
     """One signature in one slot with this credential (the signer's own, or a unit's seal
     their authorization lets them use): a single-use SAD for exactly the signature's
@@ -536,6 +635,7 @@ def sign_slot(
             hash_oid,
             1,
             purpose=document.purpose,
+            approve=lambda: passkey_use_id,  # approved before pyHanko ran
         )
         spent.append(granted.activation.id)
         [signature] = activation.sign_hashes(

@@ -122,6 +122,12 @@ class PasskeyChallengeExpired(PasskeyError):
     title = "This passkey challenge expired; ask for a new one"
 
 
+class PasskeyRequired(DomainError):
+    status = 403
+    code = "passkey-required"
+    title = "A face check alone is not enough: approve with the passkey of your bound phone"
+
+
 class PasskeyNotBound(DomainError):
     status = 403
     code = "passkey-not-bound"
@@ -408,6 +414,14 @@ def _refused(
         Action.PASSKEY_REFUSED, "passkey", None, {"reason": error.code, **details}
     )
     return audit.refused(error, caller, event)
+
+
+def require_assertion(
+    center_id: str, expert_id: str, request_id: str | None, details: dict[str, Any]
+) -> DomainError:
+    """The refusal (audited) of a face check that came without its passkey."""
+    missing = PasskeyRequired("send the passkey assertion with this request")
+    return _refused(missing, center_id, f"expert:{expert_id}", request_id, details)
 
 
 def complete_enrollment(
@@ -698,7 +712,8 @@ def verify_signing(
             details,
         )
     expected = webauthn.signing_challenge(credential_id, hashes, nonce)
-    return _verify(db, clock, policy, row, response, expected, request_id, details)
+    approved = {"credentialID": credential_id, "hashes": list(hashes), "nonce": nonce}
+    return _verify(db, clock, policy, row, response, expected, request_id, details, approved)
 
 
 def _center_of(db: Session, expert_id: str) -> str:
@@ -716,42 +731,33 @@ def _consume(
     request_id: str | None,
     details: dict[str, Any],
 ) -> PasskeyChallenge:
-    """The challenge a nonce names, marked used atomically: of two answers, one counts."""
+    """The challenge a nonce names, marked used atomically: of two answers, one counts.
+    One statement when all is well; a second only to say why it is not."""
     now = clock.now()
-    row = db.execute(
-        select(PasskeyChallenge).where(PasskeyChallenge.nonce_hash == hash_token(nonce))
-    ).scalar_one_or_none()
-    if row is None or row.center_id != center_id:
-        raise _refused(
-            PasskeyChallengeMismatch("no such passkey challenge was issued"),
-            center_id,
-            actor,
-            request_id,
-            details,
-        )
-    if row.used_at is not None:
-        raise _refused(
-            PasskeyChallengeUsed("answer a new challenge"), center_id, actor, request_id, details
-        )
-    if now >= row.expires_at:
-        raise _refused(
-            PasskeyChallengeExpired(f"it expired at {row.expires_at.isoformat()}"),
-            center_id,
-            actor,
-            request_id,
-            details,
-        )
+    nonce_hash = hash_token(nonce)
     claimed = db.execute(
         update(PasskeyChallenge)
-        .where(PasskeyChallenge.id == row.id, PasskeyChallenge.used_at.is_(None))
-        .values(used_at=now)
-        .returning(PasskeyChallenge.id)
-    ).first()
-    if claimed is None:
-        raise _refused(
-            PasskeyChallengeUsed("answer a new challenge"), center_id, actor, request_id, details
+        .where(
+            PasskeyChallenge.nonce_hash == nonce_hash,
+            PasskeyChallenge.center_id == center_id,
+            PasskeyChallenge.used_at.is_(None),
+            PasskeyChallenge.expires_at > now,
         )
-    return row
+        .values(used_at=now)
+        .returning(PasskeyChallenge)
+    ).scalar_one_or_none()
+    if claimed is not None:
+        return claimed
+    row = db.execute(
+        select(PasskeyChallenge).where(PasskeyChallenge.nonce_hash == nonce_hash)
+    ).scalar_one_or_none()
+    if row is None or row.center_id != center_id:
+        error: DomainError = PasskeyChallengeMismatch("no such passkey challenge was issued")
+    elif row.used_at is not None:
+        error = PasskeyChallengeUsed("answer a new challenge")
+    else:
+        error = PasskeyChallengeExpired(f"it expired at {row.expires_at.isoformat()}")
+    raise _refused(error, center_id, actor, request_id, details)
 
 
 def _verify(
@@ -763,6 +769,7 @@ def _verify(
     expected: bytes,
     request_id: str | None,
     details: dict[str, Any],
+    approved: dict[str, Any] | None = None,
 ) -> Asserted:
     center_id, actor = row.center_id, f"expert:{row.expert_id}"
 
@@ -805,7 +812,8 @@ def _verify(
         purpose=row.purpose,
         rp_id=policy.rp.rp_id,
         challenge=b64url(expected),
-        evidence=evidence.as_json(),
+        # What a signing challenge committed to, so anyone can recompute it.
+        evidence={**evidence.as_json(), "approved": approved},
         created_at=now,
     )
     db.add(use)
@@ -813,14 +821,46 @@ def _verify(
     return Asserted(passkey, use)
 
 
+def use_record(use: PasskeyUse, passkey: Passkey) -> dict[str, Any]:
+    """A kept assertion as a third party checks it: with the public key it verifies under."""
+    return {
+        "use_id": use.id,
+        "purpose": use.purpose,
+        "expert_id": use.expert_id,
+        "passkey_id": passkey.id,
+        "credential_id": passkey.credential_id,
+        "public_key_cose": b64url(passkey.public_key),
+        "rp_id": use.rp_id,
+        "challenge": use.challenge,
+        "evidence": use.evidence,
+        "created_at": use.created_at.isoformat(),
+    }
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Verify a kept assertion again, offline, from its record alone: the signature under
+    the passkey's public key, the RP id, user verification, and for a signing approval
+    that its challenge is SHA-256(JCS{credentialID, hashes, nonce}) of what it names.
+    Raises PasskeyRejected if any of it does not hold."""
+    challenge = webauthn.from_b64url(record["challenge"])
+    approved = record["evidence"].get("approved")
+    if approved is not None:
+        recomputed = webauthn.signing_challenge(
+            approved["credentialID"], approved["hashes"], approved["nonce"]
+        )
+        if recomputed != challenge:
+            raise PasskeyRejected("passkey-challenge", "the challenge is not of what it names")
+    webauthn.verify_evidence(
+        record["evidence"],
+        public_key=webauthn.from_b64url(record["public_key_cose"]),
+        rp_id=record["rp_id"],
+        challenge=challenge,
+    )
+
+
 def check_use(use: PasskeyUse, passkey: Passkey) -> None:
     """Verify a kept assertion again, offline: raises PasskeyRejected if it does not hold."""
-    webauthn.verify_evidence(
-        use.evidence,
-        public_key=passkey.public_key,
-        rp_id=use.rp_id,
-        challenge=webauthn.from_b64url(use.challenge),
-    )
+    check_record(use_record(use, passkey))
 
 
 def uses_at(db: Session, use_ids: Sequence[str]) -> list[tuple[PasskeyUse, Passkey]]:

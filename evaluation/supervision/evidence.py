@@ -32,6 +32,7 @@ from evaluation.committee import draws
 from evaluation.committee.projects import get_project
 from evaluation.documents import documents
 from evaluation.documents.store import DocumentStore
+from evaluation.identity import passkeys
 from evaluation.kernel.audit import canonical_bytes
 from evaluation.kernel.errors import DomainError
 from evaluation.trust import checkpoints, pki
@@ -49,6 +50,7 @@ from models.tables import (
     Project,
     RecusalDeclaration,
     ScanSession,
+    SignatureActivation,
     SignerSlot,
 )
 from signing.certificates import AUDIT_CHECKPOINT_SIGNING
@@ -235,6 +237,34 @@ def _verifications(db: Session, ids: set[str]) -> list[dict[str, Any]]:
     ]
 
 
+def _passkey_assertions(db: Session, project: Project) -> list[dict[str, Any]]:
+    """The bound phones' approvals of the project's sign-ins and report signatures."""
+    links: dict[str | None, dict[str, str]] = {}
+    for session_id, use_id in db.execute(
+        select(EvaluationSession.id, EvaluationSession.passkey_use_id).where(
+            EvaluationSession.project_id == project.id,
+            EvaluationSession.passkey_use_id.is_not(None),
+        )
+    ):
+        links[use_id] = {"evaluation_session_id": session_id}
+    if project.report_document_id:
+        for field_name, activation_id, use_id in db.execute(
+            select(
+                SignerSlot.field_name, SignatureActivation.id, SignatureActivation.passkey_use_id
+            )
+            .join(SignatureActivation, SignatureActivation.id == SignerSlot.sad_id)
+            .where(
+                SignerSlot.document_id == project.report_document_id,
+                SignatureActivation.passkey_use_id.is_not(None),
+            )
+        ):
+            links[use_id] = {"signature_activation_id": activation_id, "field": field_name}
+    return [
+        {**passkeys.use_record(use, passkey), "approves": links[use.id]}
+        for use, passkey in passkeys.uses_at(db, [u for u in links if u is not None])
+    ]
+
+
 def _readme(project: Project) -> bytes:
     return f"""# 评标项目证据包 / Evidence package — {project.code}
 
@@ -262,6 +292,11 @@ checks, signatures and audit log.
    like the manifest's (`-content audit/checkpoint-statement.json`).
 6. 人脸核验记录 / `verifications/verifications.json`: every face check of the project, its
    signals and decision (no face images).
+7. 手机通行密钥 / `passkeys/assertions.json`: each member's bound phone approving their
+   sign-in and their signature (WebAuthn assertions). Each verifies under its COSE public
+   key over `authenticator_data || SHA-256(client_data_json)`; a signing approval's
+   challenge is SHA-256 of the RFC 8785 JSON of `approved` ({{credentialID, hashes,
+   nonce}}): the hashes are the report's SHA-256 as uploaded.
 
 `evalsign evidence verify {project.code}-evidence.zip` performs all of these checks.
 """.encode()
@@ -343,6 +378,9 @@ def build_package(
         "audit/checkpoint.p7s": checkpoint.signature_der,
         "verifications/verifications.json": json.dumps(
             _verifications(db, verifications), ensure_ascii=False, indent=2
+        ).encode(),
+        "passkeys/assertions.json": json.dumps(
+            _passkey_assertions(db, project), ensure_ascii=False, indent=2
         ).encode(),
     }
     if project.report_document_id:
@@ -480,6 +518,12 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
         algorithm.verify_proof(json.loads(files["draw/draw-proof.json"]))
         return "ok"
 
+    def passkey_approvals() -> str:
+        records = json.loads(files["passkeys/assertions.json"])
+        for record in records:
+            passkeys.check_record(record)
+        return "ok"
+
     def report_signatures() -> str:
         verdict = validate(io.BytesIO(files["report/report.pdf"]), [anchor], revocation)
         return "ok" if verdict.verdict == "valid" else verdict.summary
@@ -489,6 +533,8 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
     _check(report, "checkpoint signature", checkpoint_signature)
     _check(report, "audit chain", lambda: _check_chain(files))
     _check(report, "draw proof", draw_proof)
+    if "passkeys/assertions.json" in files:
+        _check(report, "passkey approvals", passkey_approvals)
     if "report/report.pdf" in files:
         _check(report, "report signatures", report_signatures)
     return report

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -267,10 +267,15 @@ def authorize_signing(
     hashes: Sequence[str],
     hash_oid: str,
     num_signatures: int,
+    *,
     purpose: str = "all",
+    approve: Callable[[], str | None],
 ) -> Authorization:
     """Grant a SAD for exactly these hashes, to a fresh face check of the credential's owner.
-    `purpose` is the kind of document signed, which a seal's authorization must cover."""
+    `purpose` is the kind of document signed, which a seal's authorization must cover.
+    Once the request itself holds up, `approve` checks the passkey assertion that approved
+    these hashes (sole control) and names it, to be kept with the SAD; the caller decides
+    when one is required."""
     now = clock.now()
     credential, _ = _owned_usable_credential(db, session, credential_id, purpose, now)
     age = now - session.verified_at
@@ -286,6 +291,7 @@ def authorize_signing(
         raise HashesInvalid(
             f"numSignatures is {num_signatures} but {len(digests)} hashes were given"
         )
+    passkey_use_id = approve()
     sad = SAD_PREFIX + secrets.token_urlsafe(32)
     activation = SignatureActivation(
         id=new_id(),
@@ -299,6 +305,7 @@ def authorize_signing(
         hashes=_canonical(digests),
         created_at=now,
         expires_at=now + policy.sad_ttl,
+        passkey_use_id=passkey_use_id,
     )
     # A Core insert: the hot path of every signature, and the row is never changed here.
     db.execute(_INSERT_ACTIVATION, _columns(activation))
@@ -315,6 +322,7 @@ def authorize_signing(
             "session_id": session.id,
             "verification_id": session.verification_id,
             "verified_at": session.verified_at.isoformat(),
+            "passkey_use_id": passkey_use_id,
             "hash_algorithm": hash_oid,
             "hashes": activation.hashes,
             "expires_at": activation.expires_at.isoformat(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -30,3 +31,62 @@ def snapshot(db: Session) -> tuple[int, int, int, int]:
         db.execute(select(func.count()).select_from(model)).scalar_one()
         for model in (Expert, ExpertSpecialty, AuditEntry, StaffToken)
     )
+
+
+class SignerPhone(dict[str, str]):
+    """A phone's headers (its face session and device id) that also holds the passkey
+    bound to its person, as `passkey`."""
+
+    passkey: Any
+
+
+def sign_document(
+    client: TestClient, document_id: str, phone: SignerPhone, slot_id: str | None = None
+) -> Any:
+    """Approve with the phone's passkey, then sign; a refused approval is the answer."""
+    issued = client.post(
+        f"/api/v1/documents/{document_id}/approval", json={"slot_id": slot_id}, headers=phone
+    )
+    if issued.status_code != 201:
+        return issued
+    body = issued.json()
+    approval = {"nonce": body["nonce"], "assertion": phone.passkey.get(body["publicKey"])}
+    return client.post(
+        f"/api/v1/documents/{document_id}/signatures",
+        json={"slot_id": slot_id, "passkey": approval},
+        headers=phone,
+    )
+
+
+def passkey_for_hashes(
+    client: TestClient,
+    headers: dict[str, str],
+    phone: Any,
+    credential_id: str,
+    hashes: list[str],
+) -> dict[str, Any]:
+    """The bound phone's approval of exactly these hashes, as a CSC client gets it."""
+    issued = client.post(
+        "/csc/v2/credentials/passkeyChallenge",
+        json={"credentialID": credential_id, "hashes": hashes},
+        headers=headers,
+    )
+    assert issued.status_code == 200, issued.text
+    body = issued.json()
+    return {"nonce": body["nonce"], "assertion": phone.get(body["publicKey"])}
+
+
+def passkey_for_document(
+    client: TestClient,
+    headers: dict[str, str],
+    phone: Any,
+    document_id: str,
+    slot_id: str | None = None,
+) -> dict[str, Any]:
+    """The bound phone's approval of signing the document as it stands."""
+    issued = client.post(
+        f"/api/v1/documents/{document_id}/approval", json={"slot_id": slot_id}, headers=headers
+    )
+    assert issued.status_code == 201, issued.text
+    body = issued.json()
+    return {"nonce": body["nonce"], "assertion": phone.get(body["publicKey"])}

@@ -106,7 +106,7 @@ def test_a_sad_spent_by_parallel_requests_signs_once(live: dict[str, Any]) -> No
     import base64
     import hashlib
 
-    from tests.factories import face_session
+    from tests.factories import bound_phone, face_session
 
     with httpx2.Client(base_url=live["base"], timeout=60) as client:
         expert = client.post(
@@ -117,6 +117,7 @@ def test_a_sad_spent_by_parallel_requests_signs_once(live: dict[str, Any]) -> No
         ).json()
         with make_session_factory(live["engine"])() as db:
             token, _ = face_session(db, SystemClock(), live["center_id"], expert["id"])
+            bound = bound_phone(db, SystemClock(), None, live["center_id"], expert["id"])
         phone = {"Authorization": f"Bearer {token}", "X-Device-Id": "phone-test-1"}
         body = {
             "credentialID": credential["id"],
@@ -124,7 +125,15 @@ def test_a_sad_spent_by_parallel_requests_signs_once(live: dict[str, Any]) -> No
             "hashes": [base64.b64encode(hashlib.sha256(b"report").digest()).decode()],
             "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
         }
-        sad = client.post("/csc/v2/credentials/authorize", json=body, headers=phone).json()["SAD"]
+        issued = client.post(
+            "/csc/v2/credentials/passkeyChallenge",
+            json={"credentialID": credential["id"], "hashes": body["hashes"]},
+            headers=phone,
+        ).json()
+        approval = {"nonce": issued["nonce"], "assertion": bound.get(issued["publicKey"])}
+        sad = client.post(
+            "/csc/v2/credentials/authorize", json={**body, "passkey": approval}, headers=phone
+        ).json()["SAD"]
         request = {**body, "SAD": sad, "signAlgo": "1.2.840.10045.4.3.2"}
 
         def spend(_: int) -> int:
@@ -144,7 +153,7 @@ def test_a_sad_spent_by_parallel_requests_signs_once(live: dict[str, Any]) -> No
 def test_parallel_signers_of_one_document_all_land(live: dict[str, Any]) -> None:
     import json
 
-    from tests.factories import face_session, make_pdf
+    from tests.factories import bound_phone, face_session, make_pdf
 
     signers = 4
     with httpx2.Client(base_url=live["base"], timeout=120) as client:
@@ -161,7 +170,10 @@ def test_parallel_signers_of_one_document_all_land(live: dict[str, Any]) -> None
                 token, _ = face_session(
                     db, SystemClock(), live["center_id"], expert["id"], device_id=f"p{index}"
                 )
-            phones.append({"Authorization": f"Bearer {token}", "X-Device-Id": f"p{index}"})
+                bound = bound_phone(
+                    db, SystemClock(), None, live["center_id"], expert["id"], device_id=f"p{index}"
+                )
+            phones.append(({"Authorization": f"Bearer {token}", "X-Device-Id": f"p{index}"}, bound))
             x = 40 + 130 * index
             slots.append(
                 {
@@ -180,9 +192,13 @@ def test_parallel_signers_of_one_document_all_land(live: dict[str, Any]) -> None
         ).json()
         client.post(f"/api/v1/documents/{document['id']}/start", headers=live["operator"])
 
-        def sign(phone: dict[str, str]) -> int:
+        def sign(phone: tuple[dict[str, str], Any]) -> int:
+            headers, bound = phone
+            url = f"/api/v1/documents/{document['id']}"
+            issued = client.post(f"{url}/approval", json={}, headers=headers).json()
+            approval = {"nonce": issued["nonce"], "assertion": bound.get(issued["publicKey"])}
             return client.post(
-                f"/api/v1/documents/{document['id']}/signatures", json={}, headers=phone
+                f"{url}/signatures", json={"passkey": approval}, headers=headers
             ).status_code
 
         with ThreadPoolExecutor(max_workers=signers) as pool:

@@ -22,11 +22,19 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
+from evaluation.identity import passkeys
+from evaluation.kernel.actions import Action
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
-from models.tables import AuditEntry, SignatureActivation
-from tests.api.helpers import assert_problem
-from tests.factories import CenterWithStaff, establish_pki, expert_payload, face_session
+from models.tables import AuditEntry, Passkey, PasskeyUse, SignatureActivation
+from tests.api.helpers import assert_problem, passkey_for_hashes
+from tests.factories import (
+    CenterWithStaff,
+    bound_phone,
+    establish_pki,
+    expert_payload,
+    face_session,
+)
 
 SHA256 = "2.16.840.1.101.3.4.2.1"
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
@@ -70,11 +78,24 @@ def signer(
     establish_pki(db, clock, services, center)
     expert_id = new_expert(client, center)
     credential = issue(client, center, expert_id)
-    token, _ = face_session(db, clock, center.id, expert_id)
-    return {"expert_id": expert_id, "credential": credential, "token": token}
+    token, _ = face_session(db, clock, center.id, expert_id, device_id=DEVICE)
+    authenticator = bound_phone(
+        db, clock, services.passkeys, center.id, expert_id, device_id=DEVICE
+    )
+    return {
+        "expert_id": expert_id,
+        "credential": credential,
+        "token": token,
+        "phone": authenticator,
+    }
 
 
 def authorize(client: TestClient, signer: dict[str, Any], hashes_: list[str], **extra: Any) -> Any:
+    """credentials/authorize, approved by the signer's bound phone unless `passkey` is given."""
+    if "passkey" not in extra:
+        extra["passkey"] = passkey_for_hashes(
+            client, phone(signer["token"]), signer["phone"], signer["credential"]["id"], hashes_
+        )
     body = {
         "credentialID": signer["credential"]["id"],
         "numSignatures": len(hashes_),
@@ -412,7 +433,9 @@ def test_authorize_and_sign_hash_keep_to_their_statement_budget(
 ) -> None:
     """Every signature pays for these on the hot path: the face session, the credential
     with its key and expert (with the SAD, for signHash), the SAD's insert or consumption,
-    and the audit append (head reserved, entry inserted, head advanced)."""
+    and the audit append (head reserved, entry inserted, head advanced). Authorize also
+    checks the passkey: the check's method, the challenge consumed, the passkey read and
+    its counter moved on, the assertion kept (five more)."""
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -420,16 +443,19 @@ def test_authorize_and_sign_hash_keep_to_their_statement_budget(
         if verb in {"SELECT", "INSERT", "UPDATE", "DELETE"}:
             statements.append(statement)
 
+    wanted = [digest("budget")]
+    approval = passkey_for_hashes(
+        client, phone(signer["token"]), signer["phone"], signer["credential"]["id"], wanted
+    )
     event.listen(services.engine, "before_cursor_execute", count)
     try:
-        wanted = [digest("budget")]
-        sad = authorize(client, signer, wanted).json()["SAD"]
+        sad = authorize(client, signer, wanted, passkey=approval).json()["SAD"]
         authorized, statements[:] = list(statements), []
         assert sign(client, signer, sad, wanted).status_code == 200
         signed = list(statements)
     finally:
         event.remove(services.engine, "before_cursor_execute", count)
-    assert len(authorized) == 6, authorized
+    assert len(authorized) == 11, authorized
     assert len(signed) == 6, signed
     # The SAD and the credential come in one query: the credential is not loaded twice.
     assert sum("issued_certificates" in statement for statement in signed) == 1
@@ -478,3 +504,34 @@ class TestRsa:
             )
         sad = authorize(client, signer, wanted).json()["SAD"]
         assert_problem(sign(client, signer, sad, wanted), 422, "hashes-invalid")  # ECDSA algo
+
+
+def test_a_face_session_alone_authorizes_nothing(
+    client: TestClient, signer: dict[str, Any], db: Session
+) -> None:
+    """Sole control: the face check (which a page cannot prove came from a camera) and the
+    bound phone's passkey over exactly these hashes."""
+    wanted = [digest("what the attacker wants signed")]
+    headers, credential_id = phone(signer["token"]), signer["credential"]["id"]
+    assert_problem(authorize(client, signer, wanted, passkey=None), 403, "passkey-required")
+    innocent = passkey_for_hashes(
+        client, headers, signer["phone"], credential_id, [digest("what the expert saw")]
+    )
+    assert_problem(authorize(client, signer, wanted, passkey=innocent), 403, "passkey-challenge")
+    approval = passkey_for_hashes(client, headers, signer["phone"], credential_id, wanted)
+    granted = authorize(client, signer, wanted, passkey=approval)
+    assert granted.status_code == 200, granted.text
+    again = authorize(client, signer, wanted, passkey=approval)
+    assert_problem(again, 409, "passkey-challenge-used")
+    [sad] = db.execute(select(SignatureActivation)).scalars().all()
+    use = db.get(PasskeyUse, sad.passkey_use_id)
+    passkey = db.get(Passkey, use.passkey_id) if use else None
+    assert use is not None and passkey is not None
+    passkeys.check_use(use, passkey)  # anyone can check it again, offline
+    reasons = [
+        row.details["reason"]
+        for row in db.execute(
+            select(AuditEntry).where(AuditEntry.action == Action.PASSKEY_REFUSED)
+        ).scalars()
+    ]
+    assert reasons == ["passkey-required", "passkey-challenge", "passkey-challenge-used"]

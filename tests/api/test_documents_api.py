@@ -23,9 +23,10 @@ from api.services import Services
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry, Document, DocumentRevision, SignatureActivation
-from tests.api.helpers import assert_problem
+from tests.api.helpers import SignerPhone, assert_problem, sign_document
 from tests.factories import (
     CenterWithStaff,
+    bound_phone,
     establish_pki,
     expert_payload,
     face_session,
@@ -101,13 +102,16 @@ def slots_for(experts: list[str]) -> list[dict[str, Any]]:
 
 def phone_of(
     db: Session, clock: FrozenClock, center: CenterWithStaff, expert_id: str, device: str
-) -> dict[str, str]:
+) -> SignerPhone:
+    """The expert's phone, bound to them, with a face check just passed on it."""
     token, _ = face_session(db, clock, center.id, expert_id, device_id=device)
-    return {"Authorization": f"Bearer {token}", "X-Device-Id": device}
+    phone = SignerPhone({"Authorization": f"Bearer {token}", "X-Device-Id": device})
+    phone.passkey = bound_phone(db, clock, None, center.id, expert_id, device_id=device)
+    return phone
 
 
-def sign(client: TestClient, document_id: str, phone: dict[str, str]) -> Any:
-    return client.post(f"/api/v1/documents/{document_id}/signatures", json={}, headers=phone)
+def sign(client: TestClient, document_id: str, phone: SignerPhone) -> Any:
+    return sign_document(client, document_id, phone)
 
 
 def test_three_signers_then_a_document_timestamp(

@@ -25,7 +25,8 @@ from models.settings import Settings
 from models.tables import VaultKey
 from signing.keyring import load_keyring
 from signing.vault import KeyRef, LocalVault
-from tests.factories import CenterWithStaff, expert_payload, face_session
+from tests.api.helpers import passkey_for_hashes
+from tests.factories import CenterWithStaff, bound_phone, expert_payload, face_session
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +69,10 @@ def test_no_private_key_in_the_clear(
         assert credential.status_code == 201
         with services.session_factory() as db:
             token, _ = face_session(db, clock, center.id, expert["id"])
+            bound = bound_phone(db, clock, None, center.id, expert["id"])
         digest = base64.b64encode(hashlib.sha256(b"report").digest()).decode()
         headers = {"Authorization": f"Bearer {token}", "X-Device-Id": "phone-test-1"}
+        approval = passkey_for_hashes(client, headers, bound, credential.json()["id"], [digest])
         sad = client.post(
             "/csc/v2/credentials/authorize",
             json={
@@ -77,6 +80,7 @@ def test_no_private_key_in_the_clear(
                 "numSignatures": 1,
                 "hashes": [digest],
                 "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+                "passkey": approval,
             },
             headers=headers,
         ).json()["SAD"]

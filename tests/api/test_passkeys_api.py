@@ -88,7 +88,7 @@ def test_a_phone_is_bound_at_the_desk_after_a_real_face_check(
     started = _start(client, operator, person)
     assert started.status_code == 201, started.text
     body = started.json()
-    assert body["url"].endswith(f"/m/bind?t={body['token']}") and body["png_base64"]
+    assert body["url"].endswith(f"/m/b/{body['token']}") and body["png_base64"]
     phone = _phone(body["token"])
     opened = client.post("/api/v1/passkey-enrollment/open", headers=phone)
     assert opened.status_code == 200 and opened.json()["name"] == person["name"]

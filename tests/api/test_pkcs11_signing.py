@@ -31,9 +31,10 @@ from models.tables import VaultKey
 from signing.certificates import ca_name, make_issuing_ca, pki_endpoints
 from signing.revocation import build_crl
 from signing.vault import KeyRef
-from tests.api.helpers import assert_problem
+from tests.api.helpers import assert_problem, passkey_for_hashes
 from tests.factories import (
     CenterWithStaff,
+    bound_phone,
     establish_pki,
     expert_payload,
     external_root,
@@ -66,6 +67,7 @@ def sign_through_csc(
     assert credential.status_code == 201, credential.text
     token, _ = face_session(db, clock, center.id, expert_id)
     phone = {"Authorization": f"Bearer {token}", "X-Device-Id": "phone-test-1"}
+    bound = bound_phone(db, clock, None, center.id, expert_id)
     digest = hashlib.sha256(f"报告 {expert_id}".encode()).digest()
     body = {
         "credentialID": credential.json()["id"],
@@ -73,7 +75,10 @@ def sign_through_csc(
         "hashes": [base64.b64encode(digest).decode()],
         "hashAlgorithmOID": SHA256,
     }
-    sad = client.post("/csc/v2/credentials/authorize", json=body, headers=phone).json()["SAD"]
+    approval = passkey_for_hashes(client, phone, bound, body["credentialID"], body["hashes"])
+    sad = client.post(
+        "/csc/v2/credentials/authorize", json={**body, "passkey": approval}, headers=phone
+    ).json()["SAD"]
     signed = client.post(
         "/csc/v2/signatures/signHash",
         json={**body, "SAD": sad, "signAlgo": "1.2.840.10045.4.3.2"},

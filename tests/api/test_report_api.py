@@ -15,9 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.services import Services
+from evaluation.identity import passkeys
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry
+from signing.webauthn import PasskeyRejected
 from tests.api.committee import Committee, build_committee
 from tests.api.helpers import assert_problem
 from tests.api.test_documents_api import phone_of, sign
@@ -244,6 +246,7 @@ def test_the_evidence_package_checks_out_and_catches_edits(
         "audit/chain.jsonl",
         "audit/checkpoint.p7s",
         "verifications/verifications.json",
+        "passkeys/assertions.json",
         "certificates/ca-root.pem",
     } <= names
     from cryptography import x509
@@ -253,6 +256,17 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     center_root = pki.load_certificate(pki.center_root(db, committee.center.id).certificate_der)
     checked = verify_package(package, center_root)
     assert checked.ok, checked.checks
+    # Every member's phone approved their sign-in and their signature, each checked.
+    assert checked.checks["passkey approvals"] == "ok"
+    approvals = json.loads(zipfile.ZipFile(io.BytesIO(package)).read("passkeys/assertions.json"))
+    assert len(approvals) == 2 * len(committee.members)
+    assert {"evaluation_session_id", "signature_activation_id"} == {
+        key for record in approvals for key in record["approves"] if key != "field"
+    }
+    forged = [dict(approvals[-1], evidence=dict(approvals[-1]["evidence"]))]
+    forged[0]["evidence"]["approved"] = {**forged[0]["evidence"]["approved"], "hashes": ["AA=="]}
+    with pytest.raises(PasskeyRejected):
+        passkeys.check_record(forged[0])
     # Without the center's own root the package proves nothing, however well it checks.
     alone = verify_package(package)
     assert not alone.ok and alone.checks["root"] != "ok"

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from api.services import Services
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
-from tests.api.helpers import assert_problem
+from tests.api.helpers import assert_problem, passkey_for_hashes
 from tests.api.test_liveness_api import DEVICE, PERSON, _enrolled, challenge, genuine_video, submit
-from tests.factories import CenterWithStaff, establish_pki
+from tests.factories import CenterWithStaff, bound_phone, establish_pki
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +42,7 @@ def test_a_real_face_check_unlocks_signing_for_two_minutes(
     passed = submit(client, issued, genuine_video(PERSON, tuple(issued["actions"]))).json()
     assert passed["passed"] is True, passed["reasons"]
     phone = {"Authorization": f"Bearer {passed['session']['token']}", "X-Device-Id": DEVICE["id"]}
+    bound = bound_phone(db, clock, services.passkeys, center.id, expert_id, device_id=DEVICE["id"])
 
     digest = hashlib.sha256("评标报告.pdf 的签名属性".encode()).digest()
     body = {
@@ -50,7 +51,10 @@ def test_a_real_face_check_unlocks_signing_for_two_minutes(
         "hashes": [base64.b64encode(digest).decode()],
         "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
     }
-    sad = client.post("/csc/v2/credentials/authorize", json=body, headers=phone)
+    approval = passkey_for_hashes(client, phone, bound, credential["id"], body["hashes"])
+    sad = client.post(
+        "/csc/v2/credentials/authorize", json={**body, "passkey": approval}, headers=phone
+    )
     assert sad.status_code == 200, sad.text
     signed = client.post(
         "/csc/v2/signatures/signHash",
@@ -69,8 +73,11 @@ def test_a_real_face_check_unlocks_signing_for_two_minutes(
 
     # The session lives ten minutes, but signing wants a face check at most 120 s old.
     clock.advance(timedelta(seconds=121))
+    approval = passkey_for_hashes(client, phone, bound, credential["id"], body["hashes"])
     assert_problem(
-        client.post("/csc/v2/credentials/authorize", json=body, headers=phone),
+        client.post(
+            "/csc/v2/credentials/authorize", json={**body, "passkey": approval}, headers=phone
+        ),
         401,
         "face-check-stale",
     )

@@ -1,5 +1,6 @@
 """EvalSign itself for the browser tests: a fresh instance served by uvicorn on a free
-local port (a secure context for the camera, as http://127.0.0.1 is), on its own SQLite
+local port named localhost (a secure context for the camera, and a host name passkeys
+accept as their RP id), on its own SQLite
 file or PostgreSQL database, with a drawn project staged through the API as `evalsign
 demo` does (api/demo.py)."""
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from playwright.sync_api import Page, Route
 
-from api.demo import CENTER, Client, Server, Staged, stage_project
+from api.demo import CENTER, Client, Server, Staged, on_local_port, stage_project
 from api.instance import initialize
 from api.services import load_stamp_font
 from face import synthetic
@@ -39,12 +40,14 @@ class Service:
 def running_service(directory: Path, **overrides: Any) -> Iterator[Service]:
     with isolated_database(directory) as url:
         # Checkpoints on a timer would only add noise to these tests.
-        settings = Settings(
-            data_dir=directory / "var",
-            database_url=url,
-            audit_checkpoint_every_s=0,
-            face_retention_every_s=0,
-            **overrides,
+        settings = on_local_port(
+            Settings(
+                data_dir=directory / "var",
+                database_url=url,
+                audit_checkpoint_every_s=0,
+                face_retention_every_s=0,
+                **overrides,
+            )
         )
         init = initialize(settings, SystemClock(), CENTER)
         load_stamp_font()
@@ -105,3 +108,46 @@ def scene_of(engine: FaceEngine, staged: Staged, expert_id: str) -> Callable[[],
         return made[0]
 
     return scene
+
+
+def passkey_phone(page: Page) -> str:
+    """Give the page's phone a platform authenticator with user verification (Chromium's
+    virtual authenticator, through the DevTools protocol): the phone's secure hardware."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    added = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    return str(added["authenticatorId"])
+
+
+def bind_at_desk(
+    page: Page,
+    staged: Staged,
+    member: dict[str, Any],
+    camera_file: Path,
+    scene: Callable[[], synthetic.Scene],
+) -> dict[str, Any]:
+    """The operator reads the member's ID card and shows the binding QR; the page's phone
+    opens it, passes the face check and makes its passkey. Returns the enrollment."""
+    person = staged.phones[member["expert_id"]]
+    started: dict[str, Any] = staged.api.call(
+        "POST",
+        f"/api/v1/experts/{member['expert_id']}/passkeys/enrollments",
+        201,
+        headers=staged.operator,
+        json={"id_number": person.id_number},
+    )
+    film_each_challenge(page, "**/api/v1/passkey-enrollment/challenge", camera_file, scene)
+    page.goto(started["url"])
+    return started

@@ -22,7 +22,15 @@ from api.demo import Client, Phone, Staged, score_by_phone, sign_in_by_phone, si
 from face.engine import FaceEngine
 from tests.e2e.conftest import LaunchBrowser, PhonePage
 from tests.e2e.pages import RequestLog, look
-from tests.e2e.service import Service, film_each_challenge, running_service, scene_of, stage
+from tests.e2e.service import (
+    Service,
+    bind_at_desk,
+    film_each_challenge,
+    passkey_phone,
+    running_service,
+    scene_of,
+    stage,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +126,50 @@ def test_a_denied_or_missing_camera_is_explained(
         expect(problem).to_contain_text(words)
         expect(page.locator("#alternative-link")).to_be_visible()
         look(page, screenshots, f"{device.replace(' ', '').lower()}-camera-{camera}")
+
+
+def test_without_a_bound_phone_the_face_alone_signs_no_one_in(
+    service: Service,
+    staged: Staged,
+    launch_browser: LaunchBrowser,
+    phone: PhonePage,
+    idle_camera: Path,
+    face_engine: FaceEngine,
+    screenshots: Path,
+) -> None:
+    member = staged.members[2]
+    browser = launch_browser()
+    # A messaging app's browser without WebAuthn: told before filming where to go.
+    bare = phone(browser, "iPhone 13")
+    bare.add_init_script("delete window.PublicKeyCredential")
+    _open_code(bare, service, staged.personal_token(member))
+    bare.click("#continue")
+    bare.click("#agree")
+    bare.click("#start")
+    problem = bare.locator("#problem")
+    expect(problem).to_have_attribute("data-code", "passkey-unsupported")
+    expect(problem).to_contain_text("手机自带浏览器")
+    expect(bare.locator("#alternative-link")).to_be_visible()
+    look(bare, screenshots, "iphone13-passkey-unsupported")
+
+    # A phone with passkeys, but not the one bound to this member: the face check passes
+    # (frames rendered from their photo) and still no session.
+    page = phone(browser, "Pixel 7")
+    passkey_phone(page)
+    scene = scene_of(face_engine, staged, member["expert_id"])
+    film_each_challenge(page, "**/api/v1/scan/challenge", idle_camera, scene)
+    _open_code(page, service, staged.personal_token(member))
+    page.click("#continue")
+    page.click("#agree")
+    page.click("#start")
+    problem = page.locator("#problem")
+    expect(problem).to_have_attribute("data-code", "passkey-not-bound", timeout=90_000)
+    expect(page).to_have_url(re.compile(r"/m/check$"))
+    look(page, screenshots, "pixel7-passkey-not-bound")
+    sessions = staged.api.call(
+        "GET", f"/api/v1/projects/{staged.project['id']}/sessions", 200, headers=staged.operator
+    )
+    assert sessions == []
 
 
 def test_refusing_consent_offers_the_in_person_check(
@@ -259,9 +311,25 @@ def test_the_whole_journey_from_qr_to_signature(
     requests = RequestLog(page, service.base)
     scene = scene_of(face_engine, staged, me["expert_id"])
     challenges: list[dict[str, Any]] = []
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    # At the desk: the operator checks the ID card, the phone binds its passkey.
+    passkey_phone(page)
+    bind_at_desk(page, staged, me, idle_camera, scene)
+    expect(page).to_have_url(re.compile(r"/m/bind$"))
+    assert "evb_" not in page.url  # the binding code has left the address bar
+    expect(page.locator("#bind-person")).to_contain_text(staged.phones[me["expert_id"]].name)
+    look(page, screenshots, "pixel7-0-bind")
+    page.click("#start")
+    expect(page).to_have_url(re.compile(r"/m/bind/done$"), timeout=90_000)
+    look(page, screenshots, "pixel7-0-bound")
+    [bound] = api.call(
+        "GET", f"/api/v1/experts/{me['expert_id']}/passkeys", 200, headers=staged.supervisor
+    )
+    assert bound["aaguid"] and bound["revoked_at"] is None
+
     film_each_challenge(page, "**/api/v1/scan/challenge", idle_camera, scene, seen=challenges)
     film_each_challenge(page, "**/api/v1/evaluation/challenge", idle_camera, scene, seen=challenges)
-    page.on("dialog", lambda dialog: dialog.accept())
 
     # The room code on the screen: 1:few, the face decides which member this is.
     # The code the screen shows now (it rotates every 30 s; the staged one is stale).
@@ -274,6 +342,11 @@ def test_the_whole_journey_from_qr_to_signature(
     page.click("#start")
     expect(page).to_have_url(re.compile(r"/m/evaluation$"), timeout=90_000)
     assert challenges and challenges[0]["mode"] == "1:few"
+    sessions = api.call(
+        "GET", f"/api/v1/projects/{staged.project['id']}/sessions", 200, headers=staged.operator
+    )
+    mine = [s for s in sessions if s["expert_id"] == me["expert_id"] and not s["revoked_at"]]
+    assert len(mine) == 1  # face check and passkey: signed in
 
     # Invitation, then the recusal declaration.
     page.click("#accept")

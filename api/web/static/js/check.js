@@ -1,7 +1,19 @@
 // The face check: camera preview inside a face guide, one prompt per challenged action,
 // frames captured at the hinted rate, downscaled and JPEG-encoded here, uploaded with a
 // progress bar (retried, never submitted twice), then the result in plain words.
-import { Problem, api, deviceId, el, newKey, showProblem, signReport, t } from "./common.js";
+import {
+  Problem,
+  api,
+  createPasskey,
+  deviceId,
+  el,
+  getPasskey,
+  newKey,
+  passkeysAvailable,
+  showProblem,
+  signReport,
+  t,
+} from "./common.js";
 
 const root = document.getElementById("check");
 const purpose = root.dataset.purpose;
@@ -188,8 +200,26 @@ async function signContract() {
   await api("POST", root.dataset.signUrl, {});
 }
 
+// The face alone signs no one in: the passkey of the phone bound at the desk joins it.
+async function signIn() {
+  stepLabel.textContent = t("passkey.approving");
+  const options = await api("POST", "/api/v1/scan/passkey", {});
+  const passkey = await getPasskey(options);
+  stepLabel.textContent = t("check.verifying");
+  await api("POST", "/api/v1/scan/sign-in", { passkey });
+}
+
+async function bindPhone() {
+  stepLabel.textContent = t("bind.creating");
+  const options = await api("POST", "/api/v1/passkey-enrollment/options", {});
+  const credential = await createPasskey(options);
+  const label = navigator.userAgentData?.platform || navigator.platform || "phone";
+  await api("POST", "/api/v1/passkey-enrollment/complete", { credential, label: label.slice(0, 100) });
+}
+
 async function finish() {
-  if (purpose === "sign-in") await api("POST", "/api/v1/scan/sign-in", {});
+  if (purpose === "sign-in") await signIn();
+  else if (purpose === "bind") await bindPhone();
   else if (purpose === "contract") await signContract();
   else {
     stepLabel.textContent = t("report.signing");
@@ -209,10 +239,30 @@ async function freshEnough() {
 }
 
 let stream = null;
+// Set once the face check passed: a retry then redoes only the passkey step.
+let facePassed = false;
+const needsPasskey = purpose === "sign-in" || purpose === "bind" || purpose === "sign";
 
 async function run() {
   startButton.disabled = true;
   result.hidden = true;
+  if (needsPasskey && !passkeysAvailable()) {
+    showProblem(result, new Problem(0, { code: "passkey-unsupported" }));
+    result.hidden = false;
+    if (purpose === "sign-in") alternativeLink.hidden = false;
+    return;
+  }
+  if (facePassed) {
+    try {
+      await finish();
+    } catch (error) {
+      stepLabel.textContent = "";
+      showProblem(result, error);
+      result.hidden = false;
+      startButton.disabled = false;
+    }
+    return;
+  }
   stepLabel.textContent = t("check.preparing");
   try {
     const challenge = await api("POST", challengeUrl);
@@ -225,6 +275,8 @@ async function run() {
     upload.hidden = true;
     steps.hidden = true;
     if (outcome.passed) {
+      facePassed = true;
+      startButton.textContent = t("app.retry");
       result.className = "result ok";
       result.replaceChildren(el("strong", { id: "passed", text: t("check.passed") }));
       result.hidden = false;

@@ -121,9 +121,97 @@ export function pageImages(urls, altKey) {
   });
 }
 
-// Sign the committee's report with the fresh check just passed (its session is a cookie).
-export async function signReport() {
+// Sign the committee's report with the fresh check just passed (its session is a cookie),
+// approved by this phone's passkey (the in-person path, with its PIN, has none).
+export async function signReport({ withPasskey = true } = {}) {
   const overview = await api("GET", "/api/v1/evaluation");
   if (!overview.report_document_id) throw new Problem(409, { code: "report-missing", detail: t("report.none") });
-  await api("POST", `/api/v1/documents/${overview.report_document_id}/signatures`, {});
+  const url = `/api/v1/documents/${overview.report_document_id}`;
+  let passkey;
+  if (withPasskey) {
+    const issued = await api("POST", `${url}/approval`, {});
+    passkey = { nonce: issued.nonce, assertion: await getPasskey(issued.publicKey) };
+  }
+  await api("POST", `${url}/signatures`, passkey ? { passkey } : {});
+}
+
+// Passkeys. WebAuthn's options and answers travel as JSON with base64url binary fields
+// (the server's fido2 reads and writes that form); here they become ArrayBuffers and back.
+const fromB64url = (text) =>
+  Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(text.length / 4) * 4, "=")), (c) =>
+    c.charCodeAt(0),
+  );
+const toB64url = (buffer) =>
+  btoa(String.fromCharCode(...new Uint8Array(buffer))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+// Some in-app browsers (messaging apps) and older phones have no WebAuthn.
+export const passkeysAvailable = () =>
+  Boolean(window.isSecureContext && window.PublicKeyCredential && navigator.credentials?.get);
+
+function passkeyProblem(error) {
+  if (error instanceof Problem) return error;
+  const code = error?.name === "NotAllowedError" ? "passkey-cancelled" : "passkey-unsupported";
+  return new Problem(0, { code, detail: error?.message || String(error) });
+}
+
+function descriptors(list) {
+  return (list || []).map((item) => ({ ...item, id: fromB64url(item.id) }));
+}
+
+export async function createPasskey(options) {
+  if (!passkeysAvailable()) throw new Problem(0, { code: "passkey-unsupported" });
+  const publicKey = {
+    ...options,
+    challenge: fromB64url(options.challenge),
+    user: { ...options.user, id: fromB64url(options.user.id) },
+    excludeCredentials: descriptors(options.excludeCredentials),
+  };
+  let credential;
+  try {
+    credential = await navigator.credentials.create({ publicKey });
+  } catch (error) {
+    throw passkeyProblem(error);
+  }
+  const response = credential.response;
+  return {
+    id: credential.id,
+    rawId: toB64url(credential.rawId),
+    type: credential.type,
+    authenticatorAttachment: credential.authenticatorAttachment || null,
+    response: {
+      clientDataJSON: toB64url(response.clientDataJSON),
+      attestationObject: toB64url(response.attestationObject),
+      transports: response.getTransports ? response.getTransports() : [],
+    },
+    clientExtensionResults: credential.getClientExtensionResults(),
+  };
+}
+
+export async function getPasskey(options) {
+  if (!passkeysAvailable()) throw new Problem(0, { code: "passkey-unsupported" });
+  const publicKey = {
+    ...options,
+    challenge: fromB64url(options.challenge),
+    allowCredentials: descriptors(options.allowCredentials),
+  };
+  let credential;
+  try {
+    credential = await navigator.credentials.get({ publicKey });
+  } catch (error) {
+    throw passkeyProblem(error);
+  }
+  const response = credential.response;
+  return {
+    id: credential.id,
+    rawId: toB64url(credential.rawId),
+    type: credential.type,
+    authenticatorAttachment: credential.authenticatorAttachment || null,
+    response: {
+      clientDataJSON: toB64url(response.clientDataJSON),
+      authenticatorData: toB64url(response.authenticatorData),
+      signature: toB64url(response.signature),
+      userHandle: response.userHandle ? toB64url(response.userHandle) : null,
+    },
+    clientExtensionResults: credential.getClientExtensionResults(),
+  };
 }

@@ -41,7 +41,7 @@ form.addEventListener("submit", async (event) => {
     result.className = "result ok";
     result.replaceChildren(el("strong", { id: "passed", text: t("pin.passed") }));
     result.hidden = false;
-    if (purpose === "sign") await signReport();
+    if (purpose === "sign") await signReport({ withPasskey: false }); // the PIN path
     else await api("POST", "/api/v1/scan/sign-in", {});
     location.assign(root.dataset.doneUrl);
   } catch (error) {

@@ -1,0 +1,39 @@
+"""A passkey's approval at the edges: the nonce the service gave and the phone's answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluation.documents.documents import PasskeyApproval
+from evaluation.identity.passkeys import SigningApproval
+
+
+class PasskeyApprovalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nonce: str = Field(min_length=8, max_length=100, description="From the signing challenge")
+    assertion: dict[str, Any] = Field(
+        description="navigator.credentials.get()'s answer (AuthenticationResponseJSON) to the "
+        "challenge SHA-256(JCS{credentialID, hashes, nonce})"
+    )
+
+    def approval(self) -> PasskeyApproval:
+        return PasskeyApproval(self.nonce, self.assertion)
+
+
+class SigningChallengeOut(BaseModel):
+    nonce: str
+    challenge: str = Field(
+        description="base64url SHA-256 over the RFC 8785 (JCS) encoding of "
+        '{"credentialID", "hashes", "nonce"}: what the passkey signs to approve exactly these '
+        "hashes with this credential"
+    )
+    publicKey: dict[str, Any] = Field(
+        description="PublicKeyCredentialRequestOptions (JSON) for navigator.credentials.get()"
+    )
+
+    @classmethod
+    def of(cls, approval: SigningApproval) -> SigningChallengeOut:
+        return cls(nonce=approval.nonce, challenge=approval.challenge, publicKey=approval.options)
