@@ -24,7 +24,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/evalsign init --data-dir $(DATA_DIR)
-	@echo "EvalSign: http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs)"
+	@echo "EvalSign: http://localhost:8000  (API docs: http://localhost:8000/docs; phone pages need localhost or HTTPS)"
 	@echo "Use a token above as 'Authorization: Bearer <token>'."
 	$(BIN)/evalsign serve --data-dir $(DATA_DIR)
 

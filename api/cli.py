@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.instance import initialize, prepare
 from api.services import open_database
+from evaluation.identity.passkeys import rp_id_is_address
 from evaluation.kernel import audit
 from evaluation.kernel.errors import DomainError
 from evaluation.registry import centers
@@ -175,6 +177,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             }
         )
         sys.stdout.flush()
+    if rp_id_is_address(settings):
+        logging.getLogger("evalsign.serve").warning(
+            "EVALSIGN_PUBLIC_URL %s is an IP address: phones cannot bind passkeys to it "
+            "(WebAuthn needs a host name). Serve under a DNS name, or set "
+            "EVALSIGN_WEBAUTHN_RP_ID and EVALSIGN_WEBAUTHN_ORIGINS.",
+            settings.public_url,
+        )
     if args.workers > 1:
         # Worker processes read their settings from the environment (api/asgi.py).
         engine.dispose()

@@ -1006,3 +1006,6 @@ class ContractLink(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # The phone that opened it first: a copy of the link opened elsewhere is refused.
+    device_id: Mapped[str | None] = mapped_column(String(100))
+    opened_at: Mapped[datetime | None]

@@ -16,7 +16,7 @@ from evaluation.kernel.identifiers import credit_code_check_char, id_number_chec
 from evaluation.registry import centers
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import Role
-from models.clock import Clock
+from models.clock import Clock, FrozenClock
 
 _rng = random.Random(secrets.randbits(64))
 CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -199,6 +199,7 @@ def bound_phone(
     *,
     device_id: str = "phone-test-1",
     phone: Any = None,
+    bound_at: Any = None,
 ) -> Any:
     """A phone bound to the person as the desk binds one (a binding, its face check's
     records, a passkey registered through the domain code); returns its authenticator.
@@ -239,8 +240,9 @@ def bound_phone(
     enrollment.face_challenge_id = verification.challenge_id
     phone = phone or SoftwareAuthenticator(PHONE_ORIGIN)
     options = passkeys.registration_options(db, clock, policy, enrollment, face)
+    desk = FrozenClock(bound_at or earlier)  # by default well before the project
     passkeys.complete_enrollment(
-        db, clock, policy, enrollment, face, phone.create(options), label="test", request_id=None
+        db, desk, policy, enrollment, face, phone.create(options), label="test", request_id=None
     )
     db.commit()
     return phone

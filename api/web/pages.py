@@ -176,7 +176,12 @@ def landing(token: str, request: Request, services: ServicesDep) -> Response:
                 secret = tasks.scan(
                     db, services.clock, services.room_tokens, token, where, timedelta(seconds=ttl)
                 ).token
-    except (tasks.ScanRefused, contracts.ContractLinkInvalid, InvalidTransition) as error:
+    except (
+        tasks.ScanRefused,
+        contracts.ContractLinkInvalid,
+        contracts.ContractLinkOtherDevice,
+        InvalidTransition,
+    ) as error:
         return _error_page(request, services, error)
     response = _redirect("/m/start")
     set_cookie(request, response, DEVICE_COOKIE, device_id, DEVICE_MAX_AGE)

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from evaluation.committee.projects import get_project
@@ -141,6 +141,12 @@ class ContractLinkInvalid(DomainError):
     status = 401
     code = "contract-link-invalid"
     title = "The contract link is unknown, revoked or expired"
+
+
+class ContractLinkOtherDevice(DomainError):
+    status = 409
+    code = "contract-link-other-device"
+    title = "This contract link was opened on another phone; ask the center for a new link"
 
 
 class NewContract(BaseModel):
@@ -472,6 +478,7 @@ def scan_link(
     representative's alone (1:1)."""
     now = clock.now()
     link, contract = open_link(db, token, now)
+    _claim_for_device(db, link, contract, device_id, client_ip, request_id, now)
     document = db.get(Document, contract.document_id)
     assert document is not None
     if document.status != "signing":
@@ -511,6 +518,42 @@ def scan_link(
         },
     )
     return session, secret, contract
+
+
+def _claim_for_device(
+    db: Session,
+    link: ContractLink,
+    contract: Contract,
+    device_id: str,
+    client_ip: str | None,
+    request_id: str | None,
+    now: datetime,
+) -> None:
+    """The first phone to open a link keeps it: a copy opened elsewhere is refused (and
+    logged), so a forwarded or photographed link is worth nothing once used."""
+    claimed = db.execute(
+        update(ContractLink)
+        .where(ContractLink.id == link.id, ContractLink.device_id.is_(None))
+        .values(device_id=device_id, opened_at=now)
+        .returning(ContractLink.device_id)
+    ).first()
+    db.refresh(link)
+    if claimed is None and link.device_id != device_id:
+        refused = ContractLinkOtherDevice("open the link on the phone you first opened it on")
+        caller = audit.Caller(contract.center_id, f"device:{device_id}", None, request_id)
+        event = audit.AuditEvent(
+            Action.TASK_SCAN_REFUSED,
+            "contract_link",
+            link.id,
+            {
+                "reason": refused.code,
+                "contract_id": contract.id,
+                "device_id": device_id,
+                "client_ip": client_ip,
+                "first_device_id": link.device_id,
+            },
+        )
+        raise audit.refused(refused, caller, event)
 
 
 @dataclass(frozen=True)

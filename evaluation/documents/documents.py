@@ -376,7 +376,7 @@ def archive_document(
     return document
 
 
-_TRANSITIONS = {
+DOCUMENT_TRANSITIONS = {
     ("draft", "start"): "signing",
     ("draft", "cancel"): "cancelled",
     ("signing", "cancel"): "cancelled",
@@ -393,7 +393,7 @@ def change_status(
     reason: str | None,
 ) -> Document:
     document = _load(db, caller.center_id, document_id, lock=True)
-    target = _TRANSITIONS.get((document.status, action))
+    target = DOCUMENT_TRANSITIONS.get((document.status, action))
     if target is None:
         raise InvalidTransition(
             f"cannot {action} a document that is {document.status}",

@@ -300,7 +300,7 @@ def enroll_face(
 class AlreadyEnrolled(DomainError):
     status = 409
     code = "already-enrolled"
-    title = "The person's face was enrolled at the center; an ID card photo cannot replace it"
+    title = "The person already has a face reference; only the center can replace it"
 
 
 def enroll_from_id_card(
@@ -316,13 +316,16 @@ def enroll_from_id_card(
 ) -> Enrollment:
     """Remote enrollment of a unit's representative: the portrait side of their ID card,
     photographed by themselves, becomes their reference at the lower "id-card" assurance;
-    the liveness check that follows must match it (at its own threshold). A face enrolled
-    in person at the center is never replaced this way."""
+    the liveness check that follows must match it (at its own threshold). An existing
+    reference is never replaced this way, whether enrolled at the center or from an earlier
+    card: whoever holds a copy of the link could otherwise make their own face the
+    representative's. Only an operator can remove it (audited), for a new enrollment."""
     person = _expert(db, caller.center_id, person_id)
     db.refresh(person, with_for_update=True)
     existing = db.get(FaceTemplate, person.id)
-    if existing is not None and existing.reference == "in-person":
-        raise AlreadyEnrolled(f"{person.name} was enrolled at the center")
+    if existing is not None:
+        where = "at the center" if existing.reference == "in-person" else "from an ID card"
+        raise AlreadyEnrolled(f"{person.name} already has a face reference, enrolled {where}")
     # The card's portrait is small: the size gate is the card's, the rest are the usual.
     thresholds = replace(policy.thresholds, min_face_px=policy.id_card_min_face_px)
     report, analysis = _analyze_photo(
@@ -332,9 +335,6 @@ def enroll_from_id_card(
         raise EnrollmentRejected("the ID card photo cannot serve as a reference", photos=[report])
     now = clock.now()
     person.face_consent_withdrawn_at = None  # consented again on the phone, just now
-    if existing is not None:
-        db.delete(existing)
-        db.flush()
     db.add(
         FaceTemplate(
             expert_id=person.id,
@@ -371,9 +371,7 @@ def enroll_from_id_card(
             **consent_record(consent_version),
         },
     )
-    return Enrollment(
-        person.id, engine.model_id, 1, now, now, [report], existing is not None, consent_version
-    )
+    return Enrollment(person.id, engine.model_id, 1, now, now, [report], False, consent_version)
 
 
 def best_other_match(

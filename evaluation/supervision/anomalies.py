@@ -32,6 +32,8 @@ from models.tables import (
     AnomalyFlag,
     EvaluationSession,
     FaceVerification,
+    Passkey,
+    PasskeyUse,
     Project,
     ScoreSheet,
 )
@@ -45,6 +47,7 @@ class AnomalyPolicy:
     sheet_difference: float
     borderline_margin: float
     early_sign_in: timedelta
+    new_binding: timedelta = timedelta(days=7)
     timezone: str = "Asia/Shanghai"  # whose day "one device per day" counts
 
     @classmethod
@@ -56,6 +59,7 @@ class AnomalyPolicy:
             sheet_difference=settings.anomaly_sheet_difference_points,
             borderline_margin=settings.anomaly_borderline_margin,
             early_sign_in=timedelta(minutes=settings.anomaly_early_sign_in_minutes),
+            new_binding=timedelta(days=settings.passkey_new_binding_flag_days),
             timezone=settings.display_timezone,
         )
 
@@ -351,6 +355,46 @@ def sign_ins(db: Session, project: Project, policy: AnomalyPolicy) -> list[Findi
     return found
 
 
+def late_bindings(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding]:
+    """A member signed in with a phone bound shortly before the evaluation: whoever stood
+    at the desk then holds the passkey now; worth a look at who witnessed the binding."""
+    rows = db.execute(
+        select(EvaluationSession, Passkey)
+        .join(PasskeyUse, PasskeyUse.id == EvaluationSession.passkey_use_id)
+        .join(Passkey, Passkey.id == PasskeyUse.passkey_id)
+        .where(
+            EvaluationSession.project_id == project.id,
+            Passkey.created_at > project.evaluation_start - policy.new_binding,
+        )
+        .order_by(EvaluationSession.created_at, EvaluationSession.id)
+    ).all()
+    found = []
+    for session, passkey in rows:
+        before = project.evaluation_start - passkey.created_at
+        hours = round(before.total_seconds() / 3600, 1)
+        found.append(
+            Finding(
+                "passkey-bound-late",
+                "medium",
+                f"{project.id}:{passkey.id}",
+                {
+                    "expert_id": session.expert_id,
+                    "evaluation_session_id": session.id,
+                    "passkey_id": passkey.id,
+                    "bound_at": passkey.created_at.isoformat(),
+                    "witnessed_by": passkey.witnessed_by,
+                    "hours_before_start": hours,
+                },
+                f"专家签到所用手机在评标开始{'前' if hours >= 0 else '后'} {abs(hours)} 小时"
+                "才绑定，请核实绑定时在场的是否为本人。",
+                f"The expert signed in with a phone bound {abs(hours)} h "
+                f"{'before' if hours >= 0 else 'after'} the evaluation started: check who "
+                "stood at the desk for that binding.",
+            )
+        )
+    return found
+
+
 def similar_sheets(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding]:
     """Two members' submitted sheets that are identical or nearly so: collusion, or one
     person scoring for two."""
@@ -412,6 +456,7 @@ def detect(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding
         *borderline_pass(project, checks, policy),
         *in_person_path(project, checks),
         *sign_ins(db, project, policy),
+        *late_bindings(db, project, policy),
         *similar_sheets(db, project, policy),
     ]
 
@@ -482,7 +527,7 @@ def list_flags(
     return list(db.execute(query).scalars())
 
 
-_HANDLING = {
+FLAG_TRANSITIONS = {
     ("open", "acknowledge"): "acknowledged",
     ("open", "resolve"): "resolved",
     ("acknowledged", "resolve"): "resolved",
@@ -500,7 +545,7 @@ def handle(
     flag = db.get(AnomalyFlag, flag_id, with_for_update=True)
     if flag is None or flag.center_id != caller.center_id:
         raise NotFound(f"no anomaly flag {flag_id} in this center")
-    target = _HANDLING.get((flag.status, action))
+    target = FLAG_TRANSITIONS.get((flag.status, action))
     if target is None:
         raise InvalidTransition(
             f"cannot {action} a flag that is {flag.status}", current_status=flag.status

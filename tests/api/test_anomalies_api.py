@@ -21,7 +21,7 @@ from models.tables import (
 )
 from tests.api.committee import Committee
 from tests.api.helpers import assert_problem
-from tests.factories import drawable_expert
+from tests.factories import bound_phone, drawable_expert
 
 
 def _flags(committee: Committee, **query: str) -> list[dict[str, Any]]:
@@ -125,6 +125,30 @@ def test_one_phone_for_two_experts_is_flagged_at_sign_in(committee: Committee) -
     )
     assert "代评" in flag["explanation_zh"] and "proxy" in flag["explanation_en"]
     assert _recompute(committee) == []  # found again, not raised again
+
+
+def test_a_phone_bound_just_before_the_evaluation_is_flagged(
+    committee: Committee, services: Services
+) -> None:
+    early, late = committee.members[0], committee.members[1]
+    committee.sign_in(early, "phone-early-1")  # its phone was bound weeks ago
+    # The other member's phone is bound at the desk today.
+    committee.passkeys[late["expert_id"]] = bound_phone(
+        committee.db,
+        committee.clock,
+        services.passkeys,
+        committee.center.id,
+        late["expert_id"],
+        device_id="phone-late-1",
+        bound_at=committee.clock.now(),
+    )
+    committee.sign_in(late, "phone-late-1")
+    [flag] = _flags(committee)
+    assert flag["rule"] == "passkey-bound-late" and flag["severity"] == "medium"
+    assert flag["evidence"]["expert_id"] == late["expert_id"]
+    assert flag["evidence"]["witnessed_by"] == "staff:test"
+    assert "绑定" in flag["explanation_zh"] and "desk" in flag["explanation_en"]
+    assert _recompute(committee) == []
 
 
 def test_one_expert_on_two_devices_is_flagged(committee: Committee) -> None:

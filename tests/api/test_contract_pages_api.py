@@ -65,3 +65,29 @@ def test_without_a_contract_scan_nothing_is_shown(award: Award) -> None:
         401,
         "scan-session-invalid",
     )
+
+
+def test_a_link_belongs_to_the_phone_that_opened_it_first(award: Award) -> None:
+    from sqlalchemy import select
+
+    from models.tables import AuditEntry
+
+    contract = award.contract().json()
+    link = award.client.post(
+        f"/api/v1/contracts/{contract['id']}/links",
+        json={"authorization_id": award.representatives["tenderer"]["id"]},
+        headers=award.operator,
+    ).json()
+
+    def scan(device: str) -> Any:
+        return award.client.post("/api/v1/scan", json={"token": link["token"], "device_id": device})
+
+    assert scan(DEVICE).status_code == 201
+    copied = scan("phone-forwarded-1")
+    assert_problem(copied, 409, "contract-link-other-device")
+    refusal = award.db.execute(
+        select(AuditEntry).where(AuditEntry.subject_type == "contract_link")
+    ).scalar_one()
+    assert refusal.details["reason"] == "contract-link-other-device"
+    assert refusal.details["first_device_id"] == DEVICE
+    assert scan(DEVICE).status_code == 201  # the representative's own phone, again

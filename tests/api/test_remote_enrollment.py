@@ -135,3 +135,35 @@ def test_every_frontal_shipped_face_makes_a_usable_id_card(services: Services) -
             engine(), id_card_photo(portrait), policy.limits, thresholds, single_face=True
         )
         assert analysis.usable, (name, analysis.report())
+
+
+def test_a_copied_link_cannot_replace_an_id_card_reference(award: Award) -> None:
+    """Whoever holds a copy of the link uploads their own face as the "ID card": refused,
+    the representative's reference stays."""
+    contract, headers = _scan(award)
+    assert _card(award, headers, id_card_photo(portraits()[HOLDER])).status_code == 201
+    person = award.representatives["tenderer"]["person_id"]
+    before = award.db.get(FaceTemplate, person)
+    assert before is not None
+    kept = before.template_ciphertext
+    # Another phone opens the same link.
+    link = award.client.post(
+        f"/api/v1/contracts/{contract['id']}/links",
+        json={"authorization_id": award.representatives["tenderer"]["id"]},
+        headers=award.operator,
+    ).json()
+    scanned = award.client.post(
+        "/api/v1/scan", json={"token": link["token"], "device_id": "phone-copy-1"}
+    )
+    copied = {
+        "Authorization": f"Bearer {scanned.json()['scan_token']}",
+        "X-Device-Id": "phone-copy-1",
+    }
+    version = award.client.get("/api/v1/consent/face").json()["version"]
+    award.client.post(
+        "/api/v1/scan/consent", json={"version": version, "accepted": True}, headers=copied
+    )
+    assert_problem(_card(award, copied, id_card_photo(portraits()[OTHER])), 409, "already-enrolled")
+    award.db.expire_all()
+    after = award.db.get(FaceTemplate, person)
+    assert after is not None and after.template_ciphertext == kept

@@ -1,5 +1,6 @@
 """Passkeys: phones bound to people at the desk, WebAuthn challenges, and each verified
-assertion kept as evidence with the sign-in or the signature activation it approved.
+assertion kept as evidence with the sign-in or the signature activation it approved; a
+contract link keeps the phone that opened it first.
 
 Revision ID: 0019
 Revises: 0018
@@ -118,6 +119,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('passkey_use_id', sa.String(length=36), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_evaluation_sessions_passkey_use_id_passkey_uses'), 'passkey_uses', ['passkey_use_id'], ['id'])
 
+    with op.batch_alter_table('contract_links', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('device_id', sa.String(length=100), nullable=True))
+        batch_op.add_column(sa.Column('opened_at', models.base.UTCDateTime(), nullable=True))
+
     with op.batch_alter_table('signature_activations', schema=None) as batch_op:
         batch_op.add_column(sa.Column('passkey_use_id', sa.String(length=36), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_signature_activations_passkey_use_id_passkey_uses'), 'passkey_uses', ['passkey_use_id'], ['id'])
@@ -125,6 +130,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('contract_links', schema=None) as batch_op:
+        batch_op.drop_column('opened_at')
+        batch_op.drop_column('device_id')
+
     with op.batch_alter_table('signature_activations', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_signature_activations_passkey_use_id_passkey_uses'), type_='foreignkey')
         batch_op.drop_column('passkey_use_id')
