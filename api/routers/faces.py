@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Admin, AnyStaff, AuditReader, Db, FaceEngineDep, Operator, ServicesDep
 from api.errors import UnsupportedMediaType
@@ -54,10 +55,19 @@ class UploadMissing(DomainError):
     title = "A required file is missing from the form"
 
 
-async def read_multipart(request: Request, max_files: int) -> Any:
+async def read_multipart(
+    request: Request, max_files: int, too_many: DomainError | None = None
+) -> Any:
+    """The multipart form, at most `max_files` files; beyond that `too_many` is the answer
+    (Starlette's own parser would say 400 "Too many files")."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the images as multipart/form-data")
-    return await request.form(max_files=max_files, max_fields=10)
+    try:
+        return await request.form(max_files=max_files, max_fields=10)
+    except StarletteHTTPException as exc:
+        if too_many is not None and "Too many files" in str(exc.detail):
+            raise too_many from exc
+        raise
 
 
 async def read_enrollment_form(

@@ -121,7 +121,11 @@ class SubmittedFrames:
 
 async def read_frames_form(request: Request, services: ServicesDep) -> SubmittedFrames:
     config = services.liveness
-    form = await read_multipart(request, config.max_frames + 1)
+    too_many = face_checks.FramesInvalid(
+        f"send {config.min_frames}-{config.max_frames} frames, not more",
+        max_frames=config.max_frames,
+    )
+    form = await read_multipart(request, config.max_frames + 1, too_many)
     nonce = form.get("nonce")
     if not isinstance(nonce, str) or not nonce.strip():
         raise UploadMissing("send the challenge's `nonce`")

@@ -248,6 +248,8 @@ def test_reused_and_expired_challenges_are_refused_and_logged(
         ({"prompts_ms": "[100]"}, 422, "frames-invalid"),
         ({"device": "{}"}, 422, "frames-invalid"),
         ({"frames": "few"}, 422, "frames-invalid"),
+        ({"frames": "many"}, 422, "frames-invalid"),  # over the cap, and far over it
+        ({"frames": "flood"}, 422, "frames-invalid"),
         ({"frames": "not-an-image"}, 422, "image-unusable"),
         ({"frames": "too-wide"}, 422, "frames-invalid"),
         ({"frames": "huge"}, 422, "image-unusable"),
@@ -271,6 +273,8 @@ def test_bad_submissions_change_nothing(
     kind = change.pop("frames", None)
     if kind == "few":
         frames = frames[:3]
+    elif kind in ("many", "flood"):  # a 3-action challenge filmed at 10 fps, or worse
+        frames = (frames * 40)[: 49 if kind == "many" else 400]
     elif kind == "not-an-image":
         frames[4] = b"%PDF-1.7 not a frame"
     elif kind == "too-wide":
