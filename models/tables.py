@@ -200,6 +200,35 @@ class FaceTemplate(Base):
     )
     # The consent text the person agreed to (evaluation/identity/consent.py), when it was recorded.
     consent_version: Mapped[str | None] = mapped_column(String(40))
+    # Who confirmed that the reference is the person's: the operator at enrollment in
+    # person; for an ID card sent from a phone, an operator who compared it with the live
+    # check (evaluation/identity/remote_review.py). Nothing is sealed before.
+    confirmed_at: Mapped[datetime | None]
+    confirmed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class RemoteEnrollmentReview(Base):
+    """A remote enrollment waiting for an operator: the ID card photo the phone sent and
+    a frame of the live check that matched it, encrypted, kept only until the decision."""
+
+    __tablename__ = "remote_enrollment_reviews"
+    __table_args__ = (
+        CheckConstraint("decision IN ('confirmed', 'rejected')", name="decision"),
+        Index("ix_remote_enrollment_reviews_center_open", "center_id", "decided_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id", ondelete="CASCADE"), index=True)
+    card_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    frame_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    verification_id: Mapped[str | None] = mapped_column(ForeignKey("face_verifications.id"))
+    similarity: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(String(500))
 
 
 class FacePhoto(Base):

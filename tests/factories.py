@@ -204,7 +204,7 @@ def bound_phone(
     """A phone bound to the person as the desk binds one (a binding, its face check's
     records, a passkey registered through the domain code); returns its authenticator.
     tests/api/test_passkeys_api.py binds the real way, through the API."""
-    from evaluation.identity import passkeys
+    from evaluation.identity import passkeys, phone_binding
     from evaluation.registry.staff import hash_token
     from models.tables import FaceVerification, PasskeyEnrollment
     from signing.soft_authenticator import SoftwareAuthenticator
@@ -239,9 +239,9 @@ def bound_phone(
     verification = db.get(FaceVerification, face.verification_id)
     enrollment.face_challenge_id = verification.challenge_id
     phone = phone or SoftwareAuthenticator(PHONE_ORIGIN)
-    options = passkeys.registration_options(db, clock, policy, enrollment, face)
+    options = phone_binding.registration_options(db, clock, policy, enrollment, face)
     desk = FrozenClock(bound_at or earlier)  # by default well before the project
-    passkeys.complete_enrollment(
+    phone_binding.complete_enrollment(
         db, desk, policy, enrollment, face, phone.create(options), label="test", request_id=None
     )
     db.commit()

@@ -48,7 +48,7 @@ from evaluation.kernel.errors import InvalidCredentials, SigningRefused
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import hash_token
 from evaluation.trust import activation, credentials, pki
-from models.tables import Authority, FaceVerification, IssuedCertificate, VaultKey, VerifiedSession
+from models.tables import Authority, IssuedCertificate, VaultKey, VerifiedSession
 from signing import certificates as profiles
 from signing.algorithms import KeyAlgorithm, sign_algorithms_for
 
@@ -337,26 +337,18 @@ def _approved(
     body: AuthorizeIn,
     request_id: str | None,
 ) -> str | None:
-    """The passkey assertion approving exactly these hashes (sole control): required after
-    a face check; the in-person PIN path has none (lower assurance, always flagged)."""
-    verification = db.get(FaceVerification, session.verification_id)
-    if verification is None or verification.method != "face":
-        return None
-    if body.passkey is None:
-        details = {"purpose": "signing", "credential_id": body.credentialID}
-        raise passkeys.require_assertion(session.center_id, session.expert_id, request_id, details)
-    asserted = passkeys.verify_signing(
+    """The passkey assertion approving exactly these hashes (sole control)."""
+    return passkeys.signing_approval(
         db,
         services.clock,
         services.passkeys,
-        body.passkey.assertion,
-        face=session,
-        nonce=body.passkey.nonce,
+        session,
+        nonce=None if body.passkey is None else body.passkey.nonce,
+        assertion=None if body.passkey is None else body.passkey.assertion,
         credential_id=body.credentialID,
         hashes=body.hashes,
         request_id=request_id,
     )
-    return asserted.use.id
 
 
 @router.post("/credentials/passkeyChallenge", response_model=SigningChallengeOut)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Admin, AnyStaff, AuditReader, Db, FaceEngineDep, Operator, ServicesDep
 from api.errors import UnsupportedMediaType
-from evaluation.identity import face_data, faces
+from evaluation.identity import face_data, faces, remote_review
 from evaluation.kernel.errors import DomainError
 
 router = APIRouter(tags=["faces"])
@@ -40,6 +40,33 @@ class FaceStatusOut(BaseModel):
     )
     reference: str
     quality: list[dict[str, Any]]
+    confirmed_at: datetime | None = Field(
+        description="When an operator confirmed the reference is the person's (null: an ID "
+        "card sent from a phone that waits for a decision; nothing is sealed before)"
+    )
+
+
+class RemoteReviewOut(BaseModel):
+    id: str
+    expert_id: str
+    created_at: datetime
+    card_jpeg_base64: str | None = Field(description="The ID card photo the phone sent")
+    frame_jpeg_base64: str | None = Field(
+        description="A frame of the live check that matched the card (null: none passed yet)"
+    )
+    verification_id: str | None
+    similarity: float | None
+    decided_at: datetime | None
+    decision: str | None
+
+
+class RemoteDecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["confirm", "reject"]
+    note: str = Field(
+        min_length=1, max_length=500, description="What was compared, e.g. a call to the unit"
+    )
 
 
 class CompareOut(BaseModel):
@@ -156,6 +183,36 @@ def face_status(expert_id: str, staff: AnyStaff, db: Db) -> FaceStatusOut:
     if template is None:
         raise faces.FaceNotEnrolled("the expert has no enrolled face")
     return FaceStatusOut.model_validate(template, from_attributes=True)
+
+
+@router.get("/api/v1/experts/{expert_id}/face/remote-enrollment", response_model=RemoteReviewOut)
+def remote_enrollment(
+    expert_id: str, staff: Operator, db: Db, services: ServicesDep
+) -> RemoteReviewOut:
+    """A remote enrollment for the operator to decide: the ID card photo beside a frame of
+    the live check that matched it (shown only until the decision)."""
+    view = remote_review.review_of(db, services.cipher, staff.center_id, expert_id)
+    return RemoteReviewOut.model_validate(vars(view))
+
+
+@router.post(
+    "/api/v1/experts/{expert_id}/face/remote-enrollment/decision", response_model=RemoteReviewOut
+)
+def decide_remote_enrollment(
+    expert_id: str, body: RemoteDecisionIn, staff: Operator, db: Db, services: ServicesDep
+) -> RemoteReviewOut:
+    """Confirm that the card and the live face are the person the unit authorized (then
+    they can seal and sign), or reject (the reference is deleted; they enroll again)."""
+    remote_review.decide(
+        db,
+        staff.caller,
+        services.clock,
+        expert_id=expert_id,
+        confirm=body.decision == "confirm",
+        note=body.note,
+    )
+    view = remote_review.review_of(db, services.cipher, staff.center_id, expert_id)
+    return RemoteReviewOut.model_validate(vars(view))
 
 
 @router.delete("/api/v1/experts/{expert_id}/face", status_code=status.HTTP_204_NO_CONTENT)

@@ -14,7 +14,7 @@ from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, phone_t
 from api.logs import request_id_var
 from api.routers.tasks import ScanChallengeOut, challenge_out
 from api.web import session as web
-from evaluation.identity import face_checks, passkeys
+from evaluation.identity import face_checks, phone_binding
 from models.tables import Passkey, PasskeyEnrollment, VerifiedSession
 from signing.task_qr import qr_png, qr_svg
 
@@ -75,7 +75,7 @@ def start_enrollment(
 ) -> EnrollmentOut:
     """Bind a phone: after checking the ID card, show this QR to the person. Their phone
     opens it, passes a face check against their enrolled face and registers a passkey."""
-    enrollment, token = passkeys.start_enrollment(
+    enrollment, token = phone_binding.start_enrollment(
         db,
         staff.caller,
         services.clock,
@@ -99,7 +99,7 @@ def start_enrollment(
 @router.get("/api/v1/experts/{expert_id}/passkeys", response_model=list[PasskeyOut])
 def list_passkeys(expert_id: str, staff: AnyStaff, db: Db) -> list[PasskeyOut]:
     """Every phone bound to the person, revoked ones included, oldest first."""
-    rows = passkeys.passkeys_of(db, staff.center_id, expert_id)
+    rows = phone_binding.passkeys_of(db, staff.center_id, expert_id)
     return [PasskeyOut.model_validate(row) for row in rows]
 
 
@@ -113,7 +113,7 @@ def revoke_passkey(
     services: ServicesDep,
 ) -> PasskeyOut:
     """A lost or replaced phone: its passkey approves nothing from now on."""
-    row = passkeys.revoke_passkey(
+    row = phone_binding.revoke_passkey(
         db,
         staff.caller,
         services.clock,
@@ -131,10 +131,12 @@ def enrollment_of_phone(
     authorization: Annotated[str | None, Header()] = None,
     x_device_id: Annotated[str | None, Header()] = None,
 ) -> PasskeyEnrollment:
-    sent = phone_token(request, services, passkeys.ENROLLMENT_PREFIX, authorization, x_device_id)
+    sent = phone_token(
+        request, services, phone_binding.ENROLLMENT_PREFIX, authorization, x_device_id
+    )
     if sent.token is None or not sent.device_id:
-        raise passkeys.EnrollmentInvalid("send Authorization: Bearer evb_... and X-Device-Id")
-    return passkeys.open_enrollment(db, services.clock, sent.token, sent.device_id)
+        raise phone_binding.EnrollmentInvalid("send Authorization: Bearer evb_... and X-Device-Id")
+    return phone_binding.open_enrollment(db, services.clock, sent.token, sent.device_id)
 
 
 PhoneEnrollment = Annotated[PasskeyEnrollment, Depends(enrollment_of_phone)]
@@ -151,7 +153,7 @@ def open_enrollment(enrollment: PhoneEnrollment, db: Db) -> OpenedOut:
     """The phone opens its binding QR: from now on only this phone may continue."""
     return OpenedOut(
         id=enrollment.id,
-        name=passkeys.person_name(db, enrollment),
+        name=phone_binding.person_name(db, enrollment),
         expires_at=enrollment.expires_at,
     )
 
@@ -165,7 +167,7 @@ def enrollment_challenge(
     enrollment: PhoneEnrollment, db: Db, services: ServicesDep, engine: FaceEngineDep
 ) -> ScanChallengeOut:
     """The binding's face check, 1:1 against the person's enrolled face."""
-    issued = passkeys.enrollment_challenge(
+    issued = phone_binding.enrollment_challenge(
         db,
         services.clock,
         services.cipher,
@@ -218,7 +220,9 @@ def registration_options(
     """After the binding's passed face check: PublicKeyCredentialCreationOptions (JSON,
     binary fields base64url) for navigator.credentials.create()."""
     face = _face(request, db, services, body.face_session, x_device_id)
-    return passkeys.registration_options(db, services.clock, services.passkeys, enrollment, face)
+    return phone_binding.registration_options(
+        db, services.clock, services.passkeys, enrollment, face
+    )
 
 
 @router.post(
@@ -236,7 +240,7 @@ def complete_enrollment(
 ) -> PasskeyOut:
     """Bind the phone's new passkey to the person; the binding QR is spent."""
     face = _face(request, db, services, body.face_session, x_device_id)
-    passkey: Passkey = passkeys.complete_enrollment(
+    passkey: Passkey = phone_binding.complete_enrollment(
         db,
         services.clock,
         services.passkeys,

@@ -38,7 +38,7 @@ from api.web.session import (
 )
 from evaluation.committee import in_person, projects, sign_in, tasks
 from evaluation.contracts import contracts
-from evaluation.identity import consent, face_checks, faces, passkeys
+from evaluation.identity import consent, face_checks, faces, phone_binding
 from evaluation.kernel.errors import DomainError, InvalidTransition
 from evaluation.registry import centers, unit_authority
 from models.tables import ContractLink, EvaluationSession, ScanSession, Unit
@@ -396,9 +396,9 @@ def binding_landing(token: str, request: Request, services: ServicesDep) -> Resp
     device_id = request.cookies.get(DEVICE_COOKIE) or new_device_id()
     try:
         with transaction(services) as db:
-            enrollment = passkeys.open_enrollment(db, services.clock, token, device_id)
+            enrollment = phone_binding.open_enrollment(db, services.clock, token, device_id)
             ttl = int((enrollment.expires_at - services.clock.now()).total_seconds())
-    except (passkeys.EnrollmentInvalid, passkeys.EnrollmentOtherDevice) as error:
+    except (phone_binding.EnrollmentInvalid, phone_binding.EnrollmentOtherDevice) as error:
         return _error_page(request, services, error)
     response = _redirect("/m/bind")
     set_cookie(request, response, DEVICE_COOKIE, device_id, DEVICE_MAX_AGE)
@@ -411,13 +411,13 @@ def binding_landing(token: str, request: Request, services: ServicesDep) -> Resp
 def bind_page(request: Request, db: Db, services: ServicesDep) -> Response:
     """Binding this phone: a face check against the person's enrolled face, then the
     phone makes its passkey (its screen lock or fingerprint confirms)."""
-    token = request.cookies.get(TOKEN_COOKIES[passkeys.ENROLLMENT_PREFIX], "")
+    token = request.cookies.get(TOKEN_COOKIES[phone_binding.ENROLLMENT_PREFIX], "")
     device_id = request.cookies.get(DEVICE_COOKIE)
     if not token or not device_id:
         return _redirect("/m/")
     try:
-        enrollment = passkeys.open_enrollment(db, services.clock, token, device_id)
-    except (passkeys.EnrollmentInvalid, passkeys.EnrollmentOtherDevice) as error:
+        enrollment = phone_binding.open_enrollment(db, services.clock, token, device_id)
+    except (phone_binding.EnrollmentInvalid, phone_binding.EnrollmentOtherDevice) as error:
         return _error_page(request, services, error)
     return render(
         request,
@@ -427,7 +427,7 @@ def bind_page(request: Request, db: Db, services: ServicesDep) -> Response:
             "purpose": "bind",
             "challenge_url": "/api/v1/passkey-enrollment/challenge",
             "done_url": "/m/bind/done",
-            "person": passkeys.person_name(db, enrollment),
+            "person": phone_binding.person_name(db, enrollment),
         },
     )
 
@@ -435,7 +435,7 @@ def bind_page(request: Request, db: Db, services: ServicesDep) -> Response:
 @router.get("/m/bind/done", response_class=HTMLResponse)
 def bind_done_page(request: Request, services: ServicesDep) -> Response:
     response = render(request, services, "bound.html", {})
-    clear_token_cookie(request, response, passkeys.ENROLLMENT_PREFIX)
+    clear_token_cookie(request, response, phone_binding.ENROLLMENT_PREFIX)
     clear_token_cookie(request, response, face_checks.SESSION_PREFIX)
     return response
 

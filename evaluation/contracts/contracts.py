@@ -29,6 +29,7 @@ from evaluation.committee.tasks import SCAN_PREFIX
 from evaluation.documents import documents
 from evaluation.documents.documents import Purpose, SigningContext
 from evaluation.documents.store import DocumentStore
+from evaluation.identity import remote_review
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
@@ -658,6 +659,7 @@ def sign_contract(
             "the other party signs first", waiting_for=sorted({s.role for s in waiting})
         )
     _check_unchanged(context, document)
+    remote_review.require_confirmed(db, session.expert_id)
     seal = _require_seal(db, unit, now)
     personal = credentials.current_credential(db, session.expert_id)
     if personal is None:

@@ -37,7 +37,6 @@ from models.tables import (
     Document,
     DocumentRevision,
     Expert,
-    FaceVerification,
     IssuedCertificate,
     Project,
     SignerSlot,
@@ -561,29 +560,18 @@ def _approved(
     credential: IssuedCertificate,
     approval: PasskeyApproval | None,
 ) -> str | None:
-    """The passkey assertion a face-checked signer's phone gave for this document: its
-    use id. The in-person path (a PIN under an operator's ID check) has none: a lower
-    assurance, recorded with the check and always flagged for supervisors."""
-    verification = db.get(FaceVerification, session.verification_id)
-    if verification is None or verification.method != "face":
-        return None
-    if approval is None:
-        details = {"purpose": "signing", "document_id": document.id}
-        raise passkeys.require_assertion(
-            session.center_id, session.expert_id, caller.request_id, details
-        )
-    asserted = passkeys.verify_signing(
+    """The passkey assertion the signer's phone gave for this document (its use id)."""
+    return passkeys.signing_approval(
         db,
         clock,
         context.passkeys,
-        approval.assertion,
-        face=session,
-        nonce=approval.nonce,
+        session,
+        nonce=None if approval is None else approval.nonce,
+        assertion=None if approval is None else approval.assertion,
         credential_id=credential.id,
         hashes=approval_hashes(db, document),
         request_id=caller.request_id,
     )
-    return asserted.use.id
 
 
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:

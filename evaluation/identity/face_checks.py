@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from evaluation.identity import face_data
+from evaluation.identity import face_data, remote_review
 from evaluation.identity.faces import FacePolicy, best_other_match, load_templates, references_of
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -397,10 +397,11 @@ def record_verification(
         db, challenge.center_id, received_at - config.replay_window, config.replay_max_sequences
     )
     policy = config.policy
-    if (
+    against_card = (
         challenge.mode == "1:1"
         and references_of(db, challenge.expert_ids).get(challenge.expert_ids[0]) == "id-card"
-    ):
+    )
+    if against_card:
         # Matched against an ID card's portrait: its own threshold (the identity check
         # records which one it used).
         policy = replace(policy, match_threshold=config.id_card_threshold)
@@ -461,6 +462,9 @@ def record_verification(
     )
     db.add(verification)
     db.flush()
+    if against_card and raw_frames:
+        # An operator compares the card with the live face before anything is sealed.
+        remote_review.attach_live_check(db, cipher, verification, raw_frames[0])
     if config.retain_frames:
         for seq, data in enumerate(raw_frames):
             db.add(

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from evaluation.identity import remote_review
 from evaluation.identity.consent import FACE_CONSENT_VERSION, consent_text, require_current
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -254,6 +255,8 @@ def enroll_face(
         consent_recorded_at=now,
         consent_version=agreed["consent_version"],
         enrolled_at=now,
+        confirmed_at=now,  # the operator saw the person
+        confirmed_by=caller.actor,
     )
     db.add(template)
     if policy.retain_photos:
@@ -355,6 +358,7 @@ def enroll_from_id_card(
         )
     )
     db.flush()
+    remote_review.open_review(db, cipher, clock, person, data)
     audit.record(
         db,
         caller,

@@ -69,6 +69,8 @@ class Action(StrEnum):
     FACE_CONSENT_REFUSED = "face.consent_refused"
     FACE_CONSENT_WITHDRAWN = "face.consent_withdrawn"
     FACE_FRAMES_EXPIRED = "face.frames_expired"
+    FACE_REMOTE_ENROLLMENT_CONFIRMED = "face.remote_enrollment_confirmed"
+    FACE_REMOTE_ENROLLMENT_REJECTED = "face.remote_enrollment_rejected"
     FACE_SUBMISSION_REFUSED = "face.submission_refused"
     FACE_TEMPLATE_EXPIRED = "face.template_expired"
     FACE_VERIFICATION_FAILED = "face.verification_failed"

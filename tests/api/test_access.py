@@ -239,6 +239,14 @@ ROUTES = [
         409,  # the fixture's expert, another ID card
         json=lambda ids: {"id_number": id_number(), "pin": "480317"},
     ),
+    Route("GET", "/api/v1/experts/{expert_id}/face/remote-enrollment", OPERATOR, 404),
+    Route(
+        "POST",
+        "/api/v1/experts/{expert_id}/face/remote-enrollment/decision",
+        OPERATOR,
+        404,
+        json={"decision": "confirm", "note": "核实"},
+    ),
     Route(
         "POST",
         "/api/v1/experts/{expert_id}/passkeys/enrollments",
@@ -278,6 +286,7 @@ NOT_STAFF = {
     ("POST", "/api/v1/face/challenges/{challenge_id}/frames"),
     ("GET", "/api/v1/face/session"),
     ("POST", "/api/v1/documents/{document_id}/signatures"),  # test_documents_api.py
+    ("POST", "/api/v1/documents/{document_id}/approval"),
     ("POST", "/api/v1/contracts/{contract_id}/signatures"),  # test_contracts_api.py
     # A contract link's scan session (test_contract_pages_api.py).
     ("GET", "/api/v1/contract"),

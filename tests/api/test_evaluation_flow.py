@@ -118,9 +118,10 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
                 .where(FaceVerification.passed.is_(True))
             ).scalar_one()
             assert passed >= 10  # a sign-in and a signing check per member
-            # A clean run raises no anomaly flag.
+            # A clean run raises no anomaly flag but one: every phone was bound at the
+            # desk minutes before the evaluation (a demo compresses weeks into minutes).
             flags = connection.execute(select(AnomalyFlag.rule)).scalars().all()
-            assert flags == []
+            assert set(flags) == {"passkey-bound-late"} and len(flags) == 5
             status = connection.execute(select(Project.status)).scalar_one()
             assert status == "completed"
             actions = set(connection.execute(select(AuditEntry.action)).scalars())

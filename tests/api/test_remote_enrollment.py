@@ -79,6 +79,22 @@ def test_an_id_card_photo_then_a_matching_live_face_unlocks_the_seal(award: Awar
     assert identity["values"]["threshold"] == 0.30  # the ID card's, not 0.40 in person
 
     face = {"Authorization": f"Bearer {result['session']['token']}", "X-Device-Id": DEVICE}
+    # Nothing is sealed before an operator has compared the card with the live face.
+    early = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
+    assert_problem(early, 409, "remote-enrollment-unconfirmed")
+    review = award.client.get(
+        f"/api/v1/experts/{person}/face/remote-enrollment", headers=award.operator
+    ).json()
+    assert review["card_jpeg_base64"] and review["frame_jpeg_base64"]  # side by side
+    assert review["verification_id"] == record.id and review["decision"] is None
+    decided = award.client.post(
+        f"/api/v1/experts/{person}/face/remote-enrollment/decision",
+        json={"decision": "confirm", "note": "对比身份证照片与现场画面，并电话联系单位核实"},
+        headers=award.operator,
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["decision"] == "confirmed"
+    assert decided.json()["card_jpeg_base64"] is None  # erased with the decision
     signed = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
     assert signed.status_code == 201, signed.text
     entry = award.db.execute(
@@ -167,3 +183,34 @@ def test_a_copied_link_cannot_replace_an_id_card_reference(award: Award) -> None
     award.db.expire_all()
     after = award.db.get(FaceTemplate, person)
     assert after is not None and after.template_ciphertext == kept
+
+
+def test_a_rejected_remote_enrollment_seals_nothing_and_starts_over(award: Award) -> None:
+    contract, headers = _scan(award)
+    assert _card(award, headers, id_card_photo(portraits()[HOLDER])).status_code == 201
+    person = award.representatives["tenderer"]["person_id"]
+    url = f"/api/v1/experts/{person}/face/remote-enrollment"
+    premature = award.client.post(
+        f"{url}/decision", json={"decision": "confirm", "note": "看过"}, headers=award.operator
+    )
+    assert_problem(premature, 409, "invalid-transition")  # no live check yet
+    result = _check(award, headers, HOLDER)
+    assert result["passed"], result["reasons"]
+    rejected = award.client.post(
+        f"{url}/decision",
+        json={"decision": "reject", "note": "单位称未授权此人"},
+        headers=award.operator,
+    )
+    assert rejected.status_code == 200 and rejected.json()["decision"] == "rejected"
+    assert award.db.get(FaceTemplate, person) is None
+    face = {"Authorization": f"Bearer {result['session']['token']}", "X-Device-Id": DEVICE}
+    refused = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
+    assert_problem(refused, 401, "face-session-invalid")  # its checks grant nothing now
+    again = award.client.post(
+        f"{url}/decision", json={"decision": "confirm", "note": "x"}, headers=award.operator
+    )
+    assert_problem(again, 404, "not-found")
+    entry = award.db.execute(
+        select(AuditEntry).where(AuditEntry.action == "face.remote_enrollment_rejected")
+    ).scalar_one()
+    assert entry.details["note"] == "单位称未授权此人"

@@ -263,7 +263,8 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     assert {"evaluation_session_id", "signature_activation_id"} == {
         key for record in approvals for key in record["approves"] if key != "field"
     }
-    forged = [dict(approvals[-1], evidence=dict(approvals[-1]["evidence"]))]
+    signing = next(r for r in approvals if r["evidence"]["approved"] is not None)
+    forged = [dict(signing, evidence=dict(signing["evidence"]))]
     forged[0]["evidence"]["approved"] = {**forged[0]["evidence"]["approved"], "hashes": ["AA=="]}
     with pytest.raises(PasskeyRejected):
         passkeys.check_record(forged[0])

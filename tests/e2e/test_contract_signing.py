@@ -82,7 +82,7 @@ def contract(service: Service) -> dict[str, Any]:
             "POST", f"/api/v1/units/{unit['id']}/seal/generate", 200, headers=operator, json={}
         )
         api.call("POST", f"/api/v1/units/{unit['id']}/seal/credentials", 201, headers=operator)
-        parties.append((unit, who, authorize_representative(api, operator, unit, who, 30)["id"]))
+        parties.append((unit, who, authorize_representative(api, operator, unit, who, 30)))
     created = api.call(
         "POST",
         f"/api/v1/projects/{staged.project['id']}/contracts",
@@ -96,7 +96,7 @@ def contract(service: Service) -> dict[str, Any]:
             f"/api/v1/contracts/{created['id']}/links",
             201,
             headers=operator,
-            json={"authorization_id": authorization},
+            json={"authorization_id": authorization["id"]},
         )["token"]
         for _, _, authorization in parties
     ]
@@ -127,7 +127,7 @@ def test_both_representatives_seal_and_sign_from_their_phones(
     screenshots: Path,
 ) -> None:
     staged: Staged = contract["staged"]
-    (tenderer, tenderer_rep, _), (winner, winner_rep, _) = contract["parties"]
+    (tenderer, tenderer_rep, newcomer), (winner, winner_rep, _) = contract["parties"]
     browser = launch_browser()
 
     # The winner's representative opens the link first: the tenderer signs first.
@@ -174,6 +174,21 @@ def test_both_representatives_seal_and_sign_from_their_phones(
     expect(page.locator("#check")).to_be_visible(timeout=30_000)
     look(page, screenshots, "contract-pixel7-4-check")
     page.click("#start")
+    # Sent from a phone: nothing is sealed until the desk compares card and face.
+    waiting = page.locator("#problem")
+    expect(waiting).to_have_attribute("data-code", "remote-enrollment-unconfirmed", timeout=90_000)
+    look(page, screenshots, "contract-pixel7-4b-waiting-for-the-center")
+    review_url = f"/api/v1/experts/{newcomer['person_id']}/face/remote-enrollment"
+    review = staged.api.call("GET", review_url, 200, headers=staged.operator)
+    assert review["card_jpeg_base64"] and review["frame_jpeg_base64"]
+    staged.api.call(
+        "POST",
+        f"{review_url}/decision",
+        200,
+        headers=staged.operator,
+        json={"decision": "confirm", "note": "e2e: card and live face compared"},
+    )
+    page.click("#start")  # the face check stands: only the signing is tried again
     expect(page).to_have_url(re.compile(r"/m/contract$"), timeout=90_000)
     expect(page.locator("#signed")).to_be_visible()
     expect(page.locator("#download")).to_be_visible()

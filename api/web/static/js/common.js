@@ -154,6 +154,18 @@ function passkeyProblem(error) {
   return new Problem(0, { code, detail: error?.message || String(error) });
 }
 
+// RegistrationResponseJSON / AuthenticationResponseJSON, as the server's fido2 reads them.
+function asJson(credential, fields) {
+  return {
+    id: credential.id,
+    rawId: toB64url(credential.rawId),
+    type: credential.type,
+    authenticatorAttachment: credential.authenticatorAttachment || null,
+    response: { clientDataJSON: toB64url(credential.response.clientDataJSON), ...fields },
+    clientExtensionResults: credential.getClientExtensionResults(),
+  };
+}
+
 function descriptors(list) {
   return (list || []).map((item) => ({ ...item, id: fromB64url(item.id) }));
 }
@@ -173,18 +185,10 @@ export async function createPasskey(options) {
     throw passkeyProblem(error);
   }
   const response = credential.response;
-  return {
-    id: credential.id,
-    rawId: toB64url(credential.rawId),
-    type: credential.type,
-    authenticatorAttachment: credential.authenticatorAttachment || null,
-    response: {
-      clientDataJSON: toB64url(response.clientDataJSON),
-      attestationObject: toB64url(response.attestationObject),
-      transports: response.getTransports ? response.getTransports() : [],
-    },
-    clientExtensionResults: credential.getClientExtensionResults(),
-  };
+  return asJson(credential, {
+    attestationObject: toB64url(response.attestationObject),
+    transports: response.getTransports ? response.getTransports() : [],
+  });
 }
 
 export async function getPasskey(options) {
@@ -201,17 +205,9 @@ export async function getPasskey(options) {
     throw passkeyProblem(error);
   }
   const response = credential.response;
-  return {
-    id: credential.id,
-    rawId: toB64url(credential.rawId),
-    type: credential.type,
-    authenticatorAttachment: credential.authenticatorAttachment || null,
-    response: {
-      clientDataJSON: toB64url(response.clientDataJSON),
-      authenticatorData: toB64url(response.authenticatorData),
-      signature: toB64url(response.signature),
-      userHandle: response.userHandle ? toB64url(response.userHandle) : null,
-    },
-    clientExtensionResults: credential.getClientExtensionResults(),
-  };
+  return asJson(credential, {
+    authenticatorData: toB64url(response.authenticatorData),
+    signature: toB64url(response.signature),
+    userHandle: response.userHandle ? toB64url(response.userHandle) : null,
+  });
 }

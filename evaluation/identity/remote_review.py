@@ -1,0 +1,220 @@
+"""Remote enrollment checks who the person is, not only that a photo was sent.
+
+A representative who cannot come to the desk photographs their ID card on their phone and
+then passes a live check against it. Whoever opened the link first could have done the
+same with their own card and face, so nothing is sealed until an operator has compared the
+card's portrait with a frame of the live check, side by side, and confirmed (or refused)
+that this is the person the unit authorized. Both images are kept encrypted only until
+that decision.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from evaluation.kernel import audit
+from evaluation.kernel.actions import Action
+from evaluation.kernel.errors import InvalidTransition, NotFound, SigningRefused
+from models.clock import Clock
+from models.tables import (
+    Expert,
+    FaceTemplate,
+    FaceVerification,
+    RemoteEnrollmentReview,
+    VerifiedSession,
+)
+from signing.field_cipher import FieldCipher
+
+
+class RemoteEnrollmentUnconfirmed(SigningRefused):
+    status = 409
+    code = "remote-enrollment-unconfirmed"
+    title = "The trading center has not yet confirmed the identity sent from the phone"
+
+
+def _context(review_id: str, part: str) -> str:
+    return f"remote-enrollment:{review_id}:{part}"
+
+
+def open_review(
+    db: Session, cipher: FieldCipher, clock: Clock, person: Expert, card: bytes
+) -> RemoteEnrollmentReview:
+    """Keep the card photo (encrypted) for the operator who will confirm it."""
+    review = RemoteEnrollmentReview(
+        center_id=person.center_id, expert_id=person.id, created_at=clock.now()
+    )
+    db.add(review)
+    db.flush()
+    review.card_ciphertext = cipher.encrypt_bytes(card, _context(review.id, "card"))
+    db.flush()
+    return review
+
+
+def _pending(db: Session, expert_id: str) -> RemoteEnrollmentReview | None:
+    return db.execute(
+        select(RemoteEnrollmentReview)
+        .where(
+            RemoteEnrollmentReview.expert_id == expert_id,
+            RemoteEnrollmentReview.decided_at.is_(None),
+        )
+        .order_by(RemoteEnrollmentReview.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def attach_live_check(
+    db: Session, cipher: FieldCipher, verification: FaceVerification, frame: bytes
+) -> None:
+    """A passed live check against a card waiting for review: its first frame (the
+    neutral face before any action) goes beside the card."""
+    if not verification.passed or verification.expert_id is None:
+        return
+    review = _pending(db, verification.expert_id)
+    if review is None:
+        return
+    review.frame_ciphertext = cipher.encrypt_bytes(frame, _context(review.id, "frame"))
+    review.verification_id = verification.id
+    review.similarity = verification.similarity
+    db.flush()
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    id: str
+    expert_id: str
+    created_at: datetime
+    card_jpeg_base64: str | None
+    frame_jpeg_base64: str | None
+    verification_id: str | None
+    similarity: float | None
+    decided_at: datetime | None
+    decision: str | None
+
+
+def review_of(db: Session, cipher: FieldCipher, center_id: str, expert_id: str) -> ReviewView:
+    """The latest review of the person's remote enrollment, with its images decrypted
+    while it is open."""
+    person = db.get(Expert, expert_id)
+    if person is None or person.center_id != center_id:
+        raise NotFound(f"no person {expert_id} in this center")
+    review = db.execute(
+        select(RemoteEnrollmentReview)
+        .where(RemoteEnrollmentReview.expert_id == expert_id)
+        .order_by(RemoteEnrollmentReview.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if review is None:
+        raise NotFound(f"{person.name} has no remote enrollment")
+
+    def shown(ciphertext: bytes | None, part: str) -> str | None:
+        if ciphertext is None:
+            return None
+        plain = cipher.decrypt_bytes(ciphertext, _context(review.id, part))
+        return base64.b64encode(plain).decode()
+
+    return ReviewView(
+        id=review.id,
+        expert_id=expert_id,
+        created_at=review.created_at,
+        card_jpeg_base64=shown(review.card_ciphertext, "card"),
+        frame_jpeg_base64=shown(review.frame_ciphertext, "frame"),
+        verification_id=review.verification_id,
+        similarity=review.similarity,
+        decided_at=review.decided_at,
+        decision=review.decision,
+    )
+
+
+def decide(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    *,
+    expert_id: str,
+    confirm: bool,
+    note: str,
+) -> RemoteEnrollmentReview:
+    """The operator's decision: confirmed, the card is the person's reference from now on;
+    refused, the reference is deleted and the person enrolls again (at the desk, or from
+    the link). Either way the images are erased."""
+    review = _pending(db, expert_id)
+    if review is None or review.center_id != caller.center_id:
+        raise NotFound("no remote enrollment of this person waits for a decision")
+    if confirm and review.verification_id is None:
+        raise InvalidTransition(
+            "the person has not yet passed a live check against the card; confirm after it",
+            current_status="waiting-for-live-check",
+        )
+    now = clock.now()
+    decided = db.execute(
+        update(RemoteEnrollmentReview)
+        .where(RemoteEnrollmentReview.id == review.id, RemoteEnrollmentReview.decided_at.is_(None))
+        .values(
+            decided_at=now,
+            decided_by=caller.actor,
+            decision="confirmed" if confirm else "rejected",
+            note=note,
+            card_ciphertext=None,
+            frame_ciphertext=None,
+        )
+        .returning(RemoteEnrollmentReview.id)
+    ).first()
+    if decided is None:
+        raise InvalidTransition("someone decided this one already", current_status="decided")
+    template = db.get(FaceTemplate, expert_id, with_for_update=True)
+    revoked = 0
+    if template is not None and template.reference == "id-card":
+        if confirm:
+            template.confirmed_at = now
+            template.confirmed_by = caller.actor
+        else:
+            db.delete(template)
+    if not confirm:
+        # The face checks made against the refused card grant nothing any more.
+        revoked = len(
+            db.execute(
+                update(VerifiedSession)
+                .where(
+                    VerifiedSession.expert_id == expert_id,
+                    VerifiedSession.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+                .returning(VerifiedSession.id)
+            ).all()
+        )
+    db.flush()
+    db.refresh(review)
+    audit.record(
+        db,
+        caller,
+        clock,
+        (
+            Action.FACE_REMOTE_ENROLLMENT_CONFIRMED
+            if confirm
+            else Action.FACE_REMOTE_ENROLLMENT_REJECTED
+        ),
+        "expert",
+        expert_id,
+        {
+            "review_id": review.id,
+            "verification_id": review.verification_id,
+            "similarity": review.similarity,
+            "note": note,
+            "face_sessions_revoked": revoked,
+        },
+    )
+    return review
+
+
+def require_confirmed(db: Session, expert_id: str) -> None:
+    """Refuse to seal or sign on a remote enrollment no operator has confirmed yet."""
+    template = db.get(FaceTemplate, expert_id)
+    if template is not None and template.reference == "id-card" and template.confirmed_at is None:
+        raise RemoteEnrollmentUnconfirmed(
+            "the center is comparing your ID card with your live check; sign once it confirms"
+        )
