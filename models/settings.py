@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     pkcs11_pin: str | None = None
     pki_algorithm: Literal["ec-p256", "rsa-3072"] = "ec-p256"
     # Where outside tools reach this service: CRL distribution points and AIA URLs name it.
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = "http://localhost:8000"
     # The time zone the phone pages show times in (the center's local time).
     display_timezone: str = "Asia/Shanghai"
     pki_root_validity_days: int = Field(default=20 * 365, ge=365)

@@ -118,7 +118,7 @@ def test_credential_certificate_profile(
     assert not usage.value.key_cert_sign
     eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [DOCUMENT_SIGNING]
-    base = "http://127.0.0.1:8000"
+    base = "http://localhost:8000"
     points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert points[0].full_name[0].value == f"{base}/pki/{credential['issuer_id']}/crl"
     access = {

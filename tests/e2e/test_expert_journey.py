@@ -165,6 +165,7 @@ def test_without_a_bound_phone_the_face_alone_signs_no_one_in(
     problem = page.locator("#problem")
     expect(problem).to_have_attribute("data-code", "passkey-not-bound", timeout=90_000)
     expect(page).to_have_url(re.compile(r"/m/check$"))
+    expect(page.locator("#alternative-link")).to_be_visible()  # the in-person way in
     look(page, screenshots, "pixel7-passkey-not-bound")
     sessions = staged.api.call(
         "GET", f"/api/v1/projects/{staged.project['id']}/sessions", 200, headers=staged.operator

@@ -257,7 +257,9 @@ async function run() {
       await finish();
     } catch (error) {
       stepLabel.textContent = "";
+      result.className = "result";
       showProblem(result, error);
+      if (purpose === "sign-in" && String(error.code).startsWith("passkey-")) alternativeLink.hidden = false;
       result.hidden = false;
       startButton.disabled = false;
     }
@@ -305,8 +307,11 @@ async function run() {
       result.hidden = false;
       if (purpose === "sign-in") alternativeLink.hidden = false;
     } else {
+      result.className = "result"; // the problem brings its own colour
       showProblem(result, error);
       result.hidden = false;
+      // No bound phone, or no passkeys here: the in-person check is the way in.
+      if (purpose === "sign-in" && String(error.code).startsWith("passkey-")) alternativeLink.hidden = false;
     }
     startButton.textContent = t("app.retry");
     startButton.disabled = false;
