@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,17 +59,34 @@ def transaction(services: Services, *, read_only: bool = False) -> Iterator[Sess
     except DomainError as error:
         session.rollback()
         if error.refusal is not None:
-            if read_only:
-                session.close()
-                session = services.session_factory()
-            audit.record_refusal(session, services.clock, error)
-            session.commit()
+            _log_refusal(services, session, error, read_only=read_only)
         raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def _log_refusal(
+    services: Services, session: Session, error: DomainError, *, read_only: bool
+) -> None:
+    """Write a refusal's entry in its own commit, once (an outer transaction that sees the
+    same error must not write it again). If the log cannot be written, the client still
+    gets the refusal, and the failure is logged."""
+    try:
+        if read_only:
+            session.close()
+            session = services.session_factory()
+        audit.record_refusal(session, services.clock, error)
+        session.commit()
+    except Exception:
+        session.rollback()
+        logging.getLogger("evalsign.audit").exception("a refusal could not be logged")
+    finally:
+        error.refusal = None
+        if read_only:
+            session.close()
 
 
 def get_db(request: Request, services: ServicesDep) -> Iterator[Session]:

@@ -397,7 +397,8 @@ class Passkey(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
     expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"), index=True)
-    credential_id: Mapped[str] = mapped_column(String(400), unique=True)  # base64url
+    # base64url; WebAuthn allows credential ids of up to 1023 bytes.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE, as registered
     algorithm: Mapped[int] = mapped_column(Integer)
     sign_count: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -188,11 +188,36 @@ def _field(response: Mapping[str, Any], *path: str) -> bytes:
     return from_b64url(node)
 
 
-def _client_data(raw: bytes, rp: RelyingParty, kind: str, challenge: bytes) -> None:
+def _parsed_client_data(raw: bytes) -> CollectedClientData:
+    """clientDataJSON, checked before fido2 reads it: a JSON object whose type, challenge and
+    origin are strings of sane length (a number as the challenge would make fido2 allocate
+    that many bytes; deep nesting would exhaust the stack)."""
+    if len(raw) > 4096:
+        raise PasskeyRejected("passkey-malformed", "clientDataJSON is too long")
     try:
-        client = CollectedClientData(raw)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
         raise PasskeyRejected("passkey-malformed", f"clientDataJSON: {exc}") from exc
+    fields = ("type", "challenge", "origin")
+    if not isinstance(data, dict) or not all(isinstance(data.get(f), str) for f in fields):
+        raise PasskeyRejected("passkey-malformed", "clientDataJSON lacks type/challenge/origin")
+    if len(data["challenge"]) > 200 or len(data["origin"]) > 500:
+        raise PasskeyRejected("passkey-malformed", "clientDataJSON fields are too long")
+    try:
+        return CollectedClientData(raw)
+    except Exception as exc:  # fido2 raises what it meets; any of it is a malformed answer
+        raise PasskeyRejected("passkey-malformed", f"clientDataJSON: {exc}") from exc
+
+
+def _authenticator_data(raw: bytes) -> AuthenticatorData:
+    try:
+        return AuthenticatorData(raw)
+    except Exception as exc:  # struct.error, a non-map COSE key, nested CBOR...
+        raise PasskeyRejected("passkey-malformed", f"authenticatorData: {exc}") from exc
+
+
+def _client_data(raw: bytes, rp: RelyingParty, kind: str, challenge: bytes) -> None:
+    client = _parsed_client_data(raw)
     if client.type != kind:
         raise PasskeyRejected("passkey-malformed", f"clientDataJSON is {client.type!r}")
     if client.origin not in rp.origins:
@@ -221,8 +246,16 @@ def verify_registration(
     raw_attestation = _field(response, "response", "attestationObject")
     _client_data(raw_client, rp, _CREATE, challenge)
     try:
+        decoded = cbor.decode(raw_attestation)
+        if not (
+            isinstance(decoded, dict)
+            and isinstance(decoded.get("authData"), bytes)
+            and isinstance(decoded.get("fmt"), str)
+            and isinstance(decoded.get("attStmt"), dict)
+        ):
+            raise ValueError("not a map of fmt, authData and attStmt")
         attestation = AttestationObject(raw_attestation)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except Exception as exc:  # truncated or nested CBOR, wrong types: malformed
         raise PasskeyRejected("passkey-malformed", f"attestationObject: {exc}") from exc
     auth = attestation.auth_data
     _flags(auth, rp)
@@ -232,6 +265,7 @@ def verify_registration(
     algorithm = data.public_key.ALGORITHM
     if algorithm not in COSE_ALGORITHMS:
         raise PasskeyRejected("passkey-malformed", f"COSE algorithm {algorithm} not allowed")
+    _usable_key(data.public_key)
     raw_id = response.get("rawId")
     if raw_id is not None and from_b64url(raw_id) != data.credential_id:
         raise PasskeyRejected("passkey-malformed", "rawId is not the attested credential")
@@ -248,11 +282,7 @@ def verify_registration(
 
 def client_challenge(response: Mapping[str, Any]) -> bytes:
     """The challenge a response says it answers (to find the server's record of it)."""
-    raw = _field(response, "response", "clientDataJSON")
-    try:
-        return CollectedClientData(raw).challenge
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise PasskeyRejected("passkey-malformed", f"clientDataJSON: {exc}") from exc
+    return _parsed_client_data(_field(response, "response", "clientDataJSON")).challenge
 
 
 def credential_id_of(response: Mapping[str, Any]) -> bytes:
@@ -276,10 +306,7 @@ def verify_assertion(
     raw_auth = _field(response, "response", "authenticatorData")
     signature = _field(response, "response", "signature")
     _client_data(raw_client, rp, _GET, challenge)
-    try:
-        auth = AuthenticatorData(raw_auth)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise PasskeyRejected("passkey-malformed", f"authenticatorData: {exc}") from exc
+    auth = _authenticator_data(raw_auth)
     _flags(auth, rp)
     _check_signature(public_key, raw_auth, raw_client, signature)
     if (auth.counter or stored_sign_count) and auth.counter <= stored_sign_count:
@@ -297,17 +324,32 @@ def verify_assertion(
     )
 
 
+def _usable_key(key: CoseKey) -> None:
+    """A key that can verify at all: a well-formed one refuses a wrong signature with
+    InvalidSignature; anything else (missing coordinates, wrong types) is no key."""
+    try:
+        key.verify(b"probe", _PROBE_SIGNATURE)
+    except InvalidSignature:
+        return
+    except Exception as exc:
+        raise PasskeyRejected("passkey-malformed", f"the public key is unusable: {exc}") from exc
+
+
+# A DER ECDSA signature (r = s = 1) that no real key accepts: enough to make a key parse.
+_PROBE_SIGNATURE = bytes.fromhex("3006020101020101")
+
+
 def _check_signature(
     public_key: bytes, authenticator_data: bytes, client_data_json: bytes, signature: bytes
 ) -> None:
     try:
         key = CoseKey.parse(cast(Mapping[int, Any], cbor.decode(public_key)))
-    except (ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:
         raise PasskeyRejected("passkey-malformed", f"stored key unreadable: {exc}") from exc
     signed = authenticator_data + hashlib.sha256(client_data_json).digest()
     try:
         key.verify(signed, signature)
-    except (InvalidSignature, ValueError) as exc:
+    except Exception as exc:  # InvalidSignature, or a signature that is not one
         raise PasskeyRejected(
             "passkey-signature", "the passkey's signature does not verify"
         ) from exc
@@ -321,10 +363,13 @@ def verify_evidence(
     raw_auth = from_b64url(evidence["authenticator_data"])
     raw_client = from_b64url(evidence["client_data_json"])
     _check_signature(public_key, raw_auth, raw_client, from_b64url(evidence["signature"]))
-    auth = AuthenticatorData(raw_auth)
+    auth = _authenticator_data(raw_auth)
     if auth.rp_id_hash != hashlib.sha256(rp_id.encode()).digest():
         raise PasskeyRejected("passkey-rp-id", "the evidence is for another RP id")
     if not auth.is_user_verified():
         raise PasskeyRejected("passkey-user-not-verified", "no user verification")
-    if CollectedClientData(raw_client).challenge != challenge:
+    client = _parsed_client_data(raw_client)
+    if client.type != _GET or not auth.is_user_present():
+        raise PasskeyRejected("passkey-malformed", "not a user-present assertion")
+    if client.challenge != challenge:
         raise PasskeyRejected("passkey-challenge", "the evidence answers another challenge")

@@ -347,6 +347,7 @@ def _approved(
         assertion=None if body.passkey is None else body.passkey.assertion,
         credential_id=body.credentialID,
         hashes=body.hashes,
+        kind="csc",
         request_id=request_id,
     )
 
@@ -368,6 +369,7 @@ async def credentials_passkey_challenge(
             session,
             credential_id=body.credentialID,
             hashes=body.hashes,
+            kind="csc",
         )
         return SigningChallengeOut.of(approval)
 

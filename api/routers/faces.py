@@ -64,6 +64,11 @@ class RemoteDecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["confirm", "reject"]
+    verification_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The live check you compared (from the review): refused if it changed",
+    )
     note: str = Field(
         min_length=1, max_length=500, description="What was compared, e.g. a call to the unit"
     )
@@ -210,6 +215,7 @@ def decide_remote_enrollment(
         expert_id=expert_id,
         confirm=body.decision == "confirm",
         note=body.note,
+        seen_verification_id=body.verification_id,
     )
     view = remote_review.review_of(db, services.cipher, staff.center_id, expert_id)
     return RemoteReviewOut.model_validate(vars(view))

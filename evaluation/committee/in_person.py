@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.committee.projects import get_project
 from evaluation.committee.tasks import seated_members
+from evaluation.identity import passkeys
 from evaluation.identity.face_checks import open_session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -49,7 +50,7 @@ from models.tables import (
 from signing.field_cipher import FieldCipher
 from signing.pin_hash import hash_pin, pin_matches
 
-METHOD = "in-person-pin"
+METHOD = passkeys.IN_PERSON_METHOD
 DOCUMENTS = ("id-card", "passport", "residence-permit")
 
 

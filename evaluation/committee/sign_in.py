@@ -205,7 +205,7 @@ def sign_in(
         raise SignInRefused("the verified expert holds no seat on this project's committee")
     assignment = seated[0]
     asserted = None
-    if verification.method == "face":
+    if verification.method != passkeys.IN_PERSON_METHOD:
         if passkey is None:
             raise passkeys.require_assertion(
                 scan.center_id,

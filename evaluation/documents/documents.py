@@ -547,6 +547,7 @@ def approval_options(
         session,
         credential_id=credential.id,
         hashes=approval_hashes(db, document),
+        kind=f"document:{document.id}",
     )
 
 
@@ -570,6 +571,7 @@ def _approved(
         assertion=None if approval is None else approval.assertion,
         credential_id=credential.id,
         hashes=approval_hashes(db, document),
+        kind=f"document:{document.id}",
         request_id=caller.request_id,
     )
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from evaluation.identity import remote_review
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -26,7 +27,6 @@ from models.tables import (
     FaceTemplate,
     FaceVerification,
     VerificationFrame,
-    VerifiedSession,
 )
 
 
@@ -79,13 +79,9 @@ def _erase(db: Session, expert_id: str, now: datetime) -> Erased:
         .where(FaceVerification.expert_id == expert_id, FaceVerification.frames_retained)
         .values(frames_retained=False)
     )
-    sessions = db.execute(
-        update(VerifiedSession)
-        .where(VerifiedSession.expert_id == expert_id, VerifiedSession.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .returning(VerifiedSession.id)
-    ).all()
-    return Erased(len(templates), len(photos), len(frames), len(sessions))
+    # Closes any remote enrollment review (its card photo and frame) and ends the sessions.
+    sessions = remote_review.close_open(db, expert_id, now, "face data erased")
+    return Erased(len(templates), len(photos), len(frames), sessions)
 
 
 def withdraw_consent(

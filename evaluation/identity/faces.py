@@ -237,6 +237,9 @@ def enroll_face(
     expert.face_consent_withdrawn_at = None  # a new enrollment is a new, recorded consent
     existing = db.get(FaceTemplate, expert.id)
     if existing is not None:
+        if existing.reference == "id-card":
+            # Checks made against the card must not outlive it.
+            remote_review.close_open(db, expert.id, now, "replaced by an enrollment in person")
         db.delete(existing)
         db.execute(delete(FacePhoto).where(FacePhoto.expert_id == expert.id))
         db.flush()
@@ -439,6 +442,8 @@ def remove_face(db: Session, caller: audit.Caller, clock: Clock, expert_id: str)
         ).all()
     )
     db.delete(template)
+    # No face session outlives the reference it was checked against.
+    sessions = remote_review.close_open(db, expert.id, clock.now(), "the reference was removed")
     db.flush()
     audit.record(
         db,
@@ -447,7 +452,7 @@ def remove_face(db: Session, caller: audit.Caller, clock: Clock, expert_id: str)
         Action.EXPERT_FACE_REMOVED,
         "expert",
         expert.id,
-        {"model_id": template.model_id, "photos_deleted": photos},
+        {"model_id": template.model_id, "photos_deleted": photos, "sessions_ended": sessions},
     )
 
 

@@ -38,6 +38,9 @@ from models.tables import (
 from signing import webauthn
 from signing.webauthn import PasskeyRejected, RelyingParty, b64url
 
+# The non-face path's check (committee/in_person.py): a PIN under an operator's ID check.
+IN_PERSON_METHOD = "in-person-pin"
+
 
 class PasskeyError(DomainError):
     """A passkey step that does not verify: refused, audited, and nothing granted."""
@@ -295,9 +298,12 @@ def signing_options(
     *,
     credential_id: str,
     hashes: Sequence[str],
+    kind: str,
 ) -> SigningApproval:
     """A nonce, and the challenge a passkey signs to approve exactly `hashes` with the
-    signing credential `credential_id` (a client may compute it from the nonce itself)."""
+    signing credential `credential_id` (a client may compute it from the nonce itself).
+    `kind` names what the approval is for ("csc", "document:<id>"): a nonce answers only
+    the request of its kind, from the face session it was issued to."""
     allow = _allowed(db, face.expert_id)
     nonce = secrets.token_urlsafe(24)
     challenge = webauthn.signing_challenge(credential_id, hashes, nonce)
@@ -309,7 +315,7 @@ def signing_options(
         purpose="signing",
         nonce=nonce,
         verified_session_id=face.id,
-        payload={"credential_id": credential_id, "hashes": list(hashes)},
+        payload={"kind": kind, "credential_id": credential_id, "hashes": list(hashes)},
     )
     return SigningApproval(
         nonce=nonce,
@@ -372,15 +378,22 @@ def verify_signing(
     nonce: str,
     credential_id: str,
     hashes: Sequence[str],
+    kind: str,
     request_id: str | None,
 ) -> Asserted:
     """The assertion that approves signing exactly `hashes` with `credential_id`: its
     challenge must be SHA-256(JCS{credentialID, hashes, nonce}) for a nonce issued to
-    this face session."""
+    this face session, for this kind of request and exactly this credential and hashes."""
     details = {"purpose": "signing", "credential_id": credential_id, "hashes": len(hashes)}
     actor = f"expert:{face.expert_id}"
     row = _consume(db, clock, nonce, face.center_id, actor, request_id, details)
-    if row.purpose != "signing" or row.expert_id != face.expert_id:
+    wanted = {"kind": kind, "credential_id": credential_id, "hashes": list(hashes)}
+    if (
+        row.purpose != "signing"
+        or row.expert_id != face.expert_id
+        or row.verified_session_id != face.id
+        or row.payload != wanted
+    ):
         raise with_refusal(
             PasskeyChallengeMismatch("the nonce was issued for another request"),
             face.center_id,
@@ -403,13 +416,14 @@ def signing_approval(
     assertion: dict[str, Any] | None,
     credential_id: str,
     hashes: Sequence[str],
+    kind: str,
     request_id: str | None,
 ) -> str | None:
     """The passkey use that approved signing `hashes` with `credential_id`, required of a
     face-checked signer. The in-person path (a PIN under an operator's ID check) has none:
     a lower assurance, recorded with its check and always flagged for supervisors."""
     verification = db.get(FaceVerification, face.verification_id)
-    if verification is None or verification.method != "face":
+    if verification is not None and verification.method == IN_PERSON_METHOD:
         return None
     if nonce is None or assertion is None:
         details = {"purpose": "signing", "credential_id": credential_id}
@@ -423,6 +437,7 @@ def signing_approval(
         nonce=nonce,
         credential_id=credential_id,
         hashes=hashes,
+        kind=kind,
         request_id=request_id,
     )
     return asserted.use.id

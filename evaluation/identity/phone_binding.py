@@ -70,6 +70,12 @@ class EnrollmentNotReady(DomainError):
     title = "Pass the face check of this binding first"
 
 
+class DeviceIdInvalid(DomainError):
+    status = 422
+    code = "device-id-invalid"
+    title = "Send the phone's device id (at most 100 characters) as X-Device-Id"
+
+
 class NoFaceEnrolled(DomainError):
     status = 409
     code = "no-face-enrolled"
@@ -142,6 +148,8 @@ def start_enrollment(
 
 def open_enrollment(db: Session, clock: Clock, token: str, device_id: str) -> PasskeyEnrollment:
     """The binding a phone's QR names; the first phone to open it keeps it."""
+    if not device_id or len(device_id) > 100:
+        raise DeviceIdInvalid(f"a device id of {len(device_id or '')} characters")
     enrollment = db.execute(
         select(PasskeyEnrollment)
         .where(PasskeyEnrollment.token_hash == hash_token(token.strip()))
@@ -159,10 +167,23 @@ def open_enrollment(db: Session, clock: Clock, token: str, device_id: str) -> Pa
         ).first()
         db.refresh(enrollment)
         if claimed is None and enrollment.device_id != device_id:
-            raise EnrollmentOtherDevice("this binding continues on the phone that opened it")
+            raise _other_device(enrollment, device_id)
     elif enrollment.device_id != device_id:
-        raise EnrollmentOtherDevice("this binding continues on the phone that opened it")
+        raise _other_device(enrollment, device_id)
     return enrollment
+
+
+def _other_device(enrollment: PasskeyEnrollment, device_id: str) -> DomainError:
+    """Someone else's phone at a binding QR (a photographed screen?): refused, and logged
+    for the operator and the supervisors."""
+    error = EnrollmentOtherDevice("this binding continues on the phone that opened it")
+    details = {
+        "reason": error.code,
+        "expert_id": enrollment.expert_id,
+        "device_id": device_id,
+        "first_device_id": enrollment.device_id,
+    }
+    return with_refusal(error, enrollment.center_id, f"device:{device_id}", None, details)
 
 
 def person_name(db: Session, enrollment: PasskeyEnrollment) -> str:
@@ -284,7 +305,10 @@ def complete_enrollment(
     ).first()
     if spent is None:
         raise EnrollmentInvalid("this binding QR was used already")
-    transports = response.get("response", {}).get("transports") or []
+    sent = response.get("response")
+    transports = sent.get("transports") if isinstance(sent, dict) else None
+    if not isinstance(transports, list):
+        transports = []
     passkey = Passkey(
         center_id=enrollment.center_id,
         expert_id=enrollment.expert_id,

@@ -75,8 +75,8 @@ def attach_live_check(
     if not verification.passed or verification.expert_id is None:
         return
     review = _pending(db, verification.expert_id)
-    if review is None:
-        return
+    if review is None or review.frame_ciphertext is not None:
+        return  # the operator compares the first passed check; later ones change nothing
     review.frame_ciphertext = cipher.encrypt_bytes(frame, _context(review.id, "frame"))
     review.verification_id = verification.id
     review.similarity = verification.similarity
@@ -138,6 +138,7 @@ def decide(
     expert_id: str,
     confirm: bool,
     note: str,
+    seen_verification_id: str | None = None,
 ) -> RemoteEnrollmentReview:
     """The operator's decision: confirmed, the card is the person's reference from now on;
     refused, the reference is deleted and the person enrolls again (at the desk, or from
@@ -145,6 +146,11 @@ def decide(
     review = _pending(db, expert_id)
     if review is None or review.center_id != caller.center_id:
         raise NotFound("no remote enrollment of this person waits for a decision")
+    if seen_verification_id is not None and seen_verification_id != review.verification_id:
+        raise InvalidTransition(
+            "the review shows another live check than the one you compared; look again",
+            current_status="review-changed",
+        )
     if confirm and review.verification_id is None:
         raise InvalidTransition(
             "the person has not yet passed a live check against the card; confirm after it",
@@ -211,10 +217,42 @@ def decide(
     return review
 
 
+def close_open(db: Session, expert_id: str, now: datetime, reason: str) -> int:
+    """The reference a review was about is gone (removed, replaced at the desk, consent
+    withdrawn): close the review, erase its images, and end the face sessions its checks
+    gave, so none of them seals anything. Returns how many sessions ended."""
+    db.execute(
+        update(RemoteEnrollmentReview)
+        .where(
+            RemoteEnrollmentReview.expert_id == expert_id,
+            RemoteEnrollmentReview.decided_at.is_(None),
+        )
+        .values(
+            decided_at=now,
+            decided_by="system",
+            decision="rejected",
+            note=reason,
+            card_ciphertext=None,
+            frame_ciphertext=None,
+        )
+    )
+    return len(
+        db.execute(
+            update(VerifiedSession)
+            .where(VerifiedSession.expert_id == expert_id, VerifiedSession.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(VerifiedSession.id)
+        ).all()
+    )
+
+
 def require_confirmed(db: Session, expert_id: str) -> None:
     """Refuse to seal or sign on a remote enrollment no operator has confirmed yet."""
     template = db.get(FaceTemplate, expert_id)
-    if template is not None and template.reference == "id-card" and template.confirmed_at is None:
+    unconfirmed = (
+        template is not None and template.reference == "id-card" and template.confirmed_at is None
+    )
+    if unconfirmed or _pending(db, expert_id) is not None:
         raise RemoteEnrollmentUnconfirmed(
             "the center is comparing your ID card with your live check; sign once it confirms"
         )

@@ -231,6 +231,8 @@ def test_reused_and_expired_challenges_are_refused_and_logged(
     assert_problem(submit(client, late, still_video(PERSON)), 410, "challenge-expired")
     assert _actions(db)[-1] == "face.submission_refused"
     assert _count(db, FaceVerification) == 1
+    # Each refused request is logged once, not once per transaction that saw it.
+    assert _actions(db).count("face.submission_refused") == 2
 
     unknown = dict(late, submit_url="/api/v1/face/challenges/nope/frames")
     assert_problem(submit(client, unknown, still_video(PERSON)), 404, "challenge-not-found")

@@ -214,3 +214,49 @@ def test_a_rejected_remote_enrollment_seals_nothing_and_starts_over(award: Award
         select(AuditEntry).where(AuditEntry.action == "face.remote_enrollment_rejected")
     ).scalar_one()
     assert entry.details["note"] == "单位称未授权此人"
+
+
+def test_removing_the_card_ends_what_its_checks_granted(award: Award) -> None:
+    """An operator deletes an unconfirmed card reference (to enroll the person at the desk
+    instead): a face session the card's check gave must not seal afterwards."""
+    contract, headers = _scan(award)
+    assert _card(award, headers, id_card_photo(portraits()[HOLDER])).status_code == 201
+    result = _check(award, headers, HOLDER)
+    assert result["passed"], result["reasons"]
+    person = award.representatives["tenderer"]["person_id"]
+    removed = award.client.delete(f"/api/v1/experts/{person}/face", headers=award.operator)
+    assert removed.status_code == 204, removed.text
+    face = {"Authorization": f"Bearer {result['session']['token']}", "X-Device-Id": DEVICE}
+    refused = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
+    assert_problem(refused, 401, "face-session-invalid")
+    review = award.client.get(
+        f"/api/v1/experts/{person}/face/remote-enrollment", headers=award.operator
+    ).json()
+    assert review["decision"] == "rejected" and review["card_jpeg_base64"] is None
+
+
+def test_the_operator_confirms_the_check_they_saw(award: Award) -> None:
+    _, headers = _scan(award)
+    assert _card(award, headers, id_card_photo(portraits()[HOLDER])).status_code == 201
+    first = _check(award, headers, HOLDER)
+    assert first["passed"], first["reasons"]
+    person = award.representatives["tenderer"]["person_id"]
+    url = f"/api/v1/experts/{person}/face/remote-enrollment"
+    seen = award.client.get(url, headers=award.operator).json()
+    frame = seen["frame_jpeg_base64"]
+    # Another check passes meanwhile: the review keeps the frame the operator is looking at.
+    second = _check(award, headers, HOLDER)
+    assert second["passed"], second["reasons"]
+    assert award.client.get(url, headers=award.operator).json()["frame_jpeg_base64"] == frame
+    stale = award.client.post(
+        f"{url}/decision",
+        json={"decision": "confirm", "note": "核实", "verification_id": "another-check"},
+        headers=award.operator,
+    )
+    assert_problem(stale, 409, "invalid-transition")
+    confirmed = award.client.post(
+        f"{url}/decision",
+        json={"decision": "confirm", "note": "核实", "verification_id": seen["verification_id"]},
+        headers=award.operator,
+    )
+    assert confirmed.status_code == 200, confirmed.text

@@ -145,6 +145,8 @@ def test_without_a_bound_phone_the_face_alone_signs_no_one_in(
     _open_code(bare, service, staged.personal_token(member))
     bare.click("#continue")
     bare.click("#agree")
+    expect(bare).to_have_url(re.compile(r"/m/check$"))
+    bare.wait_for_load_state("networkidle")
     bare.click("#start")
     problem = bare.locator("#problem")
     expect(problem).to_have_attribute("data-code", "passkey-unsupported")
@@ -161,6 +163,8 @@ def test_without_a_bound_phone_the_face_alone_signs_no_one_in(
     _open_code(page, service, staged.personal_token(member))
     page.click("#continue")
     page.click("#agree")
+    expect(page).to_have_url(re.compile(r"/m/check$"))
+    page.wait_for_load_state("networkidle")  # the page's script listens before the tap
     page.click("#start")
     problem = page.locator("#problem")
     expect(problem).to_have_attribute("data-code", "passkey-not-bound", timeout=90_000)

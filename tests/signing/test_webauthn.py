@@ -8,6 +8,9 @@ import secrets
 from typing import Any
 
 import pytest
+from fido2 import cbor
+from fido2.cose import CoseKey
+from fido2.webauthn import AttestationObject, AttestedCredentialData, AuthenticatorData
 
 from signing.soft_authenticator import SoftwareAuthenticator
 from signing.webauthn import (
@@ -185,3 +188,80 @@ def test_signing_challenge_commits_to_credential_hashes_and_nonce() -> None:
     assert signing_challenge("cred", ["b3RoZXI="], "n1") != base
     assert signing_challenge("cred", ["aGFzaA=="], "n2") != base
     assert signing_challenge("other", ["aGFzaA=="], "n1") != base
+
+
+def _client(**fields: Any) -> str:
+    base = {"type": "webauthn.get", "challenge": "AAAA", "origin": ORIGIN}
+    return b64url(json.dumps({**base, **fields}).encode())
+
+
+@pytest.mark.parametrize(
+    "client_data",
+    [
+        _client(challenge=3_000_000_000),  # fido2 would allocate that many bytes
+        _client(origin=["a", "b"]),
+        _client(type=None),
+        b64url(("[" * 5000 + "]" * 5000).encode()),
+        b64url(b"not json"),
+        b64url(b"x" * 5000),
+    ],
+)
+def test_hostile_client_data_is_malformed_not_a_crash(client_data: str) -> None:
+    phone, passkey = _passkey()
+    challenge = secrets.token_bytes(32)
+    response = _assert(phone, passkey.credential_id, challenge)
+    response["response"]["clientDataJSON"] = client_data
+    with pytest.raises(PasskeyRejected) as refused:
+        verify_assertion(
+            RP, response, challenge=challenge, public_key=passkey.public_key, stored_sign_count=0
+        )
+    assert refused.value.code == "passkey-malformed"
+
+
+@pytest.mark.parametrize(
+    "attestation",
+    [
+        b"\x19\x00",  # a truncated CBOR integer
+        b"\x81" * 3000,  # arrays nested 3000 deep
+        cbor.encode({"fmt": "none", "authData": 10**9, "attStmt": {}}),
+        cbor.encode({"fmt": "none", "authData": b"\x00" * 20, "attStmt": {}}),
+    ],
+)
+def test_hostile_attestation_objects_are_malformed(attestation: bytes) -> None:
+    response, challenge = _register(SoftwareAuthenticator(ORIGIN))
+    response["response"]["attestationObject"] = b64url(attestation)
+    with pytest.raises(PasskeyRejected) as refused:
+        verify_registration(RP, response, challenge=challenge)
+    assert refused.value.code == "passkey-malformed"
+
+
+def test_a_key_without_its_coordinates_is_refused_at_registration() -> None:
+    response, challenge = _register(SoftwareAuthenticator(ORIGIN))
+    attestation = AttestationObject(from_b64url(response["response"]["attestationObject"]))
+    data = attestation.auth_data.credential_data
+    assert data is not None
+    broken = AttestedCredentialData.create(
+        data.aaguid, data.credential_id, CoseKey({1: 2, 3: -7, -1: 1})
+    )
+    auth = AuthenticatorData.create(
+        attestation.auth_data.rp_id_hash, attestation.auth_data.flags, 0, broken
+    )
+    forged = AttestationObject.create("none", auth, {})
+    response["response"]["attestationObject"] = b64url(forged)
+    with pytest.raises(PasskeyRejected) as refused:
+        verify_registration(RP, response, challenge=challenge)
+    assert refused.value.code == "passkey-malformed"
+
+
+def test_authenticator_data_with_a_truncated_tail_is_malformed() -> None:
+    phone, passkey = _passkey()
+    challenge = secrets.token_bytes(32)
+    response = _assert(phone, passkey.credential_id, challenge)
+    raw = bytearray(from_b64url(response["response"]["authenticatorData"]))
+    raw[32] |= 0x80  # claims extension data it does not have
+    response["response"]["authenticatorData"] = b64url(bytes(raw) + b"\x19")
+    with pytest.raises(PasskeyRejected) as refused:
+        verify_assertion(
+            RP, response, challenge=challenge, public_key=passkey.public_key, stored_sign_count=0
+        )
+    assert refused.value.code == "passkey-malformed"

@@ -7,6 +7,8 @@ Revises: 0018
 Create Date: 2026-12-07
 """
 
+import uuid
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -46,7 +48,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('center_id', sa.String(length=36), nullable=False),
     sa.Column('expert_id', sa.String(length=36), nullable=False),
-    sa.Column('credential_id', sa.String(length=400), nullable=False),
+    sa.Column('credential_id', sa.String(length=1400), nullable=False),
     sa.Column('public_key', sa.LargeBinary(), nullable=False),
     sa.Column('algorithm', sa.Integer(), nullable=False),
     sa.Column('sign_count', sa.BigInteger(), nullable=False),
@@ -150,6 +152,23 @@ def upgrade() -> None:
         "UPDATE face_templates SET confirmed_at = enrolled_at, confirmed_by = 'in-person' "
         "WHERE reference = 'in-person'"
     )
+    # Each ID card enrolled from a phone before now gets a review to decide (its photo
+    # was not kept: the operator compares the next live check with the person).
+    connection = op.get_bind()
+    cards = connection.execute(
+        sa.text(
+            "SELECT expert_id, center_id, enrolled_at FROM face_templates "
+            "WHERE reference = 'id-card'"
+        )
+    ).all()
+    for expert_id, center_id, enrolled_at in cards:
+        connection.execute(
+            sa.text(
+                "INSERT INTO remote_enrollment_reviews (id, center_id, expert_id, created_at) "
+                "VALUES (:id, :center, :expert, :at)"
+            ),
+            {"id": str(uuid.uuid4()), "center": center_id, "expert": expert_id, "at": enrolled_at},
+        )
 
     with op.batch_alter_table('contract_links', schema=None) as batch_op:
         batch_op.add_column(sa.Column('device_id', sa.String(length=100), nullable=True))

@@ -319,6 +319,7 @@ async function run() {
 }
 
 startButton.addEventListener("click", run);
+startButton.disabled = false; // rendered disabled: a tap before this script ran did nothing
 if (purpose === "sign" || purpose === "contract") {
   freshEnough().then(async (fresh) => {
     if (!fresh) return;
