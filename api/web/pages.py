@@ -151,7 +151,21 @@ def home(request: Request, db: Db, services: ServicesDep) -> Response:
 @router.get("/m/t/{token}", response_class=HTMLResponse)
 def landing(token: str, request: Request, services: ServicesDep) -> Response:
     """A scanned task code: exchange it for a scan session held in a cookie, then redirect
-    so the code leaves the address bar (and the history, and any Referer)."""
+    so the code leaves the address bar (and the history, and any Referer). A contract link
+    arrives by message, and the first phone to use one keeps it: a messaging app's link
+    preview fetches it too, so it is used only when the person taps to open it (POST)."""
+    if token.startswith(contracts.LINK_PREFIX):
+        return render(request, services, "link.html", {"action": f"/m/t/{token}"})
+    return _land(token, request, services)
+
+
+@router.post("/m/t/{token}", response_class=HTMLResponse)
+def open_link(token: str, request: Request, services: ServicesDep) -> Response:
+    """The person tapped to open their contract link on this phone."""
+    return _land(token, request, services)
+
+
+def _land(token: str, request: Request, services: Services) -> Response:
     device_id = request.cookies.get(DEVICE_COOKIE) or new_device_id()
     where = tasks.ScanContext(
         device_id=device_id,

@@ -91,3 +91,29 @@ def test_a_link_belongs_to_the_phone_that_opened_it_first(award: Award) -> None:
     assert refusal.details["reason"] == "contract-link-other-device"
     assert refusal.details["first_device_id"] == DEVICE
     assert scan(DEVICE).status_code == 201  # the representative's own phone, again
+
+
+def test_a_link_preview_does_not_use_up_the_link(award: Award) -> None:
+    """A messaging app fetches the link to preview it: that GET must not claim the link;
+    the person's tap (a POST from the page) does."""
+    from sqlalchemy import select
+
+    from models.tables import ContractLink, ScanSession
+
+    contract = award.contract().json()
+    link = award.client.post(
+        f"/api/v1/contracts/{contract['id']}/links",
+        json={"authorization_id": award.representatives["tenderer"]["id"]},
+        headers=award.operator,
+    ).json()
+    url = f"/m/t/{link['token']}"
+    preview = award.client.get(url, follow_redirects=False)
+    assert preview.status_code == 200 and 'id="open-link"' in preview.text
+    award.db.expire_all()
+    row = award.db.execute(select(ContractLink).where(ContractLink.id == link["id"])).scalar_one()
+    assert row.device_id is None
+    assert award.db.execute(select(ScanSession)).first() is None
+    opened = award.client.post(url, follow_redirects=False)
+    assert opened.status_code == 303 and opened.headers["location"] == "/m/start"
+    award.db.expire_all()
+    assert award.db.get(ContractLink, link["id"]).device_id is not None  # type: ignore[union-attr]
