@@ -12,6 +12,7 @@ time-stamped), and a README in Chinese and English on checking each part with op
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -296,7 +297,8 @@ checks, signatures and audit log.
    sign-in and their signature (WebAuthn assertions). Each verifies under its COSE public
    key over `authenticator_data || SHA-256(client_data_json)`; a signing approval's
    challenge is SHA-256 of the RFC 8785 JSON of `approved` ({{credentialID, hashes,
-   nonce}}): the hashes are the report's SHA-256 as uploaded.
+   nonce}}): the hashes are the SHA-256 of the report's first bytes as generated
+   (`report/uploaded.json` gives their length: `head -c SIZE report/report.pdf | sha256sum`).
 
 `evalsign evidence verify {project.code}-evidence.zip` performs all of these checks.
 """.encode()
@@ -386,6 +388,12 @@ def build_package(
     if project.report_document_id:
         document = documents.get_document(db, center_id, project.report_document_id)
         files["report/report.pdf"] = b"".join(store.read(document.id, document.size))
+        # What the members' passkeys approved: the report as generated, which every signed
+        # revision keeps as its first bytes.
+        uploaded = documents.revision_of(db, document, 0)
+        files["report/uploaded.json"] = json.dumps(
+            {"size": uploaded.size, "sha256": uploaded.sha256}
+        ).encode()
     members = db.execute(
         select(Assignment.expert_id).where(Assignment.project_id == project.id)
     ).scalars()
@@ -522,6 +530,21 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
         records = json.loads(files["passkeys/assertions.json"])
         for record in records:
             passkeys.check_record(record)
+        signings = [r for r in records if "signature_activation_id" in r["approves"]]
+        if signings:
+            # Each signature's approval is of this report: the report's first bytes as
+            # generated, whose hash the approvals name.
+            uploaded = json.loads(files["report/uploaded.json"])
+            report = files["report/report.pdf"]
+            digest = hashlib.sha256(report[: uploaded["size"]]).digest()
+            if digest.hex() != uploaded["sha256"]:
+                return "failed: the report does not begin with the bytes that were approved"
+            approved = [base64.b64encode(digest).decode()]
+            strays = [
+                r["use_id"] for r in signings if r["evidence"]["approved"]["hashes"] != approved
+            ]
+            if strays:
+                return f"failed: approvals of other content: {', '.join(strays)}"
         return "ok"
 
     def report_signatures() -> str:

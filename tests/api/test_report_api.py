@@ -247,6 +247,7 @@ def test_the_evidence_package_checks_out_and_catches_edits(
         "audit/checkpoint.p7s",
         "verifications/verifications.json",
         "passkeys/assertions.json",
+        "report/uploaded.json",
         "certificates/ca-root.pem",
     } <= names
     from cryptography import x509
@@ -268,6 +269,15 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     forged[0]["evidence"]["approved"] = {**forged[0]["evidence"]["approved"], "hashes": ["AA=="]}
     with pytest.raises(PasskeyRejected):
         passkeys.check_record(forged[0])
+
+    # The approvals are of the report's first bytes as generated, and the check says so
+    # when the package's report does not begin with what they approved.
+    def other_start(content: bytes) -> bytes:
+        uploaded = json.loads(content)
+        return json.dumps({**uploaded, "size": uploaded["size"] - 1}).encode()
+
+    cut = verify_package(_rezip(package, "report/uploaded.json", other_start), center_root)
+    assert "does not begin with" in cut.checks["passkey approvals"]
     # Without the center's own root the package proves nothing, however well it checks.
     alone = verify_package(package)
     assert not alone.ok and alone.checks["root"] != "ok"
