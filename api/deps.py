@@ -17,8 +17,10 @@ from api.logs import request_id_var
 from api.services import Services
 from api.web.session import (
     CSRF_HEADER,
+    DEVICE_COOKIE,
     SAFE_METHODS,
     STAFF_COOKIE,
+    TOKEN_COOKIES,
     PhoneCredentials,
     check_csrf,
     phone_credentials,
@@ -215,3 +217,17 @@ def face_session(
 
 
 FaceSession = Annotated[VerifiedSession, Depends(face_session)]
+
+
+def face_session_named(
+    request: Request, db: Session, services: Services, sent: str | None, device_id: str | None
+) -> tuple[VerifiedSession, bool]:
+    """The face session a request body names (its Authorization carries another token, a
+    scan's or a binding's), or, from a phone page, the one in its cookie; True for a page."""
+    page = sent is None and not request.headers.get("authorization")
+    if page:
+        sent = request.cookies.get(TOKEN_COOKIES[face_checks.SESSION_PREFIX])
+        device_id = request.cookies.get(DEVICE_COOKIE)
+    if not sent or not sent.startswith(face_checks.SESSION_PREFIX):
+        raise face_checks.SessionInvalid("face_session must be the evf_... token of the check")
+    return face_checks.authenticate_session(db, sent, device_id, services.clock.now()), page

@@ -10,12 +10,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, phone_token
+from api.deps import (
+    AnyStaff,
+    Db,
+    FaceEngineDep,
+    Operator,
+    ServicesDep,
+    face_session_named,
+    phone_token,
+)
 from api.logs import request_id_var
 from api.routers.tasks import ScanChallengeOut, challenge_out
-from api.web import session as web
-from evaluation.identity import face_checks, phone_binding
-from models.tables import Passkey, PasskeyEnrollment, VerifiedSession
+from evaluation.identity import phone_binding
+from models.tables import Passkey, PasskeyEnrollment
 from signing.task_qr import qr_png, qr_svg
 
 router = APIRouter(tags=["passkeys"])
@@ -197,17 +204,6 @@ class CompleteIn(FaceSessionIn):
     label: str = Field(default="phone", min_length=1, max_length=200)
 
 
-def _face(
-    request: Request, db: Db, services: ServicesDep, sent: str | None, device_id: str | None
-) -> VerifiedSession:
-    if sent is None:
-        sent = request.cookies.get(web.TOKEN_COOKIES[face_checks.SESSION_PREFIX])
-        device_id = request.cookies.get(web.DEVICE_COOKIE) or device_id
-    if not sent or not sent.startswith(face_checks.SESSION_PREFIX):
-        raise face_checks.SessionInvalid("face_session must be the evf_... token of the check")
-    return face_checks.authenticate_session(db, sent, device_id, services.clock.now())
-
-
 @router.post("/api/v1/passkey-enrollment/options", status_code=status.HTTP_201_CREATED)
 def registration_options(
     body: FaceSessionIn,
@@ -219,7 +215,7 @@ def registration_options(
 ) -> dict[str, Any]:
     """After the binding's passed face check: PublicKeyCredentialCreationOptions (JSON,
     binary fields base64url) for navigator.credentials.create()."""
-    face = _face(request, db, services, body.face_session, x_device_id)
+    face, _ = face_session_named(request, db, services, body.face_session, x_device_id)
     return phone_binding.registration_options(
         db, services.clock, services.passkeys, enrollment, face
     )
@@ -239,7 +235,7 @@ def complete_enrollment(
     x_device_id: Annotated[str | None, Header()] = None,
 ) -> PasskeyOut:
     """Bind the phone's new passkey to the person; the binding QR is spent."""
-    face = _face(request, db, services, body.face_session, x_device_id)
+    face, _ = face_session_named(request, db, services, body.face_session, x_device_id)
     passkey: Passkey = phone_binding.complete_enrollment(
         db,
         services.clock,

@@ -13,7 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import AnyStaff, Db, FaceEngineDep, Operator, ServicesDep, phone_token
+from api.deps import (
+    AnyStaff,
+    Db,
+    FaceEngineDep,
+    Operator,
+    ServicesDep,
+    face_session_named,
+    phone_token,
+)
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
@@ -24,7 +32,7 @@ from evaluation.contracts import contracts
 from evaluation.identity import consent, face_checks, faces
 from evaluation.kernel import audit
 from evaluation.registry import centers, unit_authority
-from models.tables import Project, ScanSession, VerifiedSession
+from models.tables import Project, ScanSession
 
 router = APIRouter(tags=["tasks"])
 
@@ -419,19 +427,6 @@ class PasskeyOptionsIn(BaseModel):
     face_session: str | None = Field(default=None, min_length=8, max_length=200)
 
 
-def _face_of(
-    request: Request, db: Db, services: ServicesDep, sent: str | None, device_id: str | None
-) -> tuple[VerifiedSession, bool]:
-    """The face session named in the body, or a phone page's cookie; True for a page."""
-    page = sent is None and not request.headers.get("authorization")
-    if page:
-        sent = request.cookies.get(web.TOKEN_COOKIES[face_checks.SESSION_PREFIX])
-        device_id = request.cookies.get(web.DEVICE_COOKIE)
-    if not sent or not sent.startswith(face_checks.SESSION_PREFIX):
-        raise face_checks.SessionInvalid("face_session must be the evf_... token of the check")
-    return face_checks.authenticate_session(db, sent, device_id, services.clock.now()), page
-
-
 @router.post("/api/v1/scan/passkey", status_code=status.HTTP_201_CREATED)
 def scan_passkey_options(
     body: PasskeyOptionsIn,
@@ -443,7 +438,7 @@ def scan_passkey_options(
 ) -> dict[str, Any]:
     """After this scan's passed face check: PublicKeyCredentialRequestOptions (JSON) for
     the phone bound to the person it found. Answer them with the sign-in."""
-    face, _ = _face_of(request, db, services, body.face_session, x_device_id)
+    face, _ = face_session_named(request, db, services, body.face_session, x_device_id)
     return sign_in.passkey_options(db, services.clock, services.passkeys, scan, face)
 
 
@@ -459,7 +454,7 @@ def scan_sign_in(
 ) -> SignInOut:
     """Sign in with the face session of this scan's passed check."""
     now = services.clock.now()
-    face, page = _face_of(request, db, services, body.face_session, x_device_id)
+    face, page = face_session_named(request, db, services, body.face_session, x_device_id)
     signed = sign_in.sign_in(
         db,
         services.clock,

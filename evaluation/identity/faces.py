@@ -18,7 +18,8 @@ from evaluation.identity import remote_review
 from evaluation.identity.consent import FACE_CONSENT_VERSION, consent_text, require_current
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.kernel.errors import DomainError
+from evaluation.registry.experts import person_in_center
 from face.analysis import PhotoAnalysis, analyze_bytes
 from face.engine import FaceEngine, Vector
 from face.intake import ImageRejected, IntakeLimits
@@ -36,7 +37,7 @@ from face.quality import QualityThresholds
 from models.base import new_id
 from models.clock import Clock
 from models.settings import Settings
-from models.tables import Expert, FacePhoto, FaceTemplate
+from models.tables import FacePhoto, FaceTemplate
 from signing.field_cipher import FieldCipher
 
 EMBEDDING_DTYPE = np.dtype("<f4")
@@ -175,15 +176,6 @@ def _unpack(data: bytes, rows: int) -> np.ndarray[Any, np.dtype[np.float32]]:
     return np.frombuffer(data, dtype=EMBEDDING_DTYPE).reshape(rows, -1).astype(np.float32)
 
 
-def _expert(db: Session, center_id: str, expert_id: str) -> Expert:
-    expert = db.execute(
-        select(Expert).where(Expert.id == expert_id, Expert.center_id == center_id)
-    ).scalar_one_or_none()
-    if expert is None:
-        raise NotFound(f"no expert {expert_id} in this center")
-    return expert
-
-
 def _analyze_photo(
     engine: FaceEngine, policy: FacePolicy, label: str, data: bytes
 ) -> tuple[dict[str, Any], PhotoAnalysis | None]:
@@ -211,7 +203,7 @@ def enroll_face(
 ) -> Enrollment:
     """Enroll (or re-enroll) from 1..max photos; every photo must pass, else nothing changes.
     The consent is to the text of `consent_version` (the current one when not given)."""
-    expert = _expert(db, caller.center_id, expert_id)
+    expert = person_in_center(db, caller.center_id, expert_id)
     if not consent:
         raise ConsentRequired(
             "record that the expert gave separate consent to face processing (consent=true); "
@@ -326,7 +318,7 @@ def enroll_from_id_card(
     reference is never replaced this way, whether enrolled at the center or from an earlier
     card: whoever holds a copy of the link could otherwise make their own face the
     representative's. Only an operator can remove it (audited), for a new enrollment."""
-    person = _expert(db, caller.center_id, person_id)
+    person = person_in_center(db, caller.center_id, person_id)
     db.refresh(person, with_for_update=True)
     existing = db.get(FaceTemplate, person.id)
     if existing is not None:
@@ -426,13 +418,13 @@ def references_of(db: Session, expert_ids: Sequence[str]) -> dict[str, str]:
 
 
 def face_enrollment(db: Session, center_id: str, expert_id: str) -> FaceTemplate | None:
-    _expert(db, center_id, expert_id)
+    person_in_center(db, center_id, expert_id)
     return db.get(FaceTemplate, expert_id)
 
 
 def remove_face(db: Session, caller: audit.Caller, clock: Clock, expert_id: str) -> None:
     """Delete the template and any retained photos (withdrawal of consent, or re-take)."""
-    expert = _expert(db, caller.center_id, expert_id)
+    expert = person_in_center(db, caller.center_id, expert_id)
     template = db.get(FaceTemplate, expert.id)
     if template is None:
         raise FaceNotEnrolled("the expert has no enrolled face to remove")

@@ -14,7 +14,7 @@ import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -601,16 +601,3 @@ def uses_at(db: Session, use_ids: Sequence[str]) -> list[tuple[PasskeyUse, Passk
         .order_by(PasskeyUse.created_at)
     ).all()
     return [(use, passkey) for use, passkey in rows]
-
-
-def bound_since(db: Session, expert_ids: Sequence[str], since: datetime) -> list[Passkey]:
-    """Phones bound to any of these people at or after `since` (an anomaly rule's input)."""
-    if not expert_ids:
-        return []
-    return list(
-        db.execute(
-            select(Passkey).where(
-                Passkey.expert_id.in_(list(expert_ids)), Passkey.created_at >= since
-            )
-        ).scalars()
-    )

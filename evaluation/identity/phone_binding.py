@@ -22,7 +22,7 @@ from evaluation.identity.passkeys import (
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
-from evaluation.registry.experts import require_id_number
+from evaluation.registry.experts import person_in_center, require_id_number
 from evaluation.registry.staff import hash_token
 from face.engine import FaceEngine
 from models.clock import Clock
@@ -84,19 +84,12 @@ class NoFaceEnrolled(DomainError):
 
 def passkeys_of(db: Session, center_id: str, expert_id: str) -> list[Passkey]:
     """Every phone ever bound to the person, revoked ones included, oldest first."""
-    _expert(db, center_id, expert_id)
+    person_in_center(db, center_id, expert_id)
     return list(
         db.execute(
             select(Passkey).where(Passkey.expert_id == expert_id).order_by(Passkey.created_at)
         ).scalars()
     )
-
-
-def _expert(db: Session, center_id: str, expert_id: str) -> Expert:
-    expert = db.get(Expert, expert_id)
-    if expert is None or expert.center_id != center_id:
-        raise NotFound(f"no person {expert_id} in this center")
-    return expert
 
 
 def start_enrollment(
@@ -111,7 +104,7 @@ def start_enrollment(
 ) -> tuple[PasskeyEnrollment, str]:
     """The operator has the person's ID card in hand: a one-time binding QR for their
     phone. Returns the enrollment and its token (shown once, stored hashed)."""
-    expert = _expert(db, caller.center_id, expert_id)
+    expert = person_in_center(db, caller.center_id, expert_id)
     require_id_number(cipher, expert, id_number)
     if expert.status != "active":
         raise face_checks.ExpertNotActive(f"{expert.name} is {expert.status}")
@@ -359,7 +352,7 @@ def revoke_passkey(
     reason: str,
 ) -> Passkey:
     """A lost or replaced phone: its passkey no longer signs anyone in or anything."""
-    _expert(db, caller.center_id, expert_id)
+    person_in_center(db, caller.center_id, expert_id)
     passkey = db.get(Passkey, passkey_id, with_for_update=True)
     if passkey is None or passkey.expert_id != expert_id:
         raise NotFound(f"no bound phone {passkey_id} for this person")

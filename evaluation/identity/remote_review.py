@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidTransition, NotFound, SigningRefused
+from evaluation.registry.experts import person_in_center
 from models.clock import Clock
 from models.tables import (
     Expert,
@@ -99,9 +100,7 @@ class ReviewView:
 def review_of(db: Session, cipher: FieldCipher, center_id: str, expert_id: str) -> ReviewView:
     """The latest review of the person's remote enrollment, with its images decrypted
     while it is open."""
-    person = db.get(Expert, expert_id)
-    if person is None or person.center_id != center_id:
-        raise NotFound(f"no person {expert_id} in this center")
+    person = person_in_center(db, center_id, expert_id)
     review = db.execute(
         select(RemoteEnrollmentReview)
         .where(RemoteEnrollmentReview.expert_id == expert_id)
@@ -182,17 +181,7 @@ def decide(
             db.delete(template)
     if not confirm:
         # The face checks made against the refused card grant nothing any more.
-        revoked = len(
-            db.execute(
-                update(VerifiedSession)
-                .where(
-                    VerifiedSession.expert_id == expert_id,
-                    VerifiedSession.revoked_at.is_(None),
-                )
-                .values(revoked_at=now)
-                .returning(VerifiedSession.id)
-            ).all()
-        )
+        revoked = _end_face_sessions(db, expert_id, now)
     db.flush()
     db.refresh(review)
     audit.record(
@@ -236,6 +225,10 @@ def close_open(db: Session, expert_id: str, now: datetime, reason: str) -> int:
             frame_ciphertext=None,
         )
     )
+    return _end_face_sessions(db, expert_id, now)
+
+
+def _end_face_sessions(db: Session, expert_id: str, now: datetime) -> int:
     return len(
         db.execute(
             update(VerifiedSession)

@@ -265,6 +265,16 @@ def _load(db: Session, center_id: str, expert_id: str) -> Expert:
     return expert
 
 
+def person_in_center(db: Session, center_id: str, expert_id: str) -> Expert:
+    """The expert or representative of this center, or NotFound (another center's too)."""
+    expert = db.execute(
+        select(Expert).where(Expert.id == expert_id, Expert.center_id == center_id)
+    ).scalar_one_or_none()
+    if expert is None:
+        raise NotFound(f"no expert {expert_id} in this center")
+    return expert
+
+
 def get_expert(db: Session, center_id: str, cipher: FieldCipher, expert_id: str) -> ExpertRecord:
     return to_record(_load(db, center_id, expert_id), cipher)
 
