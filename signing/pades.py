@@ -67,6 +67,7 @@ from pyhanko.sign.fields import (
     enumerate_sig_fields,
 )
 from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
 from pyhanko.sign.signers.pdf_signer import (
     DSSContentSettings,
@@ -104,8 +105,10 @@ __all__ = [
     "InProcessTimeStamper",
     "PdfInfo",
     "PdfRejected",
+    "PreparedSignature",
     "RevocationMaterial",
     "SignResult",
+    "SignatureBaseChanged",
     "SignatureReport",
     "SigningFailed",
     "SigningIdentity",
@@ -118,7 +121,9 @@ __all__ = [
     "async_validate",
     "check_pdf",
     "cjk_font_location",
+    "finish_signature",
     "preload_stamp_font",
+    "prepare_signature",
     "sign_in_place",
     "validate",
 ]
@@ -563,6 +568,31 @@ def _tsa_chain(timestamper: TimeStamper) -> list[x509.Certificate]:
 # --- signing -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PreparedSignature:
+    """A signature's revision written up to its signature value, and what finishing needs.
+
+    Between `prepare_signature` and `finish_signature` the signer approves
+    `approval_digest`, the SHA-256 of the CMS signed attributes: those name the document's
+    byte-range digest and the signer's certificate, so approving them approves exactly
+    this signature on exactly this revision. Plain values only, so the service can keep
+    them in its database and any replica can finish."""
+
+    field_name: str
+    base_size: int  # the file's length the revision is appended to
+    base_sha256: bytes
+    revision: bytes  # the incremental update, its /Contents still a placeholder
+    reserved_start: int  # the placeholder's place in the whole file
+    reserved_end: int
+    document_digest: bytes
+    signed_attributes: bytes  # DER (SET OF) of the CMS signed attributes
+    signing_time: datetime
+
+    @property
+    def approval_digest(self) -> bytes:
+        return hashlib.sha256(self.signed_attributes).digest()
+
+
 def sign_in_place(
     path: Path,
     field_name: str,
@@ -577,10 +607,11 @@ def sign_in_place(
     now: Callable[[], datetime] | None = None,
     marks: Sequence[PageMark] = (),
 ) -> SignResult:
-    """Sign the PDF at `path` in place (see the module docstring). `now` gives the claimed
-    signing time; by default the InProcessTimeStamper's clock. `marks` are drawn on their
-    pages in the signed revision. Raises PdfRejected, StampError or SigningFailed; on any
-    error the file keeps its previous length."""
+    """Sign the PDF at `path` in place (see the module docstring): prepare and finish in
+    one go, under one lock. `now` gives the claimed signing time; by default the
+    InProcessTimeStamper's clock. `marks` are drawn on their pages in the signed revision.
+    Raises PdfRejected, StampError or SigningFailed; on any error the file keeps its
+    previous length."""
     return asyncio.run(
         async_sign_in_place(
             path,
@@ -613,12 +644,146 @@ async def async_sign_in_place(
     marks: Sequence[PageMark] = (),
 ) -> SignResult:
     """`sign_in_place` for callers already inside an event loop."""
+    with _Locked(path) as stream:
+        prepared = await _prepare(
+            stream,
+            field_name,
+            identity.certificate,
+            identity.chain,
+            timestamper,
+            revocation,
+            trust_roots,
+            stamp,
+            reason,
+            location,
+            now=now,
+            marks=marks,
+        )
+        signature_cms = await _signature_cms(prepared, identity, timestamper)
+        return _embed(stream, prepared, signature_cms)
+
+
+def prepare_signature(
+    path: Path,
+    field_name: str,
+    certificate: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    timestamper: TimeStamper,
+    revocation: RevocationMaterial,
+    trust_roots: Sequence[x509.Certificate],
+    stamp: Stamp | None = None,
+    reason: str | None = None,
+    location: str | None = None,
+    *,
+    now: Callable[[], datetime] | None = None,
+    marks: Sequence[PageMark] = (),
+) -> PreparedSignature:
+    """The first half of signing: the signature's revision built and digested, the signed
+    attributes fixed. The file itself is left as it was. Raises PdfRejected, StampError or
+    SigningFailed."""
+    with _Locked(path) as stream:
+        return asyncio.run(
+            _prepare(
+                stream,
+                field_name,
+                certificate,
+                chain,
+                timestamper,
+                revocation,
+                trust_roots,
+                stamp,
+                reason,
+                location,
+                now=now,
+                marks=marks,
+            )
+        )
+
+
+def finish_signature(
+    path: Path,
+    prepared: PreparedSignature,
+    identity: SigningIdentity,
+    timestamper: TimeStamper,
+) -> SignResult:
+    """The second half: `identity.sign_digest` signs the prepared signed attributes (it is
+    called with exactly `prepared.approval_digest`), the signature time-stamp is added, and
+    the revision is appended with the signature in it. Refused (SignatureBaseChanged) if
+    the file is no longer the one the signature was prepared on; on any error the file
+    keeps its previous length."""
+    if identity.certificate.fingerprint(hashes.SHA256()) != _certificate_of(prepared):
+        raise SigningFailed("the identity is not the one the signature was prepared for")
+    with _Locked(path) as stream:
+        _check_base(stream, prepared)
+        signature_cms = asyncio.run(_signature_cms(prepared, identity, timestamper))
+        return _embed(stream, prepared, signature_cms)
+
+
+class SignatureBaseChanged(SigningFailed):
+    """The document moved on (another revision was appended) after the signature was
+    prepared: prepare again on the document as it now stands."""
+
+
+def _sha256_of(stream: BinaryIO, size: int) -> bytes:
+    digest = hashlib.sha256()
+    stream.seek(0)
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(min(CHUNK_SIZE, remaining))
+        if not chunk:
+            break
+        digest.update(chunk)
+        remaining -= len(chunk)
+    return digest.digest()
+
+
+def _check_base(stream: BinaryIO, prepared: PreparedSignature) -> None:
+    size = stream.seek(0, os.SEEK_END)
+    if size != prepared.base_size or _sha256_of(stream, size) != prepared.base_sha256:
+        raise SignatureBaseChanged(
+            "the document changed after this signature was prepared; prepare it again"
+        )
+
+
+def _certificate_of(prepared: PreparedSignature) -> bytes:
+    """The signer certificate's SHA-256 as the signed attributes name it
+    (signing-certificate-v2)."""
+    attributes = cms.CMSAttributes.load(prepared.signed_attributes)
+    for attribute in attributes:
+        if attribute["type"].native == "signing_certificate_v2":
+            [certificate_id] = attribute["values"][0]["certs"]
+            cert_hash = certificate_id["cert_hash"].native
+            assert isinstance(cert_hash, bytes)
+            return cert_hash
+    raise SigningFailed("the prepared signature names no signing certificate")
+
+
+def _never_called(digest: bytes, hash_name: str) -> bytes:
+    raise AssertionError("preparing a signature never signs")
+
+
+async def _prepare(
+    stream: BinaryIO,
+    field_name: str,
+    certificate: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    timestamper: TimeStamper,
+    revocation: RevocationMaterial,
+    trust_roots: Sequence[x509.Certificate],
+    stamp: Stamp | None,
+    reason: str | None,
+    location: str | None,
+    *,
+    now: Callable[[], datetime] | None,
+    marks: Sequence[PageMark],
+) -> PreparedSignature:
     # /M has whole seconds; the result reports what the document says.
     signing_time = (now or _now_of(timestamper))().replace(microsecond=0)
     style = _CjkStampStyle(stamp=stamp, font=stamp_font()) if stamp is not None else None
-    signer = IdentitySigner(identity)
+    # Only the size estimate runs here, a dry run that never calls sign_digest.
+    signer = IdentitySigner(SigningIdentity(certificate, chain, _never_called))
     context = _signing_context(
-        trust_roots, [*identity.chain, *_tsa_chain(timestamper)], revocation, signing_time
+        trust_roots, [*chain, *_tsa_chain(timestamper)], revocation, signing_time
     )
     metadata = PdfSignatureMetadata(
         field_name=field_name,
@@ -629,55 +794,105 @@ async def async_sign_in_place(
         embed_validation_info=True,
         validation_context=context,
         # The DSS in the signature's own revision (which rules out VRI entries): one
-        # update per signature, and the latest signature covers the entire file.
+        # update per signature, the latest signature covers the entire file, and nothing
+        # is left to do after the signature value is in.
         dss_settings=DSSContentSettings(
             include_vri=False, placement=SigDSSPlacementPreference.TOGETHER_WITH_SIGNATURE
         ),
     )
-    with _Locked(path) as stream:
-        writer = _incremental_writer(stream)
-        for mark in marks:
-            _add_mark(writer, mark)
-        new_field = None
-        if not any(True for _ in enumerate_sig_fields(writer.prev, with_name=field_name)):
-            if stamp is not None:
-                new_field = SigFieldSpec(field_name, on_page=stamp.page, box=_box(stamp, writer))
-            else:
-                new_field = SigFieldSpec(field_name)
-        pdf_signer = PdfSigner(
-            metadata, signer, timestamper=timestamper, stamp_style=style, new_field_spec=new_field
+    writer = _incremental_writer(stream)
+    for mark in marks:
+        _add_mark(writer, mark)
+    new_field = None
+    if not any(True for _ in enumerate_sig_fields(writer.prev, with_name=field_name)):
+        if stamp is not None:
+            new_field = SigFieldSpec(field_name, on_page=stamp.page, box=_box(stamp, writer))
+        else:
+            new_field = SigFieldSpec(field_name)
+    pdf_signer = PdfSigner(
+        metadata, signer, timestamper=timestamper, stamp_style=style, new_field_spec=new_field
+    )
+    base_size = stream.seek(0, os.SEEK_END)
+    base_sha256 = _sha256_of(stream, base_size)
+    try:
+        session = pdf_signer.init_signing_session(writer, existing_fields_only=False)
+        session.system_time = signing_time  # /M: our clock, not the machine's
+        validation_info = await session.perform_presign_validation(writer)
+        reserved = await session.estimate_signature_container_size(validation_info)
+        tbs = session.prepare_tbs_document(validation_info=validation_info, bytes_reserved=reserved)
+        # Written in place so the document is hashed as it streams (bounded memory), then
+        # read back and cut off: until it is finished the revision lives only in the result.
+        digested, _ = tbs.digest_tbs_document(in_place=True, chunk_size=CHUNK_SIZE)
+        stream.seek(base_size)
+        revision = stream.read()
+        attributes = await signer.signed_attrs(
+            digested.document_digest,
+            DIGEST_ALGORITHM,
+            attr_settings=PdfCMSSignedAttributes(signing_time=signing_time),
+            use_pades=True,
+            timestamper=timestamper,
         )
-        original_size = stream.seek(0, os.SEEK_END)
-        try:
-            session = pdf_signer.init_signing_session(writer, existing_fields_only=False)
-            session.system_time = signing_time  # /M: our clock, not the machine's
-            validation_info = await session.perform_presign_validation(writer)
-            reserved = await session.estimate_signature_container_size(validation_info)
-            tbs = session.prepare_tbs_document(
-                validation_info=validation_info, bytes_reserved=reserved
-            )
-            prepared, output = tbs.digest_tbs_document(in_place=True, chunk_size=CHUNK_SIZE)
-            post = await tbs.perform_signature(
-                document_digest=prepared.document_digest,
-                pdf_cms_signed_attrs=PdfCMSSignedAttributes(signing_time=signing_time),
-            )
-            await post.post_signature_processing(output, chunk_size=CHUNK_SIZE)
-            size = _finish(stream)
-        except BaseException as exc:
-            _roll_back(stream, original_size)
-            if isinstance(exc, SigningError | TimestampRequestError):
-                raise SigningFailed(str(exc)) from exc
-            raise
-    start, end = prepared.reserved_region_start, prepared.reserved_region_end
-    return SignResult(
+    except (SigningError, TimestampRequestError) as exc:
+        raise SigningFailed(str(exc)) from exc
+    finally:
+        _roll_back(stream, base_size)
+    return PreparedSignature(
         field_name=field_name,
+        base_size=base_size,
+        base_sha256=base_sha256,
+        revision=revision,
+        reserved_start=digested.reserved_region_start,
+        reserved_end=digested.reserved_region_end,
+        document_digest=digested.document_digest,
+        signed_attributes=attributes.dump(),
+        signing_time=signing_time,
+    )
+
+
+async def _signature_cms(
+    prepared: PreparedSignature, identity: SigningIdentity, timestamper: TimeStamper
+) -> cms.ContentInfo:
+    signer = IdentitySigner(identity)
+    try:
+        return await signer.async_sign_prescribed_attributes(
+            DIGEST_ALGORITHM,
+            cms.CMSAttributes.load(prepared.signed_attributes),
+            timestamper=timestamper,
+        )
+    except (SigningError, TimestampRequestError) as exc:
+        raise SigningFailed(str(exc)) from exc
+
+
+def _embed(
+    stream: BinaryIO, prepared: PreparedSignature, signature_cms: cms.ContentInfo
+) -> SignResult:
+    """Append the prepared revision with the signature value in its placeholder."""
+    placeholder = PreparedByteRangeDigest(
+        document_digest=prepared.document_digest,
+        reserved_region_start=prepared.reserved_start,
+        reserved_region_end=prepared.reserved_end,
+    )
+    try:
+        stream.seek(prepared.base_size)
+        stream.truncate()
+        stream.write(prepared.revision)
+        placeholder.fill_with_cms(stream, signature_cms)
+        size = _finish(stream)
+    except BaseException as exc:
+        _roll_back(stream, prepared.base_size)
+        if isinstance(exc, PdfError | SigningError):
+            raise SigningFailed(str(exc)) from exc
+        raise
+    start, end = prepared.reserved_start, prepared.reserved_end
+    return SignResult(
+        field_name=prepared.field_name,
         file_size=size,
         byte_range=(0, start, end, size - end),
         digest=prepared.document_digest,
         digest_algorithm=DIGEST_ALGORITHM,
-        signing_time=signing_time,
-        timestamp_time=_signature_timestamp_time(signer.signature_cms),
-        revision_offset=original_size,
+        signing_time=prepared.signing_time,
+        timestamp_time=_signature_timestamp_time(signature_cms),
+        revision_offset=prepared.base_size,
     )
 
 

@@ -6,6 +6,7 @@ plain multi-page PDFs written by hand, so nothing but the code under test touche
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import os
 import shutil
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -28,6 +30,7 @@ from signing.pades import (
     InProcessTimeStamper,
     PdfRejected,
     RevocationMaterial,
+    SignatureBaseChanged,
     SigningFailed,
     SigningIdentity,
     Stamp,
@@ -35,6 +38,8 @@ from signing.pades import (
     ValidationReport,
     add_document_timestamp,
     check_pdf,
+    finish_signature,
+    prepare_signature,
     sign_in_place,
     stamp_font,
     validate,
@@ -288,8 +293,6 @@ def test_each_signature_is_one_incremental_update(signed: SignedFiles) -> None:
 
 
 def test_sign_result_describes_the_signed_bytes(pki: Pki, tmp_path: Path) -> None:
-    import hashlib
-
     path = tmp_path / "one.pdf"
     write_pdf(path, pages=1)
     before = path.stat().st_size
@@ -662,3 +665,93 @@ def test_a_100_mb_file_signs_in_bounded_memory(tmp_path: Path) -> None:
     peak_mb, signed_size = (int(v) for v in run.stdout.split())
     assert signed_size > size
     assert peak_mb < 150, f"peak RSS {peak_mb} MB signing a {size >> 20} MB file"
+
+
+# --- prepare, approve, finish ----------------------------------------------------------
+
+
+def test_a_prepared_signature_leaves_the_file_and_finishes_anywhere(
+    pki: Pki, tmp_path: Path
+) -> None:
+    path = tmp_path / "two-phase.pdf"
+    write_pdf(path, pages=1)
+    original = path.read_bytes()
+    certificate = pki.signers[0][0]
+    prepared = prepare_signature(
+        path,
+        "Approved",
+        certificate,
+        [pki.issuing, pki.root],
+        pki.timestamper(),
+        pki.revocation,
+        [pki.root],
+        Stamp(page=0, box=BOXES[0], lines=LINES),
+    )
+    # Nothing is written until the signer has approved.
+    assert path.read_bytes() == original
+    assert prepared.base_size == len(original)
+    assert prepared.base_sha256 == hashlib.sha256(original).digest()
+    assert prepared.approval_digest == hashlib.sha256(prepared.signed_attributes).digest()
+
+    # The prepared values survive a round trip through plain storage (another replica).
+    again = type(prepared)(**{k: getattr(prepared, k) for k in prepared.__dataclass_fields__})
+    before = len(pki.calls)
+    result = finish_signature(path, again, pki.identity(0), pki.timestamper())
+    # sign_digest saw exactly the digest the signer approved, once.
+    assert pki.calls[before:] == [prepared.approval_digest]
+    assert result.revision_offset == len(original) and result.digest == prepared.document_digest
+
+    report = validate(path, [pki.root], now=pki.now)
+    assert report.verdict == "valid", report.summary
+    # What a third party can check: the embedded signed attributes are what was approved.
+    data = path.read_bytes()
+    _, length, offset, _ = result.byte_range
+    contents = bytes.fromhex(data[length + 1 : offset - 1].decode())  # zero-padded
+    signed = cms.ContentInfo.load(contents, strict=False)
+    attrs = signed["content"]["signer_infos"][0]["signed_attrs"].untag().dump()
+    assert hashlib.sha256(attrs).digest() == prepared.approval_digest
+
+
+def test_a_prepared_signature_is_refused_once_the_document_moved_on(
+    pki: Pki, tmp_path: Path
+) -> None:
+    path = tmp_path / "moved.pdf"
+    write_pdf(path, pages=1)
+    prepared = prepare_signature(
+        path,
+        "Late",
+        pki.signers[0][0],
+        [pki.issuing, pki.root],
+        pki.timestamper(),
+        pki.revocation,
+        [pki.root],
+    )
+    sign_in_place(path, "Early", pki.identity(1), pki.timestamper(), pki.revocation, [pki.root])
+    moved_on = path.read_bytes()
+    before = len(pki.calls)
+    with pytest.raises(SignatureBaseChanged):
+        finish_signature(path, prepared, pki.identity(0), pki.timestamper())
+    assert path.read_bytes() == moved_on and len(pki.calls) == before
+
+    # A changed byte of the same length is a different document too.
+    path.write_bytes(moved_on[:-3] + b"%\n\n")
+    with pytest.raises(SignatureBaseChanged):
+        finish_signature(path, prepared, pki.identity(0), pki.timestamper())
+
+
+def test_a_prepared_signature_finishes_only_with_its_certificate(pki: Pki, tmp_path: Path) -> None:
+    path = tmp_path / "who.pdf"
+    write_pdf(path, pages=1)
+    original = path.read_bytes()
+    prepared = prepare_signature(
+        path,
+        "Mine",
+        pki.signers[0][0],
+        [pki.issuing, pki.root],
+        pki.timestamper(),
+        pki.revocation,
+        [pki.root],
+    )
+    with pytest.raises(SigningFailed, match="not the one"):
+        finish_signature(path, prepared, pki.identity(1), pki.timestamper())
+    assert path.read_bytes() == original
