@@ -681,6 +681,39 @@ class SignerSlot(Base):
     revision: Mapped[int | None] = mapped_column(Integer)
 
 
+class PreparedSignature(Base):
+    """A signature prepared on one revision and waiting for the signer's approval: the
+    incremental update up to its signature value and the CMS signed attributes, whose
+    SHA-256 the signer's passkey approves. Kept here so any replica can finish it; refused
+    at finish if the document has moved on. Found by the SHA-256 of its approval nonce."""
+
+    __tablename__ = "prepared_signatures"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), index=True)
+    slot_id: Mapped[str] = mapped_column(ForeignKey("signer_slots.id"))
+    signer_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    credential_id: Mapped[str] = mapped_column(ForeignKey("issued_certificates.id"))
+    verified_session_id: Mapped[str] = mapped_column(ForeignKey("verified_sessions.id"))
+    nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    base_revision: Mapped[int] = mapped_column(Integer)
+    base_size: Mapped[int] = mapped_column(BigInteger)
+    base_sha256: Mapped[str] = mapped_column(String(64))
+    field_name: Mapped[str] = mapped_column(String(100))
+    # Dropped once finished or expired: by then the revision is in the document or useless.
+    revision: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reserved_start: Mapped[int] = mapped_column(BigInteger)
+    reserved_end: Mapped[int] = mapped_column(BigInteger)
+    document_digest: Mapped[str] = mapped_column(String(64))
+    signed_attributes: Mapped[bytes] = mapped_column(LargeBinary)
+    approval_digest: Mapped[str] = mapped_column(String(64))
+    signing_time: Mapped[datetime]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
 class Project(Base):
     """A bid-evaluation project: tenderer, bidders, evaluation window, committee spec,
     scoring criteria and aggregation rule, under one legal regime."""

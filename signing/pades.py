@@ -116,6 +116,7 @@ __all__ = [
     "StampError",
     "ValidationReport",
     "add_document_timestamp",
+    "approved_digests",
     "async_add_document_timestamp",
     "async_sign_in_place",
     "async_validate",
@@ -1125,6 +1126,24 @@ async def async_validate(
         with Path(source).open("rb") as stream:
             return await _validate_stream(stream, trust_roots, revocation, now)
     return await _validate_stream(source, trust_roots, revocation, now)
+
+
+def approved_digests(stream: IO[bytes]) -> dict[str, bytes]:
+    """Each signature field's SHA-256 of its CMS signed attributes (as a SET OF, the bytes
+    its signature value covers): what a signer approved before the signature was made.
+    Document time-stamps have no signer to approve them and are left out."""
+    reader = _open_reader(stream)
+    try:
+        embedded = list(reader.embedded_signatures)
+        found: dict[str, bytes] = {}
+        for signature in embedded:
+            attributes = signature.signer_info["signed_attrs"]
+            if signature.sig_object.get("/Type") == "/DocTimeStamp" or not attributes:
+                continue
+            found[signature.field_name] = hashlib.sha256(attributes.untag().dump()).digest()
+    except (PdfError, ValueError, KeyError, TypeError) as exc:
+        raise PdfRejected(f"the signatures cannot be read: {exc!r}") from exc
+    return found
 
 
 async def _validate_stream(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from evaluation.documents import prepared as prepared_signatures
 from evaluation.documents.store import DocumentStore, Received
 from evaluation.identity import passkeys
 from evaluation.identity.passkeys import PasskeyPolicy
@@ -148,19 +149,6 @@ class PasskeyApproval:
 
     nonce: str
     assertion: dict[str, Any]
-
-
-def approval_hashes(db: Session, document: Document) -> list[str]:
-    """What a signer's passkey approves: the SHA-256 (base64) of the document as uploaded.
-    Every revision begins with exactly those bytes (signatures only append), so the
-    signature covers what was approved, and members signing in parallel need not approve
-    again after each other's signatures."""
-    uploaded = db.execute(
-        select(DocumentRevision.sha256).where(
-            DocumentRevision.document_id == document.id, DocumentRevision.number == 0
-        )
-    ).scalar_one()
-    return [base64.b64encode(bytes.fromhex(uploaded)).decode()]
 
 
 def _load(db: Session, center_id: str, document_id: str, *, lock: bool = False) -> Document:
@@ -486,30 +474,72 @@ def sign_document(
     *,
     approval: PasskeyApproval | None,
 ) -> Signed:
-    """Sign the session's expert's slot: the signer's passkey approves the document as it
-    stands, a SAD for exactly the signature's digest, the signature appended in place,
-    the new revision recorded; the last slot completes the document with a document
-    timestamp (B-LTA)."""
+    """Sign the session's expert's slot. With a passkey approval: finish the signature that
+    `approval_options` prepared and the signer's phone approved (its signed attributes'
+    digest), refused if another signature landed meanwhile. Without one (only the
+    in-person path, whose PIN stands in): prepare and finish at once. Either way a
+    single-use SAD for exactly that digest, the new revision recorded; the last slot
+    completes the document with a document timestamp (B-LTA)."""
     document = lock_for_signing(db, session.center_id, document_id)
     slot = _pending_slot(db, document, session.expert_id, slot_id)
     credential = _signing_credential(db, session)
-    passkey_use_id = _approved(db, caller, clock, context, session, document, credential, approval)
-    expert = db.get(Expert, session.expert_id)
-    assert expert is not None
-    now = clock.now()
-    signed = sign_slot(
-        db,
-        caller,
-        clock,
-        context,
-        session,
-        document,
-        slot,
-        credential,
-        stamp_lines(expert.name, slot.role, credential, now),
-        seal_png=context.seal_png,
-        passkey_use_id=passkey_use_id,
-    )
+    if approval is None:
+        passkeys.signing_approval(
+            db,
+            clock,
+            context.passkeys,
+            session,
+            nonce=None,
+            assertion=None,
+            credential_id=credential.id,
+            hashes=[],
+            kind=f"document:{document.id}",
+            request_id=caller.request_id,
+        )
+        expert = db.get(Expert, session.expert_id)
+        assert expert is not None
+        lines = stamp_lines(expert.name, slot.role, credential, clock.now())
+        signed = sign_slot(
+            db,
+            caller,
+            clock,
+            context,
+            session,
+            document,
+            slot,
+            credential,
+            lines,
+            seal_png=context.seal_png,
+            passkey_use_id=None,
+        )
+    else:
+        row = prepared_signatures.for_approval(db, document, slot, session, approval.nonce)
+        passkey_use_id = passkeys.signing_approval(
+            db,
+            clock,
+            context.passkeys,
+            session,
+            nonce=approval.nonce,
+            assertion=approval.assertion,
+            credential_id=credential.id,
+            hashes=prepared_signatures.approved_hashes(row),
+            kind=f"signature:{row.id}",
+            request_id=caller.request_id,
+        )
+        prepared_signatures.still_current(row, document)
+        signed = finish_slot(
+            db,
+            caller,
+            clock,
+            context,
+            session,
+            document,
+            slot,
+            credential,
+            prepared_signatures.as_pades(row),
+            passkey_use_id=passkey_use_id,
+        )
+        prepared_signatures.finished(row, clock.now())
     finish_if_complete(db, caller, clock, context, document, credential)
     return signed
 
@@ -531,49 +561,51 @@ def approval_options(
     document_id: str,
     slot_id: str | None = None,
 ) -> passkeys.SigningApproval:
-    """The challenge the signer's phone answers to approve signing this document as it
-    stands, with their credential, in their pending slot."""
-    document = _load(db, session.center_id, document_id)
-    if document.status != "signing":
-        raise InvalidTransition(
-            f"document {document_id} is {document.status}", current_status=document.status
-        )
-    _pending_slot(db, document, session.expert_id, slot_id)
+    """Prepare the signer's signature on the document as it stands (stamp, signing time,
+    revocation data: all but the signature value) and the challenge their phone answers
+    to approve exactly it: the SHA-256 of its CMS signed attributes, which name the
+    document's digest and the signer's certificate."""
+    document = lock_for_signing(db, session.center_id, document_id)
+    slot = _pending_slot(db, document, session.expert_id, slot_id)
     credential = _signing_credential(db, session)
-    return passkeys.signing_options(
+    expert = db.get(Expert, session.expert_id)
+    assert expert is not None
+    now = clock.now()
+    prepared_signatures.drop_stale(db, document.id, now)
+    prepared = prepare_slot(
+        db,
+        clock,
+        context,
+        session,
+        document,
+        slot,
+        credential,
+        stamp_lines(expert.name, slot.role, credential, now),
+        seal_png=context.seal_png,
+    )
+    prepared_id = new_id()
+    approval = passkeys.signing_options(
         db,
         clock,
         context.passkeys,
         session,
         credential_id=credential.id,
-        hashes=approval_hashes(db, document),
-        kind=f"document:{document.id}",
+        hashes=[base64.b64encode(prepared.approval_digest).decode()],
+        kind=f"signature:{prepared_id}",
     )
-
-
-def _approved(
-    db: Session,
-    caller: audit.Caller,
-    clock: Clock,
-    context: SigningContext,
-    session: VerifiedSession,
-    document: Document,
-    credential: IssuedCertificate,
-    approval: PasskeyApproval | None,
-) -> str | None:
-    """The passkey assertion the signer's phone gave for this document (its use id)."""
-    return passkeys.signing_approval(
+    prepared_signatures.keep(
         db,
-        clock,
-        context.passkeys,
-        session,
-        nonce=None if approval is None else approval.nonce,
-        assertion=None if approval is None else approval.assertion,
+        prepared,
+        prepared_id=prepared_id,
+        nonce=approval.nonce,
+        document=document,
+        slot=slot,
         credential_id=credential.id,
-        hashes=approval_hashes(db, document),
-        kind=f"document:{document.id}",
-        request_id=caller.request_id,
+        session=session,
+        now=now,
+        ttl=context.passkeys.challenge_ttl,
     )
+    return approval
 
 
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
@@ -604,14 +636,100 @@ def sign_slot(
     passkey_use_id: str | None,
 ) -> Signed:
     """One signature in one slot with this credential (the signer's own, or a unit's seal
-    their authorization lets them use): a single-use SAD for exactly the signature's
-    digest, appended in place, the new revision recorded and audited."""
+    their authorization lets them use), prepared and finished at once."""
+    prepared = prepare_slot(
+        db,
+        clock,
+        context,
+        session,
+        document,
+        slot,
+        credential,
+        lines,
+        seal_png=seal_png,
+        marks=marks,
+    )
+    return finish_slot(
+        db,
+        caller,
+        clock,
+        context,
+        session,
+        document,
+        slot,
+        credential,
+        prepared,
+        passkey_use_id=passkey_use_id,
+    )
+
+
+def prepare_slot(
+    db: Session,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document: Document,
+    slot: SignerSlot,
+    credential: IssuedCertificate,
+    lines: list[str],
+    *,
+    seal_png: bytes | None = None,
+    marks: Sequence[pades.PageMark] = (),
+) -> pades.PreparedSignature:
+    """The slot's signature on the document's current revision, up to its value."""
     chain, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    stamp = pades.Stamp(
+        page=slot.page,
+        box=(slot.box[0], slot.box[1], slot.box[2], slot.box[3]),
+        lines=lines,
+        seal_png=seal_png,
+    )
+    path = context.store.prepare_append(document.id, document.size)
+    timestamper = _timestamper(db, clock, context, session.center_id)
+    try:
+        return pades.prepare_signature(
+            path,
+            slot.field_name,
+            pki.load_certificate(credential.certificate_der),
+            chain,
+            timestamper,
+            revocation,
+            roots,
+            stamp,
+            reason=f"{slot.role} 签署",
+            location=None,
+            now=clock.now,
+            marks=marks,
+        )
+    except pades.StampError as exc:
+        raise StampUnavailable(str(exc)) from exc
+    except pades.SigningFailed as exc:
+        raise SigningNotPossible(str(exc)) from exc
+
+
+def finish_slot(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document: Document,
+    slot: SignerSlot,
+    credential: IssuedCertificate,
+    prepared: pades.PreparedSignature,
+    *,
+    passkey_use_id: str | None,
+) -> Signed:
+    """The prepared signature finished: a single-use SAD for exactly its approved digest,
+    the signature appended in place, the new revision recorded and audited."""
+    chain, _, _ = _chain_and_revocation(db, clock, context, credential)
     key_algorithm = pki.key_of(db, credential.key_id).algorithm
     sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
     spent: list[str] = []
 
     def sign_digest(digest: bytes, hash_name: str) -> bytes:
+        if digest != prepared.approval_digest:
+            raise pades.SigningFailed("asked to sign another digest than the one approved")
         hash_oid = HASH_OID_BY_NAME[hash_name]
         encoded = base64.b64encode(digest).decode()
         granted = activation.authorize_signing(
@@ -625,7 +743,7 @@ def sign_slot(
             hash_oid,
             1,
             purpose=document.purpose,
-            approve=lambda: passkey_use_id,  # approved before pyHanko ran
+            approve=lambda: passkey_use_id,  # verified before the SAD was asked for
         )
         spent.append(granted.activation.id)
         [signature] = activation.sign_hashes(
@@ -650,30 +768,12 @@ def sign_slot(
         chain=chain,
         sign_digest=sign_digest,
     )
-    stamp = pades.Stamp(
-        page=slot.page,
-        box=(slot.box[0], slot.box[1], slot.box[2], slot.box[3]),
-        lines=lines,
-        seal_png=seal_png,
-    )
     path = context.store.prepare_append(document.id, document.size)
     timestamper = _timestamper(db, clock, context, session.center_id)
     try:
-        pades.sign_in_place(
-            path,
-            slot.field_name,
-            identity,
-            timestamper,
-            revocation,
-            roots,
-            stamp,
-            reason=f"{slot.role} 签署",
-            location=None,
-            now=clock.now,
-            marks=marks,
-        )
-    except pades.StampError as exc:
-        raise StampUnavailable(str(exc)) from exc
+        pades.finish_signature(path, prepared, identity, timestamper)
+    except pades.SignatureBaseChanged as exc:
+        raise prepared_signatures.DocumentMovedOn(str(exc)) from exc
     except pades.SigningFailed as exc:
         raise SigningNotPossible(str(exc)) from exc
     revision = _record_revision(db, context, document, "signature", slot.id, now)

@@ -56,7 +56,7 @@ from models.tables import (
 )
 from signing.certificates import AUDIT_CHECKPOINT_SIGNING
 from signing.detached import sign_detached, verify_detached
-from signing.pades import InProcessTimeStamper, RevocationMaterial, validate
+from signing.pades import InProcessTimeStamper, RevocationMaterial, approved_digests, validate
 from signing.vault import Vault
 
 MANIFEST = "manifest.json"
@@ -297,8 +297,9 @@ checks, signatures and audit log.
    sign-in and their signature (WebAuthn assertions). Each verifies under its COSE public
    key over `authenticator_data || SHA-256(client_data_json)`; a signing approval's
    challenge is SHA-256 of the RFC 8785 JSON of `approved` ({{credentialID, hashes,
-   nonce}}): the hashes are the SHA-256 of the report's first bytes as generated
-   (`report/uploaded.json` gives their length: `head -c SIZE report/report.pdf | sha256sum`).
+   nonce}}): its one hash is the SHA-256 of the CMS signed attributes of the signature in
+   the report's field named by `approves` (the DER SET OF that the signature value covers;
+   they name the report revision's digest), so the phone approved exactly that signature.
 
 `evalsign evidence verify {project.code}-evidence.zip` performs all of these checks.
 """.encode()
@@ -388,12 +389,6 @@ def build_package(
     if project.report_document_id:
         document = documents.get_document(db, center_id, project.report_document_id)
         files["report/report.pdf"] = b"".join(store.read(document.id, document.size))
-        # What the members' passkeys approved: the report as generated, which every signed
-        # revision keeps as its first bytes.
-        uploaded = documents.revision_of(db, document, 0)
-        files["report/uploaded.json"] = json.dumps(
-            {"size": uploaded.size, "sha256": uploaded.sha256}
-        ).encode()
     members = db.execute(
         select(Assignment.expert_id).where(Assignment.project_id == project.id)
     ).scalars()
@@ -532,19 +527,18 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
             passkeys.check_record(record)
         signings = [r for r in records if "signature_activation_id" in r["approves"]]
         if signings:
-            # Each signature's approval is of this report: the report's first bytes as
-            # generated, whose hash the approvals name.
-            uploaded = json.loads(files["report/uploaded.json"])
-            report = files["report/report.pdf"]
-            digest = hashlib.sha256(report[: uploaded["size"]]).digest()
-            if digest.hex() != uploaded["sha256"]:
-                return "failed: the report does not begin with the bytes that were approved"
-            approved = [base64.b64encode(digest).decode()]
+            # Each approval names the digest of its signature's signed attributes, as the
+            # report carries them: the phone approved exactly that signature.
+            digests = approved_digests(io.BytesIO(files["report/report.pdf"]))
             strays = [
-                r["use_id"] for r in signings if r["evidence"]["approved"]["hashes"] != approved
+                r["use_id"]
+                for r in signings
+                if r["approves"]["field"] not in digests
+                or r["evidence"]["approved"]["hashes"]
+                != [base64.b64encode(digests[r["approves"]["field"]]).decode()]
             ]
             if strays:
-                return f"failed: approvals of other content: {', '.join(strays)}"
+                return f"failed: approvals of other signatures: {', '.join(strays)}"
         return "ok"
 
     def report_signatures() -> str:

@@ -247,7 +247,6 @@ def test_the_evidence_package_checks_out_and_catches_edits(
         "audit/checkpoint.p7s",
         "verifications/verifications.json",
         "passkeys/assertions.json",
-        "report/uploaded.json",
         "certificates/ca-root.pem",
     } <= names
     from cryptography import x509
@@ -270,14 +269,20 @@ def test_the_evidence_package_checks_out_and_catches_edits(
     with pytest.raises(PasskeyRejected):
         passkeys.check_record(forged[0])
 
-    # The approvals are of the report's first bytes as generated, and the check says so
-    # when the package's report does not begin with what they approved.
-    def other_start(content: bytes) -> bytes:
-        uploaded = json.loads(content)
-        return json.dumps({**uploaded, "size": uploaded["size"] - 1}).encode()
+    # Each approval is of its own signature: its one hash is the digest of the signed
+    # attributes in its field. Pointing two approvals at each other's fields is caught.
+    def swapped(content: bytes) -> bytes:
+        records = json.loads(content)
+        fields = [r["approves"]["field"] for r in records if "field" in r["approves"]]
+        assert len(set(fields)) >= 2
+        turned = iter(fields[1:] + fields[:1])
+        for record in records:
+            if "field" in record["approves"]:
+                record["approves"]["field"] = next(turned)
+        return json.dumps(records).encode()
 
-    cut = verify_package(_rezip(package, "report/uploaded.json", other_start), center_root)
-    assert "does not begin with" in cut.checks["passkey approvals"]
+    crossed = verify_package(_rezip(package, "passkeys/assertions.json", swapped), center_root)
+    assert "approvals of other signatures" in crossed.checks["passkey approvals"]
     # Without the center's own root the package proves nothing, however well it checks.
     alone = verify_package(package)
     assert not alone.ok and alone.checks["root"] != "ok"

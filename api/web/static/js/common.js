@@ -127,12 +127,19 @@ export async function signReport({ withPasskey = true } = {}) {
   const overview = await api("GET", "/api/v1/evaluation");
   if (!overview.report_document_id) throw new Problem(409, { code: "report-missing", detail: t("report.none") });
   const url = `/api/v1/documents/${overview.report_document_id}`;
-  let passkey;
-  if (withPasskey) {
+  if (!withPasskey) return api("POST", `${url}/signatures`, {});
+  // The approval prepares this member's signature on the report as it stands; when a
+  // colleague's signature lands first, the server refuses it (document-moved-on) and the
+  // phone approves the report as it now stands.
+  for (let attempt = 1; ; attempt++) {
     const issued = await api("POST", `${url}/approval`, {});
-    passkey = { nonce: issued.nonce, assertion: await getPasskey(issued.publicKey) };
+    const passkey = { nonce: issued.nonce, assertion: await getPasskey(issued.publicKey) };
+    try {
+      return await api("POST", `${url}/signatures`, { passkey });
+    } catch (error) {
+      if (!(error instanceof Problem) || error.code !== "document-moved-on" || attempt >= 5) throw error;
+    }
   }
-  await api("POST", `${url}/signatures`, passkey ? { passkey } : {});
 }
 
 // Passkeys. WebAuthn's options and answers travel as JSON with base64url binary fields
