@@ -565,7 +565,7 @@ def sign_report_by_phone(api: Client, phone: Phone, signatures_url: str, say: Sa
         say,
     )
     face = {"Authorization": f"Bearer {result['session']['token']}", "X-Device-Id": phone.device_id}
-    # The phone's passkey approves signing this report (its SHA-256 as uploaded).
+    # The phone's passkey approves the member's prepared signature (its signed attributes).
     if phone.authenticator is None:
         raise DemoFailed(f"{phone.name} signs with a phone never bound")
     document_url = signatures_url.removesuffix("/signatures")

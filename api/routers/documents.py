@@ -215,8 +215,10 @@ def _sign(document_id: str, body: SignIn, phone: Any, services: Services) -> Sig
 async def approval_challenge(
     document_id: str, body: ApprovalIn, phone: Phone, services: ServicesDep
 ) -> SigningChallengeOut:
-    """The challenge your bound phone's passkey answers to approve signing this document as
-    it stands (its SHA-256) with your credential; send the answer with the signature."""
+    """Prepare your signature on this document as it stands and get the challenge your
+    bound phone's passkey answers to approve exactly it (the SHA-256 of its signed
+    attributes); send the answer with the signature. 409 `document-moved-on` there means a
+    colleague's signature landed first: ask for a new approval."""
 
     def challenge(db: Session, session: VerifiedSession) -> SigningChallengeOut:
         approval = documents.approval_options(
