@@ -7,19 +7,23 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
+from api.logs import request_id_var
 from api.routers.csc import Phone, as_signer, signer_caller
 from api.routers.documents import document_out
+from api.routers.passkeys import PasskeyOut
 from api.schemas.documents import DocumentOut, RevisionOut
+from api.schemas.passkeys import PasskeyApprovalIn, SigningChallengeOut
 from api.services import Services
 from evaluation.committee import tasks
-from evaluation.contracts import contracts
+from evaluation.contracts import contracts, link_binding, sealing
 from evaluation.contracts.contracts import NewContract, NewLink
 from evaluation.documents import documents
+from evaluation.documents.documents import PasskeyApproval
 from evaluation.kernel.money import in_figures, in_words
 from models.tables import Contract, VerifiedSession
 
@@ -53,8 +57,45 @@ class LinkOut(BaseModel):
 class ContractSignedOut(BaseModel):
     party: str
     completed: bool
+    remaining: int = Field(
+        description="Your party's marks still to sign (the seal, then your own signature): "
+        "ask for the next approval until this is 0"
+    )
     revisions: list[RevisionOut]
     contract: ContractOut
+
+
+class ContractApprovalOut(SigningChallengeOut):
+    slot_id: str
+    mark: str = Field(description="seal (the unit's) or signature (your own)")
+    remaining: int = Field(description="Your party's marks still to sign, this one included")
+
+
+class ContractSignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    passkey: PasskeyApprovalIn | None = Field(
+        default=None,
+        description="Your bound phone's approval of the mark prepared by POST "
+        "/api/v1/contracts/{id}/approval; required after a face check",
+    )
+
+
+class BindingOptionsOut(BaseModel):
+    enrollment_id: str
+    publicKey: dict[str, Any] = Field(
+        description="PublicKeyCredentialCreationOptions (JSON) for navigator.credentials.create()"
+    )
+
+
+class BindingCompleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enrollment_id: str = Field(max_length=64)
+    credential: dict[str, Any] = Field(
+        description="navigator.credentials.create()'s answer as RegistrationResponseJSON"
+    )
+    label: str = Field(default="phone", min_length=1, max_length=200)
 
 
 def contract_out(db: Session, contract: Contract) -> ContractOut:
@@ -132,26 +173,116 @@ def issue_link(
 
 
 @router.post(
+    "/api/v1/contracts/{contract_id}/approval",
+    response_model=ContractApprovalOut,
+    status_code=status.HTTP_201_CREATED,
+)
+async def contract_approval(
+    contract_id: str, phone: Phone, services: ServicesDep
+) -> ContractApprovalOut:
+    """Prepare your party's next mark (the unit's seal, then your own signature) on the
+    contract as it stands, and get the challenge your bound phone's passkey answers to
+    approve exactly it. 403 `passkey-not-bound`: bind this phone first (below)."""
+
+    def challenge(db: Session, session: VerifiedSession) -> ContractApprovalOut:
+        prepared = sealing.approval_options(
+            db, services.clock, services.documents, session, contract_id
+        )
+        approval = prepared.approval
+        return ContractApprovalOut(
+            nonce=approval.nonce,
+            challenge=approval.challenge,
+            publicKey=approval.options,
+            slot_id=prepared.slot.id,
+            mark=prepared.slot.mark,
+            remaining=prepared.remaining,
+        )
+
+    return await run_in_threadpool(
+        as_signer, services, phone, "contract.approve", {"contract_id": contract_id}, challenge
+    )
+
+
+@router.post(
     "/api/v1/contracts/{contract_id}/signatures",
     response_model=ContractSignedOut,
     status_code=status.HTTP_201_CREATED,
 )
-async def sign_contract(contract_id: str, phone: Phone, services: ServicesDep) -> ContractSignedOut:
-    """Sign for your unit: its seal, then your own signature. Needs a face check at most
-    EVALSIGN_SIGNING_FRESHNESS_S old and an authorization of a party valid now."""
-    return await run_in_threadpool(_sign, contract_id, phone, services)
+async def sign_contract(
+    contract_id: str, phone: Phone, services: ServicesDep, body: ContractSignIn | None = None
+) -> ContractSignedOut:
+    """Sign the mark your phone approved, for your unit. Needs a face check at most
+    EVALSIGN_SIGNING_FRESHNESS_S old and an authorization of a party valid now; 409
+    `document-moved-on` means the other party's mark landed first: approve again."""
+    approval = None if body is None or body.passkey is None else body.passkey.approval()
+    return await run_in_threadpool(_sign, contract_id, approval, phone, services)
 
 
-def _sign(contract_id: str, phone: Any, services: Services) -> ContractSignedOut:
+def _sign(
+    contract_id: str, approval: PasskeyApproval | None, phone: Any, services: Services
+) -> ContractSignedOut:
     def sign(db: Session, session: VerifiedSession) -> ContractSignedOut:
-        signed = contracts.sign_contract(
-            db, signer_caller(session), services.clock, services.documents, session, contract_id
+        signed = sealing.sign_contract(
+            db,
+            signer_caller(session),
+            services.clock,
+            services.documents,
+            session,
+            contract_id,
+            approval=approval,
         )
         return ContractSignedOut(
             party=signed.party,
             completed=signed.completed,
+            remaining=signed.remaining,
             revisions=[RevisionOut.model_validate(r) for r in signed.revisions],
             contract=contract_out(db, signed.contract),
         )
 
     return as_signer(services, phone, "contract.sign", {"contract_id": contract_id}, sign)
+
+
+@router.post(
+    "/api/v1/contracts/{contract_id}/passkey-binding",
+    response_model=BindingOptionsOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def binding_options(contract_id: str, phone: Phone, services: ServicesDep) -> BindingOptionsOut:
+    """Bind this phone to you from your contract link, after a face check on it, once the
+    center has confirmed who you are: PublicKeyCredentialCreationOptions for
+    navigator.credentials.create()."""
+
+    def options(db: Session, session: VerifiedSession) -> BindingOptionsOut:
+        enrollment, public_key = link_binding.binding_options(
+            db, signer_caller(session), services.clock, services.passkeys, session, contract_id
+        )
+        return BindingOptionsOut(enrollment_id=enrollment.id, publicKey=public_key)
+
+    return as_signer(services, phone, "contract.bind", {"contract_id": contract_id}, options)
+
+
+@router.post(
+    "/api/v1/contracts/{contract_id}/passkey-binding/complete",
+    response_model=PasskeyOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def complete_binding(
+    contract_id: str, body: BindingCompleteIn, phone: Phone, services: ServicesDep
+) -> PasskeyOut:
+    """Register the phone's new passkey as yours; from now on it approves your marks."""
+
+    def complete(db: Session, session: VerifiedSession) -> PasskeyOut:
+        passkey = link_binding.complete_binding(
+            db,
+            services.clock,
+            services.passkeys,
+            session,
+            contract_id,
+            body.enrollment_id,
+            body.credential,
+            label=body.label,
+            request_id=request_id_var.get(),
+        )
+        return PasskeyOut.model_validate(passkey)
+
+    return as_signer(services, phone, "contract.bind", {"contract_id": contract_id}, complete)

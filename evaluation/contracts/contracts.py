@@ -27,33 +27,28 @@ from sqlalchemy.orm import Session
 from evaluation.committee.projects import get_project
 from evaluation.committee.tasks import SCAN_PREFIX
 from evaluation.documents import documents
-from evaluation.documents.documents import Purpose, SigningContext
+from evaluation.documents.documents import Purpose
 from evaluation.documents.store import DocumentStore
-from evaluation.identity import remote_review
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.kernel.money import MAX_FEN, in_figures, in_words
 from evaluation.registry import unit_authority, units
 from evaluation.registry.staff import hash_token
-from evaluation.trust import activation, credentials, seals
+from evaluation.trust import credentials, seals
 from models.base import new_id
 from models.clock import Clock
 from models.tables import (
     Contract,
     ContractLink,
     Document,
-    DocumentRevision,
-    Expert,
     IssuedCertificate,
     Project,
     ScanSession,
     Unit,
     UnitAuthorization,
-    VerifiedSession,
 )
-from signing import contract_pdf, pades, seal_image
-from signing.pades import PageMark
+from signing import contract_pdf
 
 LINK_PREFIX = "evc_"
 TENDERER, WINNER = "tenderer", "winner"
@@ -124,18 +119,6 @@ class SealNotReady(SigningRefused):
     status = 409
     code = "seal-not-ready"
     title = "A party has no usable organization seal (image and credential) yet"
-
-
-class DocumentChanged(SigningRefused):
-    status = 409
-    code = "document-changed"
-    title = "The contract file differs from its last recorded revision; nobody may sign it"
-
-
-class RepresentsBothParties(SigningRefused):
-    status = 409
-    code = "represents-both-parties"
-    title = "One person may not sign a contract for both of its parties"
 
 
 class ContractLinkInvalid(DomainError):
@@ -225,7 +208,7 @@ def _party_unit(
     return units.units_of_project(db, caller, clock, [units.Party(name, credit_code)])[credit_code]
 
 
-def _require_seal(db: Session, unit: Unit, now: datetime) -> IssuedCertificate:
+def require_seal(db: Session, unit: Unit, now: datetime) -> IssuedCertificate:
     credential = seals.current_seal_credential(db, unit.id)
     if unit.seal_png is None or credential is None:
         raise SealNotReady(f"{unit.name} has no seal image and credential yet", unit_id=unit.id)
@@ -263,7 +246,7 @@ def create_contract(
     winner_unit = _party_unit(db, caller, clock, winner["name"], winner["credit_code"])
     now = clock.now()
     for unit in (tenderer_unit, winner_unit):
-        _require_seal(db, unit, now)
+        require_seal(db, unit, now)
     amount_fen = int(fields.amount_yuan * 100)
     if amount_fen > MAX_FEN:
         raise WinnerInvalid("the amount is out of range")  # unreachable with max_digits
@@ -555,185 +538,3 @@ def _claim_for_device(
             },
         )
         raise audit.refused(refused, caller, event)
-
-
-@dataclass(frozen=True)
-class ContractSigned:
-    contract: Contract
-    document: Document
-    party: str
-    revisions: list[DocumentRevision]
-    completed: bool
-
-
-def _check_unchanged(context: SigningContext, document: Document) -> None:
-    """The stored file must be exactly its last recorded revision: a contract altered
-    outside the service after the first signature is never signed again."""
-    path = context.store.path(document.id)
-    size = path.stat().st_size
-    if size < document.size or context.store.digest(document.id, document.size) != (
-        document.sha256
-    ):
-        raise DocumentChanged(
-            f"contract file {document.id} no longer matches revision {document.revision}",
-            revision=document.revision,
-        )
-
-
-def _cross_page_marks(
-    context: SigningContext, document: Document, seal_png: bytes, party_index: int
-) -> list[PageMark]:
-    """The strips of a cross-page seal, one per page at its right edge; the second party's
-    seal sits lower, so the two never overlap."""
-    sizes = pades.check_pdf(context.store.path(document.id)).page_sizes
-    strips = seal_image.cross_page_strips(seal_png, len(sizes))
-    strip_w = CROSS_SEAL_SIDE / len(sizes)
-    marks = []
-    for page, (strip, (width, height)) in enumerate(zip(strips, sizes, strict=True)):
-        top = height * (0.62 if party_index == 0 else 0.36)
-        marks.append(
-            PageMark(
-                page=page,
-                box=(width - strip_w, top - CROSS_SEAL_SIDE, width, top),
-                png=strip,
-                name=f"CrossPageSeal{party_index + 1}-{page + 1}",
-                label="骑缝章",
-            )
-        )
-    return marks
-
-
-def _representing(
-    db: Session, contract: Contract, person_id: str, now: datetime
-) -> tuple[str, Unit, UnitAuthorization]:
-    """The party the person signs for now, by their authorization; the refusal of the
-    party they are closest to representing otherwise (revoked, expired, out of scope)."""
-    refusals: list[DomainError] = []
-    valid: list[tuple[str, str, UnitAuthorization]] = []
-    for role, unit_id in ((TENDERER, contract.tenderer_unit_id), (WINNER, contract.winner_unit_id)):
-        try:
-            authorization = unit_authority.valid_authorization(
-                db, person_id, unit_id, Purpose.CONTRACT.value, now
-            )
-        except DomainError as refused:
-            refusals.append(refused)
-            continue
-        valid.append((role, unit_id, authorization))
-    if len(valid) == 2:
-        # One person on both sides of a contract (双方代理, Civil Code art. 168).
-        raise RepresentsBothParties(
-            "you are authorized by both parties; each party signs through its own person"
-        )
-    if valid:
-        role, unit_id, authorization = valid[0]
-        unit = db.get(Unit, unit_id)
-        assert unit is not None
-        return role, unit, authorization
-    specific = [r for r in refusals if not isinstance(r, unit_authority.NotARepresentative)]
-    raise (specific or refusals)[0]
-
-
-def sign_contract(
-    db: Session,
-    caller: audit.Caller,
-    clock: Clock,
-    context: SigningContext,
-    session: VerifiedSession,
-    contract_id: str,
-) -> ContractSigned:
-    """The representative's party signs: the unit's seal, then their own signature, each a
-    single-use SAD of this face-verified session. Refused, with nothing changed, when the
-    authorization is not valid now or not for contracts, when the person represents
-    neither party, when the seal is revoked, the face check stale or the file altered."""
-    contract = get_contract(db, session.center_id, contract_id)
-    document = documents.lock_for_signing(db, session.center_id, contract.document_id)
-    now = clock.now()
-    role, unit, authorization = _representing(db, contract, session.expert_id, now)
-    slots = documents.slots_of(db, document.id)
-    mine = [s for s in slots if s.unit_id == unit.id and s.status == "pending"]
-    if not mine:
-        raise documents.NoSlotForSigner(f"{unit.name} has already signed this contract")
-    waiting = [s for s in slots if s.order_group < mine[0].order_group and s.status == "pending"]
-    if waiting:
-        raise documents.NotYourTurn(
-            "the other party signs first", waiting_for=sorted({s.role for s in waiting})
-        )
-    _check_unchanged(context, document)
-    remote_review.require_confirmed(db, session.expert_id)
-    seal = _require_seal(db, unit, now)
-    personal = credentials.current_credential(db, session.expert_id)
-    if personal is None:
-        raise activation.CredentialUnusable(
-            "you have no personal signing credential; ask the center",
-            credential_status="missing",
-        )
-    person = db.get(Expert, session.expert_id)
-    assert person is not None and unit.seal_png is not None
-    revisions = []
-    # Representatives do not bind a phone yet (they cannot come to the desk; remote
-    # binding after a confirmed identity is still to come): a contract signature rests
-    # on the link, the face check and the unit's authorization.
-    no_passkey = None
-    for slot in sorted(mine, key=lambda s: s.field_name):
-        if slot.mark == "seal":
-            marks = (
-                _cross_page_marks(context, document, unit.seal_png, 0 if role == TENDERER else 1)
-                if contract.cross_page_seal
-                else []
-            )
-            signed = documents.sign_slot(
-                db,
-                caller,
-                clock,
-                context,
-                session,
-                document,
-                slot,
-                seal,
-                documents.stamp_lines(unit.name, unit.seal_purpose or "", seal, now),
-                seal_png=unit.seal_png,
-                marks=marks,
-                passkey_use_id=no_passkey,
-            )
-        else:
-            signed = documents.sign_slot(
-                db,
-                caller,
-                clock,
-                context,
-                session,
-                document,
-                slot,
-                personal,
-                documents.stamp_lines(person.name, slot.role, personal, now),
-                passkey_use_id=no_passkey,
-            )
-        revisions.append(signed.revision)
-    audit.record(
-        db,
-        caller,
-        clock,
-        Action.CONTRACT_SIGNED,
-        "contract",
-        contract.id,
-        {
-            "party": role,
-            "unit_id": unit.id,
-            "person_id": session.expert_id,
-            "authorization_id": authorization.id,
-            "verification_id": session.verification_id,
-            "revisions": [r.number for r in revisions],
-        },
-    )
-    completed = documents.finish_if_complete(db, caller, clock, context, document, personal)
-    if completed:
-        audit.record(
-            db,
-            caller,
-            clock,
-            Action.CONTRACT_COMPLETED,
-            "contract",
-            contract.id,
-            {"document_id": document.id, "sha256": document.sha256},
-        )
-    return ContractSigned(contract, document, role, revisions, completed)

@@ -513,33 +513,9 @@ def sign_document(
             passkey_use_id=None,
         )
     else:
-        row = prepared_signatures.for_approval(db, document, slot, session, approval.nonce)
-        passkey_use_id = passkeys.signing_approval(
-            db,
-            clock,
-            context.passkeys,
-            session,
-            nonce=approval.nonce,
-            assertion=approval.assertion,
-            credential_id=credential.id,
-            hashes=prepared_signatures.approved_hashes(row),
-            kind=f"signature:{row.id}",
-            request_id=caller.request_id,
+        signed = finish_approved(
+            db, caller, clock, context, session, document, slot, credential, approval
         )
-        prepared_signatures.still_current(row, document)
-        signed = finish_slot(
-            db,
-            caller,
-            clock,
-            context,
-            session,
-            document,
-            slot,
-            credential,
-            prepared_signatures.as_pades(row),
-            passkey_use_id=passkey_use_id,
-        )
-        prepared_signatures.finished(row, clock.now())
     finish_if_complete(db, caller, clock, context, document, credential)
     return signed
 
@@ -570,7 +546,29 @@ def approval_options(
     credential = _signing_credential(db, session)
     expert = db.get(Expert, session.expert_id)
     assert expert is not None
+    lines = stamp_lines(expert.name, slot.role, credential, clock.now())
+    return prepare_for_approval(
+        db, clock, context, session, document, slot, credential, lines, seal_png=context.seal_png
+    )
+
+
+def prepare_for_approval(
+    db: Session,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document: Document,
+    slot: SignerSlot,
+    credential: IssuedCertificate,
+    lines: list[str],
+    *,
+    seal_png: bytes | None = None,
+    marks: Sequence[pades.PageMark] = (),
+) -> passkeys.SigningApproval:
+    """The slot's signature prepared and kept, and the passkey challenge over the SHA-256
+    of its signed attributes, its nonce naming this prepared signature only."""
     now = clock.now()
+    activation.require_fresh(context.activation, session, now)
     prepared_signatures.drop_stale(db, document.id, now)
     prepared = prepare_slot(
         db,
@@ -580,8 +578,9 @@ def approval_options(
         document,
         slot,
         credential,
-        stamp_lines(expert.name, slot.role, credential, now),
-        seal_png=context.seal_png,
+        lines,
+        seal_png=seal_png,
+        marks=marks,
     )
     prepared_id = new_id()
     approval = passkeys.signing_options(
@@ -606,6 +605,49 @@ def approval_options(
         ttl=context.passkeys.challenge_ttl,
     )
     return approval
+
+
+def finish_approved(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document: Document,
+    slot: SignerSlot,
+    credential: IssuedCertificate,
+    approval: PasskeyApproval,
+) -> Signed:
+    """The signature prepared under `approval`, finished once its passkey assertion
+    verifies over exactly its digest; refused if the document moved on meanwhile."""
+    row = prepared_signatures.for_approval(db, document, slot, session, approval.nonce)
+    passkey_use_id = passkeys.signing_approval(
+        db,
+        clock,
+        context.passkeys,
+        session,
+        nonce=approval.nonce,
+        assertion=approval.assertion,
+        credential_id=credential.id,
+        hashes=prepared_signatures.approved_hashes(row),
+        kind=f"signature:{row.id}",
+        request_id=caller.request_id,
+    )
+    prepared_signatures.still_current(row, document)
+    signed = finish_slot(
+        db,
+        caller,
+        clock,
+        context,
+        session,
+        document,
+        slot,
+        credential,
+        prepared_signatures.as_pades(row),
+        passkey_use_id=passkey_use_id,
+    )
+    prepared_signatures.finished(row, clock.now())
+    return signed
 
 
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:

@@ -257,6 +257,19 @@ def _canonical(digests: Sequence[bytes]) -> list[str]:
     return [base64.b64encode(d).decode() for d in digests]
 
 
+def require_fresh(policy: ActivationPolicy, session: VerifiedSession, now: datetime) -> None:
+    """Signing needs a recent face check: checked when a SAD is asked for, and before a
+    signature is prepared, so the phone is not asked to approve what cannot be signed."""
+    age = now - session.verified_at
+    if age > policy.freshness:
+        raise FaceCheckStale(
+            f"the face check is {int(age.total_seconds())} s old; signing needs one at most "
+            f"{int(policy.freshness.total_seconds())} s old",
+            age_s=int(age.total_seconds()),
+            freshness_s=int(policy.freshness.total_seconds()),
+        )
+
+
 def authorize_signing(
     db: Session,
     caller: audit.Caller,
@@ -278,14 +291,7 @@ def authorize_signing(
     when one is required."""
     now = clock.now()
     credential, _ = _owned_usable_credential(db, session, credential_id, purpose, now)
-    age = now - session.verified_at
-    if age > policy.freshness:
-        raise FaceCheckStale(
-            f"the face check is {int(age.total_seconds())} s old; signing needs one at most "
-            f"{int(policy.freshness.total_seconds())} s old",
-            age_s=int(age.total_seconds()),
-            freshness_s=int(policy.freshness.total_seconds()),
-        )
+    require_fresh(policy, session, now)
     digests = decode_hashes(hashes, hash_oid, policy.max_hashes)
     if num_signatures != len(digests):
         raise HashesInvalid(

@@ -5,7 +5,7 @@ tests/api/test_report_api.py and by the demo."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -13,12 +13,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.registry.staff import Role
+from evaluation.registry.staff import Role, hash_token
 from models.clock import FrozenClock
-from models.tables import DocumentRevision, Project
+from models.tables import DocumentRevision, Project, VerifiedSession
 from tests.api.test_projects_api import project_payload
 from tests.api.test_units_api import authorize, representative_metadata
-from tests.factories import CenterWithStaff, credit_code, establish_pki, face_session
+from tests.factories import (
+    CenterWithStaff,
+    bound_phone,
+    credit_code,
+    establish_pki,
+    face_session,
+)
 
 DEVICE = "phone-contract-1"
 
@@ -38,6 +44,7 @@ class Award:
     winner: dict[str, Any]
     loser: dict[str, Any]
     representatives: dict[str, dict[str, Any]]  # tenderer / winner -> authorization
+    phones: dict[str, Any] = field(default_factory=dict)  # person -> bound authenticator
 
     @property
     def operator(self) -> dict[str, str]:
@@ -62,7 +69,39 @@ class Award:
         return token
 
     def sign(self, contract_id: str, token: str) -> Any:
-        return self.client.post(f"/api/v1/contracts/{contract_id}/signatures", headers=phone(token))
+        """The representative signs for their party as the phone page does: each mark (the
+        seal, then their own signature) approved by their bound phone's passkey, then
+        signed. The first refusal is the answer; else the last signature's."""
+        authenticator = self.bound(self._person_of(token))
+        url = f"/api/v1/contracts/{contract_id}"
+        while True:
+            issued = self.client.post(f"{url}/approval", headers=phone(token))
+            if issued.status_code != 201:
+                return issued
+            body = issued.json()
+            approval = {"nonce": body["nonce"], "assertion": authenticator.get(body["publicKey"])}
+            signed = self.client.post(
+                f"{url}/signatures", json={"passkey": approval}, headers=phone(token)
+            )
+            if signed.status_code != 201 or signed.json()["remaining"] == 0:
+                return signed
+
+    def bound(self, person_id: str) -> Any:
+        """The person's phone (DEVICE), bound to them once; its authenticator."""
+        if person_id not in self.phones:
+            self.phones[person_id] = bound_phone(
+                self.db, self.clock, None, self.center.id, person_id, device_id=DEVICE
+            )
+        return self.phones[person_id]
+
+    def _person_of(self, token: str) -> str:
+        return str(
+            self.db.execute(
+                select(VerifiedSession.expert_id).where(
+                    VerifiedSession.token_hash == hash_token(token)
+                )
+            ).scalar_one()
+        )
 
     def revisions(self) -> int:
         self.db.expire_all()

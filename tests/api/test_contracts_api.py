@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from api.services import Services
 from evaluation.registry.experts import id_number_context
 from evaluation.registry.staff import Role
-from models.tables import AuditEntry, Expert, Project, SignatureActivation
+from models.tables import AuditEntry, Expert, PasskeyUse, Project, SignatureActivation
 from tests.api.contracting import DEVICE, Award, phone
 from tests.api.helpers import assert_problem
 from tests.api.test_units_api import authorize, representative_metadata
@@ -62,7 +62,14 @@ def test_both_parties_sign_in_order_and_the_contract_completes_with_four_signatu
     first = award.sign(contract["id"], award.face("tenderer"))
     assert first.status_code == 201, first.text
     assert first.json()["party"] == "tenderer" and not first.json()["completed"]
-    assert [r["kind"] for r in first.json()["revisions"]] == ["signature", "signature"]
+    assert first.json()["remaining"] == 0
+    # The seal and the signature: two marks, each approved by the phone on its own.
+    kinds = [r["kind"] for r in first.json()["contract"]["document"]["revisions"]]
+    assert kinds == ["upload", "signature", "signature"]
+    approvals = award.db.execute(
+        select(PasskeyUse.evidence).where(PasskeyUse.purpose == "signing")
+    ).scalars()
+    assert len({tuple(e["approved"]["hashes"]) for e in approvals}) == 2
     again = award.sign(contract["id"], award.face("tenderer"))
     assert_problem(again, 403, "no-slot-for-signer")
 
@@ -138,7 +145,8 @@ def _refused(award: Award, response: Any, status: int, code: str, before: int) -
         .order_by(AuditEntry.id.desc())
         .limit(1)
     ).scalar_one()
-    assert refusal.details["code"] == code and refusal.details["operation"] == "contract.sign"
+    # Refused at the first step, when the phone asks to approve its mark.
+    assert refusal.details["code"] == code and refusal.details["operation"] == "contract.approve"
 
 
 def test_a_representative_of_a_unit_that_is_no_party_is_refused(award: Award) -> None:

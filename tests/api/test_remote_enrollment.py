@@ -15,10 +15,12 @@ from evaluation.identity.consent import FACE_CONSENT_VERSION
 from face import synthetic as videos
 from face.analysis import analyze_bytes
 from models.tables import AuditEntry, FaceTemplate, FaceVerification
+from signing.soft_authenticator import SoftwareAuthenticator
 from tests.api.contracting import DEVICE, Award
 from tests.api.helpers import assert_problem
 from tests.api.test_liveness_api import _scene, genuine_video, submit
 from tests.face.corpus import encode, engine, id_card_photo, portraits
+from tests.factories import PHONE_ORIGIN
 
 HOLDER, OTHER = "players-6", "gdp-2"
 
@@ -87,9 +89,13 @@ def test_an_id_card_photo_then_a_matching_live_face_unlocks_the_seal(award: Awar
     assert identity["values"]["threshold"] == 0.30  # the ID card's, not 0.40 in person
 
     face = {"Authorization": f"Bearer {result['session']['token']}", "X-Device-Id": DEVICE}
-    # Nothing is sealed before an operator has compared the card with the live face.
-    early = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
+    url = f"/api/v1/contracts/{contract['id']}"
+    # Nothing is sealed, and no phone bound, before an operator has compared the card with
+    # the live face.
+    early = award.client.post(f"{url}/approval", headers=face)
     assert_problem(early, 409, "remote-enrollment-unconfirmed")
+    unbound = award.client.post(f"{url}/passkey-binding", headers=face)
+    assert_problem(unbound, 409, "remote-enrollment-unconfirmed")
     review = award.client.get(
         f"/api/v1/experts/{person}/face/remote-enrollment", headers=award.operator
     ).json()
@@ -103,8 +109,45 @@ def test_an_id_card_photo_then_a_matching_live_face_unlocks_the_seal(award: Awar
     assert decided.status_code == 200, decided.text
     assert decided.json()["decision"] == "confirmed"
     assert decided.json()["card_jpeg_base64"] is None  # erased with the decision
-    signed = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
-    assert signed.status_code == 201, signed.text
+    # A face check alone seals nothing: the phone is to be bound first, on this link.
+    assert_problem(award.client.post(f"{url}/signatures", headers=face), 403, "passkey-required")
+    assert_problem(award.client.post(f"{url}/approval", headers=face), 403, "passkey-not-bound")
+    phone = SoftwareAuthenticator(PHONE_ORIGIN)
+    binding = award.client.post(f"{url}/passkey-binding", headers=face)
+    assert binding.status_code == 201, binding.text
+    options = binding.json()
+    bound = award.client.post(
+        f"{url}/passkey-binding/complete",
+        json={
+            "enrollment_id": options["enrollment_id"],
+            "credential": phone.create(options["publicKey"]),
+        },
+        headers=face,
+    )
+    assert bound.status_code == 201, bound.text
+    assert bound.json()["witnessed_by"].startswith("contract-link:")
+    assert bound.json()["device_id"] == DEVICE
+    spent = award.client.post(
+        f"{url}/passkey-binding/complete",
+        json={
+            "enrollment_id": options["enrollment_id"],
+            "credential": phone.create(options["publicKey"]),
+        },
+        headers=face,
+    )
+    assert_problem(spent, 410, "passkey-enrollment-invalid")  # a binding binds once
+    # Then each mark is approved by that phone and signed.
+    for remaining in (2, 1):
+        issued = award.client.post(f"{url}/approval", headers=face)
+        assert issued.status_code == 201, issued.text
+        assert issued.json()["remaining"] == remaining
+        approval = {
+            "nonce": issued.json()["nonce"],
+            "assertion": phone.get(issued.json()["publicKey"]),
+        }
+        signed = award.client.post(f"{url}/signatures", json={"passkey": approval}, headers=face)
+        assert signed.status_code == 201, signed.text
+        assert signed.json()["remaining"] == remaining - 1
     entry = award.db.execute(
         select(AuditEntry).where(AuditEntry.action == "expert.face_enrolled")
     ).scalar_one()

@@ -27,7 +27,14 @@ from face.engine import FaceEngine
 from models.tables import Project
 from tests.e2e.conftest import LaunchBrowser, PhonePage
 from tests.e2e.pages import RequestLog, look
-from tests.e2e.service import Service, film_each_challenge, running_service, scene_of, stage
+from tests.e2e.service import (
+    Service,
+    film_each_challenge,
+    passkey_phone,
+    running_service,
+    scene_of,
+    stage,
+)
 from tests.face.corpus import id_card_photo
 from tests.factories import id_number
 
@@ -134,6 +141,7 @@ def test_both_representatives_seal_and_sign_from_their_phones(
 
     # The winner's representative opens the link first: the tenderer signs first.
     early = phone(browser, "iPhone 13")
+    passkey_phone(early)  # the phone's own passkey store, bound on the link when signing
     _open_link(early, service, contract["links"][1])
     early.click("#continue")
     expect(early.locator("#waiting")).to_be_visible()
@@ -141,6 +149,7 @@ def test_both_representatives_seal_and_sign_from_their_phones(
 
     # The tenderer's representative: landing, review, consent, face check, seal and sign.
     page = phone(browser, "Pixel 7")
+    passkey_phone(page)
     requests = RequestLog(page, service.base)
     film_each_challenge(
         page,
@@ -195,6 +204,11 @@ def test_both_representatives_seal_and_sign_from_their_phones(
     expect(page.locator("#signed")).to_be_visible()
     expect(page.locator("#download")).to_be_visible()
     look(page, screenshots, "contract-pixel7-5-signed")
+    # The phone was bound on the link itself, once the center had confirmed the person.
+    keys = staged.api.call(
+        "GET", f"/api/v1/experts/{newcomer['person_id']}/passkeys", 200, headers=staged.operator
+    )
+    assert [k["witnessed_by"].split(":")[0] for k in keys] == ["contract-link"]
     assert requests.foreign() == []
 
     # Now the winner's representative, on the page already open.

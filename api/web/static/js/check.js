@@ -195,9 +195,40 @@ function explain(outcome) {
   result.dataset.reasons = (outcome.reasons || []).join(" ");
 }
 
+// Each mark (the unit's seal, then the representative's signature) is approved by this
+// phone's passkey on its own. A phone not yet bound is bound here, on the link, after the
+// face check (only once the center has confirmed who the representative is).
 async function signContract() {
-  stepLabel.textContent = t("contract.signing");
-  await api("POST", root.dataset.signUrl, {});
+  const base = root.dataset.signUrl.replace(/\/signatures$/, "");
+  for (let attempt = 0; attempt < 8; attempt++) {
+    let issued;
+    try {
+      stepLabel.textContent = t("passkey.approving");
+      issued = await api("POST", `${base}/approval`, {});
+    } catch (error) {
+      if (error.code !== "passkey-not-bound") throw error;
+      stepLabel.textContent = t("bind.creating");
+      const options = await api("POST", `${base}/passkey-binding`, {});
+      const credential = await createPasskey(options.publicKey);
+      const label = navigator.userAgentData?.platform || navigator.platform || "phone";
+      await api("POST", `${base}/passkey-binding/complete`, {
+        enrollment_id: options.enrollment_id,
+        credential,
+        label: label.slice(0, 100),
+      });
+      continue;
+    }
+    const passkey = { nonce: issued.nonce, assertion: await getPasskey(issued.publicKey) };
+    stepLabel.textContent = t("contract.signing");
+    try {
+      const signed = await api("POST", root.dataset.signUrl, { passkey });
+      if (signed.remaining === 0) return;
+    } catch (error) {
+      // The other party's mark landed first: approve again on the contract as it stands.
+      if (error.code !== "document-moved-on") throw error;
+    }
+  }
+  throw new Problem(0, { code: "document-moved-on" });
 }
 
 // The face alone signs no one in: the passkey of the phone bound at the desk joins it.
@@ -241,7 +272,7 @@ async function freshEnough() {
 let stream = null;
 // Set once the face check passed: a retry then redoes only the passkey step.
 let facePassed = false;
-const needsPasskey = purpose === "sign-in" || purpose === "bind" || purpose === "sign";
+const needsPasskey = ["sign-in", "bind", "sign", "contract"].includes(purpose);
 
 async function run() {
   startButton.disabled = true;
