@@ -288,6 +288,10 @@ NOT_STAFF = {
     ("POST", "/api/v1/documents/{document_id}/signatures"),  # test_documents_api.py
     ("POST", "/api/v1/documents/{document_id}/approval"),
     ("POST", "/api/v1/contracts/{contract_id}/signatures"),  # test_contracts_api.py
+    ("POST", "/api/v1/contracts/{contract_id}/approval"),
+    # test_remote_enrollment.py: a representative binds their phone on the link.
+    ("POST", "/api/v1/contracts/{contract_id}/passkey-binding"),
+    ("POST", "/api/v1/contracts/{contract_id}/passkey-binding/complete"),
     # A contract link's scan session (test_contract_pages_api.py).
     ("GET", "/api/v1/contract"),
     ("GET", "/api/v1/contract/pages/{page}.png"),

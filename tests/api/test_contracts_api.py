@@ -340,3 +340,54 @@ def test_supervisors_cannot_create_contracts_or_links(award: Award) -> None:
         headers=award.center.headers(Role.SUPERVISOR),
     )
     assert_problem(refused, 403, "role-forbidden")
+
+
+def test_a_phone_is_bound_on_the_link_only_on_the_phone_that_opened_it(award: Award) -> None:
+    from signing.soft_authenticator import SoftwareAuthenticator
+    from tests.factories import PHONE_ORIGIN
+
+    contract = award.contract().json()
+    rep = award.representatives["tenderer"]
+    url = f"/api/v1/contracts/{contract['id']}"
+    link = award.client.post(
+        f"{url}/links", json={"authorization_id": rep["id"]}, headers=award.operator
+    ).json()
+    scanned = award.client.post("/api/v1/scan", json={"token": link["token"], "device_id": DEVICE})
+    assert scanned.status_code == 201, scanned.text
+
+    # A face check of the same person on another phone binds nothing through this link.
+    other, _ = face_session(
+        award.db, award.clock, award.center.id, rep["person_id"], device_id="phone-other"
+    )
+    elsewhere = {"Authorization": f"Bearer {other}", "X-Device-Id": "phone-other"}
+    assert_problem(
+        award.client.post(f"{url}/passkey-binding", headers=elsewhere), 401, "contract-link-invalid"
+    )
+    # On the link's phone it binds, and a binding of another link's cannot be completed.
+    face = phone(award.face("tenderer"))
+    options = award.client.post(f"{url}/passkey-binding", headers=face)
+    assert options.status_code == 201, options.text
+    authenticator = SoftwareAuthenticator(PHONE_ORIGIN)
+    credential = authenticator.create(options.json()["publicKey"])
+    wrong = award.client.post(
+        f"{url}/passkey-binding/complete",
+        json={"enrollment_id": "0" * 36, "credential": credential},
+        headers=face,
+    )
+    assert_problem(wrong, 410, "passkey-enrollment-invalid")
+    bound = award.client.post(
+        f"{url}/passkey-binding/complete",
+        json={"enrollment_id": options.json()["enrollment_id"], "credential": credential},
+        headers=face,
+    )
+    assert bound.status_code == 201, bound.text
+    assert bound.json()["witnessed_by"] == f"contract-link:{link['id']}"
+    started = award.db.execute(
+        select(AuditEntry).where(AuditEntry.action == "passkey.enrollment_started")
+    ).scalar_one()
+    assert started.details["link_id"] == link["id"]
+    assert started.details["device_id"] == DEVICE
+    # That phone now approves the party's marks.
+    award.phones[rep["person_id"]] = authenticator
+    signed = award.sign(contract["id"], award.face("tenderer"))
+    assert signed.status_code == 201 and signed.json()["remaining"] == 0, signed.text
