@@ -751,7 +751,7 @@ def authorize_representative(
 
 def _seal_and_sign(
     api: Client, phone: Phone, contract_id: str, face: dict[str, str], say: Say
-) -> None:
+) -> dict[str, Any]:
     """The representative's phone approves each mark (the seal, then the signature) with
     its passkey; a phone never bound is bound on the link first, after the face check."""
     url = f"/api/v1/contracts/{contract_id}"
@@ -770,18 +770,18 @@ def _seal_and_sign(
             },
         )
         say(f"   {phone.name} 在合同链接上绑定手机通行密钥（软件模拟）")
-    remaining = 1
-    while remaining:
+    while True:
         issued = api.call("POST", f"{url}/approval", 201, headers=face)
         assertion = phone.authenticator.get(issued["publicKey"])
-        signed = api.call(
+        signed: dict[str, Any] = api.call(
             "POST",
             f"{url}/signatures",
             201,
             headers=face,
             json={"passkey": {"nonce": issued["nonce"], "assertion": assertion}},
         )
-        remaining = signed["remaining"]
+        if signed["remaining"] == 0:
+            return signed
 
 
 def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -> dict[str, Any]:
@@ -839,7 +839,7 @@ def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -
             headers=operator,
             json={"authorization_id": authorization["id"]},
         )
-        scanned, scan_headers = scan_and_consent(api, phone, link["token"])
+        _, scan_headers = scan_and_consent(api, phone, link["token"])
         result, _ = _face_check(
             api,
             phone,
@@ -850,7 +850,7 @@ def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -
             "Authorization": f"Bearer {result['session']['token']}",
             "X-Device-Id": phone.device_id,
         }
-        _seal_and_sign(api, phone, contract["id"], face, say)
+        signed = _seal_and_sign(api, phone, contract["id"], face, say)
         say(f"   {party} {phone.name} 人脸核验通过，手机确认后加盖 {unit['name']} 印章并签名")
     pdf: bytes = api.call(
         "GET", f"/api/v1/documents/{contract['document']['id']}/content", 200, headers=supervisor

@@ -266,6 +266,26 @@ def _passkey_assertions(db: Session, project: Project) -> list[dict[str, Any]]:
     ]
 
 
+def _signers(db: Session, document_id: str) -> list[dict[str, Any]]:
+    """Who signed which field of the report, with the face check behind each signature."""
+    slots = db.execute(
+        select(SignerSlot)
+        .where(SignerSlot.document_id == document_id, SignerSlot.status == "signed")
+        .order_by(SignerSlot.revision)
+    ).scalars()
+    return [
+        {
+            "field": slot.field_name,
+            "role": slot.role,
+            "expert_id": slot.signed_by,
+            "verification_id": slot.verification_id,
+            "signature_activation_id": slot.sad_id,
+            "revision": slot.revision,
+        }
+        for slot in slots
+    ]
+
+
 def _readme(project: Project) -> bytes:
     return f"""# 评标项目证据包 / Evidence package — {project.code}
 
@@ -300,6 +320,9 @@ checks, signatures and audit log.
    nonce}}): its one hash is the SHA-256 of the CMS signed attributes of the signature in
    the report's field named by `approves` (the DER SET OF that the signature value covers;
    they name the report revision's digest), so the phone approved exactly that signature.
+   Every signature of the report has such an approval, except one made on the in-person
+   path (`report/signers.json` names each field's face check; its `method` in
+   `verifications/verifications.json` is `in-person-pin`).
 
 `evalsign evidence verify {project.code}-evidence.zip` performs all of these checks.
 """.encode()
@@ -389,6 +412,9 @@ def build_package(
     if project.report_document_id:
         document = documents.get_document(db, center_id, project.report_document_id)
         files["report/report.pdf"] = b"".join(store.read(document.id, document.size))
+        files["report/signers.json"] = json.dumps(
+            _signers(db, document.id), ensure_ascii=False, indent=2
+        ).encode()
     members = db.execute(
         select(Assignment.expert_id).where(Assignment.project_id == project.id)
     ).scalars()
@@ -526,19 +552,36 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
         for record in records:
             passkeys.check_record(record)
         signings = [r for r in records if "signature_activation_id" in r["approves"]]
-        if signings:
-            # Each approval names the digest of its signature's signed attributes, as the
-            # report carries them: the phone approved exactly that signature.
-            digests = approved_digests(io.BytesIO(files["report/report.pdf"]))
-            strays = [
-                r["use_id"]
-                for r in signings
-                if r["approves"]["field"] not in digests
-                or r["evidence"]["approved"]["hashes"]
-                != [base64.b64encode(digests[r["approves"]["field"]]).decode()]
-            ]
-            if strays:
-                return f"failed: approvals of other signatures: {', '.join(strays)}"
+        if "report/report.pdf" not in files:
+            return "ok"
+        # Each approval names the digest of its signature's signed attributes, as the
+        # report carries them: the phone approved exactly that signature.
+        digests = approved_digests(io.BytesIO(files["report/report.pdf"]))
+        strays = [
+            r["use_id"]
+            for r in signings
+            if r["approves"]["field"] not in digests
+            or r["evidence"]["approved"]["hashes"]
+            != [base64.b64encode(digests[r["approves"]["field"]]).decode()]
+        ]
+        if strays:
+            return f"failed: approvals of other signatures: {', '.join(strays)}"
+        # And every signature has one, but those of the in-person path, whose PIN under
+        # an operator's ID check stood in for the phone (flagged for supervisors).
+        approved = {r["approves"]["field"] for r in signings}
+        signers = {s["field"]: s for s in json.loads(files["report/signers.json"])}
+        methods = {
+            v["id"]: v["method"] for v in json.loads(files["verifications/verifications.json"])
+        }
+        unapproved = sorted(
+            field
+            for field in digests
+            if field not in approved
+            and methods.get(signers.get(field, {}).get("verification_id"))
+            != passkeys.IN_PERSON_METHOD
+        )
+        if unapproved:
+            return f"failed: signatures no phone approved: {', '.join(unapproved)}"
         return "ok"
 
     def report_signatures() -> str:

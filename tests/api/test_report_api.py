@@ -283,6 +283,16 @@ def test_the_evidence_package_checks_out_and_catches_edits(
 
     crossed = verify_package(_rezip(package, "passkeys/assertions.json", swapped), center_root)
     assert "approvals of other signatures" in crossed.checks["passkey approvals"]
+
+    # Every signature needs its approval: one dropped from the package is named.
+    def one_dropped(content: bytes) -> bytes:
+        records = json.loads(content)
+        first = next(i for i, r in enumerate(records) if "field" in r["approves"])
+        return json.dumps(records[:first] + records[first + 1 :]).encode()
+
+    dropped = verify_package(_rezip(package, "passkeys/assertions.json", one_dropped), center_root)
+    assert "signatures no phone approved" in dropped.checks["passkey approvals"]
+    assert "report/signers.json" in names
     # Without the center's own root the package proves nothing, however well it checks.
     alone = verify_package(package)
     assert not alone.ok and alone.checks["root"] != "ok"
