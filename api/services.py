@@ -14,6 +14,7 @@ from evaluation.documents.documents import SigningContext
 from evaluation.documents.store import DocumentStore
 from evaluation.identity.face_checks import LivenessConfig
 from evaluation.identity.faces import FacePolicy
+from evaluation.identity.identity_verification import IdentityVerifier, verifier_from_settings
 from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
@@ -85,6 +86,8 @@ class Services:
     documents: SigningContext
     room_tokens: RoomTokens
     csrf_key: bytes  # the phone pages' CSRF tokens (api/web/session.py)
+    # The citizen-identity check that confirms remote enrollments; None: operators do.
+    identity_verifier: IdentityVerifier | None = None
 
     def face_engine(self) -> FaceEngine:
         return face_engine_for(self.settings)
@@ -142,6 +145,7 @@ def build_services(
             validity=timedelta(seconds=settings.qr_validity_s),
         ),
         csrf_key=keyring.derive("web-csrf/v1"),
+        identity_verifier=verifier_from_settings(settings),
     )
 
 

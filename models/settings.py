@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -129,6 +130,13 @@ class Settings(BaseSettings):
     # A phone bound this close before a project the person sits on is flagged.
     passkey_new_binding_flag_days: int = Field(default=7, ge=0, le=90)
 
+    # A citizen-identity check service (EVALSIGN_IDENTITY_VERIFIER_*) that confirms remote
+    # enrollments: name, ID number and the live face in, match or not out
+    # (docs/identity-verification.md). Unset, an operator confirms each one.
+    identity_verifier_url: str | None = None
+    identity_verifier_token: SecretStr | None = None
+    identity_verifier_timeout_s: float = Field(default=10.0, gt=0, le=60)
+
     # Signature activation (EVALSIGN_SIGNING_*): the face check must be this fresh, and the
     # SAD it yields is single-use and short-lived.
     signing_freshness_s: int = Field(default=120, ge=10, le=900)
@@ -175,6 +183,24 @@ class Settings(BaseSettings):
         # A code replaced before it expires is what lets a slow scan still get in.
         if self.qr_validity_s < self.qr_rotation_s:
             raise ValueError("EVALSIGN_QR_VALIDITY_S must be at least EVALSIGN_QR_ROTATION_S")
+        return self
+
+    @model_validator(mode="after")
+    def _identity_verifier_reachable_safely(self) -> Settings:
+        url = self.identity_verifier_url
+        if url is None:
+            return self
+        if self.identity_verifier_token is None:
+            raise ValueError(
+                "EVALSIGN_IDENTITY_VERIFIER_URL needs EVALSIGN_IDENTITY_VERIFIER_TOKEN"
+            )
+        parts = urlsplit(url)
+        # The request carries an ID number and a face: plain HTTP only on this machine.
+        local = parts.hostname in {"localhost", "127.0.0.1", "::1"}
+        if not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+            raise ValueError(
+                "EVALSIGN_IDENTITY_VERIFIER_URL must be https:// (http:// only for localhost)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -208,8 +208,9 @@ class FaceTemplate(Base):
 
 
 class RemoteEnrollmentReview(Base):
-    """A remote enrollment waiting for an operator: the ID card photo the phone sent and
-    a frame of the live check that matched it, encrypted, kept only until the decision."""
+    """A remote enrollment waiting for a decision (the identity provider's or an operator's):
+    the ID card photo the phone sent and a frame of the live check that matched it,
+    encrypted, kept only until the decision."""
 
     __tablename__ = "remote_enrollment_reviews"
     __table_args__ = (
@@ -229,6 +230,11 @@ class RemoteEnrollmentReview(Base):
     decided_by: Mapped[str | None] = mapped_column(String(100))
     decision: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(String(500))
+    # The identity provider's answer, when the center has one: match or no-match decided the
+    # review (decided_by "identity-provider"); unavailable left it to an operator.
+    provider_outcome: Mapped[str | None] = mapped_column(String(20))
+    provider_reference: Mapped[str | None] = mapped_column(String(200))
+    provider_score: Mapped[float | None] = mapped_column(Float)
 
 
 class FacePhoto(Base):

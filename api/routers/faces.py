@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,10 +12,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import Admin, AnyStaff, AuditReader, Db, FaceEngineDep, Operator, ServicesDep
+from api.deps import (
+    Admin,
+    AnyStaff,
+    AuditReader,
+    Db,
+    FaceEngineDep,
+    Operator,
+    ServicesDep,
+    Staff,
+    require,
+)
 from api.errors import UnsupportedMediaType
 from evaluation.identity import face_data, faces, remote_review
 from evaluation.kernel.errors import DomainError
+from evaluation.registry.staff import Role
 
 router = APIRouter(tags=["faces"])
 
@@ -46,18 +58,36 @@ class FaceStatusOut(BaseModel):
     )
 
 
+ReviewReader = Annotated[Staff, Depends(require(Role.OPERATOR, Role.SUPERVISOR))]
+
+
 class RemoteReviewOut(BaseModel):
     id: str
     expert_id: str
     created_at: datetime
-    card_jpeg_base64: str | None = Field(description="The ID card photo the phone sent")
+    card_jpeg_base64: str | None = Field(
+        description="The ID card photo the phone sent (operators only; null once decided)"
+    )
     frame_jpeg_base64: str | None = Field(
-        description="A frame of the live check that matched the card (null: none passed yet)"
+        description="A frame of the live check that matched the card (operators only; null: "
+        "none passed yet, or decided)"
     )
     verification_id: str | None
     similarity: float | None
     decided_at: datetime | None
     decision: str | None
+    decided_by: str | None = Field(
+        description='"identity-provider" when the center\'s identity provider decided, else '
+        "the operator's staff token"
+    )
+    provider_outcome: Literal["match", "no-match", "unavailable"] | None = Field(
+        description="The identity provider's answer (null: not asked, or no provider); "
+        "unavailable leaves the decision to an operator"
+    )
+    provider_reference: str | None = Field(
+        description="The provider's id of its check, to trace it with the provider"
+    )
+    provider_score: float | None
 
 
 class RemoteDecisionIn(BaseModel):
@@ -192,11 +222,15 @@ def face_status(expert_id: str, staff: AnyStaff, db: Db) -> FaceStatusOut:
 
 @router.get("/api/v1/experts/{expert_id}/face/remote-enrollment", response_model=RemoteReviewOut)
 def remote_enrollment(
-    expert_id: str, staff: Operator, db: Db, services: ServicesDep
+    expert_id: str, staff: ReviewReader, db: Db, services: ServicesDep
 ) -> RemoteReviewOut:
     """A remote enrollment for the operator to decide: the ID card photo beside a frame of
-    the live check that matched it (shown only until the decision)."""
+    the live check that matched it (shown only until the decision). Supervisors read who
+    decided it: an operator, or the identity provider (with its reference)."""
     view = remote_review.review_of(db, services.cipher, staff.center_id, expert_id)
+    if staff.role is not Role.OPERATOR:
+        # Supervisors check who decided; the face images are for the one deciding.
+        view = replace(view, card_jpeg_base64=None, frame_jpeg_base64=None)
     return RemoteReviewOut.model_validate(vars(view))
 
 

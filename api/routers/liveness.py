@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    Header,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from starlette.datastructures import UploadFile
 
 from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, ServicesDep, transaction
 from api.errors import NotReady
+from api.identity_provider import ask_identity_provider
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
@@ -194,6 +204,7 @@ def submit_frames(
     db: Db,
     services: ServicesDep,
     engine: FaceEngineDep,
+    background: BackgroundTasks,
     user_agent: Annotated[str | None, Header()] = None,
 ) -> SubmissionOut:
     """Answer a challenge with the phone's frames. The nonce is the credential: no staff
@@ -245,6 +256,15 @@ def submit_frames(
         ),
         probabilities,
     )
+    if outcome.review_id is not None and services.identity_verifier is not None:
+        # After the commit: the provider may take seconds, and no lock waits on it.
+        background.add_task(
+            ask_identity_provider,
+            services,
+            services.identity_verifier,
+            outcome.review_id,
+            meta["rid"],
+        )
     if challenge.scan_session_id and any(
         c["check"] == "cross-match" for c in outcome.verification.checks
     ):

@@ -337,6 +337,8 @@ class VerificationOutcome:
     session: VerifiedSession | None
     attempts_remaining: int | None
     locked: bool
+    # The remote enrollment review this check now waits in, for the identity provider.
+    review_id: str | None = None
 
 
 def _earlier_hashes(db: Session, center_id: str, since: datetime, limit: int) -> list[list[bytes]]:
@@ -462,9 +464,11 @@ def record_verification(
     )
     db.add(verification)
     db.flush()
+    review_id = None
     if against_card and raw_frames:
-        # An operator compares the card with the live face before anything is sealed.
-        remote_review.attach_live_check(db, cipher, verification, raw_frames[0])
+        # The card is confirmed against the live face (by the identity provider or an
+        # operator) before anything is sealed.
+        review_id = remote_review.attach_live_check(db, cipher, verification, raw_frames[0])
     if config.retain_frames:
         for seq, data in enumerate(raw_frames):
             db.add(
@@ -522,7 +526,9 @@ def record_verification(
             if failures >= config.max_failures:
                 _lock(db, caller, clock, challenge.center_id, expert_id, failures)
                 locked = True
-    return VerificationOutcome(verification, judgement, session_token, session, remaining, locked)
+    return VerificationOutcome(
+        verification, judgement, session_token, session, remaining, locked, review_id
+    )
 
 
 def open_session(

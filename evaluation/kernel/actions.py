@@ -70,6 +70,10 @@ class Action(StrEnum):
     FACE_CONSENT_WITHDRAWN = "face.consent_withdrawn"
     FACE_FRAMES_EXPIRED = "face.frames_expired"
     FACE_REMOTE_ENROLLMENT_CONFIRMED = "face.remote_enrollment_confirmed"
+    # The identity provider answered after the review was decided (its answer changes nothing).
+    FACE_REMOTE_ENROLLMENT_PROVIDER_LATE = "face.remote_enrollment_provider_late"
+    # The identity provider gave no decision: the review waits for an operator.
+    FACE_REMOTE_ENROLLMENT_PROVIDER_UNAVAILABLE = "face.remote_enrollment_provider_unavailable"
     FACE_REMOTE_ENROLLMENT_REJECTED = "face.remote_enrollment_rejected"
     FACE_SUBMISSION_REFUSED = "face.submission_refused"
     FACE_TEMPLATE_EXPIRED = "face.template_expired"

@@ -239,7 +239,12 @@ ROUTES = [
         409,  # the fixture's expert, another ID card
         json=lambda ids: {"id_number": id_number(), "pin": "480317"},
     ),
-    Route("GET", "/api/v1/experts/{expert_id}/face/remote-enrollment", OPERATOR, 404),
+    Route(
+        "GET",
+        "/api/v1/experts/{expert_id}/face/remote-enrollment",
+        frozenset({Role.OPERATOR, Role.SUPERVISOR}),  # supervisors see who decided
+        404,
+    ),
     Route(
         "POST",
         "/api/v1/experts/{expert_id}/face/remote-enrollment/decision",
