@@ -1,16 +1,16 @@
 """The identity provider's answer on a remote enrollment review: its outcome, its reference
 for tracing the check at the provider, and its score.
 
-Revision ID: 0020
-Revises: 0019
-Create Date: 2026-12-08
+Revision ID: 0021
+Revises: 0020
+Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
