@@ -73,18 +73,7 @@ class Award:
         seal, then their own signature) approved by their bound phone's passkey, then
         signed. The first refusal is the answer; else the last signature's."""
         authenticator = self.bound(self._person_of(token))
-        url = f"/api/v1/contracts/{contract_id}"
-        while True:
-            issued = self.client.post(f"{url}/approval", headers=phone(token))
-            if issued.status_code != 201:
-                return issued
-            body = issued.json()
-            approval = {"nonce": body["nonce"], "assertion": authenticator.get(body["publicKey"])}
-            signed = self.client.post(
-                f"{url}/signatures", json={"passkey": approval}, headers=phone(token)
-            )
-            if signed.status_code != 201 or signed.json()["remaining"] == 0:
-                return signed
+        return seal_with(self.client, contract_id, phone(token), authenticator)
 
     def bound(self, person_id: str) -> Any:
         """The person's phone (DEVICE), bound to them once; its authenticator."""
@@ -106,6 +95,43 @@ class Award:
     def revisions(self) -> int:
         self.db.expire_all()
         return int(self.db.execute(select(func.count()).select_from(DocumentRevision)).scalar_one())
+
+
+def bind_on_link(client: TestClient, contract_id: str, face: dict[str, str]) -> Any:
+    """The representative binds the phone of this face check on their contract link (as
+    the phone page does once the center has confirmed them); its authenticator."""
+    from signing.soft_authenticator import SoftwareAuthenticator
+    from tests.factories import PHONE_ORIGIN
+
+    url = f"/api/v1/contracts/{contract_id}/passkey-binding"
+    options = client.post(url, headers=face)
+    assert options.status_code == 201, options.text
+    authenticator = SoftwareAuthenticator(PHONE_ORIGIN)
+    credential = authenticator.create(options.json()["publicKey"])
+    bound = client.post(
+        f"{url}/complete",
+        json={"enrollment_id": options.json()["enrollment_id"], "credential": credential},
+        headers=face,
+    )
+    assert bound.status_code == 201, bound.text
+    return authenticator
+
+
+def seal_with(
+    client: TestClient, contract_id: str, face: dict[str, str], authenticator: Any
+) -> Any:
+    """Each of the party's marks approved by the phone, then signed; the first refusal or
+    the last signature's answer."""
+    url = f"/api/v1/contracts/{contract_id}"
+    while True:
+        issued = client.post(f"{url}/approval", headers=face)
+        if issued.status_code != 201:
+            return issued
+        body = issued.json()
+        approval = {"nonce": body["nonce"], "assertion": authenticator.get(body["publicKey"])}
+        signed = client.post(f"{url}/signatures", json={"passkey": approval}, headers=face)
+        if signed.status_code != 201 or signed.json()["remaining"] == 0:
+            return signed
 
 
 def _seal(client: TestClient, headers: dict[str, str], unit_id: str) -> None:

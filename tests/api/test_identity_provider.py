@@ -17,7 +17,7 @@ from evaluation.registry.experts import id_number_context
 from evaluation.registry.staff import Role
 from models.settings import Settings
 from models.tables import AuditEntry, Expert, FaceTemplate
-from tests.api.contracting import DEVICE, Award
+from tests.api.contracting import DEVICE, Award, bind_on_link, seal_with
 from tests.api.helpers import assert_problem
 from tests.api.test_remote_enrollment import HOLDER, _card, _check, _scan
 from tests.face.corpus import id_card_photo, portraits
@@ -90,7 +90,9 @@ def test_the_providers_match_confirms_the_enrollment_and_the_seal_follows(
     assert review["frame_jpeg_base64"] is None  # erased with the decision, as an operator's
     template = award.db.get(FaceTemplate, person)
     assert template is not None and template.confirmed_by == "identity-provider"
-    signed = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
+    # Confirmed, the representative binds the phone on the link and seals with it.
+    phone = bind_on_link(award.client, contract["id"], face)
+    signed = seal_with(award.client, contract["id"], face, phone)
     assert signed.status_code == 201, signed.text
     (entry,) = _entries(award, "face.remote_enrollment_confirmed")
     assert entry.actor == "identity-provider"
@@ -127,7 +129,7 @@ def test_a_provider_that_hangs_leaves_the_decision_to_an_operator(
     review = _review(award, person)
     assert review["decision"] is None and review["provider_outcome"] == "unavailable"
     assert review["frame_jpeg_base64"]  # still there for the operator to compare
-    early = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
+    early = award.client.post(f"/api/v1/contracts/{contract['id']}/approval", headers=face)
     assert_problem(early, 409, "remote-enrollment-unconfirmed")  # never confirmed by default
     (entry,) = _entries(award, "face.remote_enrollment_provider_unavailable")
     assert entry.details["reason"] == "timeout" and entry.actor == "identity-provider"
@@ -138,7 +140,9 @@ def test_a_provider_that_hangs_leaves_the_decision_to_an_operator(
     )
     assert decided.status_code == 200, decided.text
     assert decided.json()["decided_by"].startswith("staff:")
-    signed = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
+    signed = seal_with(
+        award.client, contract["id"], face, bind_on_link(award.client, contract["id"], face)
+    )
     assert signed.status_code == 201, signed.text
 
 
@@ -166,5 +170,5 @@ def test_a_garbled_answer_is_never_taken_for_a_match(
     contract, face = _enroll_remotely(award)
     review = _review(award, person)
     assert review["decision"] is None and review["provider_outcome"] == "unavailable"
-    early = award.client.post(f"/api/v1/contracts/{contract['id']}/signatures", headers=face)
+    early = award.client.post(f"/api/v1/contracts/{contract['id']}/approval", headers=face)
     assert_problem(early, 409, "remote-enrollment-unconfirmed")
