@@ -10,11 +10,13 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.messaging import LocalOutbox
 from evaluation.documents.documents import SigningContext
 from evaluation.documents.store import DocumentStore
 from evaluation.identity.face_checks import LivenessConfig
 from evaluation.identity.faces import FacePolicy
 from evaluation.identity.identity_verification import IdentityVerifier, verifier_from_settings
+from evaluation.identity.one_time_codes import SmsPolicy
 from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
@@ -88,6 +90,8 @@ class Services:
     csrf_key: bytes  # the phone pages' CSRF tokens (api/web/session.py)
     # The citizen-identity check that confirms remote enrollments; None: operators do.
     identity_verifier: IdentityVerifier | None = None
+    # Where the center lets an SMS code stand in for the passkey, and what sends it.
+    sms: SmsPolicy | None = None
 
     def face_engine(self) -> FaceEngine:
         return face_engine_for(self.settings)
@@ -119,12 +123,17 @@ def build_services(
     vault = vault or open_vaults(settings, keyring)
     pki_policy = PkiPolicy.from_settings(settings)
     activation_policy = ActivationPolicy.from_settings(settings)
+    cipher = FieldCipher(keyring)
+    messenger = (
+        LocalOutbox(settings.data_dir / "outbox") if settings.messaging == "outbox" else None
+    )
+    sms = SmsPolicy.from_settings(settings, messenger)
     return Services(
         settings=settings,
         engine=engine,
         session_factory=session_factory or make_session_factory(engine),
         clock=clock or SystemClock(),
-        cipher=FieldCipher(keyring),
+        cipher=cipher,
         face_policy=face_policy,
         liveness=LivenessConfig.from_settings(settings, face_policy),
         passkeys=PasskeyPolicy.from_settings(settings),
@@ -138,6 +147,8 @@ def build_services(
             store=DocumentStore(settings.documents_dir),
             passkeys=PasskeyPolicy.from_settings(settings),
             seal_png=settings.seal_image.read_bytes() if settings.seal_image else None,
+            sms=sms,
+            cipher=cipher,
         ),
         room_tokens=RoomTokens(
             keyring,
@@ -146,6 +157,7 @@ def build_services(
         ),
         csrf_key=keyring.derive("web-csrf/v1"),
         identity_verifier=verifier_from_settings(settings),
+        sms=sms,
     )
 
 

@@ -130,6 +130,15 @@ class Settings(BaseSettings):
     # A phone bound this close before a project the person sits on is flagged.
     passkey_new_binding_flag_days: int = Field(default=7, ge=0, le=90)
 
+    # The SMS code (EVALSIGN_SMS_*, EVALSIGN_MESSAGING): where a center allows it, a
+    # one-time code to the registered mobile stands in for the passkey (a phone that cannot
+    # use passkeys, a person never bound), at a lower assurance supervisors always see.
+    # Off by default: a SIM is not a bound phone. "outbox" writes each message to
+    # <data_dir>/outbox/ (the embedded default); a real SMS provider plugs in there.
+    messaging: Literal["outbox", "none"] = "outbox"
+    sms_fallback: bool = False
+    sms_code_ttl_s: int = Field(default=300, ge=60, le=900)
+
     # A citizen-identity check service (EVALSIGN_IDENTITY_VERIFIER_*) that confirms remote
     # enrollments: name, ID number and the live face in, match or not out
     # (docs/identity-verification.md). Unset, an operator confirms each one.

@@ -463,6 +463,32 @@ class PasskeyUse(Base):
     created_at: Mapped[datetime]
 
 
+class OneTimeCode(Base):
+    """An SMS code sent where a center lets one stand in for the passkey: for signing in
+    from one scan, or approving exactly some hashes from one face session. Kept as a hash
+    keyed by its nonce; five tries; used once."""
+
+    __tablename__ = "one_time_codes"
+    __table_args__ = (CheckConstraint("purpose IN ('sign-in', 'signing')", name="purpose"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_digest: Mapped[str] = mapped_column(String(64))
+    scan_session_id: Mapped[str | None] = mapped_column(ForeignKey("scan_sessions.id"))
+    verified_session_id: Mapped[str | None] = mapped_column(ForeignKey("verified_sessions.id"))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    channel: Mapped[str] = mapped_column(String(40))
+    message_id: Mapped[str] = mapped_column(String(100))
+    sent_to: Mapped[str] = mapped_column(String(20))  # masked
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
 class FaceLockout(Base):
     """Too many failed face checks: further attempts wait until an operator unlocks."""
 
@@ -605,6 +631,8 @@ class SignatureActivation(Base):
     used_at: Mapped[datetime | None]
     # The passkey assertion that approved exactly these hashes (sole control).
     passkey_use_id: Mapped[str | None] = mapped_column(ForeignKey("passkey_uses.id"))
+    # Or, where the center allows it, the SMS code that did (a lower assurance).
+    one_time_code_id: Mapped[str | None] = mapped_column(ForeignKey("one_time_codes.id"))
 
 
 class Document(Base):
@@ -877,6 +905,8 @@ class EvaluationSession(Base):
     verification_id: Mapped[str] = mapped_column(ForeignKey("face_verifications.id"))
     # The bound phone's passkey assertion that joined the face check (none for a PIN).
     passkey_use_id: Mapped[str | None] = mapped_column(ForeignKey("passkey_uses.id"))
+    # Or the SMS code that stood in for it, where the center allows one.
+    one_time_code_id: Mapped[str | None] = mapped_column(ForeignKey("one_time_codes.id"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     device_id: Mapped[str] = mapped_column(String(100))
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)

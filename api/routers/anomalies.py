@@ -25,7 +25,7 @@ class FlagOut(BaseModel):
     rule: str = Field(
         description="shared-device, shared-address, failures-before-pass, borderline-pass, "
         "outside-window, two-devices, similar-sheets, device-shared-day, face-matches-other, "
-        "in-person-path"
+        "in-person-path, passkey-bound-late, sms-code"
     )
     severity: str
     evidence: dict[str, Any]

@@ -29,7 +29,7 @@ from api.schemas.documents import (
     StatusChangeIn,
     ValidationOut,
 )
-from api.schemas.passkeys import SigningChallengeOut
+from api.schemas.passkeys import SigningChallengeOut, SmsCodeSentOut
 from api.services import Services
 from evaluation.documents import documents
 from evaluation.documents.documents import NewDocument
@@ -196,7 +196,7 @@ def _sign(document_id: str, body: SignIn, phone: Any, services: Services) -> Sig
             session,
             document_id,
             body.slot_id,
-            approval=None if body.passkey is None else body.passkey.approval(),
+            approval=body.approval(),
         )
         return SignedOut(
             document=document_out(db, signed.document),
@@ -228,6 +228,29 @@ async def approval_challenge(
 
     return await run_in_threadpool(
         as_signer, services, phone, "document.approve", {"document_id": document_id}, challenge
+    )
+
+
+@router.post(
+    "/api/v1/documents/{document_id}/approval/sms",
+    response_model=SmsCodeSentOut,
+    status_code=status.HTTP_201_CREATED,
+)
+async def sms_approval(
+    document_id: str, body: ApprovalIn, phone: Phone, services: ServicesDep
+) -> SmsCodeSentOut:
+    """Where the center allows it (EVALSIGN_SMS_FALLBACK): your signature prepared as for
+    a passkey, and an SMS code to your registered mobile that approves exactly it; send
+    the code with the signature. A lower assurance, always shown to supervisors."""
+
+    def send(db: Session, session: VerifiedSession) -> SmsCodeSentOut:
+        sent = documents.sms_approval(
+            db, services.clock, services.documents, session, document_id, body.slot_id
+        )
+        return SmsCodeSentOut.of(sent)
+
+    return await run_in_threadpool(
+        as_signer, services, phone, "document.approve", {"document_id": document_id}, send
     )
 
 

@@ -26,10 +26,11 @@ from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.liveness import CaptureOut
+from api.schemas.passkeys import SmsCodeIn, SmsCodeSentOut
 from api.web import session as web
 from evaluation.committee import draws, projects, sign_in, tasks
 from evaluation.contracts import contracts
-from evaluation.identity import consent, face_checks, faces
+from evaluation.identity import consent, face_checks, faces, one_time_codes
 from evaluation.kernel import audit
 from evaluation.registry import centers, unit_authority
 from models.tables import Project, ScanSession
@@ -343,6 +344,11 @@ class SignInIn(BaseModel):
         "(navigator.credentials.get() as AuthenticationResponseJSON). Required after a face "
         "check; the in-person PIN path signs in without it.",
     )
+    sms: SmsCodeIn | None = Field(
+        default=None,
+        description="Where the center allows it (EVALSIGN_SMS_FALLBACK): the code of POST "
+        "/api/v1/scan/sms-code in place of the passkey, recorded at a lower assurance",
+    )
 
 
 class AssignmentBrief(BaseModel):
@@ -442,6 +448,27 @@ def scan_passkey_options(
     return sign_in.passkey_options(db, services.clock, services.passkeys, scan, face)
 
 
+@router.post(
+    "/api/v1/scan/sms-code", response_model=SmsCodeSentOut, status_code=status.HTTP_201_CREATED
+)
+def scan_sms_code(
+    body: PasskeyOptionsIn,
+    scan: ScanSessionDep,
+    request: Request,
+    db: Db,
+    services: ServicesDep,
+    x_device_id: Annotated[str | None, Header()] = None,
+) -> SmsCodeSentOut:
+    """Where the center allows it, after this scan's passed face check: an SMS code to
+    the registered mobile of the person it found, answered with the sign-in in place of
+    the passkey (a lower assurance, always shown to supervisors). 403 where not allowed."""
+    face, _ = face_session_named(request, db, services, body.face_session, x_device_id)
+    if services.sms is None:
+        raise one_time_codes.SmsCodeNotAllowed("sign in with the passkey of your bound phone")
+    sent = sign_in.sms_code(db, services.clock, services.sms, services.cipher, scan, face)
+    return SmsCodeSentOut.of(sent)
+
+
 @router.post("/api/v1/scan/sign-in", response_model=SignInOut, status_code=status.HTTP_201_CREATED)
 def scan_sign_in(
     body: SignInIn,
@@ -464,6 +491,7 @@ def scan_sign_in(
         policy=services.passkeys,
         passkey=body.passkey,
         request_id=request_id_var.get(),
+        sms=None if body.sms is None else sign_in.SmsAnswer(body.sms.nonce, body.sms.code.strip()),
     )
     caller = audit.Caller(
         scan.center_id, f"expert:{face.expert_id}", "expert", request_id_var.get()

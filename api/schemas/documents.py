@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.schemas.passkeys import PasskeyApprovalIn
+from api.schemas.passkeys import PasskeyApprovalIn, SmsCodeIn
+from evaluation.documents.documents import PasskeyApproval, SmsApproval
 
 
 class SlotOut(BaseModel):
@@ -77,9 +78,25 @@ class SignIn(BaseModel):
     )
     passkey: PasskeyApprovalIn | None = Field(
         default=None,
-        description="Your bound phone's approval of this document as it stands (from POST "
-        "/api/v1/documents/{id}/approval); required after a face check",
+        description="Your bound phone's approval of the signature prepared by POST "
+        "/api/v1/documents/{id}/approval; required after a face check",
     )
+    sms: SmsCodeIn | None = Field(
+        default=None,
+        description="Where the center allows it: the SMS code of POST "
+        "/api/v1/documents/{id}/approval/sms in place of the passkey (a lower assurance)",
+    )
+
+    @model_validator(mode="after")
+    def _one_approval(self) -> SignIn:
+        if self.passkey is not None and self.sms is not None:
+            raise ValueError("approve with the passkey or with an SMS code, not both")
+        return self
+
+    def approval(self) -> PasskeyApproval | SmsApproval | None:
+        if self.passkey is not None:
+            return self.passkey.approval()
+        return None if self.sms is None else self.sms.approval()
 
 
 class ApprovalIn(BaseModel):

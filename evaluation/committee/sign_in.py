@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
-from evaluation.identity import consent, face_checks, passkeys
+from evaluation.identity import consent, face_checks, one_time_codes, passkeys
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -163,6 +163,28 @@ def _check_of_this_scan(db: Session, scan: ScanSession, face: VerifiedSession) -
     return verification
 
 
+@dataclass(frozen=True)
+class SmsAnswer:
+    nonce: str
+    code: str
+
+
+def sms_code(
+    db: Session,
+    clock: Clock,
+    policy: one_time_codes.SmsPolicy,
+    cipher: FieldCipher,
+    scan: ScanSession,
+    face: VerifiedSession,
+) -> one_time_codes.SentCode:
+    """After this scan's face check, where the center allows it: an SMS code to the
+    registered mobile of the person it found, to answer in place of the passkey."""
+    _check_of_this_scan(db, scan, face)
+    return one_time_codes.send_sign_in_code(
+        db, clock, policy, cipher, expert_id=face.expert_id, scan_session_id=scan.id
+    )
+
+
 def passkey_options(
     db: Session,
     clock: Clock,
@@ -188,6 +210,7 @@ def sign_in(
     policy: passkeys.PasskeyPolicy,
     passkey: dict[str, Any] | None,
     request_id: str | None,
+    sms: SmsAnswer | None = None,
 ) -> SignedIn:
     """Turn a passed face check of this scan's challenge, joined by an assertion of the
     person's bound passkey, into an evaluation session. The in-person path (PIN under an
@@ -204,8 +227,20 @@ def sign_in(
     if not seated:
         raise SignInRefused("the verified expert holds no seat on this project's committee")
     assignment = seated[0]
-    asserted = None
-    if verification.method != passkeys.IN_PERSON_METHOD:
+    asserted = code = None
+    if verification.method != passkeys.IN_PERSON_METHOD and sms is not None and passkey is None:
+        # Where the center allows it, an SMS code stands in (a lower assurance, flagged).
+        code = one_time_codes.verify_sign_in_code(
+            db,
+            clock,
+            sms.nonce,
+            sms.code,
+            expert_id=face.expert_id,
+            center_id=scan.center_id,
+            scan_session_id=scan.id,
+            request_id=request_id,
+        )
+    elif verification.method != passkeys.IN_PERSON_METHOD:
         if passkey is None:
             raise passkeys.require_assertion(
                 scan.center_id,
@@ -241,6 +276,7 @@ def sign_in(
         scan_session_id=scan.id,
         verification_id=verification.id,
         passkey_use_id=None if asserted is None else asserted.use.id,
+        one_time_code_id=None if code is None else code.id,
         token_hash=hash_token(token),
         device_id=scan.device_id,
         flagged=second_device,

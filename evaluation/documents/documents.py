@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from evaluation.documents import prepared as prepared_signatures
 from evaluation.documents.store import DocumentStore, Received
-from evaluation.identity import passkeys
+from evaluation.identity import one_time_codes, passkeys
+from evaluation.identity.one_time_codes import SmsPolicy
 from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -45,6 +46,7 @@ from models.tables import (
 )
 from signing import pades
 from signing.algorithms import HASH_OID_BY_NAME
+from signing.field_cipher import FieldCipher
 from signing.vault import Vault
 
 SHA256_OID = HASH_OID_BY_NAME["sha256"]
@@ -140,6 +142,9 @@ class SigningContext:
     store: DocumentStore
     passkeys: PasskeyPolicy
     seal_png: bytes | None = None
+    # Where the center lets an SMS code stand in for the passkey (one_time_codes.py).
+    sms: SmsPolicy | None = None
+    cipher: FieldCipher | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,15 @@ class PasskeyApproval:
 
     nonce: str
     assertion: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SmsApproval:
+    """The SMS code that approves this signature where the center allows one: the nonce it
+    was sent under and the code the person typed."""
+
+    nonce: str
+    code: str
 
 
 def _load(db: Session, center_id: str, document_id: str, *, lock: bool = False) -> Document:
@@ -472,7 +486,7 @@ def sign_document(
     document_id: str,
     slot_id: str | None = None,
     *,
-    approval: PasskeyApproval | None,
+    approval: PasskeyApproval | SmsApproval | None,
 ) -> Signed:
     """Sign the session's expert's slot. With a passkey approval: finish the signature that
     `approval_options` prepared and the signer's phone approved (its signed attributes'
@@ -616,23 +630,39 @@ def finish_approved(
     document: Document,
     slot: SignerSlot,
     credential: IssuedCertificate,
-    approval: PasskeyApproval,
+    approval: PasskeyApproval | SmsApproval,
 ) -> Signed:
-    """The signature prepared under `approval`, finished once its passkey assertion
-    verifies over exactly its digest; refused if the document moved on meanwhile."""
+    """The signature prepared under `approval`, finished once its passkey assertion (or,
+    where allowed, its SMS code) verifies over exactly its digest; refused if the document
+    moved on meanwhile."""
     row = prepared_signatures.for_approval(db, document, slot, session, approval.nonce)
-    passkey_use_id = passkeys.signing_approval(
-        db,
-        clock,
-        context.passkeys,
-        session,
-        nonce=approval.nonce,
-        assertion=approval.assertion,
-        credential_id=credential.id,
-        hashes=prepared_signatures.approved_hashes(row),
-        kind=f"signature:{row.id}",
-        request_id=caller.request_id,
-    )
+    hashes = prepared_signatures.approved_hashes(row)
+    passkey_use_id = one_time_code_id = None
+    if isinstance(approval, SmsApproval):
+        one_time_code_id = one_time_codes.verify_signing_code(
+            db,
+            clock,
+            session,
+            approval.nonce,
+            approval.code,
+            credential_id=credential.id,
+            hashes=hashes,
+            kind=f"signature:{row.id}",
+            request_id=caller.request_id,
+        ).id
+    else:
+        passkey_use_id = passkeys.signing_approval(
+            db,
+            clock,
+            context.passkeys,
+            session,
+            nonce=approval.nonce,
+            assertion=approval.assertion,
+            credential_id=credential.id,
+            hashes=hashes,
+            kind=f"signature:{row.id}",
+            request_id=caller.request_id,
+        )
     prepared_signatures.still_current(row, document)
     signed = finish_slot(
         db,
@@ -645,9 +675,61 @@ def finish_approved(
         credential,
         prepared_signatures.as_pades(row),
         passkey_use_id=passkey_use_id,
+        one_time_code_id=one_time_code_id,
     )
     prepared_signatures.finished(row, clock.now())
     return signed
+
+
+def sms_approval(
+    db: Session,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document_id: str,
+    slot_id: str | None = None,
+) -> one_time_codes.SentCode:
+    """Where the center allows it: the signer's signature prepared as for a passkey, and an
+    SMS code to their registered mobile that approves exactly it."""
+    if context.sms is None or context.cipher is None or not context.sms.allowed:
+        raise one_time_codes.SmsCodeNotAllowed("approve with the passkey of your bound phone")
+    document = lock_for_signing(db, session.center_id, document_id)
+    slot = _pending_slot(db, document, session.expert_id, slot_id)
+    credential = _signing_credential(db, session)
+    expert = db.get(Expert, session.expert_id)
+    assert expert is not None
+    now = clock.now()
+    activation.require_fresh(context.activation, session, now)
+    prepared_signatures.drop_stale(db, document.id, now)
+    lines = stamp_lines(expert.name, slot.role, credential, now)
+    prepared = prepare_slot(
+        db, clock, context, session, document, slot, credential, lines, seal_png=context.seal_png
+    )
+    prepared_id = new_id()
+    sent = one_time_codes.send_signing_code(
+        db,
+        clock,
+        context.sms,
+        context.cipher,
+        session,
+        credential_id=credential.id,
+        hashes=[base64.b64encode(prepared.approval_digest).decode()],
+        kind=f"signature:{prepared_id}",
+        what=f"《{document.title[:40]}》{slot.role}签名",
+    )
+    prepared_signatures.keep(
+        db,
+        prepared,
+        prepared_id=prepared_id,
+        nonce=sent.nonce,
+        document=document,
+        slot=slot,
+        credential_id=credential.id,
+        session=session,
+        now=now,
+        ttl=context.sms.ttl,
+    )
+    return sent
 
 
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
@@ -761,6 +843,7 @@ def finish_slot(
     prepared: pades.PreparedSignature,
     *,
     passkey_use_id: str | None,
+    one_time_code_id: str | None = None,
 ) -> Signed:
     """The prepared signature finished: a single-use SAD for exactly its approved digest,
     the signature appended in place, the new revision recorded and audited."""
@@ -786,6 +869,7 @@ def finish_slot(
             1,
             purpose=document.purpose,
             approve=lambda: passkey_use_id,  # verified before the SAD was asked for
+            one_time_code_id=one_time_code_id,
         )
         spent.append(granted.activation.id)
         [signature] = activation.sign_hashes(

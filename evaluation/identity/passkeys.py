@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -204,13 +204,19 @@ def rejection_error(error: PasskeyRejected) -> PasskeyError:
 
 
 def with_refusal(
-    error: DomainError, center_id: str, actor: str, request_id: str | None, details: dict[str, Any]
+    error: DomainError,
+    center_id: str,
+    actor: str,
+    request_id: str | None,
+    details: dict[str, Any],
+    *,
+    also: Callable[[Session], None] | None = None,
 ) -> DomainError:
     caller = audit.Caller(center_id, actor, None, request_id)
     event = audit.AuditEvent(
         Action.PASSKEY_REFUSED, "passkey", None, {"reason": error.code, **details}
     )
-    return audit.refused(error, caller, event)
+    return audit.refused(error, caller, event, also=also)
 
 
 def require_assertion(

@@ -62,17 +62,22 @@ _E = TypeVar("_E", bound=DomainError)
 
 @dataclass(frozen=True)
 class Refusal:
-    """The audit entry of a refused request, written after its changes are rolled back."""
+    """The audit entry of a refused request, written after its changes are rolled back,
+    with what else the refusal must leave behind (`also`: a wrong code's spent try)."""
 
     caller: Caller
     event: AuditEvent
+    also: Callable[[Session], None] | None = None
 
 
-def refused(error: _E, caller: Caller, event: AuditEvent) -> _E:
+def refused(
+    error: _E, caller: Caller, event: AuditEvent, *, also: Callable[[Session], None] | None = None
+) -> _E:
     """Attach the audit entry a refusal must leave behind (a replayed code, a refused
-    signature): whoever owns the transaction rolls back, writes it and commits, then lets
-    the error through. Domain code raises the error and never commits itself."""
-    error.refusal = Refusal(caller, event)
+    signature): whoever owns the transaction rolls back, writes it (and `also`) and
+    commits, then lets the error through. Domain code raises the error and never commits
+    itself."""
+    error.refusal = Refusal(caller, event, also)
     return error
 
 
@@ -80,6 +85,8 @@ def record_refusal(db: Session, clock: Clock, error: DomainError) -> bool:
     """Write a refusal's entry in `db`'s fresh transaction; True when there was one."""
     if error.refusal is None:
         return False
+    if error.refusal.also is not None:
+        error.refusal.also(db)
     record_many(db, error.refusal.caller, clock, [error.refusal.event])
     return True
 

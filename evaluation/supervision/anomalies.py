@@ -32,10 +32,13 @@ from models.tables import (
     AnomalyFlag,
     EvaluationSession,
     FaceVerification,
+    OneTimeCode,
     Passkey,
     PasskeyUse,
     Project,
     ScoreSheet,
+    SignatureActivation,
+    SignerSlot,
 )
 
 
@@ -395,6 +398,54 @@ def late_bindings(db: Session, project: Project, policy: AnomalyPolicy) -> list[
     return found
 
 
+def sms_codes(db: Session, project: Project) -> list[Finding]:
+    """Every sign-in and report signature an SMS code approved in place of the passkey:
+    allowed where the center chose to, but a SIM is weaker than a bound phone (a swapped
+    SIM, a forwarded message); supervisors always see it."""
+    found = []
+    used = db.execute(
+        select(EvaluationSession.id, EvaluationSession.expert_id, OneTimeCode)
+        .join(OneTimeCode, OneTimeCode.id == EvaluationSession.one_time_code_id)
+        .where(EvaluationSession.project_id == project.id)
+        .order_by(EvaluationSession.created_at, EvaluationSession.id)
+    ).all()
+    signed: list[tuple[str, str, OneTimeCode]] = []
+    if project.report_document_id:
+        signed = [
+            (activation_id, expert_id, code)
+            for activation_id, expert_id, code in db.execute(
+                select(SignatureActivation.id, SignatureActivation.expert_id, OneTimeCode)
+                .join(OneTimeCode, OneTimeCode.id == SignatureActivation.one_time_code_id)
+                .join(SignerSlot, SignerSlot.sad_id == SignatureActivation.id)
+                .where(SignerSlot.document_id == project.report_document_id)
+                .order_by(SignatureActivation.created_at)
+            ).all()
+        ]
+    for what, rows in (("sign-in", used), ("signature", signed)):
+        for record_id, expert_id, code in rows:
+            found.append(
+                Finding(
+                    "sms-code",
+                    "medium",
+                    f"{project.id}:{code.id}",
+                    {
+                        "expert_id": expert_id,
+                        "approved": what,
+                        "record_id": record_id,
+                        "one_time_code_id": code.id,
+                        "sent_to": code.sent_to,
+                        "channel": code.channel,
+                    },
+                    f"该专家的{'签到' if what == 'sign-in' else '报告签名'}以短信验证码代替手机"
+                    "通行密钥确认，核验等级较低（短信可被转发或补卡）。",
+                    f"The expert's {what} was approved by an SMS code in place of their bound "
+                    "phone's passkey: a lower assurance (a message can be forwarded, a SIM "
+                    "swapped).",
+                )
+            )
+    return found
+
+
 def similar_sheets(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding]:
     """Two members' submitted sheets that are identical or nearly so: collusion, or one
     person scoring for two."""
@@ -457,6 +508,7 @@ def detect(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding
         *in_person_path(project, checks),
         *sign_ins(db, project, policy),
         *late_bindings(db, project, policy),
+        *sms_codes(db, project),
         *similar_sheets(db, project, policy),
     ]
 

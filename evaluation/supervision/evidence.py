@@ -268,11 +268,20 @@ def _passkey_assertions(db: Session, project: Project) -> list[dict[str, Any]]:
 
 def _signers(db: Session, document_id: str) -> list[dict[str, Any]]:
     """Who signed which field of the report, with the face check behind each signature."""
-    slots = db.execute(
-        select(SignerSlot)
+    rows = db.execute(
+        select(SignerSlot, SignatureActivation)
+        .outerjoin(SignatureActivation, SignatureActivation.id == SignerSlot.sad_id)
         .where(SignerSlot.document_id == document_id, SignerSlot.status == "signed")
         .order_by(SignerSlot.revision)
-    ).scalars()
+    ).all()
+
+    def second_factor(activation: SignatureActivation | None) -> str | None:
+        if activation is None:
+            return None
+        if activation.passkey_use_id is not None:
+            return "passkey"
+        return "sms" if activation.one_time_code_id is not None else None
+
     return [
         {
             "field": slot.field_name,
@@ -280,9 +289,10 @@ def _signers(db: Session, document_id: str) -> list[dict[str, Any]]:
             "expert_id": slot.signed_by,
             "verification_id": slot.verification_id,
             "signature_activation_id": slot.sad_id,
+            "second_factor": second_factor(activation),
             "revision": slot.revision,
         }
-        for slot in slots
+        for slot, activation in rows
     ]
 
 
@@ -322,7 +332,8 @@ checks, signatures and audit log.
    they name the report revision's digest), so the phone approved exactly that signature.
    Every signature of the report has such an approval, except one made on the in-person
    path (`report/signers.json` names each field's face check; its `method` in
-   `verifications/verifications.json` is `in-person-pin`).
+   `verifications/verifications.json` is `in-person-pin`) or approved by an SMS code where
+   the center allows one (`second_factor: sms`, a lower assurance no package can prove).
 
 `evalsign evidence verify {project.code}-evidence.zip` performs all of these checks.
 """.encode()
@@ -573,10 +584,13 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
         methods = {
             v["id"]: v["method"] for v in json.loads(files["verifications/verifications.json"])
         }
+        # An SMS code (where the center allows one) cannot be checked offline: the
+        # package names it, and the anomaly flags show it to supervisors.
         unapproved = sorted(
             field
             for field in digests
             if field not in approved
+            and signers.get(field, {}).get("second_factor") != "sms"
             and methods.get(signers.get(field, {}).get("verification_id"))
             != passkeys.IN_PERSON_METHOD
         )

@@ -283,12 +283,14 @@ def authorize_signing(
     *,
     purpose: str = "all",
     approve: Callable[[], str | None],
+    one_time_code_id: str | None = None,
 ) -> Authorization:
     """Grant a SAD for exactly these hashes, to a fresh face check of the credential's owner.
     `purpose` is the kind of document signed, which a seal's authorization must cover.
     Once the request itself holds up, `approve` checks the passkey assertion that approved
     these hashes (sole control) and names it, to be kept with the SAD; the caller decides
-    when one is required."""
+    when one is required. `one_time_code_id` names the SMS code that stood in for the
+    passkey, where the center allows one (verified by the caller)."""
     now = clock.now()
     credential, _ = _owned_usable_credential(db, session, credential_id, purpose, now)
     require_fresh(policy, session, now)
@@ -312,6 +314,7 @@ def authorize_signing(
         created_at=now,
         expires_at=now + policy.sad_ttl,
         passkey_use_id=passkey_use_id,
+        one_time_code_id=one_time_code_id,
     )
     # A Core insert: the hot path of every signature, and the row is never changed here.
     db.execute(_INSERT_ACTIVATION, _columns(activation))
@@ -329,6 +332,7 @@ def authorize_signing(
             "verification_id": session.verification_id,
             "verified_at": session.verified_at.isoformat(),
             "passkey_use_id": passkey_use_id,
+            "one_time_code_id": one_time_code_id,
             "hash_algorithm": hash_oid,
             "hashes": activation.hashes,
             "expires_at": activation.expires_at.isoformat(),
