@@ -317,8 +317,14 @@ def check_page(request: Request, db: Db, services: ServicesDep) -> Response:
             "purpose": "sign-in",
             "challenge_url": "/api/v1/scan/challenge",
             "done_url": "/m/evaluation",
+            "sms": _sms_allowed(services),
         },
     )
+
+
+def _sms_allowed(services: Services) -> bool:
+    """Whether the page may offer the SMS code where the passkey cannot be used."""
+    return services.sms is not None and services.sms.allowed
 
 
 @router.get("/m/evaluation", response_class=HTMLResponse)
@@ -358,6 +364,7 @@ def sign_page(request: Request, db: Db, services: ServicesDep) -> Response:
             "challenge_url": "/api/v1/evaluation/challenge",
             "done_url": "/m/report",
             "freshness_s": services.settings.signing_freshness_s,
+            "sms": _sms_allowed(services),
         },
     )
 

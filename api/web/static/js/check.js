@@ -259,6 +259,52 @@ async function finish() {
   location.assign(doneUrl);
 }
 
+// Where the center allows it, an SMS code stands in for the passkey this phone cannot
+// give (no WebAuthn, or never bound): offered after the face check passed.
+const smsAllowed = root.dataset.sms === "1" && (purpose === "sign-in" || purpose === "sign");
+const smsBox = document.getElementById("sms");
+let smsNonce = null;
+
+function offerSms(error) {
+  const code = String(error?.code || "");
+  if (!smsAllowed || !["passkey-unsupported", "passkey-not-bound", "passkey-cancelled"].includes(code)) return;
+  smsBox.hidden = false;
+}
+
+async function reportUrl() {
+  const overview = await api("GET", "/api/v1/evaluation");
+  return `/api/v1/documents/${overview.report_document_id}`;
+}
+
+document.getElementById("sms-send").addEventListener("click", async () => {
+  try {
+    const sent =
+      purpose === "sign-in"
+        ? await api("POST", "/api/v1/scan/sms-code", {})
+        : await api("POST", `${await reportUrl()}/approval/sms`, {});
+    smsNonce = sent.nonce;
+    const note = document.getElementById("sms-sent");
+    note.textContent = t("sms.sent", { to: sent.sent_to });
+    for (const id of ["sms-sent", "sms-label", "sms-code", "sms-confirm"]) document.getElementById(id).hidden = false;
+    document.getElementById("sms-code").focus();
+  } catch (error) {
+    showProblem(result, error);
+    result.hidden = false;
+  }
+});
+
+document.getElementById("sms-confirm").addEventListener("click", async () => {
+  const sms = { nonce: smsNonce, code: document.getElementById("sms-code").value.trim() };
+  try {
+    if (purpose === "sign-in") await api("POST", "/api/v1/scan/sign-in", { sms });
+    else await api("POST", `${await reportUrl()}/signatures`, { sms });
+    location.assign(doneUrl);
+  } catch (error) {
+    showProblem(result, error);
+    result.hidden = false;
+  }
+});
+
 async function freshEnough() {
   // A check passed moments ago (within the signing freshness) need not be repeated.
   try {
@@ -277,7 +323,7 @@ const needsPasskey = ["sign-in", "bind", "sign", "contract"].includes(purpose);
 async function run() {
   startButton.disabled = true;
   result.hidden = true;
-  if (needsPasskey && !passkeysAvailable()) {
+  if (needsPasskey && !passkeysAvailable() && !smsAllowed) {
     showProblem(result, new Problem(0, { code: "passkey-unsupported" }));
     result.hidden = false;
     if (purpose === "sign-in") alternativeLink.hidden = false;
@@ -291,6 +337,7 @@ async function run() {
       result.className = "result";
       showProblem(result, error);
       if (purpose === "sign-in" && String(error.code).startsWith("passkey-")) alternativeLink.hidden = false;
+      offerSms(error);
       result.hidden = false;
       startButton.disabled = false;
     }
@@ -341,8 +388,10 @@ async function run() {
       result.className = "result"; // the problem brings its own colour
       showProblem(result, error);
       result.hidden = false;
-      // No bound phone, or no passkeys here: the in-person check is the way in.
+      // No bound phone, or no passkeys here: the in-person check is the way in (or, where
+      // the center allows it, an SMS code).
       if (purpose === "sign-in" && String(error.code).startsWith("passkey-")) alternativeLink.hidden = false;
+      offerSms(error);
     }
     startButton.textContent = t("app.retry");
     startButton.disabled = false;
