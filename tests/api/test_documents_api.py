@@ -277,7 +277,8 @@ def test_refusals_while_signing_change_nothing(
     refused = db.execute(
         select(AuditEntry).where(AuditEntry.action == "signature.refused")
     ).scalar_one()
-    assert refused.details["operation"] == "document.sign"
+    # Refused before anything is prepared, when the phone asks to approve.
+    assert refused.details["operation"] == "document.approve"
     assert refused.details["code"] == "face-check-stale"
     assert_problem(
         client.post(
