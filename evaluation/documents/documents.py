@@ -10,11 +10,11 @@ land, one incremental update after the other.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -581,6 +581,56 @@ def prepare_for_approval(
 ) -> passkeys.SigningApproval:
     """The slot's signature prepared and kept, and the passkey challenge over the SHA-256
     of its signed attributes, its nonce naming this prepared signature only."""
+
+    def challenge(kind: str, hashes: list[str]) -> tuple[str, passkeys.SigningApproval]:
+        approval = passkeys.signing_options(
+            db,
+            clock,
+            context.passkeys,
+            session,
+            credential_id=credential.id,
+            hashes=hashes,
+            kind=kind,
+        )
+        return approval.nonce, approval
+
+    return _prepare_and_keep(
+        db,
+        clock,
+        context,
+        session,
+        document,
+        slot,
+        credential,
+        lines,
+        challenge,
+        ttl=context.passkeys.challenge_ttl,
+        seal_png=seal_png,
+        marks=marks,
+    )
+
+
+_Approval = TypeVar("_Approval")
+
+
+def _prepare_and_keep(
+    db: Session,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document: Document,
+    slot: SignerSlot,
+    credential: IssuedCertificate,
+    lines: list[str],
+    ask: Callable[[str, list[str]], tuple[str, _Approval]],
+    *,
+    ttl: timedelta,
+    seal_png: bytes | None,
+    marks: Sequence[pades.PageMark],
+) -> _Approval:
+    """Prepare the slot's signature, `ask` the signer to approve it (a passkey challenge
+    or an SMS code over its hashes, for the kind naming it; returning the nonce that
+    will name it in the answer) and keep it under that nonce."""
     now = clock.now()
     activation.require_fresh(context.activation, session, now)
     prepared_signatures.drop_stale(db, document.id, now)
@@ -597,26 +647,20 @@ def prepare_for_approval(
         marks=marks,
     )
     prepared_id = new_id()
-    approval = passkeys.signing_options(
-        db,
-        clock,
-        context.passkeys,
-        session,
-        credential_id=credential.id,
-        hashes=[base64.b64encode(prepared.approval_digest).decode()],
-        kind=f"signature:{prepared_id}",
+    nonce, approval = ask(
+        f"signature:{prepared_id}", [base64.b64encode(prepared.approval_digest).decode()]
     )
     prepared_signatures.keep(
         db,
         prepared,
         prepared_id=prepared_id,
-        nonce=approval.nonce,
+        nonce=nonce,
         document=document,
         slot=slot,
         credential_id=credential.id,
         session=session,
         now=now,
-        ttl=context.passkeys.challenge_ttl,
+        ttl=ttl,
     )
     return approval
 
@@ -691,45 +735,43 @@ def sms_approval(
 ) -> one_time_codes.SentCode:
     """Where the center allows it: the signer's signature prepared as for a passkey, and an
     SMS code to their registered mobile that approves exactly it."""
-    if context.sms is None or context.cipher is None or not context.sms.allowed:
+    sms, cipher = context.sms, context.cipher
+    if sms is None or cipher is None or not sms.allowed:
         raise one_time_codes.SmsCodeNotAllowed("approve with the passkey of your bound phone")
     document = lock_for_signing(db, session.center_id, document_id)
     slot = _pending_slot(db, document, session.expert_id, slot_id)
     credential = _signing_credential(db, session)
     expert = db.get(Expert, session.expert_id)
     assert expert is not None
-    now = clock.now()
-    activation.require_fresh(context.activation, session, now)
-    prepared_signatures.drop_stale(db, document.id, now)
-    lines = stamp_lines(expert.name, slot.role, credential, now)
-    prepared = prepare_slot(
-        db, clock, context, session, document, slot, credential, lines, seal_png=context.seal_png
-    )
-    prepared_id = new_id()
-    sent = one_time_codes.send_signing_code(
+
+    def code(kind: str, hashes: list[str]) -> tuple[str, one_time_codes.SentCode]:
+        sent = one_time_codes.send_signing_code(
+            db,
+            clock,
+            sms,
+            cipher,
+            session,
+            credential_id=credential.id,
+            hashes=hashes,
+            kind=kind,
+            what=f"《{document.title[:40]}》{slot.role}签名",
+        )
+        return sent.nonce, sent
+
+    return _prepare_and_keep(
         db,
         clock,
-        context.sms,
-        context.cipher,
+        context,
         session,
-        credential_id=credential.id,
-        hashes=[base64.b64encode(prepared.approval_digest).decode()],
-        kind=f"signature:{prepared_id}",
-        what=f"《{document.title[:40]}》{slot.role}签名",
+        document,
+        slot,
+        credential,
+        stamp_lines(expert.name, slot.role, credential, clock.now()),
+        code,
+        ttl=sms.ttl,
+        seal_png=context.seal_png,
+        marks=(),
     )
-    prepared_signatures.keep(
-        db,
-        prepared,
-        prepared_id=prepared_id,
-        nonce=sent.nonce,
-        document=document,
-        slot=slot,
-        credential_id=credential.id,
-        session=session,
-        now=now,
-        ttl=context.sms.ttl,
-    )
-    return sent
 
 
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
