@@ -725,7 +725,8 @@ class SignatureBaseChanged(SigningFailed):
     prepared: prepare again on the document as it now stands."""
 
 
-def _sha256_of(stream: BinaryIO, size: int) -> bytes:
+def _sha256_of(stream: BinaryIO, size: int, *also: Any) -> bytes:
+    """SHA-256 of the stream's first `size` bytes; `also` are hashers fed the same bytes."""
     digest = hashlib.sha256()
     stream.seek(0)
     remaining = size
@@ -734,29 +735,53 @@ def _sha256_of(stream: BinaryIO, size: int) -> bytes:
         if not chunk:
             break
         digest.update(chunk)
+        for hasher in also:
+            hasher.update(chunk)
         remaining -= len(chunk)
     return digest.digest()
 
 
 def _check_base(stream: BinaryIO, prepared: PreparedSignature) -> None:
+    """The file is still the one the signature was prepared on, and the kept revision
+    and signed attributes still digest to what the signer approved: a signature value is
+    spent only on a signature that will verify."""
     size = stream.seek(0, os.SEEK_END)
-    if size != prepared.base_size or _sha256_of(stream, size) != prepared.base_sha256:
+    covered = hashlib.sha256()
+    if size != prepared.base_size or _sha256_of(stream, size, covered) != prepared.base_sha256:
         raise SignatureBaseChanged(
             "the document changed after this signature was prepared; prepare it again"
         )
+    start = prepared.reserved_start - prepared.base_size
+    end = prepared.reserved_end - prepared.base_size
+    covered.update(prepared.revision[:start])
+    covered.update(prepared.revision[end:])
+    if (
+        covered.digest() != prepared.document_digest
+        or _message_digest(prepared) != prepared.document_digest
+    ):
+        raise SigningFailed("the prepared signature does not match its document digest")
+
+
+def _signed_attribute(prepared: PreparedSignature, name: str) -> Any:
+    for attribute in cms.CMSAttributes.load(prepared.signed_attributes):
+        if attribute["type"].native == name:
+            return attribute["values"][0]
+    raise SigningFailed(f"the prepared signature has no {name} attribute")
+
+
+def _message_digest(prepared: PreparedSignature) -> bytes:
+    value = _signed_attribute(prepared, "message_digest").native
+    assert isinstance(value, bytes)
+    return value
 
 
 def _certificate_of(prepared: PreparedSignature) -> bytes:
     """The signer certificate's SHA-256 as the signed attributes name it
     (signing-certificate-v2)."""
-    attributes = cms.CMSAttributes.load(prepared.signed_attributes)
-    for attribute in attributes:
-        if attribute["type"].native == "signing_certificate_v2":
-            [certificate_id] = attribute["values"][0]["certs"]
-            cert_hash = certificate_id["cert_hash"].native
-            assert isinstance(cert_hash, bytes)
-            return cert_hash
-    raise SigningFailed("the prepared signature names no signing certificate")
+    [certificate_id] = _signed_attribute(prepared, "signing_certificate_v2")["certs"]
+    cert_hash = certificate_id["cert_hash"].native
+    assert isinstance(cert_hash, bytes)
+    return cert_hash
 
 
 def _never_called(digest: bytes, hash_name: str) -> bytes:

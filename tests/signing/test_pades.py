@@ -755,3 +755,32 @@ def test_a_prepared_signature_finishes_only_with_its_certificate(pki: Pki, tmp_p
     with pytest.raises(SigningFailed, match="not the one"):
         finish_signature(path, prepared, pki.identity(1), pki.timestamper())
     assert path.read_bytes() == original
+
+
+def test_a_tampered_prepared_revision_is_never_signed(pki: Pki, tmp_path: Path) -> None:
+    import dataclasses
+
+    path = tmp_path / "kept.pdf"
+    write_pdf(path, pages=1)
+    original = path.read_bytes()
+    prepared = prepare_signature(
+        path,
+        "Kept",
+        pki.signers[0][0],
+        [pki.issuing, pki.root],
+        pki.timestamper(),
+        pki.revocation,
+        [pki.root],
+    )
+    # A byte of the kept revision changed (where it waited, between prepare and finish):
+    # the approved digest no longer covers it, so no signature value is spent on it.
+    changed = bytearray(prepared.revision)
+    changed[10] ^= 0x01
+    tampered = dataclasses.replace(prepared, revision=bytes(changed))
+    before = len(pki.calls)
+    with pytest.raises(SigningFailed, match="document digest"):
+        finish_signature(path, tampered, pki.identity(0), pki.timestamper())
+    assert len(pki.calls) == before and path.read_bytes() == original
+    # The untouched one still finishes.
+    finish_signature(path, prepared, pki.identity(0), pki.timestamper())
+    assert validate(path, [pki.root], now=pki.now).verdict == "valid"
