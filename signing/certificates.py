@@ -221,9 +221,12 @@ def make_end_entity(
         ),
         critical=True,
     )
+    # Document signers carry emailProtection beside documentSigning: NSS (poppler, Okular,
+    # Evince, LibreOffice) checks a PDF signer for the e-mail signer usage and refuses an
+    # EKU without it, and Adobe's documented signer EKUs include it too.
     usages: Sequence[x509.ObjectIdentifier] = {
-        Profile.DOCUMENT_SIGNING: [DOCUMENT_SIGNING],
-        Profile.ORGANIZATION_SEAL: [DOCUMENT_SIGNING],
+        Profile.DOCUMENT_SIGNING: [DOCUMENT_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION],
+        Profile.ORGANIZATION_SEAL: [DOCUMENT_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION],
         Profile.TIME_STAMPING: [ExtendedKeyUsageOID.TIME_STAMPING],
         Profile.AUDIT_CHECKPOINT: [AUDIT_CHECKPOINT_SIGNING],
     }[profile]

@@ -366,8 +366,10 @@ class IdentitySigner(Signer):
         certificate = _asn1(identity.certificate)
         super().__init__(
             signing_cert=certificate,
+            # The chain only: pyHanko adds the signing certificate itself, and a registry
+            # holding it too put it in the CMS twice.
             cert_registry=SimpleCertificateStore.from_certs(  # type: ignore[no-untyped-call]
-                [certificate, *(_asn1(c) for c in identity.chain)]
+                [_asn1(c) for c in identity.chain if c != identity.certificate]
             ),
             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": mechanism}),
         )

@@ -28,6 +28,7 @@ from tests.api.contracting import DEVICE, Award, phone
 from tests.api.helpers import assert_problem
 from tests.api.test_units_api import authorize, representative_metadata
 from tests.factories import face_session
+from tests.nss import HAVE_NSS_TOOLS, pdfsig_blocks, trusting_database
 
 
 def _red_share(image: Any, box: tuple[float, float, float, float], scale: float) -> float:
@@ -107,6 +108,14 @@ def test_both_parties_sign_in_order_and_the_contract_completes_with_four_signatu
         signed = [b for b in blocks if b not in strips]
         assert len(signed) == 5  # four signatures and the document time-stamp
         assert all("Signature is Valid." in block for block in signed[:4]), run.stdout
+    if HAVE_NSS_TOOLS:
+        # A recipient who trusts the center root sees both seals and both signers trusted.
+        from evaluation.trust import pki
+
+        root = pki.load_certificate(pki.center_root(award.db, award.center.id).certificate_der)
+        database = trusting_database(tmp_path / "nss", [root])
+        trusted = [b for b in pdfsig_blocks(database, path) if "Signature Validation" in b]
+        assert sum("Certificate is Trusted." in b for b in trusted) == 4, trusted
 
     document = pdfium.PdfDocument(pdf)
     document.init_forms()  # draws the signature widgets' appearances

@@ -24,6 +24,7 @@ from tests.api.committee import Committee, build_committee
 from tests.api.helpers import assert_problem
 from tests.api.test_documents_api import phone_of, sign
 from tests.factories import CenterWithStaff
+from tests.nss import HAVE_NSS_TOOLS, pdfsig_blocks, trusting_database
 
 pytestmark = pytest.mark.slow
 
@@ -165,6 +166,15 @@ def test_the_report_is_generated_signed_and_completes_the_project(
         path.write_bytes(signed_pdf)
         output = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True).stdout
         assert output.count("Signature is Valid.") == 4, output
+    if HAVE_NSS_TOOLS:
+        # A recipient who trusts the center root in their reader sees every signer trusted.
+        from evaluation.trust import pki
+
+        root = pki.load_certificate(pki.center_root(db, committee.center.id).certificate_der)
+        database = trusting_database(tmp_path / "nss", [root])
+        blocks = pdfsig_blocks(database, path)
+        assert len(blocks) == 5  # four signatures and the document time-stamp
+        assert all("Certificate is Trusted." in block for block in blocks[:4]), blocks
     actions = list(db.execute(select(AuditEntry.action)).scalars())
     assert actions.count("evaluation.refused_to_sign") == 1
     assert actions.count("project.completed") == 1

@@ -47,6 +47,7 @@ from signing.pades import (
 from signing.revocation import RevocationReason, RevokedEntry, build_crl
 from signing.tsa import TimeStampAuthority
 from signing.vault import sign_with
+from tests.nss import HAVE_NSS_TOOLS, pdfsig_blocks, signer_usage_ok, trusting_database
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 ROOT = Path(__file__).resolve().parents[2]
@@ -784,3 +785,30 @@ def test_a_tampered_prepared_revision_is_never_signed(pki: Pki, tmp_path: Path) 
     # The untouched one still finishes.
     finish_signature(path, prepared, pki.identity(0), pki.timestamper())
     assert validate(path, [pki.root], now=pki.now).verdict == "valid"
+
+
+@pytest.mark.skipif(not HAVE_NSS_TOOLS, reason="pdfsig and certutil (libnss3-tools)")
+def test_nss_readers_trust_the_signers_once_the_root_is_trusted(
+    pki: Pki, signed: SignedFiles, tmp_path: Path
+) -> None:
+    """What poppler, Okular, Evince and LibreOffice do: NSS checks the signer certificate
+    for the e-mail signer usage. With the center root trusted, every signature is both
+    valid and trusted; `certutil -V -u S` (the same check) passes for each signer."""
+    database = trusting_database(tmp_path / "nss", [pki.root], [pki.issuing])
+    for certificate, _ in pki.signers:
+        checked = signer_usage_ok(database, certificate, tmp_path)
+        assert "certificate is valid" in checked, checked
+    blocks = pdfsig_blocks(database, signed.steps[2])
+    assert len(blocks) == 3
+    for block in blocks:
+        assert "Signature is Valid." in block, block
+        assert "Certificate is Trusted." in block, block
+
+
+def test_each_signature_carries_each_certificate_once(signed: SignedFiles) -> None:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    with signed.steps[2].open("rb") as stream:
+        for embedded in PdfFileReader(stream).embedded_signatures:
+            certificates = [c.dump() for c in embedded.signed_data["certificates"]]
+            assert len(certificates) == len(set(certificates)) >= 3, embedded.field_name
