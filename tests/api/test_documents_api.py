@@ -355,10 +355,52 @@ def test_validation_report_as_html_and_from_the_command_line(
     other = tmp_path / "other"
     initialize(Settings(data_dir=other, database_url=isolated_database_url), clock)
     capsys.readouterr()
-    code = main(["pdf", "validate", str(path), "--data-dir", str(other)])
-    printed = json.loads(capsys.readouterr().out)
+    code = main(["pdf", "validate", str(path), "--data-dir", str(other), "--json"])
+    out = capsys.readouterr()
+    printed = json.loads(out.out)
     assert code == 1 and printed["verdict"] != "valid"
     assert printed["signatures"][0]["intact"] and not printed["signatures"][0]["trusted"]
+    assert "Traceback" not in out.err
+
+    # An outside party with the center's root, and no database: a one-screen summary.
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from evaluation.trust import pki
+
+    root = tmp_path / "center-root.pem"
+    root.write_bytes(
+        pki.load_certificate(pki.center_root(db, center.id).certificate_der).public_bytes(
+            Encoding.PEM
+        )
+    )
+    code = main(["pdf", "validate", str(path), "--root", str(root)])
+    out = capsys.readouterr()
+    assert code == 0, out.out
+    assert out.out.startswith("signed.pdf: VALID") and "王喆" in out.out
+    assert len(out.out.splitlines()) < 20 and "Traceback" not in out.err
+    # Against the other instance's root it says why, in a line, not a traceback.
+    other_root = tmp_path / "other-root.pem"
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session as PlainSession
+
+    from models.tables import Authority
+
+    with PlainSession(create_engine(isolated_database_url)) as other_db:
+        der = (
+            other_db.execute(select(Authority.certificate_der).where(Authority.kind == "root"))
+            .scalars()
+            .first()
+        )
+    assert der is not None
+    other_root.write_bytes(pki.load_certificate(der).public_bytes(Encoding.PEM))
+    code = main(["pdf", "validate", str(path), "--root", str(other_root)])
+    out = capsys.readouterr()
+    assert code == 1 and "not trusted" in out.out and "Traceback" not in out.err
+    assert len(out.err.splitlines()) < 5
+    bad = tmp_path / "not-a-cert.pem"
+    bad.write_text("hello")
+    assert main(["pdf", "validate", str(path), "--root", str(bad)]) == 2
+    assert "not a PEM certificate" in capsys.readouterr().err
 
 
 def test_uploads_over_the_limit_are_refused(
