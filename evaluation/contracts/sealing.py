@@ -233,17 +233,11 @@ def approval_options(
     turn = _turn(db, context, session, contract_id, now)
     slot = turn.pending[0]
     mark = _mark_of(context, turn, slot, now)
+    signing = documents.SlotSigning(
+        db, None, clock, context, session, turn.document, slot, mark.credential
+    )
     approval = documents.prepare_for_approval(
-        db,
-        clock,
-        context,
-        session,
-        turn.document,
-        slot,
-        mark.credential,
-        mark.lines,
-        seal_png=mark.seal_png,
-        marks=mark.marks,
+        signing, mark.lines, seal_png=mark.seal_png, marks=mark.marks
     )
     return ContractApproval(approval, slot, len(turn.pending))
 
@@ -281,35 +275,21 @@ def sign_contract(
         )
         for slot in turn.pending:
             mark = _mark_of(context, turn, slot, now)
+            signing = documents.SlotSigning(
+                db, caller, clock, context, session, turn.document, slot, mark.credential
+            )
             signed = documents.sign_slot(
-                db,
-                caller,
-                clock,
-                context,
-                session,
-                turn.document,
-                slot,
-                mark.credential,
-                mark.lines,
-                seal_png=mark.seal_png,
-                marks=mark.marks,
-                passkey_use_id=None,
+                signing, mark.lines, seal_png=mark.seal_png, marks=mark.marks, passkey_use_id=None
             )
             revisions.append(signed.revision)
         remaining = 0
     else:
         slot = turn.pending[0]
-        signed = documents.finish_approved(
-            db,
-            caller,
-            clock,
-            context,
-            session,
-            turn.document,
-            slot,
-            _mark_of(context, turn, slot, now).credential,
-            approval,
+        credential = _mark_of(context, turn, slot, now).credential
+        signing = documents.SlotSigning(
+            db, caller, clock, context, session, turn.document, slot, credential
         )
+        signed = documents.finish_approved(signing, approval)
         revisions.append(signed.revision)
         remaining = len(turn.pending) - 1
     completed = False

@@ -148,6 +148,27 @@ class SigningContext:
 
 
 @dataclass(frozen=True)
+class SlotSigning:
+    """One signature on its way: the request's database session and clock, the service's
+    signing context, the signer's face session, the document, the slot and the credential
+    that signs it (the signer's own, or a unit's seal). `caller` is who asks, needed to
+    finish (the SAD and the log name them), not to prepare."""
+
+    db: Session
+    caller: audit.Caller | None
+    clock: Clock
+    context: SigningContext
+    session: VerifiedSession
+    document: Document
+    slot: SignerSlot
+    credential: IssuedCertificate
+
+    def acting(self) -> audit.Caller:
+        assert self.caller is not None, "a signature is finished on someone's request"
+        return self.caller
+
+
+@dataclass(frozen=True)
 class PasskeyApproval:
     """The signer's phone approving this signature: the nonce it was given and its
     assertion (AuthenticationResponseJSON)."""
@@ -497,6 +518,7 @@ def sign_document(
     document = lock_for_signing(db, session.center_id, document_id)
     slot = _pending_slot(db, document, session.expert_id, slot_id)
     credential = _signing_credential(db, session)
+    signing = SlotSigning(db, caller, clock, context, session, document, slot, credential)
     if approval is None:
         passkeys.signing_approval(
             db,
@@ -513,23 +535,9 @@ def sign_document(
         expert = db.get(Expert, session.expert_id)
         assert expert is not None
         lines = stamp_lines(expert.name, slot.role, credential, clock.now())
-        signed = sign_slot(
-            db,
-            caller,
-            clock,
-            context,
-            session,
-            document,
-            slot,
-            credential,
-            lines,
-            seal_png=context.seal_png,
-            passkey_use_id=None,
-        )
+        signed = sign_slot(signing, lines, seal_png=context.seal_png, passkey_use_id=None)
     else:
-        signed = finish_approved(
-            db, caller, clock, context, session, document, slot, credential, approval
-        )
+        signed = finish_approved(signing, approval)
     finish_if_complete(db, caller, clock, context, document, credential)
     return signed
 
@@ -561,19 +569,12 @@ def approval_options(
     expert = db.get(Expert, session.expert_id)
     assert expert is not None
     lines = stamp_lines(expert.name, slot.role, credential, clock.now())
-    return prepare_for_approval(
-        db, clock, context, session, document, slot, credential, lines, seal_png=context.seal_png
-    )
+    signing = SlotSigning(db, None, clock, context, session, document, slot, credential)
+    return prepare_for_approval(signing, lines, seal_png=context.seal_png)
 
 
 def prepare_for_approval(
-    db: Session,
-    clock: Clock,
-    context: SigningContext,
-    session: VerifiedSession,
-    document: Document,
-    slot: SignerSlot,
-    credential: IssuedCertificate,
+    signing: SlotSigning,
     lines: list[str],
     *,
     seal_png: bytes | None = None,
@@ -581,6 +582,8 @@ def prepare_for_approval(
 ) -> passkeys.SigningApproval:
     """The slot's signature prepared and kept, and the passkey challenge over the SHA-256
     of its signed attributes, its nonce naming this prepared signature only."""
+    db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
+    credential = signing.credential
 
     def challenge(kind: str, hashes: list[str]) -> tuple[str, passkeys.SigningApproval]:
         approval = passkeys.signing_options(
@@ -595,13 +598,7 @@ def prepare_for_approval(
         return approval.nonce, approval
 
     return _prepare_and_keep(
-        db,
-        clock,
-        context,
-        session,
-        document,
-        slot,
-        credential,
+        signing,
         lines,
         challenge,
         ttl=context.passkeys.challenge_ttl,
@@ -614,13 +611,7 @@ _Approval = TypeVar("_Approval")
 
 
 def _prepare_and_keep(
-    db: Session,
-    clock: Clock,
-    context: SigningContext,
-    session: VerifiedSession,
-    document: Document,
-    slot: SignerSlot,
-    credential: IssuedCertificate,
+    signing: SlotSigning,
     lines: list[str],
     ask: Callable[[str, list[str]], tuple[str, _Approval]],
     *,
@@ -631,21 +622,12 @@ def _prepare_and_keep(
     """Prepare the slot's signature, `ask` the signer to approve it (a passkey challenge
     or an SMS code over its hashes, for the kind naming it; returning the nonce that
     will name it in the answer) and keep it under that nonce."""
+    db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
+    document, slot, credential = signing.document, signing.slot, signing.credential
     now = clock.now()
     activation.require_fresh(context.activation, session, now)
     prepared_signatures.drop_stale(db, document.id, now)
-    prepared = prepare_slot(
-        db,
-        clock,
-        context,
-        session,
-        document,
-        slot,
-        credential,
-        lines,
-        seal_png=seal_png,
-        marks=marks,
-    )
+    prepared = prepare_slot(signing, lines, seal_png=seal_png, marks=marks)
     prepared_id = new_id()
     nonce, approval = ask(
         f"signature:{prepared_id}", [base64.b64encode(prepared.approval_digest).decode()]
@@ -666,19 +648,15 @@ def _prepare_and_keep(
 
 
 def finish_approved(
-    db: Session,
-    caller: audit.Caller,
-    clock: Clock,
-    context: SigningContext,
-    session: VerifiedSession,
-    document: Document,
-    slot: SignerSlot,
-    credential: IssuedCertificate,
+    signing: SlotSigning,
     approval: PasskeyApproval | SmsApproval,
 ) -> Signed:
     """The signature prepared under `approval`, finished once its passkey assertion (or,
     where allowed, its SMS code) verifies over exactly its digest; refused if the document
     moved on meanwhile."""
+    db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
+    document, slot, credential = signing.document, signing.slot, signing.credential
+    caller = signing.acting()
     row = prepared_signatures.for_approval(db, document, slot, session, approval.nonce)
     hashes = prepared_signatures.approved_hashes(row)
     passkey_use_id = one_time_code_id = None
@@ -709,14 +687,7 @@ def finish_approved(
         )
     prepared_signatures.still_current(row, document)
     signed = finish_slot(
-        db,
-        caller,
-        clock,
-        context,
-        session,
-        document,
-        slot,
-        credential,
+        signing,
         prepared_signatures.as_pades(row),
         passkey_use_id=passkey_use_id,
         one_time_code_id=one_time_code_id,
@@ -758,20 +729,9 @@ def sms_approval(
         )
         return sent.nonce, sent
 
-    return _prepare_and_keep(
-        db,
-        clock,
-        context,
-        session,
-        document,
-        slot,
-        credential,
-        stamp_lines(expert.name, slot.role, credential, clock.now()),
-        code,
-        ttl=sms.ttl,
-        seal_png=context.seal_png,
-        marks=(),
-    )
+    signing = SlotSigning(db, None, clock, context, session, document, slot, credential)
+    lines = stamp_lines(expert.name, slot.role, credential, clock.now())
+    return _prepare_and_keep(signing, lines, code, ttl=sms.ttl, seal_png=context.seal_png, marks=())
 
 
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
@@ -787,14 +747,7 @@ def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
 
 
 def sign_slot(
-    db: Session,
-    caller: audit.Caller,
-    clock: Clock,
-    context: SigningContext,
-    session: VerifiedSession,
-    document: Document,
-    slot: SignerSlot,
-    credential: IssuedCertificate,
+    signing: SlotSigning,
     lines: list[str],
     *,
     seal_png: bytes | None = None,
@@ -803,46 +756,20 @@ def sign_slot(
 ) -> Signed:
     """One signature in one slot with this credential (the signer's own, or a unit's seal
     their authorization lets them use), prepared and finished at once."""
-    prepared = prepare_slot(
-        db,
-        clock,
-        context,
-        session,
-        document,
-        slot,
-        credential,
-        lines,
-        seal_png=seal_png,
-        marks=marks,
-    )
-    return finish_slot(
-        db,
-        caller,
-        clock,
-        context,
-        session,
-        document,
-        slot,
-        credential,
-        prepared,
-        passkey_use_id=passkey_use_id,
-    )
+    prepared = prepare_slot(signing, lines, seal_png=seal_png, marks=marks)
+    return finish_slot(signing, prepared, passkey_use_id=passkey_use_id)
 
 
 def prepare_slot(
-    db: Session,
-    clock: Clock,
-    context: SigningContext,
-    session: VerifiedSession,
-    document: Document,
-    slot: SignerSlot,
-    credential: IssuedCertificate,
+    signing: SlotSigning,
     lines: list[str],
     *,
     seal_png: bytes | None = None,
     marks: Sequence[pades.PageMark] = (),
 ) -> pades.PreparedSignature:
     """The slot's signature on the document's current revision, up to its value."""
+    db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
+    document, slot, credential = signing.document, signing.slot, signing.credential
     chain, revocation, roots = _chain_and_revocation(db, clock, context, credential)
     stamp = pades.Stamp(
         page=slot.page,
@@ -874,14 +801,7 @@ def prepare_slot(
 
 
 def finish_slot(
-    db: Session,
-    caller: audit.Caller,
-    clock: Clock,
-    context: SigningContext,
-    session: VerifiedSession,
-    document: Document,
-    slot: SignerSlot,
-    credential: IssuedCertificate,
+    signing: SlotSigning,
     prepared: pades.PreparedSignature,
     *,
     passkey_use_id: str | None,
@@ -889,6 +809,9 @@ def finish_slot(
 ) -> Signed:
     """The prepared signature finished: a single-use SAD for exactly its approved digest,
     the signature appended in place, the new revision recorded and audited."""
+    db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
+    document, slot, credential = signing.document, signing.slot, signing.credential
+    caller = signing.acting()
     chain, _, _ = _chain_and_revocation(db, clock, context, credential)
     key_algorithm = pki.key_of(db, credential.key_id).algorithm
     sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
