@@ -94,7 +94,7 @@ def frame_signals(
     # mouth's width, which it does shorten, would make a turn look like an open mouth).
     face_height = float(np.linalg.norm(mouth_mid - eyes_mid))
     gap = float(np.linalg.norm(landmarks[UPPER_LIP] - landmarks[LOWER_LIP]))
-    yaw, pitch = head_pose(face)
+    yaw, pitch = head_pose(landmarks)
     return FrameSignals(
         eye_openness=float(np.mean(openness)),
         eye_darkness=float(np.mean(darkness)),
