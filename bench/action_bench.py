@@ -70,6 +70,7 @@ def main() -> None:
             args.cache.write_bytes(pickle.dumps(rendered))
     seen: Counter[str] = Counter()
     false: Counter[str] = Counter()
+    stray_blinks = 0  # blinks seen in another action's slot (the generator blinks only once)
     peaks: dict[str, list[float]] = defaultdict(list)
     readable = total = 0
     for name, (actions, video) in list(rendered.items()):
@@ -91,6 +92,7 @@ def main() -> None:
             seen[action] += hit
             others = {e.action for e in inside if e.action not in (action, "blink")}
             false[action] += bool(others)
+            stray_blinks += action != "blink" and any(e.action == "blink" for e in inside)
             found.append(
                 f"{action}:{'ok' if hit else 'MISSED'}{'+' + ','.join(others) if others else ''}"
             )
@@ -98,6 +100,7 @@ def main() -> None:
         print(f"  {name:26s} {' '.join(found)}", flush=True)
     faces = len(rendered)
     print(f"\n{faces} faces, {readable}/{total} frames readable")
+    print(f"blinks seen in the {4 * faces} slots of other actions: {stray_blinks}")
     print("action      | seen in its slot | another action seen in its slot | peak (min / median)")
     for action in ACTIONS:
         values = peaks[action]

@@ -25,8 +25,9 @@ HEAD_ACTIONS = frozenset({"turn_left", "turn_right", "nod"})
 # second_generator.py) on 40 faces (the frontal faces the packages ship and those of
 # ../shared/faces), each doing all five actions: turn_left seen 39/40, turn_right 40/40,
 # open_mouth 39/40 (the misses: frames with a second face, which no check reads), one
-# false action in 200 slots. Nod (36/40) and blink (20/40) stay optional: a challenge may
-# still name them, the default does not draw them until they are seen as reliably.
+# false action in 200 slots. Nod (36/40) and blink (36/40, one stray blink in 160 other
+# slots) stay optional: a challenge may still name them, the default does not draw them
+# until they are seen as reliably.
 RELIABLE_ACTIONS = ("turn_left", "turn_right", "open_mouth")
 
 
@@ -46,6 +47,13 @@ class ActionThresholds:
     # Eyes: landmark openness times dark-pixel share, over their baselines.
     blink_closed: float = 0.5
     blink_reopened: float = 0.75
+    # Or: the eye patch this far (1 - correlation) from the open eyes' while the eyelid
+    # landmarks read narrower than this share of their open width. On the second
+    # generator a closed lid moved the patch 0.075-0.8 (median 0.27), open eyes up to 0.17
+    # behind glasses and below 0.08 otherwise; its eyelid landmarks kept 0.33-1.13 of their
+    # open area, open eyes 0.81 or more.
+    blink_patch_change: float = 0.11
+    blink_narrower: float = 0.93
     mouth_open: float = 0.08  # inner-lip gap over eye-to-mouth distance, above baseline
     mouth_closed: float = 0.04
 
@@ -125,6 +133,27 @@ def _eyes(frame: FrameSignals, base: Baseline) -> float:
     return openness * (frame.eye_darkness / base.eye_darkness)
 
 
+def _patch_closedness(
+    frames: Sequence[FrameSignals], steady: Sequence[bool], base: Baseline, t: ActionThresholds
+) -> list[float]:
+    """How far each frame's eyes look from the open eyes', on the scale of the landmark
+    closedness (the enter level at ``blink_patch_change``); 0 unless the lids read
+    narrower too, so a glint or a glance is not a blink."""
+    open_frames = [f.eye_patch for f, ok in zip(frames, steady, strict=True) if ok]
+    if not open_frames:
+        return [0.0] * len(frames)
+    reference = np.median(np.stack(open_frames), axis=0)
+    reference -= reference.mean()
+    reference /= max(float(np.linalg.norm(reference)), 1e-6)
+    enter = 1 - t.blink_closed
+    return [
+        enter * (1 - float(f.eye_patch @ reference)) / t.blink_patch_change
+        if f.eye_openness < t.blink_narrower * base.eye_openness
+        else 0.0
+        for f in frames
+    ]
+
+
 def detect_events(
     times: Sequence[int],
     frames: Sequence[FrameSignals],
@@ -139,7 +168,11 @@ def detect_events(
     # turned: perspective changes their shapes there, and a turn would look like a blink.
     level = [abs(y) < t.steady_degrees for y in yaw]
     steady = [ok and abs(p) < t.steady_degrees for ok, p in zip(level, pitch, strict=True)]
-    closedness = [1 - _eyes(f, base) if ok else None for f, ok in zip(frames, steady, strict=True)]
+    by_patch = _patch_closedness(frames, steady, base, t)
+    closedness = [
+        max(1 - _eyes(f, base), patch) if ok else None
+        for f, ok, patch in zip(frames, steady, by_patch, strict=True)
+    ]
     mouth = [
         f.mouth_openness - base.mouth_openness if ok else None
         for f, ok in zip(frames, level, strict=True)
