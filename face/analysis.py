@@ -66,11 +66,12 @@ def analyze_image(
     # Weak detections (a patterned shirt, a poster's corner) are not a second person.
     faces = [face, *(other for other in faces[1:] if other.score >= thresholds.min_detection_score)]
     aligned = engine.align(image.bgr, face)
-    signals = measure(face, aligned)
+    # The pose gate reads the landmarks, so they are found for every photo.
+    landmarks = engine.landmarks(image.bgr, face)
+    signals = measure(face, aligned, landmarks)
     issues = assess(signals, thresholds)
     if single_face and len(faces) > 1:
         issues.insert(0, multiple_faces(len(faces)))
-    landmarks = engine.landmarks(image.bgr, face) if with_landmarks else None
     return PhotoAnalysis(
         image.width,
         image.height,
@@ -78,7 +79,7 @@ def analyze_image(
         face,
         signals,
         engine.embed(aligned),
-        landmarks,
+        landmarks if with_landmarks else None,
         issues,
     )
 

@@ -34,6 +34,8 @@ UPPER_LIP, LOWER_LIP = 62, 60
 RIGID_POINTS = [*range(0, 33), *range(43, 52), *range(72, 87), *range(97, 106)]
 # A pixel is "dark" (iris, pupil, lashes) below this share of the cheek's brightness.
 DARK_FRACTION_OF_SKIN = 0.55
+# Each eye's patch: corners at (4, 6) and (20, 6) of a 24 x 12 grey image.
+PATCH_W, PATCH_H = 24, 12
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class FrameSignals:
     pitch_degrees: float
     interocular_px: float
     rigid_points: NDArray[np.float32]
+    eye_patch: NDArray[np.float32]  # both eyes' patches, zero mean and unit length
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +85,21 @@ def _eye_darkness(
     return float((box < DARK_FRACTION_OF_SKIN * skin).mean())
 
 
+def _eye_patch(grey: NDArray[np.uint8], landmarks: NDArray[np.float32]) -> NDArray[np.float32]:
+    patches = []
+    for _points, a, b, _centre in EYES:
+        left, right = landmarks[a], landmarks[b]
+        normal = np.array([left[1] - right[1], right[0] - left[0]], np.float32)
+        source = np.array([left, right, left + normal / 2], np.float32)
+        target = np.array([[4, 6], [20, 6], [4, 14]], np.float32)
+        matrix = cv2.getAffineTransform(source, target)
+        patch = cv2.warpAffine(grey, matrix, (PATCH_W, PATCH_H), flags=cv2.INTER_AREA)
+        patches.append(np.asarray(patch, dtype=np.float32).ravel())
+    vector = np.concatenate(patches)
+    vector -= vector.mean()
+    return vector / max(float(np.linalg.norm(vector)), 1e-6)
+
+
 def frame_signals(
     bgr: NDArray[np.uint8], face: DetectedFace, landmarks: NDArray[np.float32]
 ) -> FrameSignals:
@@ -94,7 +112,7 @@ def frame_signals(
     # mouth's width, which it does shorten, would make a turn look like an open mouth).
     face_height = float(np.linalg.norm(mouth_mid - eyes_mid))
     gap = float(np.linalg.norm(landmarks[UPPER_LIP] - landmarks[LOWER_LIP]))
-    yaw, pitch = head_pose(face)
+    yaw, pitch = head_pose(landmarks)
     return FrameSignals(
         eye_openness=float(np.mean(openness)),
         eye_darkness=float(np.mean(darkness)),
@@ -103,4 +121,5 @@ def frame_signals(
         pitch_degrees=pitch,
         interocular_px=float(np.linalg.norm(landmarks[EYES[0][3]] - landmarks[EYES[1][3]])),
         rigid_points=np.asarray(landmarks[RIGID_POINTS], dtype=np.float32),
+        eye_patch=_eye_patch(grey, landmarks),
     )

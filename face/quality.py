@@ -11,7 +11,6 @@ least 0.03, a sigma-4 blur at most 0.013. Normal exposure gives a mean grey of 1
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from face.engine import DetectedFace
-
-# A generic adult face in millimetres (x right, y down, z towards the camera), in the order
-# of the detector's keypoints: left eye, right eye, nose tip, left and right mouth corner.
-_FACE_MODEL = np.array(
-    [[-32.0, 0.0, 0.0], [32.0, 0.0, 0.0], [0.0, 38.0, 24.0], [-25.0, 70.0, 5.0], [25.0, 70.0, 5.0]]
-)
+from face.head_pose import estimate_head_pose
 
 
 @dataclass(frozen=True)
@@ -85,43 +79,12 @@ def multiple_faces(count: int) -> QualityIssue:
     )
 
 
-def head_pose(face: DetectedFace) -> tuple[float, float]:
-    """Approximate (yaw, pitch) in degrees: the rotation of a generic 3D face that best
-    explains the five keypoints (solvePnP, near-orthographic camera), after the in-plane
-    tilt is removed. Unlike the nose's offset alone, this keeps a turned head visible when
-    it also looks up or down. Yaw > 0: nose towards the image's right; pitch > 0: chin down.
-    Keypoints no rotation of a face can explain read as (90, 90)."""
-    points = face.keypoints.astype(np.float64)
-    left_eye, right_eye = points[0], points[1]
-    roll = math.atan2(right_eye[1] - left_eye[1], right_eye[0] - left_eye[0])
-    cos, sin = math.cos(-roll), math.sin(-roll)
-    points = (points - points.mean(axis=0)) @ np.array([[cos, sin], [-sin, cos]])
-    scale = max(float(np.ptp(points[:, 0])), float(np.ptp(points[:, 1])), 1.0)
-    focal = 20 * scale  # a far camera: perspective barely matters for a face
-    camera = np.array([[focal, 0.0, 0.0], [0.0, focal, 0.0], [0.0, 0.0, 1.0]])
-    # Start frontal at a plausible distance: with five points the solver may otherwise
-    # settle on the mirrored, face-away solution.
-    guess_r = np.zeros((3, 1))
-    guess_t = np.array([[0.0], [0.0], [focal * 70.0 / scale]])
-    found, rvec, tvec = cv2.solvePnP(
-        _FACE_MODEL,
-        points,
-        camera,
-        None,
-        guess_r,
-        guess_t,
-        useExtrinsicGuess=True,
-        flags=cv2.SOLVEPNP_ITERATIVE,
-    )
-    if not found:
-        return 90.0, 90.0
-    projected, _ = cv2.projectPoints(_FACE_MODEL, rvec, tvec, camera, None)
-    error = float(np.abs(projected.reshape(-1, 2) - points).max())
-    if error > 0.25 * scale or tvec[2, 0] <= 0:
-        return 90.0, 90.0
-    rotation, _ = cv2.Rodrigues(rvec)
-    angles, *_ = cv2.RQDecomp3x3(rotation)
-    return float(angles[1]), -float(angles[0])
+def head_pose(landmarks: NDArray[np.float32]) -> tuple[float, float]:
+    """(yaw, pitch) in degrees from the 106 landmarks (see face.head_pose): yaw > 0 is the
+    nose towards the image's right, pitch > 0 the chin down. Landmarks no rotation of a
+    face can explain read as (90, 90)."""
+    pose = estimate_head_pose(landmarks)
+    return pose.yaw, pose.pitch
 
 
 def _sharpness(grey: NDArray[Any]) -> float:
@@ -131,10 +94,12 @@ def _sharpness(grey: NDArray[Any]) -> float:
     return float(laplacian.var()) / max(contrast, 1.0)
 
 
-def measure(face: DetectedFace, aligned: NDArray[np.uint8]) -> FaceSignals:
+def measure(
+    face: DetectedFace, aligned: NDArray[np.uint8], landmarks: NDArray[np.float32]
+) -> FaceSignals:
     grey = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
     inner = grey[16:96, 16:96]  # the face itself, not the background corners
-    yaw, pitch = head_pose(face)
+    yaw, pitch = head_pose(landmarks)
     return FaceSignals(
         face_px=min(face.width, face.height),
         detection_score=face.score,

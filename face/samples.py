@@ -90,7 +90,11 @@ def sample_portraits(engine: FaceEngine, limit: int = 30) -> dict[str, BGR]:
             faces = engine.detect(portrait)
             if len(faces) != 1:
                 continue
-            signals = measure(faces[0], engine.align(portrait, faces[0]))
+            signals = measure(
+                faces[0],
+                engine.align(portrait, faces[0]),
+                engine.landmarks(portrait, faces[0]),
+            )
             if not assess(signals, QualityThresholds()):
                 found[f"{name}-{index}"] = portrait
     return found

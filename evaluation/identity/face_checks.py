@@ -27,7 +27,7 @@ from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.registry.staff import hash_token
-from face.actions import ACTIONS, HEAD_ACTIONS
+from face.actions import HEAD_ACTIONS, RELIABLE_ACTIONS
 from face.engine import FaceEngine, Vector
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, judge
 from models.clock import Clock
@@ -174,11 +174,12 @@ class LivenessConfig:
 
 def draw_actions(rng: secrets.SystemRandom | Any = None) -> list[str]:
     """2-3 actions from a CSPRNG, never the same twice in a row, at least one moving the
-    head (the flat-photo check needs depth to judge)."""
+    head (the flat-photo check needs depth to judge), drawn only from the actions measured
+    reliable on faces nobody here tuned on (face.actions.RELIABLE_ACTIONS)."""
     rng = rng or secrets.SystemRandom()
     while True:
         count = rng.choice((2, 3))
-        actions = [rng.choice(ACTIONS) for _ in range(count)]
+        actions = [rng.choice(RELIABLE_ACTIONS) for _ in range(count)]
         repeats = any(a == b for a, b in itertools.pairwise(actions))
         if not repeats and HEAD_ACTIONS.intersection(actions):
             return actions

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import skimage
 
 from api.services import face_engine_for
 from face.engine import FaceEngine
@@ -35,6 +36,58 @@ def engine() -> FaceEngine:
 def portraits(limit: int = 30) -> dict[str, BGR]:
     """One portrait per distinct person whose face passes every default quality gate."""
     return sample_portraits(engine(), limit)
+
+
+# Portraits nobody here rendered or tuned on, kept outside the repository (their README:
+# measure with them, never ship them); the tests that read them skip when they are absent.
+SHARED_FACES = Path(__file__).resolve().parents[3] / "shared" / "faces"
+# Faces of the shipped photos that are visibly turned away (looked at, one by one): the
+# rest look at the camera.
+TURNED_AWAY = frozenset({"gdp-0", "t1-2", "t1-4", "camera-0"})
+
+
+def _shipped_photos() -> dict[str, BGR]:
+    data = Path(skimage.__file__).parent / "data"
+    return {
+        "yaoming": load(MODEL_DIR / "yaoming.jpg"),
+        "gdp": load(MODEL_DIR / "gdp.jpg"),
+        "players": load(MODEL_DIR / "players.jpg"),
+        "t1": load(IMAGES_DIR / "t1.jpg"),
+        "astronaut": load(data / "astronaut.png"),
+        "camera": load(data / "camera.png"),
+    }
+
+
+def _shared_photos() -> dict[str, BGR]:
+    if not SHARED_FACES.is_dir():
+        return {}
+    return {path.stem: load(path) for path in sorted(SHARED_FACES.glob("*.jpg"))}
+
+
+def _every_face(photos: dict[str, BGR]) -> dict[str, BGR]:
+    found = {}
+    for name, image in photos.items():
+        faces = engine().detect(image)
+        for index, face in enumerate(faces):
+            if face.width >= 36 and face.score >= 0.5:
+                found[f"{name}-{index}"] = crop_face(image, face, others=faces)
+    return found
+
+
+@lru_cache(maxsize=1)
+def shipped_frontal_portraits() -> dict[str, BGR]:
+    """Every face of the photos installed packages ship (insightface's and its model
+    wheel's, scikit-image's astronaut and cameraman) that looks at the camera, whatever
+    the quality gates say of it."""
+    faces = _every_face(_shipped_photos())
+    return {name: face for name, face in faces.items() if name not in TURNED_AWAY}
+
+
+@lru_cache(maxsize=1)
+def shared_portraits() -> dict[str, BGR]:
+    """Every face of the measurement photos in ../shared/faces (none turned past 30
+    degrees); empty when they are not on this machine."""
+    return _every_face(_shared_photos())
 
 
 def face_in(image_name: str, index: int) -> BGR:

@@ -15,7 +15,8 @@ import pytest
 from numpy.typing import NDArray
 
 from face.analysis import PhotoAnalysis, analyze_bytes, analyze_image
-from face.engine import DetectedFace, FaceEngine
+from face.engine import FaceEngine
+from face.head_shape import MEAN_FACE
 from face.intake import ImageRejected, IntakeLimits, decode_image
 from face.matching import similarity
 from face.quality import (
@@ -178,12 +179,19 @@ def test_head_turned_sideways_fails_the_yaw_gate(face_engine: FaceEngine) -> Non
     assert "pose-pitch" not in _codes(analysis)
 
 
-def test_head_tipped_far_forward_or_back_fails_the_pitch_gate(face_engine: FaceEngine) -> None:
-    analysis = _analyze(face_engine, face_in("t1.jpg", 3))
+# No shipped photo has a head tipped past the pitch limit, and the landmark model stops
+# following a rendered one well before it: the pitch gate is tested on signals below and
+# the pitch estimate on rendered nods in test_head_pose.py.
 
-    assert analysis.signals is not None
-    assert abs(analysis.signals.pitch_degrees) > DEFAULTS.max_pitch_degrees
-    assert "pose-pitch" in _codes(analysis)
+
+def test_smiling_frontal_faces_are_not_refused_for_pose(face_engine: FaceEngine) -> None:
+    # A smile moved the mouth keypoints of a five-point pose fit: these read 45-48 degrees
+    # of pitch there. They look at the camera.
+    for index in (0, 3):
+        analysis = _analyze(face_engine, face_in("t1.jpg", index))
+        assert analysis.signals is not None
+        assert abs(analysis.signals.pitch_degrees) < 20, index
+        assert not {"pose-pitch", "pose-yaw"} & set(_codes(analysis)), index
 
 
 # --- thresholds and messages --------------------------------------------------------------
@@ -217,19 +225,13 @@ def test_each_configured_threshold_is_the_one_applied(
     assert issue.limit == limit
 
 
-@pytest.mark.parametrize(
-    ("index", "field", "code"),
-    [(2, "max_yaw_degrees", "pose-yaw"), (3, "max_pitch_degrees", "pose-pitch")],
-)
-def test_relaxed_pose_limit_lets_the_turned_head_through(
-    face_engine: FaceEngine, index: int, field: str, code: str
-) -> None:
-    portrait = face_in("t1.jpg", index)
-    assert code in _codes(_analyze(face_engine, portrait))
+def test_relaxed_pose_limit_lets_the_turned_head_through(face_engine: FaceEngine) -> None:
+    portrait = face_in("t1.jpg", 2)
+    assert "pose-yaw" in _codes(_analyze(face_engine, portrait))
 
-    relaxed = _analyze(face_engine, portrait, replace(DEFAULTS, **{field: 80.0}))
+    relaxed = _analyze(face_engine, portrait, replace(DEFAULTS, max_yaw_degrees=80.0))
 
-    assert code not in _codes(relaxed)
+    assert "pose-yaw" not in _codes(relaxed)
 
 
 def test_every_issue_explains_itself_in_english_and_chinese() -> None:
@@ -278,72 +280,48 @@ def test_signals_inside_every_limit_raise_no_issue() -> None:
 
 # --- head pose on a face of known pose ----------------------------------------------------
 
-# A generic adult face in millimetres: x to the image's right, y down, z toward the camera.
-# Keypoint order as the detector gives it: left eye, right eye (in the image), nose tip,
-# mouth left, mouth right.
-GENERIC_FACE = np.array(
-    [[-32, 0, 0], [32, 0, 0], [0, 38, 24], [-25, 70, 5], [25, 70, 5]], dtype=np.float64
-)
 
-
-def _keypoints_at(yaw: float, pitch: float, roll: float = 0.0) -> NDArray[np.float32]:
-    """The generic face turned by ``yaw`` (positive: nose toward +x) and ``pitch``
-    (positive: chin down, nose toward +y), projected orthographically at 2.5 px/mm."""
+def _landmarks_at(yaw: float, pitch: float, roll: float = 0.0) -> NDArray[np.float32]:
+    """The mean face's 106 points turned by ``yaw`` (positive: nose toward +x) and
+    ``pitch`` (positive: chin down), projected orthographically at 60 px per eye distance
+    and rolled in the image plane."""
     a, b = math.radians(yaw), math.radians(pitch)
     turn = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
     nod = np.array([[1, 0, 0], [0, math.cos(b), math.sin(b)], [0, -math.sin(b), math.cos(b)]])
-    flat = (GENERIC_FACE @ (turn @ nod).T)[:, :2]
+    flat = (MEAN_FACE @ (turn @ nod).T)[:, :2]
     c, s = math.cos(math.radians(roll)), math.sin(math.radians(roll))
     flat = flat @ np.array([[c, s], [-s, c]])
-    return (flat * 2.5 + [320, 240]).astype(np.float32)
+    return (flat * 60 + [320, 240]).astype(np.float32)
 
 
-def _pose(keypoints: NDArray[np.float32]) -> tuple[float, float]:
-    return head_pose(DetectedFace(bbox=(0, 0, 1, 1), keypoints=keypoints, score=0.9))
-
-
-@pytest.mark.parametrize("yaw", [0, 20, -20, 45, -45])
-def test_head_pose_recovers_a_known_yaw(yaw: float) -> None:
-    estimated_yaw, estimated_pitch = _pose(_keypoints_at(yaw, 0))
-
-    assert abs(estimated_yaw - yaw) < 12
-    assert yaw == 0 or math.copysign(1, estimated_yaw) == math.copysign(1, yaw)
-    assert abs(estimated_pitch) < 12
-
-
-@pytest.mark.parametrize("pitch", [20, -20, 30, -30])
-def test_head_pose_recovers_a_known_pitch(pitch: float) -> None:
-    estimated_yaw, estimated_pitch = _pose(_keypoints_at(0, pitch))
-
-    assert abs(estimated_pitch - pitch) < 12
-    assert math.copysign(1, estimated_pitch) == math.copysign(1, pitch)
-    assert abs(estimated_yaw) < 1
-
-
-def test_head_turned_well_past_the_yaw_limit_is_seen_while_looking_down() -> None:
-    # Looking down at a phone held low is the usual selfie pose. Pitching the face brings
-    # the nose tip closer to the eyes' depth, so a yaw read from the nose's sideways offset
-    # alone shrinks with pitch and a turned head slips under the yaw limit.
-    estimated_yaw, estimated_pitch = _pose(_keypoints_at(40, 25))
-
-    assert abs(estimated_pitch - 25) < 12
-    assert abs(estimated_yaw - 40) < 12
+@pytest.mark.parametrize(("yaw", "pitch"), [(0, 0), (25, 0), (-40, 0), (0, 20), (0, -30), (40, 25)])
+def test_head_pose_recovers_the_rotation_of_the_mean_face(yaw: float, pitch: float) -> None:
+    assert head_pose(_landmarks_at(yaw, pitch)) == pytest.approx((yaw, pitch), abs=0.5)
 
 
 @pytest.mark.parametrize("roll", [-25, 15, 40])
 def test_head_pose_ignores_a_tilt_of_the_head_in_the_image_plane(roll: float) -> None:
-    upright = _pose(_keypoints_at(20, 10))
+    upright = head_pose(_landmarks_at(20, 10))
 
-    tilted = _pose(_keypoints_at(20, 10, roll=roll))
+    tilted = head_pose(_landmarks_at(20, 10, roll=roll))
 
     assert tilted == pytest.approx(upright, abs=0.01)
 
 
-def test_head_pose_of_impossible_keypoints_is_far_from_frontal() -> None:
-    mouth_above_eyes = _keypoints_at(0, 0)
-    mouth_above_eyes[3:, 1] -= 300
+def test_open_mouth_and_closed_eyes_do_not_move_the_pose() -> None:
+    neutral = _landmarks_at(10, 5)
+    expressive = neutral.copy()
+    expressive[[*range(52, 72), *range(0, 33)], 1] += 25  # lips and jaw 0.4 eye distances down
+    expressive[[34, 40, 41, 42, 92, 94, 95, 96], 1] += 6  # upper eyelids closed
 
-    yaw, pitch = _pose(mouth_above_eyes)
+    assert head_pose(expressive) == pytest.approx(head_pose(neutral), abs=0.01)
+
+
+def test_head_pose_of_impossible_landmarks_is_far_from_frontal() -> None:
+    nose_above_brows = _landmarks_at(0, 0)
+    nose_above_brows[72:87, 1] -= 150
+
+    yaw, pitch = head_pose(nose_above_brows)
 
     assert abs(yaw) > DEFAULTS.max_yaw_degrees and abs(pitch) > DEFAULTS.max_pitch_degrees
 
