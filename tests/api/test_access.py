@@ -292,6 +292,7 @@ NOT_STAFF = {
     ("GET", "/api/v1/face/session"),
     ("POST", "/api/v1/documents/{document_id}/signatures"),  # test_documents_api.py
     ("POST", "/api/v1/documents/{document_id}/approval"),
+    ("POST", "/api/v1/documents/{document_id}/approval/sms"),  # test_sms_codes.py
     ("POST", "/api/v1/contracts/{contract_id}/signatures"),  # test_contracts_api.py
     ("POST", "/api/v1/contracts/{contract_id}/approval"),
     # test_remote_enrollment.py: a representative binds their phone on the link.
@@ -311,6 +312,7 @@ NOT_STAFF = {
     ("POST", "/api/v1/scan/challenge"),
     ("POST", "/api/v1/scan/sign-in"),
     ("POST", "/api/v1/scan/passkey"),
+    ("POST", "/api/v1/scan/sms-code"),
     # The desk's binding QR is the credential (test_passkeys_api.py).
     ("POST", "/api/v1/passkey-enrollment/open"),
     ("POST", "/api/v1/passkey-enrollment/challenge"),

@@ -117,7 +117,8 @@ def test_credential_certificate_profile(
     assert usage.critical and usage.value.digital_signature and usage.value.content_commitment
     assert not usage.value.key_cert_sign
     eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(eku) == [DOCUMENT_SIGNING]
+    # documentSigning, and emailProtection for NSS-based readers (tests/nss.py).
+    assert list(eku) == [DOCUMENT_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION]
     base = "http://localhost:8000"
     points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert points[0].full_name[0].value == f"{base}/pki/{credential['issuer_id']}/crl"
