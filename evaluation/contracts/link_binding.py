@@ -20,8 +20,6 @@ from evaluation.contracts.contracts import ContractLinkInvalid, get_contract
 from evaluation.identity import phone_binding, remote_review
 from evaluation.identity.passkeys import PasskeyPolicy, active_passkeys
 from evaluation.kernel import audit
-from evaluation.kernel.actions import Action
-from evaluation.registry.staff import hash_token
 from models.clock import Clock
 from models.tables import (
     ContractLink,
@@ -72,35 +70,18 @@ def binding_options(
         raise phone_binding.PasskeyLimit(f"{policy.max_devices} phones are bound already")
     verification = db.get(FaceVerification, session.verification_id)
     assert verification is not None
-    now = clock.now()
-    enrollment = PasskeyEnrollment(
-        center_id=session.center_id,
-        expert_id=session.expert_id,
-        # No QR: the link and its face check stand in for it; the token is never shown.
-        token_hash=hash_token(secrets.token_urlsafe(32)),
-        started_by=f"contract-link:{link.id}",
-        created_at=now,
-        expires_at=now + policy.enrollment_ttl,
-        device_id=session.device_id,
-        opened_at=now,
-        face_challenge_id=verification.challenge_id,
-    )
-    db.add(enrollment)
-    db.flush()
-    audit.record(
+    # No QR: the link and its face check stand in for it; the token is never shown.
+    enrollment = phone_binding.new_enrollment(
         db,
         caller,
         clock,
-        Action.PASSKEY_ENROLLMENT_STARTED,
-        "passkey_enrollment",
-        enrollment.id,
-        {
-            "expert_id": session.expert_id,
-            "contract_id": contract_id,
-            "link_id": link.id,
-            "device_id": session.device_id,
-            "expires_at": enrollment.expires_at.isoformat(),
-        },
+        policy,
+        expert_id=session.expert_id,
+        token=secrets.token_urlsafe(32),
+        started_by=f"contract-link:{link.id}",
+        device_id=session.device_id,
+        face_challenge_id=verification.challenge_id,
+        details={"contract_id": contract_id, "link_id": link.id, "device_id": session.device_id},
     )
     options = phone_binding.registration_options(db, clock, policy, enrollment, session)
     return enrollment, options

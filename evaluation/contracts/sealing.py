@@ -201,6 +201,11 @@ class _Mark:
     marks: list[PageMark]
 
 
+def _credential_of(turn: _PartyTurn, slot: SignerSlot) -> IssuedCertificate:
+    """What signs the mark: the unit's seal credential, or the representative's own."""
+    return turn.seal if slot.mark == "seal" else turn.personal
+
+
 def _mark_of(context: SigningContext, turn: _PartyTurn, slot: SignerSlot, now: datetime) -> _Mark:
     """The unit's seal (with its cross-page strips, if the contract has them) or the
     representative's own signature."""
@@ -285,7 +290,7 @@ def sign_contract(
         remaining = 0
     else:
         slot = turn.pending[0]
-        credential = _mark_of(context, turn, slot, now).credential
+        credential = _credential_of(turn, slot)
         signing = documents.SlotSigning(
             db, caller, clock, context, session, turn.document, slot, credential
         )

@@ -467,11 +467,16 @@ def _pending_slot(
     return slot
 
 
+def _authority_of(db: Session, credential: IssuedCertificate) -> Authority:
+    authority = db.get(Authority, credential.authority_id)
+    assert authority is not None
+    return authority
+
+
 def _chain_and_revocation(
     db: Session, clock: Clock, context: SigningContext, credential: IssuedCertificate
 ) -> tuple[list[x509.Certificate], pades.RevocationMaterial, list[x509.Certificate]]:
-    authority = db.get(Authority, credential.authority_id)
-    assert authority is not None
+    authority = _authority_of(db, credential)
     chain = pki.chain_of(db, authority)
     crls = [pki.current_crl(db, clock, context.vault, context.pki, authority)]
     if not authority.external:
@@ -515,10 +520,8 @@ def sign_document(
     in-person path, whose PIN stands in): prepare and finish at once. Either way a
     single-use SAD for exactly that digest, the new revision recorded; the last slot
     completes the document with a document timestamp (B-LTA)."""
-    document = lock_for_signing(db, session.center_id, document_id)
-    slot = _pending_slot(db, document, session.expert_id, slot_id)
-    credential = _signing_credential(db, session)
-    signing = SlotSigning(db, caller, clock, context, session, document, slot, credential)
+    signing = _own_slot(db, caller, clock, context, session, document_id, slot_id)
+    document, credential = signing.document, signing.credential
     if approval is None:
         passkeys.signing_approval(
             db,
@@ -532,14 +535,37 @@ def sign_document(
             kind=f"document:{document.id}",
             request_id=caller.request_id,
         )
-        expert = db.get(Expert, session.expert_id)
-        assert expert is not None
-        lines = stamp_lines(expert.name, slot.role, credential, clock.now())
+        lines = _own_stamp(signing)
         signed = sign_slot(signing, lines, seal_png=context.seal_png, passkey_use_id=None)
     else:
         signed = finish_approved(signing, approval)
     finish_if_complete(db, caller, clock, context, document, credential)
     return signed
+
+
+def _own_slot(
+    db: Session,
+    caller: audit.Caller | None,
+    clock: Clock,
+    context: SigningContext,
+    session: VerifiedSession,
+    document_id: str,
+    slot_id: str | None,
+) -> SlotSigning:
+    """The signer's own pending slot of the document, locked for signing, with their
+    credential."""
+    document = lock_for_signing(db, session.center_id, document_id)
+    slot = _pending_slot(db, document, session.expert_id, slot_id)
+    credential = _signing_credential(db, session)
+    return SlotSigning(db, caller, clock, context, session, document, slot, credential)
+
+
+def _own_stamp(signing: SlotSigning) -> list[str]:
+    """The stamp of an expert's own signature: their name, role, the time, the certificate."""
+    expert = signing.db.get(Expert, signing.session.expert_id)
+    assert expert is not None
+    now = signing.clock.now()
+    return stamp_lines(expert.name, signing.slot.role, signing.credential, now)
 
 
 def _signing_credential(db: Session, session: VerifiedSession) -> IssuedCertificate:
@@ -563,14 +589,8 @@ def approval_options(
     revocation data: all but the signature value) and the challenge their phone answers
     to approve exactly it: the SHA-256 of its CMS signed attributes, which name the
     document's digest and the signer's certificate."""
-    document = lock_for_signing(db, session.center_id, document_id)
-    slot = _pending_slot(db, document, session.expert_id, slot_id)
-    credential = _signing_credential(db, session)
-    expert = db.get(Expert, session.expert_id)
-    assert expert is not None
-    lines = stamp_lines(expert.name, slot.role, credential, clock.now())
-    signing = SlotSigning(db, None, clock, context, session, document, slot, credential)
-    return prepare_for_approval(signing, lines, seal_png=context.seal_png)
+    signing = _own_slot(db, None, clock, context, session, document_id, slot_id)
+    return prepare_for_approval(signing, _own_stamp(signing), seal_png=context.seal_png)
 
 
 def prepare_for_approval(
@@ -709,11 +729,8 @@ def sms_approval(
     sms, cipher = context.sms, context.cipher
     if sms is None or cipher is None or not sms.allowed:
         raise one_time_codes.SmsCodeNotAllowed("approve with the passkey of your bound phone")
-    document = lock_for_signing(db, session.center_id, document_id)
-    slot = _pending_slot(db, document, session.expert_id, slot_id)
-    credential = _signing_credential(db, session)
-    expert = db.get(Expert, session.expert_id)
-    assert expert is not None
+    signing = _own_slot(db, None, clock, context, session, document_id, slot_id)
+    document, slot = signing.document, signing.slot
 
     def code(kind: str, hashes: list[str]) -> tuple[str, one_time_codes.SentCode]:
         sent = one_time_codes.send_signing_code(
@@ -722,15 +739,14 @@ def sms_approval(
             sms,
             cipher,
             session,
-            credential_id=credential.id,
+            credential_id=signing.credential.id,
             hashes=hashes,
             kind=kind,
             what=f"《{document.title[:40]}》{slot.role}签名",
         )
         return sent.nonce, sent
 
-    signing = SlotSigning(db, None, clock, context, session, document, slot, credential)
-    lines = stamp_lines(expert.name, slot.role, credential, clock.now())
+    lines = _own_stamp(signing)
     return _prepare_and_keep(signing, lines, code, ttl=sms.ttl, seal_png=context.seal_png, marks=())
 
 
@@ -812,7 +828,8 @@ def finish_slot(
     db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
     document, slot, credential = signing.document, signing.slot, signing.credential
     caller = signing.acting()
-    chain, _, _ = _chain_and_revocation(db, clock, context, credential)
+    # The revocation data went into the prepared revision; finishing needs only the chain.
+    chain = pki.chain_of(db, _authority_of(db, credential))
     key_algorithm = pki.key_of(db, credential.key_id).algorithm
     sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
     spent: list[str] = []

@@ -28,8 +28,10 @@ from sqlalchemy.orm import Session
 
 from evaluation.identity.passkeys import with_refusal
 from evaluation.kernel.errors import DomainError
-from evaluation.kernel.messaging import Message, MessagingFailed, Messenger, masked
+from evaluation.kernel.identifiers import mask_phone
+from evaluation.kernel.messaging import Message, MessagingFailed, Messenger
 from evaluation.registry.experts import phone_context
+from evaluation.registry.staff import hash_token
 from models.clock import Clock
 from models.settings import Settings
 from models.tables import Expert, OneTimeCode, VerifiedSession
@@ -115,14 +117,14 @@ def _send(
         center_id=expert.center_id,
         expert_id=expert.id,
         purpose=purpose,
-        nonce_hash=hashlib.sha256(nonce.encode()).hexdigest(),
+        nonce_hash=hash_token(nonce),
         code_digest=_digest(nonce, code),
         scan_session_id=scan_session_id,
         verified_session_id=verified_session_id,
         payload=payload,
         channel=policy.messenger.name,
         message_id=message_id[:100],
-        sent_to=masked(number),
+        sent_to=mask_phone(number),
         created_at=now,
         expires_at=now + policy.ttl,
     )
@@ -204,9 +206,7 @@ def _consume(
     otherwise. A wrong code costs one of its tries."""
     actor = f"expert:{expert_id}"
     row = db.execute(
-        select(OneTimeCode)
-        .where(OneTimeCode.nonce_hash == hashlib.sha256(nonce.encode()).hexdigest())
-        .with_for_update()
+        select(OneTimeCode).where(OneTimeCode.nonce_hash == hash_token(nonce)).with_for_update()
     ).scalar_one_or_none()
     now = clock.now()
 

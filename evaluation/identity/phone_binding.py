@@ -115,15 +115,39 @@ def start_enrollment(
         raise NoFaceEnrolled("the phone's binding starts with a face check against it")
     if len(active_passkeys(db, expert.id)) >= policy.max_devices:
         raise PasskeyLimit(f"{policy.max_devices} phones are bound already")
-    now = clock.now()
     token = ENROLLMENT_PREFIX + secrets.token_urlsafe(32)
+    enrollment = new_enrollment(
+        db, caller, clock, policy, expert_id=expert.id, token=token, started_by=caller.actor
+    )
+    return enrollment, token
+
+
+def new_enrollment(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    policy: PasskeyPolicy,
+    *,
+    expert_id: str,
+    token: str,
+    started_by: str,
+    device_id: str | None = None,
+    face_challenge_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> PasskeyEnrollment:
+    """A binding, started and logged: at the desk (its QR's token, opened by the first
+    phone later), or on a contract link (already on its phone, after its face check)."""
+    now = clock.now()
     enrollment = PasskeyEnrollment(
         center_id=caller.center_id,
-        expert_id=expert.id,
+        expert_id=expert_id,
         token_hash=hash_token(token),
-        started_by=caller.actor,
+        started_by=started_by,
         created_at=now,
         expires_at=now + policy.enrollment_ttl,
+        device_id=device_id,
+        opened_at=now if device_id is not None else None,
+        face_challenge_id=face_challenge_id,
     )
     db.add(enrollment)
     db.flush()
@@ -134,9 +158,13 @@ def start_enrollment(
         Action.PASSKEY_ENROLLMENT_STARTED,
         "passkey_enrollment",
         enrollment.id,
-        {"expert_id": expert.id, "expires_at": enrollment.expires_at.isoformat()},
+        {
+            "expert_id": expert_id,
+            **(details or {}),
+            "expires_at": enrollment.expires_at.isoformat(),
+        },
     )
-    return enrollment, token
+    return enrollment
 
 
 def open_enrollment(db: Session, clock: Clock, token: str, device_id: str) -> PasskeyEnrollment:

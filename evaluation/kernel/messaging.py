@@ -29,11 +29,3 @@ class Messenger(Protocol):
 
 class MessagingFailed(Exception):
     """The provider did not take the message."""
-
-
-def masked(number: str) -> str:
-    """A mobile number as a page may show it: enough to recognise, not to dial."""
-    digits = "".join(c for c in number if c.isdigit())
-    if len(digits) < 7:
-        return "*" * len(digits)
-    return f"{digits[:3]}****{digits[-4:]}"
