@@ -30,6 +30,7 @@ from evaluation.identity import face_checks
 from evaluation.kernel import audit
 from evaluation.kernel.audit import Caller
 from evaluation.kernel.errors import DomainError, InvalidCredentials, RoleForbidden
+from evaluation.registry import console_sessions
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import Role
 from face.engine import FaceEngine
@@ -129,10 +130,17 @@ def authenticate_staff(
 ) -> Staff:
     sent = credentials.credentials.strip() if credentials else ""
     if not sent and not request.headers.get("authorization"):
-        # The console's login cookie; a change made with it must come from the console.
-        sent = request.cookies.get(STAFF_COOKIE, "")
-        if sent and request.method not in SAFE_METHODS:
-            check_csrf(services.csrf_key, staff_binding(sent), request.headers.get(CSRF_HEADER))
+        # The console's session cookie; a change made with it must come from the console.
+        cookie = request.cookies.get(STAFF_COOKIE, "")
+        if cookie:
+            if request.method not in SAFE_METHODS:
+                check_csrf(
+                    services.csrf_key, staff_binding(cookie), request.headers.get(CSRF_HEADER)
+                )
+            token = console_sessions.console_token(db, services.clock, cookie)
+            if token is None:
+                raise InvalidCredentials("the console session has ended; log in again")
+            return Staff(token.id, token.center_id, Role(token.role))
     if not sent:
         raise InvalidCredentials("send Authorization: Bearer <staff token>")
     token = staff_tokens.authenticate(db, sent)

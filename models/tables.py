@@ -51,6 +51,23 @@ class StaffToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ConsoleSession(Base):
+    """A login to the supervisors' console: the browser's cookie holds this session's own
+    secret (stored only as SHA-256), never the staff token; it expires, and logout or the
+    token's revocation ends it."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    staff_token_id: Mapped[str] = mapped_column(ForeignKey("staff_tokens.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
 class Expert(Base):
     """A person the center identifies by face: an evaluation expert in its pool, or a unit's
     representative (kind), who enrolls and signs the same way but is never drawn. ID number

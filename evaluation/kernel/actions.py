@@ -20,6 +20,7 @@ class Action(StrEnum):
     CERTIFICATE_ISSUED = "certificate.issued"
 
     CONSOLE_LOGIN = "console.login"
+    CONSOLE_LOGOUT = "console.logout"
 
     CONTRACT_COMPLETED = "contract.completed"
     CONTRACT_CREATED = "contract.created"
