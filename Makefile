@@ -24,8 +24,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/evalsign init --data-dir $(DATA_DIR)
-	@echo "EvalSign: http://localhost:8000  (API docs: http://localhost:8000/docs; phone pages need localhost or HTTPS)"
-	@echo "Use a token above as 'Authorization: Bearer <token>'."
+	@echo "Use a token above as 'Authorization: Bearer <token>' (a supervisor's also opens the console)."
 	$(BIN)/evalsign serve --data-dir $(DATA_DIR)
 
 # Exit code 5 is pytest's "no tests collected"; anything else non-zero is a failure.

@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -117,6 +118,15 @@ def _center_certificate(
     return serving.server, root
 
 
+def _print_banner(public_url: str) -> None:
+    base = public_url.rstrip("/")
+    print(
+        f"EvalSign: {base}/  (API docs: {base}/docs; supervisors' console: {base}/console/; "
+        "phone pages need localhost or HTTPS)",
+        flush=True,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -138,9 +148,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     port = args.port or settings.port
     tls = bool(args.tls or args.tls_cert)
-    if tls and names and "public_url" not in settings.model_fields_set:
+    if "public_url" not in settings.model_fields_set:
         # QR codes and certificate URLs must point where phones reach this server.
-        settings = settings.model_copy(update={"public_url": _https_url(names[0], port)})
+        public_url = _https_url(names[0], port) if tls and names else f"http://localhost:{port}"
+        settings = settings.model_copy(update={"public_url": public_url})
     configure_logging(settings.log_level)
     clock = SystemClock()
     engine = prepare(settings, clock)
@@ -184,12 +195,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "EVALSIGN_WEBAUTHN_RP_ID and EVALSIGN_WEBAUTHN_ORIGINS.",
             settings.public_url,
         )
+    if not tls:
+        _print_banner(settings.public_url)
     if args.workers > 1:
         # Worker processes read their settings from the environment (api/asgi.py).
         engine.dispose()
         os.environ["EVALSIGN_DATA_DIR"] = str(settings.data_dir)
         os.environ["EVALSIGN_PUBLIC_URL"] = settings.public_url
-        uvicorn.run("api.asgi:create", factory=True, workers=args.workers, **options)
+        # A worker loading its face models can hold the GIL past uvicorn's 5 s health check
+        # on a busy machine, and would be killed and restarted without end.
+        uvicorn.run(
+            "api.asgi:create",
+            factory=True,
+            workers=args.workers,
+            timeout_worker_healthcheck=60,
+            **options,
+        )
         return 0
     services = build_services(settings, engine=engine, clock=clock)
     services.face_engine()  # verify and load the face models now: a bad file stops start-up
@@ -210,9 +231,24 @@ def _transaction(args: argparse.Namespace) -> Iterator[Session]:
         engine.dispose()
 
 
+class CenterAmbiguous(Exception):
+    """More than one center (or none), and --center did not say which."""
+
+
+def _the_center(db: Session, center_id: str | None) -> Center:
+    """The named center, or the only one there is."""
+    if center_id:
+        return centers.get_center(db, center_id)
+    known = centers.list_centers(db)
+    if len(known) != 1:
+        names = ", ".join(f"{c.id} ({c.name})" for c in known) or "none yet: run evalsign init"
+        raise CenterAmbiguous(f"say which center with --center; centers: {names}")
+    return known[0]
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     with _transaction(args) as db:
-        center = centers.get_center(db, args.center)
+        center = _the_center(db, args.center)
         caller = audit.Caller(center.id, "cli:token")
         issued = staff_tokens.issue_staff_token(
             db, caller, SystemClock(), Role(args.role), args.label or f"cli {args.role}"
@@ -386,11 +422,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         run_demo(Settings(data_dir=data_dir), out)
     except DemoFailed as exc:
+        detail = f"{exc}; the instance is kept for a look in {data_dir}"
         print(
-            json.dumps({"error": "DemoFailed", "detail": str(exc)}, ensure_ascii=False),
+            json.dumps({"error": "DemoFailed", "detail": detail}, ensure_ascii=False),
             file=sys.stderr,
         )
         return 1
+    if args.data_dir:
+        print(f"The demo's instance stays in {data_dir}.")
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        print(f"The demo's temporary instance ({data_dir}) was removed.")
     return 0
 
 
@@ -414,8 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(handler=cmd_init)
 
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="listen address (default: EVALSIGN_HOST or 127.0.0.1)")
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="listen port (default: EVALSIGN_PORT or 8000); without EVALSIGN_PUBLIC_URL, QR "
+        "codes and certificate URLs name http://localhost:PORT",
+    )
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes (default 1; each loads the models)"
     )
@@ -457,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="token_command", required=True
     )
     create = token.add_parser("create", parents=[common], help="issue a staff token")
-    create.add_argument("--center", required=True, help="center id")
+    create.add_argument("--center", help="center id (default: the only center)")
     create.add_argument("--role", required=True, choices=[role.value for role in Role])
     create.add_argument("--label")
     create.set_defaults(handler=cmd_token_create)
@@ -514,8 +561,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run the whole evaluation job on a fresh instance and print each step"
     )
-    demo.add_argument("--data-dir", help="a new, empty data directory (default: a temporary one)")
-    demo.add_argument("--out", help="write report.pdf, draw-proof.json and summary.json here")
+    demo.add_argument(
+        "--data-dir",
+        help="a new, empty data directory, kept afterwards (default: a temporary one, removed "
+        "when the demo succeeds)",
+    )
+    demo.add_argument(
+        "--out",
+        help="write report.pdf, contract.pdf, evidence.zip, center-root.pem, draw-proof.json, "
+        "summary.json and room-qr.png here",
+    )
     demo.set_defaults(handler=cmd_demo)
     draw_cmd = commands.add_parser("draw", help="committee draws").add_subparsers(
         dest="draw_command", required=True
@@ -532,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except (
         DomainError,
+        CenterAmbiguous,
         KeyringError,
         ModelPackError,
         AntiSpoofModelError,

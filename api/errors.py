@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.logs import request_id_var
+from api.web import i18n
 from evaluation.kernel.errors import DomainError
 from evaluation.kernel.identifiers import error_message
 
@@ -53,6 +54,11 @@ class NotReady(DomainError):
     title = "The service cannot serve requests yet"
 
 
+# Problems that no DomainError class raises: the framework's own and the last-resort 500.
+HTTP_CODES = {404: "no-such-route", 405: "method-not-allowed"}
+PLAIN_CODES = (*HTTP_CODES.values(), "http-error", "internal-error")
+
+
 def problem_type(code: str) -> str:
     # A relative reference (RFC 9457 3.1.1) that GET /problems/{code} documents.
     return f"/problems/{code}"
@@ -67,10 +73,12 @@ def problem_response(
     instance: str | None = None,
     headers: Mapping[str, str] | None = None,
     extensions: Mapping[str, Any] | None = None,
+    language: str = "en",
 ) -> JSONResponse:
+    """`title` is the English title; `language` picks the title's translation."""
     body: dict[str, Any] = {
         "type": problem_type(code),
-        "title": title,
+        "title": i18n.problem_title(language, code, title),
         "status": status,
         "detail": detail,
         "code": code,
@@ -81,7 +89,10 @@ def problem_response(
         body["request_id"] = request_id
     # Extension members never replace the standard ones.
     body.update({key: value for key, value in (extensions or {}).items() if key not in body})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    response = JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    response.headers["content-language"] = "zh-CN" if language == "zh" else "en"
+    response.headers.append("vary", "Accept-Language")
+    return response
 
 
 def domain_problem(error: DomainError, request: Request) -> JSONResponse:
@@ -101,6 +112,7 @@ def domain_problem(error: DomainError, request: Request) -> JSONResponse:
         instance=request.url.path,
         headers=headers,
         extensions=extensions,
+        language=i18n.problem_language(request),
     )
 
 
@@ -139,12 +151,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "no-such-route", 405: "method-not-allowed"}
+        code = HTTP_CODES.get(exc.status_code, "http-error")
         return problem_response(
             exc.status_code,
-            codes.get(exc.status_code, "http-error"),
+            code,
             str(exc.detail),
             str(exc.detail),
             instance=request.url.path,
             headers=exc.headers,
+            language=i18n.problem_language(request),
         )

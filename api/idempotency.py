@@ -17,13 +17,14 @@ from anyio import to_thread
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.requests import cookie_parser
+from starlette.requests import HTTPConnection, cookie_parser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import transaction
 from api.errors import problem_response
 from api.services import Services
+from api.web import i18n
 from api.web.session import DEVICE_COOKIE
 from evaluation.kernel.errors import DomainError
 from models.base import new_id
@@ -335,6 +336,7 @@ def _refusal(error: DomainError, scope: Scope) -> JSONResponse:
         instance=scope["path"],
         headers=headers,
         extensions=error.extensions,
+        language=i18n.problem_language(HTTPConnection(scope)),
     )
 
 

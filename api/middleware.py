@@ -8,11 +8,13 @@ import time
 import uuid
 from collections.abc import Callable
 
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem_response
 from api.logs import request_id_var
+from api.web import i18n
 
 access_log = logging.getLogger("evalsign.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -53,13 +55,13 @@ class RequestContextMiddleware:
                 body, too_large = await _read_bounded(receive, headers, limit)
                 downstream = _replay(body, receive)
             if too_large:
-                await _too_large(scope["path"], limit)(scope, receive, send_with_id)
+                await _too_large(scope, limit)(scope, receive, send_with_id)
                 return
             try:
                 await self.app(scope, downstream, send_with_id)
             except BodyTooLarge:
                 if status is None:
-                    await _too_large(scope["path"], limit)(scope, receive, send_with_id)
+                    await _too_large(scope, limit)(scope, receive, send_with_id)
             except Exception:
                 # Answered here, not by Starlette's outer handler, so that the 500 still
                 # carries the request id the log line has.
@@ -71,6 +73,7 @@ class RequestContextMiddleware:
                         "Internal error",
                         "the request failed on our side; quote the request id when reporting it",
                         instance=scope["path"],
+                        language=i18n.problem_language(HTTPConnection(scope)),
                     )
                     await response(scope, receive, send_with_id)
         finally:
@@ -89,14 +92,15 @@ class RequestContextMiddleware:
 STREAM_ABOVE = 64 * 1024 * 1024
 
 
-def _too_large(path: str, limit: int) -> JSONResponse:
+def _too_large(scope: Scope, limit: int) -> JSONResponse:
     return problem_response(
         413,
         "request-too-large",
         "The request body is larger than this route accepts",
         f"this route accepts at most {limit} bytes",
-        instance=path,
+        instance=scope["path"],
         extensions={"limit_bytes": limit},
+        language=i18n.problem_language(HTTPConnection(scope)),
     )
 
 

@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = None
     pki_algorithm: Literal["ec-p256", "rsa-3072"] = "ec-p256"
-    # Where outside tools reach this service: CRL distribution points and AIA URLs name it.
+    # Where phones and outside tools reach this service: QR codes, CRL distribution points
+    # and AIA URLs name it. Unset: http://localhost:<port>.
     public_url: str = "http://localhost:8000"
     # The time zone the phone pages show times in (the center's local time).
     display_timezone: str = "Asia/Shanghai"
@@ -186,6 +187,15 @@ class Settings(BaseSettings):
     anomaly_borderline_margin: float = Field(default=0.03, ge=0, le=0.5)
     anomaly_early_sign_in_minutes: int = Field(default=60, ge=0)
     draw_decline_window_days: int = Field(default=365, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _public_url_follows_the_port(self) -> Settings:
+        # Unset, QR codes and certificate URLs name this machine at the port it serves on.
+        # It still counts as unset, so `serve --tls` with host names may choose an https URL.
+        if "public_url" not in self.model_fields_set:
+            self.public_url = f"http://localhost:{self.port}"
+            self.model_fields_set.discard("public_url")
+        return self
 
     @model_validator(mode="after")
     def _qr_outlives_its_rotation(self) -> Settings:

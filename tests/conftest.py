@@ -211,3 +211,27 @@ def softhsm_token(_softhsm_tokens: dict[str, SoftHsmToken]) -> SoftHsmToken:
 @pytest.fixture(scope="session")
 def softhsm_idle_token(_softhsm_tokens: dict[str, SoftHsmToken]) -> SoftHsmToken:
     return _softhsm_tokens["idle"]
+
+
+# The Debian packages behind the real parts the suite drives; .ci/run installs them.
+REAL_PARTS_COMMAND = (
+    "apt-get install -y softhsm2 poppler-utils libnss3-tools fonts-noto-cjk chromium"
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Ends the run by naming what was skipped and why, and the one command that installs
+    the missing parts: a green run with skips must not pass for a full one."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.section("real parts missing: these tests did not run")
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{count:5d} skipped: {reason}")
+    terminalreporter.write_line(f"Install what is missing (as root): {REAL_PARTS_COMMAND}")

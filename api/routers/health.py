@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from api.deps import ServicesDep
 from api.errors import NotReady, all_problem_classes, problem_type
+from api.web import i18n
 from evaluation.kernel.errors import NotFound
 from models.db import READ_ONLY
 from models.migrate import is_at_head
@@ -36,9 +37,17 @@ def readyz(services: ServicesDep) -> dict[str, str]:
 
 
 @router.get("/problems/{code}")
-def problem_doc(code: str) -> dict[str, str | int]:
-    """What a problem type means."""
+def problem_doc(code: str) -> dict[str, str | int | dict[str, str]]:
+    """What a problem type means, in English and Chinese."""
     for cls in all_problem_classes():
         if cls.code == code:
-            return {"type": problem_type(code), "title": cls.title, "status": cls.status}
+            return {
+                "type": problem_type(code),
+                "title": cls.title,
+                "status": cls.status,
+                "titles": {
+                    language: i18n.problem_title(language, code, cls.title)
+                    for language in i18n.LANGUAGES
+                },
+            }
     raise NotFound(f"no problem type {code}")

@@ -24,7 +24,7 @@ class SlotOut(BaseModel):
     signed_by: str | None = Field(default=None, description="The person who signed")
     role: str
     order_group: int
-    page: int
+    page: int = Field(description="0-based page of the visible stamp")
     box: list[float]
     status: str
     signed_at: datetime | None

@@ -81,8 +81,10 @@ class InPersonCheckOpen(DomainError):
 class InPersonCheckRequired(DomainError):
     status = 403
     code = "in-person-check-required"
-    title = "No open in-person ID check lets a PIN stand in for a face check here; see the "
-    "operator at the center"
+    title = (
+        "No open in-person ID check lets a PIN stand in for a face check here; see the "
+        "operator at the center"
+    )
 
 
 class IdNumberRequired(DomainError):

@@ -67,8 +67,14 @@ def test_init_creates_an_instance_and_is_idempotent(
     assert again["tokens"] == first["tokens"]
     assert key.read_bytes() == (data_dir / "vault" / "master.key").read_bytes()
 
+    only = run_json(data_dir, url, "token", "create", "--role", "supervisor")
+    assert only["center_id"] == first["center_id"]  # the only center needs no --center
+
     second_center = run_json(data_dir, url, "init", "--center", "另一个中心")
     assert second_center["center_id"] != first["center_id"]
+    which = run(data_dir, url, "token", "create", "--role", "admin")
+    assert which.returncode == 2 and "CenterAmbiguous" in which.stderr
+    assert first["center_id"] in which.stderr and second_center["center_id"] in which.stderr
 
 
 @pytest.mark.slow
@@ -283,6 +289,60 @@ def test_serve_with_workers_answers(tmp_path: Path, isolated_database_url: str) 
         assert ready.status_code == 200
         info = httpx2.post(f"http://127.0.0.1:{port}/csc/v2/info", json={}, timeout=5)
         assert info.json()["name"] == "EvalSign"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_public_url_follows_the_port(tmp_path: Path, isolated_database_url: str) -> None:
+    """EVALSIGN_PORT alone: the banner, the CA's published URLs and QR codes all name the
+    port the service listens on, not 8000."""
+    import socket
+    import time
+
+    import httpx2
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "EVALSIGN_DATABASE_URL": isolated_database_url, "EVALSIGN_PORT": str(port)}
+    env.pop("EVALSIGN_PUBLIC_URL", None)
+    data_dir = tmp_path / "var"
+    init = subprocess.run(
+        [sys.executable, "-m", "api.cli", "init", "--data-dir", str(data_dir)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    supervisor = json.loads(init.stdout)["tokens"]["supervisor"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()
+        assert f"http://localhost:{port}/" in banner and "/console/" in banner, banner
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.3)
+        authorities = httpx2.get(
+            f"http://127.0.0.1:{port}/api/v1/pki/authorities",
+            headers={"Authorization": f"Bearer {supervisor}"},
+            timeout=5,
+        ).json()
+        assert authorities
+        for authority in authorities:
+            assert authority["crl_url"].startswith(f"http://localhost:{port}/pki/"), authority
     finally:
         server.terminate()
         server.wait(timeout=30)
