@@ -5,7 +5,6 @@ headers and speaks both languages."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from sqlalchemy.orm import Session
 from api.web import i18n
 from api.web.session import DEVICE_COOKIE, TOKEN_COOKIES
 from evaluation.identity.consent import FACE_CONSENT_VERSION
-from face.actions import ACTIONS
-from face.liveness import REASON_MESSAGES
 from models.tables import AuditEntry, ScanSession
 from tests.api.committee import Committee
 from tests.api.helpers import assert_problem
