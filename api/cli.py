@@ -302,6 +302,23 @@ def cmd_face_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_face_samples(args: argparse.Namespace) -> int:
+    """Portraits that pass enrollment, from the photos the model packages ship: what an
+    operator tries the registry with before the first real expert comes to the desk."""
+    from api.services import face_engine_for
+    from face.samples import encode, sample_portraits
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, portrait in sample_portraits(face_engine_for(_settings(args)), args.count).items():
+        path = out / f"{name}.jpg"
+        path.write_bytes(encode(portrait))
+        written.append(str(path))
+    _print({"written": written})
+    return 0
+
+
 def cmd_face_eval(args: argparse.Namespace) -> int:
     from api.services import face_engine_for
     from evaluation.identity.faces import FacePolicy, evaluate_pairs
@@ -540,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("image_a")
     compare.add_argument("image_b")
     compare.set_defaults(handler=cmd_face_compare)
+    samples = face.add_parser(
+        "samples", parents=[common], help="write portraits that enroll, from the shipped photos"
+    )
+    samples.add_argument("--out", required=True, help="directory for the JPEG files")
+    samples.add_argument("--count", type=int, default=5, help="at most this many (default 5)")
+    samples.set_defaults(handler=cmd_face_samples)
     evaluate = face.add_parser(
         "eval", parents=[common], help="accuracy, EER and TAR@FAR over labelled pairs"
     )

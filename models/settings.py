@@ -233,6 +233,10 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def display_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.display_timezone)
+
+    @property
     def documents_dir(self) -> Path:
         return self.data_dir / "documents"
 

@@ -25,9 +25,9 @@ from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.tasks import ScanChallengeOut, challenge_out
 from api.schemas.admin import AuditEntryOut
-from evaluation.committee import deliberation, projects, reports, sign_in, tasks
+from evaluation.committee import deliberation, draws, projects, reports, sign_in, tasks
 from evaluation.identity import face_checks
-from evaluation.supervision import evidence
+from evaluation.supervision import at_a_glance, evidence
 from models.tables import Document, EvaluationSession, Expert, Project, ScoreSheet
 
 router = APIRouter(tags=["evaluation"])
@@ -491,11 +491,24 @@ def refuse_to_sign(me: Me, db: Db, services: ServicesDep) -> RefusalOut:
 
 
 @router.get("/api/v1/projects/{project_id}/timeline", response_model=list[AuditEntryOut])
-def project_timeline(project_id: str, staff: AuditReader, db: Db) -> list[AuditEntryOut]:
+def project_timeline(
+    project_id: str, staff: AuditReader, db: Db, services: ServicesDep
+) -> list[AuditEntryOut]:
     """The project's audit entries in order, for the supervisors' timeline: the draw,
-    scans and sign-ins, declarations, scores, the report and its signatures."""
+    scans and sign-ins, declarations, scores, the report and its signatures; each actor
+    named in words (experts once the committee is no longer sealed)."""
     entries = evidence.project_entries(db, staff.center_id, project_id)
-    return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in entries]
+    project = projects.get_project(db, staff.center_id, project_id)
+    sealed = draws.proof_is_sealed(project, staff.role.value, services.clock)
+    actors = at_a_glance.actors_in_words(
+        db, staff.center_id, (entry.actor for entry in entries), sealed
+    )
+    return [
+        AuditEntryOut.model_validate(entry, from_attributes=True).model_copy(
+            update={"actor_kind": actors[entry.actor].kind, "actor_name": actors[entry.actor].name}
+        )
+        for entry in entries
+    ]
 
 
 @router.get(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import AuditReader, Db, ServicesDep
 from evaluation.committee import draws
-from evaluation.supervision import searches
+from evaluation.supervision import at_a_glance, searches
 from evaluation.supervision.searches import RecordFilter
 
 router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
@@ -333,3 +333,79 @@ def draws_list(
         items=items,
         next_cursor=searches.cursor_of(last.created_at, last.id) if full and last else None,
     )
+
+
+# --- the console's dashboard and project search -------------------------------------------
+
+
+class SeatOut(BaseModel):
+    assignment_id: str
+    name: str | None = Field(description="None while the committee is sealed")
+    chair: bool
+    signed_in_at: datetime | None
+    method: str | None = Field(description="passkey, sms or in-person: the second factor")
+
+
+class GlanceOut(BaseModel):
+    project_id: str
+    code: str
+    name: str
+    status: str
+    mode: str
+    evaluation_start: datetime
+    evaluation_end: datetime
+    sealed: bool = Field(description="Names are withheld until the evaluation starts")
+    seats: list[SeatOut]
+    signed_in: int
+    open_flags: int
+    signatures_missing: int | None = Field(description="Report signatures not yet made")
+
+
+class ProjectRowOut(BaseModel):
+    id: str
+    code: str
+    name: str
+    status: str
+    mode: str
+    evaluation_start: datetime
+    evaluation_end: datetime
+
+
+@router.get("/overview", response_model=list[GlanceOut])
+def overview(staff: AuditReader, db: Db, services: ServicesDep) -> list[GlanceOut]:
+    """Today's evaluations in the center's time zone, those still running and those of the
+    next seven days: sign-in progress, open flags and signatures still missing."""
+    zone = services.settings.display_zone
+    return [
+        GlanceOut(
+            project_id=glance.project.id,
+            code=glance.project.code,
+            name=glance.project.name,
+            status=glance.project.status,
+            mode=glance.project.mode,
+            evaluation_start=glance.project.evaluation_start,
+            evaluation_end=glance.project.evaluation_end,
+            sealed=glance.sealed,
+            seats=[SeatOut.model_validate(seat, from_attributes=True) for seat in glance.seats],
+            signed_in=glance.signed_in,
+            open_flags=glance.open_flags,
+            signatures_missing=glance.signatures_missing,
+        )
+        for glance in at_a_glance.evaluations_at_a_glance(
+            db, staff.center_id, staff.role.value, services.clock, zone
+        )
+    ]
+
+
+@router.get("/projects", response_model=list[ProjectRowOut])
+def find_projects(
+    staff: AuditReader,
+    db: Db,
+    q: Annotated[str | None, Query(max_length=100, description="part of a code or name")] = None,
+    status: Annotated[
+        Literal["draft", "drawn", "evaluating", "completed", "cancelled"] | None, Query()
+    ] = None,
+) -> list[ProjectRowOut]:
+    """Projects whose code or name contains `q`, newest evaluation first (at most 100)."""
+    found = at_a_glance.search_projects(db, staff.center_id, (q or "").strip() or None, status)
+    return [ProjectRowOut.model_validate(project, from_attributes=True) for project in found]

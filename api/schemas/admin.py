@@ -43,6 +43,12 @@ class AuditEntryOut(BaseModel):
     seq: int
     occurred_at: datetime
     actor: str
+    actor_kind: str | None = Field(
+        default=None, description="On a project's timeline: admin, operator, expert, phone, ..."
+    )
+    actor_name: str | None = Field(
+        default=None, description="On a project's timeline: the person, once it may be shown"
+    )
     action: str
     subject_type: str
     subject_id: str | None

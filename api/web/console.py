@@ -100,6 +100,7 @@ def _page(
         {
             "role": token.role,
             "label": token.label or token.role,
+            "display_timezone": services.settings.display_timezone,
             "thresholds": {
                 "match": policy.match_threshold,
                 "turn_degrees": policy.actions.turn_degrees,
@@ -125,6 +126,11 @@ def verifications(request: Request, db: Db, services: ServicesDep) -> Response:
 @router.get("/console/verifications/{verification_id}", response_class=HTMLResponse)
 def verification(verification_id: str, request: Request, db: Db, services: ServicesDep) -> Response:
     return _page(request, db, services, "verification", verification_id=verification_id)
+
+
+@router.get("/console/projects", response_class=HTMLResponse)
+def projects(request: Request, db: Db, services: ServicesDep, q: str = "") -> Response:
+    return _page(request, db, services, "projects", query=q[:100])
 
 
 @router.get("/console/projects/{project_id}", response_class=HTMLResponse)

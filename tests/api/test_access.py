@@ -193,6 +193,8 @@ ROUTES = [
     Route("GET", "/api/v1/supervision/sign-ins", REVIEWERS, 200),
     Route("GET", "/api/v1/supervision/signatures", REVIEWERS, 200),
     Route("GET", "/api/v1/supervision/draws", REVIEWERS, 200),
+    Route("GET", "/api/v1/supervision/overview", REVIEWERS, 200),
+    Route("GET", "/api/v1/supervision/projects", REVIEWERS, 200),
     Route("GET", "/api/v1/supervision/projects/{project_id}/scores", REVIEWERS, 404),
     Route("POST", "/api/v1/faces/retention", ADMIN, 200),
     Route("POST", "/api/v1/units", OPERATOR, 201, json=lambda ids: _unit()),

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from evaluation.registry.staff import Role
 from tests.conftest import on_postgres
+from tests.factories import CenterWithStaff, expert_payload
 
 EVALSIGN = shutil.which("evalsign") or str(Path(__file__).parents[2] / ".venv/bin/evalsign")
 
@@ -346,3 +349,30 @@ def test_the_public_url_follows_the_port(tmp_path: Path, isolated_database_url: 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_face_samples_writes_portraits_that_enroll(
+    tmp_path: Path, client: TestClient, center: CenterWithStaff
+) -> None:
+    """The photos an operator tries the registry with: each one enrolls through the API."""
+    out = tmp_path / "photos"
+    result = run(
+        tmp_path / "var", "sqlite://", "face", "samples", "--out", str(out), "--count", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    written = [Path(p) for p in json.loads(result.stdout)["written"]]
+    assert len(written) == 2 and all(p.parent == out for p in written)
+    for photo in written:
+        created = client.post(
+            "/api/v1/experts", json=expert_payload(), headers=center.headers(Role.OPERATOR)
+        )
+        assert created.status_code == 201, created.text
+        answer = client.put(
+            f"/api/v1/experts/{created.json()['id']}/face",
+            headers=center.headers(Role.OPERATOR),
+            files=[("photos", (photo.name, photo.read_bytes(), "image/jpeg"))],
+            data={"consent": "true"},
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["photos"][0]["accepted"] is True

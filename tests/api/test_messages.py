@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 
 import face.quality
 from api.errors import PLAIN_CODES, all_problem_classes
+from api.problem_catalogue import render_markdown
 from api.web import i18n
+from evaluation.kernel.actions import LEGACY_SPELLINGS, Action
 from face.actions import ACTIONS
 from face.liveness import REASON_MESSAGES
 
@@ -108,4 +110,19 @@ def test_the_problem_page_gives_both_titles(client: TestClient) -> None:
     assert (
         titles["zh"]
         == json.loads((WEB / "messages/problems.zh.json").read_text("utf-8"))["face-check-locked"]
+    )
+
+
+def test_every_audit_action_reads_as_words_in_both_languages() -> None:
+    chinese, english = i18n.catalogue("zh"), i18n.catalogue("en")
+    spelled = {action.value for action in Action} | set(LEGACY_SPELLINGS.values())
+    for value in spelled:
+        key = f"console.event.{value}"
+        assert chinese.get(key, "").strip() and english.get(key, "").strip(), key
+
+
+def test_the_problem_catalogue_page_is_current() -> None:
+    page = Path(__file__).parents[2] / "docs" / "problems.md"
+    assert page.read_text("utf-8") == render_markdown(), (
+        "docs/problems.md is stale: python -m api.problem_catalogue > docs/problems.md"
     )

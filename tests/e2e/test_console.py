@@ -145,3 +145,58 @@ def test_the_console_shows_what_a_supervisor_reviews(
     )
     assert refused == [[403, "csrf-invalid"], [403, "role-forbidden"]]
     assert requests.foreign() == []
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_dashboard_follows_a_running_evaluation(
+    service: Service,
+    staged: Staged,
+    launch_browser: LaunchBrowser,
+    screenshots: Path,
+    width: int,
+) -> None:
+    """Today's evaluation with its sign-in progress, refreshed by itself as another member
+    signs in; the timeline in words with people's names; logout ends the session on the
+    server. At a desktop's width and at a phone's."""
+    browser = launch_browser()
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    _login(page, service, service.tokens["supervisor"])
+    card = page.locator(f"article.glance[data-project='{staged.project['id']}']")
+    expect(card).to_be_visible()
+    progress = card.locator(".fact.signed")
+    seats = card.locator(".place")
+    before = card.locator(".place.in").count()
+    assert before >= 2 and seats.count() == len(staged.members)
+    expect(progress).to_have_text(f"已签到 {before}/{len(staged.members)}")
+    _shot(page, screenshots, f"dashboard-{width}")
+
+    waiting = next(
+        m
+        for m in staged.members
+        if card.locator(f".place.in[data-assignment='{m['assignment_id']}']").count() == 0
+    )
+    sign_in_by_phone(staged, waiting, staged.personal_token(waiting), lambda _: None)
+    # The page asks again every 15 s: the new sign-in appears without a reload.
+    expect(progress).to_have_text(f"已签到 {before + 1}/{len(staged.members)}", timeout=25_000)
+    expect(card.locator(f".place.in[data-assignment='{waiting['assignment_id']}']")).to_contain_text(
+        waiting["name"]
+    )
+
+    # The timeline in words, with the people's names, in the center's time.
+    card.locator("h2 a").click()
+    expect(page.locator("#project-title")).to_have_text(staged.project["name"])
+    signed_in = page.locator("#timeline-list li[data-action='evaluation.signed_in']")
+    expect(signed_in.first).to_contain_text("签到进入评标")
+    expect(signed_in.filter(has_text=waiting["name"])).to_have_count(1)
+    expect(page.locator("#proof")).to_be_visible()
+    _shot(page, screenshots, f"timeline-{width}")
+
+    # Logout ends the session: the cookie copied before it opens nothing afterwards.
+    [cookie] = [c for c in context.cookies() if c["name"] == "evalsign_staff"]
+    page.get_by_role("button", name="退出").click()
+    expect(page).to_have_url(re.compile(r"/console/login$"))
+    context.add_cookies([cookie])
+    page.goto(f"{service.base}/console/")
+    expect(page).to_have_url(re.compile(r"/console/login$"))
+    context.close()

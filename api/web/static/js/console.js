@@ -3,7 +3,15 @@
 import { api, el, showProblem, t } from "./common.js";
 
 const page = document.body.dataset.page;
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+// Times in the center's own time zone, whatever the supervisor's computer is set to.
+const zone = document.body.dataset.tz || undefined;
+const locale = document.documentElement.lang || "zh-CN";
+const clock = { timeZone: zone, hour12: false, hour: "2-digit", minute: "2-digit" };
+const when = (iso) =>
+  iso ? new Date(iso).toLocaleString(locale, { ...clock, year: "numeric", month: "2-digit", day: "2-digit", second: "2-digit" }) : "";
+const hhmm = (iso) => (iso ? new Date(iso).toLocaleTimeString(locale, clock) : "");
+const known = (key, fallback) => (t(key) === key ? fallback : t(key));
+const statusWord = (status) => known(`console.status.${status}`, status);
 
 function table(headers, rows) {
   return el(
@@ -37,7 +45,65 @@ async function holdings() {
   }
 }
 
+// --- today's evaluations, refreshed while the page is open -------------------------------
+
+function seatItem(seat) {
+  const who = seat.name ?? "—";
+  const chair = seat.chair ? `（${t("console.today.chair")}）` : "";
+  const state = seat.signed_in_at
+    ? `${hhmm(seat.signed_in_at)} · ${known(`console.method.${seat.method}`, seat.method)}`
+    : t("console.today.waiting");
+  return el("li", { class: seat.signed_in_at ? "place in" : "place", "data-assignment": seat.assignment_id }, el("span", { text: who + chair }), el("span", { class: "muted", text: state }));
+}
+
+function glanceCard(glance) {
+  const facts = [
+    `${glance.code} · ${statusWord(glance.status)}`,
+    `${t("console.project.start")} ${when(glance.evaluation_start)}`,
+  ];
+  const signatures =
+    glance.signatures_missing === null
+      ? t("console.today.no_report")
+      : glance.signatures_missing
+        ? t("console.today.signatures_missing", { n: glance.signatures_missing })
+        : t("console.today.signatures_done");
+  return el(
+    "article",
+    { class: "glance", "data-project": glance.project_id },
+    el("h2", {}, el("a", { href: `/console/projects/${glance.project_id}` }, glance.name)),
+    el("p", { class: "muted", text: facts.join(" · ") }),
+    el(
+      "p",
+      { class: "glance-facts" },
+      el("span", { class: "fact signed", text: t("console.today.signed_in", { n: glance.signed_in, m: glance.seats.length }) }),
+      el("span", { class: glance.open_flags ? "fact warn" : "fact", text: t("console.today.flags", { n: glance.open_flags }) }),
+      el("span", { class: "fact", text: signatures }),
+    ),
+    glance.sealed ? el("p", { class: "muted", text: t("console.today.sealed") }) : null,
+    el("ul", { class: "places" }, glance.seats.map(seatItem)),
+  );
+}
+
+async function today() {
+  const target = document.getElementById("today");
+  const stamp = document.getElementById("refreshed");
+  async function load() {
+    try {
+      const glances = await api("GET", "/api/v1/supervision/overview");
+      target.replaceChildren(
+        ...(glances.length ? glances.map(glanceCard) : [el("p", { id: "no-evaluations", class: "muted", text: t("console.today.none") })]),
+      );
+      stamp.textContent = t("console.today.refreshed", { time: hhmm(new Date().toISOString()) });
+    } catch (error) {
+      showProblem(target, error);
+    }
+  }
+  await load();
+  setInterval(load, 15000);
+}
+
 async function flags() {
+  today();
   holdings();
   const form = document.getElementById("flag-filter");
   const target = document.getElementById("flags");
@@ -55,7 +121,7 @@ async function flags() {
             el(
               "tr",
               { "data-flag": flag.id },
-              el("td", { class: `sev-${flag.severity}`, text: flag.severity }),
+              el("td", { class: `sev-${flag.severity}`, text: known(`console.severity.${flag.severity}`, flag.severity) }),
               el("td", { text: flag.rule }),
               el("td", { text: document.documentElement.lang === "en" ? flag.explanation_en : flag.explanation_zh }),
               el("td", {}, flag.project_id ? el("a", { href: `/console/projects/${flag.project_id}` }, flag.project_id.slice(0, 8)) : ""),
@@ -120,7 +186,7 @@ async function verifications() {
               el("td", { text: v.mode }),
               el("td", { text: (v.expert_id || "").slice(0, 8) }),
               el("td", { class: "num", text: v.similarity === null ? "" : v.similarity.toFixed(3) }),
-              el("td", { text: v.reasons.join(", ") }),
+              el("td", { text: v.reasons.map((r) => known(`reason.${r}`, r)).join(locale.startsWith("zh") ? "，" : ", ") }),
               el("td", { text: v.device_id }),
             ),
           ),
@@ -266,9 +332,36 @@ function phaseOf(action) {
   return "other";
 }
 
+function actorWords(entry) {
+  const kind = entry.actor_kind ? known(`console.actor.${entry.actor_kind}`, entry.actor_kind) : entry.actor;
+  return entry.actor_name ? `${kind} ${entry.actor_name}` : kind;
+}
+
+async function projectFacts(id) {
+  try {
+    const project = await api("GET", `/api/v1/projects/${id}`);
+    document.getElementById("project-title").textContent = `${project.name}`;
+    document.getElementById("project-facts").textContent = [
+      `${t("console.project.code")} ${project.code}`,
+      statusWord(project.status),
+      `${t("console.project.start")} ${when(project.evaluation_start)}`,
+    ].join(" · ");
+    const draws = await api("GET", `/api/v1/supervision/draws?project_id=${encodeURIComponent(id)}`);
+    const draw = draws.items[0];
+    if (draw) {
+      const proof = document.getElementById("proof");
+      proof.href = `/api/v1/projects/${id}/draws/${draw.id}`;
+      proof.hidden = false;
+    }
+  } catch {
+    // The timeline below still shows; its own errors are explained there.
+  }
+}
+
 async function project() {
   const id = document.body.dataset.projectId;
   const target = document.getElementById("timeline");
+  projectFacts(id);
   try {
     const entries = await api("GET", `/api/v1/projects/${id}/timeline`);
     const items = [];
@@ -280,13 +373,57 @@ async function project() {
         items.push(el("li", { class: "phase", "data-phase": phase, text: t(`console.phase.${phase}`) }));
       }
       items.push(
-        el("li", { "data-seq": entry.seq }, el("time", { text: when(entry.occurred_at) }), `${entry.action} · ${entry.actor}`),
+        el(
+          "li",
+          { "data-seq": entry.seq, "data-action": entry.action, title: entry.action },
+          el("time", { text: when(entry.occurred_at) }),
+          el("span", { class: "event", text: known(`console.event.${entry.action}`, entry.action) }),
+          el("span", { class: "muted", text: ` · ${actorWords(entry)}` }),
+        ),
       );
     }
     target.replaceChildren(el("ol", { class: "timeline", id: "timeline-list" }, items));
   } catch (error) {
     showProblem(target, error);
   }
+}
+
+// --- project search ----------------------------------------------------------------------
+
+async function projects() {
+  const form = document.getElementById("project-search");
+  const target = document.getElementById("projects");
+  async function load() {
+    try {
+      const rows = await api("GET", `/api/v1/supervision/projects?${formQuery(form)}`);
+      if (!rows.length) {
+        target.replaceChildren(el("p", { id: "no-projects", class: "muted", text: t("console.projects.none") }));
+        return;
+      }
+      target.replaceChildren(
+        table(
+          [t("console.project.code"), t("console.project.name"), t("console.project.status"), t("console.project.start")],
+          rows.map((p) =>
+            el(
+              "tr",
+              { "data-project": p.id },
+              el("td", {}, el("a", { href: `/console/projects/${p.id}`, class: "project-link" }, p.code)),
+              el("td", { text: p.name }),
+              el("td", { text: statusWord(p.status) }),
+              el("td", { text: when(p.evaluation_start) }),
+            ),
+          ),
+        ),
+      );
+    } catch (error) {
+      showProblem(target, error);
+    }
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    load();
+  });
+  load();
 }
 
 // --- audit -----------------------------------------------------------------------------
@@ -325,5 +462,5 @@ async function audit() {
   }
 }
 
-const pages = { flags, verifications, verification, project, audit };
+const pages = { flags, verifications, verification, project, projects, audit };
 pages[page]?.();
