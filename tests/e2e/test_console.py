@@ -179,9 +179,9 @@ def test_the_dashboard_follows_a_running_evaluation(
     sign_in_by_phone(staged, waiting, staged.personal_token(waiting), lambda _: None)
     # The page asks again every 15 s: the new sign-in appears without a reload.
     expect(progress).to_have_text(f"已签到 {before + 1}/{len(staged.members)}", timeout=25_000)
-    expect(card.locator(f".place.in[data-assignment='{waiting['assignment_id']}']")).to_contain_text(
-        waiting["name"]
-    )
+    expect(
+        card.locator(f".place.in[data-assignment='{waiting['assignment_id']}']")
+    ).to_contain_text(waiting["name"])
 
     # The timeline in words, with the people's names, in the center's time.
     card.locator("h2 a").click()
