@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.logs import request_id_var
 from evaluation.kernel.errors import DomainError
 from evaluation.kernel.identifiers import error_message
+from evaluation.kernel.rate_limits import RateLimited
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -86,6 +87,8 @@ def problem_response(
 
 def domain_problem(error: DomainError, request: Request) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    if isinstance(error, RateLimited):
+        headers = {"Retry-After": str(error.retry_after_s)}
     extensions = dict(error.extensions)
     if request.url.path.startswith("/csc/"):
         # CSC clients read `error` and `error_description`; problem+json readers the rest.
