@@ -310,7 +310,9 @@ def _refused(challenge: FaceChallenge, error: DomainError, meta: dict[str, Any])
         challenge.id,
         {"reason": error.code, "experts": challenge.expert_ids, **_client(meta)},
     )
-    return audit.refused(error, caller, event)
+    # The nonce's holder has not been verified: counted per address and minute.
+    source = meta.get("ip") or f"device:{meta.get('device_id')}"
+    return audit.refused(error, caller, event, anonymous_from=source)
 
 
 def _client(meta: dict[str, Any]) -> dict[str, Any]:

@@ -3,14 +3,10 @@ Retry-After over the limit, and a whole evaluation room behind one NAT address l
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,37 +17,13 @@ from evaluation.kernel.rate_limits import RateLimited
 from models.clock import FrozenClock
 from models.settings import Settings
 from models.tables import ScanSession
+from tests.api import rate_limiting
 from tests.api.committee import Committee, build_committee
 from tests.api.helpers import assert_problem, snapshot
 from tests.factories import CenterWithStaff, face_session
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """Settings for the limiter's storage: memory, or the real Redis under a key prefix of
-    this test's own (removed afterwards)."""
-    if request.param == "memory":
-        yield {}
-        return
-    prefix = f"evalsign-test-{secrets.token_hex(6)}"
-    yield {"redis_url": REDIS_URL, "rate_limit_key_prefix": prefix}
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
-def limits() -> dict[str, Any]:
-    return {}
-
-
-@pytest.fixture
-def settings(settings: Settings, backend: dict[str, Any], limits: dict[str, Any]) -> Settings:
-    return Settings.model_validate({**settings.model_dump(), **backend, **limits})
+# The fixtures that run each test on memory and on Redis, with the limits it sets.
+backend, limits, settings = rate_limiting.backend, rate_limiting.limits, rate_limiting.settings
 
 
 def test_limiter_counts_each_key_in_its_window_and_replicas_share_it(settings: Settings) -> None:
