@@ -284,7 +284,7 @@ def submit_frames(
             ttl = (outcome.session.expires_at - received_at).total_seconds()
             web.set_token_cookie(request, response, outcome.session_token, int(ttl))
             session.token = None
-    reasons = outcome.judgement.reasons
+    reasons = outcome.phone_reasons
     return SubmissionOut(
         passed=outcome.judgement.passed,
         reasons=reasons,

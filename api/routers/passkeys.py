@@ -188,6 +188,7 @@ def enrollment_challenge(
         services.liveness,
         enrollment,
         request_id_var.get(),
+        services.limiter,
     )
     return challenge_out(issued)
 

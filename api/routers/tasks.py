@@ -336,6 +336,7 @@ def scan_challenge(
         scan,
         services.settings.scan_max_challenges,
         request_id_var.get(),
+        limits.limiter,
     )
     return challenge_out(issued)
 

@@ -33,7 +33,7 @@ from models.tables import (
 from tests.api.helpers import assert_problem, refused_reasons
 from tests.api.test_projects_api import project_payload
 from tests.face.corpus import encode, engine, portraits
-from tests.factories import CenterWithStaff, expert_payload
+from tests.factories import CenterWithStaff, bound_phone, expert_payload
 
 pytestmark = pytest.mark.slow
 
@@ -323,6 +323,9 @@ def test_repeated_failures_lock_until_an_operator_unlocks(
     center: CenterWithStaff,
     db: Session,
 ) -> None:
+    # Failures from the person's own bound phone lock the person (another phone's lock that
+    # phone: tests/api/test_face_abuse_limits.py).
+    bound_phone(db, clock, None, center.id, expert_id, device_id=DEVICE["id"])
     for attempt in range(5):
         issued = challenge(client, operator, expert_id)
         clock.advance(timedelta(seconds=5))
