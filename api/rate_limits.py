@@ -3,6 +3,7 @@ them) or in this process's memory, and the dependencies that put the phone route
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -101,8 +102,21 @@ def build_limiter(settings: Settings) -> RequestLimiter:
 
 
 def client_address(request: Request) -> str:
-    # Behind the load balancer uvicorn's proxy headers put the phone's address here.
-    return request.client.host if request.client else "unknown"
+    """The key of the sender's address. Behind the load balancer uvicorn's proxy headers put
+    the phone's address in request.client."""
+    return address_key(request.client.host if request.client else "unknown")
+
+
+def address_key(host: str) -> str:
+    """An address as the limits count it: an IPv6 sender by its /64 (one subscriber gets a
+    whole /64 and could step through it), anything else as it is."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6 and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return host
 
 
 @dataclass(frozen=True)
@@ -128,7 +142,8 @@ def count_center(limiter: RequestLimiter, settings: Settings, center_id: str) ->
 
 
 def _device_of(request: Request) -> str | None:
-    return request.headers.get("x-device-id") or request.cookies.get(DEVICE_COOKIE) or None
+    device = request.headers.get("x-device-id") or request.cookies.get(DEVICE_COOKIE)
+    return device[:100] if device else None  # device ids are 8-100 characters
 
 
 def phone_limits(request: Request) -> PhoneLimits:
@@ -169,4 +184,6 @@ def count_anonymous_refusal(limiter: RequestLimiter, settings: Settings, source:
     """Spend one of the address's anonymous refusals (phone_limits refuses when spent)."""
     # Already spent: the next request from there gets the 429 in phone_limits.
     with suppress(RateLimited):
-        limiter.hit(REFUSALS, settings.rate_limit_refusals_per_address, "address", source)
+        limiter.hit(
+            REFUSALS, settings.rate_limit_refusals_per_address, "address", address_key(source)
+        )

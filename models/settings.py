@@ -210,7 +210,7 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_key_prefix: str = Field(default="evalsign", min_length=1, max_length=60)
     rate_limit_phone_per_address: RateLimitText = "900/5 minutes"
-    rate_limit_phone_per_device: RateLimitText = "120/5 minutes"
+    rate_limit_phone_per_device: RateLimitText = "300/5 minutes"  # a contract's page images
     rate_limit_phone_per_center: RateLimitText = "30000/5 minutes"
     rate_limit_challenge_per_address: RateLimitText = "150/10 minutes"
     rate_limit_challenge_per_device: RateLimitText = "12/10 minutes"

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.rate_limits import RequestLimiter, build_limiter
+from api.rate_limits import RequestLimiter, address_key, build_limiter
 from api.services import Services
 from evaluation.kernel.rate_limits import RateLimited
 from models.clock import FrozenClock
@@ -53,6 +53,14 @@ def test_a_window_frees_its_requests_as_it_moves(settings: Settings) -> None:
         limiter.hit("phone", "2/second", "address", "10.0.0.1")
     time.sleep(1.05)
     limiter.hit("phone", "2/second", "address", "10.0.0.1")
+
+
+def test_an_ipv6_sender_is_counted_by_its_slash_64() -> None:
+    assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff::9")
+    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("203.0.113.7") == "203.0.113.7"
+    assert address_key("testclient") == "testclient"
 
 
 def test_redis_down_lets_requests_through() -> None:
