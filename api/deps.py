@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import BadPrecondition, NotReady
 from api.logs import request_id_var
+from api.rate_limits import count_anonymous_refusal
 from api.services import Services
 from api.web.session import (
     CSRF_HEADER,
@@ -62,7 +63,11 @@ def transaction(services: Services, *, read_only: bool = False) -> Iterator[Sess
     except DomainError as error:
         session.rollback()
         if error.refusal is not None:
+            source = error.refusal.anonymous_source
             _log_refusal(services, session, error, read_only=read_only)
+            if source is not None:
+                # Spends the address's budget of refusals: past it, phone_limits answers 429.
+                count_anonymous_refusal(services.limiter, services.settings, source)
         raise
     except BaseException:
         session.rollback()

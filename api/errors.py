@@ -14,6 +14,7 @@ from api.logs import request_id_var
 from api.web import i18n
 from evaluation.kernel.errors import DomainError
 from evaluation.kernel.identifiers import error_message
+from evaluation.kernel.rate_limits import RateLimited
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -97,6 +98,8 @@ def problem_response(
 
 def domain_problem(error: DomainError, request: Request) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    if isinstance(error, RateLimited):
+        headers = {"Retry-After": str(error.retry_after_s)}
     extensions = dict(error.extensions)
     if request.url.path.startswith("/csc/"):
         # CSC clients read `error` and `error_description`; problem+json readers the rest.

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.messaging import LocalOutbox
+from api.rate_limits import RequestLimiter, build_limiter
 from evaluation.documents.documents import SigningContext
 from evaluation.documents.store import DocumentStore
 from evaluation.identity.face_checks import LivenessConfig
@@ -88,6 +89,7 @@ class Services:
     documents: SigningContext
     room_tokens: RoomTokens
     csrf_key: bytes  # the phone pages' CSRF tokens (api/web/session.py)
+    limiter: RequestLimiter  # the one rate limiter: Redis when configured, else memory
     # The citizen-identity check that confirms remote enrollments; None: operators do.
     identity_verifier: IdentityVerifier | None = None
     # Where the center lets an SMS code stand in for the passkey, and what sends it.
@@ -158,6 +160,7 @@ def build_services(
         csrf_key=keyring.derive("web-csrf/v1"),
         identity_verifier=verifier_from_settings(settings),
         sms=sms,
+        limiter=build_limiter(settings),
     )
 
 

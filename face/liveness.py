@@ -435,4 +435,6 @@ REASON_MESSAGES: dict[str, tuple[str, str]] = {
     "planar-motion": ("the face moved like a photo or a screen", "疑似照片或屏幕翻拍"),
     "replayed-frames": ("these frames were submitted before", "检测到重复提交的画面"),
     "passive-spoof": ("the face did not look live", "活体检测未通过"),
+    # What a phone is told when a 1:few check failed on identity alone (never which way).
+    "not-verified": ("the face check did not pass; please retry", "人脸核验未通过，请重试"),
 }

@@ -7,12 +7,25 @@ importing upwards.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from limits import parse as parse_limit
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _limit(text: str) -> str:
+    try:
+        parse_limit(text)
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a limit like '30/minute' or '600/5 minutes'") from error
+    return text
+
+
+# A rate limit in the `limits` library's notation: "AMOUNT/[N] second|minute|hour".
+RateLimitText = Annotated[str, AfterValidator(_limit)]
 
 
 class Settings(BaseSettings):
@@ -187,6 +200,27 @@ class Settings(BaseSettings):
     anomaly_borderline_margin: float = Field(default=0.03, ge=0, le=0.5)
     anomaly_early_sign_in_minutes: int = Field(default=60, ge=0)
     draw_decline_window_days: int = Field(default=365, ge=1, le=3650)
+
+    # Rate limits on the routes a phone reaches without a staff token (EVALSIGN_RATE_LIMIT_*,
+    # the `limits` notation, moving windows). Counted in Redis when EVALSIGN_REDIS_URL is set,
+    # so every replica shares them; in this process's memory when not (one replica only).
+    # Per address: a whole evaluation room sits behind one NAT address (30 phones, about
+    # ten calls each for a sign-in, retries included), so only the per-device limits are
+    # tight. Anonymous refusals (a forged or stale code) have their own, lower budget.
+    redis_url: str | None = None
+    rate_limit_enabled: bool = True
+    rate_limit_key_prefix: str = Field(default="evalsign", min_length=1, max_length=60)
+    rate_limit_phone_per_address: RateLimitText = "900/5 minutes"
+    rate_limit_phone_per_device: RateLimitText = "300/5 minutes"  # a contract's page images
+    rate_limit_phone_per_center: RateLimitText = "30000/5 minutes"
+    rate_limit_challenge_per_address: RateLimitText = "150/10 minutes"
+    rate_limit_challenge_per_device: RateLimitText = "12/10 minutes"
+    rate_limit_challenge_per_expert: RateLimitText = "12/10 minutes"
+    rate_limit_refusals_per_address: RateLimitText = "60/10 minutes"
+    # Failed face checks from one device before it may take no more for the failure window
+    # (EVALSIGN_LIVENESS_FAILURE_WINDOW_S); a member is locked only by failures from a phone
+    # bound to them.
+    liveness_device_max_failures: int = Field(default=5, ge=1, le=50)
 
     @model_validator(mode="after")
     def _public_url_follows_the_port(self) -> Settings:

@@ -506,6 +506,25 @@ class OneTimeCode(Base):
     used_at: Mapped[datetime | None]
 
 
+class AnonymousRefusal(Base):
+    """Refused requests of nobody signed in (a forged or stale task code, a replayed
+    challenge), counted per center, minute, source, action and reason instead of one audit
+    entry each: anyone can send them, and the hash chain is not theirs to fill."""
+
+    __tablename__ = "anonymous_refusals"
+
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(120), primary_key=True)  # an address
+    action: Mapped[str] = mapped_column(String(60), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(60), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    # The latest refusal's details (its device, the project it named): an example to follow.
+    last_details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class FaceLockout(Base):
     """Too many failed face checks: further attempts wait until an operator unlocks."""
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
 
 from api.deps import Admin, AnyStaff, AuditReader, Db, ServicesDep
 from api.schemas.admin import (
@@ -19,7 +21,7 @@ from api.schemas.admin import (
     TokenCreate,
     TokenOut,
 )
-from evaluation.kernel import audit
+from evaluation.kernel import anonymous_refusals, audit
 from evaluation.kernel.actions import Action
 from evaluation.registry import centers
 from evaluation.registry import staff as staff_tokens
@@ -95,6 +97,34 @@ def audit_entries(
         items=[AuditEntryOut.model_validate(entry, from_attributes=True) for entry in entries],
         next_after_seq=entries[-1].seq if len(entries) == limit else None,
     )
+
+
+class AnonymousRefusalOut(BaseModel):
+    minute: datetime
+    source: str = Field(description="The address the refused requests came from")
+    action: str
+    reason: str
+    count: int
+    first_at: datetime
+    last_at: datetime
+    last_details: dict[str, Any] = Field(description="The latest one's details, as an example")
+
+
+@router.get("/audit/refusals", response_model=list[AnonymousRefusalOut], tags=["audit"])
+def anonymous_refusal_tallies(
+    staff: AuditReader,
+    db: Db,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    source: Annotated[str | None, Query(max_length=120)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AnonymousRefusalOut]:
+    """Refused requests of nobody signed in (forged, stale or reused task codes, replayed
+    challenges), counted per minute, source and reason rather than logged one by one."""
+    rows = anonymous_refusals.list_refusals(
+        db, staff.center_id, since=since, until=until, source=source, limit=limit
+    )
+    return [AnonymousRefusalOut.model_validate(row, from_attributes=True) for row in rows]
 
 
 @router.get("/audit/verify", response_model=ChainReportOut, tags=["audit"])

@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.logs import request_id_var
+from api.rate_limits import phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.evaluation import Me
 from api.routers.tasks import ScanSessionDep
@@ -203,7 +204,12 @@ def _outcome(
     )
 
 
-@router.post("/api/v1/scan/pin", response_model=PinCheckOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/v1/scan/pin",
+    response_model=PinCheckOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
+)
 def scan_pin(
     body: ScanPinIn,
     scan: ScanSessionDep,

@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from api.deps import Db, ServicesDep
+from api.rate_limits import phone_limits
 from api.routers.documents import render_report, validation_out
 from api.routers.report_pages import (
     DEFAULT_WIDTH,
@@ -40,7 +41,8 @@ from models.tables import (
 )
 from signing import pades, pdf_pages
 
-router = APIRouter(tags=["contracts"])
+# Every route here is a contract link's phone reading its contract.
+router = APIRouter(tags=["contracts"], dependencies=[Depends(phone_limits)])
 
 BASE = "/api/v1/contract"
 

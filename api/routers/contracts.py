@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.logs import request_id_var
+from api.rate_limits import phone_limits
 from api.routers.csc import Phone, as_signer, signer_caller
 from api.routers.documents import document_out
 from api.routers.passkeys import PasskeyOut
@@ -176,6 +177,7 @@ def issue_link(
     "/api/v1/contracts/{contract_id}/approval",
     response_model=ContractApprovalOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
 )
 async def contract_approval(
     contract_id: str, phone: Phone, services: ServicesDep
@@ -207,6 +209,7 @@ async def contract_approval(
     "/api/v1/contracts/{contract_id}/signatures",
     response_model=ContractSignedOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
 )
 async def sign_contract(
     contract_id: str, phone: Phone, services: ServicesDep, body: ContractSignIn | None = None
@@ -246,6 +249,7 @@ def _sign(
     "/api/v1/contracts/{contract_id}/passkey-binding",
     response_model=BindingOptionsOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
 )
 def binding_options(contract_id: str, phone: Phone, services: ServicesDep) -> BindingOptionsOut:
     """Bind this phone to you from your contract link, after a face check on it, once the
@@ -265,6 +269,7 @@ def binding_options(contract_id: str, phone: Phone, services: ServicesDep) -> Bi
     "/api/v1/contracts/{contract_id}/passkey-binding/complete",
     response_model=PasskeyOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
 )
 def complete_binding(
     contract_id: str, body: BindingCompleteIn, phone: Phone, services: ServicesDep

@@ -26,6 +26,7 @@ from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, Service
 from api.errors import NotReady
 from api.identity_provider import ask_identity_provider
 from api.logs import request_id_var
+from api.rate_limits import phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.liveness import (
@@ -186,6 +187,7 @@ def _passive(services: ServicesDep) -> PassiveAntiSpoof | None:
     "/api/v1/face/challenges/{challenge_id}/frames",
     response_model=SubmissionOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
     openapi_extra=multipart_body(
         {
             "nonce": {"type": "string"},
@@ -282,7 +284,7 @@ def submit_frames(
             ttl = (outcome.session.expires_at - received_at).total_seconds()
             web.set_token_cookie(request, response, outcome.session_token, int(ttl))
             session.token = None
-    reasons = outcome.judgement.reasons
+    reasons = outcome.phone_reasons
     return SubmissionOut(
         passed=outcome.judgement.passed,
         reasons=reasons,

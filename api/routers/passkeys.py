@@ -20,6 +20,7 @@ from api.deps import (
     phone_token,
 )
 from api.logs import request_id_var
+from api.rate_limits import challenge_limits, phone_limits
 from api.routers.tasks import ScanChallengeOut, challenge_out
 from evaluation.identity import phone_binding
 from models.tables import Passkey, PasskeyEnrollment
@@ -155,7 +156,11 @@ class OpenedOut(BaseModel):
     expires_at: datetime
 
 
-@router.post("/api/v1/passkey-enrollment/open", response_model=OpenedOut)
+@router.post(
+    "/api/v1/passkey-enrollment/open",
+    response_model=OpenedOut,
+    dependencies=[Depends(phone_limits)],
+)
 def open_enrollment(enrollment: PhoneEnrollment, db: Db) -> OpenedOut:
     """The phone opens its binding QR: from now on only this phone may continue."""
     return OpenedOut(
@@ -169,6 +174,7 @@ def open_enrollment(enrollment: PhoneEnrollment, db: Db) -> OpenedOut:
     "/api/v1/passkey-enrollment/challenge",
     response_model=ScanChallengeOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(challenge_limits)],
 )
 def enrollment_challenge(
     enrollment: PhoneEnrollment, db: Db, services: ServicesDep, engine: FaceEngineDep
@@ -182,6 +188,7 @@ def enrollment_challenge(
         services.liveness,
         enrollment,
         request_id_var.get(),
+        services.limiter,
     )
     return challenge_out(issued)
 
@@ -204,7 +211,11 @@ class CompleteIn(FaceSessionIn):
     label: str = Field(default="phone", min_length=1, max_length=200)
 
 
-@router.post("/api/v1/passkey-enrollment/options", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/v1/passkey-enrollment/options",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
+)
 def registration_options(
     body: FaceSessionIn,
     enrollment: PhoneEnrollment,
@@ -225,6 +236,7 @@ def registration_options(
     "/api/v1/passkey-enrollment/complete",
     response_model=PasskeyOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
 )
 def complete_enrollment(
     body: CompleteIn,

@@ -23,6 +23,7 @@ from api.deps import (
     phone_token,
 )
 from api.logs import request_id_var
+from api.rate_limits import ChallengeLimit, PhoneLimit, count_center, phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.liveness import CaptureOut
@@ -158,7 +159,9 @@ def _brief(db: Db, project: Project) -> ProjectBrief:
 
 
 @router.post("/api/v1/scan", response_model=ScanOut, status_code=status.HTTP_201_CREATED)
-def scan(body: ScanIn, request: Request, db: Db, services: ServicesDep) -> ScanOut:
+def scan(
+    body: ScanIn, request: Request, limits: PhoneLimit, db: Db, services: ServicesDep
+) -> ScanOut:
     """Exchange a task code for a scan session. No staff token: the code is the credential,
     and the face check that follows decides who is scanning. Refusals are logged."""
     where = tasks.ScanContext(
@@ -166,6 +169,7 @@ def scan(body: ScanIn, request: Request, db: Db, services: ServicesDep) -> ScanO
         client_ip=request.client.host if request.client else None,
         request_id=request_id_var.get(),
     )
+    limits.device(body.device_id)
     ttl = services.settings.scan_session_ttl_s
     if body.token.strip().startswith(contracts.LINK_PREFIX):
         return _scan_contract_link(body, where, db, services)
@@ -219,7 +223,9 @@ def scan_session(
     sent = phone_token(request, services, tasks.SCAN_PREFIX, authorization, x_device_id)
     if sent.token is None:
         raise tasks.ScanSessionInvalid("send Authorization: Bearer evs_... and X-Device-Id")
-    return tasks.authenticate_scan(db, sent.token, sent.device_id, services.clock.now())
+    scan = tasks.authenticate_scan(db, sent.token, sent.device_id, services.clock.now())
+    count_center(services.limiter, services.settings, scan.center_id)
+    return scan
 
 
 ScanSessionDep = Annotated[ScanSession, Depends(scan_session)]
@@ -261,7 +267,9 @@ class ConsentOut(BaseModel):
     alternative: str = Field(description="What to do instead when the answer is no")
 
 
-@router.post("/api/v1/scan/consent", response_model=ConsentOut)
+@router.post(
+    "/api/v1/scan/consent", response_model=ConsentOut, dependencies=[Depends(phone_limits)]
+)
 def answer_consent(
     body: ConsentIn, scan: ScanSessionDep, db: Db, services: ServicesDep
 ) -> ConsentOut:
@@ -311,7 +319,11 @@ def challenge_out(issued: face_checks.IssuedChallenge) -> ScanChallengeOut:
     "/api/v1/scan/challenge", response_model=ScanChallengeOut, status_code=status.HTTP_201_CREATED
 )
 def scan_challenge(
-    scan: ScanSessionDep, db: Db, services: ServicesDep, engine: FaceEngineDep
+    limits: ChallengeLimit,
+    scan: ScanSessionDep,
+    db: Db,
+    services: ServicesDep,
+    engine: FaceEngineDep,
 ) -> ScanChallengeOut:
     """The face check of this scan: 1:few against the seated committee (room QR) or 1:1
     against the assignee (personal QR). Answer it at `submit_url`, then sign in."""
@@ -324,6 +336,7 @@ def scan_challenge(
         scan,
         services.settings.scan_max_challenges,
         request_id_var.get(),
+        limits.limiter,
     )
     return challenge_out(issued)
 
@@ -381,6 +394,7 @@ class IdCardEnrollmentOut(BaseModel):
 
 @router.put(
     "/api/v1/scan/id-card",
+    dependencies=[Depends(phone_limits)],
     response_model=IdCardEnrollmentOut,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=multipart_body({"photo": BINARY}),
@@ -433,7 +447,11 @@ class PasskeyOptionsIn(BaseModel):
     face_session: str | None = Field(default=None, min_length=8, max_length=200)
 
 
-@router.post("/api/v1/scan/passkey", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/v1/scan/passkey",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
+)
 def scan_passkey_options(
     body: PasskeyOptionsIn,
     scan: ScanSessionDep,
@@ -449,7 +467,10 @@ def scan_passkey_options(
 
 
 @router.post(
-    "/api/v1/scan/sms-code", response_model=SmsCodeSentOut, status_code=status.HTTP_201_CREATED
+    "/api/v1/scan/sms-code",
+    response_model=SmsCodeSentOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
 )
 def scan_sms_code(
     body: PasskeyOptionsIn,
@@ -469,7 +490,12 @@ def scan_sms_code(
     return SmsCodeSentOut.of(sent)
 
 
-@router.post("/api/v1/scan/sign-in", response_model=SignInOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/v1/scan/sign-in",
+    response_model=SignInOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(phone_limits)],
+)
 def scan_sign_in(
     body: SignInIn,
     scan: ScanSessionDep,

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from api.deps import Db, ServicesDep, transaction
 from api.logs import request_id_var
+from api.rate_limits import phone_limits
 from api.services import Services
 from api.web import i18n
 from api.web.session import (
@@ -148,7 +149,7 @@ def home(request: Request, db: Db, services: ServicesDep) -> Response:
     return render(request, services, "home.html", {"expired": expired})
 
 
-@router.get("/m/t/{token}", response_class=HTMLResponse)
+@router.get("/m/t/{token}", response_class=HTMLResponse, dependencies=[Depends(phone_limits)])
 def landing(token: str, request: Request, services: ServicesDep) -> Response:
     """A scanned task code: exchange it for a scan session held in a cookie, then redirect
     so the code leaves the address bar (and the history, and any Referer). A contract link
@@ -159,7 +160,7 @@ def landing(token: str, request: Request, services: ServicesDep) -> Response:
     return _land(token, request, services)
 
 
-@router.post("/m/t/{token}", response_class=HTMLResponse)
+@router.post("/m/t/{token}", response_class=HTMLResponse, dependencies=[Depends(phone_limits)])
 def open_link(token: str, request: Request, services: ServicesDep) -> Response:
     """The person tapped to open their contract link on this phone."""
     return _land(token, request, services)
@@ -252,7 +253,7 @@ def consent_page(request: Request, db: Db, services: ServicesDep) -> Response:
     return render(request, services, "consent.html", {"text": text})
 
 
-@router.post("/m/consent", response_class=HTMLResponse)
+@router.post("/m/consent", response_class=HTMLResponse, dependencies=[Depends(phone_limits)])
 def answer_consent(
     request: Request,
     services: ServicesDep,

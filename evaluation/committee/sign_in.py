@@ -24,6 +24,7 @@ from evaluation.identity import consent, face_checks, one_time_codes, passkeys
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.kernel.rate_limits import Counter, Uncounted
 from evaluation.registry import unit_authority
 from evaluation.registry.staff import hash_token
 from face.engine import FaceEngine
@@ -111,9 +112,12 @@ def challenge_for_scan(
     scan: ScanSession,
     max_challenges: int,
     request_id: str | None,
+    counter: Counter | None = None,
 ) -> face_checks.IssuedChallenge:
-    """A liveness challenge for the phone that scanned, tied to its scan."""
+    """A liveness challenge for the phone that scanned, tied to its scan; `counter` caps a
+    person's challenges across scans and phones."""
     consent.require_consent(scan)
+    face_checks.refuse_if_device_locked(db, config, scan.center_id, scan.device_id, clock.now())
     issued = db.execute(
         select(func.count())
         .select_from(FaceChallenge)
@@ -124,6 +128,7 @@ def challenge_for_scan(
     candidates = candidates_for(db, scan)
     if not candidates:
         raise NoOneToVerify("no seated member of this project can take a face check now")
+    face_checks.count_challenge(counter or Uncounted(), config, candidates)
     caller = audit.Caller(scan.center_id, f"scan:{scan.id}", None, request_id)
     try:
         with db.begin_nested():

@@ -231,7 +231,8 @@ def _refuse(
             **details,
         },
     )
-    return audit.refused(error, caller, event)
+    # Nobody is signed in yet: counted per address and minute, not chained.
+    return audit.refused(error, caller, event, anonymous_from=where.client_ip or caller.actor)
 
 
 def _room(

@@ -537,4 +537,5 @@ def _claim_for_device(
                 "first_device_id": link.device_id,
             },
         )
-        raise audit.refused(refused, caller, event)
+        # A second phone holding the link is nobody signed in: counted, not chained.
+        raise audit.refused(refused, caller, event, anonymous_from=client_ip or caller.actor)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from evaluation.identity import face_data, remote_review
@@ -26,6 +26,7 @@ from evaluation.identity.faces import FacePolicy, best_other_match, load_templat
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.kernel.rate_limits import Counter
 from evaluation.registry.staff import hash_token
 from face.actions import HEAD_ACTIONS, RELIABLE_ACTIONS
 from face.engine import FaceEngine, Vector
@@ -37,12 +38,15 @@ from models.tables import (
     FaceChallenge,
     FaceLockout,
     FaceVerification,
+    Passkey,
     VerificationFrame,
     VerifiedSession,
 )
 from signing.field_cipher import FieldCipher
 
 SESSION_PREFIX = "evf_"
+IDENTITY_REASONS = frozenset({"face-not-identified"})
+NOT_VERIFIED = "not-verified"
 MAX_CANDIDATES = 50
 
 
@@ -68,6 +72,12 @@ class FaceCheckLocked(DomainError):
     status = 423
     code = "face-check-locked"
     title = "Too many failed face checks; an operator must unlock the expert"
+
+
+class DeviceLocked(DomainError):
+    status = 423
+    code = "device-locked"
+    title = "Too many failed face checks from this phone; try again later or ask the operator"
 
 
 class ExpertNotActive(DomainError):
@@ -130,6 +140,9 @@ class LivenessConfig:
     replay_max_sequences: int
     retain_frames: bool
     id_card_threshold: float = 0.30
+    # Failures from a phone not bound to the person lock that phone for the failure window.
+    device_max_failures: int = 5
+    challenge_per_expert: str = "12/10 minutes"  # a rate limit (api/rate_limits.py)
 
     @classmethod
     def from_settings(cls, settings: Settings, face: FacePolicy) -> LivenessConfig:
@@ -157,6 +170,8 @@ class LivenessConfig:
             replay_max_sequences=settings.liveness_replay_max_sequences,
             retain_frames=settings.liveness_retain_frames,
             id_card_threshold=face.id_card_threshold,
+            device_max_failures=settings.liveness_device_max_failures,
+            challenge_per_expert=settings.rate_limit_challenge_per_expert,
         )
 
     def hints(self, action_count: int) -> CaptureHints:
@@ -221,6 +236,64 @@ def _refuse_if_locked(db: Session, expert_ids: Sequence[str]) -> None:
         raise FaceCheckLocked(
             f"face checks are locked for {', '.join(locked)} after repeated failures",
             experts=locked,
+        )
+
+
+def count_challenge(counter: Counter, config: LivenessConfig, expert_ids: Sequence[str]) -> None:
+    """A phone's challenge naming one person counts against that person's cap, across
+    scans and phones (RateLimited when over). A room's 1:few challenge names the whole
+    committee: counting it against each would let one phone spend everyone's."""
+    if len(set(expert_ids)) == 1:
+        counter.hit("face-challenge", config.challenge_per_expert, "expert", expert_ids[0])
+
+
+def bound_experts(db: Session, device_id: str) -> list[str]:
+    """Whose bound phone (a passkey not revoked) this device is."""
+    return list(
+        db.execute(
+            select(Passkey.expert_id).where(
+                Passkey.device_id == device_id, Passkey.revoked_at.is_(None)
+            )
+        ).scalars()
+    )
+
+
+def device_failures(
+    db: Session, center_id: str, device_id: str, now: datetime, window: timedelta
+) -> int:
+    """Failed face checks from a device within the window that count against the device:
+    every one, except those on a person whose bound phone it is (those count against the
+    person, whose own phone it is)."""
+    query = (
+        select(func.count())
+        .select_from(FaceVerification)
+        .where(
+            FaceVerification.center_id == center_id,
+            FaceVerification.device_id == device_id,
+            FaceVerification.method == "face",
+            FaceVerification.passed.is_(False),
+            FaceVerification.created_at > now - window,
+        )
+    )
+    owners = bound_experts(db, device_id)
+    if owners:
+        query = query.where(
+            or_(FaceVerification.expert_id.is_(None), FaceVerification.expert_id.not_in(owners))
+        )
+    return int(db.execute(query).scalar_one())
+
+
+def refuse_if_device_locked(
+    db: Session, config: LivenessConfig, center_id: str, device_id: str, now: datetime
+) -> None:
+    """No new challenge for a phone with too many failures in the window: a bystander's
+    phone locks itself, not the member whose photo it holds up."""
+    failures = device_failures(db, center_id, device_id, now, config.failure_window)
+    if failures >= config.device_max_failures:
+        minutes = int(config.failure_window.total_seconds() // 60)
+        raise DeviceLocked(
+            f"this phone had {failures} failed face checks within {minutes} minutes; "
+            "try again later or ask the operator"
         )
 
 
@@ -310,7 +383,9 @@ def _refused(challenge: FaceChallenge, error: DomainError, meta: dict[str, Any])
         challenge.id,
         {"reason": error.code, "experts": challenge.expert_ids, **_client(meta)},
     )
-    return audit.refused(error, caller, event)
+    # The nonce's holder has not been verified: counted per address and minute.
+    source = meta.get("ip") or f"device:{meta.get('device_id')}"
+    return audit.refused(error, caller, event, anonymous_from=source)
 
 
 def _client(meta: dict[str, Any]) -> dict[str, Any]:
@@ -340,6 +415,18 @@ class VerificationOutcome:
     locked: bool
     # The remote enrollment review this check now waits in, for the identity provider.
     review_id: str | None = None
+
+    @property
+    def phone_reasons(self) -> list[str]:
+        """The reasons the phone is told. A failed 1:few check never says whether the face
+        was one of the candidates (that would tell a stranger who sits on the committee):
+        the identity reason is left out, and a check that failed on it alone is
+        "not-verified". Supervisors see the full record."""
+        reasons = self.judgement.reasons
+        if self.judgement.passed or self.verification.mode != "1:few":
+            return reasons
+        shown = [reason for reason in reasons if reason not in IDENTITY_REASONS]
+        return shown or [NOT_VERIFIED]
 
 
 def _earlier_hashes(db: Session, center_id: str, since: datetime, limit: int) -> list[list[bytes]]:
@@ -521,12 +608,22 @@ def record_verification(
             verification.id,
             details,
         )
-        if expert_id is not None:
+        owners = bound_experts(db, upload.device_id)
+        if expert_id is not None and expert_id in owners:
+            # The person's own bound phone: their failures, their lock (an operator unlocks).
             failures = recent_failures(db, expert_id, now, config.failure_window)
             remaining = max(0, config.max_failures - failures)
             if failures >= config.max_failures:
                 _lock(db, caller, clock, challenge.center_id, expert_id, failures)
                 locked = True
+        else:
+            # Any other phone, and every failure to identify anyone: they count against the
+            # phone alone, and the answer is the same whoever's face it was.
+            failures = device_failures(
+                db, challenge.center_id, upload.device_id, now, config.failure_window
+            )
+            remaining = max(0, config.device_max_failures - failures)
+            locked = remaining == 0
     return VerificationOutcome(
         verification, judgement, session_token, session, remaining, locked, review_id
     )
@@ -574,13 +671,17 @@ def _cross_match(
 
 
 def recent_failures(db: Session, expert_id: str, now: datetime, window: timedelta) -> int:
-    """Failures within the window, not counting those before the last unlock."""
+    """Failures on the person from their own bound phones within the window, not counting
+    those before the last unlock (other phones' failures lock those phones instead)."""
     last_unlock = db.execute(
         select(func.max(FaceLockout.unlocked_at)).where(FaceLockout.expert_id == expert_id)
     ).scalar_one()
     since = now - window
     if last_unlock is not None and last_unlock > since:
         since = last_unlock
+    phones = select(Passkey.device_id).where(
+        Passkey.expert_id == expert_id, Passkey.revoked_at.is_(None)
+    )
     count = db.execute(
         select(func.count())
         .select_from(FaceVerification)
@@ -589,6 +690,7 @@ def recent_failures(db: Session, expert_id: str, now: datetime, window: timedelt
             FaceVerification.method == "face",  # wrong PINs void their own in-person check
             FaceVerification.passed.is_(False),
             FaceVerification.created_at > since,
+            FaceVerification.device_id.in_(phones),
         )
     ).scalar_one()
     return int(count)

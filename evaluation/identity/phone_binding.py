@@ -22,6 +22,7 @@ from evaluation.identity.passkeys import (
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.kernel.rate_limits import Counter, Uncounted
 from evaluation.registry.experts import person_in_center, require_id_number
 from evaluation.registry.staff import hash_token
 from face.engine import FaceEngine
@@ -221,6 +222,7 @@ def enrollment_challenge(
     config: face_checks.LivenessConfig,
     enrollment: PasskeyEnrollment,
     request_id: str | None,
+    counter: Counter | None = None,
 ) -> face_checks.IssuedChallenge:
     """The face check the binding starts with: 1:1 against the person's template."""
     actor = f"passkey-enrollment:{enrollment.id}"
@@ -229,6 +231,11 @@ def enrollment_challenge(
     ).scalar_one()
     if issued >= MAX_ENROLLMENT_CHALLENGES:
         raise EnrollmentInvalid("this binding used its face checks; start it again")
+    if enrollment.device_id is not None:
+        face_checks.refuse_if_device_locked(
+            db, config, enrollment.center_id, enrollment.device_id, clock.now()
+        )
+    face_checks.count_challenge(counter or Uncounted(), config, [enrollment.expert_id])
     caller = audit.Caller(enrollment.center_id, actor, None, request_id)
     challenge = face_checks.issue_challenge(
         db, caller, clock, cipher, engine, config, [enrollment.expert_id]

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, attributes
 from sqlalchemy.orm.util import identity_key
 
 from evaluation.kernel.actions import Action, spellings
+from evaluation.kernel.anonymous_refusals import Tallied, tally
 from evaluation.kernel.errors import DomainError, NotFound
 from models.clock import Clock
 from models.tables import AuditEntry, AuditHead
@@ -68,26 +69,53 @@ class Refusal:
     caller: Caller
     event: AuditEvent
     also: Callable[[Session], None] | None = None
+    # Where an anonymous request came from (its address): such a refusal is tallied per
+    # minute (anonymous_refusals), not chained, so nobody signed in can flood the log.
+    anonymous_source: str | None = None
 
 
 def refused(
-    error: _E, caller: Caller, event: AuditEvent, *, also: Callable[[Session], None] | None = None
+    error: _E,
+    caller: Caller,
+    event: AuditEvent,
+    *,
+    also: Callable[[Session], None] | None = None,
+    anonymous_from: str | None = None,
 ) -> _E:
     """Attach the audit entry a refusal must leave behind (a replayed code, a refused
     signature): whoever owns the transaction rolls back, writes it (and `also`) and
     commits, then lets the error through. Domain code raises the error and never commits
-    itself."""
-    error.refusal = Refusal(caller, event, also)
+    itself. `anonymous_from` (the address) marks a request nobody signed in to: it is
+    counted per minute instead; every refusal of a staff member, expert or representative
+    stays an entry of its own."""
+    error.refusal = Refusal(caller, event, also, anonymous_from)
     return error
 
 
 def record_refusal(db: Session, clock: Clock, error: DomainError) -> bool:
-    """Write a refusal's entry in `db`'s fresh transaction; True when there was one."""
-    if error.refusal is None:
+    """Write a refusal's entry (or its tally) in `db`'s fresh transaction; True when there
+    was one."""
+    refusal = error.refusal
+    if refusal is None:
         return False
-    if error.refusal.also is not None:
-        error.refusal.also(db)
-    record_many(db, error.refusal.caller, clock, [error.refusal.event])
+    if refusal.also is not None:
+        refusal.also(db)
+    if refusal.anonymous_source is not None:
+        tallied = Tallied(
+            refusal.caller.center_id,
+            refusal.anonymous_source,
+            refusal.event.action.value,
+            str(refusal.event.details.get("reason") or error.code),
+            {
+                **refusal.event.details,
+                "subject_type": refusal.event.subject_type,
+                "subject_id": refusal.event.subject_id,
+                "request_id": refusal.caller.request_id,
+            },
+        )
+        tally(db, tallied, clock.now())
+        return True
+    record_many(db, refusal.caller, clock, [refusal.event])
     return True
 
 

@@ -9,7 +9,7 @@ from httpx2 import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models.tables import AuditEntry, Expert, ExpertSpecialty, StaffToken
+from models.tables import AnonymousRefusal, AuditEntry, Expert, ExpertSpecialty, StaffToken
 
 
 def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]:
@@ -22,6 +22,23 @@ def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]
     assert body["title"] and body["detail"]
     assert body["request_id"] == response.headers["x-request-id"]
     return body
+
+
+def anonymous_refusals(db: Session, action: str | None = None) -> list[AnonymousRefusal]:
+    """The tallies of refused anonymous requests (per minute, source, action, reason)."""
+    db.expire_all()
+    query = select(AnonymousRefusal).order_by(AnonymousRefusal.first_at, AnonymousRefusal.reason)
+    if action is not None:
+        query = query.where(AnonymousRefusal.action == action)
+    return list(db.execute(query).scalars())
+
+
+def refused_reasons(db: Session, action: str | None = None) -> dict[str, int]:
+    """How many anonymous requests were refused, by reason."""
+    counts: dict[str, int] = {}
+    for row in anonymous_refusals(db, action):
+        counts[row.reason] = counts.get(row.reason, 0) + row.count
+    return counts
 
 
 def snapshot(db: Session) -> tuple[int, int, int, int]:

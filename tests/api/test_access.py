@@ -169,6 +169,7 @@ ROUTES = [
     Route("GET", "/api/v1/projects/{project_id}/evidence", REVIEWERS, 404),
     Route("GET", "/api/v1/audit/entries", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/verify", REVIEWERS, 200),
+    Route("GET", "/api/v1/audit/refusals", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/checkpoints", REVIEWERS, 200),
     Route("GET", "/api/v1/anomalies", REVIEWERS, 200),
     Route(

@@ -24,7 +24,7 @@ from models.tables import AuditEntry, EvaluationSession, FaceChallenge, ScanSess
 from signing.keyring import Keyring
 from signing.task_qr import RoomTokens
 from tests.api.committee import Committee
-from tests.api.helpers import assert_problem
+from tests.api.helpers import anonymous_refusals, assert_problem, refused_reasons
 from tests.api.test_projects_api import project_payload
 from tests.factories import face_session, make_center
 
@@ -35,16 +35,6 @@ def _room(committee: Committee, form: str = "json") -> object:
     return committee.client.post(
         f"/api/v1/projects/{committee.project_id}/qr?format={form}", headers=committee.operator
     )
-
-
-def _refusals(db: Session) -> list[dict[str, object]]:
-    db.expire_all()
-    return [
-        row.details
-        for row in db.execute(
-            select(AuditEntry).where(AuditEntry.action == "task.scan_refused")
-        ).scalars()
-    ]
 
 
 def test_the_room_code_rotates_and_renders(committee: Committee, clock: FrozenClock) -> None:
@@ -99,14 +89,15 @@ def test_room_code_refusals_are_logged(
     clock.advance(timedelta(seconds=61))
     assert_problem(committee.scan(token, DEVICE), 410, "qr-token-expired")
 
-    reasons = [r["reason"] for r in _refusals(db)]
-    assert reasons == [
-        "qr-token-invalid",
-        "qr-token-foreign",
-        "qr-token-invalid",
-        "qr-token-expired",
-    ]
-    assert all(r["device_id"] == DEVICE for r in _refusals(db))
+    # Nobody signed in: tallied per minute, source and reason, not entries in the chain.
+    assert refused_reasons(db, "task.scan_refused") == {
+        "qr-token-invalid": 2,
+        "qr-token-foreign": 1,
+        "qr-token-expired": 1,
+    }
+    assert all(r.last_details["device_id"] == DEVICE for r in anonymous_refusals(db))
+    assert all(r.source == "testclient" for r in anonymous_refusals(db))
+    assert _scan_refusal_entries(db) == 0
     assert db.execute(select(func.count()).select_from(ScanSession)).scalar_one() == before
 
 
@@ -127,11 +118,7 @@ def test_a_personal_code_works_once(committee: Committee, db: Session, clock: Fr
     assert_problem(committee.scan(older, DEVICE), 410, "qr-token-expired")
     clock.advance(timedelta(hours=13))  # past the window and the late-issue day
     assert_problem(committee.scan(newer, DEVICE), 410, "qr-token-expired")
-    assert [r["reason"] for r in _refusals(db)] == [
-        "qr-token-used",
-        "qr-token-expired",
-        "qr-token-expired",
-    ]
+    assert refused_reasons(db, "task.scan_refused") == {"qr-token-used": 1, "qr-token-expired": 2}
 
 
 def test_codes_need_an_open_project_and_a_seat(committee: Committee) -> None:
@@ -392,3 +379,9 @@ def test_an_operator_revokes_one_phone_session(committee: Committee, db: Session
         select(AuditEntry).where(AuditEntry.action == "evaluation.session_revoked")
     ).scalar_one()
     assert entry.details["reason"] == "专家报告手机丢失"
+
+
+def _scan_refusal_entries(db: Session) -> int:
+    db.expire_all()
+    query = select(func.count()).where(AuditEntry.action == "task.scan_refused")
+    return int(db.execute(query).scalar_one())

@@ -1,8 +1,8 @@
 """Console sessions: the console's cookie holds a server-side session's own secret, which
 expires and which logout ends, instead of the staff token itself.
 
-Revision ID: 0029
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 import models.base
 
 
-revision = '0029'
-down_revision = '0022'
+revision = '0024'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 
