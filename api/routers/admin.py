@@ -33,12 +33,14 @@ router = APIRouter(prefix="/api/v1")
 
 @router.get("/center", response_model=CenterOut, tags=["center"])
 def my_center(staff: AnyStaff, db: Db) -> CenterOut:
+    """The caller's center: its name and settings."""
     center = centers.get_center(db, staff.center_id)
     return CenterOut(id=center.id, name=center.name, created_at=center.created_at)
 
 
 @router.get("/staff/tokens", response_model=list[TokenOut], tags=["staff"])
 def list_tokens(staff: Admin, db: Db) -> list[TokenOut]:
+    """The center's staff tokens (never their secrets), live and revoked."""
     return [
         TokenOut(
             id=token.id,
@@ -58,6 +60,7 @@ def list_tokens(staff: Admin, db: Db) -> list[TokenOut]:
     tags=["staff"],
 )
 def issue_token(body: TokenCreate, staff: Admin, db: Db, services: ServicesDep) -> IssuedTokenOut:
+    """Issue a staff token for a role; its secret is shown only in this answer."""
     issued = staff_tokens.issue_staff_token(db, staff.caller, services.clock, body.role, body.label)
     return IssuedTokenOut(
         id=issued.token_id, role=issued.role, label=issued.label, token=issued.secret
@@ -66,6 +69,7 @@ def issue_token(body: TokenCreate, staff: Admin, db: Db, services: ServicesDep) 
 
 @router.post("/staff/tokens/{token_id}/revoke", response_model=TokenOut, tags=["staff"])
 def revoke_token(token_id: str, staff: Admin, db: Db, services: ServicesDep) -> TokenOut:
+    """Revoke a staff token at once; console sessions opened with it end too."""
     token = staff_tokens.revoke_staff_token(db, staff.caller, services.clock, token_id)
     return TokenOut(
         id=token.id,
@@ -85,6 +89,7 @@ def audit_entries(
     action: Annotated[Action | None, Query(description="one of the audit log's actions")] = None,
     subject_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditPageOut:
+    """The center's hash-chained audit log in order, paged with after_seq."""
     entries = audit.list_entries(
         db,
         staff.center_id,

@@ -142,6 +142,7 @@ def create_contract(
 
 @router.get("/api/v1/projects/{project_id}/contracts", response_model=list[ContractOut])
 def project_contracts(project_id: str, staff: AnyStaff, db: Db) -> list[ContractOut]:
+    """The project's transaction contracts."""
     return [
         contract_out(db, c) for c in contracts.contracts_of_project(db, staff.center_id, project_id)
     ]
@@ -149,6 +150,7 @@ def project_contracts(project_id: str, staff: AnyStaff, db: Db) -> list[Contract
 
 @router.get("/api/v1/contracts/{contract_id}", response_model=ContractOut)
 def get_contract(contract_id: str, staff: AnyStaff, db: Db) -> ContractOut:
+    """One contract: its parties, marks still to make and the signed document."""
     return contract_out(db, contracts.get_contract(db, staff.center_id, contract_id))
 
 

@@ -287,6 +287,7 @@ def _own_credential(db: Session, session: VerifiedSession, credential_id: str) -
 def credentials_info(
     body: CredentialsInfoIn, phone: Phone, services: ServicesDep
 ) -> CredentialInfoOut:
+    """A credential's certificate, key and authorization mode, as CSC API v2 describes them."""
     with transaction(services) as db:
         session = signing_session(db, services, phone)
         row = _own_credential(db, session, body.credentialID)

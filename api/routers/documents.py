@@ -121,11 +121,13 @@ def upload_document(
 
 @router.get("/api/v1/documents", response_model=list[DocumentOut])
 def list_documents(staff: AnyStaff, db: Db) -> list[DocumentOut]:
+    """The center's documents to sign, newest first."""
     return [document_out(db, d) for d in documents.list_documents(db, staff.center_id)]
 
 
 @router.get("/api/v1/documents/{document_id}", response_model=DocumentOut)
 def get_document(document_id: str, staff: AnyStaff, db: Db) -> DocumentOut:
+    """One document: its status, signer slots and revisions."""
     return document_out(db, documents.get_document(db, staff.center_id, document_id))
 
 
@@ -167,6 +169,7 @@ def start_signing(document_id: str, staff: Operator, db: Db, services: ServicesD
 def cancel_document(
     document_id: str, body: StatusChangeIn, staff: Operator, db: Db, services: ServicesDep
 ) -> DocumentOut:
+    """Cancel a document that is not completed, with the reason (audited)."""
     document = documents.change_status(
         db, staff.caller, services.clock, document_id, "cancel", body.reason
     )

@@ -39,6 +39,8 @@ def _etag(response: Response, record: experts.ExpertRecord) -> None:
 def register_expert(
     body: ExpertCreate, staff: Operator, db: Db, services: ServicesDep, response: Response
 ) -> ExpertOut:
+    """Register an expert (ID number and phone stored encrypted); 409 when the ID number is
+    already registered."""
     record = experts.register_expert(db, staff.caller, services.clock, services.cipher, body)
     response.headers["Location"] = f"{router.prefix}/{record.id}"
     _etag(response, record)
@@ -59,6 +61,8 @@ def list_experts(
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> ExpertPageOut:
+    """The center's experts, filtered by specialty, region, employer, status or name, paged
+    with cursor."""
     settings = services.settings
     page = experts.list_experts(
         db,
@@ -141,6 +145,7 @@ def import_experts(
 def get_expert(
     expert_id: str, staff: AnyStaff, db: Db, services: ServicesDep, response: Response
 ) -> ExpertOut:
+    """One expert, with the ID number and phone masked."""
     record = experts.get_expert(db, staff.center_id, services.cipher, expert_id)
     _etag(response, record)
     return _out(record, staff)
@@ -156,6 +161,7 @@ def update_expert(
     version: ExpectedVersion,
     response: Response,
 ) -> ExpertOut:
+    """Change an expert's registered details (audited); If-Match guards against lost updates."""
     record = experts.update_expert(
         db,
         staff.caller,
@@ -229,6 +235,7 @@ def reactivate_expert(
     version: ExpectedVersion,
     response: Response,
 ) -> ExpertOut:
+    """Let a suspended expert be drawn again, with the reason (audited)."""
     return _change_status(
         StatusAction.REACTIVATE, body.reason, expert_id, staff, db, services, version, response
     )

@@ -214,6 +214,7 @@ def enroll_face(
 
 @router.get("/api/v1/experts/{expert_id}/face", response_model=FaceStatusOut)
 def face_status(expert_id: str, staff: AnyStaff, db: Db) -> FaceStatusOut:
+    """Whether the expert has a face reference, since when, and the consent it rests on."""
     template = faces.face_enrollment(db, staff.center_id, expert_id)
     if template is None:
         raise faces.FaceNotEnrolled("the expert has no enrolled face")
@@ -257,6 +258,7 @@ def decide_remote_enrollment(
 
 @router.delete("/api/v1/experts/{expert_id}/face", status_code=status.HTTP_204_NO_CONTENT)
 def remove_face(expert_id: str, staff: Operator, db: Db, services: ServicesDep) -> Response:
+    """Delete the expert's face reference and photos (audited); the expert must enroll again."""
     faces.remove_face(db, staff.caller, services.clock, expert_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -159,6 +159,7 @@ def anchor_out(anchor: TrustAnchor) -> TrustAnchorOut:
 
 @router.get("/api/v1/pki/authorities", response_model=list[AuthorityOut])
 def list_authorities(staff: AnyStaff, db: Db, services: ServicesDep) -> list[AuthorityOut]:
+    """The center's root and issuing CAs, with the URLs of their certificates and CRLs."""
     return [authority_out(services, a) for a in pki.list_authorities(db, staff.center_id)]
 
 
@@ -191,6 +192,7 @@ def import_issuing_ca(
 
 @router.get("/api/v1/pki/trust-anchors", response_model=list[TrustAnchorOut])
 def list_trust_anchors(staff: AnyStaff, db: Db) -> list[TrustAnchorOut]:
+    """Outside CAs whose signatures the center's validation trusts."""
     return [anchor_out(a) for a in pki.list_trust_anchors(db, staff.center_id)]
 
 
@@ -211,6 +213,7 @@ def add_trust_anchor(
 
 @router.delete("/api/v1/pki/trust-anchors/{anchor_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_trust_anchor(anchor_id: str, staff: Admin, db: Db, services: ServicesDep) -> Response:
+    """Stop trusting an outside CA (audited)."""
     pki.remove_trust_anchor(db, staff.caller, services.clock, anchor_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -220,6 +223,7 @@ def remove_trust_anchor(anchor_id: str, staff: Admin, db: Db, services: Services
 
 @router.get("/pki/{authority_id}/cert", response_class=Response)
 def authority_certificate(authority_id: str, db: Db) -> Response:
+    """A CA certificate in DER, as certificates' authority information access names it."""
     authority = pki.get_authority(db, authority_id)
     return Response(authority.certificate_der, media_type=DER_CERT)
 

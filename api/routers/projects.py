@@ -89,11 +89,13 @@ def create_project(body: NewProject, staff: Operator, db: Db, services: Services
 
 @router.get("", response_model=list[ProjectOut])
 def list_projects(staff: AnyStaff, db: Db) -> list[ProjectOut]:
+    """The center's projects, newest first."""
     return [_project_out(p) for p in projects.list_projects(db, staff.center_id)]
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
 def get_project(project_id: str, staff: AnyStaff, db: Db) -> ProjectOut:
+    """One project: tenderer, bidders, evaluation window, committee rules and status."""
     return _project_out(projects.get_project(db, staff.center_id, project_id))
 
 

@@ -99,11 +99,13 @@ def list_units(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[UnitOut]:
+    """The units (tenderers and bidders) registered with the center."""
     return [_unit_out(u) for u in units.list_units(db, staff.center_id, q, limit)]
 
 
 @router.get("/api/v1/units/{unit_id}", response_model=UnitOut)
 def get_unit(unit_id: str, staff: AnyStaff, db: Db) -> UnitOut:
+    """One unit: name, credit code, legal representative and contact."""
     return _unit_out(units.get_unit(db, staff.center_id, unit_id))
 
 
@@ -111,6 +113,7 @@ def get_unit(unit_id: str, staff: AnyStaff, db: Db) -> UnitOut:
 def update_unit(
     unit_id: str, body: UnitChanges, staff: Operator, db: Db, services: ServicesDep
 ) -> UnitOut:
+    """Change a unit's registered details (audited)."""
     return _unit_out(units.update_unit(db, staff.caller, services.clock, unit_id, body))
 
 
@@ -157,6 +160,7 @@ def generate_seal_image(
     responses={200: {"content": {"image/png": {}}}},
 )
 def seal_image(unit_id: str, staff: AnyStaff, db: Db) -> Response:
+    """The image of the unit's electronic seal (PNG)."""
     unit = units.get_unit(db, staff.center_id, unit_id)
     if unit.seal_png is None:
         raise seals.NoSealImage(f"unit {unit_id} has no seal image")
@@ -183,6 +187,7 @@ def issue_seal_credential(
 def list_seal_credentials(
     unit_id: str, staff: AnyStaff, db: Db, services: ServicesDep
 ) -> list[CredentialOut]:
+    """The unit's seal certificates, live and revoked."""
     return [
         credential_out(db, services, row)
         for row in seals.seal_credentials(db, staff.center_id, unit_id)
@@ -201,6 +206,7 @@ def revoke_seal_credential(
     db: Db,
     services: ServicesDep,
 ) -> CredentialOut:
+    """Revoke a seal certificate (audited); it is on the next CRL."""
     row = seals.revoke_seal_credential(
         db,
         staff.caller,
@@ -273,6 +279,7 @@ def authorize_representative(
 
 @router.get("/api/v1/units/{unit_id}/representatives", response_model=list[AuthorizationOut])
 def list_representatives(unit_id: str, staff: AnyStaff, db: Db) -> list[AuthorizationOut]:
+    """Who the unit has authorized to sign for it, for what and until when."""
     return [
         _authorization_out(db, row)
         for row in representatives.list_authorizations(db, staff.center_id, unit_id)
@@ -291,6 +298,7 @@ def revoke_representative(
     db: Db,
     services: ServicesDep,
 ) -> AuthorizationOut:
+    """End a representative's authorization at once (audited)."""
     row = representatives.revoke_authorization(
         db, staff.caller, services.clock, unit_id, authorization_id, body.reason
     )

@@ -110,6 +110,18 @@ def test_openapi_documents_errors_as_problems(client: TestClient) -> None:
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
+def test_every_operation_says_what_it_does(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operations = [
+        (method.upper(), path, operation)
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+    ]
+    assert len(operations) > 100
+    silent = [f"{m} {p}" for m, p, op in operations if not op.get("description", "").strip()]
+    assert not silent, silent
+
+
 def test_docs_page_loads_only_local_assets(client: TestClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200
