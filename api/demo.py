@@ -674,9 +674,15 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
             "proof_verified": True,
         },
         "committee": [
-            {"name": p.name, "expert_id": p.expert_id, "chair": p is chair} for p in seated
+            {
+                "name": p.name,
+                "expert_id": p.expert_id,
+                "assignment_id": p.assignment_id,
+                "chair": p is chair,
+            }
+            for p in seated
         ],
-        "results": results,
+        "results": _named_results(results, {p.assignment_id: p.name for p in seated}),
         "report": {
             "document_id": report["document_id"],
             "verdict": verdict["verdict"],
@@ -686,6 +692,22 @@ def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dic
         },
         "evidence": {"bytes": len(package), "checks": checked.checks},
         "contract": {k: v for k, v in contract.items() if k != "pdf"},
+    }
+
+
+def _named_results(results: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The results as the API gives them, with each member's assignment id replaced by the
+    member's name, so summary.json reads without a lookup."""
+    return {
+        **results,
+        "members": [names.get(member, member) for member in results["members"]],
+        "standings": [
+            {
+                **standing,
+                "totals": {names.get(k, k): v for k, v in standing["totals"].items()},
+            }
+            for standing in results["standings"]
+        ],
     }
 
 

@@ -45,6 +45,10 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     assert sum(member["chair"] for member in summary["committee"]) == 1
     ranks = [s["rank"] for s in summary["results"]["standings"]]
     assert ranks == sorted(ranks) and ranks[0] == 1
+    # summary.json names people: each member's totals under the name the committee lists.
+    names = {member["name"] for member in summary["committee"]}
+    assert set(summary["results"]["members"]) == names
+    assert all(set(s["totals"]) == names for s in summary["results"]["standings"])
     assert any("排除" in line and "employer-is-bidder" in line for line in said)
     assert sum("█" in line for line in said) > 10  # the room QR, drawn in the terminal
 
