@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import transaction
 from api.job_runner import periodic
 from api.services import Services
-from evaluation.identity import face_data
+from evaluation.identity import cross_matches, face_data
 from evaluation.kernel import audit
 from evaluation.registry import centers
+from evaluation.supervision import anomalies
 from evaluation.trust import checkpoints
 
 log = logging.getLogger("evalsign.jobs")
@@ -98,3 +99,24 @@ def write_due_checkpoints(services: Services) -> int:
 @periodic("face-retention", every=lambda s: float(s.face_retention_every_s))
 def apply_face_retention(services: Services) -> int:
     return RetentionWorker(services).run_once()
+
+
+@periodic("face-cross-match", every=lambda s: float(s.face_cross_match_every_s))
+def sweep_cross_matches(services: Services) -> int:
+    """Compare new 1:1 face checks with everyone enrolled, and flag a face that matched
+    another person better for the supervisors of the project it was for; returns how many
+    matched someone else."""
+    with transaction(services) as db:
+        found = cross_matches.sweep(
+            db,
+            services.cipher,
+            services.clock.now(),
+            limit=services.settings.face_cross_match_batch,
+        )
+        policy = anomalies.AnomalyPolicy.from_settings(services.settings)
+        for project in sorted({(m.center_id, m.project_id) for m in found if m.project_id}):
+            center_id, project_id = project
+            caller = audit.Caller(center_id, "job:face-cross-match")
+            assert project_id is not None
+            anomalies.raise_flags(db, caller, services.clock, policy, center_id, project_id)
+    return len(found)

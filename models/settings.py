@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     face_frames_retention_days: int = Field(default=30, ge=1)
     face_suspended_retention_days: int = Field(default=365, ge=1)
     face_retention_every_s: int = Field(default=86400, ge=0)  # 0: only on demand
+    # The background comparison of new 1:1 checks with everyone enrolled (the
+    # face-matches-other anomaly): how often it runs, and how many checks per round.
+    face_cross_match_every_s: int = Field(default=5, ge=0)  # 0: off
+    face_cross_match_batch: int = Field(default=500, ge=1, le=10_000)
     # The Measures for face recognition: holding the face data of 100,000 people or more
     # needs a filing with the provincial regulator; warn from this share of it.
     face_filing_threshold: int = Field(default=100_000, ge=1)
