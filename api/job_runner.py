@@ -108,7 +108,9 @@ class JobRunner:
         shortest = min((job.every(self.services.settings) for job in self.jobs), default=60.0)
         return min(30.0, max(0.5, shortest / 2))
 
-    def run_forever(self, *, once: bool = False) -> None:
+    def run_forever(self, *, once: bool = False, wait_first: bool = False) -> None:
+        if wait_first and self._stop.wait(self.tick):
+            return
         while True:
             try:
                 self.run_due()
@@ -120,7 +122,11 @@ class JobRunner:
     def start(self) -> None:
         if not self.jobs:
             return
-        self._thread = threading.Thread(target=self.run_forever, name="jobs", daemon=True)
+        # A tick after start: a process that comes up only to answer a few requests (a
+        # test, a one-off) does not run the jobs on its way in.
+        self._thread = threading.Thread(
+            target=self.run_forever, kwargs={"wait_first": True}, name="jobs", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

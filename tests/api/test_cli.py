@@ -358,3 +358,29 @@ def test_serve_does_not_migrate_unless_asked(tmp_path: Path, isolated_database_u
     with engine.connect() as connection:
         assert "alembic_version" not in sa_inspect(connection).get_table_names()
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_worker_once_runs_each_due_job_and_records_its_turn(
+    instance: tuple[Path, str, dict[str, Any]],
+) -> None:
+    data_dir, url, _created = instance
+    first = run(data_dir, url, "worker", "--once")
+    assert first.returncode == 0, first.stderr
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        leases = connection.execute(
+            text("SELECT name, holder, expires_at, last_finished_at FROM job_leases")
+        ).all()
+        # The first checkpoint of the init's entries was due at once.
+        checkpoints = connection.execute(text("SELECT count(*) FROM audit_checkpoints")).scalar()
+    engine.dispose()
+    assert {row[0] for row in leases} == {"audit-checkpoints", "face-retention", "face-cross-match"}
+    assert all(row[2] is None and row[3] is not None for row in leases)  # finished, let go
+    assert checkpoints == 1
+    again = run(data_dir, url, "worker", "--once")  # nothing due yet: nothing runs twice
+    assert again.returncode == 0, again.stderr
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM audit_checkpoints")).scalar() == 1
+    engine.dispose()
