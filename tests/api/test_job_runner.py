@@ -3,25 +3,37 @@ each periodic job runs in one of them (a lease per job), audited once."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
 from api.instance import initialize
 from api.job_runner import JobRunner, PeriodicJob, registered
 from api.services import Services, build_services
+from evaluation.identity import cross_matches
 from evaluation.kernel import audit
 from evaluation.registry import centers
+from evaluation.registry import experts as registry_experts
 from evaluation.registry import staff as staff_tokens
-from evaluation.registry.staff import Role
+from evaluation.registry.experts import NewExpert
+from evaluation.registry.staff import Role, hash_token
 from models.clock import FrozenClock
 from models.db import make_engine, make_session_factory
 from models.settings import Settings
-from models.tables import AuditCheckpoint, JobLease
+from models.tables import (
+    AuditCheckpoint,
+    FaceChallenge,
+    FaceCrossCheck,
+    FaceVerification,
+    JobLease,
+)
+from tests.factories import enrolled_template, expert_payload
 
 pytestmark = pytest.mark.slow
 
@@ -137,3 +149,110 @@ def test_the_project_jobs_are_registered() -> None:
 
     names = {job.name for job in registered()}
     assert {"audit-checkpoints", "face-retention"} <= names
+
+
+def _queued_checks(services: Services, count: int) -> list[str]:
+    """`count` 1:1 checks waiting for the cross-match sweep, each made by someone who looks
+    like another enrolled person; the people inserted as enrollment stores them."""
+    rng = np.random.default_rng(3)
+    now = services.clock.now()
+    ids = []
+    with make_session_factory(services.engine)() as db, db.begin():
+        center = centers.list_centers(db)[0]
+        caller = audit.Caller(center.id, "test")
+        people = []
+        for _ in range(count + 1):
+            expert = registry_experts.register_expert(
+                db, caller, services.clock, services.cipher, NewExpert(**expert_payload())
+            )
+            vector = rng.normal(size=512).astype(np.float32)
+            vector /= np.linalg.norm(vector)
+            enrolled_template(
+                db,
+                services.cipher,
+                center_id=center.id,
+                expert_id=expert.id,
+                vector=vector,
+                model_id="synthetic-512",
+                now=now,
+            )
+            people.append((expert.id, vector))
+        for n in range(count):
+            claimed, claimed_face = people[n]
+            _other, other_face = people[n + 1]
+            challenge = FaceChallenge(
+                center_id=center.id,
+                mode="1:1",
+                expert_ids=[claimed],
+                actions=["blink"],
+                nonce_hash=hash_token(secrets.token_hex(8)),
+                capture={},
+                issued_by="test",
+                issued_at=now,
+                expires_at=now,
+                used_at=now,
+            )
+            db.add(challenge)
+            db.flush()
+            verification = FaceVerification(
+                center_id=center.id,
+                challenge_id=challenge.id,
+                mode="1:1",
+                candidate_ids=[claimed],
+                expert_id=claimed,
+                passed=False,
+                reasons=["face-mismatch"],
+                checks=[],
+                similarity=float(other_face @ claimed_face),
+                model_id="synthetic-512",
+                device_id="phone",
+                device={"id": "phone"},
+                client_ip="127.0.0.1",
+                user_agent="test",
+                frame_count=0,
+                frame_hashes=[],
+                frames=[],
+                frames_retained=False,
+                created_at=now,
+            )
+            db.add(verification)
+            db.flush()
+            cross_matches.queue(
+                db,
+                services.cipher,
+                verification,
+                other_face,
+                threshold=0.4,
+                claimed_similarity=float(other_face @ claimed_face),
+            )
+            ids.append(verification.id)
+    return ids
+
+
+def test_two_sweeps_at_once_decide_each_check_once(replicas: list[Services]) -> None:
+    """Past the lease, the sweep itself skips the checks another sweep has locked: run
+    side by side (a lease expired under a slow round), they still decide each check once."""
+    queued = _queued_checks(replicas[0], 12)
+    found: list[list[cross_matches.CrossMatch]] = [[], []]
+    start = threading.Barrier(2)
+
+    def sweep(index: int) -> None:
+        services = replicas[index]
+        start.wait()
+        for _ in range(6):
+            with make_session_factory(services.engine)() as db, db.begin():
+                found[index] += cross_matches.sweep(
+                    db, services.cipher, services.clock.now(), limit=2
+                )
+
+    threads = [threading.Thread(target=sweep, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    decided = [m.verification_id for both in found for m in both]
+    assert sorted(decided) == sorted(queued)  # every check once, none twice
+    with make_session_factory(replicas[0].engine)() as db:
+        rows = db.execute(select(FaceCrossCheck)).scalars().all()
+    assert all(row.swept_at is not None and row.probe_ciphertext is None for row in rows)
+    assert all(row.other_expert_id is not None for row in rows)
