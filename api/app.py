@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
-from api.jobs import CheckpointWriter, RetentionWorker
+from api.job_runner import JobRunner
 from api.middleware import RequestContextMiddleware
 from api.routers import (
     admin,
@@ -55,18 +55,15 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        workers: list[CheckpointWriter | RetentionWorker] = []
-        if services.settings.audit_checkpoint_every_s > 0:
-            workers.append(CheckpointWriter(services))
-        if services.settings.face_retention_every_s > 0:
-            workers.append(RetentionWorker(services))
-        for worker in workers:
-            worker.start()
+        # The periodic jobs; a lease per job keeps each round to one process of the cluster.
+        runner = JobRunner(services) if services.settings.jobs_in_serve else None
+        if runner is not None:
+            runner.start()
         try:
             yield
         finally:
-            for worker in workers:
-                worker.stop()
+            if runner is not None:
+                runner.stop()
 
     app = FastAPI(
         lifespan=lifespan,

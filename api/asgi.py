@@ -1,8 +1,8 @@
 """The ASGI application of one worker process of `evalsign serve --workers N`.
 
 Each worker builds its own services (database pool, vaults, face models) from the
-`EVALSIGN_*` settings; the parent has already migrated the database and checked the vault
-key. Nothing that matters lives in a worker's memory (see DESIGN: nonces, SADs, locks and
+`EVALSIGN_*` settings; the parent has already checked the schema (or migrated it) and the
+vault key. Nothing that matters lives in a worker's memory (see DESIGN: nonces, SADs, locks and
 lockouts are in the database), so workers, like replicas, need no coordination.
 """
 

@@ -1,5 +1,5 @@
-"""The `evalsign` command: init, serve, token create, audit verify, pdf validate,
-face compare/eval, draw verify."""
+"""The `evalsign` command: init, migrate, serve, worker, token create, audit verify, pdf
+validate, face compare/eval, draw verify."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from face.antispoof import AntiSpoofModelError
 from face.model_pack import ModelPackError
 from models.clock import SystemClock
 from models.db import make_session_factory
+from models.migrate import SchemaMismatch, current_revision, upgrade_to_head
 from models.settings import Settings
 from models.tables import Center
 from signing import tls as server_tls
@@ -51,6 +52,37 @@ def cmd_init(args: argparse.Namespace) -> int:
     settings = _settings(args)
     result = initialize(settings, SystemClock(), args.center)
     _print(result.as_json(settings))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = open_database(settings)
+    try:
+        started_from = upgrade_to_head(engine)
+        now_at = current_revision(engine)
+    finally:
+        engine.dispose()
+    _print({"from": started_from, "to": now_at, "changed": started_from != now_at})
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The periodic jobs (checkpoints, retention, the face cross-match sweep, ...) in the
+    foreground; with a lease per job, several workers or serving replicas never run the
+    same round twice."""
+    from api.job_runner import JobRunner
+    from api.logs import configure_logging
+    from api.services import build_services
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    clock = SystemClock()
+    engine = prepare(settings, clock, migrate=False)
+    services = build_services(settings, engine=engine, clock=clock)
+    runner = JobRunner(services)
+    with suppress(KeyboardInterrupt):
+        runner.run_forever(once=args.once)
     return 0
 
 
@@ -154,7 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"public_url": public_url})
     configure_logging(settings.log_level)
     clock = SystemClock()
-    engine = prepare(settings, clock)
+    engine = prepare(settings, clock, migrate=args.migrate)
     options: dict[str, Any] = {
         "host": args.host or settings.host,
         "port": port,
@@ -472,7 +504,25 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--center", help="center name (default: EVALSIGN_CENTER_NAME)")
     init.set_defaults(handler=cmd_init)
 
+    migrate = commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring the database schema to this release (once per release; safe to race)",
+    )
+    migrate.set_defaults(handler=cmd_migrate)
+
+    worker = commands.add_parser(
+        "worker", parents=[common], help="run the periodic jobs (one place per cluster)"
+    )
+    worker.add_argument("--once", action="store_true", help="run what is due once and exit")
+    worker.set_defaults(handler=cmd_worker)
+
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="migrate the schema first (default: only check it; run `evalsign migrate`)",
+    )
     serve.add_argument("--host", help="listen address (default: EVALSIGN_HOST or 127.0.0.1)")
     serve.add_argument(
         "--port",
@@ -615,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ModelPackError,
         AntiSpoofModelError,
         server_tls.ServerCertificateError,
+        SchemaMismatch,
         OSError,
     ) as exc:
         print(json.dumps({"error": type(exc).__name__, "detail": str(exc)}), file=sys.stderr)

@@ -1,5 +1,7 @@
-"""An EvalSign instance on disk: data directory, vault key, schema, first center, and the
-bootstrap staff tokens that `init` hands to whoever installed it."""
+"""An EvalSign instance: data directory, vault key, schema, first center, and the
+bootstrap staff tokens that `init` hands to whoever installed it. Safe to run on several
+replicas at once: the schema is migrated under a lock, and the center and its tokens are
+made once, under another."""
 
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from evaluation.registry.staff import Role
 from evaluation.trust import pki
 from evaluation.trust.pki import CenterPki, PkiPolicy
 from models.clock import Clock
-from models.db import make_session_factory
-from models.migrate import upgrade_to_head
+from models.db import advisory_xact_lock, make_session_factory
+from models.migrate import SchemaFit, SchemaMismatch, head_revision, schema_fit, upgrade_to_head
 from models.settings import Settings
 from signing.key_checks import bind_or_verify_key, database_has_key
 from signing.keyring import MASTER_KEY_FILE, KeyringError, create_master_key_file, load_keyring
@@ -36,7 +38,7 @@ class InitResult:
     center_name: str
     center_created: bool
     tokens: dict[str, str]
-    tokens_file: Path
+    tokens_file: Path | None  # None: the tokens were issued by an earlier init elsewhere
     pki: dict[str, Any]
 
     def as_json(self, settings: Settings) -> dict[str, Any]:
@@ -49,16 +51,37 @@ class InitResult:
                 hide_password=True
             ),
             "tokens": self.tokens,
-            "tokens_file": str(self.tokens_file),
+            "tokens_file": None if self.tokens_file is None else str(self.tokens_file),
+            **(
+                {}
+                if self.tokens
+                else {
+                    "tokens_note": "the bootstrap tokens were issued by an earlier init "
+                    "(its tokens file); `evalsign token create` issues more"
+                }
+            ),
             "pki": self.pki,
         }
 
 
-def prepare(settings: Settings, clock: Clock) -> Engine:
-    """Schema at head and the right vault key: what both `init` and `serve` need."""
+def prepare(settings: Settings, clock: Clock, *, migrate: bool = True) -> Engine:
+    """A schema this code runs on and the right vault key: what `init`, `serve` and
+    `worker` need. Without `migrate` the schema is only checked: at this code's head, or
+    one release ahead (a rolling deploy); anything else stops start-up."""
     engine = open_database(settings)
-    upgrade_to_head(engine)
+    if migrate:
+        upgrade_to_head(engine)
+    else:
+        with engine.connect() as connection:
+            fit = schema_fit(connection)
+        if fit is SchemaFit.UNSUITED:
+            engine.dispose()
+            raise SchemaMismatch(
+                f"the database schema does not suit this release (head {head_revision()}): "
+                "run `evalsign migrate`"
+            )
     with make_session_factory(engine)() as db, db.begin():
+        advisory_xact_lock(db.connection(), "init")  # replicas binding the key together
         key_file = settings.vault_dir / MASTER_KEY_FILE
         if not settings.master_key and not key_file.exists():
             if database_has_key(db):
@@ -91,13 +114,17 @@ def _write_private(path: Path, content: str) -> None:
 def initialize(settings: Settings, clock: Clock, center_name: str | None = None) -> InitResult:
     """Idempotent: creates what is missing and reports what is there.
 
-    The bootstrap tokens are kept in a 0600 file so that `make run` can show them again;
-    if that file is gone or a token in it was revoked, fresh ones are issued.
+    The bootstrap tokens are kept in a 0600 file so that `make run` can show them again.
+    Fresh ones are issued only while the center has no live bootstrap token: an init on
+    another replica (its own data directory) reports the center and shows no tokens.
     """
     engine = prepare(settings, clock)
     name = (center_name or settings.center_name).strip()
     try:
         with make_session_factory(engine)() as db, db.begin():
+            # One init at a time past this point: the center, its PKI and its tokens are
+            # made once however many replicas start together (SQLite's writers queue anyway).
+            advisory_xact_lock(db.connection(), "init")
             center = centers.find_center_by_name(db, name)
             created = center is None
             if center is None:
@@ -113,10 +140,15 @@ def initialize(settings: Settings, clock: Clock, center_name: str | None = None)
             )
             path = _tokens_path(settings, center.id)
             tokens = _reusable_tokens(db, path)
+            tokens_file: Path | None = path
+            labels = [_bootstrap_label(role) for role in BOOTSTRAP_ROLES]
+            if tokens is None and staff_tokens.live_labels(db, center.id, labels):
+                # Issued by an init on another replica (or a lost file): never mint twice.
+                tokens, tokens_file = {}, None
             if tokens is None:
                 caller = audit.Caller(center.id, "cli:init")
                 issued = [
-                    staff_tokens.issue_staff_token(db, caller, clock, role, f"bootstrap {role}")
+                    staff_tokens.issue_staff_token(db, caller, clock, role, _bootstrap_label(role))
                     for role in BOOTSTRAP_ROLES
                 ]
                 tokens = {token.role.value: token.secret for token in issued}
@@ -127,10 +159,14 @@ def initialize(settings: Settings, clock: Clock, center_name: str | None = None)
                 # Written before commit: a crash leaves unknown tokens, never lost ones.
                 _write_private(path, json.dumps(record, indent=2) + "\n")
             return InitResult(
-                center.id, center.name, created, tokens, path, _pki_summary(established)
+                center.id, center.name, created, tokens, tokens_file, _pki_summary(established)
             )
     finally:
         engine.dispose()
+
+
+def _bootstrap_label(role: Role) -> str:
+    return f"bootstrap {role}"
 
 
 def _reusable_tokens(db: Any, path: Path) -> dict[str, str] | None:

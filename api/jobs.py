@@ -1,62 +1,32 @@
-"""Work the service does on its own: the scheduled audit checkpoints and face data
-retention.
+"""Work the service does on its own, run by the job runner (api/job_runner.py) once per
+cluster: the scheduled audit checkpoints, face data retention, and the sweep that compares
+new face checks with everyone enrolled.
 
-A thread per job and process wakes up every so often: the checkpoint writer signs the
-head of each center's chain when a checkpoint is due (several workers may race for the
-same head; the unique (center, seq) constraint lets one win and the others skip), the
-retention worker deletes face data past its retention period.
+The checkpoint writer signs the head of each center's chain when a checkpoint is due (should
+two writers ever race, the unique (center, seq) constraint lets one win), the retention
+worker deletes face data past its retention period.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import transaction
+from api.job_runner import periodic
 from api.services import Services
-from evaluation.identity import face_data
+from evaluation.identity import cross_matches, face_data
 from evaluation.kernel import audit
 from evaluation.registry import centers
+from evaluation.supervision import anomalies
 from evaluation.trust import checkpoints
 
 log = logging.getLogger("evalsign.jobs")
 
 
-class PeriodicJob:
-    """A daemon thread that calls `run_once` every `every` seconds until stopped; a failed
-    round is logged and the next one tries again."""
-
-    name = "job"
-
-    def __init__(self, every: float) -> None:
-        self.every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def run_once(self) -> int:
-        raise NotImplementedError
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.run_once()
-            except Exception:  # the next round tries again; a failure must not end the thread
-                log.exception("scheduled %s failed", self.name)
-
-
-class CheckpointWriter(PeriodicJob):
-    name = "checkpoints"
-
+class CheckpointWriter:
     def __init__(self, services: Services) -> None:
         settings = services.settings
         self.services = services
@@ -64,7 +34,6 @@ class CheckpointWriter(PeriodicJob):
             every_entries=settings.audit_checkpoint_every_entries,
             every=timedelta(seconds=settings.audit_checkpoint_every_s),
         )
-        super().__init__(min(60.0, max(1.0, settings.audit_checkpoint_every_s / 4)))
 
     def run_once(self) -> int:
         """Sign every center's head that is due; returns how many checkpoints were written."""
@@ -88,16 +57,13 @@ class CheckpointWriter(PeriodicJob):
         return written
 
 
-class RetentionWorker(PeriodicJob):
+class RetentionWorker:
     """Applies the face data retention limits to every center, every
     EVALSIGN_FACE_RETENTION_EVERY_S seconds; each deletion is audited by the domain call."""
-
-    name = "face-retention"
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.policy = face_data.RetentionPolicy.from_settings(services.settings)
-        super().__init__(float(services.settings.face_retention_every_s))
 
     def run_once(self) -> int:
         """Apply the limits everywhere; returns how many deletions were made."""
@@ -116,3 +82,41 @@ class RetentionWorker(PeriodicJob):
             except Exception:  # one center's trouble must not stop the others
                 log.exception("face data retention failed for center %s", center_id)
         return deleted
+
+
+# Whether a checkpoint is due is looked at a few times per period (an entry count may fall
+# due any time); writing it is the policy's decision.
+@periodic(
+    "audit-checkpoints",
+    every=lambda s: (
+        min(60.0, max(1.0, s.audit_checkpoint_every_s / 4)) if s.audit_checkpoint_every_s else 0
+    ),
+)
+def write_due_checkpoints(services: Services) -> int:
+    return CheckpointWriter(services).run_once()
+
+
+@periodic("face-retention", every=lambda s: float(s.face_retention_every_s))
+def apply_face_retention(services: Services) -> int:
+    return RetentionWorker(services).run_once()
+
+
+@periodic("face-cross-match", every=lambda s: float(s.face_cross_match_every_s))
+def sweep_cross_matches(services: Services) -> int:
+    """Compare new 1:1 face checks with everyone enrolled, and flag a face that matched
+    another person better for the supervisors of the project it was for; returns how many
+    matched someone else."""
+    with transaction(services) as db:
+        found = cross_matches.sweep(
+            db,
+            services.cipher,
+            services.clock.now(),
+            limit=services.settings.face_cross_match_batch,
+        )
+        policy = anomalies.AnomalyPolicy.from_settings(services.settings)
+        for project in sorted({(m.center_id, m.project_id) for m in found if m.project_id}):
+            center_id, project_id = project
+            caller = audit.Caller(center_id, "job:face-cross-match")
+            assert project_id is not None
+            anomalies.raise_flags(db, caller, services.clock, policy, center_id, project_id)
+    return len(found)

@@ -106,7 +106,9 @@ def open_database(settings: Settings) -> Engine:
     """The instance's database engine (creating the data directory SQLite lives in)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return make_engine(
-        settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        settings.resolved_database_url,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool=settings.pool_options,
     )
 
 

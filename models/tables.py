@@ -1144,3 +1144,49 @@ class ContractLink(Base):
     # The phone that opened it first: a copy of the link opened elsewhere is refused.
     device_id: Mapped[str | None] = mapped_column(String(100))
     opened_at: Mapped[datetime | None]
+
+
+class SchemaUpgrade(Base):
+    """One `evalsign migrate` run that changed the schema: the revision it reached and the
+    one it started from. Code at `upgraded_from` may keep serving (one release behind)."""
+
+    __tablename__ = "schema_upgrades"
+
+    revision: Mapped[str] = mapped_column(String(32), primary_key=True)
+    upgraded_from: Mapped[str | None] = mapped_column(String(32))
+    applied_at: Mapped[datetime]
+
+
+class JobLease(Base):
+    """A periodic job's turn, shared by every process: whoever moves `expires_at` forward
+    with one conditional UPDATE runs the job; the round is due again at `next_run_at`."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None]
+    next_run_at: Mapped[datetime]
+    last_finished_at: Mapped[datetime | None]
+
+
+class FaceCrossCheck(Base):
+    """Whether a 1:1 check's face matches another enrolled person better than the one
+    claimed: compared in the background against the whole center, so the check itself
+    costs the same at any registry size. The probe (encrypted) is kept only until then."""
+
+    __tablename__ = "face_cross_checks"
+    __table_args__ = (Index("ix_face_cross_checks_pending", "swept_at", "created_at"),)
+
+    verification_id: Mapped[str] = mapped_column(
+        ForeignKey("face_verifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    model_id: Mapped[str] = mapped_column(String(100))
+    probe_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    threshold: Mapped[float] = mapped_column(Float)
+    claimed_similarity: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime]
+    swept_at: Mapped[datetime | None]
+    other_expert_id: Mapped[str | None] = mapped_column(String(36))
+    other_similarity: Mapped[float | None] = mapped_column(Float)

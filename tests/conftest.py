@@ -104,13 +104,14 @@ def cipher(keyring: Keyring) -> FieldCipher:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    # No scheduled checkpoints: the tests share one connection, a background writer would
-    # race them (tests/evaluation/trust/test_checkpoints.py drives the writer itself).
+    # No job runner: the tests share one connection, a background job would race them
+    # (tests/api/test_job_runner.py and test_checkpoints.py drive the jobs themselves).
     return Settings(
         data_dir=tmp_path,
         database_url=database_url,
         audit_checkpoint_every_s=0,
         face_retention_every_s=0,
+        jobs_in_serve=False,
     )
 
 

@@ -323,3 +323,43 @@ def drawable_expert(
         credentials.issue_credential(db, caller, clock, services.vault, services.pki, expert.id)
     db.commit()
     return expert.id
+
+
+def enrolled_template(
+    db: Session,
+    cipher: Any,
+    *,
+    center_id: str,
+    expert_id: str,
+    vector: Any,
+    model_id: str,
+    now: Any,
+) -> None:
+    """A face template stored as enrollment stores it (encrypted, under the same context),
+    from a given unit vector instead of photos (replacing any): for registries too large
+    to enroll by photo, and for faces placed at a chosen similarity."""
+    import numpy as np
+
+    from evaluation.identity.faces import EMBEDDING_DTYPE, template_context
+    from models.tables import FaceTemplate
+
+    packed = np.asarray(vector, dtype=EMBEDDING_DTYPE).reshape(1, -1).tobytes()
+    db.merge(  # replaces a template enrolled from photos
+        FaceTemplate(
+            expert_id=expert_id,
+            center_id=center_id,
+            model_id=model_id,
+            template_ciphertext=cipher.encrypt_bytes(
+                packed, template_context(expert_id, "template")
+            ),
+            embeddings_ciphertext=cipher.encrypt_bytes(
+                packed, template_context(expert_id, "embeddings")
+            ),
+            photo_count=1,
+            quality=[],
+            consent_recorded_at=now,
+            enrolled_at=now,
+            confirmed_at=now,
+            confirmed_by="factory",
+        )
+    )

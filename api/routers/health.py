@@ -10,7 +10,7 @@ from api.errors import NotReady, all_problem_classes, problem_type
 from api.web import i18n
 from evaluation.kernel.errors import NotFound
 from models.db import READ_ONLY
-from models.migrate import is_at_head
+from models.migrate import SchemaFit, schema_fit
 
 router = APIRouter(tags=["operations"])
 
@@ -23,17 +23,19 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(services: ServicesDep) -> dict[str, str]:
-    """The database answers and its schema is at the version this code expects."""
+    """The database answers and its schema is this code's, or the next release's: during a
+    rolling deploy the replicas of the release before keep serving (migrations are written
+    expand-then-contract, README "Rolling out a release")."""
     try:
         with services.engine.connect() as connection:
             connection.execution_options(**READ_ONLY)
             connection.execute(text("SELECT 1"))
-            at_head = is_at_head(connection)
+            fit = schema_fit(connection)
     except Exception as exc:
         raise NotReady("the database does not answer") from exc
-    if not at_head:
+    if fit is SchemaFit.UNSUITED:
         raise NotReady("the database schema is not migrated to this version")
-    return {"status": "ready"}
+    return {"status": "ready", "schema": fit.value}
 
 
 @router.get("/problems/{code}")

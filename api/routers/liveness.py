@@ -27,7 +27,6 @@ from api.errors import NotReady
 from api.identity_provider import ask_identity_provider
 from api.logs import request_id_var
 from api.rate_limits import phone_limits
-from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.schemas.liveness import (
     CaptureOut,
@@ -44,13 +43,11 @@ from api.schemas.liveness import (
 from api.web import session as web
 from evaluation.identity import face_checks
 from evaluation.identity.faces import image_error
-from evaluation.kernel import audit
 from evaluation.kernel.errors import NotFound
 from evaluation.supervision import searches
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
 from face.liveness import REASON_MESSAGES, FrameAnalysis, analyze_frame
-from models.tables import ScanSession
 
 router = APIRouter(tags=["liveness"])
 
@@ -267,14 +264,6 @@ def submit_frames(
             outcome.review_id,
             meta["rid"],
         )
-    if challenge.scan_session_id and any(
-        c["check"] == "cross-match" for c in outcome.verification.checks
-    ):
-        # Flagged as it happens: the face looked like another enrolled person.
-        scan = db.get(ScanSession, challenge.scan_session_id)
-        if scan is not None:
-            caller = audit.Caller(scan.center_id, f"scan:{scan.id}", None, meta["rid"])
-            raise_for(db, services, caller, scan.project_id)
     session = None
     if outcome.session is not None:
         session = SessionOut.model_validate(outcome.session, from_attributes=True)

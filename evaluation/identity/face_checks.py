@@ -21,15 +21,15 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from evaluation.identity import face_data, remote_review
-from evaluation.identity.faces import FacePolicy, best_other_match, load_templates, references_of
+from evaluation.identity import cross_matches, face_data, remote_review
+from evaluation.identity.faces import FacePolicy, load_templates, references_of
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.kernel.rate_limits import Counter
 from evaluation.registry.staff import hash_token
 from face.actions import HEAD_ACTIONS, RELIABLE_ACTIONS
-from face.engine import FaceEngine, Vector
+from face.engine import FaceEngine
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, judge
 from models.clock import Clock
 from models.settings import Settings
@@ -511,24 +511,6 @@ def record_verification(
         expert_id = judgement.expert_id
     now = clock.now()
     checks = [check.as_dict() for check in judgement.checks]
-    if challenge.mode == "1:1" and judgement.probe is not None and judgement.similarity is not None:
-        cross = _cross_match(db, cipher, engine, challenge, judgement.probe, policy)
-        if cross is not None and cross[1] > judgement.similarity:
-            # Not the check's outcome: a pattern for supervisors (anomaly face-matches-other).
-            checks.append(
-                {
-                    "check": "cross-match",
-                    "passed": True,
-                    "reason": None,
-                    "detail": "the face matches another enrolled person better than the "
-                    "one claimed",
-                    "values": {
-                        "other_expert_id": cross[0],
-                        "other_similarity": round(cross[1], 4),
-                        "claimed_similarity": round(judgement.similarity, 4),
-                    },
-                }
-            )
     verification = FaceVerification(
         center_id=challenge.center_id,
         challenge_id=challenge.id,
@@ -552,6 +534,18 @@ def record_verification(
     )
     db.add(verification)
     db.flush()
+    if challenge.mode == "1:1" and judgement.probe is not None and judgement.similarity is not None:
+        # Whether the face matches another enrolled person better is a pattern for
+        # supervisors (anomaly face-matches-other), not this check's outcome: the
+        # comparison with everyone enrolled runs in the background (cross_matches.sweep).
+        cross_matches.queue(
+            db,
+            cipher,
+            verification,
+            judgement.probe,
+            threshold=policy.match_threshold,
+            claimed_similarity=judgement.similarity,
+        )
     review_id = None
     if against_card and raw_frames:
         # The card is confirmed against the live face (by the identity provider or an
@@ -653,21 +647,6 @@ def open_session(
     db.add(session)
     db.flush()
     return token, session
-
-
-def _cross_match(
-    db: Session,
-    cipher: FieldCipher,
-    engine: FaceEngine,
-    challenge: FaceChallenge,
-    probe: Vector,
-    policy: LivenessPolicy,
-) -> tuple[str, float] | None:
-    """Another enrolled person the face would match (at the threshold), if any."""
-    other = best_other_match(db, cipher, engine, challenge.center_id, probe, challenge.expert_ids)
-    if other is None or other[1] < policy.match_threshold:
-        return None
-    return other
 
 
 def recent_failures(db: Session, expert_id: str, now: datetime, window: timedelta) -> int:

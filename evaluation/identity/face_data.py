@@ -23,6 +23,7 @@ from models.clock import Clock
 from models.settings import Settings
 from models.tables import (
     Expert,
+    FaceCrossCheck,
     FacePhoto,
     FaceTemplate,
     FaceVerification,
@@ -78,6 +79,12 @@ def _erase(db: Session, expert_id: str, now: datetime) -> Erased:
         update(FaceVerification)
         .where(FaceVerification.expert_id == expert_id, FaceVerification.frames_retained)
         .values(frames_retained=False)
+    )
+    # A face still waiting for the cross-match sweep is face data too: not compared, dropped.
+    db.execute(
+        update(FaceCrossCheck)
+        .where(FaceCrossCheck.verification_id.in_(theirs), FaceCrossCheck.swept_at.is_(None))
+        .values(probe_ciphertext=None, swept_at=now)
     )
     # Closes any remote enrollment review (its card photo and frame) and ends the sessions.
     sessions = remote_review.close_open(db, expert_id, now, "face data erased")

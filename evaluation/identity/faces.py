@@ -28,7 +28,6 @@ from face.matching import (
     Verification,
     identify,
     mean_template,
-    normalize,
     similarity,
     verify,
 )
@@ -373,38 +372,29 @@ def enroll_from_id_card(
     return Enrollment(person.id, engine.model_id, 1, now, now, [report], False, consent_version)
 
 
-def best_other_match(
-    db: Session,
-    cipher: FieldCipher,
-    engine: FaceEngine,
-    center_id: str,
-    probe: Vector,
-    exclude: Sequence[str],
-) -> tuple[str, float] | None:
-    """The enrolled person of the center, outside `exclude`, whose template is closest to
-    the probe: who else the face looks like. One matrix product over the center's
-    templates: 10,000 of them decrypt and compare in 0.3 s on the test machine, the query
-    aside, which every 1:1 check now pays."""
+def center_templates(
+    db: Session, cipher: FieldCipher, center_id: str, model_id: str
+) -> tuple[list[str], np.ndarray[Any, np.dtype[np.float32]]]:
+    """Every enrolled person of the center (for this recognizer) and their templates as
+    the rows of one matrix: what a sweep compares many faces with at once. Reads the whole
+    registry, so never on a request's path (the cross-match sweep runs it in the
+    background)."""
     rows = list(
         db.execute(
             select(FaceTemplate.expert_id, FaceTemplate.template_ciphertext).where(
-                FaceTemplate.center_id == center_id,
-                FaceTemplate.model_id == engine.model_id,
-                FaceTemplate.expert_id.not_in(exclude),
+                FaceTemplate.center_id == center_id, FaceTemplate.model_id == model_id
             )
         )
     )
     if not rows:
-        return None
+        return [], np.zeros((0, 0), dtype=np.float32)
     templates = np.stack(
         [
             _unpack(cipher.decrypt_bytes(data, template_context(expert_id, "template")), 1)[0]
             for expert_id, data in rows
         ]
     )
-    scores = templates @ normalize(probe)
-    best = int(np.argmax(scores))
-    return str(rows[best][0]), float(scores[best])
+    return [str(expert_id) for expert_id, _ in rows], templates
 
 
 def references_of(db: Session, expert_ids: Sequence[str]) -> dict[str, str]:

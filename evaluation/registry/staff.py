@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -83,6 +84,19 @@ def authenticate(db: Session, secret: str) -> StaffToken:
 def is_live(db: Session, token_id: str) -> bool:
     token = db.get(StaffToken, token_id)
     return token is not None and token.revoked_at is None
+
+
+def live_labels(db: Session, center_id: str, labels: Sequence[str]) -> set[str]:
+    """Which of these labels a live (unrevoked) token of the center carries."""
+    return set(
+        db.execute(
+            select(StaffToken.label).where(
+                StaffToken.center_id == center_id,
+                StaffToken.label.in_(labels),
+                StaffToken.revoked_at.is_(None),
+            )
+        ).scalars()
+    )
 
 
 def list_staff_tokens(db: Session, center_id: str) -> list[StaffToken]:

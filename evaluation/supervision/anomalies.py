@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.committee.projects import get_project
+from evaluation.identity import cross_matches
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidTransition, NotFound
@@ -31,6 +32,7 @@ from models.settings import Settings
 from models.tables import (
     AnomalyFlag,
     EvaluationSession,
+    FaceCrossCheck,
     FaceVerification,
     OneTimeCode,
     Passkey,
@@ -164,15 +166,28 @@ def device_day(
     return findings
 
 
-def matches_other(project: Project, checks: list[FaceVerification]) -> list[Finding]:
+def _cross_values(check: FaceVerification, swept: FaceCrossCheck | None) -> dict[str, Any] | None:
+    """What the background sweep found (cross_matches), or, for checks recorded before it
+    existed, the cross-match the check itself stored."""
+    if swept is not None:
+        return {
+            "other_expert_id": swept.other_expert_id,
+            "other_similarity": round(swept.other_similarity or 0.0, 4),
+            "claimed_similarity": round(swept.claimed_similarity, 4),
+        }
+    cross = next((c for c in check.checks if c.get("check") == "cross-match"), None)
+    return None if cross is None else dict(cross["values"])
+
+
+def matches_other(db: Session, project: Project, checks: list[FaceVerification]) -> list[Finding]:
     """A face check whose face matched another enrolled person better than the one it was
     for: someone checking in as another expert, or a look-alike at the threshold."""
     found = []
+    swept = cross_matches.found_for(db, [check.id for check in checks])
     for check in checks:
-        cross = next((c for c in check.checks if c.get("check") == "cross-match"), None)
-        if cross is None:
+        values = _cross_values(check, swept.get(check.id))
+        if values is None:
             continue
-        values = cross["values"]
         found.append(
             Finding(
                 "face-matches-other",
@@ -501,7 +516,7 @@ def detect(db: Session, project: Project, policy: AnomalyPolicy) -> list[Finding
     return [
         *shared_device(project, checks),
         *device_day(db, project, checks, policy),
-        *matches_other(project, checks),
+        *matches_other(db, project, checks),
         *shared_address(project, checks, policy),
         *failures_before_pass(project, checks, policy),
         *borderline_pass(project, checks, policy),

@@ -1,22 +1,15 @@
-"""Alembic environment: runs against the engine handed in by models.migrate."""
+"""Alembic environment: runs on the connection (or engine) handed in by models.migrate."""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 
 from models import tables  # noqa: F401  (registers the tables on Base.metadata)
 from models.base import Base
 
-config = context.config
-engine = config.attributes.get("engine")
-if not isinstance(engine, Engine):
-    url = config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise SystemExit("set sqlalchemy.url or run migrations through `evalsign init`")
-    engine = create_engine(url)
 
-with engine.connect() as connection:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -27,4 +20,21 @@ with engine.connect() as connection:
     )
     with context.begin_transaction():
         context.run_migrations()
-    connection.commit()
+
+
+config = context.config
+given = config.attributes.get("connection")
+if isinstance(given, Connection):
+    # models.migrate's connection, inside its transaction under the migration lock; the
+    # caller commits.
+    _run(given)
+else:
+    engine = config.attributes.get("engine")
+    if not isinstance(engine, Engine):
+        url = config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise SystemExit("set sqlalchemy.url or run migrations through `evalsign migrate`")
+        engine = create_engine(url)
+    with engine.connect() as connection:
+        _run(connection)
+        connection.commit()

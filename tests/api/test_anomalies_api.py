@@ -7,13 +7,19 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.jobs import sweep_cross_matches
 from api.services import Services
+from evaluation.identity import cross_matches
+from evaluation.kernel.actions import Action
 from evaluation.registry.staff import Role, hash_token
 from models.tables import (
     AnomalyFlag,
+    AuditEntry,
     EvaluationSession,
     FaceChallenge,
     FaceVerification,
@@ -21,7 +27,7 @@ from models.tables import (
 )
 from tests.api.committee import Committee
 from tests.api.helpers import assert_problem
-from tests.factories import bound_phone, drawable_expert
+from tests.factories import bound_phone, drawable_expert, enrolled_template
 
 
 def _flags(committee: Committee, **query: str) -> list[dict[str, Any]]:
@@ -323,3 +329,60 @@ def test_supervisors_search_the_verification_log(committee: Committee, db: Sessi
             "/api/v1/face/verifications", params=bad, headers=supervisor
         )
         assert response.status_code == 422, (bad, response.text)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    unit: np.ndarray = (vector / np.linalg.norm(vector)).astype(np.float32)
+    return unit
+
+
+def test_the_background_sweep_flags_a_face_that_matched_another_person_better_once(
+    committee: Committee, db: Session, services: Services
+) -> None:
+    claimed, other, third = (m["expert_id"] for m in committee.members[:3])
+    rng = np.random.default_rng(5)
+    faces = {person: _unit(rng.normal(size=512)) for person in (claimed, other, third)}
+    for person, vector in faces.items():
+        enrolled_template(
+            db,
+            services.cipher,
+            center_id=committee.center.id,
+            expert_id=person,
+            vector=vector,
+            model_id="synthetic-512",  # apart from the committee's stand-in templates
+            now=committee.clock.now(),
+        )
+    _check(db, committee, claimed, passed=False, device="phone-look-alike")
+    verification = db.execute(
+        select(FaceVerification).where(FaceVerification.expert_id == claimed)
+    ).scalar_one()
+    verification.model_id = "synthetic-512"
+    # The face at the phone is the other expert's, seen a little differently.
+    probe = _unit(faces[other] + 0.4 * _unit(rng.normal(size=512)))
+    cross_matches.queue(
+        db,
+        services.cipher,
+        verification,
+        probe,
+        threshold=0.4,
+        claimed_similarity=float(probe @ faces[claimed]),
+    )
+    db.commit()
+    assert _flags(committee) == []  # nothing known until the sweep has run
+
+    assert sweep_cross_matches(services) == 1
+    [flag] = _flags(committee)
+    assert flag["rule"] == "face-matches-other"
+    assert flag["evidence"]["claimed_expert_id"] == claimed
+    assert flag["evidence"]["other_expert_id"] == other
+    assert flag["evidence"]["other_similarity"] == pytest.approx(
+        float(probe @ faces[other]), abs=1e-4
+    )
+    assert sweep_cross_matches(services) == 0
+    assert _recompute(committee) == []  # the rule reads the sweep's record: no second flag
+    flagged = (
+        db.execute(select(AuditEntry).where(AuditEntry.action == Action.ANOMALY_FLAGGED.value))
+        .scalars()
+        .all()
+    )
+    assert [entry.details["rule"] for entry in flagged] == ["face-matches-other"]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+from sqlalchemy import inspect as sa_inspect
 
 from evaluation.registry.staff import Role
 from tests.conftest import on_postgres
@@ -376,3 +377,100 @@ def test_face_samples_writes_portraits_that_enroll(
         )
         assert answer.status_code == 201, answer.text
         assert answer.json()["photos"][0]["accepted"] is True
+
+
+def _start(data_dir: Path, database_url: str, master_key: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "EVALSIGN_DATABASE_URL": database_url, "EVALSIGN_MASTER_KEY": master_key}
+    return subprocess.Popen(
+        [EVALSIGN, *args, "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _finish(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    payload: dict[str, Any] = json.loads(out)
+    return payload
+
+
+@pytest.mark.slow
+def test_replicas_initializing_a_new_database_together_all_succeed_and_mint_tokens_once(
+    tmp_path: Path, isolated_database_url: str
+) -> None:
+    """Three replicas, each with its own data directory and the shared master key, run
+    `migrate` and then `init` at the same moment on a database nobody has touched."""
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    dirs = [tmp_path / f"replica{n}" for n in range(3)]
+    migrations = [
+        _finish(p) for p in [_start(d, isolated_database_url, key, "migrate") for d in dirs]
+    ]
+    assert sum(m["changed"] for m in migrations) == 1
+    assert {m["to"] for m in migrations} == {migrations[0]["to"]}
+
+    inits = [_finish(p) for p in [_start(d, isolated_database_url, key, "init") for d in dirs]]
+    assert len({i["center_id"] for i in inits}) == 1
+    assert sum(i["center_created"] for i in inits) == 1
+    minted = [i for i in inits if i["tokens"]]
+    assert len(minted) == 1 and set(minted[0]["tokens"]) == {"admin", "operator", "supervisor"}
+    assert all(i["tokens_file"] is None and i["tokens_note"] for i in inits if not i["tokens"])
+    engine = create_engine(isolated_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM centers")).scalar() == 1
+        assert connection.execute(text("SELECT count(*) FROM staff_tokens")).scalar() == 3
+        upgrades = connection.execute(text("SELECT upgraded_from FROM schema_upgrades")).all()
+        assert upgrades == [(None,)]
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_replicas_starting_with_init_on_a_fresh_database_all_succeed(
+    tmp_path: Path, isolated_database_url: str
+) -> None:
+    """`init` alone (it migrates first): the crash this replaced was a UniqueViolation on
+    alembic_version in the second replica."""
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    dirs = [tmp_path / f"replica{n}" for n in range(2)]
+    inits = [_finish(p) for p in [_start(d, isolated_database_url, key, "init") for d in dirs]]
+    assert len({i["center_id"] for i in inits}) == 1
+    assert sorted(bool(i["tokens"]) for i in inits) == [False, True]
+
+
+@pytest.mark.slow
+def test_serve_does_not_migrate_unless_asked(tmp_path: Path, isolated_database_url: str) -> None:
+    result = run(tmp_path / "var", isolated_database_url, "serve", "--port", "0")
+    assert result.returncode == 2
+    assert "SchemaMismatch" in result.stderr and "evalsign migrate" in result.stderr
+    engine = create_engine(isolated_database_url)
+    with engine.connect() as connection:
+        assert "alembic_version" not in sa_inspect(connection).get_table_names()
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_worker_once_runs_each_due_job_and_records_its_turn(
+    instance: tuple[Path, str, dict[str, Any]],
+) -> None:
+    data_dir, url, _created = instance
+    first = run(data_dir, url, "worker", "--once")
+    assert first.returncode == 0, first.stderr
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        leases = connection.execute(
+            text("SELECT name, holder, expires_at, last_finished_at FROM job_leases")
+        ).all()
+        # The first checkpoint of the init's entries was due at once.
+        checkpoints = connection.execute(text("SELECT count(*) FROM audit_checkpoints")).scalar()
+    engine.dispose()
+    assert {row[0] for row in leases} == {"audit-checkpoints", "face-retention", "face-cross-match"}
+    assert all(row[2] is None and row[3] is not None for row in leases)  # finished, let go
+    assert checkpoints == 1
+    again = run(data_dir, url, "worker", "--once")  # nothing due yet: nothing runs twice
+    assert again.returncode == 0, again.stderr
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM audit_checkpoints")).scalar() == 1
+    engine.dispose()

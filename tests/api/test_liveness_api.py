@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.jobs import sweep_cross_matches
 from api.services import Services
 from evaluation.identity import face_checks
 from evaluation.kernel.audit import Caller
@@ -26,6 +27,7 @@ from models.clock import FrozenClock
 from models.tables import (
     AuditEntry,
     FaceChallenge,
+    FaceCrossCheck,
     FaceVerification,
     ScanSession,
     VerifiedSession,
@@ -503,22 +505,44 @@ def test_a_scan_challenge_answer_names_no_candidates(
 
 
 def test_a_face_that_looks_like_another_enrolled_expert_is_recorded(
-    client: TestClient, operator: dict[str, str], expert_id: str, db: Session, clock: FrozenClock
+    client: TestClient,
+    operator: dict[str, str],
+    expert_id: str,
+    db: Session,
+    clock: FrozenClock,
+    services: Services,
 ) -> None:
-    """Someone else's face on the claimed expert's check: refused, and the record names the
-    enrolled person it matched better (the face-matches-other anomaly reads this)."""
+    """Someone else's face on the claimed expert's check: refused, and the background sweep
+    records the enrolled person it matched better (the face-matches-other anomaly reads
+    this); the check itself compares with the claimed person only."""
     other_id = _enrolled(client, operator, OTHER)
     issued = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=8))
     answered = submit(client, issued, genuine_video(OTHER, tuple(issued["actions"])))
     body = answered.json()
     assert body["passed"] is False and "face-mismatch" in body["reasons"]
-    cross = next(c for c in body["verification"]["checks"] if c["check"] == "cross-match")
-    assert cross["values"]["other_expert_id"] == other_id
-    assert cross["values"]["other_similarity"] > cross["values"]["claimed_similarity"]
+    assert all(c["check"] != "cross-match" for c in body["verification"]["checks"])
+    verification_id = body["verification"]["id"]
+    queued = db.get(FaceCrossCheck, verification_id)
+    assert queued is not None and queued.swept_at is None and queued.probe_ciphertext
 
-    # The right person on their own check: no cross-match in the record.
+    assert sweep_cross_matches(services) == 1
+    db.expire_all()
+    swept = db.get(FaceCrossCheck, verification_id)
+    assert swept is not None and swept.swept_at == clock.now()
+    assert swept.other_expert_id == other_id
+    assert swept.other_similarity is not None
+    assert swept.other_similarity > swept.claimed_similarity
+    assert swept.claimed_similarity == pytest.approx(body["verification"]["similarity"])
+    assert swept.probe_ciphertext is None  # the face is not kept past the comparison
+    assert sweep_cross_matches(services) == 0  # each check is compared once
+
+    # The right person on their own check: nothing found.
     issued = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=8))
     own = submit(client, issued, genuine_video(PERSON, tuple(issued["actions"]))).json()
-    assert own["passed"] and all(c["check"] != "cross-match" for c in own["verification"]["checks"])
+    assert own["passed"]
+    assert sweep_cross_matches(services) == 0
+    db.expire_all()
+    mine = db.get(FaceCrossCheck, own["verification"]["id"])
+    assert mine is not None and mine.swept_at is not None and mine.other_expert_id is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -14,6 +16,7 @@ from api.app import create_app
 from api.logs import JsonFormatter, request_id_var
 from api.services import build_services
 from models.db import make_engine
+from models.migrate import MIGRATIONS_DIR, head_revision, upgrade_to_head
 from models.settings import Settings
 from signing.keyring import Keyring
 from tests.api.helpers import assert_problem
@@ -83,7 +86,7 @@ def test_log_lines_are_json_with_the_request_id() -> None:
 
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    assert client.get("/readyz").json() == {"status": "ready", "schema": "current"}
 
 
 def test_not_ready_when_the_schema_is_not_migrated(
@@ -93,6 +96,53 @@ def test_not_ready_when_the_schema_is_not_migrated(
     engine = make_engine(isolated_database_url)
     app = create_app(build_services(settings, engine=engine, keyring=Keyring(b"k" * 32)))
     with TestClient(app) as client:
+        assert_problem(client.get("/readyz"), 503, "not-ready")
+    engine.dispose()
+
+
+def _next_release(directory: Path, revision: str, parent: str) -> Path:
+    """This code's migrations plus one more, as the next release would ship them."""
+    if not (directory / "env.py").exists():
+        shutil.copytree(MIGRATIONS_DIR, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    (directory / "versions" / f"{revision}_next.py").write_text(
+        f"""import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {parent!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('release_{revision}', sa.Column('id', sa.Integer(), primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table('release_{revision}')
+"""
+    )
+    return directory
+
+
+def test_ready_on_the_next_releases_schema_but_not_on_the_one_after(
+    isolated_database_url: str, tmp_path: Path
+) -> None:
+    """A rolling deploy: `evalsign migrate` of the next release runs first, and the replicas
+    of this one keep serving; two releases on, they are taken out."""
+    settings = Settings(data_dir=tmp_path, database_url=isolated_database_url)
+    engine = make_engine(isolated_database_url)
+    upgrade_to_head(engine)
+    head = head_revision()
+    assert head is not None
+    app = create_app(build_services(settings, engine=engine, keyring=Keyring(b"k" * 32)))
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["schema"] == "current"
+        scripts = _next_release(tmp_path / "migrations", "9001", head)
+        assert upgrade_to_head(engine, scripts) == head
+        assert client.get("/readyz").json() == {"status": "ready", "schema": "next-release"}
+        _next_release(scripts, "9002", "9001")
+        assert upgrade_to_head(engine, scripts) == "9001"
         assert_problem(client.get("/readyz"), 503, "not-ready")
     engine.dispose()
 
