@@ -208,3 +208,16 @@ def test_documents_stored_before_pieces_are_still_read(tmp_path: Path) -> None:
     third = _append(store, revision, b"\n% the second signature\n")
     assert b"".join(store.read(third)) == signed + b"\n% the second signature\n"
     assert legacy.read_bytes().endswith(b"leftovers")
+
+
+def test_the_store_setting_names_an_s3_bucket_or_nothing() -> None:
+    from pydantic import ValidationError
+
+    from evaluation.documents.s3_store import parse_location
+    from models.settings import Settings
+
+    assert parse_location("s3://evalsign/documents/") == ("evalsign", "documents/")
+    assert parse_location("s3://evalsign") == ("evalsign", "")
+    for wrong in ("/srv/documents", "http://minio:9000/evalsign", "s3://"):
+        with pytest.raises(ValidationError):
+            Settings(document_store=wrong)
