@@ -47,12 +47,6 @@ from signing import pades, seal_image
 from signing.pades import PageMark
 
 
-class DocumentChanged(SigningRefused):
-    status = 409
-    code = "document-changed"
-    title = "The contract file differs from its last recorded revision; nobody may sign it"
-
-
 class RepresentsBothParties(SigningRefused):
     status = 409
     code = "represents-both-parties"
@@ -93,9 +87,10 @@ class _PartyTurn:
 
 def _check_unchanged(db: Session, context: SigningContext, document: Document) -> None:
     """The stored file must be exactly its last recorded revision: a contract altered
-    outside the service after the first signature is never signed again."""
+    outside the service after the first signature is never signed again. Checked before
+    the cross-page strips read its pages (preparing checks it again, as for any document)."""
     if context.store.digest(documents.stored_revision(db, document)) != document.sha256:
-        raise DocumentChanged(
+        raise documents.DocumentChanged(
             f"contract file {document.id} no longer matches revision {document.revision}",
             revision=document.revision,
         )

@@ -35,7 +35,7 @@ from evaluation.identity.one_time_codes import SmsPolicy
 from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.trust import activation, credentials, pki
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
@@ -97,6 +97,12 @@ class NotYourTurn(DomainError):
     status = 409
     code = "not-your-turn"
     title = "Signers of an earlier order group have not all signed yet"
+
+
+class DocumentChanged(SigningRefused):
+    status = 409
+    code = "document-changed"
+    title = "The stored document differs from its last recorded revision; nobody may sign it"
 
 
 class NoSlotForSigner(DomainError):
@@ -801,9 +807,10 @@ def prepare_slot(
         seal_png=seal_png,
     )
     timestamper = _timestamper(db, clock, context, session.center_id)
+    revision = stored_revision(db, document)
     try:
-        with context.store.open(stored_revision(db, document)) as file:
-            return pades.prepare_signature(
+        with context.store.open(revision) as file:
+            prepared = pades.prepare_signature(
                 file.stream,
                 slot.field_name,
                 pki.load_certificate(credential.certificate_der),
@@ -817,10 +824,27 @@ def prepare_slot(
                 now=clock.now,
                 marks=marks,
             )
-    except pades.StampError as exc:
-        raise StampUnavailable(str(exc)) from exc
-    except pades.SigningFailed as exc:
-        raise SigningNotPossible(str(exc)) from exc
+    except (pades.PdfRejected, pades.StampError, pades.SigningFailed) as exc:
+        # A document altered in the store may not even parse any more: say that first.
+        if context.store.digest(revision) != document.sha256:
+            raise _changed(document) from exc
+        if isinstance(exc, pades.StampError):
+            raise StampUnavailable(str(exc)) from exc
+        if isinstance(exc, pades.SigningFailed):
+            raise SigningNotPossible(str(exc)) from exc
+        raise
+    # The bytes were hashed while preparing anyway: a document altered in the store (or a
+    # damaged copy) is never signed, and finishing checks the same digest again.
+    if prepared.base_sha256.hex() != document.sha256:
+        raise _changed(document)
+    return prepared
+
+
+def _changed(document: Document) -> DocumentChanged:
+    return DocumentChanged(
+        f"document {document.id} no longer matches revision {document.revision}",
+        revision=document.revision,
+    )
 
 
 def finish_slot(

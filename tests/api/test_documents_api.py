@@ -24,7 +24,7 @@ from api.services import Services
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry, Document, DocumentRevision, SignatureActivation
-from tests.api.helpers import SignerPhone, assert_problem, sign_document
+from tests.api.helpers import SignerPhone, assert_problem, sign_document, tamper_with_upload
 from tests.conftest import store_location
 from tests.factories import (
     CenterWithStaff,
@@ -445,3 +445,27 @@ def test_uploads_over_the_limit_are_refused(
     with pytest.raises(UploadTooLarge):
         store.receive(io.BytesIO(b"x" * 5000), max_bytes=4096)
     assert not any((tmp_path / "store").rglob("*.pdf"))
+
+
+def test_a_document_altered_in_the_store_is_never_signed(
+    client: TestClient,
+    setup: dict[str, Any],
+    center: CenterWithStaff,
+    db: Session,
+    clock: FrozenClock,
+    services: Services,
+) -> None:
+    operator, experts = setup["operator"], setup["experts"]
+    document = upload(client, operator, slots_for(experts)).json()
+    client.post(f"/api/v1/documents/{document['id']}/start", headers=operator)
+
+    def change(data: bytearray) -> None:
+        at = data.index(b"Evaluation report")  # the page's text: still a readable PDF
+        data[at] = ord("F")
+
+    tamper_with_upload(services.documents.store, document["id"], change)
+    refused = sign(client, document["id"], phone_of(db, clock, center, experts[0], "phone-t"))
+    assert_problem(refused, 409, "document-changed")
+    stored = client.get(f"/api/v1/documents/{document['id']}", headers=operator).json()
+    assert stored["revision"] == 0 and stored["sha256"] == document["sha256"]
+    assert db.execute(select(func.count()).select_from(SignatureActivation)).scalar_one() == 0
