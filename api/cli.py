@@ -1,5 +1,5 @@
-"""The `evalsign` command: init, migrate, serve, worker, token create, audit verify, pdf
-validate, face compare/eval, draw verify."""
+"""The `evalsign` command: init, migrate, serve, worker, token create, audit verify,
+documents sweep, pdf validate, face compare/eval/samples, draw verify."""
 
 from __future__ import annotations
 
@@ -297,6 +297,33 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_documents_sweep(args: argparse.Namespace) -> int:
+    """Delete stored document objects that no revision records (crashed signings and
+    uploads leave them), older than the grace period so nothing in flight is touched."""
+    from datetime import UTC, datetime, timedelta
+
+    from evaluation.documents import documents
+    from evaluation.documents.store import open_store
+
+    settings = _settings(args)
+    store = open_store(
+        settings.documents_dir,
+        settings.document_store,
+        cache_bytes=settings.document_cache_bytes,
+    )
+    older_than = datetime.now(UTC) - timedelta(hours=args.older_than_hours)
+    with _transaction(args) as db:
+        removed = documents.sweep_unrecorded(db, store, older_than)
+    _print(
+        {
+            "removed": len(removed),
+            "bytes": sum(r.piece.length for r in removed),
+            "objects": [f"{r.document_id}/{r.piece.name}" for r in removed],
+        }
+    )
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from evaluation.trust import checkpoints
 
@@ -582,6 +609,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_cmd.add_parser("verify", parents=[common], help="recompute the hash chain")
     verify.add_argument("--center", help="only this center id")
     verify.set_defaults(handler=cmd_audit_verify)
+
+    documents_cmd = commands.add_parser("documents", help="stored documents").add_subparsers(
+        dest="documents_command", required=True
+    )
+    sweep = documents_cmd.add_parser(
+        "sweep", parents=[common], help="delete stored objects no revision records"
+    )
+    sweep.add_argument(
+        "--older-than-hours",
+        type=float,
+        default=24.0,
+        help="leave younger objects alone: they may belong to a signing in flight",
+    )
+    sweep.set_defaults(handler=cmd_documents_sweep)
 
     pdf = commands.add_parser("pdf", help="signed PDFs").add_subparsers(
         dest="pdf_command", required=True

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.messaging import LocalOutbox
 from api.rate_limits import RequestLimiter, build_limiter
 from evaluation.documents.documents import SigningContext
-from evaluation.documents.store import DocumentStore
+from evaluation.documents.store import open_store
 from evaluation.identity.face_checks import LivenessConfig
 from evaluation.identity.faces import FacePolicy
 from evaluation.identity.identity_verification import IdentityVerifier, verifier_from_settings
@@ -148,7 +148,11 @@ def build_services(
             vault=vault,
             pki=pki_policy,
             activation=activation_policy,
-            store=DocumentStore(settings.documents_dir),
+            store=open_store(
+                settings.documents_dir,
+                settings.document_store,
+                cache_bytes=settings.document_cache_bytes,
+            ),
             passkeys=PasskeyPolicy.from_settings(settings),
             seal_png=settings.seal_image.read_bytes() if settings.seal_image else None,
             sms=sms,

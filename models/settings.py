@@ -186,6 +186,14 @@ class Settings(BaseSettings):
 
     # Documents (EVALSIGN_DOCUMENT_*): uploads stream to disk, so the limit is about disk.
     document_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    # Unset: documents under data_dir/documents. `s3://BUCKET/PREFIX`: S3-compatible object
+    # storage, credentials and endpoint from the standard AWS_* variables (AWS_ENDPOINT_URL
+    # for MinIO or Ceph RGW); data_dir/documents then holds uploads in flight and a cache of
+    # the pieces this replica signed lately, at most document_cache_bytes.
+    document_store: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?$"
+    )
+    document_cache_bytes: int = Field(default=10 * 1024**3, ge=0)
     # The center's seal (PNG with transparency) drawn in every visible signature stamp.
     seal_image: Path | None = None
 

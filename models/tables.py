@@ -673,8 +673,9 @@ class SignatureActivation(Base):
 
 class Document(Base):
     """A PDF to be signed (an evaluation report, a contract): its signer slots and every
-    revision. The bytes live under the data directory; this row says which prefix of the
-    document's append-only file is each revision."""
+    revision. The bytes live in the document store (evaluation/documents/store.py): each
+    revision's increment an immutable object, named by the revision's size and SHA-256
+    recorded here and in `document_revisions`."""
 
     __tablename__ = "documents"
     __table_args__ = (

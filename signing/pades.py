@@ -1,6 +1,8 @@
-"""PAdES signatures on PDF files on disk: sign in place, time-stamp, validate.
+"""PAdES signatures on PDF files: sign in place, time-stamp, validate.
 
-A pure library: no database, no HTTP, no clock of its own. The service hands it a file path,
+A pure library: no database, no HTTP, no clock of its own. The service hands it a file path
+(or a seekable stream that takes appended bytes, such as the document store's view of a
+revision, where the appended update stays in memory until the service keeps it),
 the signer's certificates and a `sign_digest` callback (which runs the CSC authorize +
 signHash flow for exactly one digest), our RFC 3161 authority wrapped as a pyHanko
 `TimeStamper`, and the revocation material (CRLs, OCSP responses) it has issued.
@@ -8,10 +10,10 @@ signHash flow for exactly one digest), our RFC 3161 authority wrapped as a pyHan
 What a signature looks like:
 
 - ONE incremental update per signature, appended to the file itself (opened r+b, pyHanko
-  `in_place=True`). The document is streamed for hashing in 1 MiB chunks and never read
-  into memory, so a 1 GB file signs in bounded memory. If anything fails after the update
-  was appended (the signHash callback refused, the TSA is down), the file is truncated
-  back to its previous length.
+  `in_place=True`) or to the stream handed in. The document is streamed for hashing in
+  1 MiB chunks and never read into memory, so a 1 GB file signs in bounded memory. If
+  anything fails after the update was appended (the signHash callback refused, the TSA is
+  down), the file is truncated back to its previous length.
 - PAdES baseline: subfilter ETSI.CAdES.detached, signing-certificate-v2, no CMS
   signing-time (the /M entry carries the claimed time), a signature time-stamp (B-T), and
   the chains of the signer and the TSA with the given CRLs/OCSPs in the document's DSS.
@@ -40,6 +42,7 @@ import secrets
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -477,10 +480,10 @@ def _page_sizes(reader: PdfFileReader) -> list[tuple[float, float]]:
     return sizes
 
 
-def check_pdf(path: Path) -> PdfInfo:
+def check_pdf(source: Path | BinaryIO) -> PdfInfo:
     """Open the file with pyHanko's strict reader (which reads the cross-reference data,
     not the whole file) and describe it; PdfRejected if it is not a PDF we can sign."""
-    with path.open("rb") as stream:
+    with _reading(source) as stream:
         reader = _open_reader(stream)
         try:
             sizes = _page_sizes(reader)
@@ -491,6 +494,18 @@ def check_pdf(path: Path) -> PdfInfo:
         except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PdfRejected(f"the PDF structure is broken: {exc!r}") from exc
     return PdfInfo(len(sizes), sizes, all_fields, signed)
+
+
+def _reading(source: Path | BinaryIO) -> AbstractContextManager[IO[bytes]]:
+    if isinstance(source, Path):
+        return source.open("rb")
+    source.seek(0)
+    return nullcontext(source)
+
+
+def _writing(document: Path | BinaryIO) -> AbstractContextManager[BinaryIO]:
+    """A path opened under its lock, or a stream as it is (its owner serializes writers)."""
+    return _Locked(document) if isinstance(document, Path) else nullcontext(document)
 
 
 class _Locked:
@@ -514,7 +529,9 @@ class _Locked:
 
 def _finish(stream: BinaryIO) -> int:
     stream.flush()
-    os.fsync(stream.fileno())
+    # Not a file: whoever keeps the appended bytes makes them durable.
+    with suppress(OSError, AttributeError):
+        os.fsync(stream.fileno())
     return stream.seek(0, os.SEEK_END)
 
 
@@ -597,7 +614,7 @@ class PreparedSignature:
 
 
 def sign_in_place(
-    path: Path,
+    document: Path | BinaryIO,
     field_name: str,
     identity: SigningIdentity,
     timestamper: TimeStamper,
@@ -610,14 +627,14 @@ def sign_in_place(
     now: Callable[[], datetime] | None = None,
     marks: Sequence[PageMark] = (),
 ) -> SignResult:
-    """Sign the PDF at `path` in place (see the module docstring): prepare and finish in
+    """Sign the PDF `document` in place (see the module docstring): prepare and finish in
     one go, under one lock. `now` gives the claimed signing time; by default the
     InProcessTimeStamper's clock. `marks` are drawn on their pages in the signed revision.
     Raises PdfRejected, StampError or SigningFailed; on any error the file keeps its
     previous length."""
     return asyncio.run(
         async_sign_in_place(
-            path,
+            document,
             field_name,
             identity,
             timestamper,
@@ -633,7 +650,7 @@ def sign_in_place(
 
 
 async def async_sign_in_place(
-    path: Path,
+    document: Path | BinaryIO,
     field_name: str,
     identity: SigningIdentity,
     timestamper: TimeStamper,
@@ -647,7 +664,7 @@ async def async_sign_in_place(
     marks: Sequence[PageMark] = (),
 ) -> SignResult:
     """`sign_in_place` for callers already inside an event loop."""
-    with _Locked(path) as stream:
+    with _writing(document) as stream:
         prepared = await _prepare(
             stream,
             field_name,
@@ -667,7 +684,7 @@ async def async_sign_in_place(
 
 
 def prepare_signature(
-    path: Path,
+    document: Path | BinaryIO,
     field_name: str,
     certificate: x509.Certificate,
     chain: Sequence[x509.Certificate],
@@ -684,7 +701,7 @@ def prepare_signature(
     """The first half of signing: the signature's revision built and digested, the signed
     attributes fixed. The file itself is left as it was. Raises PdfRejected, StampError or
     SigningFailed."""
-    with _Locked(path) as stream:
+    with _writing(document) as stream:
         return asyncio.run(
             _prepare(
                 stream,
@@ -704,7 +721,7 @@ def prepare_signature(
 
 
 def finish_signature(
-    path: Path,
+    document: Path | BinaryIO,
     prepared: PreparedSignature,
     identity: SigningIdentity,
     timestamper: TimeStamper,
@@ -716,7 +733,7 @@ def finish_signature(
     keeps its previous length."""
     if identity.certificate.fingerprint(hashes.SHA256()) != _certificate_of(prepared):
         raise SigningFailed("the identity is not the one the signature was prepared for")
-    with _Locked(path) as stream:
+    with _writing(document) as stream:
         _check_base(stream, prepared)
         signature_cms = asyncio.run(_signature_cms(prepared, identity, timestamper))
         return _embed(stream, prepared, signature_cms)
@@ -983,7 +1000,7 @@ def _box(stamp: Stamp, writer: IncrementalPdfFileWriter) -> tuple[int, int, int,
 
 
 def add_document_timestamp(
-    path: Path,
+    document: Path | BinaryIO,
     timestamper: TimeStamper,
     revocation: RevocationMaterial,
     trust_roots: Sequence[x509.Certificate],
@@ -992,12 +1009,12 @@ def add_document_timestamp(
     """Append a document time-stamp in place, with the TSA's chain and revocation data in
     the DSS of the same revision (B-LTA for the signatures before it)."""
     asyncio.run(
-        async_add_document_timestamp(path, timestamper, revocation, trust_roots, field_name)
+        async_add_document_timestamp(document, timestamper, revocation, trust_roots, field_name)
     )
 
 
 async def async_add_document_timestamp(
-    path: Path,
+    document: Path | BinaryIO,
     timestamper: TimeStamper,
     revocation: RevocationMaterial,
     trust_roots: Sequence[x509.Certificate],
@@ -1005,7 +1022,7 @@ async def async_add_document_timestamp(
 ) -> None:
     moment = _now_of(timestamper)()
     context = _signing_context(trust_roots, _tsa_chain(timestamper), revocation, moment)
-    with _Locked(path) as stream:
+    with _writing(document) as stream:
         writer = _incremental_writer(stream)
         original_size = stream.seek(0, os.SEEK_END)
         try:

@@ -28,9 +28,13 @@ from models.settings import Settings
 from signing.field_cipher import FieldCipher
 from signing.keyring import Keyring
 from tests.factories import CenterWithStaff, make_center
+from tests.s3_server import S3Server, running_s3_server
 from tests.signing.softhsm import SoftHsmToken, configure_softhsm, init_token, softhsm_module
 
 POSTGRES_URL = os.environ.get("EVALSIGN_TEST_DATABASE_URL")
+# `s3` runs every test's app on S3-compatible storage (a moto server) instead of the
+# local directory; the document tests run on both either way.
+DOCUMENT_STORE = os.environ.get("EVALSIGN_TEST_DOCUMENT_STORE", "local")
 
 
 def on_postgres() -> bool:
@@ -102,8 +106,36 @@ def cipher(keyring: Keyring) -> FieldCipher:
     return FieldCipher(keyring)
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server in its own process, the standard AWS_* variables pointing at it."""
+    with running_s3_server() as server, pytest.MonkeyPatch.context() as patch:
+        for name, value in server.environment.items():
+            patch.setenv(name, value)
+        yield server
+
+
+def store_location(request: pytest.FixtureRequest, kind: str) -> str | None:
+    """EVALSIGN_DOCUMENT_STORE for a kind of store: None for the local directory, a fresh
+    prefix of the test bucket for S3."""
+    if kind == "local":
+        return None
+    if kind == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        return server.new_location()
+    raise ValueError(f"EVALSIGN_TEST_DOCUMENT_STORE={kind!r}: local or s3")
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def document_store(request: pytest.FixtureRequest) -> str | None:
+    """Where the app under test keeps documents. A test that must cover both stores
+    says `@pytest.mark.parametrize("document_store", ["local", "s3"], indirect=True)`; a
+    module, by overriding this fixture with those params."""
+    return store_location(request, getattr(request, "param", DOCUMENT_STORE))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, document_store: str | None) -> Settings:
     # No job runner: the tests share one connection, a background job would race them
     # (tests/api/test_job_runner.py and test_checkpoints.py drive the jobs themselves).
     return Settings(
@@ -112,6 +144,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         audit_checkpoint_every_s=0,
         face_retention_every_s=0,
         jobs_in_serve=False,
+        document_store=document_store,
     )
 
 

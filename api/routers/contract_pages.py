@@ -203,8 +203,8 @@ def contract_validation(
     time-stamp checked against the center's trust list), for the party to keep with it."""
     _, document, _ = _mine(db, scan)
     roots = pki.trust_roots(db, scan.center_id)
-    path = services.documents.store.path(document.id)
-    report = validation_out(pades.validate(path, roots, now=services.clock.now()))
+    with services.documents.store.open(documents.stored_revision(db, document)) as file:
+        report = validation_out(pades.validate(file.stream, roots, now=services.clock.now()))
     if format == "html":
         return HTMLResponse(render_report(report, document.file_name))
     return report

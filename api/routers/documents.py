@@ -146,7 +146,7 @@ def download_document(
     """The latest revision, or any earlier one (`?revision=N`), streamed."""
     document = documents.get_document(db, staff.center_id, document_id)
     chosen = documents.revision_of(db, document, revision)
-    chunks = services.documents.store.read(document.id, chosen.size)
+    chunks = services.documents.store.read(documents.stored_revision(db, document, chosen.number))
     return StreamingResponse(
         chunks,
         media_type=PDF,

@@ -191,7 +191,8 @@ def page_response(
     headers = cache_headers(etag, pinned=revision is not None)
     if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
-    pdf = b"".join(services.documents.store.read(document.id, chosen.size))
+    stored = documents.stored_revision(db, document, chosen.number)
+    pdf = b"".join(services.documents.store.read(stored))
     # A stored revision pdfium cannot draw is our fault, not the phone's: PdfUnreadable
     # goes on to the logged 500 (internal-error) with the request id.
     image = pdf_pages.render_page(pdf, page, width)
@@ -249,7 +250,7 @@ def file_response(
     headers = cache_headers(f'"{chosen.sha256}"', pinned=revision is not None)
     if etag_matches(if_none_match, headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    chunks = services.documents.store.read(document.id, chosen.size)
+    chunks = services.documents.store.read(documents.stored_revision(db, document, chosen.number))
     headers["Content-Length"] = str(chosen.size)
     headers["Content-Disposition"] = content_disposition(download_name(document, chosen))
     return StreamingResponse(chunks, media_type=PDF, headers=headers)

@@ -47,12 +47,6 @@ from signing import pades, seal_image
 from signing.pades import PageMark
 
 
-class DocumentChanged(SigningRefused):
-    status = 409
-    code = "document-changed"
-    title = "The contract file differs from its last recorded revision; nobody may sign it"
-
-
 class RepresentsBothParties(SigningRefused):
     status = 409
     code = "represents-both-parties"
@@ -91,26 +85,24 @@ class _PartyTurn:
     personal: IssuedCertificate
 
 
-def _check_unchanged(context: SigningContext, document: Document) -> None:
+def _check_unchanged(db: Session, context: SigningContext, document: Document) -> None:
     """The stored file must be exactly its last recorded revision: a contract altered
-    outside the service after the first signature is never signed again."""
-    path = context.store.path(document.id)
-    size = path.stat().st_size
-    if size < document.size or context.store.digest(document.id, document.size) != (
-        document.sha256
-    ):
-        raise DocumentChanged(
+    outside the service after the first signature is never signed again. Checked before
+    the cross-page strips read its pages (preparing checks it again, as for any document)."""
+    if context.store.digest(documents.stored_revision(db, document)) != document.sha256:
+        raise documents.DocumentChanged(
             f"contract file {document.id} no longer matches revision {document.revision}",
             revision=document.revision,
         )
 
 
 def _cross_page_marks(
-    context: SigningContext, document: Document, seal_png: bytes, party_index: int
+    db: Session, context: SigningContext, document: Document, seal_png: bytes, party_index: int
 ) -> list[PageMark]:
     """The strips of a cross-page seal, one per page at its right edge; the second party's
     seal sits lower, so the two never overlap."""
-    sizes = pades.check_pdf(context.store.path(document.id)).page_sizes
+    with context.store.open(documents.stored_revision(db, document)) as file:
+        sizes = pades.check_pdf(file.stream).page_sizes
     strips = seal_image.cross_page_strips(seal_png, len(sizes))
     strip_w = CROSS_SEAL_SIDE / len(sizes)
     marks = []
@@ -179,7 +171,7 @@ def _turn(
         raise documents.NotYourTurn(
             "the other party signs first", waiting_for=sorted({s.role for s in waiting})
         )
-    _check_unchanged(context, document)
+    _check_unchanged(db, context, document)
     remote_review.require_confirmed(db, session.expert_id)
     seal = require_seal(db, unit, now)
     personal = credentials.current_credential(db, session.expert_id)
@@ -206,7 +198,9 @@ def _credential_of(turn: _PartyTurn, slot: SignerSlot) -> IssuedCertificate:
     return turn.seal if slot.mark == "seal" else turn.personal
 
 
-def _mark_of(context: SigningContext, turn: _PartyTurn, slot: SignerSlot, now: datetime) -> _Mark:
+def _mark_of(
+    db: Session, context: SigningContext, turn: _PartyTurn, slot: SignerSlot, now: datetime
+) -> _Mark:
     """The unit's seal (with its cross-page strips, if the contract has them) or the
     representative's own signature."""
     unit, person = turn.unit, turn.person
@@ -214,7 +208,7 @@ def _mark_of(context: SigningContext, turn: _PartyTurn, slot: SignerSlot, now: d
         assert unit.seal_png is not None
         strips = (
             _cross_page_marks(
-                context, turn.document, unit.seal_png, 0 if turn.party == TENDERER else 1
+                db, context, turn.document, unit.seal_png, 0 if turn.party == TENDERER else 1
             )
             if turn.contract.cross_page_seal
             else []
@@ -237,7 +231,7 @@ def approval_options(
     now = clock.now()
     turn = _turn(db, context, session, contract_id, now)
     slot = turn.pending[0]
-    mark = _mark_of(context, turn, slot, now)
+    mark = _mark_of(db, context, turn, slot, now)
     signing = documents.SlotSigning(
         db, None, clock, context, session, turn.document, slot, mark.credential
     )
@@ -279,7 +273,7 @@ def sign_contract(
             request_id=caller.request_id,
         )
         for slot in turn.pending:
-            mark = _mark_of(context, turn, slot, now)
+            mark = _mark_of(db, context, turn, slot, now)
             signing = documents.SlotSigning(
                 db, caller, clock, context, session, turn.document, slot, mark.credential
             )

@@ -22,13 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.documents import prepared as prepared_signatures
-from evaluation.documents.store import DocumentStore, Received
+from evaluation.documents.store import (
+    DocumentStore,
+    Received,
+    StoredObject,
+    StoredRevision,
+    revision_of_rows,
+)
+from evaluation.documents.store import sweep as store_sweep
 from evaluation.identity import one_time_codes, passkeys
 from evaluation.identity.one_time_codes import SmsPolicy
 from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.trust import activation, credentials, pki
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
@@ -90,6 +97,12 @@ class NotYourTurn(DomainError):
     status = 409
     code = "not-your-turn"
     title = "Signers of an earlier order group have not all signed yet"
+
+
+class DocumentChanged(SigningRefused):
+    status = 409
+    code = "document-changed"
+    title = "The stored document differs from its last recorded revision; nobody may sign it"
 
 
 class NoSlotForSigner(DomainError):
@@ -793,27 +806,45 @@ def prepare_slot(
         lines=lines,
         seal_png=seal_png,
     )
-    path = context.store.prepare_append(document.id, document.size)
     timestamper = _timestamper(db, clock, context, session.center_id)
+    revision = stored_revision(db, document)
     try:
-        return pades.prepare_signature(
-            path,
-            slot.field_name,
-            pki.load_certificate(credential.certificate_der),
-            chain,
-            timestamper,
-            revocation,
-            roots,
-            stamp,
-            reason=f"{slot.role} 签署",
-            location=None,
-            now=clock.now,
-            marks=marks,
-        )
-    except pades.StampError as exc:
-        raise StampUnavailable(str(exc)) from exc
-    except pades.SigningFailed as exc:
-        raise SigningNotPossible(str(exc)) from exc
+        with context.store.open(revision) as file:
+            prepared = pades.prepare_signature(
+                file.stream,
+                slot.field_name,
+                pki.load_certificate(credential.certificate_der),
+                chain,
+                timestamper,
+                revocation,
+                roots,
+                stamp,
+                reason=f"{slot.role} 签署",
+                location=None,
+                now=clock.now,
+                marks=marks,
+            )
+    except (pades.PdfRejected, pades.StampError, pades.SigningFailed) as exc:
+        # A document altered in the store may not even parse any more: say that first.
+        if context.store.digest(revision) != document.sha256:
+            raise _changed(document) from exc
+        if isinstance(exc, pades.StampError):
+            raise StampUnavailable(str(exc)) from exc
+        if isinstance(exc, pades.SigningFailed):
+            raise SigningNotPossible(str(exc)) from exc
+        raise
+    # The bytes were hashed while preparing anyway: a document altered in the store (or a
+    # damaged copy) is never signed, and finishing checks the same digest again.
+    if prepared.base_sha256.hex() != document.sha256:
+        raise _changed(document)
+    return prepared
+
+
+def _changed(document: Document) -> DocumentChanged:
+    return DocumentChanged(
+        f"document {document.id} no longer matches revision {document.revision}",
+        revision=document.revision,
+    )
 
 
 def finish_slot(
@@ -876,15 +907,17 @@ def finish_slot(
         chain=chain,
         sign_digest=sign_digest,
     )
-    path = context.store.prepare_append(document.id, document.size)
     timestamper = _timestamper(db, clock, context, session.center_id)
-    try:
-        pades.finish_signature(path, prepared, identity, timestamper)
-    except pades.SignatureBaseChanged as exc:
-        raise prepared_signatures.DocumentMovedOn(str(exc)) from exc
-    except pades.SigningFailed as exc:
-        raise SigningNotPossible(str(exc)) from exc
-    revision = _record_revision(db, context, document, "signature", slot.id, now)
+    base = stored_revision(db, document)
+    with context.store.open(base) as file:
+        try:
+            pades.finish_signature(file.stream, prepared, identity, timestamper)
+        except pades.SignatureBaseChanged as exc:
+            raise prepared_signatures.DocumentMovedOn(str(exc)) from exc
+        except pades.SigningFailed as exc:
+            raise SigningNotPossible(str(exc)) from exc
+        kept = context.store.keep(base, file)
+    revision = _record_revision(db, document, kept, "signature", slot.id, now)
     slot.status = "signed"
     slot.signed_at = now
     slot.signed_by = session.expert_id
@@ -964,33 +997,32 @@ def complete_if_done(
         )
         roots = pki.trust_roots(db, document.center_id)
     timestamper = _timestamper(db, clock, context, document.center_id)
-    context.store.prepare_append(document.id, document.size)
     _complete(db, caller, clock, context, document, timestamper, revocation, roots)
     return True
 
 
 def _record_revision(
     db: Session,
-    context: SigningContext,
     document: Document,
+    kept: StoredRevision,
     kind: str,
     slot_id: str | None,
     now: datetime,
 ) -> DocumentRevision:
-    context.store.sync(document.id)
-    size = context.store.path(document.id).stat().st_size
+    """The stored piece `kept` becomes the document's next revision: until this row is
+    committed it is an object nobody reads."""
     revision = DocumentRevision(
         document_id=document.id,
         number=document.revision + 1,
         kind=kind,
-        size=size,
-        sha256=context.store.digest(document.id, size),
+        size=kept.size,
+        sha256=kept.sha256,
         slot_id=slot_id,
         created_at=now,
     )
     db.add(revision)
     document.revision = revision.number
-    document.size = size
+    document.size = kept.size
     document.sha256 = revision.sha256
     document.updated_at = now
     db.flush()
@@ -1007,10 +1039,12 @@ def _complete(
     revocation: pades.RevocationMaterial,
     roots: Sequence[x509.Certificate],
 ) -> None:
-    path = context.store.path(document.id)
-    pades.add_document_timestamp(path, timestamper, revocation, roots)
+    base = stored_revision(db, document)
+    with context.store.open(base) as file:
+        pades.add_document_timestamp(file.stream, timestamper, revocation, roots)
+        kept = context.store.keep(base, file)
     now = clock.now()
-    revision = _record_revision(db, context, document, "timestamp", None, now)
+    revision = _record_revision(db, document, kept, "timestamp", None, now)
     document.status = "completed"
     document.completed_at = now
     db.flush()
@@ -1059,3 +1093,26 @@ def revision_of(db: Session, document: Document, number: int | None) -> Document
         if revision.number == number:
             return revision
     raise NotFound(f"document {document.id} has no revision {number}")
+
+
+def sweep_unrecorded(db: Session, store: DocumentStore, older_than: datetime) -> list[StoredObject]:
+    """Delete the stored objects no revision records (see store.sweep)."""
+
+    def recorded(document_id: str) -> set[tuple[str, int]]:
+        rows = db.execute(
+            select(DocumentRevision.sha256, DocumentRevision.size).where(
+                DocumentRevision.document_id == document_id
+            )
+        )
+        return {(sha256, size) for sha256, size in rows}
+
+    return store_sweep(store, recorded, older_than)
+
+
+def stored_revision(db: Session, document: Document, number: int | None = None) -> StoredRevision:
+    """Revision `number` (default: the latest) as the document store finds it: the pieces
+    of every recorded revision up to it."""
+    rows = [r for r in revisions_of(db, document.id) if number is None or r.number <= number]
+    if not rows or (number is not None and rows[-1].number != number):
+        raise NotFound(f"document {document.id} has no revision {number}")
+    return revision_of_rows(document.id, [(r.size, r.sha256) for r in rows])

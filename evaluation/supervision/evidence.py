@@ -422,7 +422,8 @@ def build_package(
     }
     if project.report_document_id:
         document = documents.get_document(db, center_id, project.report_document_id)
-        files["report/report.pdf"] = b"".join(store.read(document.id, document.size))
+        stored = documents.stored_revision(db, document)
+        files["report/report.pdf"] = b"".join(store.read(stored))
         files["report/signers.json"] = json.dumps(
             _signers(db, document.id), ensure_ascii=False, indent=2
         ).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -9,6 +10,9 @@ from httpx2 import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from evaluation.documents.local_store import LocalDocumentStore
+from evaluation.documents.s3_store import S3DocumentStore
+from evaluation.documents.store import DocumentStore
 from models.tables import AnonymousRefusal, AuditEntry, Expert, ExpertSpecialty, StaffToken
 
 
@@ -107,3 +111,26 @@ def passkey_for_document(
     assert issued.status_code == 201, issued.text
     body = issued.json()
     return {"nonce": body["nonce"], "assertion": phone.get(body["publicKey"])}
+
+
+def tamper_with_upload(
+    store: DocumentStore, document_id: str, change: Callable[[bytearray], None]
+) -> None:
+    """Change the stored upload of a document behind the service's back, as someone with
+    write access to its disk or bucket could (the local cache of a piece included)."""
+    if isinstance(store, LocalDocumentStore):
+        [path] = (store.root / document_id[:2] / document_id).glob("000000000000-*.pdf")
+        data = bytearray(path.read_bytes())
+        change(data)
+        path.write_bytes(bytes(data))
+        return
+    assert isinstance(store, S3DocumentStore)
+    listed = store.client.list_objects_v2(
+        Bucket=store.bucket, Prefix=f"{store.prefix}{document_id}/000000000000-"
+    )
+    [key] = [entry["Key"] for entry in listed["Contents"]]
+    data = bytearray(store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read())
+    change(data)
+    store.client.put_object(Bucket=store.bucket, Key=key, Body=bytes(data))
+    for cached in store.cache.glob("*.pdf"):
+        cached.unlink()

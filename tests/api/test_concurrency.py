@@ -37,8 +37,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def live(tmp_path: Path, isolated_database_url: str) -> Iterator[dict[str, Any]]:
-    settings = Settings(data_dir=tmp_path / "var", database_url=isolated_database_url)
+def live(
+    tmp_path: Path, isolated_database_url: str, document_store: str | None
+) -> Iterator[dict[str, Any]]:
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        database_url=isolated_database_url,
+        document_store=document_store,
+    )
     init = initialize(settings, SystemClock())
     engine = make_engine(isolated_database_url)
     app = create_app(build_services(settings, engine=engine))
@@ -150,6 +156,7 @@ def test_a_sad_spent_by_parallel_requests_signs_once(live: dict[str, Any]) -> No
     assert actions["signature.created"] == 1 and actions["signature.refused"] == 7
 
 
+@pytest.mark.parametrize("document_store", ["local", "s3"], indirect=True)
 def test_parallel_signers_of_one_document_all_land(live: dict[str, Any]) -> None:
     import json
 

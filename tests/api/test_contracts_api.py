@@ -6,7 +6,8 @@ authorization, a revoked seal, a stale face check, a file changed after the firs
 signature, and a seal used outside the authorization's scope.
 
 Face checks are the records a passed check leaves (tests.factories.face_session); the
-demo (tests/api/test_evaluation_flow.py) signs a contract after real checks on frames."""
+demo (tests/api/test_evaluation_flow.py) signs a contract after real checks on frames.
+Each test runs on the local document directory and on S3-compatible storage."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pypdfium2 as pdfium
+import pytest
 from sqlalchemy import func, select
 
 from api.services import Services
@@ -25,10 +27,16 @@ from evaluation.registry.experts import id_number_context
 from evaluation.registry.staff import Role
 from models.tables import AuditEntry, Expert, PasskeyUse, Project, SignatureActivation
 from tests.api.contracting import DEVICE, Award, phone
-from tests.api.helpers import assert_problem
+from tests.api.helpers import assert_problem, tamper_with_upload
 from tests.api.test_units_api import authorize, representative_metadata
+from tests.conftest import store_location
 from tests.factories import face_session
 from tests.nss import HAVE_NSS_TOOLS, pdfsig_blocks, trusting_database
+
+
+@pytest.fixture(params=["local", "s3"])
+def document_store(request: pytest.FixtureRequest) -> str | None:
+    return store_location(request, request.param)
 
 
 def _red_share(image: Any, box: tuple[float, float, float, float], scale: float) -> float:
@@ -254,11 +262,12 @@ def test_a_contract_changed_after_the_first_signature_is_refused(
 ) -> None:
     contract = award.contract().json()
     assert award.sign(contract["id"], award.face("tenderer")).status_code == 201
-    path = services.documents.store.path(contract["document"]["id"])
-    data = bytearray(path.read_bytes())
-    at = data.index(b"/Type /Page") + 6  # one byte of the first page's dictionary
-    data[at] = ord("X") if data[at] != ord("X") else ord("Y")
-    path.write_bytes(bytes(data))
+
+    def change(data: bytearray) -> None:
+        at = data.index(b"/Type /Page") + 6  # one byte of the first page's dictionary
+        data[at] = ord("X") if data[at] != ord("X") else ord("Y")
+
+    tamper_with_upload(services.documents.store, contract["document"]["id"], change)
     before = award.revisions()
     _refused(
         award, award.sign(contract["id"], award.face("winner")), 409, "document-changed", before

@@ -1,7 +1,8 @@
 """Documents over HTTP: upload with signer slots, the status machine, three experts signing
 (two in parallel, one after) with their cloud credentials, a document timestamp on
 completion, every revision downloadable, validation by us and by poppler's pdfsig; and
-every bad request refused with nothing changed."""
+every bad request refused with nothing changed. Each runs on the local directory and on
+S3-compatible storage (a moto server)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from api.services import Services
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import AuditEntry, Document, DocumentRevision, SignatureActivation
-from tests.api.helpers import SignerPhone, assert_problem, sign_document
+from tests.api.helpers import SignerPhone, assert_problem, sign_document, tamper_with_upload
+from tests.conftest import store_location
 from tests.factories import (
     CenterWithStaff,
     bound_phone,
@@ -36,6 +38,11 @@ from tests.factories import (
 pytestmark = pytest.mark.slow
 
 BOX = [60.0, 60.0, 260.0, 140.0]
+
+
+@pytest.fixture(params=["local", "s3"])
+def document_store(request: pytest.FixtureRequest) -> str | None:
+    return store_location(request, request.param)
 
 
 @pytest.fixture
@@ -411,7 +418,8 @@ def test_uploads_over_the_limit_are_refused(
 ) -> None:
     from api.app import create_app
     from api.services import build_services
-    from evaluation.documents.store import DocumentStore, UploadTooLarge
+    from evaluation.documents.local_store import LocalDocumentStore
+    from evaluation.documents.store import UploadTooLarge
     from models.settings import Settings
 
     small = Settings(
@@ -431,9 +439,33 @@ def test_uploads_over_the_limit_are_refused(
         )
     assert_problem(response, 413, "request-too-large")
     # Large bodies are streamed rather than buffered; the store enforces the limit itself.
-    store = DocumentStore(tmp_path / "store")
+    store = LocalDocumentStore(tmp_path / "store")
     import io
 
     with pytest.raises(UploadTooLarge):
         store.receive(io.BytesIO(b"x" * 5000), max_bytes=4096)
     assert not any((tmp_path / "store").rglob("*.pdf"))
+
+
+def test_a_document_altered_in_the_store_is_never_signed(
+    client: TestClient,
+    setup: dict[str, Any],
+    center: CenterWithStaff,
+    db: Session,
+    clock: FrozenClock,
+    services: Services,
+) -> None:
+    operator, experts = setup["operator"], setup["experts"]
+    document = upload(client, operator, slots_for(experts)).json()
+    client.post(f"/api/v1/documents/{document['id']}/start", headers=operator)
+
+    def change(data: bytearray) -> None:
+        at = data.index(b"Evaluation report")  # the page's text: still a readable PDF
+        data[at] = ord("F")
+
+    tamper_with_upload(services.documents.store, document["id"], change)
+    refused = sign(client, document["id"], phone_of(db, clock, center, experts[0], "phone-t"))
+    assert_problem(refused, 409, "document-changed")
+    stored = client.get(f"/api/v1/documents/{document['id']}", headers=operator).json()
+    assert stored["revision"] == 0 and stored["sha256"] == document["sha256"]
+    assert db.execute(select(func.count()).select_from(SignatureActivation)).scalar_one() == 0

@@ -86,6 +86,7 @@ def _text(pdf: bytes, tmp_path: Path) -> str:
     ).stdout
 
 
+@pytest.mark.parametrize("document_store", ["local", "s3"], indirect=True)
 def test_the_report_is_generated_signed_and_completes_the_project(
     aggregated: Committee, db: Session, clock: FrozenClock, tmp_path: Path
 ) -> None:
