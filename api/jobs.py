@@ -1,6 +1,7 @@
 """Work the service does on its own, run by the job runner (api/job_runner.py) once per
-cluster: the scheduled audit checkpoints, face data retention, and the sweep that compares
-new face checks with everyone enrolled.
+cluster: the scheduled audit checkpoints, face data retention, the sweep that compares
+new face checks with everyone enrolled, and the sweep of stored document objects that no
+revision records.
 
 The checkpoint writer signs the head of each center's chain when a checkpoint is due (should
 two writers ever race, the unique (center, seq) constraint lets one win), the retention
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import transaction
 from api.job_runner import periodic
 from api.services import Services
+from evaluation.documents import documents
 from evaluation.identity import cross_matches, face_data
 from evaluation.kernel import audit
 from evaluation.registry import centers
@@ -120,3 +122,18 @@ def sweep_cross_matches(services: Services) -> int:
             assert project_id is not None
             anomalies.raise_flags(db, caller, services.clock, policy, center_id, project_id)
     return len(found)
+
+
+@periodic("document-sweep", every=lambda s: float(s.document_sweep_every_s))
+def sweep_unrecorded_documents(services: Services) -> int:
+    """Delete stored objects no revision records (a crashed signing or upload left them),
+    once they are older than the grace period, so nothing still in flight is touched;
+    returns how many were removed."""
+    grace = timedelta(hours=services.settings.document_sweep_grace_hours)
+    with transaction(services) as db:
+        removed = documents.sweep_unrecorded(
+            db, services.documents.store, services.clock.now() - grace
+        )
+    if removed:
+        log.info("removed %d unrecorded document objects", len(removed))
+    return len(removed)

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     # face-matches-other anomaly): how often it runs, and how many checks per round.
     face_cross_match_every_s: int = Field(default=5, ge=0)  # 0: off
     face_cross_match_batch: int = Field(default=500, ge=1, le=10_000)
+    # Stored document objects no revision records (crashed signings) are deleted once older
+    # than the grace period (EVALSIGN_DOCUMENT_SWEEP_*; 0 s: never, `evalsign documents
+    # sweep` still does it by hand).
+    document_sweep_every_s: int = Field(default=3600, ge=0)
+    document_sweep_grace_hours: int = Field(default=24, ge=1)
     # The Measures for face recognition: holding the face data of 100,000 people or more
     # needs a filing with the provincial regulator; warn from this share of it.
     face_filing_threshold: int = Field(default=100_000, ge=1)

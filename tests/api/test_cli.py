@@ -465,7 +465,12 @@ def test_worker_once_runs_each_due_job_and_records_its_turn(
         # The first checkpoint of the init's entries was due at once.
         checkpoints = connection.execute(text("SELECT count(*) FROM audit_checkpoints")).scalar()
     engine.dispose()
-    assert {row[0] for row in leases} == {"audit-checkpoints", "face-retention", "face-cross-match"}
+    assert {row[0] for row in leases} == {
+        "audit-checkpoints",
+        "face-retention",
+        "face-cross-match",
+        "document-sweep",
+    }
     assert all(row[2] is None and row[3] is not None for row in leases)  # finished, let go
     assert checkpoints == 1
     again = run(data_dir, url, "worker", "--once")  # nothing due yet: nothing runs twice

@@ -82,3 +82,22 @@ def test_the_command_sweeps_with_a_grace_period(
     swept = json.loads(capsys.readouterr().out)
     assert swept["removed"] == 1 and swept["objects"][0].startswith("crashed-upload/")
     assert list(store.objects()) == []
+
+
+def test_the_periodic_job_sweeps_once_the_grace_period_has_passed(
+    db: Session, clock: FrozenClock, services: Services
+) -> None:
+    from api.jobs import sweep_unrecorded_documents
+
+    store = services.documents.store
+    pdf = make_pdf(1)
+    lost = store.adopt(store.receive(io.BytesIO(pdf), len(pdf)), "lost-document")
+    # The object was stored just now (the store's own time); the job's clock is set to
+    # an hour later, then past the 24 h grace period.
+    clock.advance(datetime.now(UTC) + timedelta(hours=1) - clock.now())
+    assert sweep_unrecorded_documents(services) == 0
+    clock.advance(timedelta(hours=services.settings.document_sweep_grace_hours))
+    assert sweep_unrecorded_documents(services) == 1
+    assert documents.sweep_unrecorded(db, store, clock.now()) == []  # it is gone
+    with pytest.raises(Exception):  # noqa: B017 (either store's own "no such object")
+        b"".join(store.read(lost))
