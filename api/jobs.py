@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import transaction
 from api.services import Services
-from evaluation.identity import face_data
+from evaluation.identity import capture_stream, face_data
 from evaluation.kernel import audit
 from evaluation.registry import centers
 from evaluation.trust import checkpoints
@@ -115,4 +115,7 @@ class RetentionWorker(PeriodicJob):
                     deleted += done.verifications + done.templates_deleted
             except Exception:  # one center's trouble must not stop the others
                 log.exception("face data retention failed for center %s", center_id)
+        with transaction(services) as db:
+            # Streams a phone opened and never finished: their frames go once they expire.
+            deleted += capture_stream.drop_expired_streams(db, services.clock.now())
         return deleted
