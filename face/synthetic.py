@@ -212,19 +212,43 @@ SCREEN_ON_FACE = 0.35
 SCREEN_ON_ROOM = 0.03
 
 
-def reflect(image: BGR, scene: Scene, screen: tuple[int, int, int]) -> BGR:
-    """The frame lit by the phone's screen showing ``screen`` (RGB) as well as the room:
-    each pixel reflects the added light in proportion to its own colour (its albedo), the
-    face strongly, the background faintly; brightness is kept, as auto-exposure would."""
+def screen_strength(scene: Scene) -> NDArray[np.float32]:
+    """Per pixel, how much of the screen's light reaches it: the face most, fading over
+    the head's edge to the room's faint share."""
     x1, y1, x2, y2 = scene.bbox
     ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
     u = (xs - (x1 + x2) / 2) / (0.75 * (x2 - x1))
     v = (ys - (y1 + y2) / 2) / (0.8 * (y2 - y1))
     near = np.clip(1.5 - np.sqrt(u * u + v * v), 0, 1)
-    strength = SCREEN_ON_ROOM + (SCREEN_ON_FACE - SCREEN_ON_ROOM) * near
+    return np.asarray(SCREEN_ON_ROOM + (SCREEN_ON_FACE - SCREEN_ON_ROOM) * near, np.float32)
+
+
+def reflect(
+    image: BGR,
+    scene: Scene,
+    screen: tuple[int, int, int],
+    strength: NDArray[np.float32] | None = None,
+) -> BGR:
+    """The frame lit by the phone's screen showing ``screen`` (RGB) as well as the room:
+    each pixel reflects the added light in proportion to its own colour (its albedo), the
+    face strongly, the background faintly; brightness is kept, as auto-exposure would."""
+    share = (screen_strength(scene) if strength is None else strength)[:, :, None]
     light = np.asarray(screen[::-1], np.float32) / 255.0  # BGR, like the frame
-    gain = (1 + strength[:, :, None] * light) / (1 + strength[:, :, None] * float(light.mean()))
+    gain = (1 + share * light) / (1 + share * float(light.mean()))
     return np.asarray(np.clip(image.astype(np.float32) * gain, 0, 255), dtype=np.uint8)
+
+
+def shape(scene: Scene, pose: Pose) -> BGR:
+    """The scene in this pose before the camera's own shake and noise (eyes and mouth
+    first, then the head turns)."""
+    image = _close_eyes(scene.frame, scene, pose.eyes_closed)
+    image = _open_mouth(image, scene, pose.mouth_open)
+    return _rotate_head(image, scene, pose.yaw, pose.pitch)
+
+
+def shake(image: BGR, pose: Pose, rng: np.random.Generator) -> BGR:
+    """The hand's small shift and roll, and the sensor's noise."""
+    return _jitter(image, pose, rng)
 
 
 def render(
@@ -235,9 +259,7 @@ def render(
 ) -> BGR:
     """One frame of the scene in this pose (eyes and mouth first, then the head turns),
     lit by the phone's screen when it shows a colour (RGB)."""
-    image = _close_eyes(scene.frame, scene, pose.eyes_closed)
-    image = _open_mouth(image, scene, pose.mouth_open)
-    image = _rotate_head(image, scene, pose.yaw, pose.pitch)
+    image = shape(scene, pose)
     if screen is not None:
         image = reflect(image, scene, screen)
     return _jitter(image, pose, rng)
