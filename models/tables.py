@@ -290,6 +290,9 @@ class CaptureChunk(Base):
     device_id: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime]
     timestamps_ms: Mapped[list[int]] = mapped_column(JSON)
+    # The first frames, filmed while the previous step still showed (the phone films on
+    # while that step uploads): judged under the previous step's colour.
+    carried: Mapped[int] = mapped_column(Integer, default=0)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
 
 

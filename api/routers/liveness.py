@@ -135,6 +135,7 @@ class SubmittedFrames:
     frames: list[bytes]
     timestamps_ms: list[int]
     device: dict[str, Any]
+    carried: int = 0
 
 
 async def read_frames_form(request: Request) -> SubmittedFrames:
@@ -159,7 +160,14 @@ async def read_frames_form(request: Request) -> SubmittedFrames:
         raise face_checks.FramesInvalid(
             f"{len(timestamps)} timestamps for {len(frames)} frames; send one per frame"
         )
-    return SubmittedFrames(nonce.strip(), int(step), frames, timestamps, _device(form))
+    carried = form.get("carried", "0")
+    if not isinstance(carried, str) or not carried.isdigit() or int(carried) > len(frames):
+        raise face_checks.FramesInvalid(
+            "`carried` counts the first frames filmed under the previous step; at most all"
+        )
+    return SubmittedFrames(
+        nonce.strip(), int(step), frames, timestamps, _device(form), int(carried)
+    )
 
 
 def _decode_frames(frames: list[bytes], max_bytes: int, max_side: int) -> list[DecodedImage]:
@@ -206,6 +214,11 @@ def _passive(services: ServicesDep) -> PassiveAntiSpoof | None:
                 "description": "JSON array, one per frame, ms since filming began (advisory)",
             },
             "device": {"type": "string", "description": 'JSON object, {"id": ...}'},
+            "carried": {
+                "type": "integer",
+                "description": "How many of the first frames were filmed while the previous "
+                "step still showed (filmed on while it uploaded); 0 by default",
+            },
         }
     ),
 )
@@ -240,7 +253,9 @@ def submit_frames(
             tx,
             services.cipher,
             challenge,
-            capture_stream.Chunk(form.step, form.frames, form.timestamps_ms, form.device["id"]),
+            capture_stream.Chunk(
+                form.step, form.frames, form.timestamps_ms, form.device["id"], form.carried
+            ),
             received_at,
             meta,
             max_frames=config.max_frames,

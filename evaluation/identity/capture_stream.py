@@ -115,6 +115,8 @@ class Chunk:
     frames: list[bytes]
     timestamps_ms: list[int]
     device_id: str
+    # How many of the first frames were filmed while the previous step still showed.
+    carried: int = 0
 
 
 @dataclass(frozen=True)
@@ -231,8 +233,10 @@ def receive_chunk(
     if earlier and earlier[0].device_id != chunk.device_id:
         raise refuse(StreamConflict("another device is answering this challenge"))
     so_far = sum(len(c.timestamps_ms) for c in earlier)
-    if not chunk.frames:
+    if len(chunk.frames) - chunk.carried < 1:
         raise refuse(StreamFramesInvalid("send the frames filmed under this step", frames=0))
+    if chunk.carried and chunk.step == 0:
+        raise refuse(StreamFramesInvalid("the first step has no step before it to carry"))
     if so_far + len(chunk.frames) > max_frames:
         raise refuse(
             StreamFramesInvalid(
@@ -274,6 +278,7 @@ def receive_chunk(
             device_id=chunk.device_id,
             received_at=received_at,
             timestamps_ms=chunk.timestamps_ms,
+            carried=chunk.carried,
             ciphertext=cipher.encrypt_bytes(
                 _pack(chunk.frames), f"face_challenges/{challenge.id}/chunks/{chunk.step}"
             ),
@@ -315,10 +320,10 @@ def collect(db: Session, cipher: FieldCipher, challenge: FaceChallenge) -> Colle
                 chunk.ciphertext, f"face_challenges/{challenge.id}/chunks/{chunk.step}"
             )
         )
-        first[chunk.step] = chunk.timestamps_ms[0]
+        first[chunk.step] = chunk.timestamps_ms[chunk.carried]
         frames.extend(data)
         times.extend(chunk.timestamps_ms)
-        labels.extend([chunk.step] * len(data))
+        labels.extend([chunk.step - 1] * chunk.carried + [chunk.step] * (len(data) - chunk.carried))
     prompts = [first[i] for i, step in enumerate(planned) if step["prompt"] and i in first]
     colours = [light.PALETTE[planned[i]["colour"]] for i in labels]
     return Collected(frames, times, labels, colours, prompts)

@@ -126,18 +126,26 @@ def submit(
     clock: FrozenClock,
     nonce: str | None = None,
     device: dict[str, str] = DEVICE,
+    carry: bool = False,
 ) -> Any:
     """Stream a check as a phone does: film the step shown, upload it once its time has
     passed (the frozen clock moves with it), show the step the answer reveals; the last
-    step's answer is the judgement, any refusal ends the stream."""
+    step's answer is the judgement, any refusal ends the stream. With ``carry``, the phone
+    films on while each step uploads and sends that frame with the next step."""
     film = Recorded(source) if isinstance(source, videos.Video) else source
     step = issued["step"]
+    carried: list[tuple[bytes, int]] = []
     while True:
-        shot = film.film(videos.hex_colour(step["colour"]), step["ms"], step["prompt"])
+        colour = videos.hex_colour(step["colour"])
+        shot = film.film(colour, step["ms"], step["prompt"])
         clock.advance(timedelta(milliseconds=step["ms"] + 40))
-        answer = send_step(client, issued, step["index"], shot, nonce=nonce, device=device)
+        extra = {"carried": str(len(carried))} if carried else {}
+        answer = send_step(
+            client, issued, step["index"], carried + shot, nonce=nonce, device=device, **extra
+        )
         if answer.status_code != 202:
             return answer
+        carried = film.film(colour, 125, None) if carry else []
         step = answer.json()["next_step"]
 
 
@@ -337,6 +345,8 @@ def _first_shot(count: int = 3, start: int = 0) -> list[tuple[bytes, int]]:
         ({"timestamps_ms": "[1, 2]"}, 3, 422, "frames-invalid"),
         ({"timestamps_ms": "not json"}, 3, 422, "frames-invalid"),
         ({"device": "{}"}, 3, 422, "frames-invalid"),
+        ({"carried": "4"}, 3, 422, "frames-invalid"),
+        ({"carried": "x"}, 3, 422, "frames-invalid"),
         # Over a step's cap: the form parser's own 400 "Too many files" never shows.
         ({}, 17, 422, "frames-invalid"),
         ({}, 400, 422, "frames-invalid"),
@@ -414,6 +424,16 @@ BROKEN_STREAMS = {
         "capture-too-fast",
     ),
     "a stall": (lambda s: [("send", 0, s(3, 0)), ("stall", 1, s(3, 500))], 408, "capture-stalled"),
+    "carried frames on the first step": (
+        lambda s: [("carry 1", 0, s(3, 0))],
+        422,
+        "frames-invalid",
+    ),
+    "only carried frames": (
+        lambda s: [("send", 0, s(3, 0)), ("carry 3", 1, s(3, 500))],
+        422,
+        "frames-invalid",
+    ),
     "not an image": (lambda s: [("send", 0, [(b"%PDF-1.7", 0)])], 422, "image-unusable"),
     "a gif": (lambda s: [("send", 0, [(_gif(), 0)])], 415, "image-type-unsupported"),
     "too wide": (
@@ -451,7 +471,8 @@ def test_a_broken_stream_is_refused_and_spends_the_challenge(
         wait = {"quick": 50, "stall": 11_000}.get(how, ms[min(step, len(ms) - 1)] + 40)
         clock.advance(timedelta(milliseconds=wait))
         device = dict(DEVICE, id="phone-other-77") if how == "other device" else DEVICE
-        answers.append(send_step(client, issued, step, sent, device=device))
+        extra = {"carried": how.split()[1]} if how.startswith("carry") else {}
+        answers.append(send_step(client, issued, step, sent, device=device, **extra))
     assert all(a.status_code == 202 for a in answers[:-1]), [a.text for a in answers]
     body = assert_problem(answers[-1], status, code)
     assert body["detail"]
@@ -561,7 +582,7 @@ def test_one_of_several_experts_is_identified(
     issued = challenge(client, operator, other, expert_id)
     assert issued["mode"] == "1:few"
     clock.advance(timedelta(seconds=8))
-    body = submit(client, issued, live(PERSON), clock=clock).json()
+    body = submit(client, issued, live(PERSON), clock=clock, carry=True).json()
     assert body["passed"] is True, body["reasons"]
     assert body["verification"]["expert_id"] == expert_id
     assert body["session"]["expert_id"] == expert_id

@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('device_id', sa.String(length=100), nullable=False),
     sa.Column('received_at', models.base.UTCDateTime(), nullable=False),
     sa.Column('timestamps_ms', sa.JSON(), nullable=False),
+    sa.Column('carried', sa.Integer(), nullable=False),
     sa.Column('ciphertext', sa.LargeBinary(), nullable=False),
     sa.ForeignKeyConstraint(['center_id'], ['centers.id'], name=op.f('fk_capture_chunks_center_id_centers')),
     sa.ForeignKeyConstraint(['challenge_id'], ['face_challenges.id'], name=op.f('fk_capture_chunks_challenge_id_face_challenges'), ondelete='CASCADE'),

@@ -78,6 +78,9 @@ function encode(canvas, quality) {
 // the preview while that step is filmed. Frames in the first moments after a change are
 // not taken (screen and camera need a frame or two to show the new colour).
 const SETTLE_MS = 120;
+// Frames filmed while a step uploads, sent with the next step: enough to bridge a slow
+// answer, few enough that a 3-action check stays under the 72-frame cap.
+const MAX_CARRIED = 2;
 
 function deviceInfo() {
   return JSON.stringify({
@@ -112,10 +115,11 @@ function send(url, form, key) {
 
 // One step's frames, as soon as the step is over: retried with the same key (the server
 // answers a retry from its record instead of taking the step twice).
-async function sendStep(challenge, index, blobs, times) {
+async function sendStep(challenge, index, blobs, times, carried) {
   const form = new FormData();
   form.append("nonce", challenge.nonce);
   form.append("step", String(index));
+  form.append("carried", String(carried));
   blobs.forEach((blob, n) => form.append("frames", blob, `${index}-${n}.jpg`));
   form.append("timestamps_ms", JSON.stringify(times));
   form.append("device", deviceInfo());
@@ -149,6 +153,8 @@ async function film(challenge) {
   const actionCount = Number(hints.action_count || 0);
   let prompted = 0;
   let step = challenge.step;
+  let carried = [];
+  let carriedTimes = [];
   const started = performance.now();
   try {
     for (;;) {
@@ -174,7 +180,6 @@ async function film(challenge) {
         shots.push(encode(canvas, hints.jpeg_quality));
       }
       await sleepUntil(begun + step.ms);
-      const blobs = await Promise.all(shots);
       const last = step.index === step.of - 1;
       if (last) {
         light.hidden = true;
@@ -182,7 +187,28 @@ async function film(challenge) {
         prompt.textContent = "";
         stepLabel.textContent = t("check.verifying");
       }
-      const answer = await sendStep(challenge, step.index, blobs, times);
+      const blobs = await Promise.all([...carried, ...shots]);
+      const sending = sendStep(challenge, step.index, blobs, [...carriedTimes, ...times], carried.length);
+      carried = [];
+      carriedTimes = [];
+      if (!last) {
+        // Film on while the step uploads: the screen still shows its colour, and the
+        // person goes on moving. These frames go with the next step, marked as carried.
+        let answered = false;
+        sending.then(
+          () => (answered = true),
+          () => (answered = true),
+        );
+        const waiting = sending.catch(() => null);
+        for (let k = 1; !answered && carried.length < MAX_CARRIED; k++) {
+          await Promise.race([waiting, sleepUntil(begun + step.ms + (k * 1000) / hints.fps)]);
+          if (answered) break;
+          context.drawImage(video, 0, 0, canvas.width, canvas.height);
+          carriedTimes.push(Math.round(performance.now() - started));
+          carried.push(encode(canvas, hints.jpeg_quality));
+        }
+      }
+      const answer = await sending;
       const percent = Math.round((100 * (step.index + 1)) / step.of);
       stepsFill.style.width = `${percent}%`;
       uploadFill.style.width = `${percent}%`;
