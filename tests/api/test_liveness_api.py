@@ -389,7 +389,7 @@ BROKEN_STREAMS = {
     # name: (what the phone does, status, code)
     "zero frames": (lambda s: [("send", 0, [])], 422, "frames-invalid"),
     "over the cap": (
-        lambda s: [("send", i, s(16, 125 * 16 * i)) for i in range(5)],
+        lambda s: [("send", i, s(16, 125 * 16 * i)) for i in range(7)],
         422,
         "frames-invalid",
     ),

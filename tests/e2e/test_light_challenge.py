@@ -51,6 +51,7 @@ def _last_check(staged: Staged, expert_id: str) -> dict[str, Any]:
         200,
         headers=staged.supervisor,
     )["items"]
+    assert found, "no face check was recorded (a refused stream)"
     record: dict[str, Any] = staged.api.call(
         "GET", f"/api/v1/face/verifications/{found[0]['id']}", 200, headers=staged.supervisor
     )
@@ -86,7 +87,8 @@ def test_the_page_films_under_the_servers_colours_and_a_lit_face_passes(
     # The face check passed (the next step, the passkey, is what refuses this phone).
     expect(page.locator("#problem, #result.fail").first).to_be_visible(timeout=120_000)
     record = _last_check(staged, member["expert_id"])
-    assert record["passed"], [c for c in record["checks"] if not c["passed"]]
+    failed = [c for c in record["checks"] if not c["passed"]]
+    assert record["passed"], (failed, [(f["t_ms"], f["signals"]) for f in record["frames"]])
     light_check = next(c for c in record["checks"] if c["check"] == "light")
     assert light_check["values"]["correlation"] >= 0.6, light_check
     problem = page.locator("#problem")

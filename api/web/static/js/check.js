@@ -79,7 +79,7 @@ function encode(canvas, quality) {
 // not taken (screen and camera need a frame or two to show the new colour).
 const SETTLE_MS = 120;
 // Frames filmed while a step uploads, sent with the next step: enough to bridge a slow
-// answer, few enough that a 3-action check stays under the 72-frame cap.
+// answer, few enough that a 3-action check stays under the 96-frame cap.
 const MAX_CARRIED = 2;
 
 function deviceInfo() {
