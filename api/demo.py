@@ -165,24 +165,32 @@ def _face_check(
 
 
 def _film_and_submit(api: Client, phone: Phone, challenge: dict[str, Any]) -> dict[str, Any]:
-    """Film the challenged actions (rendered from the member's photo) and submit them."""
-    asked = time.monotonic()
+    """Film the challenge as it is revealed, step by step, rendering the member's face from
+    their photo live: each action starts when its prompt shows and the screen's colour
+    lights the face. Each step goes up once its time has passed (the server refuses frames
+    faster than real time); the last step's answer is the judgement."""
     scene = synthetic.make_scene(_engine(), phone.portrait)
     phone.checks += 1
-    video = synthetic.genuine(scene, challenge["actions"], seed=phone.checks * 7919)
-    # A phone films in real time: the server refuses frames spanning longer than the time
-    # since the challenge was issued, so wait as long as the filming would have taken.
-    filmed = video.timestamps_ms[-1] / 1000 + 0.3
-    time.sleep(max(0.0, filmed - (time.monotonic() - asked)))
-    files = [("frames", (f"{i}.jpg", frame, "image/jpeg")) for i, frame in enumerate(video.frames)]
-    data = {
-        "nonce": challenge["nonce"],
-        "timestamps_ms": json.dumps(video.timestamps_ms),
-        "prompts_ms": json.dumps(video.prompts_ms),
-        "device": json.dumps(phone.device),
-    }
-    result: dict[str, Any] = api.call("POST", challenge["submit_url"], 201, data=data, files=files)
-    return result
+    renderer = synthetic.LiveRenderer(scene, seed=phone.checks * 7919)
+    step = challenge["step"]
+    while True:
+        shown = time.monotonic()
+        shot = renderer.film(synthetic.hex_colour(step["colour"]), step["ms"], step["prompt"])
+        time.sleep(max(0.0, step["ms"] / 1000 + 0.02 - (time.monotonic() - shown)))
+        last = step["index"] == step["of"] - 1
+        data = {
+            "nonce": challenge["nonce"],
+            "step": str(step["index"]),
+            "timestamps_ms": json.dumps([t for _, t in shot]),
+            "device": json.dumps(phone.device),
+        }
+        files = [("frames", (f"{i}.jpg", frame, "image/jpeg")) for i, (frame, _) in enumerate(shot)]
+        answer: dict[str, Any] = api.call(
+            "POST", challenge["submit_url"], 201 if last else 202, data=data, files=files
+        )
+        if last:
+            return answer
+        step = answer["next_step"]
 
 
 _ENGINE: list[Any] = []

@@ -19,7 +19,7 @@ from api.deps import transaction
 from api.job_runner import periodic
 from api.services import Services
 from evaluation.documents import documents
-from evaluation.identity import cross_matches, face_data
+from evaluation.identity import capture_stream, cross_matches, face_data
 from evaluation.kernel import audit
 from evaluation.registry import centers
 from evaluation.supervision import anomalies
@@ -83,6 +83,9 @@ class RetentionWorker:
                     deleted += done.verifications + done.templates_deleted
             except Exception:  # one center's trouble must not stop the others
                 log.exception("face data retention failed for center %s", center_id)
+        with transaction(services) as db:
+            # Streams a phone opened and never finished: their frames go once they expire.
+            deleted += capture_stream.drop_expired_streams(db, services.clock.now())
         return deleted
 
 

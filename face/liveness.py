@@ -210,10 +210,12 @@ def judge(
     *,
     earlier_hashes: Sequence[Sequence[bytes]] = (),
     live_probabilities: Sequence[float] | None = None,
+    extra_checks: Sequence[Check] = (),
 ) -> Judgement:
     """Every check, each with its signals; the submission passes only if all pass.
 
-    ``templates`` holds one expert for a 1:1 check, several for 1:few.
+    ``templates`` holds one expert for a 1:1 check, several for 1:few; ``extra_checks`` are
+    judged elsewhere (the light challenge, face/light_response.py) and count the same.
     """
     times = list(submission.timestamps_ms)
     checks = [_check_timing(submission, policy)]
@@ -329,6 +331,7 @@ def judge(
                 {"live_probability": round(score, 4), "needed": policy.min_live_probability},
             )
         )
+    checks.extend(extra_checks)
     passed = all(check.passed for check in checks) and len(usable) >= 2
     return Judgement(passed, checks, expert_id, similarity, events, reports, hashes, probe)
 
@@ -437,4 +440,8 @@ REASON_MESSAGES: dict[str, tuple[str, str]] = {
     "passive-spoof": ("the face did not look live", "活体检测未通过"),
     # What a phone is told when a 1:few check failed on identity alone (never which way).
     "not-verified": ("the face check did not pass; please retry", "人脸核验未通过，请重试"),
+    "light-not-followed": (
+        "the screen's colours did not light your face; hold the phone close, facing you",
+        "人脸未随屏幕颜色变化，请将手机靠近并正对面部",
+    ),
 }

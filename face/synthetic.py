@@ -206,11 +206,62 @@ def _jitter(image: BGR, pose: Pose, rng: np.random.Generator) -> BGR:
     return np.asarray(np.clip(moved.astype(np.float32) + noise, 0, 255), dtype=np.uint8)
 
 
-def render(scene: Scene, pose: Pose, rng: np.random.Generator) -> BGR:
-    """One frame of the scene in this pose (eyes and mouth first, then the head turns)."""
+# How much of the screen's light the face takes on, and the room behind it (a phone held
+# ~30 cm from the face, the wall a few metres away: light falls with distance squared).
+SCREEN_ON_FACE = 0.35
+SCREEN_ON_ROOM = 0.03
+
+
+def screen_strength(scene: Scene) -> NDArray[np.float32]:
+    """Per pixel, how much of the screen's light reaches it: the face most, fading over
+    the head's edge to the room's faint share."""
+    x1, y1, x2, y2 = scene.bbox
+    ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
+    u = (xs - (x1 + x2) / 2) / (0.75 * (x2 - x1))
+    v = (ys - (y1 + y2) / 2) / (0.8 * (y2 - y1))
+    near = np.clip(1.5 - np.sqrt(u * u + v * v), 0, 1)
+    return np.asarray(SCREEN_ON_ROOM + (SCREEN_ON_FACE - SCREEN_ON_ROOM) * near, np.float32)
+
+
+def reflect(
+    image: BGR,
+    scene: Scene,
+    screen: tuple[int, int, int],
+    strength: NDArray[np.float32] | None = None,
+) -> BGR:
+    """The frame lit by the phone's screen showing ``screen`` (RGB) as well as the room:
+    each pixel reflects the added light in proportion to its own colour (its albedo), the
+    face strongly, the background faintly; brightness is kept, as auto-exposure would."""
+    share = (screen_strength(scene) if strength is None else strength)[:, :, None]
+    light = np.asarray(screen[::-1], np.float32) / 255.0  # BGR, like the frame
+    gain = (1 + share * light) / (1 + share * float(light.mean()))
+    return np.asarray(np.clip(image.astype(np.float32) * gain, 0, 255), dtype=np.uint8)
+
+
+def shape(scene: Scene, pose: Pose) -> BGR:
+    """The scene in this pose before the camera's own shake and noise (eyes and mouth
+    first, then the head turns)."""
     image = _close_eyes(scene.frame, scene, pose.eyes_closed)
     image = _open_mouth(image, scene, pose.mouth_open)
-    image = _rotate_head(image, scene, pose.yaw, pose.pitch)
+    return _rotate_head(image, scene, pose.yaw, pose.pitch)
+
+
+def shake(image: BGR, pose: Pose, rng: np.random.Generator) -> BGR:
+    """The hand's small shift and roll, and the sensor's noise."""
+    return _jitter(image, pose, rng)
+
+
+def render(
+    scene: Scene,
+    pose: Pose,
+    rng: np.random.Generator,
+    screen: tuple[int, int, int] | None = None,
+) -> BGR:
+    """One frame of the scene in this pose (eyes and mouth first, then the head turns),
+    lit by the phone's screen when it shows a colour (RGB)."""
+    image = shape(scene, pose)
+    if screen is not None:
+        image = reflect(image, scene, screen)
     return _jitter(image, pose, rng)
 
 
@@ -277,6 +328,25 @@ def poses(actions: Sequence[str], fps: int = FPS, seed: int = 0) -> tuple[list[P
             )
         )
     return result, prompts
+
+
+def live_pose(prompted: Sequence[tuple[str, float]], t: float, rng: np.random.Generator) -> Pose:
+    """The pose ``t`` seconds into filming of a person who starts each action when its
+    prompt appears (``prompted``: the actions shown so far, with the second each was
+    shown): what a renderer that follows the prompts live draws, knowing no later prompt."""
+    pose = Pose()
+    for action, shown in prompted:
+        fraction = (t - shown) / ACTION_S
+        if 0 <= fraction < 1:
+            pose = _blend(action, _action_amount(action, fraction))
+    return Pose(
+        pose.yaw + float(rng.normal(0, 0.8)),
+        pose.pitch + float(rng.normal(0, 0.8)),
+        pose.eyes_closed,
+        pose.mouth_open,
+        (float(rng.normal(0, 1.5)), float(rng.normal(0, 1.5))),
+        float(rng.normal(0, 0.7)),
+    )
 
 
 def timestamps(count: int, fps: int = FPS, start_ms: int = 0) -> list[int]:
@@ -349,3 +419,41 @@ def splice(first: Video, second: Video) -> Video:
     half = len(first.frames) // 2
     frames = first.frames[:half] + second.frames[half:]
     return Video(frames, first.timestamps_ms[: len(frames)], first.prompts_ms)
+
+
+class LiveRenderer:
+    """A face rendered live from a photo, following a streamed challenge step by step: the
+    person starts each action when its prompt appears and the screen's colour lights their
+    face. What the demo's phones and the tests film; it knows no step before it is shown."""
+
+    def __init__(self, scene: Scene, *, fps: int = FPS, seed: int = 0, lit: bool = True) -> None:
+        self.scene = scene
+        self.fps = fps
+        self.lit = lit
+        self.rng = np.random.default_rng(seed)
+        self.prompted: list[tuple[str, float]] = []
+        self.elapsed_ms = 0.0
+
+    def frame_at(self, t_ms: float, screen: tuple[int, int, int] | None) -> BGR:
+        """The frame ``t_ms`` into filming under the prompts seen so far."""
+        pose = live_pose(self.prompted, t_ms / 1000, self.rng)
+        return render(self.scene, pose, self.rng, screen if self.lit else None)
+
+    def film(
+        self, screen: tuple[int, int, int], ms: int, prompt: str | None
+    ) -> list[tuple[bytes, int]]:
+        """The JPEG frames (and their ms since filming began) of one step."""
+        if prompt:
+            self.prompted.append((prompt, self.elapsed_ms / 1000))
+        count = max(1, round(ms * self.fps / 1000))
+        shot = []
+        for index in range(count):
+            t = self.elapsed_ms + index * 1000 / self.fps
+            shot.append((encode(self.frame_at(t, screen), quality=85), round(t)))
+        self.elapsed_ms += ms
+        return shot
+
+
+def hex_colour(value: str) -> tuple[int, int, int]:
+    """``#rrggbb`` as RGB."""
+    return int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16)

@@ -117,7 +117,11 @@ class Settings(BaseSettings):
     liveness_challenge_ttl_s: int = Field(default=60, ge=10, le=60)
     liveness_fps: int = Field(default=8, ge=2, le=30)
     liveness_min_frames: int = Field(default=8, ge=4)
-    liveness_max_frames: int = Field(default=48, ge=8, le=120)
+    # A 3-action check filmed at 10 fps is ~59 frames, plus up to 2 filmed on while each of
+    # its ~14 steps uploads.
+    liveness_max_frames: int = Field(default=96, ge=8, le=120)
+    # Frames of one step of a streamed check must arrive within this long of its reveal.
+    liveness_stall_s: int = Field(default=10, ge=2, le=60)
     liveness_frame_max_bytes: int = Field(default=400_000, ge=20_000)
     liveness_frame_max_side: int = Field(default=640, ge=240, le=1920)
     liveness_min_duration_ms: int = 1_000

@@ -286,6 +286,31 @@ class FaceChallenge(Base):
     # Set when a phone that scanned a task QR asked for the challenge: sign-in accepts only
     # a face check of a challenge issued to that scan.
     scan_session_id: Mapped[str | None] = mapped_column(ForeignKey("scan_sessions.id"), index=True)
+    # The light challenge: colour steps the phone films under, each revealed by the server
+    # when the previous step's frames arrived; an action's prompt rides on one step.
+    # [{"colour": "red", "ms": 400, "prompt": "turn_left" | null}, ...]
+    steps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+
+
+class CaptureChunk(Base):
+    """The frames a phone filmed under one step of a challenge, stamped on arrival and
+    encrypted; kept only until the stream closes (or is refused), so any replica can take
+    the next step."""
+
+    __tablename__ = "capture_chunks"
+
+    challenge_id: Mapped[str] = mapped_column(
+        ForeignKey("face_challenges.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    device_id: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime]
+    timestamps_ms: Mapped[list[int]] = mapped_column(JSON)
+    # The first frames, filmed while the previous step still showed (the phone films on
+    # while that step uploads): judged under the previous step's colour.
+    carried: Mapped[int] = mapped_column(Integer, default=0)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class FaceVerification(Base):

@@ -34,6 +34,8 @@ from api.schemas.liveness import (
     ChallengeOut,
     LockoutOut,
     SessionOut,
+    StepOut,
+    StreamAck,
     SubmissionOut,
     UnlockIn,
     VerificationOut,
@@ -41,10 +43,11 @@ from api.schemas.liveness import (
     VerificationSummaryOut,
 )
 from api.web import session as web
-from evaluation.identity import face_checks
+from evaluation.identity import capture_stream, face_checks
 from evaluation.identity.faces import image_error
 from evaluation.kernel.errors import NotFound
 from evaluation.supervision import searches
+from face import light_response
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
 from face.liveness import REASON_MESSAGES, FrameAnalysis, analyze_frame
@@ -80,10 +83,11 @@ def issue_challenge(
         nonce=issued.nonce,
         mode=challenge.mode,
         expert_ids=challenge.expert_ids,
-        actions=challenge.actions,
+        actions=[],
         issued_at=challenge.issued_at,
         expires_at=challenge.expires_at,
         capture=CaptureOut.model_validate(challenge.capture),
+        step=StepOut.model_validate(capture_stream.step_view(challenge, 0)),
         submit_url=f"/api/v1/face/challenges/{challenge.id}/frames",
     )
 
@@ -116,41 +120,51 @@ def _device(form: Any) -> dict[str, Any]:
     return {key: str(value)[:200] for key, value in device.items()}
 
 
+# Frames of one step: a step lasts at most 500 ms, filmed at up to 30 fps.
+MAX_STEP_FRAMES = 16
+
+
 @dataclass(frozen=True)
 class SubmittedFrames:
-    """The parsed form, before the challenge is looked up."""
+    """One step's parsed form, before the challenge is looked up."""
 
     nonce: str
+    step: int
     frames: list[bytes]
     timestamps_ms: list[int]
-    prompts_ms: list[int]
     device: dict[str, Any]
+    carried: int = 0
 
 
-async def read_frames_form(request: Request, services: ServicesDep) -> SubmittedFrames:
-    config = services.liveness
+async def read_frames_form(request: Request) -> SubmittedFrames:
     too_many = face_checks.FramesInvalid(
-        f"send {config.min_frames}-{config.max_frames} frames, not more",
-        max_frames=config.max_frames,
+        f"send a step's frames, at most {MAX_STEP_FRAMES}", max_frames=MAX_STEP_FRAMES
     )
-    form = await read_multipart(request, config.max_frames + 1, too_many)
+    form = await read_multipart(request, MAX_STEP_FRAMES + 1, too_many)
     nonce = form.get("nonce")
     if not isinstance(nonce, str) or not nonce.strip():
         raise UploadMissing("send the challenge's `nonce`")
-    uploads = [u for u in form.getlist("frames") if isinstance(u, UploadFile)]
-    if not config.min_frames <= len(uploads) <= config.max_frames:
+    step = form.get("step")
+    if not isinstance(step, str) or not step.isdigit() or int(step) > 1000:
         raise face_checks.FramesInvalid(
-            f"send {config.min_frames}-{config.max_frames} frames, not {len(uploads)}",
-            frames=len(uploads),
+            "send `step`: the index of the step these frames were filmed under"
         )
+    uploads = [u for u in form.getlist("frames") if isinstance(u, UploadFile)]
+    if len(uploads) > MAX_STEP_FRAMES:
+        raise too_many
     frames = [await upload.read() for upload in uploads]
     timestamps = _int_list(form, "timestamps_ms")
     if len(timestamps) != len(frames):
         raise face_checks.FramesInvalid(
             f"{len(timestamps)} timestamps for {len(frames)} frames; send one per frame"
         )
+    carried = form.get("carried", "0")
+    if not isinstance(carried, str) or not carried.isdigit() or int(carried) > len(frames):
+        raise face_checks.FramesInvalid(
+            "`carried` counts the first frames filmed under the previous step; at most all"
+        )
     return SubmittedFrames(
-        nonce.strip(), frames, timestamps, _int_list(form, "prompts_ms"), _device(form)
+        nonce.strip(), int(step), frames, timestamps, _device(form), int(carried)
     )
 
 
@@ -182,16 +196,28 @@ def _passive(services: ServicesDep) -> PassiveAntiSpoof | None:
 
 @router.post(
     "/api/v1/face/challenges/{challenge_id}/frames",
-    response_model=SubmissionOut,
+    response_model=SubmissionOut | StreamAck,
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(phone_limits)],
+    responses={
+        202: {"model": StreamAck, "description": "The step was stored; film the next one"},
+        201: {"model": SubmissionOut, "description": "The last step closed the stream"},
+    },
     openapi_extra=multipart_body(
         {
             "nonce": {"type": "string"},
+            "step": {"type": "integer", "description": "The step filmed under (from 0)"},
             "frames": {"type": "array", "items": BINARY, "description": "JPEG, in order"},
-            "timestamps_ms": {"type": "string", "description": "JSON array, one per frame"},
-            "prompts_ms": {"type": "string", "description": "JSON array, one per action"},
+            "timestamps_ms": {
+                "type": "string",
+                "description": "JSON array, one per frame, ms since filming began (advisory)",
+            },
             "device": {"type": "string", "description": 'JSON object, {"id": ...}'},
+            "carried": {
+                "type": "integer",
+                "description": "How many of the first frames were filmed while the previous "
+                "step still showed (filmed on while it uploaded); 0 by default",
+            },
         }
     ),
 )
@@ -205,9 +231,14 @@ def submit_frames(
     engine: FaceEngineDep,
     background: BackgroundTasks,
     user_agent: Annotated[str | None, Header()] = None,
-) -> SubmissionOut:
-    """Answer a challenge with the phone's frames. The nonce is the credential: no staff
-    token is needed. A failed check is a stored outcome (201, passed=false), not an error."""
+) -> SubmissionOut | StreamAck:
+    """Answer a challenge step by step, as the phone films: the frames of the step now
+    shown (its colour on the screen, its prompt if any), in order. The answer reveals the
+    next step (202); the last step's answer is the judgement (201). The nonce is the
+    credential: no staff token is needed. A failed check is a stored outcome
+    (passed=false), not an error; a stream that breaks the protocol (a step not yet shown,
+    sent twice or too fast, a stall, too many frames, times out of order) is refused and
+    the challenge is spent."""
     config = services.liveness
     received_at = services.clock.now()
     meta = {
@@ -215,19 +246,44 @@ def submit_frames(
         "device_id": form.device["id"],
         "rid": request_id_var.get(),
     }
-    # A read first, so unknown, used or expired challenges cost no model time.
-    with transaction(services, read_only=True) as check:
-        challenge = face_checks.open_challenge(check, challenge_id, form.nonce, received_at, meta)
-    if len(form.prompts_ms) != len(challenge.actions):
-        raise face_checks.FramesInvalid(
-            f"{len(form.prompts_ms)} prompt times for {len(challenge.actions)} actions; "
-            "send when each action's prompt was shown"
+    with transaction(services) as tx:
+        challenge = face_checks.open_challenge(tx, challenge_id, form.nonce, received_at, meta)
+        received = capture_stream.receive_chunk(
+            tx,
+            services.cipher,
+            challenge,
+            capture_stream.Chunk(
+                form.step, form.frames, form.timestamps_ms, form.device["id"], form.carried
+            ),
+            received_at,
+            meta,
+            max_frames=config.max_frames,
+            stall=config.stall,
+            check_frames=lambda frames: _decode_frames(
+                frames, config.frame_max_bytes, config.frame_max_side
+            ),
         )
-    images = _decode_frames(form.frames, config.frame_max_bytes, config.frame_max_side)
+        if received.closed:
+            collected = capture_stream.collect(tx, services.cipher, challenge)
+    if not received.closed:
+        assert received.next_step is not None
+        response.status_code = status.HTTP_202_ACCEPTED
+        return StreamAck(
+            received_frames=received.frames_so_far,
+            next_step=StepOut.model_validate(received.next_step),
+        )
+    images = _decode_frames(collected.frames, config.frame_max_bytes, config.frame_max_side)
     passive = _passive(services)
     analyses: list[FrameAnalysis] = [
         analyze_frame(engine, image, config.policy, passive) for image in images
     ]
+    light = capture_stream.light_check(
+        collected,
+        [
+            light_response.sample(image.bgr, a.photo.face.bbox) if a.photo.face else None
+            for image, a in zip(images, analyses, strict=True)
+        ],
+    )
     probabilities = None
     if passive is not None:
         probabilities = passive.live_probabilities(
@@ -243,10 +299,10 @@ def submit_frames(
         form.nonce,
         received_at,
         analyses,
-        form.frames,
+        collected.frames,
         face_checks.FrameUpload(
-            timestamps_ms=form.timestamps_ms,
-            prompts_ms=form.prompts_ms,
+            timestamps_ms=collected.timestamps_ms,
+            prompts_ms=collected.prompts_ms,
             device=form.device,
             device_id=form.device["id"],
             client_ip=meta["ip"],
@@ -254,6 +310,7 @@ def submit_frames(
             request_id=meta["rid"],
         ),
         probabilities,
+        extra_checks=[light],
     )
     if outcome.review_id is not None and services.identity_verifier is not None:
         # After the commit: the provider may take seconds, and no lock waits on it.

@@ -26,12 +26,12 @@ from api.logs import request_id_var
 from api.rate_limits import ChallengeLimit, PhoneLimit, count_center, phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
-from api.schemas.liveness import CaptureOut
+from api.schemas.liveness import CaptureOut, StepOut
 from api.schemas.passkeys import SmsCodeIn, SmsCodeSentOut
 from api.web import session as web
 from evaluation.committee import draws, projects, sign_in, tasks
 from evaluation.contracts import contracts
-from evaluation.identity import consent, face_checks, faces, one_time_codes
+from evaluation.identity import capture_stream, consent, face_checks, faces, one_time_codes
 from evaluation.kernel import audit
 from evaluation.registry import centers, unit_authority
 from models.tables import Project, ScanSession
@@ -294,10 +294,11 @@ class ScanChallengeOut(BaseModel):
     id: str
     nonce: str
     mode: str
-    actions: list[str]
+    actions: list[str] = Field(description="Empty: prompts are revealed step by step")
     issued_at: datetime
     expires_at: datetime
     capture: CaptureOut
+    step: StepOut
     submit_url: str
 
 
@@ -307,10 +308,11 @@ def challenge_out(issued: face_checks.IssuedChallenge) -> ScanChallengeOut:
         id=challenge.id,
         nonce=issued.nonce,
         mode=challenge.mode,
-        actions=challenge.actions,
+        actions=[],
         issued_at=challenge.issued_at,
         expires_at=challenge.expires_at,
         capture=CaptureOut.model_validate(challenge.capture),
+        step=StepOut.model_validate(capture_stream.step_view(challenge, 0)),
         submit_url=f"/api/v1/face/challenges/{challenge.id}/frames",
     )
 

@@ -34,6 +34,18 @@ class CaptureOut(BaseModel):
         description="Show the first action's prompt this long after capture starts, then "
         "one prompt every seconds_per_action",
     )
+    action_count: int = Field(default=0, description="Prompts the steps will reveal")
+
+
+class StepOut(BaseModel):
+    """One step of the stream: fill the screen with `colour` and film `ms` of frames under
+    it, showing `prompt` (an action) from this step on when there is one."""
+
+    index: int
+    of: int = Field(description="How many steps the challenge has")
+    colour: str = Field(description="#rrggbb")
+    ms: int
+    prompt: str | None
 
 
 class ChallengeOut(BaseModel):
@@ -41,11 +53,21 @@ class ChallengeOut(BaseModel):
     nonce: str = Field(description="Send it back with the frames; shown once, stored hashed.")
     mode: str
     expert_ids: list[str]
-    actions: list[str] = Field(description="In order: blink, turn_left, turn_right, ...")
+    actions: list[str] = Field(
+        description="Empty: each action's prompt is revealed by the step it starts on"
+    )
     issued_at: datetime
     expires_at: datetime
     capture: CaptureOut
-    submit_url: str
+    step: StepOut = Field(description="The first step; each upload's answer reveals the next")
+    submit_url: str = Field(description="POST each step's frames here, in order")
+
+
+class StreamAck(BaseModel):
+    """A step's frames were stored; film the next step."""
+
+    received_frames: int
+    next_step: StepOut
 
 
 class CheckOut(BaseModel):

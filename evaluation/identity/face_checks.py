@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from evaluation.identity import cross_matches, face_data, remote_review
+from evaluation.identity import capture_stream, cross_matches, face_data, remote_review
 from evaluation.identity.faces import FacePolicy, load_templates, references_of
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -30,7 +30,7 @@ from evaluation.kernel.rate_limits import Counter
 from evaluation.registry.staff import hash_token
 from face.actions import HEAD_ACTIONS, RELIABLE_ACTIONS
 from face.engine import FaceEngine
-from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, judge
+from face.liveness import Check, FrameAnalysis, Judgement, LivenessPolicy, Submission, judge
 from models.clock import Clock
 from models.settings import Settings
 from models.tables import (
@@ -117,6 +117,8 @@ class CaptureHints:
     seconds_per_action: float = 1.5
     # Neutral frames before the first prompt: the person settles in the guide first.
     lead_seconds: float = 0.6
+    # How many prompts the steps will reveal (which ones, only as they come).
+    action_count: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -143,6 +145,7 @@ class LivenessConfig:
     # Failures from a phone not bound to the person lock that phone for the failure window.
     device_max_failures: int = 5
     challenge_per_expert: str = "12/10 minutes"  # a rate limit (api/rate_limits.py)
+    stall: timedelta = timedelta(seconds=10)
 
     @classmethod
     def from_settings(cls, settings: Settings, face: FacePolicy) -> LivenessConfig:
@@ -172,6 +175,7 @@ class LivenessConfig:
             id_card_threshold=face.id_card_threshold,
             device_max_failures=settings.liveness_device_max_failures,
             challenge_per_expert=settings.rate_limit_challenge_per_expert,
+            stall=timedelta(seconds=settings.liveness_stall_s),
         )
 
     def hints(self, action_count: int) -> CaptureHints:
@@ -184,6 +188,7 @@ class LivenessConfig:
             max_width=self.frame_max_side,
             max_height=self.frame_max_side,
             max_frame_bytes=self.frame_max_bytes,
+            action_count=action_count,
         )
 
 
@@ -323,6 +328,13 @@ def issue_challenge(
     load_templates(db, cipher, engine, caller.center_id, unique)
     nonce = secrets.token_urlsafe(32)
     actions = draw_actions(rng)
+    hints = config.hints(len(actions))
+    steps = capture_stream.plan_steps(
+        rng or secrets.SystemRandom(),
+        actions,
+        lead_s=hints.lead_seconds,
+        seconds_per_action=hints.seconds_per_action,
+    )
     now = clock.now()
     challenge = FaceChallenge(
         center_id=caller.center_id,
@@ -330,7 +342,8 @@ def issue_challenge(
         expert_ids=unique,
         actions=actions,
         nonce_hash=hash_token(nonce),
-        capture=config.hints(len(actions)).as_dict(),
+        capture=hints.as_dict(),
+        steps=steps,
         issued_by=caller.actor,
         issued_at=now,
         expires_at=now + config.challenge_ttl,
@@ -346,7 +359,7 @@ def issue_challenge(
         Action.FACE_CHALLENGE_ISSUED,
         "face_challenge",
         challenge.id,
-        {"mode": challenge.mode, "experts": unique, "actions": actions},
+        {"mode": challenge.mode, "experts": unique, "actions": actions, "steps": len(steps)},
     )
     return IssuedChallenge(challenge, nonce)
 
@@ -371,11 +384,20 @@ def open_challenge(
             f"the challenge expired at {challenge.expires_at.isoformat()}",
             challenge_id=challenge.id,
         )
-        raise _refused(challenge, expired, meta)
+        # A stream left open until now goes with it.
+        challenge_id = challenge.id
+        raise _refused(
+            challenge, expired, meta, also=lambda s: capture_stream.drop_chunks(s, challenge_id)
+        )
     return challenge
 
 
-def _refused(challenge: FaceChallenge, error: DomainError, meta: dict[str, Any]) -> DomainError:
+def _refused(
+    challenge: FaceChallenge,
+    error: DomainError,
+    meta: dict[str, Any],
+    also: Callable[[Session], None] | None = None,
+) -> DomainError:
     caller = audit.Caller(challenge.center_id, f"challenge:{challenge.id}", None, meta.get("rid"))
     event = audit.AuditEvent(
         Action.FACE_SUBMISSION_REFUSED,
@@ -385,7 +407,7 @@ def _refused(challenge: FaceChallenge, error: DomainError, meta: dict[str, Any])
     )
     # The nonce's holder has not been verified: counted per address and minute.
     source = meta.get("ip") or f"device:{meta.get('device_id')}"
-    return audit.refused(error, caller, event, anonymous_from=source)
+    return audit.refused(error, caller, event, also=also, anonymous_from=source)
 
 
 def _client(meta: dict[str, Any]) -> dict[str, Any]:
@@ -472,9 +494,11 @@ def record_verification(
     raw_frames: Sequence[bytes],
     upload: FrameUpload,
     live_probabilities: Sequence[float] | None = None,
+    extra_checks: Sequence[Check] = (),
 ) -> VerificationOutcome:
     """Judge analyzed frames against their challenge and store the outcome."""
     challenge = _consume(db, challenge_id, nonce, received_at)
+    capture_stream.drop_chunks(db, challenge.id)
     if received_at >= challenge.expires_at:
         raise ChallengeExpired("the challenge expired", challenge_id=challenge.id)
     # Lock the candidates' rows: failures counted and locks set below must not race.
@@ -502,6 +526,7 @@ def record_verification(
         policy,
         earlier_hashes=earlier,
         live_probabilities=live_probabilities,
+        extra_checks=extra_checks,
     )
     # A failure counts against the expert it was for: the claimed one, or the one the face
     # was identified as in a 1:few check.

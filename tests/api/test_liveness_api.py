@@ -4,6 +4,7 @@ answered with problem+json and nothing changed."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import timedelta
 from functools import cache
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.jobs import sweep_cross_matches
 from api.services import Services
-from evaluation.identity import face_checks
+from evaluation.identity import capture_stream, face_checks
 from evaluation.kernel.audit import Caller
 from evaluation.registry.staff import Role, hash_token
 from face import synthetic as videos
@@ -26,6 +27,7 @@ from face.engine import FaceEngine
 from models.clock import FrozenClock
 from models.tables import (
     AuditEntry,
+    CaptureChunk,
     FaceChallenge,
     FaceCrossCheck,
     FaceVerification,
@@ -49,15 +51,104 @@ def _scene(name: str) -> videos.Scene:
     return videos.make_scene(engine(), portraits()[name])
 
 
-@cache
-def genuine_video(name: str, actions: tuple[str, ...]) -> videos.Video:
-    return videos.genuine(_scene(name), list(actions), seed=len(actions))
+FILMS = itertools.count(1)
+
+
+def live(name: str, *, lit: bool = True) -> videos.LiveRenderer:
+    """The person in front of the phone, following each step as it is revealed (a new
+    take every time: a person never films the same frames twice)."""
+    return videos.LiveRenderer(_scene(name), seed=next(FILMS), lit=lit)
 
 
 @cache
 def still_video(name: str) -> videos.Video:
     video = videos.still_photo(_scene(name), ["turn_left", "blink"])
     return videos.Video(video.frames[:10], video.timestamps_ms[:10], [300, 700])
+
+
+class Recorded:
+    """Frames made before the challenge (a recording, a photo, a replay), sent step by step
+    in their own time, looping when they run out."""
+
+    def __init__(self, video: videos.Video) -> None:
+        self.video = video
+        self.elapsed_ms = 0
+
+    def film(
+        self, screen: tuple[int, int, int], ms: int, prompt: str | None
+    ) -> list[tuple[bytes, int]]:
+        length = self.video.timestamps_ms[-1] + 125
+        shot = [
+            (frame, self.elapsed_ms + (t - self.elapsed_ms % length))
+            for frame, t in zip(self.video.frames, self.video.timestamps_ms, strict=True)
+            if self.elapsed_ms % length <= t < self.elapsed_ms % length + ms
+        ]
+        if not shot:
+            shot = [(self.video.frames[0], self.elapsed_ms)]
+        self.elapsed_ms += ms
+        return shot
+
+
+Source = videos.LiveRenderer | Recorded
+
+
+def send_step(
+    client: TestClient,
+    issued: dict[str, Any],
+    index: int,
+    shot: list[tuple[bytes, int]],
+    *,
+    nonce: str | None = None,
+    device: dict[str, str] = DEVICE,
+    **overrides: Any,
+) -> Any:
+    data = {
+        "nonce": issued["nonce"] if nonce is None else nonce,
+        "step": str(index),
+        "timestamps_ms": json.dumps([t for _, t in shot]),
+        "device": json.dumps(device),
+        **overrides,
+    }
+    files = [("frames", (f"{i}.jpg", frame, "image/jpeg")) for i, (frame, _) in enumerate(shot)]
+    if not files:  # still a multipart form, with no frame in it
+        files = [("note", ("note.txt", b"", "text/plain"))]
+    return client.post(
+        issued["submit_url"],
+        data=data,
+        files=files,
+        headers={"User-Agent": "Mozilla/5.0 (Linux; Android 14; Pixel 7)"},
+    )
+
+
+def submit(
+    client: TestClient,
+    issued: dict[str, Any],
+    source: Source | videos.Video,
+    *,
+    clock: FrozenClock,
+    nonce: str | None = None,
+    device: dict[str, str] = DEVICE,
+    carry: bool = False,
+) -> Any:
+    """Stream a check as a phone does: film the step shown, upload it once its time has
+    passed (the frozen clock moves with it), show the step the answer reveals; the last
+    step's answer is the judgement, any refusal ends the stream. With ``carry``, the phone
+    films on while each step uploads and sends that frame with the next step."""
+    film = Recorded(source) if isinstance(source, videos.Video) else source
+    step = issued["step"]
+    carried: list[tuple[bytes, int]] = []
+    while True:
+        colour = videos.hex_colour(step["colour"])
+        shot = film.film(colour, step["ms"], step["prompt"])
+        clock.advance(timedelta(milliseconds=step["ms"] + 40))
+        extra = {"carried": str(len(carried))} if carried else {}
+        answer = send_step(
+            client, issued, step["index"], carried + shot, nonce=nonce, device=device, **extra
+        )
+        if answer.status_code != 202:
+            return answer
+        carried = film.film(colour, 125, None) if carry else []
+        step = answer.json()["next_step"]
 
 
 @pytest.fixture
@@ -92,34 +183,6 @@ def challenge(client: TestClient, operator: dict[str, str], *expert_ids: str) ->
     return body
 
 
-def submit(
-    client: TestClient,
-    issued: dict[str, Any],
-    video: videos.Video,
-    *,
-    nonce: str | None = None,
-    device: dict[str, str] = DEVICE,
-    **overrides: Any,
-) -> Any:
-    prompts = video.prompts_ms
-    if len(prompts) != len(issued["actions"]):  # a photo "answers" whatever was asked
-        prompts = [300 + 250 * index for index in range(len(issued["actions"]))]
-    data = {
-        "nonce": issued["nonce"] if nonce is None else nonce,
-        "timestamps_ms": json.dumps(video.timestamps_ms),
-        "prompts_ms": json.dumps(prompts),
-        "device": json.dumps(device),
-        **overrides,
-    }
-    files = [("frames", (f"{i}.jpg", frame, "image/jpeg")) for i, frame in enumerate(video.frames)]
-    return client.post(
-        issued["submit_url"],
-        data=data,
-        files=files,
-        headers={"User-Agent": "Mozilla/5.0 (Linux; Android 14; Pixel 7)"},
-    )
-
-
 def _count(db: Session, model: type) -> int:
     db.expire_all()
     return int(db.execute(select(func.count()).select_from(model)).scalar_one())
@@ -130,11 +193,20 @@ def _actions(db: Session) -> list[str]:
     return list(db.execute(select(AuditEntry.action).order_by(AuditEntry.seq)).scalars())
 
 
-def test_challenge_shape(client: TestClient, operator: dict[str, str], expert_id: str) -> None:
+def test_challenge_shape(
+    client: TestClient, operator: dict[str, str], expert_id: str, db: Session
+) -> None:
     seen = set()
     for _ in range(12):
         issued = challenge(client, operator, expert_id)
-        actions = issued["actions"]
+        assert issued["actions"] == []  # revealed step by step, not in advance
+        first = issued["step"]
+        assert first["index"] == 0 and first["prompt"] is None and 300 <= first["ms"] <= 500
+        stored = db.get(FaceChallenge, issued["id"])
+        assert stored is not None and stored.steps is not None
+        actions = stored.actions
+        assert [s["prompt"] for s in stored.steps if s["prompt"]] == actions
+        assert first["of"] == len(stored.steps) >= 8  # 3.9 s or more, 500 ms at most
         assert 2 <= len(actions) <= 3
         assert all(a != b for a, b in pairwise(actions))
         assert {"turn_left", "turn_right", "nod"} & set(actions)
@@ -164,17 +236,20 @@ def test_genuine_frames_pass_and_grant_a_session_bound_to_the_device(
     db: Session,
 ) -> None:
     issued = challenge(client, operator, expert_id)
-    video = genuine_video(PERSON, tuple(issued["actions"]))
-    clock.advance(timedelta(seconds=8))  # the phone films, then uploads
-    response = submit(client, issued, video)
+    clock.advance(timedelta(seconds=2))  # the phone opens its camera
+    response = submit(client, issued, live(PERSON), clock=clock)
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["passed"] is True and body["reasons"] == [], body["reasons"]
     record = body["verification"]
     assert record["expert_id"] == expert_id and record["device_id"] == DEVICE["id"]
     assert record["user_agent"].startswith("Mozilla/5.0") and record["client_ip"]
-    assert len(record["frame_hashes"]) == len(video.frames) and not record["frames_retained"]
-    assert {c["check"] for c in record["checks"]} >= {"actions", "depth", "identity", "replay"}
+    assert len(record["frame_hashes"]) == record["frame_count"] >= 30
+    assert not record["frames_retained"]
+    checks = {c["check"]: c for c in record["checks"]}
+    assert set(checks) >= {"actions", "depth", "identity", "replay", "light"}
+    assert checks["light"]["passed"] and checks["light"]["values"]["correlation"] >= 0.8
+    assert _count(db, CaptureChunk) == 0  # the stream's chunks go once judged
 
     token = body["session"]["token"]
     assert token.startswith("evf_")
@@ -203,12 +278,25 @@ def test_genuine_frames_pass_and_grant_a_session_bound_to_the_device(
     assert _actions(db)[-2:] == ["face.challenge_issued", "face.verification_passed"]
 
 
+def test_a_recording_made_before_the_challenge_fails_the_light_check(
+    client: TestClient, operator: dict[str, str], expert_id: str, clock: FrozenClock
+) -> None:
+    """The same person, filmed live and following the prompts, but without the screen's
+    colours (a video rendered ahead of time with the right actions): refused."""
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=2))
+    body = submit(client, issued, live(PERSON, lit=False), clock=clock).json()
+    assert body["passed"] is False and body["reasons"] == ["light-not-followed"], body
+    light = next(c for c in body["verification"]["checks"] if c["check"] == "light")
+    assert light["values"]["correlation"] < 0.6
+
+
 def test_a_photo_fails_and_the_answer_says_why(
     client: TestClient, operator: dict[str, str], expert_id: str, clock: FrozenClock
 ) -> None:
     issued = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=5))
-    response = submit(client, issued, still_video(PERSON))
+    response = submit(client, issued, still_video(PERSON), clock=clock)
     assert response.status_code == 201
     body = response.json()
     assert body["passed"] is False and body["session"] is None
@@ -222,8 +310,8 @@ def test_reused_and_expired_challenges_are_refused_and_logged(
 ) -> None:
     issued = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=5))
-    assert submit(client, issued, still_video(PERSON)).status_code == 201
-    again = submit(client, issued, still_video(PERSON))
+    assert submit(client, issued, still_video(PERSON), clock=clock).status_code == 201
+    again = submit(client, issued, still_video(PERSON), clock=clock)
     assert_problem(again, 409, "challenge-used")
     assert _count(db, FaceVerification) == 1
     # The nonce's holder is nobody signed in: tallied per minute and address, not chained.
@@ -231,7 +319,7 @@ def test_reused_and_expired_challenges_are_refused_and_logged(
 
     late = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=61))
-    assert_problem(submit(client, late, still_video(PERSON)), 410, "challenge-expired")
+    assert_problem(submit(client, late, still_video(PERSON), clock=clock), 410, "challenge-expired")
     assert _count(db, FaceVerification) == 1
     # Each refused request is counted once, not once per transaction that saw it.
     assert refused_reasons(db, "face.submission_refused") == {
@@ -241,69 +329,200 @@ def test_reused_and_expired_challenges_are_refused_and_logged(
     assert "face.submission_refused" not in _actions(db)
 
     unknown = dict(late, submit_url="/api/v1/face/challenges/nope/frames")
-    assert_problem(submit(client, unknown, still_video(PERSON)), 404, "challenge-not-found")
+    assert_problem(
+        submit(client, unknown, still_video(PERSON), clock=clock), 404, "challenge-not-found"
+    )
     fresh = challenge(client, operator, expert_id)
-    wrong = submit(client, fresh, still_video(PERSON), nonce="not-the-nonce")
+    wrong = submit(client, fresh, still_video(PERSON), clock=clock, nonce="not-the-nonce")
     assert_problem(wrong, 404, "challenge-not-found")
 
 
+def _first_shot(count: int = 3, start: int = 0) -> list[tuple[bytes, int]]:
+    video = still_video(PERSON)
+    return [(video.frames[i % len(video.frames)], start + 125 * i) for i in range(count)]
+
+
 @pytest.mark.parametrize(
-    ("change", "status", "code"),
+    ("change", "frames", "status", "code"),
     [
-        ({"nonce": ""}, 422, "upload-missing"),
-        ({"timestamps_ms": "[1, 2]"}, 422, "frames-invalid"),
-        ({"timestamps_ms": "not json"}, 422, "frames-invalid"),
-        ({"prompts_ms": "[100]"}, 422, "frames-invalid"),
-        ({"device": "{}"}, 422, "frames-invalid"),
-        ({"frames": "few"}, 422, "frames-invalid"),
-        ({"frames": "many"}, 422, "frames-invalid"),  # over the cap, and far over it
-        ({"frames": "flood"}, 422, "frames-invalid"),
-        ({"frames": "not-an-image"}, 422, "image-unusable"),
-        ({"frames": "too-wide"}, 422, "frames-invalid"),
-        ({"frames": "huge"}, 422, "image-unusable"),
-        ({"frames": "gif"}, 415, "image-type-unsupported"),
+        ({"nonce": ""}, 3, 422, "upload-missing"),
+        ({"step": ""}, 3, 422, "frames-invalid"),
+        ({"step": "-1"}, 3, 422, "frames-invalid"),
+        ({"timestamps_ms": "[1, 2]"}, 3, 422, "frames-invalid"),
+        ({"timestamps_ms": "not json"}, 3, 422, "frames-invalid"),
+        ({"device": "{}"}, 3, 422, "frames-invalid"),
+        ({"carried": "4"}, 3, 422, "frames-invalid"),
+        ({"carried": "x"}, 3, 422, "frames-invalid"),
+        # Over a step's cap: the form parser's own 400 "Too many files" never shows.
+        ({}, 17, 422, "frames-invalid"),
+        ({}, 400, 422, "frames-invalid"),
     ],
 )
-def test_bad_submissions_change_nothing(
+def test_malformed_uploads_change_nothing(
     client: TestClient,
     operator: dict[str, str],
     expert_id: str,
     clock: FrozenClock,
     db: Session,
-    change: dict[str, str],
+    change: dict[str, Any],
+    frames: int,
     status: int,
     code: str,
 ) -> None:
+    """Refused before the challenge is looked at: it can still be answered."""
     issued = challenge(client, operator, expert_id)
-    clock.advance(timedelta(seconds=5))
-    video = still_video(PERSON)
-    frames = list(video.frames)
-    kind = change.pop("frames", None)
-    if kind == "few":
-        frames = frames[:3]
-    elif kind in ("many", "flood"):  # a 3-action challenge filmed at 10 fps, or worse
-        frames = (frames * 40)[: 49 if kind == "many" else 400]
-    elif kind == "not-an-image":
-        frames[4] = b"%PDF-1.7 not a frame"
-    elif kind == "too-wide":
-        frames[2] = encode(cv2.resize(_scene(PERSON).frame, (800, 400)))
-    elif kind == "huge":
-        frames[2] = encode(cv2.resize(_scene(PERSON).frame, (1280, 960)))
-    elif kind == "gif":
-        from io import BytesIO
+    clock.advance(timedelta(seconds=1))
+    before = (_count(db, FaceVerification), len(_actions(db)), _count(db, CaptureChunk))
+    shot = _first_shot(frames)
+    if frames == 400:
+        shot = [(shot[0][0][:200], t) for _, t in shot]  # many small files
+    assert_problem(send_step(client, issued, 0, shot, **change), status, code)
+    assert (_count(db, FaceVerification), len(_actions(db)), _count(db, CaptureChunk)) == before
+    assert send_step(client, issued, 0, _first_shot()).status_code == 202
 
-        from PIL import Image
 
-        out = BytesIO()
-        Image.new("RGB", (64, 64)).save(out, format="GIF")
-        frames[0] = out.getvalue()
-    times = video.timestamps_ms[: len(frames)]
+def _gif() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (64, 64)).save(out, format="GIF")
+    return out.getvalue()
+
+
+BROKEN_STREAMS = {
+    # name: (what the phone does, status, code)
+    "zero frames": (lambda s: [("send", 0, [])], 422, "frames-invalid"),
+    "over the cap": (
+        lambda s: [("send", i, s(16, 125 * 16 * i)) for i in range(7)],
+        422,
+        "frames-invalid",
+    ),
+    "frames out of order": (
+        lambda s: [("send", 0, s(3, 0)), ("send", 1, s(3, 100))],
+        422,
+        "frames-out-of-order",
+    ),
+    "times going back within a step": (
+        lambda s: [("send", 0, list(reversed(s(3, 0))))],
+        422,
+        "frames-out-of-order",
+    ),
+    "a step answered before it was shown": (
+        lambda s: [("send", 0, s(3, 0)), ("send", 2, s(3, 1000))],
+        409,
+        "step-not-revealed",
+    ),
+    "a second stream": (
+        lambda s: [("send", 0, s(3, 0)), ("send", 1, s(3, 500)), ("send", 1, s(3, 900))],
+        409,
+        "capture-stream-conflict",
+    ),
+    "another device": (
+        lambda s: [("send", 0, s(3, 0)), ("other device", 1, s(3, 500))],
+        409,
+        "capture-stream-conflict",
+    ),
+    "faster than real time": (
+        lambda s: [("send", 0, s(3, 0)), ("quick", 1, s(3, 500))],
+        422,
+        "capture-too-fast",
+    ),
+    "a stall": (lambda s: [("send", 0, s(3, 0)), ("stall", 1, s(3, 500))], 408, "capture-stalled"),
+    "carried frames on the first step": (
+        lambda s: [("carry 1", 0, s(3, 0))],
+        422,
+        "frames-invalid",
+    ),
+    "only carried frames": (
+        lambda s: [("send", 0, s(3, 0)), ("carry 3", 1, s(3, 500))],
+        422,
+        "frames-invalid",
+    ),
+    "not an image": (lambda s: [("send", 0, [(b"%PDF-1.7", 0)])], 422, "image-unusable"),
+    "a gif": (lambda s: [("send", 0, [(_gif(), 0)])], 415, "image-type-unsupported"),
+    "too wide": (
+        lambda s: [("send", 0, [(encode(cv2.resize(_scene(PERSON).frame, (800, 400))), 0)])],
+        422,
+        "frames-invalid",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_STREAMS))
+def test_a_broken_stream_is_refused_and_spends_the_challenge(
+    client: TestClient,
+    operator: dict[str, str],
+    expert_id: str,
+    clock: FrozenClock,
+    db: Session,
+    services: Services,
+    name: str,
+) -> None:
+    plan, status, code = BROKEN_STREAMS[name]
+    frames = still_video(PERSON).frames
+
+    def shot(count: int, start: int) -> list[tuple[bytes, int]]:
+        return [(frames[i % len(frames)], start + 125 * i) for i in range(count)]
+
+    issued = challenge(client, operator, expert_id)
+    stored = db.get(FaceChallenge, issued["id"])
+    assert stored is not None and stored.steps is not None
+    ms = [s["ms"] for s in stored.steps]
+    clock.advance(timedelta(seconds=1))
     before = (_count(db, FaceVerification), len(_actions(db)))
-    response = submit(client, issued, videos.Video(frames, times, video.prompts_ms), **change)
-    assert_problem(response, status, code)
-    assert (_count(db, FaceVerification), len(_actions(db))) == before
-    # The challenge was not used up: the same nonce still answers it.
-    assert submit(client, issued, video).status_code == 201
+    answers = []
+    for how, step, sent in plan(shot):
+        wait = {"quick": 50, "stall": 11_000}.get(how, ms[min(step, len(ms) - 1)] + 40)
+        clock.advance(timedelta(milliseconds=wait))
+        device = dict(DEVICE, id="phone-other-77") if how == "other device" else DEVICE
+        extra = {"carried": how.split()[1]} if how.startswith("carry") else {}
+        answers.append(send_step(client, issued, step, sent, device=device, **extra))
+    assert all(a.status_code == 202 for a in answers[:-1]), [a.text for a in answers]
+    body = assert_problem(answers[-1], status, code)
+    assert body["detail"]
+    # Spent: nothing kept of the stream, no verification, one refusal in the log.
+    assert _count(db, CaptureChunk) == 0
+    assert (_count(db, FaceVerification), len(_actions(db))) == (before[0], before[1] + 1)
+    assert _actions(db)[-1] == "face.submission_refused"
+    db.expire_all()
+    spent = db.get(FaceChallenge, issued["id"])
+    assert spent is not None and spent.used_at is not None
+    assert_problem(send_step(client, issued, 0, shot(3, 0)), 409, "challenge-used")
+
+
+def test_a_stream_that_never_closes_expires(
+    client: TestClient, operator: dict[str, str], expert_id: str, clock: FrozenClock, db: Session
+) -> None:
+    """A phone that films a few steps and never sends the rest: the challenge expires, its
+    next upload is refused, and the stored steps go with it."""
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(seconds=1))
+    step = issued["step"]
+    for n in range(3):
+        clock.advance(timedelta(milliseconds=step["ms"] + 40))
+        answer = send_step(client, issued, step["index"], _first_shot(start=500 * n))
+        assert answer.status_code == 202, answer.text
+        step = answer.json()["next_step"]
+        assert step["colour"].startswith("#") and len(step["colour"]) == 7
+    assert _count(db, CaptureChunk) == 3
+    clock.advance(timedelta(seconds=60))
+    late = send_step(client, issued, step["index"], _first_shot(start=2000))
+    assert_problem(late, 410, "challenge-expired")
+    assert _count(db, CaptureChunk) == 0 and _count(db, FaceVerification) == 0
+
+
+def test_the_retention_job_drops_streams_nobody_finished(
+    client: TestClient, operator: dict[str, str], expert_id: str, clock: FrozenClock, db: Session
+) -> None:
+    issued = challenge(client, operator, expert_id)
+    clock.advance(timedelta(milliseconds=issued["step"]["ms"] + 40))
+    assert send_step(client, issued, 0, _first_shot()).status_code == 202
+    assert capture_stream.drop_expired_streams(db, clock.now()) == 0  # still open
+    clock.advance(timedelta(seconds=61))
+    assert capture_stream.drop_expired_streams(db, clock.now()) == 1
+    assert _count(db, CaptureChunk) == 0
 
 
 def test_not_multipart_is_refused(
@@ -331,7 +550,7 @@ def test_repeated_failures_lock_until_an_operator_unlocks(
     for attempt in range(5):
         issued = challenge(client, operator, expert_id)
         clock.advance(timedelta(seconds=5))
-        body = submit(client, issued, still_video(PERSON)).json()
+        body = submit(client, issued, still_video(PERSON), clock=clock).json()
         assert body["passed"] is False
         assert body["attempts_remaining"] == 4 - attempt
     assert body["locked"] is True
@@ -355,7 +574,9 @@ def test_repeated_failures_lock_until_an_operator_unlocks(
     # Unlocking resets the count: a new failure leaves four more tries.
     issued = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=5))
-    assert submit(client, issued, still_video(PERSON)).json()["attempts_remaining"] == 4
+    assert (
+        submit(client, issued, still_video(PERSON), clock=clock).json()["attempts_remaining"] == 4
+    )
     assert_problem(
         client.get(f"/api/v1/experts/{expert_id}/face/lockout", headers=operator),
         404,
@@ -370,7 +591,7 @@ def test_one_of_several_experts_is_identified(
     issued = challenge(client, operator, other, expert_id)
     assert issued["mode"] == "1:few"
     clock.advance(timedelta(seconds=8))
-    body = submit(client, issued, genuine_video(PERSON, tuple(issued["actions"]))).json()
+    body = submit(client, issued, live(PERSON), clock=clock, carry=True).json()
     assert body["passed"] is True, body["reasons"]
     assert body["verification"]["expert_id"] == expert_id
     assert body["session"]["expert_id"] == expert_id
@@ -440,13 +661,23 @@ class TestRetention:
         issued = challenge(client, operator, expert_id)
         clock.advance(timedelta(seconds=5))
         video = still_video(PERSON)
-        body = submit(client, issued, video).json()
+        sent: list[bytes] = []
+        film = Recorded(video)
+        original = film.film
+
+        def keeping(*step: Any) -> list[tuple[bytes, int]]:
+            shot = original(*step)
+            sent.extend(frame for frame, _ in shot)
+            return shot
+
+        film.film = keeping  # type: ignore[method-assign]
+        body = submit(client, issued, film, clock=clock).json()
         assert body["verification"]["frames_retained"] is True
         db.expire_all()
         kept = db.execute(select(VerificationFrame).order_by(VerificationFrame.seq)).scalars().all()
-        assert len(kept) == len(video.frames)
+        assert len(kept) == len(sent) > len(video.frames)
         verification_id = body["verification"]["id"]
-        for row, frame in zip(kept, video.frames, strict=True):
+        for row, frame in zip(kept, sent, strict=True):
             assert frame not in row.ciphertext
             context = f"face_verifications/{verification_id}/frames/{row.seq}"
             assert services.cipher.decrypt_bytes(row.ciphertext, context) == frame
@@ -494,10 +725,11 @@ def test_a_scan_challenge_answer_names_no_candidates(
         client,
         {
             "nonce": issued.nonce,
-            "actions": issued.challenge.actions,
+            "step": capture_stream.step_view(issued.challenge, 0),
             "submit_url": f"/api/v1/face/challenges/{issued.challenge.id}/frames",
         },
         still_video(PERSON),
+        clock=clock,
     )
     assert answer.status_code == 201, answer.text
     assert answer.json()["passed"] is False and answer.json()["verification"] is None
@@ -518,7 +750,7 @@ def test_a_face_that_looks_like_another_enrolled_expert_is_recorded(
     other_id = _enrolled(client, operator, OTHER)
     issued = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=8))
-    answered = submit(client, issued, genuine_video(OTHER, tuple(issued["actions"])))
+    answered = submit(client, issued, live(OTHER), clock=clock)
     body = answered.json()
     assert body["passed"] is False and "face-mismatch" in body["reasons"]
     assert all(c["check"] != "cross-match" for c in body["verification"]["checks"])
@@ -540,7 +772,7 @@ def test_a_face_that_looks_like_another_enrolled_expert_is_recorded(
     # The right person on their own check: nothing found.
     issued = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=8))
-    own = submit(client, issued, genuine_video(PERSON, tuple(issued["actions"]))).json()
+    own = submit(client, issued, live(PERSON), clock=clock).json()
     assert own["passed"]
     assert sweep_cross_matches(services) == 0
     db.expire_all()

@@ -27,7 +27,7 @@ from models.tables import (
 from signing.soft_authenticator import SoftwareAuthenticator
 from tests.api.committee import Committee
 from tests.api.helpers import assert_problem
-from tests.api.test_liveness_api import DEVICE, PERSON, genuine_video, submit
+from tests.api.test_liveness_api import DEVICE, PERSON, live, submit
 from tests.face.corpus import encode, portraits
 from tests.factories import (
     PHONE_ORIGIN,
@@ -95,7 +95,7 @@ def test_a_phone_is_bound_at_the_desk_after_a_real_face_check(
     issued = client.post("/api/v1/passkey-enrollment/challenge", headers=phone)
     assert issued.status_code == 201, issued.text
     clock.advance(timedelta(seconds=8))
-    filmed = submit(client, issued.json(), genuine_video(PERSON, tuple(issued.json()["actions"])))
+    filmed = submit(client, issued.json(), live(PERSON), clock=clock)
     assert filmed.status_code == 201 and filmed.json()["passed"], filmed.text
     face = filmed.json()["session"]["token"]
 

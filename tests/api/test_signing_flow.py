@@ -19,7 +19,7 @@ from api.services import Services
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from tests.api.helpers import assert_problem, passkey_for_hashes
-from tests.api.test_liveness_api import DEVICE, PERSON, _enrolled, challenge, genuine_video, submit
+from tests.api.test_liveness_api import DEVICE, PERSON, _enrolled, challenge, live, submit
 from tests.factories import CenterWithStaff, bound_phone, establish_pki
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def test_a_real_face_check_unlocks_signing_for_two_minutes(
 
     issued = challenge(client, operator, expert_id)
     clock.advance(timedelta(seconds=8))
-    passed = submit(client, issued, genuine_video(PERSON, tuple(issued["actions"]))).json()
+    passed = submit(client, issued, live(PERSON), clock=clock).json()
     assert passed["passed"] is True, passed["reasons"]
     phone = {"Authorization": f"Bearer {passed['session']['token']}", "X-Device-Id": DEVICE["id"]}
     bound = bound_phone(db, clock, services.passkeys, center.id, expert_id, device_id=DEVICE["id"])

@@ -45,19 +45,21 @@ points marked (by hand):
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+from playwright.sync_api import Page
 
 from face import synthetic
-from face.samples import BGR
+from face.samples import BGR, encode
 
 CAMERA_FPS = 30
 FRAME_W, FRAME_H = synthetic.FRAME_W, synthetic.FRAME_H
@@ -226,3 +228,149 @@ def decode_data_url(url: str) -> BGR:
     if not payload:
         raise ValueError(f"not a base64 data URL: {url[:40]!r}")
     return _decode(base64.b64decode(payload))
+
+
+# A camera made of a canvas: each frame of the face is asked of the test
+# (``__evalsignCamera``) with the prompt the page shows (``#prompt[data-action]``), and
+# tinted here, as it is drawn, by the colour the page lights the screen with (``#light``'s
+# background while shown): skin near the screen takes on more of it than the room behind
+# (the strength map face/synthetic.py's reflect uses). So the face follows the prompts and
+# the colours live, as a person in front of the phone would, knowing nothing in advance.
+LIVE_CAMERA_JS = """(() => {
+  if (window.__evalsignLiveCamera || !navigator.mediaDevices) return;
+  window.__evalsignLiveCamera = true;
+  const load = (url) => new Promise((resolve) => {
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.src = url;
+  });
+  const rgb = (css) => (css.match(/[0-9.]+/g) || []).slice(0, 3).map(Number);
+  navigator.mediaDevices.getUserMedia = async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = %(width)d;
+    canvas.height = %(height)d;
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    const stream = canvas.captureStream(%(fps)d);
+    const track = stream.getVideoTracks()[0];
+    let live = true;
+    const stop = track.stop.bind(track);
+    track.stop = () => { live = false; stop(); };
+    const setup = await window.__evalsignCameraStart();
+    const maskImage = await load(setup.mask);
+    context.drawImage(maskImage, 0, 0);
+    const maskPixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    const strength = new Float32Array(canvas.width * canvas.height);
+    for (let i = 0; i < strength.length; i++) strength[i] = (maskPixels[4 * i] / 255) * setup.face;
+    const started = performance.now();
+    const draw = async () => {
+      const prompt = document.getElementById("prompt");
+      const action = (prompt && prompt.dataset.action) || null;
+      const state = { t: performance.now() - started, action };
+      const face = await load(await window.__evalsignCamera(state));
+      context.drawImage(face, 0, 0);
+      const light = document.getElementById("light");
+      if (!setup.lit || !light || light.hidden) return;
+      // The colour showing now, as the frame is taken.
+      const [r, g, b] = rgb(getComputedStyle(light).backgroundColor).map((v) => v / 255);
+      const mean = (r + g + b) / 3;
+      const frame = context.getImageData(0, 0, canvas.width, canvas.height);
+      const px = frame.data;
+      for (let i = 0; i < strength.length; i++) {
+        const k = strength[i];
+        const keep = 1 + k * mean;
+        px[4 * i] = (px[4 * i] * (1 + k * r)) / keep;
+        px[4 * i + 1] = (px[4 * i + 1] * (1 + k * g)) / keep;
+        px[4 * i + 2] = (px[4 * i + 2] * (1 + k * b)) / keep;
+      }
+      context.putImageData(frame, 0, 0);
+    };
+    await draw();
+    (async () => { while (live) await draw(); })();
+    return stream;
+  };
+})();"""
+
+
+class LiveCamera:
+    """The page's camera, rendered live by face/synthetic.py from a photo: every capture
+    starts a new take (new noise, no prompt yet), each prompt the page shows starts its
+    action, and (``lit``) the colour lighting the screen tints the face as it is drawn.
+
+    The head's shapes are kept by pose (3 degree, 0.2 eyelid and mouth steps) so a frame
+    costs a shake and an encode, not a re-render: on a loaded machine a full render takes
+    ~0.3 s, which would show each prompt and colour late."""
+
+    def __init__(self, scene: Callable[[], synthetic.Scene], *, lit: bool = True) -> None:
+        self.scene = scene
+        self.lit = lit
+        self.takes = 0
+        self.frames = 0
+        self.shapes: dict[tuple[float, float, float, float], BGR] = {}
+        self.rng = np.random.default_rng(0)
+        self.noise = [
+            self.rng.normal(0, 2.0, (FRAME_H, FRAME_W, 3)).round().astype(np.int16)
+            for _ in range(5)
+        ]
+        self.prompted: list[tuple[str, float]] = []
+        self.last_action: str | None = None
+
+    def install(self, page: Page, fps: int = 15) -> None:
+        page.expose_function("__evalsignCameraStart", self.start)
+        page.expose_function("__evalsignCamera", self.frame)
+        script = LIVE_CAMERA_JS % {"width": FRAME_W, "height": FRAME_H, "fps": fps}
+        page.add_init_script(script)
+        if page.url.startswith("http"):
+            page.evaluate(script)
+
+    def start(self) -> dict[str, Any]:
+        self.takes += 1
+        self.rng = np.random.default_rng(next(_TAKES))
+        self.prompted = []
+        self.last_action = None
+        scene = self.scene()
+        if not self.shapes:  # the head's shapes for every action, once
+            for action in synthetic.ACTION_PEAKS:
+                for tenth in range(11):
+                    self._shape(synthetic.live_pose([(action, 0.0)], 0.15 * tenth, self.rng))
+        mask = synthetic.screen_strength(scene) / synthetic.SCREEN_ON_FACE
+        png = cv2.imencode(".png", np.clip(mask * 255, 0, 255).astype(np.uint8))[1]
+        return {
+            "mask": "data:image/png;base64," + base64.b64encode(png.tobytes()).decode(),
+            "face": synthetic.SCREEN_ON_FACE,
+            "lit": self.lit,
+        }
+
+    def _shape(self, pose: synthetic.Pose) -> BGR:
+        key = (
+            3 * round(pose.yaw / 3),
+            3 * round(pose.pitch / 3),
+            round(pose.eyes_closed * 5) / 5,
+            round(pose.mouth_open * 5) / 5,
+        )
+        if key not in self.shapes:
+            still = synthetic.Pose(yaw=key[0], pitch=key[1], eyes_closed=key[2], mouth_open=key[3])
+            self.shapes[key] = synthetic.shape(self.scene(), still)
+        return self.shapes[key]
+
+    def frame(self, state: dict[str, Any]) -> str:
+        t = float(state["t"])
+        action = state.get("action")
+        if action and action != self.last_action:
+            self.prompted.append((str(action), t / 1000))
+            self.last_action = str(action)
+        pose = synthetic.live_pose(self.prompted, t / 1000, self.rng)
+        self.frames += 1
+        matrix = cv2.getRotationMatrix2D((FRAME_W / 2, FRAME_H / 2), pose.roll, 1.0)
+        matrix[:, 2] += np.asarray(pose.shift, dtype=np.float64)
+        moved = cv2.warpAffine(
+            self._shape(pose), matrix, (FRAME_W, FRAME_H), borderMode=cv2.BORDER_REFLECT
+        )
+        # The sensor's noise, from a few fields made once (drawing it anew costs more
+        # than the rest of the frame).
+        noise = self.noise[self.frames % len(self.noise)]
+        image = np.clip(moved.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        data = encode(image, quality=85)
+        return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+_TAKES = itertools.count(1)

@@ -24,7 +24,7 @@ from face.engine import FaceEngine
 from models.clock import SystemClock
 from models.settings import Settings
 from tests.conftest import isolated_database
-from tests.e2e.camera import Kind, liveness_video
+from tests.e2e.camera import Kind, LiveCamera, liveness_video
 
 FILMS = itertools.count(1)
 
@@ -68,9 +68,15 @@ def film_each_challenge(
     seen: list[dict[str, object]] | None = None,
     rendering_s: list[float] | None = None,
 ) -> None:
-    """Whenever the page asks for a challenge, read the actions the server chose and write
-    the camera's video for them before the page gets the answer (and so before it opens
-    the camera). The page's own capture, encoding and upload then run unchanged."""
+    """A ``genuine`` person: the page's camera renders the face live, following each
+    prompt and colour the page shows (tests/e2e/camera.py, LiveCamera). Any other kind is a
+    video made before the challenge: whenever the page asks for a challenge, the camera's
+    file is written before the page gets the answer (and so before it opens the camera).
+    The page's own capture, encoding and upload run unchanged either way."""
+    if kind == "genuine" and not getattr(page, "_evalsign_live_camera", None):
+        camera = LiveCamera(scene)
+        camera.install(page)
+        setattr(page, "_evalsign_live_camera", camera)  # noqa: B010
 
     def answer(route: Route) -> None:
         response = route.fetch()
@@ -78,6 +84,9 @@ def film_each_challenge(
             challenge = response.json()
             if seen is not None:
                 seen.append(challenge)
+            if kind == "genuine":
+                route.fulfill(response=response)
+                return
             # 300 ms of stillness first: the page starts filming a moment after the camera
             # starts playing, and an action must come after its prompt.
             started = time.perf_counter()

@@ -11,13 +11,15 @@ Technique, chosen to differ from face/synthetic.py at every step:
 - an open mouth moves the lower lip and the chin down and shows a shaded interior inside the
   inner-lip polygon, with the upper teeth's edge;
 - nod angles, turn angles, durations and timing vary per sequence; every frame carries head
-  sway, a small scale and position change, light drift, sensor noise and JPEG coding.
+  sway, a small scale and position change, light drift, sensor noise and JPEG coding;
+- the phone screen's light, when it shows a colour, is added inside the landmark outline
+  and scaled back by exposure (synthetic.py weights an ellipse and divides by the mean).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -263,13 +265,39 @@ def _mouth_interior(image: BGR, points: Points, amount: float) -> BGR:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def render(stage: Stage, look: Look, rng: np.random.Generator, drift: float = 0.0) -> BGR:
+# Screen light reaching the skin and the room (written apart from face/synthetic.py's).
+SKIN_LIT, ROOM_LIT = 0.3, 0.04
+
+
+def _screen_light(image: BGR, stage: Stage, points: Points, screen: tuple[int, int, int]) -> BGR:
+    """Add the phone screen's light (RGB): skin inside the face's outline reflects it by
+    its own colour, the room faintly; the camera's exposure then scales brightness back."""
+    hull = cv2.convexHull(points[:106].astype(np.float32)).astype(np.int32)
+    inside = np.zeros(image.shape[:2], np.float32)
+    cv2.fillConvexPoly(inside, hull, 1.0)
+    inside = cv2.GaussianBlur(inside, (0, 0), stage.eye_distance * 0.25)
+    lit = ROOM_LIT + (SKIN_LIT - ROOM_LIT) * inside[:, :, None]
+    colour = np.array(screen[::-1], np.float32) / 255.0
+    added = image.astype(np.float32) * (1 + lit * colour)
+    exposure = float(image.mean()) / max(1.0, float(added.mean()))
+    return np.clip(added * exposure, 0, 255).astype(np.uint8)
+
+
+def render(
+    stage: Stage,
+    look: Look,
+    rng: np.random.Generator,
+    drift: float = 0.0,
+    screen: tuple[int, int, int] | None = None,
+) -> BGR:
     landmarks = stage.points
     moved = _close_eyes(landmarks, look.closed) if look.closed > 0 else landmarks
     moved = _drop_jaw(moved, look.jaw, stage.eye_distance) if look.jaw > 0 else moved
     moved = _rotate(stage, moved, look.yaw, look.pitch)
     image = _warp(stage.frame, landmarks, moved, stage.triangles)
     image = _mouth_interior(image, moved, look.jaw)
+    if screen is not None:
+        image = _screen_light(image, stage, moved, screen)
     # The hand holding the phone: a little shift, scale and roll; light drifts; the sensor
     # adds noise.
     angle, scale = rng.normal(0, 1.0), 1 + rng.normal(0, 0.015)
@@ -317,9 +345,15 @@ def _envelope(action: str, t: float, start: float, rng_len: float) -> float:
 
 
 def sequence(
-    stage: Stage, actions: Sequence[str], seed: int, *, encode_quality: int = 85
+    stage: Stage,
+    actions: Sequence[str],
+    seed: int,
+    *,
+    encode_quality: int = 85,
+    screen: Callable[[float], tuple[int, int, int]] | None = None,
 ) -> Sequence_:
-    """The person does each action once, after its prompt, with their own timing and size."""
+    """The person does each action once, after its prompt, with their own timing and size;
+    ``screen(t)`` is the colour (RGB) the phone shows ``t`` seconds in, if any."""
     rng = np.random.default_rng(seed)
     lead = float(rng.uniform(0.5, 0.9))
     slot = 1.5  # what the service gives each action
@@ -346,7 +380,8 @@ def sequence(
         look = Look(yaw, pitch, closed, jaw)
         looks.append(look)
         drift = 0.03 * math.sin(2 * math.pi * t / total)
-        frames.append(encode(render(stage, look, rng, drift), quality=encode_quality))
+        colour = screen(t) if screen is not None else None
+        frames.append(encode(render(stage, look, rng, drift, colour), quality=encode_quality))
     stamps = [round(1000 * k / FPS) for k in range(count)]
     described = {
         a: p.yaw or p.pitch or p.closed or p.jaw for a, p in zip(actions, peaks, strict=True)

@@ -1,6 +1,7 @@
-// The face check: camera preview inside a face guide, one prompt per challenged action,
-// frames captured at the hinted rate, downscaled and JPEG-encoded here, uploaded with a
-// progress bar (retried, never submitted twice), then the result in plain words.
+// The face check: camera preview inside a face guide, the screen around it lit in the
+// server's colours step by step, one prompt per challenged action as the server reveals
+// it, frames captured at the hinted rate, downscaled and JPEG-encoded here, each step
+// uploaded as it ends (retried, never taken twice), then the result in plain words.
 import {
   Problem,
   api,
@@ -31,6 +32,7 @@ const stepLabel = document.getElementById("step-label");
 const upload = document.getElementById("upload");
 const uploadFill = document.getElementById("upload-fill");
 const result = document.getElementById("result");
+const light = document.getElementById("light");
 const alternativeLink = document.getElementById("alternative-link");
 
 const sleepUntil = (when) =>
@@ -72,63 +74,29 @@ function encode(canvas, quality) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
 }
 
-// Capture on the challenge's schedule: neutral lead, then each action's prompt.
-async function film(challenge) {
-  const hints = challenge.capture;
-  const scale = Math.min(1, hints.max_width / video.videoWidth, hints.max_height / video.videoHeight);
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.round(video.videoWidth * scale);
-  canvas.height = Math.round(video.videoHeight * scale);
-  const context = canvas.getContext("2d");
-  const actions = challenge.actions;
-  const leadMs = hints.lead_seconds * 1000;
-  const actionMs = hints.seconds_per_action * 1000;
-  const frames = [];
-  const timestamps = [];
-  const prompts = [];
-  steps.hidden = false;
-  stepLabel.textContent = "";
-  const started = performance.now();
-  for (let index = 0; index < hints.frame_count; index++) {
-    await sleepUntil(started + (index * 1000) / hints.fps);
-    const elapsed = performance.now() - started;
-    const current = Math.floor((elapsed - leadMs) / actionMs);
-    while (prompts.length < actions.length && prompts.length <= current) {
-      prompts.push(Math.round(elapsed)); // when this prompt was actually shown
-    }
-    const showing = Math.min(prompts.length, actions.length) - 1;
-    if (showing >= 0) {
-      prompt.textContent = t(`action.${actions[showing]}`);
-      stepLabel.textContent = t("check.step", { n: showing + 1, total: actions.length });
-    } else {
-      prompt.textContent = t("check.get_ready");
-    }
-    stepsFill.style.width = `${Math.round((100 * (index + 1)) / hints.frame_count)}%`;
-    context.drawImage(video, 0, 0, canvas.width, canvas.height);
-    timestamps.push(Math.round(elapsed));
-    frames.push(encode(canvas, hints.jpeg_quality));
-  }
-  while (prompts.length < actions.length) prompts.push(timestamps[timestamps.length - 1]);
-  const blobs = await Promise.all(frames);
-  for (let index = 0; index < blobs.length; index++) {
-    if (blobs[index].size > hints.max_frame_bytes) {
-      context.drawImage(video, 0, 0, canvas.width, canvas.height);
-      blobs[index] = await encode(canvas, 0.6);
-    }
-  }
-  return { blobs, timestamps, prompts };
+// The screen lights the face: the server's colour for each step fills the page around
+// the preview while that step is filmed. Frames in the first moments after a change are
+// not taken (screen and camera need a frame or two to show the new colour).
+const SETTLE_MS = 120;
+// Frames filmed while a step uploads, sent with the next step: enough to bridge a slow
+// answer, few enough that a 3-action check stays under the 96-frame cap.
+const MAX_CARRIED = 2;
+
+function deviceInfo() {
+  return JSON.stringify({
+    id: deviceId,
+    model: navigator.userAgent.slice(0, 180),
+    screen: `${screen.width}x${screen.height}`,
+  });
 }
 
-function send(url, form, key, onProgress) {
+function send(url, form, key) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     request.open("POST", url);
     request.setRequestHeader("Accept", "application/json");
     request.setRequestHeader("Idempotency-Key", key);
     request.timeout = 60000;
-    request.upload.onprogress = (event) => {
-      if (event.lengthComputable) onProgress(event.loaded / event.total);
-    };
     request.onload = () => {
       let body = null;
       try {
@@ -145,34 +113,112 @@ function send(url, form, key, onProgress) {
   });
 }
 
-async function submit(challenge, filmed) {
+// One step's frames, as soon as the step is over: retried with the same key (the server
+// answers a retry from its record instead of taking the step twice).
+async function sendStep(challenge, index, blobs, times, carried) {
   const form = new FormData();
   form.append("nonce", challenge.nonce);
-  filmed.blobs.forEach((blob, index) => form.append("frames", blob, `${index}.jpg`));
-  form.append("timestamps_ms", JSON.stringify(filmed.timestamps));
-  form.append("prompts_ms", JSON.stringify(filmed.prompts));
-  form.append(
-    "device",
-    JSON.stringify({
-      id: deviceId,
-      model: navigator.userAgent.slice(0, 180),
-      screen: `${screen.width}x${screen.height}`,
-    }),
-  );
-  upload.hidden = false;
-  const key = newKey(); // the same for every retry of this upload
+  form.append("step", String(index));
+  form.append("carried", String(carried));
+  blobs.forEach((blob, n) => form.append("frames", blob, `${index}-${n}.jpg`));
+  form.append("timestamps_ms", JSON.stringify(times));
+  form.append("device", deviceInfo());
+  const key = newKey();
   for (let attempt = 0; ; attempt++) {
     try {
-      return await send(challenge.submit_url, form, key, (share) => {
-        const percent = Math.round(share * 100);
-        uploadFill.style.width = `${percent}%`;
-        stepLabel.textContent = percent < 100 ? t("check.uploading", { percent }) : t("check.verifying");
-      });
+      return await send(challenge.submit_url, form, key);
     } catch (error) {
-      if (!error.retry || attempt >= 3) throw error.retry ? new Problem(0, { code: "network" }) : error;
-      stepLabel.textContent = t("app.offline");
-      await sleepUntil(performance.now() + 1000 * 2 ** attempt);
+      if (!error.retry || attempt >= 2) throw error.retry ? new Problem(0, { code: "network" }) : error;
+      await sleepUntil(performance.now() + 300 * 2 ** attempt);
     }
+  }
+}
+
+// Film the challenge as the server reveals it: each step's colour on the screen (and its
+// prompt, when it brings one), its frames uploaded the moment it ends; the answer brings
+// the next step, and the last answer is the judgement.
+async function film(challenge) {
+  const hints = challenge.capture;
+  const scale = Math.min(1, hints.max_width / video.videoWidth, hints.max_height / video.videoHeight);
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  const context = canvas.getContext("2d");
+  steps.hidden = false;
+  upload.hidden = false;
+  stepLabel.textContent = "";
+  prompt.textContent = t("check.get_ready");
+  light.hidden = false;
+  document.body.classList.add("lit");
+  const actionCount = Number(hints.action_count || 0);
+  let prompted = 0;
+  let step = challenge.step;
+  let carried = [];
+  let carriedTimes = [];
+  const started = performance.now();
+  try {
+    for (;;) {
+      light.style.backgroundColor = step.colour;
+      light.dataset.colour = step.colour;
+      if (step.prompt) {
+        prompted += 1;
+        prompt.textContent = t(`action.${step.prompt}`);
+        prompt.dataset.action = step.prompt;
+        stepLabel.textContent = actionCount
+          ? t("check.step", { n: prompted, total: actionCount })
+          : t(`action.${step.prompt}`);
+      }
+      const begun = performance.now();
+      const shots = [];
+      const times = [];
+      for (let k = 0; ; k++) {
+        const at = begun + Math.min(SETTLE_MS, step.ms / 3) + (k * 1000) / hints.fps;
+        if (k > 0 && at >= begun + step.ms) break;
+        await sleepUntil(at);
+        context.drawImage(video, 0, 0, canvas.width, canvas.height);
+        times.push(Math.round(performance.now() - started));
+        shots.push(encode(canvas, hints.jpeg_quality));
+      }
+      await sleepUntil(begun + step.ms);
+      const last = step.index === step.of - 1;
+      if (last) {
+        light.hidden = true;
+        document.body.classList.remove("lit");
+        prompt.textContent = "";
+        stepLabel.textContent = t("check.verifying");
+      }
+      const blobs = await Promise.all([...carried, ...shots]);
+      const sending = sendStep(challenge, step.index, blobs, [...carriedTimes, ...times], carried.length);
+      carried = [];
+      carriedTimes = [];
+      if (!last) {
+        // Film on while the step uploads: the screen still shows its colour, and the
+        // person goes on moving. These frames go with the next step, marked as carried.
+        let answered = false;
+        sending.then(
+          () => (answered = true),
+          () => (answered = true),
+        );
+        const waiting = sending.catch(() => null);
+        for (let k = 1; !answered && carried.length < MAX_CARRIED; k++) {
+          await Promise.race([waiting, sleepUntil(begun + step.ms + (k * 1000) / hints.fps)]);
+          if (answered) break;
+          context.drawImage(video, 0, 0, canvas.width, canvas.height);
+          carriedTimes.push(Math.round(performance.now() - started));
+          carried.push(encode(canvas, hints.jpeg_quality));
+        }
+      }
+      const answer = await sending;
+      const percent = Math.round((100 * (step.index + 1)) / step.of);
+      stepsFill.style.width = `${percent}%`;
+      uploadFill.style.width = `${percent}%`;
+      if (last) return answer;
+      step = answer.next_step;
+    }
+  } finally {
+    light.hidden = true;
+    document.body.classList.remove("lit");
+    delete prompt.dataset.action;
   }
 }
 
@@ -347,11 +393,10 @@ async function run() {
   try {
     const challenge = await api("POST", challengeUrl);
     stream = await openCamera();
-    const filmed = await film(challenge);
+    const outcome = await film(challenge);
     stream.getTracks().forEach((track) => track.stop());
     prompt.textContent = "";
     camera.hidden = true;
-    const outcome = await submit(challenge, filmed);
     upload.hidden = true;
     steps.hidden = true;
     if (outcome.passed) {
