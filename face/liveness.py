@@ -31,6 +31,7 @@ from face.matching import identify, mean_template, verify
 from face.perceptual_hash import frame_hash, share_seen_before
 from face.planarity import planarity
 from face.quality import QualityThresholds
+from face.replay import ReplaySignature, ReplayThresholds, match_replay, signature
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class LivenessPolicy:
     # A new capture of the same person in the same spot shares up to ~0.55 of its frames
     # with the last one (nearest-frame distance <= 4 bits); a re-sent one shares ~1.0.
     replay_max_share: float = 0.8
+    # What survives brightness, shifts, crops and re-encoding: the landmark trajectory.
+    replay: ReplayThresholds = field(default_factory=ReplayThresholds)
     min_live_probability: float = 0.5
 
     def with_quality(self, thresholds: QualityThresholds) -> LivenessPolicy:
@@ -128,6 +131,8 @@ class Judgement:
     # The face the identity check compared (the mean of the most frontal frames), for a
     # caller that also compares it with people outside the challenge.
     probe: Vector | None = None
+    # What the usable frames did, for later checks' replay comparison.
+    replay_signature: ReplaySignature | None = None
 
     @property
     def reasons(self) -> list[str]:
@@ -210,10 +215,12 @@ def judge(
     *,
     earlier_hashes: Sequence[Sequence[bytes]] = (),
     live_probabilities: Sequence[float] | None = None,
+    earlier_signatures: Sequence[ReplaySignature] = (),
 ) -> Judgement:
     """Every check, each with its signals; the submission passes only if all pass.
 
-    ``templates`` holds one expert for a 1:1 check, several for 1:few.
+    ``templates`` holds one expert for a 1:1 check, several for 1:few; ``earlier_hashes``
+    and ``earlier_signatures`` describe earlier captures a replay would repeat.
     """
     times = list(submission.timestamps_ms)
     checks = [_check_timing(submission, policy)]
@@ -306,16 +313,12 @@ def judge(
             )
         )
 
-    share, _which = share_seen_before(hashes, earlier_hashes, policy.replay_max_distance)
-    replayed = share >= policy.replay_max_share
+    replay_signature = signature(
+        [landmarks for i in usable if (landmarks := frames[i].photo.landmarks) is not None],
+        [frames[i].photo.embedding for i in usable if frames[i].photo.landmarks is not None],
+    )
     checks.append(
-        Check(
-            "replay",
-            not replayed,
-            "replayed-frames" if replayed else None,
-            f"{share:.0%} of the frames were seen in an earlier submission" if replayed else "",
-            {"share_seen_before": round(share, 3), "compared_with": len(earlier_hashes)},
-        )
+        _check_replay(hashes, replay_signature, earlier_hashes, earlier_signatures, policy)
     )
     if live_probabilities is not None:
         score = float(np.median(live_probabilities)) if live_probabilities else 0.0
@@ -330,7 +333,34 @@ def judge(
             )
         )
     passed = all(check.passed for check in checks) and len(usable) >= 2
-    return Judgement(passed, checks, expert_id, similarity, events, reports, hashes, probe)
+    return Judgement(
+        passed, checks, expert_id, similarity, events, reports, hashes, probe, replay_signature
+    )
+
+
+def _check_replay(
+    hashes: Sequence[bytes],
+    replay_signature: ReplaySignature,
+    earlier_hashes: Sequence[Sequence[bytes]],
+    earlier_signatures: Sequence[ReplaySignature],
+    policy: LivenessPolicy,
+) -> Check:
+    """The same pixels (perceptual hashes) or the same motion (landmark trajectories)."""
+    share, _which = share_seen_before(hashes, earlier_hashes, policy.replay_max_distance)
+    motion = match_replay(replay_signature, earlier_signatures, policy.replay)
+    values = {
+        "share_seen_before": round(share, 3),
+        "compared_with": len(earlier_hashes),
+        "trajectory_share_seen_before": round(motion.share, 3),
+        "trajectories_compared_with": motion.compared_with,
+    }
+    if share >= policy.replay_max_share:
+        detail = f"{share:.0%} of the frames were seen in an earlier submission"
+    elif motion.replayed(policy.replay):
+        detail = f"{motion.share:.0%} of the frames repeat an earlier submission's motion"
+    else:
+        return Check("replay", True, values=values)
+    return Check("replay", False, "replayed-frames", detail, values)
 
 
 def _common_issues(frames: Sequence[FrameAnalysis]) -> list[str]:
