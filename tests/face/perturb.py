@@ -16,19 +16,21 @@ Edit = Callable[[BGR], BGR]
 def _decode(data: bytes) -> BGR:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None
-    return np.asarray(image, dtype=np.uint8)
+    decoded: BGR = np.asarray(image, dtype=np.uint8)
+    return decoded
 
 
 def _levels(gain: float, bias: float) -> Edit:
     def apply(bgr: BGR) -> BGR:
-        return np.clip(bgr.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        out: BGR = np.clip(bgr.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        return out
 
     return apply
 
 
 def _shift(dx: int, dy: int) -> Edit:
     def apply(bgr: BGR) -> BGR:
-        matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+        matrix = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
         h, w = bgr.shape[:2]
         moved = cv2.warpAffine(bgr, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
         return np.asarray(moved, dtype=np.uint8)
