@@ -5,17 +5,18 @@
 Every frontal face the installed packages ship (and those of ../shared/faces when present)
 is rendered by the second generator (tests/face/second_generator.py, written apart from
 face/synthetic.py); per face a challenge is drawn as the service draws it, and the frames
-of each case below go through face.liveness.analyze_frame and judge, as in a real check,
-against the face's own enrolled template. The service has already seen two captures of the
-face (an earlier sign-in and the genuine capture itself), so replays are judged against
-them, as the database would hold them.
+of each case below go through face.capture.analyze_capture and face.liveness.judge, as in
+a real check, against the face's own enrolled template. The service has already seen two
+captures of the face (an earlier sign-in and the genuine capture itself), so replays are
+judged against them, as the database would hold them.
 
 Cases: genuine (a new capture, judged against the earlier sign-in), still photo, planar
 (the photo tilted like the head turns), screen replay (the genuine capture filmed off a
 monitor), perturbed replay (brightness, contrast, shift, scale, crop, JPEG, all at once),
 pre-rendered video (a capture of the right actions made before the challenge and never
 sent: these checks alone cannot tell it from a live one; the light challenge and server-
-timed prompts are what refuse it), spliced (two people), wrong order, loop (every action).
+timed prompts are what refuse it), spliced (two people), wrong order (the challenged
+actions rotated), loop (every action).
 BPCER is the share of genuine captures refused, APCER the share of attacks passed
 (ISO/IEC 30107-3).
 """
@@ -29,6 +30,7 @@ from collections import Counter, defaultdict
 
 from evaluation.identity.face_checks import draw_actions
 from face.actions import ACTIONS
+from face.capture import analyze_capture
 from face.engine import Vector
 from face.intake import decode_image
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, analyze_frame, judge
@@ -41,8 +43,9 @@ from tests.face.perturb import EDITS
 POLICY = LivenessPolicy()
 
 
-def analyze(frames: list[bytes]) -> list[FrameAnalysis]:
-    return [analyze_frame(engine(), decode_image(data), POLICY) for data in frames]
+def analyze(frames: list[bytes], actions: list[str]) -> list[FrameAnalysis]:
+    """The frames as the service reads them (face/capture.py)."""
+    return analyze_capture(engine(), [decode_image(data) for data in frames], POLICY, actions)
 
 
 def run(
@@ -54,7 +57,7 @@ def run(
 ) -> Judgement:
     submission = Submission(actions, attempt.timestamps_ms, attempt.prompts_ms, 60_000)
     return judge(
-        frames if frames is not None else analyze(attempt.frames),
+        frames if frames is not None else analyze(attempt.frames, actions),
         submission,
         {"expert": template},
         POLICY,
@@ -97,7 +100,7 @@ def main() -> None:
         earlier_capture = generator.sequence(stage, earlier_actions, seed=900 + index)
         before = run(attacks.of(earlier_capture), earlier_actions, template, [])
         recorded = generator.sequence(stage, actions, seed=index)
-        recorded_frames = analyze(recorded.frames)
+        recorded_frames = analyze(recorded.frames, actions)
         genuine = run(attacks.of(recorded), actions, template, [seen(before)], recorded_frames)
         results.append(("genuine", name, genuine))
         memory = [seen(before), seen(genuine)]
@@ -115,7 +118,10 @@ def main() -> None:
                 "spliced",
                 attacks.spliced(recorded, generator.sequence(other, actions, seed=index)),
             ),
-            ("wrong order", attacks.of(generator.sequence(stage, actions[::-1], seed=300 + index))),
+            (
+                "wrong order",
+                attacks.of(generator.sequence(stage, actions[1:] + actions[:1], seed=300 + index)),
+            ),
             ("loop", attacks.looped(stage, actions, ACTIONS, seed=700 + index)),
         ]
         for case, attempt in cases:

@@ -78,10 +78,20 @@ class FrameAnalysis:
     signals: FrameSignals | None
     hash: bytes
     spoof_crop: np.ndarray[Any, np.dtype[np.float32]] | None = None
+    # Not read by the models at all (face/capture.py reads a subset): left out of the judgement.
+    skipped: bool = False
 
     @property
     def usable(self) -> bool:
-        return self.photo.usable and self.signals is not None and self.photo.faces_found == 1
+        # A frame may be read without being embedded (face/capture.py embeds a few).
+        photo = self.photo
+        return (
+            photo.face is not None
+            and not photo.issues
+            and self.signals is not None
+            and photo.faces_found == 1
+            and not self.skipped
+        )
 
 
 def analyze_frame(
@@ -224,8 +234,12 @@ def judge(
     """
     times = list(submission.timestamps_ms)
     checks = [_check_timing(submission, policy)]
-    reports = [_frame_report(i, t, f) for i, (t, f) in enumerate(zip(times, frames, strict=True))]
     hashes = [frame.hash for frame in frames]
+    read = [i for i, (_t, f) in enumerate(zip(times, frames, strict=True)) if not f.skipped]
+    frames, times = [frames[i] for i in read], [times[i] for i in read]
+    reports = [
+        _frame_report(read[k], t, f) for k, (t, f) in enumerate(zip(times, frames, strict=True))
+    ]
 
     crowded = [i for i, f in enumerate(frames) if f.photo.faces_found > 1]
     usable = [i for i, f in enumerate(frames) if f.usable]
@@ -265,12 +279,18 @@ def judge(
         readable: list[FrameSignals] = [s for s in signals if s is not None]
         embeddings = [frames[i].photo.embedding for i in usable]
         vectors: list[Vector] = [e for e in embeddings if e is not None]
+        embedded = [read[i] for i, e in zip(usable, embeddings, strict=True) if e is not None]
         order = _frontal_order(readable)
-        checks.append(_check_continuity(vectors, usable, policy))
-        best = [vectors[i] for i in order[: policy.identity_frames]]
-        probe = mean_template(best)
-        identity, expert_id, similarity = _check_identity(best, templates, policy)
-        checks.append(identity)
+        best = [e for k in order if (e := embeddings[k]) is not None][: policy.identity_frames]
+        if best:
+            checks.append(_check_continuity(vectors, embedded, policy))
+            probe = mean_template(best)
+            identity, expert_id, similarity = _check_identity(best, templates, policy)
+            checks.append(identity)
+        else:
+            checks.append(
+                Check("identity", False, "too-few-usable-frames", "no frame was embedded")
+            )
         usable_times = [times[i] for i in usable]
         events, base = detect_events(usable_times, readable, policy.actions)
         match = match_actions(events, submission.actions, submission.prompts_ms)

@@ -47,8 +47,9 @@ from evaluation.kernel import audit
 from evaluation.kernel.errors import NotFound
 from evaluation.supervision import searches
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
+from face.capture import analyze_capture
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
-from face.liveness import REASON_MESSAGES, FrameAnalysis, analyze_frame
+from face.liveness import REASON_MESSAGES, FrameAnalysis
 from models.tables import ScanSession
 
 router = APIRouter(tags=["liveness"])
@@ -226,9 +227,10 @@ def submit_frames(
         )
     images = _decode_frames(form.frames, config.frame_max_bytes, config.frame_max_side)
     passive = _passive(services)
-    analyses: list[FrameAnalysis] = [
-        analyze_frame(engine, image, config.policy, passive) for image in images
-    ]
+    # Detect on a few frames, track between them, embed only what identity reads.
+    analyses: list[FrameAnalysis] = analyze_capture(
+        engine, images, config.policy, challenge.actions, passive=passive
+    )
     probabilities = None
     if passive is not None:
         probabilities = passive.live_probabilities(
