@@ -15,7 +15,9 @@ Measured on the second generator (tests/face/second_generator.py; two captures o
 face doing the same two actions, and the first one edited): aligned frames of a replay lie
 0.002-0.009 apart (brightness and JPEG at the low end, a 10% rescale or crop at the high
 end), those of a new capture 0.02-0.03 (median). At 0.015, 92-100% of a replay's frames are
-seen and at most 57% of a new capture's (bench/liveness_attacks_bench.py prints both).
+seen and at most 57% of a new capture's, reading every frame; as the service reads them
+(face/capture.py, a subset), 72-100% of a replay's or a screen replay's and 16-33% of a new
+capture's (bench/liveness_attacks_bench.py prints both).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class ReplayThresholds:
     # lie close, their embeddings do not (the same face re-encoded stays above 0.96).
     min_embedding_similarity: float = 0.8
     # A capture is a replay when this share of its frames is seen in one earlier capture.
-    max_share: float = 0.75
+    max_share: float = 0.6
 
 
 @dataclass(frozen=True)
