@@ -19,7 +19,7 @@ from api.deps import transaction
 from api.job_runner import periodic
 from api.services import Services
 from evaluation.documents import documents
-from evaluation.identity import capture_stream, cross_matches, face_data
+from evaluation.identity import capture_stream, cross_matches, face_data, replay_memory
 from evaluation.kernel import audit
 from evaluation.registry import centers
 from evaluation.supervision import anomalies
@@ -140,3 +140,12 @@ def sweep_unrecorded_documents(services: Services) -> int:
     if removed:
         log.info("removed %d unrecorded document objects", len(removed))
     return len(removed)
+
+
+@periodic("replay-forget", every=lambda s: min(3600.0, s.liveness_replay_window_s / 4))
+def forget_old_replay_signatures(services: Services) -> int:
+    """Delete the replay signatures no check compares with any more (older than the replay
+    window): face data kept no longer than it serves; returns how many were deleted."""
+    window = timedelta(seconds=services.settings.liveness_replay_window_s)
+    with transaction(services) as db:
+        return replay_memory.forget_before(db, services.clock.now() - window)

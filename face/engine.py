@@ -85,9 +85,13 @@ class FaceEngine:
     def model_id(self) -> str:
         return self.pack.model_id
 
-    def detect(self, bgr: NDArray[np.uint8]) -> list[DetectedFace]:
-        """All faces, largest first."""
-        boxes, keypoints = self._detector.detect(bgr, input_size=self._detection_size)
+    def detect(
+        self, bgr: NDArray[np.uint8], input_size: tuple[int, int] | None = None
+    ) -> list[DetectedFace]:
+        """All faces, largest first; ``input_size`` overrides the detector's input side
+        (smaller is cheaper, for frames a face fills)."""
+        size = input_size or self._detection_size
+        boxes, keypoints = self._detector.detect(bgr, input_size=size)
         faces = [
             DetectedFace(
                 bbox=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),

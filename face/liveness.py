@@ -31,6 +31,7 @@ from face.matching import identify, mean_template, verify
 from face.perceptual_hash import frame_hash, share_seen_before
 from face.planarity import planarity
 from face.quality import QualityThresholds
+from face.replay import ReplaySignature, ReplayThresholds, match_replay, signature
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class LivenessPolicy:
     # A new capture of the same person in the same spot shares up to ~0.55 of its frames
     # with the last one (nearest-frame distance <= 4 bits); a re-sent one shares ~1.0.
     replay_max_share: float = 0.8
+    # What survives brightness, shifts, crops and re-encoding: the landmark trajectory.
+    replay: ReplayThresholds = field(default_factory=ReplayThresholds)
     min_live_probability: float = 0.5
 
     def with_quality(self, thresholds: QualityThresholds) -> LivenessPolicy:
@@ -75,10 +78,20 @@ class FrameAnalysis:
     signals: FrameSignals | None
     hash: bytes
     spoof_crop: np.ndarray[Any, np.dtype[np.float32]] | None = None
+    # Not read by the models at all (face/capture.py reads a subset): left out of the judgement.
+    skipped: bool = False
 
     @property
     def usable(self) -> bool:
-        return self.photo.usable and self.signals is not None and self.photo.faces_found == 1
+        # A frame may be read without being embedded (face/capture.py embeds a few).
+        photo = self.photo
+        return (
+            photo.face is not None
+            and not photo.issues
+            and self.signals is not None
+            and photo.faces_found == 1
+            and not self.skipped
+        )
 
 
 def analyze_frame(
@@ -128,6 +141,8 @@ class Judgement:
     # The face the identity check compared (the mean of the most frontal frames), for a
     # caller that also compares it with people outside the challenge.
     probe: Vector | None = None
+    # What the usable frames did, for later checks' replay comparison.
+    replay_signature: ReplaySignature | None = None
 
     @property
     def reasons(self) -> list[str]:
@@ -211,16 +226,23 @@ def judge(
     earlier_hashes: Sequence[Sequence[bytes]] = (),
     live_probabilities: Sequence[float] | None = None,
     extra_checks: Sequence[Check] = (),
+    earlier_signatures: Sequence[ReplaySignature] = (),
 ) -> Judgement:
     """Every check, each with its signals; the submission passes only if all pass.
 
-    ``templates`` holds one expert for a 1:1 check, several for 1:few; ``extra_checks`` are
-    judged elsewhere (the light challenge, face/light_response.py) and count the same.
+    ``templates`` holds one expert for a 1:1 check, several for 1:few; ``earlier_hashes``
+    and ``earlier_signatures`` describe earlier captures a replay would repeat;
+    ``extra_checks`` are judged elsewhere (the light challenge, face/light_response.py) and
+    count the same.
     """
     times = list(submission.timestamps_ms)
     checks = [_check_timing(submission, policy)]
-    reports = [_frame_report(i, t, f) for i, (t, f) in enumerate(zip(times, frames, strict=True))]
     hashes = [frame.hash for frame in frames]
+    read = [i for i, (_t, f) in enumerate(zip(times, frames, strict=True)) if not f.skipped]
+    frames, times = [frames[i] for i in read], [times[i] for i in read]
+    reports = [
+        _frame_report(read[k], t, f) for k, (t, f) in enumerate(zip(times, frames, strict=True))
+    ]
 
     crowded = [i for i, f in enumerate(frames) if f.photo.faces_found > 1]
     usable = [i for i, f in enumerate(frames) if f.usable]
@@ -260,12 +282,18 @@ def judge(
         readable: list[FrameSignals] = [s for s in signals if s is not None]
         embeddings = [frames[i].photo.embedding for i in usable]
         vectors: list[Vector] = [e for e in embeddings if e is not None]
+        embedded = [read[i] for i, e in zip(usable, embeddings, strict=True) if e is not None]
         order = _frontal_order(readable)
-        checks.append(_check_continuity(vectors, usable, policy))
-        best = [vectors[i] for i in order[: policy.identity_frames]]
-        probe = mean_template(best)
-        identity, expert_id, similarity = _check_identity(best, templates, policy)
-        checks.append(identity)
+        best = [e for k in order if (e := embeddings[k]) is not None][: policy.identity_frames]
+        if best:
+            checks.append(_check_continuity(vectors, embedded, policy))
+            probe = mean_template(best)
+            identity, expert_id, similarity = _check_identity(best, templates, policy)
+            checks.append(identity)
+        else:
+            checks.append(
+                Check("identity", False, "too-few-usable-frames", "no frame was embedded")
+            )
         usable_times = [times[i] for i in usable]
         events, base = detect_events(usable_times, readable, policy.actions)
         match = match_actions(events, submission.actions, submission.prompts_ms)
@@ -308,16 +336,12 @@ def judge(
             )
         )
 
-    share, _which = share_seen_before(hashes, earlier_hashes, policy.replay_max_distance)
-    replayed = share >= policy.replay_max_share
+    replay_signature = signature(
+        [landmarks for i in usable if (landmarks := frames[i].photo.landmarks) is not None],
+        [frames[i].photo.embedding for i in usable if frames[i].photo.landmarks is not None],
+    )
     checks.append(
-        Check(
-            "replay",
-            not replayed,
-            "replayed-frames" if replayed else None,
-            f"{share:.0%} of the frames were seen in an earlier submission" if replayed else "",
-            {"share_seen_before": round(share, 3), "compared_with": len(earlier_hashes)},
-        )
+        _check_replay(hashes, replay_signature, earlier_hashes, earlier_signatures, policy)
     )
     if live_probabilities is not None:
         score = float(np.median(live_probabilities)) if live_probabilities else 0.0
@@ -333,7 +357,34 @@ def judge(
         )
     checks.extend(extra_checks)
     passed = all(check.passed for check in checks) and len(usable) >= 2
-    return Judgement(passed, checks, expert_id, similarity, events, reports, hashes, probe)
+    return Judgement(
+        passed, checks, expert_id, similarity, events, reports, hashes, probe, replay_signature
+    )
+
+
+def _check_replay(
+    hashes: Sequence[bytes],
+    replay_signature: ReplaySignature,
+    earlier_hashes: Sequence[Sequence[bytes]],
+    earlier_signatures: Sequence[ReplaySignature],
+    policy: LivenessPolicy,
+) -> Check:
+    """The same pixels (perceptual hashes) or the same motion (landmark trajectories)."""
+    share, _which = share_seen_before(hashes, earlier_hashes, policy.replay_max_distance)
+    motion = match_replay(replay_signature, earlier_signatures, policy.replay)
+    values = {
+        "share_seen_before": round(share, 3),
+        "compared_with": len(earlier_hashes),
+        "trajectory_share_seen_before": round(motion.share, 3),
+        "trajectories_compared_with": motion.compared_with,
+    }
+    if share >= policy.replay_max_share:
+        detail = f"{share:.0%} of the frames were seen in an earlier submission"
+    elif motion.replayed(policy.replay):
+        detail = f"{motion.share:.0%} of the frames repeat an earlier submission's motion"
+    else:
+        return Check("replay", True, values=values)
+    return Check("replay", False, "replayed-frames", detail, values)
 
 
 def _common_issues(frames: Sequence[FrameAnalysis]) -> list[str]:

@@ -130,8 +130,11 @@ class Settings(BaseSettings):
     liveness_session_ttl_s: int = Field(default=600, ge=30, le=3600)
     liveness_max_failures: int = Field(default=5, ge=1, le=50)
     liveness_failure_window_s: int = Field(default=900, ge=60)
-    # Earlier submissions a new one is compared with, to refuse replays.
-    liveness_replay_window_s: int = Field(default=7 * 86400, ge=60)
+    # Earlier submissions a new one is compared with, to refuse replays: those of the same
+    # candidate experts within this window (their replay signatures are kept that long),
+    # at most this many, newest first (a cap on the work, far above a day's checks of one
+    # person).
+    liveness_replay_window_s: int = Field(default=86400, ge=60)
     liveness_replay_max_sequences: int = Field(default=500, ge=1)
     # Submitted frames are not kept unless the center's retention policy asks for it.
     liveness_retain_frames: bool = False

@@ -395,6 +395,26 @@ class VerificationFrame(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class FaceReplaySignature(Base):
+    """What a face check's frames did (normalized landmark trajectory and frame embeddings,
+    encrypted: they are biometric), kept for the replay window so any replica can tell a
+    later capture that repeats it; looked up by the expert it was for, newest first."""
+
+    __tablename__ = "face_replay_signatures"
+    __table_args__ = (
+        Index("ix_face_replay_signatures_expert_created", "expert_id", "created_at"),
+        Index("ix_face_replay_signatures_created", "created_at"),
+    )
+
+    verification_id: Mapped[str] = mapped_column(
+        ForeignKey("face_verifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
 class VerifiedSession(Base):
     """What a passed face check grants: a short-lived token (stored hashed) bound to the
     expert, the device and the time of the verification."""

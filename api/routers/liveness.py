@@ -49,8 +49,9 @@ from evaluation.kernel.errors import NotFound
 from evaluation.supervision import searches
 from face import light_response
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
+from face.capture import analyze_capture
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
-from face.liveness import REASON_MESSAGES, FrameAnalysis, analyze_frame
+from face.liveness import REASON_MESSAGES, FrameAnalysis
 
 router = APIRouter(tags=["liveness"])
 
@@ -274,14 +275,17 @@ def submit_frames(
         )
     images = _decode_frames(collected.frames, config.frame_max_bytes, config.frame_max_side)
     passive = _passive(services)
-    analyses: list[FrameAnalysis] = [
-        analyze_frame(engine, image, config.policy, passive) for image in images
-    ]
+    # Detect on a few frames, track between them, embed only what identity reads.
+    analyses: list[FrameAnalysis] = analyze_capture(
+        engine, images, config.policy, challenge.actions, passive=passive
+    )
+    # The light is sampled on every frame (no model needed): a frame the models skipped
+    # takes the face box of the nearest frame they read.
     light = capture_stream.light_check(
         collected,
         [
-            light_response.sample(image.bgr, a.photo.face.bbox) if a.photo.face else None
-            for image, a in zip(images, analyses, strict=True)
+            light_response.sample(image.bgr, box) if box is not None else None
+            for image, box in zip(images, _face_boxes(analyses), strict=True)
         ],
     )
     probabilities = None
@@ -463,3 +467,18 @@ def face_check_lockout(expert_id: str, staff: AnyStaff, db: Db) -> LockoutOut:
     if not mine:
         raise NotFound("the expert's face check is not locked")
     return LockoutOut.model_validate(mine[0], from_attributes=True)
+
+
+def _face_boxes(
+    analyses: list[FrameAnalysis],
+) -> list[tuple[float, float, float, float] | None]:
+    """Each frame's face box, or the nearest read frame's for a frame the models skipped
+    (the face moves little in a frame's time); None when no frame found a face."""
+    read = [
+        (index, analysis.photo.face.bbox)
+        for index, analysis in enumerate(analyses)
+        if analysis.photo.face is not None
+    ]
+    if not read:
+        return [None] * len(analyses)
+    return [min(read, key=lambda found: abs(found[0] - index))[1] for index in range(len(analyses))]

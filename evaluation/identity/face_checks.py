@@ -21,7 +21,13 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from evaluation.identity import capture_stream, cross_matches, face_data, remote_review
+from evaluation.identity import (
+    capture_stream,
+    cross_matches,
+    face_data,
+    remote_review,
+    replay_memory,
+)
 from evaluation.identity.faces import FacePolicy, load_templates, references_of
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -451,16 +457,6 @@ class VerificationOutcome:
         return shown or [NOT_VERIFIED]
 
 
-def _earlier_hashes(db: Session, center_id: str, since: datetime, limit: int) -> list[list[bytes]]:
-    rows = db.execute(
-        select(FaceVerification.frame_hashes)
-        .where(FaceVerification.center_id == center_id, FaceVerification.created_at >= since)
-        .order_by(FaceVerification.created_at.desc())
-        .limit(limit)
-    ).scalars()
-    return [[bytes.fromhex(value) for value in hashes] for hashes in rows]
-
-
 def _consume(db: Session, challenge_id: str, nonce: str, at: datetime) -> FaceChallenge:
     """Mark the challenge used, atomically: of two concurrent submissions one wins."""
     used = db.execute(
@@ -507,8 +503,12 @@ def record_verification(
     templates = load_templates(db, cipher, engine, challenge.center_id, challenge.expert_ids)
     window_ms = int((received_at - challenge.issued_at).total_seconds() * 1000)
     submission = Submission(challenge.actions, upload.timestamps_ms, upload.prompts_ms, window_ms)
-    earlier = _earlier_hashes(
-        db, challenge.center_id, received_at - config.replay_window, config.replay_max_sequences
+    earlier = replay_memory.earlier_captures(
+        db,
+        cipher,
+        expert_ids=challenge.expert_ids,
+        since=received_at - config.replay_window,
+        limit=config.replay_max_sequences,
     )
     policy = config.policy
     against_card = (
@@ -524,9 +524,10 @@ def record_verification(
         submission,
         templates,
         policy,
-        earlier_hashes=earlier,
+        earlier_hashes=earlier.hashes,
         live_probabilities=live_probabilities,
         extra_checks=extra_checks,
+        earlier_signatures=earlier.signatures,
     )
     # A failure counts against the expert it was for: the claimed one, or the one the face
     # was identified as in a 1:few check.
@@ -571,6 +572,8 @@ def record_verification(
             threshold=policy.match_threshold,
             claimed_similarity=judgement.similarity,
         )
+    if judgement.replay_signature is not None:
+        replay_memory.remember(db, cipher, verification, judgement.replay_signature)
     review_id = None
     if against_card and raw_frames:
         # The card is confirmed against the live face (by the identity provider or an

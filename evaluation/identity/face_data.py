@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from evaluation.identity import remote_review
+from evaluation.identity import remote_review, replay_memory
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -70,6 +70,7 @@ def _erase(db: Session, expert_id: str, now: datetime) -> Erased:
         delete(FacePhoto).where(FacePhoto.expert_id == expert_id).returning(FacePhoto.id)
     ).all()
     theirs = select(FaceVerification.id).where(FaceVerification.expert_id == expert_id)
+    replay_memory.forget_expert(db, expert_id)
     frames = db.execute(
         delete(VerificationFrame)
         .where(VerificationFrame.verification_id.in_(theirs))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from face import synthetic as videos
+from face.capture import analyze_capture
 from face.engine import FaceEngine, Vector
 from face.intake import decode_image
 from face.liveness import FrameAnalysis, Judgement, LivenessPolicy, Submission, analyze_frame, judge
@@ -52,8 +53,9 @@ class Subject:
     actions: list[str]
 
 
-def analyze(engine: FaceEngine, video: videos.Video) -> list[FrameAnalysis]:
-    return [analyze_frame(engine, decode_image(data), POLICY) for data in video.frames]
+def analyze(engine: FaceEngine, video: videos.Video, actions: list[str]) -> list[FrameAnalysis]:
+    """The frames as the service reads them (face/capture.py: tracked, a subset embedded)."""
+    return analyze_capture(engine, [decode_image(data) for data in video.frames], POLICY, actions)
 
 
 def run(
@@ -66,7 +68,7 @@ def run(
 ) -> Judgement:
     submission = Submission(actions, video.timestamps_ms, video.prompts_ms, window_ms=60_000)
     return judge(
-        frames or analyze(engine, video),
+        frames or analyze(engine, video, actions),
         submission,
         {"expert": template},
         POLICY,
@@ -95,7 +97,7 @@ def outcomes(face_engine: FaceEngine, subjects: list[Subject]) -> list[tuple[str
         actions, template = subject.actions, subject.template
         other = subjects[(index + 1) % len(subjects)]
         first = videos.genuine(subject.scene, actions, seed=index)
-        first_frames = analyze(face_engine, first)
+        first_frames = analyze(face_engine, first, actions)
         first_hashes = [frame.hash for frame in first_frames]
         results.append(
             (
@@ -195,7 +197,7 @@ def test_each_check_reports_its_signals(outcomes: list[tuple[str, str, Judgement
 def test_timing_is_checked(face_engine: FaceEngine, subjects: list[Subject]) -> None:
     subject = subjects[0]
     video = videos.genuine(subject.scene, subject.actions, seed=5)
-    frames = analyze(face_engine, video)
+    frames = analyze(face_engine, video, subject.actions)
 
     def reasons(times: list[int], window_ms: int = 60_000) -> list[str]:
         submission = Submission(subject.actions, times, video.prompts_ms, window_ms)
