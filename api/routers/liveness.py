@@ -3,8 +3,6 @@ verified session, and unlocking an expert after repeated failures."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +20,7 @@ from fastapi import (
 )
 from starlette.datastructures import UploadFile
 
+from api.csv_export import csv_text
 from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, ServicesDep, transaction
 from api.errors import NotReady
 from api.identity_provider import ask_identity_provider
@@ -352,27 +351,24 @@ def list_verifications(
     position = searches.decode_cursor(cursor) if cursor else None
     rows = searches.search_verifications(db, staff.center_id, where, position, limit)
     if form == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            writer.writerow(
-                [
-                    row.id,
-                    row.created_at.isoformat(),
-                    row.expert_id or "",
-                    row.mode,
-                    row.passed,
-                    " ".join(row.reasons),
-                    "" if row.similarity is None else f"{row.similarity:.4f}",
-                    row.device_id,
-                    row.client_ip or "",
-                    row.challenge_id or "",
-                    row.method,
-                ]
-            )
+        lines = (
+            [
+                row.id,
+                row.created_at.isoformat(),
+                row.expert_id or "",
+                row.mode,
+                row.passed,
+                " ".join(row.reasons),
+                "" if row.similarity is None else f"{row.similarity:.4f}",
+                row.device_id,
+                row.client_ip or "",
+                row.challenge_id or "",
+                row.method,
+            ]
+            for row in rows
+        )
         return Response(
-            out.getvalue(),
+            csv_text(CSV_COLUMNS, lines),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="verifications.csv"'},
         )

@@ -5,8 +5,6 @@ records behind it (the face check, the document, the project)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -14,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from api.csv_export import csv_text
 from api.deps import AuditReader, Db, ServicesDep
 from evaluation.committee import draws
 from evaluation.supervision import searches
@@ -147,14 +146,9 @@ SIGNATURE_COLUMNS = [
 
 
 def _csv(name: str, columns: Sequence[str], items: Sequence[BaseModel]) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for item in items:
-        values = item.model_dump(mode="json")
-        writer.writerow(["" if values[c] is None else values[c] for c in columns])
+    rows = ([item.model_dump(mode="json")[c] for c in columns] for item in items)
     return Response(
-        out.getvalue(),
+        csv_text(columns, rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
