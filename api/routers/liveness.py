@@ -27,6 +27,7 @@ from api.identity_provider import ask_identity_provider
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
+from api.schemas.inputs import Token
 from api.schemas.liveness import (
     CaptureOut,
     ChallengeCreate,
@@ -44,6 +45,7 @@ from evaluation.identity import face_checks
 from evaluation.identity.faces import image_error
 from evaluation.kernel import audit
 from evaluation.kernel.errors import NotFound
+from evaluation.kernel.identifiers import check_characters
 from evaluation.supervision import searches
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
@@ -114,7 +116,14 @@ def _device(form: Any) -> dict[str, Any]:
         raise face_checks.FramesInvalid('send `device` as JSON with at least {"id": "..."}')
     if not 8 <= len(device["id"]) <= 100 or len(raw or "") > 2000:
         raise face_checks.FramesInvalid("the device id must be 8-100 characters, the JSON < 2 kB")
-    return {key: str(value)[:200] for key, value in device.items()}
+    kept = {key: str(value)[:200] for key, value in device.items()}
+    try:
+        for key, value in kept.items():
+            check_characters(key)
+            check_characters(value)
+    except ValueError as exc:
+        raise face_checks.FramesInvalid(f"`device`: {exc}") from exc
+    return kept
 
 
 @dataclass(frozen=True)
@@ -323,16 +332,18 @@ CSV_COLUMNS = (
 def list_verifications(
     staff: AnyStaff,
     db: Db,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
-    expert_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
+    expert_id: Annotated[Token | None, Query(max_length=64)] = None,
     passed: bool | None = None,
-    reason: Annotated[str | None, Query(pattern=r"^[a-z][a-z-]{1,39}$")] = None,
-    device_id: Annotated[str | None, Query(max_length=100)] = None,
-    ip: Annotated[str | None, Query(max_length=64, description="An address or CIDR range")] = None,
+    reason: Annotated[Token | None, Query(pattern=r"^[a-z][a-z-]{1,39}$")] = None,
+    device_id: Annotated[Token | None, Query(max_length=100)] = None,
+    ip: Annotated[
+        Token | None, Query(max_length=64, description="An address or CIDR range")
+    ] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before: datetime | None = None,
-    cursor: Annotated[str | None, Query(max_length=120)] = None,
+    cursor: Annotated[Token | None, Query(max_length=120)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
     form: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> VerificationPage | Response:

@@ -14,13 +14,14 @@ from pydantic import BaseModel, Field
 
 from api.csv_export import csv_text
 from api.deps import AuditReader, Db, ServicesDep
+from api.schemas.inputs import Token
 from evaluation.committee import draws
 from evaluation.supervision import searches
 from evaluation.supervision.searches import RecordFilter
 
 router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
 
-Cursor = Annotated[str | None, Query(max_length=120)]
+Cursor = Annotated[Token | None, Query(max_length=120)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 Format = Annotated[Literal["json", "csv"], Query(alias="format")]
 
@@ -158,9 +159,9 @@ def _csv(name: str, columns: Sequence[str], items: Sequence[BaseModel]) -> Respo
 def sign_ins(
     staff: AuditReader,
     db: Db,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
-    expert_id: Annotated[str | None, Query(max_length=64)] = None,
-    device_id: Annotated[str | None, Query(max_length=100)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
+    expert_id: Annotated[Token | None, Query(max_length=64)] = None,
+    device_id: Annotated[Token | None, Query(max_length=100)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: Cursor = None,
@@ -207,8 +208,8 @@ def sign_ins(
 def signatures(
     staff: AuditReader,
     db: Db,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
-    signer_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
+    signer_id: Annotated[Token | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: Cursor = None,
@@ -286,7 +287,7 @@ def draws_list(
     staff: AuditReader,
     db: Db,
     services: ServicesDep,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: Cursor = None,
