@@ -23,7 +23,7 @@ from api.routers.report_pages import (
 )
 from api.routers.tasks import ScanSessionDep
 from api.schemas.documents import ValidationOut
-from api.schemas.inputs import Count, Token
+from api.schemas.inputs import Count, Int32, Token
 from evaluation.committee import projects
 from evaluation.contracts import contracts
 from evaluation.documents import documents
@@ -157,7 +157,7 @@ def contract_overview(scan: ScanSessionDep, db: Db, services: ServicesDep) -> Co
     responses={200: {"content": {PNG: {}}}, 304: {"description": "Not modified"}},
 )
 def contract_page(
-    page: Count,
+    page: Int32,
     scan: ScanSessionDep,
     db: Db,
     services: ServicesDep,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import Db, ServicesDep
 from api.routers.evaluation import Me
-from api.schemas.inputs import Count
+from api.schemas.inputs import Count, Int32
 from api.services import Services
 from evaluation.committee import deliberation, projects
 from evaluation.documents import documents
@@ -157,7 +157,7 @@ def report_overview(me: Me, db: Db, services: ServicesDep) -> ReportPagesOut:
     responses={200: {"content": {PNG: {}}}, 304: {"description": "Not modified"}},
 )
 def report_page(
-    page: Count,
+    page: Int32,
     me: Me,
     db: Db,
     services: ServicesDep,
