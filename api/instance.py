@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from api.services import open_database
 from evaluation.kernel import audit
-from evaluation.registry import centers
+from evaluation.registry import centers, units
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import Role
 from evaluation.trust import pki
@@ -25,6 +25,7 @@ from models.clock import Clock
 from models.db import advisory_xact_lock, make_session_factory
 from models.migrate import SchemaFit, SchemaMismatch, head_revision, schema_fit, upgrade_to_head
 from models.settings import Settings
+from signing.field_cipher import FieldCipher
 from signing.key_checks import bind_or_verify_key, database_has_key
 from signing.keyring import MASTER_KEY_FILE, KeyringError, create_master_key_file, load_keyring
 from signing.vault import open_vaults
@@ -91,7 +92,10 @@ def prepare(settings: Settings, clock: Clock, *, migrate: bool = True) -> Engine
                 )
             create_master_key_file(settings.vault_dir)
         # Fail now, not on the first request that decrypts something.
-        bind_or_verify_key(db, load_keyring(settings.vault_dir, settings.master_key), clock.now())
+        keyring = load_keyring(settings.vault_dir, settings.master_key)
+        bind_or_verify_key(db, keyring, clock.now())
+        # Migration 0026 had no key: contacts' phones from before it are encrypted here.
+        units.encrypt_plain_contact_phones(db, FieldCipher(keyring))
     return engine
 
 

@@ -45,6 +45,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if _unprintable(scope["path"]):
+                await _bad_path(scope["path"])(scope, receive, send_with_id)
+                return
             limit = self.body_limit(scope["path"])
             if limit > STREAM_ABOVE:
                 # Large uploads (documents) pass through as they arrive, counted, never
@@ -90,6 +93,31 @@ class RequestContextMiddleware:
 
 
 STREAM_ABOVE = 64 * 1024 * 1024
+
+
+def _unprintable(path: str) -> bool:
+    # Path parameters are ids; a NUL or other control character in one would reach the
+    # database (PostgreSQL refuses NUL in text) before any route could judge it.
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in path)
+
+
+def _bad_path(path: str) -> JSONResponse:
+    return problem_response(
+        422,
+        "validation-failed",
+        "Some fields are missing or invalid",
+        "1 field(s) invalid",
+        instance=path.encode("unicode_escape").decode("ascii"),
+        extensions={
+            "errors": [
+                {
+                    "field": "path",
+                    "type": "value_error",
+                    "message": "the path must not contain control characters",
+                }
+            ]
+        },
+    )
 
 
 def _too_large(scope: Scope, limit: int) -> JSONResponse:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.messaging import LocalOutbox
@@ -105,11 +107,23 @@ class Services:
 def open_database(settings: Settings) -> Engine:
     """The instance's database engine (creating the data directory SQLite lives in)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        _private_file(Path(url.database))
     return make_engine(
         settings.resolved_database_url,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         pool=settings.pool_options,
     )
+
+
+def _private_file(path: Path) -> None:
+    """The SQLite file 0600 in a 0700 directory, before SQLite creates it with the umask
+    (0644 by default); its -wal and -shm files take the same mode from it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
 
 
 def build_services(

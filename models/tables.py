@@ -1116,7 +1116,9 @@ class Unit(Base):
     name: Mapped[str] = mapped_column(String(200))
     credit_code: Mapped[str] = mapped_column(String(18))
     legal_representative: Mapped[str | None] = mapped_column(String(100))
+    # Contacts' names and roles; their phones, in the same order, encrypted below.
     contacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    contact_phones_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     # The seal's picture: uploaded (PNG with transparency) or generated (a round red seal).
     seal_png: Mapped[bytes | None] = mapped_column(LargeBinary)
     seal_source: Mapped[str | None] = mapped_column(String(20))

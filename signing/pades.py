@@ -99,6 +99,7 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing.certificates import dn
+from signing.pdf_budget import PdfOverBudget, scan_pdf
 from signing.tsa import TimeStampAuthority, TimeStampRejected, token_of
 
 __all__ = [
@@ -166,8 +167,21 @@ FONT_CANDIDATES = (
 
 
 class PdfRejected(Exception):
-    """The input is not a PDF we accept: not a PDF at all, encrypted, or structurally
-    broken (bad cross-reference table, truncated)."""
+    """The input is not a PDF we accept: not a PDF at all, encrypted, structurally
+    broken (bad cross-reference table, truncated) or over a reading budget (`limit`
+    names which, see pdf_budget)."""
+
+    def __init__(self, detail: str, *, limit: str | None = None) -> None:
+        super().__init__(detail)
+        self.limit = limit
+
+
+def _within_budget(source: Path | IO[bytes]) -> None:
+    # Before any parser builds objects from bytes someone else made.
+    try:
+        scan_pdf(source)
+    except PdfOverBudget as exc:
+        raise PdfRejected(str(exc), limit=exc.limit) from exc
 
 
 class StampError(Exception):
@@ -447,7 +461,7 @@ def _open_reader(stream: IO[bytes]) -> PdfFileReader:
         reader.root  # noqa: B018 - resolving the catalog exercises the xref
     except PdfError as exc:
         raise PdfRejected(f"the PDF structure is broken: {exc}") from exc
-    except (ValueError, KeyError, TypeError, IndexError, EOFError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, EOFError, RecursionError) as exc:
         # pyHanko's parser lets some malformed input surface as these.
         raise PdfRejected(f"the PDF structure is broken: {exc!r}") from exc
     if encrypted:
@@ -484,6 +498,11 @@ def check_pdf(source: Path | BinaryIO) -> PdfInfo:
     """Open the file with pyHanko's strict reader (which reads the cross-reference data,
     not the whole file) and describe it; PdfRejected if it is not a PDF we can sign."""
     with _reading(source) as stream:
+        _check_header(stream)
+        if isinstance(source, Path):
+            # A file from outside (an upload, a letter) is scanned before any parser builds
+            # objects from it; a stored revision passed this scan when it arrived.
+            _within_budget(stream)
         reader = _open_reader(stream)
         try:
             sizes = _page_sizes(reader)
@@ -491,7 +510,15 @@ def check_pdf(source: Path | BinaryIO) -> PdfInfo:
             signed = [name for name, _, _ in enumerate_sig_fields(reader, filled_status=True)]
         except PdfRejected:
             raise
-        except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (
+            PdfError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            RecursionError,
+        ) as exc:
             raise PdfRejected(f"the PDF structure is broken: {exc!r}") from exc
     return PdfInfo(len(sizes), sizes, all_fields, signed)
 
@@ -1196,12 +1223,14 @@ async def _validate_stream(
     revocation: RevocationMaterial | None,
     now: datetime | None,
 ) -> ValidationReport:
+    _check_header(stream)
+    _within_budget(stream)
     reader = _open_reader(stream)
     roots = [_asn1(c) for c in trust_roots]
     try:
         embedded = list(reader.embedded_signatures)
         dss = _dss_material(reader)
-    except (PdfError, ValueError, KeyError, TypeError) as exc:
+    except (PdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise PdfRejected(f"the signatures cannot be read: {exc!r}") from exc
     given = _Material(
         [],

@@ -21,6 +21,7 @@ from api.schemas.admin import (
     TokenCreate,
     TokenOut,
 )
+from api.schemas.inputs import Seq, Token
 from evaluation.kernel import anonymous_refusals, audit
 from evaluation.kernel.actions import Action
 from evaluation.registry import centers
@@ -84,10 +85,10 @@ def revoke_token(token_id: str, staff: Admin, db: Db, services: ServicesDep) -> 
 def audit_entries(
     staff: AuditReader,
     db: Db,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[Seq, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     action: Annotated[Action | None, Query(description="one of the audit log's actions")] = None,
-    subject_id: Annotated[str | None, Query(max_length=64)] = None,
+    subject_id: Annotated[Token | None, Query(max_length=64)] = None,
 ) -> AuditPageOut:
     """The center's hash-chained audit log in order, paged with after_seq."""
     entries = audit.list_entries(
@@ -160,7 +161,7 @@ def _checkpoint_out(row: AuditCheckpoint) -> CheckpointOut:
 def list_checkpoints(
     staff: AuditReader,
     db: Db,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[Seq, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CheckpointOut]:
     """The signed checkpoints of this center's chain, oldest first: keep copies outside

@@ -16,6 +16,7 @@ from api.rate_limits import phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.evaluation import Me
 from api.routers.tasks import ScanSessionDep
+from api.schemas.inputs import Prose, Token
 from api.schemas.liveness import SessionOut
 from api.web import session as web
 from evaluation.committee import in_person, projects
@@ -62,10 +63,10 @@ def set_signing_pin(
 class InPersonCheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    expert_id: str = Field(min_length=1, max_length=64)
+    expert_id: Token = Field(min_length=1, max_length=64)
     id_number: IdNumber = Field(description="Read from the document in the operator's hand")
     document: Literal["id-card", "passport", "residence-permit"] = "id-card"
-    note: str | None = Field(default=None, max_length=500)
+    note: Prose | None = Field(default=None, max_length=500)
 
 
 class InPersonCheckOut(BaseModel):
@@ -124,7 +125,7 @@ def list_in_person_checks(project_id: str, staff: AnyStaff, db: Db) -> list[InPe
 class VoidIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=2, max_length=200)
+    reason: Prose = Field(min_length=2, max_length=200)
 
 
 @router.post("/api/v1/in-person-checks/{check_id}/void", response_model=InPersonCheckOut)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AuditReader, Db, ServicesDep
+from api.schemas.inputs import Prose, Token
 from evaluation.kernel import audit
 from evaluation.supervision import anomalies
 from models.tables import AnomalyFlag
@@ -41,7 +42,7 @@ class FlagOut(BaseModel):
 class HandleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(min_length=2, max_length=2000, description="What was found, or done")
+    note: Prose = Field(min_length=2, max_length=2000, description="What was found, or done")
 
 
 def raise_for(
@@ -63,7 +64,7 @@ def raise_for(
 def list_flags(
     staff: AuditReader,
     db: Db,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
     status: Literal["open", "acknowledged", "resolved"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[FlagOut]:

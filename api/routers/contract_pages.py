@@ -24,6 +24,7 @@ from api.routers.report_pages import (
 )
 from api.routers.tasks import ScanSessionDep
 from api.schemas.documents import ValidationOut
+from api.schemas.inputs import Count, Int32, Token
 from evaluation.committee import projects
 from evaluation.contracts import contracts
 from evaluation.documents import documents
@@ -158,12 +159,12 @@ def contract_overview(scan: ScanSessionDep, db: Db, services: ServicesDep) -> Co
     responses={200: {"content": {PNG: {}}}, 304: {"description": "Not modified"}},
 )
 def contract_page(
-    page: int,
+    page: Int32,
     scan: ScanSessionDep,
     db: Db,
     services: ServicesDep,
     width: Annotated[int, Query(ge=pdf_pages.MIN_WIDTH, le=pdf_pages.MAX_WIDTH)] = DEFAULT_WIDTH,
-    revision: Annotated[int | None, Query(ge=0, description="Default: the latest")] = None,
+    revision: Annotated[Count | None, Query(ge=0, description="Default: the latest")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Page `page` (from 1) of the contract as a PNG, seals and signatures included."""
@@ -180,7 +181,7 @@ def contract_file(
     scan: ScanSessionDep,
     db: Db,
     services: ServicesDep,
-    revision: Annotated[int | None, Query(ge=0, description="Default: the latest")] = None,
+    revision: Annotated[Count | None, Query(ge=0, description="Default: the latest")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The contract's PDF with every seal and signature so far, to keep."""
@@ -197,7 +198,7 @@ def contract_validation(
     scan: ScanSessionDep,
     db: Db,
     services: ServicesDep,
-    format: Annotated[str, Query(pattern="^(json|html)$")] = "html",
+    format: Annotated[Token, Query(pattern="^(json|html)$")] = "html",
 ) -> Any:
     """The validation report of the contract as it stands (every seal, signature and the
     time-stamp checked against the center's trust list), for the party to keep with it."""

@@ -18,6 +18,7 @@ from api.routers.csc import Phone, as_signer, signer_caller
 from api.routers.documents import document_out
 from api.routers.passkeys import PasskeyOut
 from api.schemas.documents import DocumentOut, RevisionOut
+from api.schemas.inputs import JsonObject, Text, Token
 from api.schemas.passkeys import PasskeyApprovalIn, SigningChallengeOut
 from api.services import Services
 from evaluation.committee import tasks
@@ -92,11 +93,11 @@ class BindingOptionsOut(BaseModel):
 class BindingCompleteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enrollment_id: str = Field(max_length=64)
-    credential: dict[str, Any] = Field(
+    enrollment_id: Token = Field(max_length=64)
+    credential: JsonObject = Field(
         description="navigator.credentials.create()'s answer as RegistrationResponseJSON"
     )
-    label: str = Field(default="phone", min_length=1, max_length=200)
+    label: Text = Field(default="phone", min_length=1, max_length=200)
 
 
 def contract_out(db: Session, contract: Contract) -> ContractOut:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from html import escape
 from typing import Annotated, Any, TypeVar
 
@@ -29,6 +31,7 @@ from api.schemas.documents import (
     StatusChangeIn,
     ValidationOut,
 )
+from api.schemas.inputs import Count, Token
 from api.schemas.passkeys import SigningChallengeOut, SmsCodeSentOut
 from api.services import Services
 from evaluation.documents import documents
@@ -84,10 +87,24 @@ async def read_pdf_form(
     return received, upload.filename or f"{file_field}.pdf", fields
 
 
-async def read_upload(request: Request, services: ServicesDep) -> tuple[Received, str, NewDocument]:
-    return await read_pdf_form(
+async def read_upload(
+    request: Request, services: ServicesDep
+) -> AsyncIterator[tuple[Received, str, NewDocument]]:
+    upload = await read_pdf_form(
         request, services, "file", NewDocument, "the title, purpose and slots"
     )
+    async with discarded_unless_kept(services, upload[0]):
+        yield upload
+
+
+@asynccontextmanager
+async def discarded_unless_kept(services: Services, received: Received) -> AsyncIterator[None]:
+    """Whatever ends the request (a refusal of any kind, an error, a kept document), the
+    temporary upload is gone after it: a kept one was moved away, the rest are deleted."""
+    try:
+        yield
+    finally:
+        services.documents.store.discard(received)
 
 
 @router.post(
@@ -106,7 +123,7 @@ async def read_upload(request: Request, services: ServicesDep) -> tuple[Received
     ),
 )
 def upload_document(
-    upload: Annotated[tuple[Received, str, NewDocument], Depends(read_upload)],
+    upload: Annotated[tuple[Received, str, NewDocument], Depends(read_upload, scope="function")],
     staff: Operator,
     db: Db,
     services: ServicesDep,
@@ -141,7 +158,7 @@ def download_document(
     staff: AnyStaff,
     db: Db,
     services: ServicesDep,
-    revision: Annotated[int | None, Query(ge=0)] = None,
+    revision: Annotated[Count | None, Query(ge=0)] = None,
 ) -> StreamingResponse:
     """The latest revision, or any earlier one (`?revision=N`), streamed."""
     document = documents.get_document(db, staff.center_id, document_id)
@@ -267,7 +284,7 @@ async def validate_pdf(
     request: Request,
     staff: AnyStaff,
     services: ServicesDep,
-    format: Annotated[str, Query(pattern="^(json|html)$")] = "json",
+    format: Annotated[Token, Query(pattern="^(json|html)$")] = "json",
 ) -> Any:
     """Validate every signature of an uploaded PDF against this center's trust list;
     `?format=html` gives a report a person can read and print."""
@@ -293,7 +310,7 @@ def _validate(upload: UploadFile, center_id: str, services: Services) -> Validat
         try:
             report = pades.validate(received.path, roots, now=services.clock.now())
         except pades.PdfRejected as exc:
-            raise documents.PdfRejected(str(exc)) from exc
+            raise documents.PdfRejected(str(exc), **documents.budget_limit(exc)) from exc
     finally:
         store.discard(received)
     return validation_out(report)

@@ -25,6 +25,7 @@ from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.tasks import ScanChallengeOut, challenge_out
 from api.schemas.admin import AuditEntryOut
+from api.schemas.inputs import JsonObject, Prose, Token
 from evaluation.committee import deliberation, draws, projects, reports, sign_in, tasks
 from evaluation.identity import face_checks
 from evaluation.supervision import at_a_glance, evidence
@@ -160,7 +161,7 @@ class AnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accept: bool
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Prose | None = Field(default=None, max_length=1000)
 
 
 class AnswerOut(BaseModel):
@@ -181,8 +182,8 @@ class RecusalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     conflict: bool = Field(description="True: I have a conflict of interest and withdraw")
-    statement: str = Field(min_length=10, max_length=5000, description="The signed statement")
-    related_units: list[str] = Field(default_factory=list, max_length=50)
+    statement: Prose = Field(min_length=10, max_length=5000, description="The signed statement")
+    related_units: list[Token] = Field(default_factory=list, max_length=50)
 
 
 class RecusalResult(BaseModel):
@@ -210,7 +211,7 @@ def declare_recusal(body: RecusalIn, me: Me, db: Db, services: ServicesDep) -> R
 class ScoresIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    points: dict[str, dict[str, Any]] = Field(
+    points: dict[Token, JsonObject] = Field(
         description="bidder credit code -> criterion name -> points (a draft may be partial)"
     )
 
@@ -239,7 +240,7 @@ def submit_scores(me: Me, db: Db, services: ServicesDep) -> SheetOut:
 class VoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    assignment_id: str = Field(min_length=1, max_length=64)
+    assignment_id: Token = Field(min_length=1, max_length=64)
 
 
 class ChairOut(BaseModel):
@@ -277,7 +278,7 @@ def aggregate(me: Me, db: Db, services: ServicesDep) -> ResultsOut:
 class DissentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=10, max_length=5000, description="The reasons")
+    text: Prose = Field(min_length=10, max_length=5000, description="The reasons")
 
 
 class DissentOut(BaseModel):
@@ -329,7 +330,7 @@ def fresh_face_check(
 class AppointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    assignment_id: str = Field(min_length=1, max_length=64)
+    assignment_id: Token = Field(min_length=1, max_length=64)
 
 
 @router.post("/api/v1/projects/{project_id}/chair", response_model=ChairOut)
@@ -346,7 +347,7 @@ def appoint_chair(
 class ReplaceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=2, max_length=1000)
+    reason: Prose = Field(min_length=2, max_length=1000)
 
 
 class ReplaceOut(BaseModel):
@@ -435,7 +436,7 @@ def chair_generates_report(me: Me, db: Db, services: ServicesDep) -> ReportOut:
 class OverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(
+    reason: Prose | None = Field(
         default=None,
         min_length=2,
         max_length=1000,

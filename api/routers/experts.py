@@ -18,6 +18,8 @@ from api.schemas.experts import (
     ReactivateRequest,
     SuspendRequest,
 )
+from api.schemas.inputs import Token
+from evaluation.identity import session_ends
 from evaluation.registry import expert_import, experts
 from evaluation.registry.experts import ExpertFilters, ExpertStatus, StatusAction
 from evaluation.registry.staff import Role
@@ -52,14 +54,14 @@ def list_experts(
     staff: AnyStaff,
     db: Db,
     services: ServicesDep,
-    specialty: Annotated[str | None, Query(max_length=16, description="code prefix")] = None,
-    region: Annotated[str | None, Query(pattern=r"^\d{1,6}$", description="prefix")] = None,
-    employer: Annotated[str | None, Query(max_length=200, description="part of name")] = None,
-    employer_credit_code: Annotated[str | None, Query(max_length=18)] = None,
+    specialty: Annotated[Token | None, Query(max_length=16, description="code prefix")] = None,
+    region: Annotated[Token | None, Query(pattern=r"^\d{1,6}$", description="prefix")] = None,
+    employer: Annotated[Token | None, Query(max_length=200, description="part of name")] = None,
+    employer_credit_code: Annotated[Token | None, Query(max_length=18)] = None,
     status: ExpertStatus | None = None,
-    name: Annotated[str | None, Query(max_length=100, description="part of name")] = None,
+    name: Annotated[Token | None, Query(max_length=100, description="part of name")] = None,
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[Token | None, Query(max_length=500)] = None,
 ) -> ExpertPageOut:
     """The center's experts, filtered by specialty, region, employer, status or name, paged
     with cursor."""
@@ -205,6 +207,9 @@ def _change_status(
         expert_id,
         suspended=action is StatusAction.SUSPEND,
     )
+    if action is StatusAction.SUSPEND:
+        # Nothing proved before the suspension signs after a reactivation.
+        session_ends.end_face_sessions(db, services.clock.now(), expert_id=expert_id)
     _etag(response, record)
     return _out(record, staff)
 

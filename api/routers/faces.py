@@ -23,9 +23,11 @@ from api.deps import (
     Staff,
     require,
 )
-from api.errors import UnsupportedMediaType
+from api.errors import UnsupportedMediaType, ValidationFailed
+from api.schemas.inputs import Prose, Token
 from evaluation.identity import face_data, faces, remote_review
 from evaluation.kernel.errors import DomainError
+from evaluation.kernel.identifiers import check_characters
 from evaluation.registry.staff import Role
 
 router = APIRouter(tags=["faces"])
@@ -94,12 +96,12 @@ class RemoteDecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["confirm", "reject"]
-    verification_id: str | None = Field(
+    verification_id: Token | None = Field(
         default=None,
         max_length=64,
         description="The live check you compared (from the review): refused if it changed",
     )
-    note: str = Field(
+    note: Prose = Field(
         min_length=1, max_length=500, description="What was compared, e.g. a call to the unit"
     )
 
@@ -125,11 +127,22 @@ async def read_multipart(
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the images as multipart/form-data")
     try:
-        return await request.form(max_files=max_files, max_fields=10)
+        form = await request.form(max_files=max_files, max_fields=10)
     except StarletteHTTPException as exc:
         if too_many is not None and "Too many files" in str(exc.detail):
             raise too_many from exc
         raise
+    # Text fields meet the same character rules as JSON bodies (a NUL reaches PostgreSQL).
+    errors = []
+    for name, value in form.multi_items():
+        if isinstance(value, str):
+            try:
+                check_characters(value, newlines=True)
+            except ValueError as exc:
+                errors.append({"field": f"body.{name}", "type": "value_error", "message": str(exc)})
+    if errors:
+        raise ValidationFailed(f"{len(errors)} field(s) invalid", errors=errors)
+    return form
 
 
 async def read_enrollment_form(
@@ -282,7 +295,7 @@ def compare_faces(
 class WithdrawIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(
+    note: Prose = Field(
         min_length=1, max_length=1000, description="How the withdrawal reached the center"
     )
 

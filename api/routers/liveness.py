@@ -3,8 +3,6 @@ verified session, and unlocking an expert after repeated failures."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,12 +20,14 @@ from fastapi import (
 )
 from starlette.datastructures import UploadFile
 
+from api.csv_export import csv_text
 from api.deps import AnyStaff, Db, FaceEngineDep, FaceSession, Operator, ServicesDep, transaction
 from api.errors import NotReady
 from api.identity_provider import ask_identity_provider
 from api.logs import request_id_var
 from api.rate_limits import phone_limits
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
+from api.schemas.inputs import Token
 from api.schemas.liveness import (
     CaptureOut,
     ChallengeCreate,
@@ -46,6 +46,7 @@ from api.web import session as web
 from evaluation.identity import capture_stream, face_checks
 from evaluation.identity.faces import image_error
 from evaluation.kernel.errors import NotFound
+from evaluation.kernel.identifiers import check_characters
 from evaluation.supervision import searches
 from face import light_response
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
@@ -118,7 +119,14 @@ def _device(form: Any) -> dict[str, Any]:
         raise face_checks.FramesInvalid('send `device` as JSON with at least {"id": "..."}')
     if not 8 <= len(device["id"]) <= 100 or len(raw or "") > 2000:
         raise face_checks.FramesInvalid("the device id must be 8-100 characters, the JSON < 2 kB")
-    return {key: str(value)[:200] for key, value in device.items()}
+    kept = {key: str(value)[:200] for key, value in device.items()}
+    try:
+        for key, value in kept.items():
+            check_characters(key)
+            check_characters(value)
+    except ValueError as exc:
+        raise face_checks.FramesInvalid(f"`device`: {exc}") from exc
+    return kept
 
 
 # Frames of one step: a step lasts at most 500 ms, filmed at up to 30 fps.
@@ -376,16 +384,18 @@ CSV_COLUMNS = (
 def list_verifications(
     staff: AnyStaff,
     db: Db,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
-    expert_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
+    expert_id: Annotated[Token | None, Query(max_length=64)] = None,
     passed: bool | None = None,
-    reason: Annotated[str | None, Query(pattern=r"^[a-z][a-z-]{1,39}$")] = None,
-    device_id: Annotated[str | None, Query(max_length=100)] = None,
-    ip: Annotated[str | None, Query(max_length=64, description="An address or CIDR range")] = None,
+    reason: Annotated[Token | None, Query(pattern=r"^[a-z][a-z-]{1,39}$")] = None,
+    device_id: Annotated[Token | None, Query(max_length=100)] = None,
+    ip: Annotated[
+        Token | None, Query(max_length=64, description="An address or CIDR range")
+    ] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before: datetime | None = None,
-    cursor: Annotated[str | None, Query(max_length=120)] = None,
+    cursor: Annotated[Token | None, Query(max_length=120)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
     form: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> VerificationPage | Response:
@@ -404,27 +414,24 @@ def list_verifications(
     position = searches.decode_cursor(cursor) if cursor else None
     rows = searches.search_verifications(db, staff.center_id, where, position, limit)
     if form == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            writer.writerow(
-                [
-                    row.id,
-                    row.created_at.isoformat(),
-                    row.expert_id or "",
-                    row.mode,
-                    row.passed,
-                    " ".join(row.reasons),
-                    "" if row.similarity is None else f"{row.similarity:.4f}",
-                    row.device_id,
-                    row.client_ip or "",
-                    row.challenge_id or "",
-                    row.method,
-                ]
-            )
+        lines = (
+            [
+                row.id,
+                row.created_at.isoformat(),
+                row.expert_id or "",
+                row.mode,
+                row.passed,
+                " ".join(row.reasons),
+                "" if row.similarity is None else f"{row.similarity:.4f}",
+                row.device_id,
+                row.client_ip or "",
+                row.challenge_id or "",
+                row.method,
+            ]
+            for row in rows
+        )
         return Response(
-            out.getvalue(),
+            csv_text(CSV_COLUMNS, lines),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="verifications.csv"'},
         )

@@ -22,6 +22,7 @@ from api.deps import (
 from api.logs import request_id_var
 from api.rate_limits import challenge_limits, phone_limits
 from api.routers.tasks import ScanChallengeOut, challenge_out
+from api.schemas.inputs import JsonObject, Prose, Text, Token
 from evaluation.identity import phone_binding
 from models.tables import Passkey, PasskeyEnrollment
 from signing.task_qr import qr_png, qr_svg
@@ -32,7 +33,7 @@ router = APIRouter(tags=["passkeys"])
 class EnrollmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id_number: str = Field(
+    id_number: Token = Field(
         min_length=15,
         max_length=18,
         description="Typed from the ID card in the operator's hand: it must be this person's",
@@ -70,7 +71,7 @@ class PasskeyOut(BaseModel):
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=200, examples=["phone lost"])
+    reason: Prose = Field(min_length=1, max_length=200, examples=["phone lost"])
 
 
 @router.post(
@@ -196,7 +197,7 @@ def enrollment_challenge(
 class FaceSessionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    face_session: str | None = Field(
+    face_session: Token | None = Field(
         default=None,
         min_length=8,
         max_length=200,
@@ -205,10 +206,10 @@ class FaceSessionIn(BaseModel):
 
 
 class CompleteIn(FaceSessionIn):
-    credential: dict[str, Any] = Field(
+    credential: JsonObject = Field(
         description="navigator.credentials.create()'s answer as RegistrationResponseJSON"
     )
-    label: str = Field(default="phone", min_length=1, max_length=200)
+    label: Text = Field(default="phone", min_length=1, max_length=200)
 
 
 @router.post(

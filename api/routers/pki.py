@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from api.deps import Admin, AnyStaff, Db, Operator, ServicesDep
 from api.errors import RequestTooLarge, UnsupportedMediaType
+from api.schemas.inputs import Token
 from api.schemas.pki import (
     AuthorityOut,
     CredentialOut,
@@ -276,7 +277,9 @@ def time_stamp_authority(
     db: Db,
     services: ServicesDep,
     body: Annotated[bytes, _binary_body(TSA_QUERY)],
-    center: Annotated[str | None, Query(description="Center id; optional with one center")] = None,
+    center: Annotated[
+        Token | None, Query(description="Center id; optional with one center")
+    ] = None,
 ) -> Response:
     """RFC 3161 over HTTP: a TimeStampReq in, a TimeStampResp out (a rejection is a
     TimeStampResp with status rejection, as the RFC wants)."""

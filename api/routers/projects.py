@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.errors import ValidationFailed
+from api.schemas.inputs import Prose
 from evaluation.committee import draws, projects
 from evaluation.committee.draws import DrawPolicy, RunDraw
 from evaluation.committee.projects import NewProject
@@ -162,7 +163,7 @@ class ResponseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accept: bool
-    reason: str | None = None
+    reason: Prose | None = None
 
 
 class ResponseOut(BaseModel):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import Db, ServicesDep
 from api.routers.evaluation import Me
+from api.schemas.inputs import Count, Int32
 from api.services import Services
 from evaluation.committee import deliberation, projects
 from evaluation.documents import documents
@@ -156,14 +157,14 @@ def report_overview(me: Me, db: Db, services: ServicesDep) -> ReportPagesOut:
     responses={200: {"content": {PNG: {}}}, 304: {"description": "Not modified"}},
 )
 def report_page(
-    page: int,
+    page: Int32,
     me: Me,
     db: Db,
     services: ServicesDep,
     width: Annotated[
         int, Query(ge=pdf_pages.MIN_WIDTH, le=pdf_pages.MAX_WIDTH, description="Pixels")
     ] = DEFAULT_WIDTH,
-    revision: Annotated[int | None, Query(ge=0, description="Default: the latest")] = None,
+    revision: Annotated[Count | None, Query(ge=0, description="Default: the latest")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Page `page` (from 1) of the report as a PNG `width` pixels wide, signature stamps
@@ -231,7 +232,7 @@ def report_file(
     me: Me,
     db: Db,
     services: ServicesDep,
-    revision: Annotated[int | None, Query(ge=0, description="Default: the latest")] = None,
+    revision: Annotated[Count | None, Query(ge=0, description="Default: the latest")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The report's PDF with every signature so far, to keep."""

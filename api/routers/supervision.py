@@ -5,8 +5,6 @@ records behind it (the face check, the document, the project)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -14,14 +12,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from api.csv_export import csv_text
 from api.deps import AuditReader, Db, ServicesDep
+from api.schemas.inputs import Token
 from evaluation.committee import draws
 from evaluation.supervision import at_a_glance, searches
 from evaluation.supervision.searches import RecordFilter
 
 router = APIRouter(prefix="/api/v1/supervision", tags=["supervision"])
 
-Cursor = Annotated[str | None, Query(max_length=120)]
+Cursor = Annotated[Token | None, Query(max_length=120)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 Format = Annotated[Literal["json", "csv"], Query(alias="format")]
 
@@ -147,14 +147,9 @@ SIGNATURE_COLUMNS = [
 
 
 def _csv(name: str, columns: Sequence[str], items: Sequence[BaseModel]) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for item in items:
-        values = item.model_dump(mode="json")
-        writer.writerow(["" if values[c] is None else values[c] for c in columns])
+    rows = ([item.model_dump(mode="json")[c] for c in columns] for item in items)
     return Response(
-        out.getvalue(),
+        csv_text(columns, rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
@@ -164,9 +159,9 @@ def _csv(name: str, columns: Sequence[str], items: Sequence[BaseModel]) -> Respo
 def sign_ins(
     staff: AuditReader,
     db: Db,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
-    expert_id: Annotated[str | None, Query(max_length=64)] = None,
-    device_id: Annotated[str | None, Query(max_length=100)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
+    expert_id: Annotated[Token | None, Query(max_length=64)] = None,
+    device_id: Annotated[Token | None, Query(max_length=100)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: Cursor = None,
@@ -213,8 +208,8 @@ def sign_ins(
 def signatures(
     staff: AuditReader,
     db: Db,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
-    signer_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
+    signer_id: Annotated[Token | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: Cursor = None,
@@ -292,7 +287,7 @@ def draws_list(
     staff: AuditReader,
     db: Db,
     services: ServicesDep,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[Token | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: Cursor = None,

@@ -26,6 +26,7 @@ from api.logs import request_id_var
 from api.rate_limits import ChallengeLimit, PhoneLimit, count_center, phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
+from api.schemas.inputs import JsonObject, Prose, Token
 from api.schemas.liveness import CaptureOut, StepOut
 from api.schemas.passkeys import SmsCodeIn, SmsCodeSentOut
 from api.web import session as web
@@ -117,8 +118,8 @@ def personal_qr(
 class ScanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    token: str = Field(min_length=1, max_length=300)
-    device_id: str = Field(min_length=8, max_length=100, description="The phone's stable id")
+    token: Token = Field(min_length=1, max_length=300)
+    device_id: Token = Field(min_length=8, max_length=100, description="The phone's stable id")
 
 
 class ProjectBrief(BaseModel):
@@ -255,7 +256,7 @@ def face_consent_text(lang: Literal["zh", "en"] = "zh") -> ConsentTextOut:
 class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(min_length=1, max_length=40, description="The version shown")
+    version: Token = Field(min_length=1, max_length=40, description="The version shown")
     accepted: bool
     language: Literal["zh", "en"] = "zh"
 
@@ -346,14 +347,14 @@ def scan_challenge(
 class SignInIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    face_session: str | None = Field(
+    face_session: Token | None = Field(
         default=None,
         min_length=8,
         max_length=200,
         description="The evf_... token the passed check gave (a phone page sends none: "
         "its cookie holds it)",
     )
-    passkey: dict[str, Any] | None = Field(
+    passkey: JsonObject | None = Field(
         default=None,
         description="The bound phone's answer to the challenge of POST /api/v1/scan/passkey "
         "(navigator.credentials.get() as AuthenticationResponseJSON). Required after a face "
@@ -446,7 +447,7 @@ async def enroll_id_card(
 class PasskeyOptionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    face_session: str | None = Field(default=None, min_length=8, max_length=200)
+    face_session: Token | None = Field(default=None, min_length=8, max_length=200)
 
 
 @router.post(
@@ -573,7 +574,7 @@ def project_sessions(
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=2, max_length=500)
+    reason: Prose = Field(min_length=2, max_length=500)
 
 
 @router.post("/api/v1/evaluation-sessions/{session_id}/revoke", response_model=EvaluationSessionOut)

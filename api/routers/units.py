@@ -3,6 +3,7 @@ authorizations, and their organization seals: picture and credential."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
@@ -10,17 +11,21 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from api.deps import AnyStaff, Db, Operator, ServicesDep
+from api.deps import AnyStaff, Db, Operator, ServicesDep, Staff
 from api.errors import RequestTooLarge, ValidationFailed
-from api.routers.documents import read_pdf_form
+from api.routers.documents import discarded_unless_kept, read_pdf_form
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.routers.pki import credential_out
+from api.schemas.inputs import Prose, Token
 from api.schemas.pki import CredentialOut, RevokeIn
+from api.services import Services
 from evaluation.contracts import representatives
 from evaluation.contracts.representatives import NewRepresentative
 from evaluation.documents.store import Received
+from evaluation.kernel.identifiers import mask_phone
 from evaluation.registry import units
-from evaluation.registry.units import Contact, NewUnit, UnitChanges
+from evaluation.registry.staff import Role
+from evaluation.registry.units import NewUnit, UnitChanges
 from evaluation.trust import credentials, seals
 from evaluation.trust.seals import GeneratedSeal
 from models.tables import Unit, UnitAuthorization
@@ -30,6 +35,12 @@ router = APIRouter(tags=["units"])
 MAX_SEAL_UPLOAD = 2 * 1024 * 1024
 
 
+class ContactOut(BaseModel):
+    name: str
+    phone: str = Field(description="Masked (138****5678) for supervisors, as experts' phones")
+    role: str | None
+
+
 class UnitOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -37,7 +48,7 @@ class UnitOut(BaseModel):
     name: str
     credit_code: str
     legal_representative: str | None
-    contacts: list[Contact]
+    contacts: list[ContactOut]
     seal_source: str | None = Field(description="uploaded, generated, or null (no seal yet)")
     seal_purpose: str | None
     created_at: datetime
@@ -69,11 +80,25 @@ class AuthorizationOut(BaseModel):
 class RevokeAuthorizationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: Prose = Field(min_length=1, max_length=1000)
 
 
-def _unit_out(unit: Unit) -> UnitOut:
-    return UnitOut.model_validate(unit)
+def _unit_out(unit: Unit, staff: Staff, services: Services) -> UnitOut:
+    # Supervisors review, they do not phone people: they see the numbers masked.
+    reveal = staff.role is not Role.SUPERVISOR
+    contacts = [
+        ContactOut(
+            name=contact.name,
+            phone=contact.phone if reveal else mask_phone(contact.phone),
+            role=contact.role,
+        )
+        for contact in units.contacts_of(unit, services.cipher)
+    ]
+    return UnitOut.model_validate({**_columns(unit), "contacts": contacts})
+
+
+def _columns(unit: Unit) -> dict[str, object]:
+    return {name: getattr(unit, name) for name in UnitOut.model_fields if name != "contacts"}
 
 
 def _authorization_out(db: Db, row: UnitAuthorization) -> AuthorizationOut:
@@ -87,26 +112,29 @@ def _authorization_out(db: Db, row: UnitAuthorization) -> AuthorizationOut:
 def register_unit(body: NewUnit, staff: Operator, db: Db, services: ServicesDep) -> UnitOut:
     """Register a unit by its unified social credit code (GB 32100, check character
     verified); a code already registered in this center is 409."""
-    return _unit_out(units.register_unit(db, staff.caller, services.clock, body))
+    unit = units.register_unit(db, staff.caller, services.clock, body, cipher=services.cipher)
+    return _unit_out(unit, staff, services)
 
 
 @router.get("/api/v1/units", response_model=list[UnitOut])
 def list_units(
     staff: AnyStaff,
     db: Db,
+    services: ServicesDep,
     q: Annotated[
-        str | None, Query(max_length=200, description="Part of the name, or the code")
+        Token | None, Query(max_length=200, description="Part of the name, or the code")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[UnitOut]:
     """The units (tenderers and bidders) registered with the center."""
-    return [_unit_out(u) for u in units.list_units(db, staff.center_id, q, limit)]
+    return [_unit_out(u, staff, services) for u in units.list_units(db, staff.center_id, q, limit)]
 
 
 @router.get("/api/v1/units/{unit_id}", response_model=UnitOut)
-def get_unit(unit_id: str, staff: AnyStaff, db: Db) -> UnitOut:
-    """One unit: name, credit code, legal representative and contact."""
-    return _unit_out(units.get_unit(db, staff.center_id, unit_id))
+def get_unit(unit_id: str, staff: AnyStaff, db: Db, services: ServicesDep) -> UnitOut:
+    """One unit: name, credit code, legal representative and contact (the phones masked for
+    supervisors)."""
+    return _unit_out(units.get_unit(db, staff.center_id, unit_id), staff, services)
 
 
 @router.patch("/api/v1/units/{unit_id}", response_model=UnitOut)
@@ -114,7 +142,10 @@ def update_unit(
     unit_id: str, body: UnitChanges, staff: Operator, db: Db, services: ServicesDep
 ) -> UnitOut:
     """Change a unit's registered details (audited)."""
-    return _unit_out(units.update_unit(db, staff.caller, services.clock, unit_id, body))
+    unit = units.update_unit(
+        db, staff.caller, services.clock, unit_id, body, cipher=services.cipher
+    )
+    return _unit_out(unit, staff, services)
 
 
 # --- the seal ------------------------------------------------------------------------------
@@ -143,7 +174,7 @@ async def upload_seal_image(
     unit = seals.upload_seal_image(
         db, staff.caller, services.clock, unit_id, data, purpose or seals.DEFAULT_PURPOSE
     )
-    return _unit_out(unit)
+    return _unit_out(unit, staff, services)
 
 
 @router.post("/api/v1/units/{unit_id}/seal/generate", response_model=UnitOut)
@@ -151,7 +182,8 @@ def generate_seal_image(
     unit_id: str, body: GeneratedSeal, staff: Operator, db: Db, services: ServicesDep
 ) -> UnitOut:
     """Draw the unit's round red seal: its name along the rim, a star, the purpose."""
-    return _unit_out(seals.generate_seal_image(db, staff.caller, services.clock, unit_id, body))
+    unit = seals.generate_seal_image(db, staff.caller, services.clock, unit_id, body)
+    return _unit_out(unit, staff, services)
 
 
 @router.get(
@@ -226,11 +258,13 @@ def revoke_seal_credential(
 
 async def read_authorization(
     request: Request, services: ServicesDep
-) -> tuple[Received, str, NewRepresentative]:
+) -> AsyncIterator[tuple[Received, str, NewRepresentative]]:
     """The authorization letter (PDF) and the person and authorization (metadata JSON)."""
-    return await read_pdf_form(
+    upload = await read_pdf_form(
         request, services, "letter", NewRepresentative, "the person and the authorization"
     )
+    async with discarded_unless_kept(services, upload[0]):
+        yield upload
 
 
 @router.post(
@@ -250,7 +284,9 @@ async def read_authorization(
 )
 def authorize_representative(
     unit_id: str,
-    upload: Annotated[tuple[Received, str, NewRepresentative], Depends(read_authorization)],
+    upload: Annotated[
+        tuple[Received, str, NewRepresentative], Depends(read_authorization, scope="function")
+    ],
     staff: Operator,
     db: Db,
     services: ServicesDep,

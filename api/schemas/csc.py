@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.inputs import Prose, Token
 from api.schemas.passkeys import PasskeyApprovalIn
 
-Hash = Annotated[str, Field(min_length=1, max_length=200, description="base64 digest")]
+Hash = Annotated[Token, Field(min_length=1, max_length=200, description="base64 digest")]
 
 
 class CscRequest(BaseModel):
@@ -18,7 +19,7 @@ class CscRequest(BaseModel):
 
 
 class InfoIn(CscRequest):
-    lang: str | None = None
+    lang: Token | None = None
 
 
 class InfoOut(BaseModel):
@@ -33,7 +34,7 @@ class InfoOut(BaseModel):
 
 
 class CredentialsListIn(CscRequest):
-    userID: str | None = None
+    userID: Token | None = None
     credentialInfo: bool = False
     certificates: Literal["none", "single", "chain"] = "single"
     certInfo: bool = False
@@ -82,18 +83,18 @@ class CredentialsListOut(BaseModel):
 
 
 class CredentialsInfoIn(CscRequest):
-    credentialID: Annotated[str, Field(min_length=1, max_length=64)]
+    credentialID: Annotated[Token, Field(min_length=1, max_length=64)]
     certificates: Literal["none", "single", "chain"] = "single"
     certInfo: bool = False
     authInfo: bool = False
 
 
 class AuthorizeIn(CscRequest):
-    credentialID: Annotated[str, Field(min_length=1, max_length=64)]
+    credentialID: Annotated[Token, Field(min_length=1, max_length=64)]
     numSignatures: Annotated[int, Field(ge=1, le=1000)]
     hashes: Annotated[list[Hash], Field(min_length=1, max_length=1000)]
-    hashAlgorithmOID: Annotated[str, Field(min_length=1, max_length=64)]
-    description: Annotated[str | None, Field(max_length=500)] = None
+    hashAlgorithmOID: Annotated[Token, Field(min_length=1, max_length=64)]
+    description: Annotated[Prose | None, Field(max_length=500)] = None
     passkey: PasskeyApprovalIn | None = Field(
         default=None,
         description="EvalSign: the bound phone's approval of exactly these hashes (see "
@@ -102,7 +103,7 @@ class AuthorizeIn(CscRequest):
 
 
 class PasskeyChallengeIn(CscRequest):
-    credentialID: Annotated[str, Field(min_length=1, max_length=64)]
+    credentialID: Annotated[Token, Field(min_length=1, max_length=64)]
     hashes: Annotated[list[Hash], Field(min_length=1, max_length=1000)]
 
 
@@ -112,12 +113,12 @@ class AuthorizeOut(BaseModel):
 
 
 class SignHashIn(CscRequest):
-    credentialID: Annotated[str, Field(min_length=1, max_length=64)]
-    SAD: Annotated[str, Field(min_length=1, max_length=200)]
+    credentialID: Annotated[Token, Field(min_length=1, max_length=64)]
+    SAD: Annotated[Token, Field(min_length=1, max_length=200)]
     hashes: Annotated[list[Hash], Field(min_length=1, max_length=1000)]
-    hashAlgorithmOID: Annotated[str | None, Field(max_length=64)] = None
-    signAlgo: Annotated[str, Field(min_length=1, max_length=64)]
-    signAlgoParams: str | None = None
+    hashAlgorithmOID: Annotated[Token | None, Field(max_length=64)] = None
+    signAlgo: Annotated[Token, Field(min_length=1, max_length=64)]
+    signAlgoParams: Token | None = None
     operationMode: Literal["S"] = "S"  # asynchronous mode is not offered
 
 

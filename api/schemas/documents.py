@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.schemas.inputs import Prose, Token
 from api.schemas.passkeys import PasskeyApprovalIn, SmsCodeIn
 from evaluation.documents.documents import PasskeyApproval, SmsApproval
 
@@ -67,13 +68,13 @@ class DocumentOut(BaseModel):
 class StatusChangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str | None, Field(min_length=1, max_length=1000)] = None
+    reason: Annotated[Prose | None, Field(min_length=1, max_length=1000)] = None
 
 
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    slot_id: Annotated[str | None, Field(max_length=64)] = Field(
+    slot_id: Annotated[Token | None, Field(max_length=64)] = Field(
         default=None, description="Which of your slots, when you have several"
     )
     passkey: PasskeyApprovalIn | None = Field(
@@ -102,7 +103,7 @@ class SignIn(BaseModel):
 class ApprovalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    slot_id: Annotated[str | None, Field(max_length=64)] = None
+    slot_id: Annotated[Token | None, Field(max_length=64)] = None
 
 
 class SignedOut(BaseModel):

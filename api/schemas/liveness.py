@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaluation.kernel.identifiers import Text
+from evaluation.kernel.identifiers import Text, Token
 
 
 class ChallengeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     expert_ids: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        list[Annotated[Token, Field(min_length=1, max_length=64)]],
         Field(min_length=1, max_length=50, description="One expert (1:1) or a set (1:few)."),
     ]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.inputs import JsonObject, Token
 from evaluation.documents.documents import PasskeyApproval, SmsApproval
 from evaluation.identity.one_time_codes import SentCode
 from evaluation.identity.passkeys import SigningApproval
@@ -15,8 +16,8 @@ from evaluation.identity.passkeys import SigningApproval
 class PasskeyApprovalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    nonce: str = Field(min_length=8, max_length=100, description="From the signing challenge")
-    assertion: dict[str, Any] = Field(
+    nonce: Token = Field(min_length=8, max_length=100, description="From the signing challenge")
+    assertion: JsonObject = Field(
         description="navigator.credentials.get()'s answer (AuthenticationResponseJSON) to the "
         "challenge SHA-256(JCS{credentialID, hashes, nonce})"
     )
@@ -44,7 +45,7 @@ class SigningChallengeOut(BaseModel):
 class SmsCodeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    nonce: str = Field(min_length=8, max_length=100, description="From the SMS code request")
+    nonce: Token = Field(min_length=8, max_length=100, description="From the SMS code request")
     code: str = Field(pattern=r"^\s*[0-9]{6}\s*$", description="The six digits the SMS gave")
 
     def approval(self) -> SmsApproval:

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.inputs import Prose, Text, Token
 from signing.revocation import RevocationReason
 
-Pem = Annotated[str, Field(min_length=1, max_length=64_000, description="PEM certificate")]
+Pem = Annotated[Prose, Field(min_length=1, max_length=64_000, description="PEM certificate")]
 
 
 class CredentialOut(BaseModel):
@@ -33,7 +34,7 @@ class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: RevocationReason = Field(description="RFC 5280 reason (not certificateHold)")
-    note: Annotated[str, Field(min_length=1, max_length=1000)]
+    note: Annotated[Prose, Field(min_length=1, max_length=1000)]
 
 
 class AuthorityOut(BaseModel):
@@ -52,7 +53,7 @@ class TrustAnchorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     certificate_pem: Pem
-    name: Annotated[str | None, Field(max_length=200)] = None
+    name: Annotated[Text | None, Field(max_length=200)] = None
 
 
 class TrustAnchorOut(BaseModel):
@@ -71,7 +72,7 @@ class IssuingCaImportIn(BaseModel):
     chain_pem: Annotated[list[Pem], Field(max_length=5)] = Field(
         default_factory=list, description="Certificates above it, up to a trusted root"
     )
-    pkcs11_key_label: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+    pkcs11_key_label: Annotated[Token, Field(min_length=1, max_length=128)] = Field(
         description="Label of the CA's private key on the configured PKCS#11 token"
     )
-    note: Annotated[str, Field(min_length=1, max_length=1000)]
+    note: Annotated[Prose, Field(min_length=1, max_length=1000)]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from evaluation.committee import draws, scoring
 from evaluation.committee.projects import get_project
 from evaluation.committee.tasks import SEATED, seated_members
+from evaluation.identity import session_ends
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -171,11 +172,14 @@ def _void_and_replace(
         sheet.status = "void"
         sheet.void_reason = reason
         sheet.voided_at = now
-    db.execute(
+    ended = db.execute(
         update(EvaluationSession)
         .where(EvaluationSession.assignment_id == seat.id, EvaluationSession.revoked_at.is_(None))
         .values(revoked_at=now)
-    )
+        .returning(EvaluationSession.expert_id, EvaluationSession.device_id)
+    ).all()
+    for expert_id, device_id in ended:
+        session_ends.end_face_sessions(db, now, expert_id=expert_id, device_id=device_id)
     try:
         promoted: Assignment | None = draws.promote_backup(db, seat)
     except draws.NoBackupLeft:

@@ -20,6 +20,7 @@ from evaluation.committee.projects import get_project
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.kernel.identifiers import Prose, Token
 from evaluation.trust import credentials
 from models.base import new_id
 from models.clock import Clock
@@ -66,14 +67,14 @@ class DrawPolicy:
 class OperatorExclusion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    expert_id: str = Field(min_length=1, max_length=64)
-    reason: str = Field(min_length=2, max_length=500, description="the written reason")
+    expert_id: Token = Field(min_length=1, max_length=64)
+    reason: Prose = Field(min_length=2, max_length=500, description="the written reason")
 
 
 class RunDraw(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    public_entropy: str = Field(
+    public_entropy: Token = Field(
         min_length=1, max_length=500, description="e.g. numbers read out in the room"
     )
     exclusions: list[OperatorExclusion] = Field(default_factory=list, max_length=1000)

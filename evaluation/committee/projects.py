@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
-from evaluation.kernel.identifiers import credit_code_check_char
+from evaluation.kernel.identifiers import Text, Token, credit_code_check_char
 from evaluation.registry import units
 from models.base import new_id
 from models.clock import Clock
@@ -58,7 +58,7 @@ def _checked_credit_code(value: str) -> str:
 class Unit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     credit_code: CreditCode
 
     _check = field_validator("credit_code")(_checked_credit_code)
@@ -67,8 +67,8 @@ class Unit(BaseModel):
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=32)
-    name: str = Field(min_length=1, max_length=200)
+    code: Token = Field(min_length=1, max_length=32)
+    name: Text = Field(min_length=1, max_length=200)
 
 
 class Seats(BaseModel):
@@ -82,7 +82,7 @@ class Seats(BaseModel):
 class Criterion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     max_points: float = Field(gt=0, le=100)
     group: str = Field(pattern="^(price|technical|business)$")
 
@@ -90,10 +90,10 @@ class Criterion(BaseModel):
 class NewProject(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=300)
+    code: Token = Field(min_length=1, max_length=64)
+    name: Text = Field(min_length=1, max_length=300)
     regime: Regime
-    budget_yuan: int | None = Field(default=None, ge=0)
+    budget_yuan: int | None = Field(default=None, ge=0, le=2**63 - 1)
     tenderer: Unit
     bidders: list[Unit] = Field(min_length=1, max_length=200)
     sections: list[Section] = Field(min_length=1, max_length=50)

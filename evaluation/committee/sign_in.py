@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
-from evaluation.identity import consent, face_checks, one_time_codes, passkeys
+from evaluation.identity import consent, face_checks, one_time_codes, passkeys, session_ends
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -367,7 +367,11 @@ def revoke(
         raise NotFound(f"no evaluation session {session_id} in this center")
     if session.revoked_at is not None:
         raise InvalidTransition("the session is already revoked", current_status="revoked")
-    session.revoked_at = clock.now()
+    now = session.revoked_at = clock.now()
+    # A face session on that phone, or a SAD issued on one, must not outlive it.
+    face_sessions = session_ends.end_face_sessions(
+        db, now, expert_id=session.expert_id, device_id=session.device_id
+    )
     db.flush()
     audit.record(
         db,
@@ -381,6 +385,7 @@ def revoke(
             "expert_id": session.expert_id,
             "device_id": session.device_id,
             "reason": reason,
+            "face_sessions_ended": face_sessions,
         },
     )
     return session

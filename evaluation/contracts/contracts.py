@@ -32,6 +32,7 @@ from evaluation.documents.store import DocumentStore
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
+from evaluation.kernel.identifiers import Prose, Text, Token
 from evaluation.kernel.money import MAX_FEN, in_figures, in_words
 from evaluation.registry import unit_authority, units
 from evaluation.registry.staff import hash_token
@@ -137,23 +138,23 @@ class NewContract(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount_yuan: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
-    winner_credit_code: str | None = Field(
+    winner_credit_code: Token | None = Field(
         default=None,
         min_length=18,
         max_length=18,
         description="Default: the first recommended candidate of the committee's ranking",
     )
-    number: str | None = Field(default=None, min_length=1, max_length=64)
-    title: str | None = Field(default=None, min_length=1, max_length=200)
-    clauses: list[Annotated[str, Field(min_length=1, max_length=4000)]] | None = Field(
+    number: Text | None = Field(default=None, min_length=1, max_length=64)
+    title: Text | None = Field(default=None, min_length=1, max_length=200)
+    clauses: list[Annotated[Prose, Field(min_length=1, max_length=4000)]] | None = Field(
         default=None,
         min_length=1,
         max_length=60,
         description="Template paragraphs with {placeholders}; default: the built-in template",
     )
-    start_date: str = Field(default="合同生效之日", max_length=40)
-    end_date: str = Field(default="合同义务履行完毕之日", max_length=40)
-    dispute_venue: str = Field(default="甲方所在地人民法院诉讼解决", max_length=100)
+    start_date: Text = Field(default="合同生效之日", max_length=40)
+    end_date: Text = Field(default="合同义务履行完毕之日", max_length=40)
+    dispute_venue: Text = Field(default="甲方所在地人民法院诉讼解决", max_length=100)
     ordered: bool = Field(default=True, description="Tenderer first, then the winner")
     cross_page_seal: bool = False
 
@@ -161,7 +162,7 @@ class NewContract(BaseModel):
 class NewLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    authorization_id: str = Field(min_length=1, max_length=64)
+    authorization_id: Token = Field(min_length=1, max_length=64)
     valid_hours: int = Field(default=72, ge=1, le=720)
 
 

@@ -20,7 +20,7 @@ from evaluation.documents.store import DocumentStore, Received
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
-from evaluation.kernel.identifiers import IdNumber, Phone, Text
+from evaluation.kernel.identifiers import IdNumber, Name, Phone
 from evaluation.registry import units
 from evaluation.registry.experts import id_number_context, id_number_index, phone_context
 from models.base import new_id
@@ -46,7 +46,7 @@ class AuthorizationOverlaps(DomainError):
 class NewRepresentative(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[Text, Field(min_length=1, max_length=100)]
+    name: Annotated[Name, Field(min_length=1, max_length=100)]
     id_number: IdNumber
     phone: Phone
     scope: str = Field(pattern="^(contracts|all)$")

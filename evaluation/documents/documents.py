@@ -36,6 +36,7 @@ from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
+from evaluation.kernel.identifiers import Name, Text, Token
 from evaluation.trust import activation, credentials, pki
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
@@ -73,6 +74,11 @@ class PdfRejected(DomainError):
     status = 422
     code = "pdf-rejected"
     title = "The file is not a PDF this service can sign"
+
+
+def budget_limit(exc: pades.PdfRejected) -> dict[str, str]:
+    """The problem's `limit` member when a reading budget refused the file."""
+    return {} if exc.limit is None else {"limit": exc.limit}
 
 
 class SlotsInvalid(DomainError):
@@ -118,11 +124,11 @@ class SlotIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     signer_kind: str = Field(default="expert", pattern="^(expert|party)$")
-    expert_id: str | None = Field(default=None, max_length=64)
-    party_name: str | None = Field(default=None, min_length=1, max_length=200)
-    role: str = Field(min_length=1, max_length=100)
+    expert_id: Token | None = Field(default=None, max_length=64)
+    party_name: Name | None = Field(default=None, min_length=1, max_length=200)
+    role: Text = Field(min_length=1, max_length=100)
     order_group: int = Field(default=1, ge=1, le=100)
-    page: int = Field(default=0, ge=0, description="0-based page of the visible stamp")
+    page: int = Field(default=0, ge=0, le=100_000, description="0-based page of the visible stamp")
     box: Box = Field(description="x1, y1, x2, y2 in PDF points")
 
     @model_validator(mode="after")
@@ -140,7 +146,7 @@ class SlotIn(BaseModel):
 class NewDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=300)
+    title: Text = Field(min_length=1, max_length=300)
     purpose: Purpose
     slots: list[SlotIn] = Field(min_length=1, max_length=50)
 
@@ -286,7 +292,7 @@ def create_document(
         info = pades.check_pdf(received.path)
     except pades.PdfRejected as exc:
         store.discard(received)
-        raise PdfRejected(str(exc)) from exc
+        raise PdfRejected(str(exc), **budget_limit(exc)) from exc
     if info.signature_fields:
         store.discard(received)
         raise PdfRejected("the PDF already carries signature fields; upload the unsigned file")
@@ -391,7 +397,7 @@ def archive_document(
         info = pades.check_pdf(received.path)
     except pades.PdfRejected as exc:
         store.discard(received)
-        raise PdfRejected(str(exc)) from exc
+        raise PdfRejected(str(exc), **budget_limit(exc)) from exc
     document = _first_revision(
         db, caller, clock, received, file_name, title[:300], Purpose.OTHER, info
     )

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from evaluation.identity import face_checks
+from evaluation.identity import face_checks, session_ends
 from evaluation.identity.passkeys import (
     PasskeyForeign,
     PasskeyPolicy,
@@ -392,9 +392,11 @@ def revoke_passkey(
     if passkey is None or passkey.expert_id != expert_id:
         raise NotFound(f"no bound phone {passkey_id} for this person")
     if passkey.revoked_at is None:
-        passkey.revoked_at = clock.now()
+        now = passkey.revoked_at = clock.now()
         passkey.revoked_by = caller.actor
         passkey.revoke_reason = reason
+        # Whatever that phone proved is over: its face sessions and their unused SADs.
+        session_ends.end_face_sessions(db, now, expert_id=expert_id, device_id=passkey.device_id)
         db.flush()
         audit.record(
             db,

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from evaluation.identity import session_ends
 from evaluation.identity.identity_verification import IdentityDecision, Outcome
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -29,7 +30,6 @@ from models.tables import (
     FaceTemplate,
     FaceVerification,
     RemoteEnrollmentReview,
-    VerifiedSession,
 )
 from signing.field_cipher import FieldCipher
 
@@ -356,14 +356,7 @@ def close_open(db: Session, expert_id: str, now: datetime, reason: str) -> int:
 
 
 def _end_face_sessions(db: Session, expert_id: str, now: datetime) -> int:
-    return len(
-        db.execute(
-            update(VerifiedSession)
-            .where(VerifiedSession.expert_id == expert_id, VerifiedSession.revoked_at.is_(None))
-            .values(revoked_at=now)
-            .returning(VerifiedSession.id)
-        ).all()
-    )
+    return session_ends.end_face_sessions(db, now, expert_id=expert_id)
 
 
 def require_confirmed(db: Session, expert_id: str) -> None:

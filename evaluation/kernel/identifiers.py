@@ -130,14 +130,66 @@ def normalize_specialty(value: str) -> str:
     return code
 
 
+# Direction controls make a name read differently from how it sorts and compares
+# (CN=\u202eevil\u202c in a certificate subject); names have no use for them.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+# Letters that draw nothing (Hangul fillers): a name of only these is as blank as spaces.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
+# A spreadsheet runs a cell that starts with one of these (see the CSV exports).
+_FORMULA_STARTS = ("=", "+", "-", "@")
+_BLANKS = " \t\n\r\x0b\x0c"
+
+
+def check_characters(value: str, *, newlines: bool = False) -> str:
+    """The text unchanged if every character can be stored and printed: no control
+    characters (tab and line feeds only where ``newlines``) and no unpaired surrogates,
+    which PostgreSQL and UTF-8 refuse."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise ValueError("text must not contain unpaired surrogates")
+        if category == "Cc" and not (newlines and char in "\n\t"):
+            raise ValueError("text must not contain control characters")
+    return value
+
+
 def normalize_text(value: str) -> str:
     """Trimmed, NFC-normalized text without control characters."""
-    text = unicodedata.normalize("NFC", value).strip()
-    if any(unicodedata.category(char) == "Cc" for char in text):
-        raise ValueError("text must not contain control characters")
-    if not text:
+    if not value.strip():
         raise ValueError("must not be empty")
+    # Only ordinary blanks are trimmed before the check: str.strip() would also drop
+    # \x1c-\x1f, control characters the check must see.
+    text = check_characters(value.strip(_BLANKS))
+    text = unicodedata.normalize("NFC", text).strip()
     return text
+
+
+def normalize_prose(value: str) -> str:
+    """Like ``normalize_text``, but several lines are allowed (reasons, statements)."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    text = check_characters(value.replace("\r\n", "\n"), newlines=True)
+    text = unicodedata.normalize("NFC", text).strip()
+    return text
+
+
+def normalize_name(value: str) -> str:
+    """A name for people, units and certificates: normalized text without direction
+    controls, with something visible in it, not starting like a formula."""
+    name = normalize_text(value)
+    if any(char in _BIDI_CONTROLS for char in name):
+        raise ValueError("name must not contain bidirectional control characters")
+    if all(
+        unicodedata.category(char) in _INVISIBLE_CATEGORIES or char in _BLANK_LETTERS
+        for char in name
+    ):
+        raise ValueError("name must contain visible characters")
+    if name.startswith(_FORMULA_STARTS):
+        raise ValueError("name must not start with =, +, - or @")
+    return name
 
 
 def error_message(message: str) -> str:
@@ -166,3 +218,7 @@ Phone = Annotated[str, BeforeValidator(_strict_str), AfterValidator(normalize_ph
 RegionCode = Annotated[str, BeforeValidator(_strict_str), AfterValidator(normalize_region_code)]
 SpecialtyCode = Annotated[str, BeforeValidator(_strict_str), AfterValidator(normalize_specialty)]
 Text = Annotated[str, AfterValidator(normalize_text)]
+Prose = Annotated[str, AfterValidator(normalize_prose)]
+Name = Annotated[str, AfterValidator(normalize_name)]
+# Ids, tokens and nonces: compared as sent, so not normalized, only kept storable.
+Token = Annotated[str, AfterValidator(check_characters)]

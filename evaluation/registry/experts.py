@@ -36,16 +36,18 @@ from evaluation.kernel.identifiers import (
     Phone,
     RegionCode,
     SpecialtyCode,
-    Text,
     mask_id_number,
+)
+from evaluation.kernel.identifiers import (
+    Name as PersonName,
 )
 from models.base import new_id
 from models.clock import Clock
 from models.tables import Expert, ExpertSpecialty
 from signing.field_cipher import FieldCipher
 
-Name = Annotated[Text, Field(min_length=1, max_length=100)]
-EmployerName = Annotated[Text, Field(min_length=1, max_length=200)]
+Name = Annotated[PersonName, Field(min_length=1, max_length=100)]
+EmployerName = Annotated[PersonName, Field(min_length=1, max_length=200)]
 Specialties = Annotated[list[SpecialtyCode], Field(min_length=1, max_length=20)]
 
 

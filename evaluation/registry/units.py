@@ -5,6 +5,7 @@ unit signs contracts with its organization seal through the people it authorized
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -16,12 +17,13 @@ from sqlalchemy.orm import Session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
-from evaluation.kernel.identifiers import Phone, Text, normalize_credit_code
+from evaluation.kernel.identifiers import Name, Phone, Text, normalize_credit_code
 from models.base import new_id
 from models.clock import Clock
 from models.tables import Unit
+from signing.field_cipher import FieldCipher
 
-UnitName = Annotated[Text, Field(min_length=1, max_length=200)]
+UnitName = Annotated[Name, Field(min_length=1, max_length=200)]
 
 
 class DuplicateUnit(DomainError):
@@ -39,7 +41,7 @@ class UnitNameMismatch(DomainError):
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[Text, Field(min_length=1, max_length=100)]
+    name: Annotated[Name, Field(min_length=1, max_length=100)]
     phone: Phone
     role: Annotated[Text, Field(max_length=100)] | None = None
 
@@ -53,7 +55,7 @@ class NewUnit(BaseModel):
 
     name: UnitName
     credit_code: str = Field(min_length=18, max_length=18)
-    legal_representative: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
+    legal_representative: Annotated[Name, Field(min_length=1, max_length=100)] | None = None
     contacts: list[Contact] = Field(default_factory=list, max_length=20)
 
     _check = field_validator("credit_code")(_credit_code)
@@ -65,7 +67,7 @@ class UnitChanges(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: UnitName | None = None
-    legal_representative: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
+    legal_representative: Annotated[Name, Field(min_length=1, max_length=100)] | None = None
     contacts: list[Contact] | None = Field(default=None, max_length=20)
 
 
@@ -79,7 +81,58 @@ def _details(unit: Unit) -> dict[str, object]:
     }
 
 
-def register_unit(db: Session, caller: audit.Caller, clock: Clock, fields: NewUnit) -> Unit:
+def contact_phones_context(unit_id: str) -> str:
+    return f"units/{unit_id}/contact-phones"
+
+
+def _keep_contacts(unit: Unit, contacts: list[Contact], cipher: FieldCipher | None) -> None:
+    """Names and roles in the clear, the phones encrypted like experts' phones."""
+    unit.contacts = [contact.model_dump(exclude={"phone"}) for contact in contacts]
+    if not contacts:
+        unit.contact_phones_ciphertext = None
+        return
+    if cipher is None:
+        raise ValueError("contacts' phones are kept encrypted: pass the field cipher")
+    phones = json.dumps([contact.phone for contact in contacts])
+    unit.contact_phones_ciphertext = cipher.encrypt(phones, contact_phones_context(unit.id))
+
+
+def contacts_of(unit: Unit, cipher: FieldCipher) -> list[Contact]:
+    """The unit's contacts with their phones decrypted."""
+    if unit.contact_phones_ciphertext is None:
+        # Written before migration 0026 (the phone still in the JSON) or no contacts.
+        phones = [str(contact.get("phone", "")) for contact in unit.contacts]
+    else:
+        context = contact_phones_context(unit.id)
+        phones = json.loads(cipher.decrypt(unit.contact_phones_ciphertext, context))
+    return [
+        Contact.model_construct(name=contact["name"], phone=phone, role=contact.get("role"))
+        for contact, phone in zip(unit.contacts, phones, strict=True)
+    ]
+
+
+def encrypt_plain_contact_phones(db: Session, cipher: FieldCipher) -> int:
+    """Encrypt the contacts' phones units registered before migration 0026 still hold in
+    the clear (the migration has no key); the number of units changed."""
+    changed = 0
+    for unit in db.execute(
+        select(Unit).where(Unit.contact_phones_ciphertext.is_(None)).with_for_update()
+    ).scalars():
+        if any("phone" in contact for contact in unit.contacts):
+            _keep_contacts(unit, contacts_of(unit, cipher), cipher)
+            changed += 1
+    db.flush()
+    return changed
+
+
+def register_unit(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    fields: NewUnit,
+    *,
+    cipher: FieldCipher | None = None,
+) -> Unit:
     now = clock.now()
     unit = Unit(
         id=new_id(),
@@ -87,11 +140,11 @@ def register_unit(db: Session, caller: audit.Caller, clock: Clock, fields: NewUn
         name=fields.name,
         credit_code=fields.credit_code,
         legal_representative=fields.legal_representative,
-        contacts=[contact.model_dump() for contact in fields.contacts],
         created_by=caller.actor,
         created_at=now,
         updated_at=now,
     )
+    _keep_contacts(unit, fields.contacts, cipher)
     existing = unit_by_credit_code(db, caller.center_id, fields.credit_code)
     if existing is not None:
         raise DuplicateUnit(
@@ -140,7 +193,13 @@ def list_units(db: Session, center_id: str, query: str | None, limit: int) -> li
 
 
 def update_unit(
-    db: Session, caller: audit.Caller, clock: Clock, unit_id: str, changes: UnitChanges
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    unit_id: str,
+    changes: UnitChanges,
+    *,
+    cipher: FieldCipher,
 ) -> Unit:
     unit = get_unit(db, caller.center_id, unit_id, lock=True)
     before = _details(unit)
@@ -149,7 +208,7 @@ def update_unit(
     if changes.legal_representative is not None:
         unit.legal_representative = changes.legal_representative
     if changes.contacts is not None:
-        unit.contacts = [contact.model_dump() for contact in changes.contacts]
+        _keep_contacts(unit, changes.contacts, cipher)
     unit.updated_at = clock.now()
     db.flush()
     audit.record(

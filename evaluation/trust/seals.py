@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.kernel.identifiers import Text
 from evaluation.registry import units
 from evaluation.trust import credentials, pki
 from evaluation.trust.credentials import CredentialExists
@@ -44,7 +45,7 @@ class NoSealImage(DomainError):
 class GeneratedSeal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    purpose: str = Field(default=DEFAULT_PURPOSE, min_length=1, max_length=20)
+    purpose: Text = Field(default=DEFAULT_PURPOSE, min_length=1, max_length=20)
 
 
 def _record_image(

@@ -376,7 +376,11 @@ def test_malformed_authorizations_are_refused(
 
 
 def test_revoked_or_suspended_credentials_cannot_sign(
-    client: TestClient, signer: dict[str, Any], db: Session, center: CenterWithStaff
+    client: TestClient,
+    signer: dict[str, Any],
+    db: Session,
+    center: CenterWithStaff,
+    clock: FrozenClock,
 ) -> None:
     operator = center.headers(Role.OPERATOR)
     wanted = [digest("before revocation")]
@@ -388,14 +392,20 @@ def test_revoked_or_suspended_credentials_cannot_sign(
         headers=operator,
     )
     assert suspended.status_code == 200
-    assert_problem(sign(client, signer, sad, wanted), 409, "credential-unusable")
+    # The suspension ended the face session and the SAD issued on it, for good.
+    assert_problem(sign(client, signer, sad, wanted), 401, "face-session-invalid")
     assert (
         client.post(
             f"/api/v1/experts/{signer['expert_id']}/reactivate", json={}, headers=operator
         ).status_code
         == 200
     )
+    assert_problem(sign(client, signer, sad, wanted), 401, "face-session-invalid")
+    assert db.execute(select(SignatureActivation.expires_at)).scalar_one() <= clock.now()
 
+    signer["token"], _ = face_session(db, clock, center.id, signer["expert_id"], device_id=DEVICE)
+    assert sign(client, signer, sad, wanted).status_code in (400, 401, 403, 409, 410)
+    sad = authorize(client, signer, wanted).json()["SAD"]
     revoked = client.post(
         f"/api/v1/experts/{signer['expert_id']}/credential/revoke",
         json={"reason": "keyCompromise", "note": "手机丢失"},
@@ -406,8 +416,43 @@ def test_revoked_or_suspended_credentials_cannot_sign(
     assert_problem(response, 409, "credential-unusable")
     assert response.json()["credential_status"] == "revoked"
     assert_problem(authorize(client, signer, wanted), 409, "credential-unusable")
+    assert db.execute(select(SignatureActivation.used_at)).scalars().all() == [None, None]
+    assert [r["code"] for r in refusals(db)][-2:] == ["credential-unusable"] * 2
+
+
+def test_revoking_the_bound_phone_ends_its_face_sessions_and_sads(
+    client: TestClient, signer: dict[str, Any], db: Session, center: CenterWithStaff
+) -> None:
+    wanted = [digest("after the phone was lost")]
+    sad = authorize(client, signer, wanted).json()["SAD"]
+    passkey_id = db.execute(select(Passkey.id)).scalar_one()
+    revoked = client.post(
+        f"/api/v1/experts/{signer['expert_id']}/passkeys/{passkey_id}/revoke",
+        json={"reason": "phone lost"},
+        headers=center.headers(Role.OPERATOR),
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert_problem(sign(client, signer, sad, wanted), 401, "face-session-invalid")
     assert db.execute(select(SignatureActivation.used_at)).scalar_one() is None
-    assert [r["code"] for r in refusals(db)] == ["credential-unusable"] * 3
+
+
+def test_withdrawing_consent_ends_face_sessions_and_sads(
+    client: TestClient,
+    signer: dict[str, Any],
+    db: Session,
+    center: CenterWithStaff,
+    clock: FrozenClock,
+) -> None:
+    wanted = [digest("after withdrawal")]
+    sad = authorize(client, signer, wanted).json()["SAD"]
+    withdrawn = client.post(
+        f"/api/v1/experts/{signer['expert_id']}/face/consent/withdraw",
+        json={"note": "本人撤回同意"},
+        headers=center.headers(Role.OPERATOR),
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert_problem(sign(client, signer, sad, wanted), 401, "face-session-invalid")
+    assert db.execute(select(SignatureActivation.expires_at)).scalar_one() <= clock.now()
 
 
 def test_a_sad_does_not_sign_with_the_experts_next_credential(

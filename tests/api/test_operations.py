@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.logs import JsonFormatter, request_id_var
-from api.services import build_services
+from api.services import build_services, open_database
 from models.db import make_engine
 from models.migrate import MIGRATIONS_DIR, head_revision, upgrade_to_head
 from models.settings import Settings
@@ -180,3 +184,31 @@ def test_docs_page_loads_only_local_assets(client: TestClient) -> None:
     assert "cdn" not in page.text.lower()
     for source in sources:
         assert client.get(source).status_code == 200, source
+
+
+def test_docs_page_has_the_security_headers(client: TestClient) -> None:
+    page = client.get("/docs")
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    # Only the page's own inline script runs: admitted by its hash, not 'unsafe-inline'.
+    [script] = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    script_src = next(d for d in csp.split("; ") if d.startswith("script-src"))
+    assert script_src == f"script-src 'self' 'sha256-{digest}'"
+
+
+def test_the_sqlite_database_is_created_private(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "var", database_url=None)
+    previous = os.umask(0o022)  # the usual umask, which would give 0644
+    try:
+        engine = open_database(settings)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE probe (x INTEGER)")
+        engine.dispose()
+    finally:
+        os.umask(previous)
+    database = tmp_path / "var" / "evalsign.db"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700

@@ -20,7 +20,13 @@ from api.services import Services
 from evaluation.identity.consent import FACE_CONSENT_VERSION
 from evaluation.kernel.actions import Action
 from models.clock import FrozenClock
-from models.tables import AuditEntry, EvaluationSession, FaceChallenge, ScanSession
+from models.tables import (
+    AuditEntry,
+    EvaluationSession,
+    FaceChallenge,
+    ScanSession,
+    VerifiedSession,
+)
 from signing.keyring import Keyring
 from signing.task_qr import RoomTokens
 from tests.api.committee import Committee
@@ -363,10 +369,21 @@ def test_an_operator_revokes_one_phone_session(committee: Committee, db: Session
     assert_problem(
         committee.client.post(path, json={}, headers=committee.operator), 422, "validation-failed"
     )
+    face_session(  # a face check on that phone seconds before the revocation
+        db, committee.clock, committee.center.id, session["expert_id"], device_id="phone-lost-0001"
+    )
     revoked = committee.client.post(
         path, json={"reason": "专家报告手机丢失"}, headers=committee.operator
     )
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    # Every face session of that phone ended with it, the one made seconds ago included.
+    db.expire_all()
+    on_phone = (
+        db.execute(select(VerifiedSession).where(VerifiedSession.device_id == "phone-lost-0001"))
+        .scalars()
+        .all()
+    )
+    assert len(on_phone) >= 2 and all(row.revoked_at is not None for row in on_phone)
     gone = committee.client.get("/api/v1/evaluation", headers=headers)
     assert_problem(gone, 401, "evaluation-session-invalid")
     twice = committee.client.post(path, json={"reason": "再次"}, headers=committee.operator)

@@ -383,3 +383,40 @@ def test_an_uploaded_seal_with_transparency_is_kept(
     )
     assert stored.status_code == 200, stored.text
     assert stored.json()["seal_source"] == "uploaded" and stored.json()["seal_purpose"] == "公章"
+
+
+def test_contact_phones_are_encrypted_and_masked_for_supervisors(
+    client: TestClient, center: CenterWithStaff, db: Session, services: Services
+) -> None:
+    number = phone()
+    created = register(client, center, contacts=[{"name": "李秘书", "phone": number}])
+    assert created.status_code == 201, created.text
+    assert created.json()["contacts"][0]["phone"] == number
+    unit_id = created.json()["id"]
+    seen = client.get(f"/api/v1/units/{unit_id}", headers=center.headers(Role.SUPERVISOR))
+    assert seen.json()["contacts"] == [
+        {"name": "李秘书", "phone": number[:3] + "****" + number[-4:], "role": None}
+    ]
+    db.expire_all()
+    row = db.get(Unit, unit_id)
+    assert row is not None and row.contact_phones_ciphertext is not None
+    assert number not in json.dumps(row.contacts)
+    assert number.encode() not in row.contact_phones_ciphertext
+
+
+def test_contact_phones_kept_in_the_clear_before_0026_are_encrypted(
+    client: TestClient, center: CenterWithStaff, db: Session, services: Services
+) -> None:
+    from evaluation.registry import units
+
+    number = phone()
+    unit_id = register(client, center, contacts=[]).json()["id"]
+    row = db.get(Unit, unit_id)
+    assert row is not None
+    row.contacts = [{"name": "王会计", "phone": number, "role": "财务"}]
+    db.flush()
+    assert units.encrypt_plain_contact_phones(db, services.cipher) == 1
+    assert row.contacts == [{"name": "王会计", "role": "财务"}]
+    operator = client.get(f"/api/v1/units/{unit_id}", headers=center.headers(Role.OPERATOR))
+    assert operator.json()["contacts"][0]["phone"] == number
+    assert units.encrypt_plain_contact_phones(db, services.cipher) == 0
