@@ -284,6 +284,11 @@ class StatementCounter:
 
     def read(self) -> dict[str, int]:
         with self.engine.connect() as conn:
+            size = {
+                "database_bytes": int(
+                    conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+                )
+            }
             if self.source == "pg_stat_statements":
                 calls = conn.execute(
                     text(
@@ -292,7 +297,7 @@ class StatementCounter:
                         "WHERE d.datname = current_database()"
                     )
                 ).scalar_one()
-                return {"statements": int(calls)}
+                return {"statements": int(calls), **size}
             row = conn.execute(
                 text(
                     "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched, "
@@ -305,7 +310,27 @@ class StatementCounter:
                 "rows_returned": int(row[1]),
                 "rows_fetched": int(row[2]),
                 "rows_written": int(row[3]),
+                **size,
             }
+
+
+def largest_tables(url: str, limit: int = 8) -> list[tuple[str, int, int, int]]:
+    """The largest tables (name, bytes with indexes and TOAST, live rows, rows read by
+    sequential scans): where the database's growth goes, live rows apart from the dead ones
+    autovacuum will reuse, and which tables are read whole (a cost that grows with them)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT relname, pg_total_relation_size(relid), n_live_tup, seq_tup_read "
+                    "FROM pg_stat_user_tables ORDER BY 2 DESC LIMIT :limit"
+                ),
+                {"limit": limit},
+            ).all()
+    finally:
+        engine.dispose()
+    return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
 # -- the phones ---------------------------------------------------------------------------
@@ -317,6 +342,7 @@ class TimedClient(Client):
     def __init__(self, base: str) -> None:
         super().__init__(base)
         self.timings: list[tuple[str, float]] = []
+        self.frames = 0
 
     def call(
         self,
@@ -333,6 +359,7 @@ class TimedClient(Client):
             data = kwargs.get("data")
             label = path
             if isinstance(data, dict) and "step" in data:
+                self.frames += len(kwargs.get("files", ()))
                 label = "face-check-judgement" if expect == 201 else "face-check-step"
             self.timings.append((label, time.perf_counter() - started))
 
@@ -431,6 +458,7 @@ class Outcome:
     seconds: float = 0.0
     checks: int = 0
     timings: list[tuple[str, float]] = field(default_factory=list)
+    frames: int = 0
     error: str | None = None
 
 
@@ -446,6 +474,7 @@ def sign_in(staged: Staged, base: str, slot: Slot, outcome: Outcome) -> None:
     outcome.seconds = time.perf_counter() - started
     outcome.checks = slot.phone.checks - before
     outcome.timings = api.timings
+    outcome.frames = api.frames
 
 
 # -- one round ----------------------------------------------------------------------------
@@ -517,6 +546,7 @@ def run_round(
         "signed_in": len(done),
         "failed": [o.error for o in outcomes if o.error is not None],
         "face_checks": checks,
+        "frames_per_check": round(sum(o.frames for o in outcomes) / checks, 1) if checks else None,
         "wall_s": round(wall, 1),
         "sign_ins_per_s": round(len(done) / wall, 3),
         "sign_in_s": summarize([o.seconds for o in done]),
@@ -620,6 +650,9 @@ def main() -> int:
                 )
                 results.append(result)
                 _print_round(result, say)
+            say("largest tables at the end (with indexes; live rows; rows read by seq scans):")
+            for name, size, live, scanned in largest_tables(database_url):
+                say(f"    {name}: {size / 1024:.0f} KiB, {live} rows, {scanned} seq-read")
         finally:
             deployment.stop()
     if args.json:
@@ -650,7 +683,7 @@ def _print_round(result: dict[str, Any], say: Any) -> None:
     say(
         f"  {result['replicas']} replica(s): {result['signed_in']}/{result['phones']} signed in "
         f"in {result['wall_s']} s = {result['sign_ins_per_s']} sign-ins/s; "
-        f"{result['face_checks']} face checks"
+        f"{result['face_checks']} face checks of {result['frames_per_check']} frames"
     )
     for key in ("sign_in_s", "face_check_judgement_s", "face_check_step_s"):
         s = result[key]
