@@ -161,6 +161,14 @@ def process_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of a live process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmRSS for {pid}")
+
+
 # -- the deployment -----------------------------------------------------------------------
 
 
@@ -343,6 +351,7 @@ class TimedClient(Client):
         super().__init__(base)
         self.timings: list[tuple[str, float]] = []
         self.frames = 0
+        self.upload_bytes = 0
 
     def call(
         self,
@@ -359,7 +368,9 @@ class TimedClient(Client):
             data = kwargs.get("data")
             label = path
             if isinstance(data, dict) and "step" in data:
-                self.frames += len(kwargs.get("files", ()))
+                files = kwargs.get("files", ())
+                self.frames += len(files)
+                self.upload_bytes += sum(len(part[1][1]) for part in files)
                 label = "face-check-judgement" if expect == 201 else "face-check-step"
             self.timings.append((label, time.perf_counter() - started))
 
@@ -459,6 +470,7 @@ class Outcome:
     checks: int = 0
     timings: list[tuple[str, float]] = field(default_factory=list)
     frames: int = 0
+    upload_bytes: int = 0
     error: str | None = None
 
 
@@ -475,6 +487,7 @@ def sign_in(staged: Staged, base: str, slot: Slot, outcome: Outcome) -> None:
     outcome.checks = slot.phone.checks - before
     outcome.timings = api.timings
     outcome.frames = api.frames
+    outcome.upload_bytes = api.upload_bytes
 
 
 # -- one round ----------------------------------------------------------------------------
@@ -546,6 +559,10 @@ def run_round(
         "signed_in": len(done),
         "failed": [o.error for o in outcomes if o.error is not None],
         "face_checks": checks,
+        "frame_kib_per_check": round(sum(o.upload_bytes for o in outcomes) / 1024 / checks)
+        if checks
+        else None,
+        "replica_rss_mib": [round(process_rss_bytes(pid) / 2**20) for pid in pids],
         "frames_per_check": round(sum(o.frames for o in outcomes) / checks, 1) if checks else None,
         "wall_s": round(wall, 1),
         "sign_ins_per_s": round(len(done) / wall, 3),
@@ -683,7 +700,8 @@ def _print_round(result: dict[str, Any], say: Any) -> None:
     say(
         f"  {result['replicas']} replica(s): {result['signed_in']}/{result['phones']} signed in "
         f"in {result['wall_s']} s = {result['sign_ins_per_s']} sign-ins/s; "
-        f"{result['face_checks']} face checks of {result['frames_per_check']} frames"
+        f"{result['face_checks']} face checks of {result['frames_per_check']} frames "
+        f"({result['frame_kib_per_check']} KiB); replicas' RSS {result['replica_rss_mib']} MiB"
     )
     for key in ("sign_in_s", "face_check_judgement_s", "face_check_step_s"):
         s = result[key]

@@ -83,3 +83,11 @@ def test_cpu_seconds_of_a_process_grow_with_its_work(load_bench: ModuleType) -> 
         pass
     after = load_bench.process_cpu_seconds(os.getpid())
     assert 0.2 <= after - before <= 5.0
+
+
+def test_resident_memory_of_a_process_grows_with_what_it_holds(load_bench: ModuleType) -> None:
+    before = load_bench.process_rss_bytes(os.getpid())
+    held = bytearray(b"\x01" * (64 * 2**20))  # written, so resident
+    after = load_bench.process_rss_bytes(os.getpid())
+    assert after - before >= 60 * 2**20
+    del held
