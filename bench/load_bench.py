@@ -134,6 +134,9 @@ def nginx_config(upstream_ports: Sequence[int], listen_port: int, prefix: Path) 
         "    upstream evalsign {\n"
         f"{servers}"
         "        keepalive 32;\n"
+        # Under uvicorn's 5 s: else nginx reuses a connection uvicorn has just closed and
+        # answers a POST (never retried) with 502.
+        "        keepalive_timeout 4s;\n"
         "    }\n"
         "    server {\n"
         f"        listen 127.0.0.1:{listen_port};\n"
@@ -552,6 +555,7 @@ def run_round(
     done = [o for o in outcomes if o.error is None]
     checks = sum(o.checks for o in outcomes)
     timings = [t for o in outcomes for t in o.timings]
+    judged = sum(1 for label, _ in timings if label == "face-check-judgement")
     db = {k: db_after[k] - db_before[k] for k in db_after}
     return {
         "replicas": len(deployment.replicas),
@@ -573,6 +577,9 @@ def run_round(
         "face_check_step_s": summarize([s for label, s in timings if label == "face-check-step"]),
         "replica_cpu_s": round(cpu, 1),
         "replica_cpu_s_per_check": round(cpu / checks, 2) if checks else None,
+        # A check cut short (expired, refused) costs less than one judged to its end.
+        "judged_checks": judged,
+        "replica_cpu_s_per_judged_check": round(cpu / judged, 2) if judged else None,
         "worker_cpu_s": round(worker_cpu, 1),
         "database_source": counter.source,
         "database_per_check": {k: round(v / checks, 1) for k, v in db.items()} if checks else {},
@@ -709,7 +716,9 @@ def _print_round(result: dict[str, Any], say: Any) -> None:
             say(f"    {key}: p50 {s['p50']} s, p95 {s['p95']} s, max {s['max']} s (n={s['n']})")
     say(
         f"    CPU: {result['replica_cpu_s']} s in the replicas = "
-        f"{result['replica_cpu_s_per_check']} s per check (worker {result['worker_cpu_s']} s)"
+        f"{result['replica_cpu_s_per_check']} s per check started, "
+        f"{result['replica_cpu_s_per_judged_check']} s per check judged "
+        f"({result['judged_checks']}; worker {result['worker_cpu_s']} s)"
     )
     say(f"    database per check ({result['database_source']}): {result['database_per_check']}")
     for error in result["failed"]:
