@@ -219,12 +219,13 @@ def on_local_port(settings: Settings) -> Settings:
 class Server:
     """The service on its public URL's local port, in a thread of this process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, port: int | None = None) -> None:
         clock = SystemClock()
         engine = prepare(settings, clock)
         self.app = create_app(build_services(settings, engine=engine, clock=clock))
-        self.base = settings.public_url.rstrip("/")
-        self.port = urlsplit(self.base).port or _free_port()
+        # A second replica listens on a port of its own behind the same public URL.
+        self.port = port or urlsplit(settings.public_url).port or _free_port()
+        self.base = f"http://localhost:{self.port}"
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
         )
@@ -259,7 +260,7 @@ def run_demo(settings: Settings, out: Path | None = None, say: Say = print) -> d
     load_stamp_font()
     with Server(settings) as base:
         api = Client(base)
-        summary = _run(api, init.tokens, say, out)
+        summary = run_journey(api, init.tokens, say, out)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     say(f"完成，用时 {summary['seconds']} 秒。")
     if out is not None:
@@ -583,7 +584,9 @@ def sign_report_by_phone(api: Client, phone: Phone, signatures_url: str, say: Sa
     say(f"   {phone.name} 已签署（文档第 {signature['revision']['number']} 版）")
 
 
-def _run(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dict[str, Any]:
+def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dict[str, Any]:
+    """Steps 2 to 13 and the contract, through `api` (any client that answers `call`), on an
+    initialized instance whose staff tokens are `tokens`."""
     staged = stage_project(api, tokens, say, out)
     operator, supervisor = staged.operator, staged.supervisor
     project, committed, proof = staged.project, staged.committed, staged.proof

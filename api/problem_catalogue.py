@@ -10,6 +10,7 @@ from __future__ import annotations
 import api.app  # noqa: F401  (imports every router, so every error class is defined)
 from api.errors import PLAIN_CODES, all_problem_classes
 from api.web import i18n
+from evaluation.kernel.errors import DomainError
 
 PLAIN_STATUS = {"no-such-route": 404, "method-not-allowed": 405, "http-error": 400}
 PLAIN_TITLES = {
@@ -20,9 +21,17 @@ PLAIN_TITLES = {
 }
 
 
+OURS = ("api.", "evaluation.", "face.", "signing.", "models.")
+
+
+def service_problem_classes() -> list[type[DomainError]]:
+    """The error classes of the service itself (a test module may define its own)."""
+    return [cls for cls in all_problem_classes() if cls.__module__.startswith(OURS)]
+
+
 def render_markdown() -> str:
     rows: dict[str, tuple[int, str]] = {}
-    for cls in all_problem_classes():
+    for cls in service_problem_classes():
         rows.setdefault(cls.code, (cls.status, cls.title))
     for code in PLAIN_CODES:
         rows.setdefault(code, (PLAIN_STATUS.get(code, 500), PLAIN_TITLES[code]))

@@ -265,7 +265,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         reason = reason.removeprefix("Skipped: ")
         reasons[reason] = reasons.get(reason, 0) + 1
-    terminalreporter.section("real parts missing: these tests did not run")
+    terminalreporter.section("skipped: real parts missing, or another database's tests")
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         terminalreporter.write_line(f"{count:5d} skipped: {reason}")
-    terminalreporter.write_line(f"Install what is missing (as root): {REAL_PARTS_COMMAND}")
+    terminalreporter.write_line(f"Real parts (as root): {REAL_PARTS_COMMAND}")

@@ -51,7 +51,10 @@ from models.tables import (
 from signing.field_cipher import FieldCipher
 
 SESSION_PREFIX = "evf_"
-IDENTITY_REASONS = frozenset({"face-not-identified"})
+# What a failed 1:few check may not tell the phone: whether the face was a member's. The
+# replay check looks captures up by the person identified, so it too can only fire for a
+# member's face.
+IDENTITY_REASONS = frozenset({"face-not-identified", "replayed-frames"})
 NOT_VERIFIED = "not-verified"
 MAX_CANDIDATES = 50
 

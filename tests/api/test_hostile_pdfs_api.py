@@ -92,7 +92,12 @@ def test_a_refusal_of_any_kind_removes_the_temporary_upload(
 def test_an_ordinary_upload_is_kept_and_leaves_nothing_in_incoming(
     client: TestClient, center: CenterWithStaff, services: Services
 ) -> None:
-    response = _upload(client, center.headers(Role.OPERATOR), make_pdf(1))
+    pdf = make_pdf(1)
+    response = _upload(client, center.headers(Role.OPERATOR), pdf)
     assert response.status_code == 201, response.text
     assert _incoming(services) == []
-    assert services.documents.store.path(response.json()["id"]).exists()
+    stored = client.get(
+        f"/api/v1/documents/{response.json()['id']}/content",
+        headers=center.headers(Role.OPERATOR),
+    )
+    assert stored.status_code == 200 and stored.content == pdf

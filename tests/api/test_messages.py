@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import face.quality
-from api.errors import PLAIN_CODES, all_problem_classes
-from api.problem_catalogue import render_markdown
+from api.errors import PLAIN_CODES
+from api.problem_catalogue import render_markdown, service_problem_classes
 from api.web import i18n
 from evaluation.kernel.actions import LEGACY_SPELLINGS, Action
 from face.actions import ACTIONS
@@ -27,7 +27,7 @@ TECHNICAL = {"PDF", "PIN", "SAD", "CSV", "CSC", "OCSP", "CRL", "PKCS", "QR", "ID
 
 
 def _problem_codes() -> set[str]:
-    return {cls.code for cls in all_problem_classes()} | set(PLAIN_CODES)
+    return {cls.code for cls in service_problem_classes()} | set(PLAIN_CODES)
 
 
 def test_every_problem_code_has_a_chinese_and_an_english_title() -> None:
@@ -40,7 +40,7 @@ def test_every_problem_code_has_a_chinese_and_an_english_title() -> None:
     assert not stale, f"Chinese titles for codes nothing raises: {stale}"
     for code, title in chinese.items():
         assert title.strip() and not set(LATIN_WORD.findall(title)) - TECHNICAL, (code, title)
-    for cls in all_problem_classes():
+    for cls in service_problem_classes():
         assert cls.title.strip() and cls.title.isascii(), cls
 
 

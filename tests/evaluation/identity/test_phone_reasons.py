@@ -28,6 +28,8 @@ LIGHT = Check("light", True)
         ("1:few", (IDENTITY, LIGHT), ["not-verified"]),
         ("1:few", (IDENTITY, ACTIONS), ["action-not-seen"]),
         ("1:few", (LIGHT, ACTIONS), ["action-not-seen"]),
+        # A replay is found only among the identified person's captures: it would say whose.
+        ("1:few", (Check("replay", False, "replayed-frames"), LIGHT), ["not-verified"]),
         ("1:1", (Check("identity", False, "face-mismatch"), LIGHT), ["face-mismatch"]),
         ("1:1", (IDENTITY, ACTIONS), ["face-not-identified", "action-not-seen"]),
     ],
