@@ -57,7 +57,13 @@ class NotReady(DomainError):
 
 # Problems that no DomainError class raises: the framework's own and the last-resort 500.
 HTTP_CODES = {404: "no-such-route", 405: "method-not-allowed"}
-PLAIN_CODES = (*HTTP_CODES.values(), "http-error", "internal-error")
+PLAIN_PROBLEMS: dict[str, tuple[int, str]] = {
+    "no-such-route": (404, "No such route"),
+    "method-not-allowed": (405, "This method is not allowed on this route"),
+    "http-error": (400, "The request could not be served"),
+    "internal-error": (500, "Internal error"),
+}
+PLAIN_CODES = tuple(PLAIN_PROBLEMS)
 
 
 def problem_type(code: str) -> str:

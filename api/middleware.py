@@ -12,7 +12,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import problem_response
+from api.errors import PLAIN_PROBLEMS, problem_response
 from api.logs import request_id_var
 from api.web import i18n
 
@@ -70,10 +70,11 @@ class RequestContextMiddleware:
                 # carries the request id the log line has.
                 access_log.exception("unhandled error", extra={"path": scope["path"]})
                 if status is None:
+                    status_code, title = PLAIN_PROBLEMS["internal-error"]
                     response = problem_response(
-                        500,
+                        status_code,
                         "internal-error",
-                        "Internal error",
+                        title,
                         "the request failed on our side; quote the request id when reporting it",
                         instance=scope["path"],
                         language=i18n.problem_language(HTTPConnection(scope)),

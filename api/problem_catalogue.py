@@ -8,18 +8,9 @@ the page cannot drift from the code (tests/api/test_messages.py compares them).
 from __future__ import annotations
 
 import api.app  # noqa: F401  (imports every router, so every error class is defined)
-from api.errors import PLAIN_CODES, all_problem_classes
+from api.errors import PLAIN_PROBLEMS, all_problem_classes
 from api.web import i18n
 from evaluation.kernel.errors import DomainError
-
-PLAIN_STATUS = {"no-such-route": 404, "method-not-allowed": 405, "http-error": 400}
-PLAIN_TITLES = {
-    "no-such-route": "No such route",
-    "method-not-allowed": "This method is not allowed on this route",
-    "http-error": "The request could not be served",
-    "internal-error": "Internal error",
-}
-
 
 OURS = ("api.", "evaluation.", "face.", "signing.", "models.")
 
@@ -33,8 +24,8 @@ def render_markdown() -> str:
     rows: dict[str, tuple[int, str]] = {}
     for cls in service_problem_classes():
         rows.setdefault(cls.code, (cls.status, cls.title))
-    for code in PLAIN_CODES:
-        rows.setdefault(code, (PLAIN_STATUS.get(code, 500), PLAIN_TITLES[code]))
+    for code, plain in PLAIN_PROBLEMS.items():
+        rows.setdefault(code, plain)
     lines = [
         "# What each problem means",
         "",

@@ -44,6 +44,7 @@ from api.schemas.liveness import (
 )
 from api.web import session as web
 from evaluation.identity import capture_stream, face_checks
+from evaluation.identity.capture_stream import FramesInvalid
 from evaluation.identity.faces import image_error
 from evaluation.kernel.errors import NotFound
 from evaluation.kernel.identifiers import check_characters
@@ -97,15 +98,15 @@ def issue_challenge(
 def _int_list(form: Any, name: str) -> list[int]:
     raw = form.get(name)
     if not isinstance(raw, str):
-        raise face_checks.FramesInvalid(f"send `{name}` as a JSON array of integers")
+        raise FramesInvalid(f"send `{name}` as a JSON array of integers")
     try:
         values = json.loads(raw)
     except ValueError as exc:
-        raise face_checks.FramesInvalid(f"`{name}` is not JSON") from exc
+        raise FramesInvalid(f"`{name}` is not JSON") from exc
     if not isinstance(values, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**9 for v in values
     ):
-        raise face_checks.FramesInvalid(f"`{name}` must be an array of non-negative integers (ms)")
+        raise FramesInvalid(f"`{name}` must be an array of non-negative integers (ms)")
     return values
 
 
@@ -116,16 +117,16 @@ def _device(form: Any) -> dict[str, Any]:
     except ValueError:
         device = None
     if not isinstance(device, dict) or not isinstance(device.get("id"), str):
-        raise face_checks.FramesInvalid('send `device` as JSON with at least {"id": "..."}')
+        raise FramesInvalid('send `device` as JSON with at least {"id": "..."}')
     if not 8 <= len(device["id"]) <= 100 or len(raw or "") > 2000:
-        raise face_checks.FramesInvalid("the device id must be 8-100 characters, the JSON < 2 kB")
+        raise FramesInvalid("the device id must be 8-100 characters, the JSON < 2 kB")
     kept = {key: str(value)[:200] for key, value in device.items()}
     try:
         for key, value in kept.items():
             check_characters(key)
             check_characters(value)
     except ValueError as exc:
-        raise face_checks.FramesInvalid(f"`device`: {exc}") from exc
+        raise FramesInvalid(f"`device`: {exc}") from exc
     return kept
 
 
@@ -146,7 +147,7 @@ class SubmittedFrames:
 
 
 async def read_frames_form(request: Request) -> SubmittedFrames:
-    too_many = face_checks.FramesInvalid(
+    too_many = FramesInvalid(
         f"send a step's frames, at most {MAX_STEP_FRAMES}", max_frames=MAX_STEP_FRAMES
     )
     form = await read_multipart(request, MAX_STEP_FRAMES + 1, too_many)
@@ -155,21 +156,19 @@ async def read_frames_form(request: Request) -> SubmittedFrames:
         raise UploadMissing("send the challenge's `nonce`")
     step = form.get("step")
     if not isinstance(step, str) or not step.isdigit() or int(step) > 1000:
-        raise face_checks.FramesInvalid(
-            "send `step`: the index of the step these frames were filmed under"
-        )
+        raise FramesInvalid("send `step`: the index of the step these frames were filmed under")
     uploads = [u for u in form.getlist("frames") if isinstance(u, UploadFile)]
     if len(uploads) > MAX_STEP_FRAMES:
         raise too_many
     frames = [await upload.read() for upload in uploads]
     timestamps = _int_list(form, "timestamps_ms")
     if len(timestamps) != len(frames):
-        raise face_checks.FramesInvalid(
+        raise FramesInvalid(
             f"{len(timestamps)} timestamps for {len(frames)} frames; send one per frame"
         )
     carried = form.get("carried", "0")
     if not isinstance(carried, str) or not carried.isdigit() or int(carried) > len(frames):
-        raise face_checks.FramesInvalid(
+        raise FramesInvalid(
             "`carried` counts the first frames filmed under the previous step; at most all"
         )
     return SubmittedFrames(
@@ -187,7 +186,7 @@ def _decode_frames(frames: list[bytes], max_bytes: int, max_side: int) -> list[D
         except ImageRejected as error:
             raise image_error(error, label) from error
         if max(image.width, image.height) > max_side:
-            raise face_checks.FramesInvalid(
+            raise FramesInvalid(
                 f"{label} is {image.width}x{image.height}; downscale to at most {max_side} px "
                 "a side before sending",
                 frame=index,

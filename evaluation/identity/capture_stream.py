@@ -65,7 +65,10 @@ class StreamConflict(DomainError):
     title = "This challenge is already being answered by another stream"
 
 
-class StreamFramesInvalid(DomainError):
+class FramesInvalid(DomainError):
+    """A frame submission that breaks the protocol's form (also raised by face_checks and
+    the frames route, which import it from here: one class for one code)."""
+
     status = 422
     code = "frames-invalid"
     title = "The frame submission is malformed"
@@ -223,7 +226,7 @@ def receive_chunk(
                     step=chunk.step,
                 )
             )
-        raise refuse(StreamFramesInvalid(f"the challenge has {len(steps)} steps", step=chunk.step))
+        raise refuse(FramesInvalid(f"the challenge has {len(steps)} steps", step=chunk.step))
     if chunk.step > expected:
         raise refuse(
             StepNotRevealed(
@@ -234,12 +237,12 @@ def receive_chunk(
         raise refuse(StreamConflict("another device is answering this challenge"))
     so_far = sum(len(c.timestamps_ms) for c in earlier)
     if len(chunk.frames) - chunk.carried < 1:
-        raise refuse(StreamFramesInvalid("send the frames filmed under this step", frames=0))
+        raise refuse(FramesInvalid("send the frames filmed under this step", frames=0))
     if chunk.carried and chunk.step == 0:
-        raise refuse(StreamFramesInvalid("the first step has no step before it to carry"))
+        raise refuse(FramesInvalid("the first step has no step before it to carry"))
     if so_far + len(chunk.frames) > max_frames:
         raise refuse(
-            StreamFramesInvalid(
+            FramesInvalid(
                 f"{so_far + len(chunk.frames)} frames; at most {max_frames} per check",
                 max_frames=max_frames,
             )

@@ -28,6 +28,7 @@ from evaluation.identity import (
     remote_review,
     replay_memory,
 )
+from evaluation.identity.capture_stream import FramesInvalid
 from evaluation.identity.faces import FacePolicy, load_templates, references_of
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -93,12 +94,6 @@ class ExpertNotActive(DomainError):
     status = 409
     code = "expert-not-active"
     title = "A suspended expert cannot take a face check"
-
-
-class FramesInvalid(DomainError):
-    status = 422
-    code = "frames-invalid"
-    title = "The frame submission is malformed"
 
 
 class NotLocked(DomainError):
