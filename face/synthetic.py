@@ -292,7 +292,8 @@ def _action_amount(action: str, fraction: float) -> float:
     return (end - fraction) / (end - peak)
 
 
-def _blend(action: str, amount: float) -> Pose:
+def action_pose(action: str, amount: float) -> Pose:
+    """The head's shape ``amount`` (0 to 1) of the way to the action's peak."""
     peak = ACTION_PEAKS[action]
     return Pose(
         yaw=peak.yaw * amount,
@@ -315,7 +316,7 @@ def poses(actions: Sequence[str], fps: int = FPS, seed: int = 0) -> tuple[list[P
         index = int((t - LEAD_S) // ACTION_S) if t >= LEAD_S else -1
         if 0 <= index < len(actions):
             fraction = (t - LEAD_S - ACTION_S * index) / ACTION_S
-            pose = _blend(actions[index], _action_amount(actions[index], fraction))
+            pose = action_pose(actions[index], _action_amount(actions[index], fraction))
         shift = (float(rng.normal(0, 1.5)), float(rng.normal(0, 1.5)))
         result.append(
             Pose(
@@ -338,7 +339,7 @@ def live_pose(prompted: Sequence[tuple[str, float]], t: float, rng: np.random.Ge
     for action, shown in prompted:
         fraction = (t - shown) / ACTION_S
         if 0 <= fraction < 1:
-            pose = _blend(action, _action_amount(action, fraction))
+            pose = action_pose(action, _action_amount(action, fraction))
     return Pose(
         pose.yaw + float(rng.normal(0, 0.8)),
         pose.pitch + float(rng.normal(0, 0.8)),

@@ -45,7 +45,6 @@ points marked (by hand):
 from __future__ import annotations
 
 import base64
-import itertools
 import math
 import os
 import tempfile
@@ -230,93 +229,141 @@ def decode_data_url(url: str) -> BGR:
     return _decode(base64.b64decode(payload))
 
 
-# A camera made of a canvas: each frame of the face is asked of the test
-# (``__evalsignCamera``) with the prompt the page shows (``#prompt[data-action]``), and
-# tinted here, as it is drawn, by the colour the page lights the screen with (``#light``'s
+# A camera made of a canvas, drawn in the page at its own frame rate: at the start of each
+# capture the test hands over the head's shapes along each action's curve
+# (``__evalsignCameraStart``); the page then draws, frame by frame, the shape the prompt it
+# shows (``#prompt[data-action]``) calls for at that moment, shaken a little and with the
+# sensor's noise, and tints it by the colour the page lights the screen with (``#light``'s
 # background while shown): skin near the screen takes on more of it than the room behind
 # (the strength map face/synthetic.py's reflect uses). So the face follows the prompts and
-# the colours live, as a person in front of the phone would, knowing nothing in advance.
+# the colours live, as a person in front of the phone would, knowing nothing in advance,
+# and no frame waits on the test's process (a busy machine once slowed a per-frame callback
+# to a few frames a second, too few to show a blink).
 LIVE_CAMERA_JS = """(() => {
   if (window.__evalsignLiveCamera || !navigator.mediaDevices) return;
   window.__evalsignLiveCamera = true;
-  const load = (url) => new Promise((resolve) => {
+  const load = (url) => new Promise((resolve, reject) => {
     const image = new Image();
     image.onload = () => resolve(image);
+    image.onerror = reject;
     image.src = url;
   });
   const rgb = (css) => (css.match(/[0-9.]+/g) || []).slice(0, 3).map(Number);
+  const gauss = () => {
+    const u = 1 - Math.random();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * Math.random());
+  };
   navigator.mediaDevices.getUserMedia = async () => {
+    const width = %(width)d, height = %(height)d, period = 1000 / %(fps)d;
     const canvas = document.createElement("canvas");
-    canvas.width = %(width)d;
-    canvas.height = %(height)d;
+    canvas.width = width;
+    canvas.height = height;
     const context = canvas.getContext("2d", { willReadFrequently: true });
     const stream = canvas.captureStream(%(fps)d);
     const track = stream.getVideoTracks()[0];
-    let live = true;
-    const stop = track.stop.bind(track);
-    track.stop = () => { live = false; stop(); };
     const setup = await window.__evalsignCameraStart();
+    const images = await Promise.all(setup.images.map(load));
     const maskImage = await load(setup.mask);
     context.drawImage(maskImage, 0, 0);
-    const maskPixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-    const strength = new Float32Array(canvas.width * canvas.height);
+    const maskPixels = context.getImageData(0, 0, width, height).data;
+    const strength = new Float32Array(width * height);
     for (let i = 0; i < strength.length; i++) strength[i] = (maskPixels[4 * i] / 255) * setup.face;
+    // The sensor's noise: one field drawn once, read from a new offset each frame.
+    const noise = new Int8Array(width * height + 4096);
+    for (let i = 0; i < noise.length; i++) noise[i] = Math.round(2 * gauss());
+    const prompted = [];
+    let frames = 0;
+    let live = true;
+    const stop = track.stop.bind(track);
+    track.stop = () => {
+      if (live) window.__evalsignCameraStop({ frames, prompted });
+      live = false;
+      stop();
+    };
     const started = performance.now();
-    const draw = async () => {
+    const shapeAt = (t) => {
+      let shown = setup.neutral;
+      for (const [action, at] of prompted) {
+        const fraction = (t - at) / setup.action_ms;
+        const curve = setup.curves[action];
+        if (fraction >= 0 && fraction < 1) shown = curve[Math.round(fraction * (curve.length - 1))];
+      }
+      return images[shown];
+    };
+    const draw = () => {
+      const t = performance.now() - started;
       const prompt = document.getElementById("prompt");
       const action = (prompt && prompt.dataset.action) || null;
-      const state = { t: performance.now() - started, action };
-      const face = await load(await window.__evalsignCamera(state));
-      context.drawImage(face, 0, 0);
-      const light = document.getElementById("light");
-      if (!setup.lit || !light || light.hidden) return;
-      // The colour showing now, as the frame is taken.
-      const [r, g, b] = rgb(getComputedStyle(light).backgroundColor).map((v) => v / 255);
-      const mean = (r + g + b) / 3;
-      const frame = context.getImageData(0, 0, canvas.width, canvas.height);
+      if (action && (!prompted.length || prompted[prompted.length - 1][0] !== action)) {
+        prompted.push([action, t]);
+      }
+      const image = shapeAt(t);
+      context.setTransform(1, 0, 0, 1, 0, 0);
+      context.drawImage(image, 0, 0);  // under the shaken copy, so its edges show no gap
+      const roll = (0.7 * gauss() * Math.PI) / 180;
+      context.translate(width / 2 + 1.5 * gauss(), height / 2 + 1.5 * gauss());
+      context.rotate(roll);
+      context.drawImage(image, -width / 2, -height / 2);
+      context.setTransform(1, 0, 0, 1, 0, 0);
+      const frame = context.getImageData(0, 0, width, height);
       const px = frame.data;
+      const light = document.getElementById("light");
+      const lit = setup.lit && light && !light.hidden;
+      // The colour showing now, as the frame is taken.
+      const colour = lit ? rgb(getComputedStyle(light).backgroundColor) : [0, 0, 0];
+      const [r, g, b] = colour.map((v) => v / 255);
+      const mean = (r + g + b) / 3;
+      const offset = Math.floor(Math.random() * 4096);
       for (let i = 0; i < strength.length; i++) {
-        const k = strength[i];
+        const k = lit ? strength[i] : 0;
         const keep = 1 + k * mean;
-        px[4 * i] = (px[4 * i] * (1 + k * r)) / keep;
-        px[4 * i + 1] = (px[4 * i + 1] * (1 + k * g)) / keep;
-        px[4 * i + 2] = (px[4 * i + 2] * (1 + k * b)) / keep;
+        const n = noise[offset + i];
+        px[4 * i] = (px[4 * i] * (1 + k * r)) / keep + n;
+        px[4 * i + 1] = (px[4 * i + 1] * (1 + k * g)) / keep + n;
+        px[4 * i + 2] = (px[4 * i + 2] * (1 + k * b)) / keep + n;
       }
       context.putImageData(frame, 0, 0);
+      frames += 1;
     };
-    await draw();
-    (async () => { while (live) await draw(); })();
+    draw();
+    (async () => {
+      let next = performance.now();
+      while (live) {
+        next += period;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - performance.now())));
+        if (live) draw();
+      }
+    })();
     return stream;
   };
 })();"""
 
+# The head's shapes along an action's 1.5 s, this many steps apart in time (a blink's
+# closing takes about five of them).
+CURVE_STEPS = 31
+
 
 class LiveCamera:
-    """The page's camera, rendered live by face/synthetic.py from a photo: every capture
+    """The page's camera, rendered live in the page from a photo's shapes: every capture
     starts a new take (new noise, no prompt yet), each prompt the page shows starts its
     action, and (``lit``) the colour lighting the screen tints the face as it is drawn.
 
-    The head's shapes are kept by pose (3 degree, 0.2 eyelid and mouth steps) so a frame
-    costs a shake and an encode, not a re-render: on a loaded machine a full render takes
-    ~0.3 s, which would show each prompt and colour late."""
+    The shapes are made here once (kept by pose: 3 degree, 0.2 eyelid and mouth steps, a
+    full render costing ~0.3 s on a loaded machine) and handed to the page as images; the
+    page picks, shakes and noises them at its own frame rate. ``takes``, ``frames`` and
+    ``prompted`` are what the page reported as each capture stopped."""
 
     def __init__(self, scene: Callable[[], synthetic.Scene], *, lit: bool = True) -> None:
         self.scene = scene
         self.lit = lit
         self.takes = 0
         self.frames = 0
-        self.shapes: dict[tuple[float, float, float, float], BGR] = {}
-        self.rng = np.random.default_rng(0)
-        self.noise = [
-            self.rng.normal(0, 2.0, (FRAME_H, FRAME_W, 3)).round().astype(np.int16)
-            for _ in range(5)
-        ]
-        self.prompted: list[tuple[str, float]] = []
-        self.last_action: str | None = None
+        self.prompted: list[list[tuple[str, float]]] = []
+        self._setup: dict[str, Any] | None = None
 
     def install(self, page: Page, fps: int = 15) -> None:
         page.expose_function("__evalsignCameraStart", self.start)
-        page.expose_function("__evalsignCamera", self.frame)
+        page.expose_function("__evalsignCameraStop", self.stopped)
         script = LIVE_CAMERA_JS % {"width": FRAME_W, "height": FRAME_H, "fps": fps}
         page.add_init_script(script)
         if page.url.startswith("http"):
@@ -324,53 +371,75 @@ class LiveCamera:
 
     def start(self) -> dict[str, Any]:
         self.takes += 1
-        self.rng = np.random.default_rng(next(_TAKES))
-        self.prompted = []
-        self.last_action = None
+        if self._setup is None:
+            self._setup = self._shapes()
+        return self._setup
+
+    def stopped(self, report: dict[str, Any]) -> None:
+        self.frames += int(report["frames"])
+        self.prompted.append([(str(a), float(t) / 1000) for a, t in report["prompted"]])
+
+    def _shapes(self) -> dict[str, Any]:
+        """Every shape an action passes through, once, as images, and each action's curve
+        as indexes into them."""
         scene = self.scene()
-        if not self.shapes:  # the head's shapes for every action, once
-            for action in synthetic.ACTION_PEAKS:
-                for tenth in range(11):
-                    self._shape(synthetic.live_pose([(action, 0.0)], 0.15 * tenth, self.rng))
+        images: list[str] = []
+        known: dict[tuple[float, float, float, float], int] = {}
+
+        def image_of(pose: synthetic.Pose) -> int:
+            key = (
+                3 * round(pose.yaw / 3),
+                3 * round(pose.pitch / 3),
+                round(pose.eyes_closed * 5) / 5,
+                round(pose.mouth_open * 5) / 5,
+            )
+            if key not in known:
+                still = synthetic.Pose(
+                    yaw=key[0], pitch=key[1], eyes_closed=key[2], mouth_open=key[3]
+                )
+                data = encode(synthetic.shape(scene, still), quality=92)
+                images.append("data:image/jpeg;base64," + base64.b64encode(data).decode())
+                known[key] = len(images) - 1
+            return known[key]
+
+        neutral = image_of(synthetic.Pose())
+        curves = {
+            action: [
+                image_of(
+                    synthetic.action_pose(action, held_amount(action, step / (CURVE_STEPS - 1)))
+                )
+                for step in range(CURVE_STEPS)
+            ]
+            for action in synthetic.ACTION_PEAKS
+        }
         mask = synthetic.screen_strength(scene) / synthetic.SCREEN_ON_FACE
         png = cv2.imencode(".png", np.clip(mask * 255, 0, 255).astype(np.uint8))[1]
         return {
+            "images": images,
+            "neutral": neutral,
+            "curves": curves,
+            "action_ms": 1000 * synthetic.ACTION_S,
             "mask": "data:image/png;base64," + base64.b64encode(png.tobytes()).decode(),
             "face": synthetic.SCREEN_ON_FACE,
             "lit": self.lit,
         }
 
-    def _shape(self, pose: synthetic.Pose) -> BGR:
-        key = (
-            3 * round(pose.yaw / 3),
-            3 * round(pose.pitch / 3),
-            round(pose.eyes_closed * 5) / 5,
-            round(pose.mouth_open * 5) / 5,
-        )
-        if key not in self.shapes:
-            still = synthetic.Pose(yaw=key[0], pitch=key[1], eyes_closed=key[2], mouth_open=key[3])
-            self.shapes[key] = synthetic.shape(self.scene(), still)
-        return self.shapes[key]
 
-    def frame(self, state: dict[str, Any]) -> str:
-        t = float(state["t"])
-        action = state.get("action")
-        if action and action != self.last_action:
-            self.prompted.append((str(action), t / 1000))
-            self.last_action = str(action)
-        pose = synthetic.live_pose(self.prompted, t / 1000, self.rng)
-        self.frames += 1
-        matrix = cv2.getRotationMatrix2D((FRAME_W / 2, FRAME_H / 2), pose.roll, 1.0)
-        matrix[:, 2] += np.asarray(pose.shift, dtype=np.float64)
-        moved = cv2.warpAffine(
-            self._shape(pose), matrix, (FRAME_W, FRAME_H), borderMode=cv2.BORDER_REFLECT
-        )
-        # The sensor's noise, from a few fields made once (drawing it anew costs more
-        # than the rest of the frame).
-        noise = self.noise[self.frames % len(self.noise)]
-        image = np.clip(moved.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-        data = encode(image, quality=85)
-        return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+# A person asked to turn, nod or open their mouth holds it a moment before coming back
+# (synthetic.py's fixture videos do not, and a page that samples a few frames a second can
+# then fall between them): (start, reached, let go, back) as fractions of the action's
+# time. A blink is as quick as ever.
+HELD_SHAPE = (0.1, 0.3, 0.6, 0.8)
+HELD_SHAPES = {"blink": (0.2, 0.3, 0.3, 0.45)}
 
 
-_TAKES = itertools.count(1)
+def held_amount(action: str, fraction: float) -> float:
+    """How far into the action (0 to 1) the person is at ``fraction`` of its time."""
+    start, reached, let_go, back = HELD_SHAPES.get(action, HELD_SHAPE)
+    if fraction <= start or fraction >= back:
+        return 0.0
+    if fraction < reached:
+        return (fraction - start) / (reached - start)
+    if fraction <= let_go:
+        return 1.0
+    return (back - fraction) / (back - let_go)

@@ -9,6 +9,7 @@ import {
   deviceId,
   el,
   getPasskey,
+  jpegOf,
   newKey,
   passkeysAvailable,
   showProblem,
@@ -70,17 +71,14 @@ async function openCamera() {
   }
 }
 
-function encode(canvas, quality) {
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
-}
-
 // The screen lights the face: the server's colour for each step fills the page around
 // the preview while that step is filmed. Frames in the first moments after a change are
 // not taken (screen and camera need a frame or two to show the new colour).
 const SETTLE_MS = 120;
-// Frames filmed while a step uploads, sent with the next step: enough to bridge a slow
-// answer, few enough that a 3-action check stays under the 96-frame cap.
-const MAX_CARRIED = 2;
+// Frames filmed while a step uploads go with the next step, so a slow answer does not
+// blind the check to a turn made meanwhile: up to a second's worth per step, from the
+// spare the frame cap leaves over the planned frames (the cap is never crossed).
+const CARRY_SECONDS = 1;
 
 function deviceInfo() {
   return JSON.stringify({
@@ -155,7 +153,21 @@ async function film(challenge) {
   let step = challenge.step;
   let carried = [];
   let carriedTimes = [];
+  // The steps' own frames can come to a little over the planned count (each step starts
+  // its own count), hence the quarter kept back.
+  let spare = Math.max(0, Math.floor(Number(hints.max_frames) - 1.25 * Number(hints.frame_count)));
   const started = performance.now();
+  // Each frame's time must follow the one before (the server refuses a chunk that does
+  // not): a page running behind its schedule takes its next frame half a frame later,
+  // never in the same millisecond.
+  const gap = 500 / hints.fps;
+  let lastShot = -Infinity;
+  const shoot = (at) =>
+    sleepUntil(Math.max(at, lastShot + gap)).then(() => {
+      context.drawImage(video, 0, 0, canvas.width, canvas.height);
+      lastShot = performance.now();
+      return [Math.round(lastShot - started), jpegOf(canvas, hints.jpeg_quality)];
+    });
   try {
     for (;;) {
       light.style.backgroundColor = step.colour;
@@ -174,10 +186,9 @@ async function film(challenge) {
       for (let k = 0; ; k++) {
         const at = begun + Math.min(SETTLE_MS, step.ms / 3) + (k * 1000) / hints.fps;
         if (k > 0 && at >= begun + step.ms) break;
-        await sleepUntil(at);
-        context.drawImage(video, 0, 0, canvas.width, canvas.height);
-        times.push(Math.round(performance.now() - started));
-        shots.push(encode(canvas, hints.jpeg_quality));
+        const [time, shot] = await shoot(at);
+        times.push(time);
+        shots.push(shot);
       }
       await sleepUntil(begun + step.ms);
       const last = step.index === step.of - 1;
@@ -200,13 +211,15 @@ async function film(challenge) {
           () => (answered = true),
         );
         const waiting = sending.catch(() => null);
-        for (let k = 1; !answered && carried.length < MAX_CARRIED; k++) {
+        const carryMost = Math.min(spare, Math.ceil(CARRY_SECONDS * hints.fps));
+        for (let k = 1; !answered && carried.length < carryMost; k++) {
           await Promise.race([waiting, sleepUntil(begun + step.ms + (k * 1000) / hints.fps)]);
           if (answered) break;
-          context.drawImage(video, 0, 0, canvas.width, canvas.height);
-          carriedTimes.push(Math.round(performance.now() - started));
-          carried.push(encode(canvas, hints.jpeg_quality));
+          const [time, shot] = await shoot(performance.now());
+          carriedTimes.push(time);
+          carried.push(shot);
         }
+        spare -= carried.length;
       }
       const answer = await sending;
       const percent = Math.round((100 * (step.index + 1)) / step.of);

@@ -1,6 +1,6 @@
 // Remote enrollment: a photo of the portrait side of the representative's ID card, shrunk
 // on the phone (a camera photo is megabytes) and sent once; the face check comes next.
-import { Problem, csrf, newKey, showProblem, t } from "./common.js";
+import { Problem, csrf, jpegOf, newKey, showProblem, t } from "./common.js";
 
 const root = document.getElementById("idcard");
 const input = document.getElementById("photo");
@@ -22,7 +22,7 @@ async function shrink(file) {
   canvas.width = Math.round(bitmap.width * scale);
   canvas.height = Math.round(bitmap.height * scale);
   canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+  return jpegOf(canvas, 0.9);
 }
 
 button.addEventListener("click", async () => {
