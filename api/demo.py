@@ -565,8 +565,11 @@ def score_by_phone(api: Client, phone: Phone, m: int) -> None:
     api.call("POST", "/api/v1/evaluation/scores/submit", 200, headers=phone.evaluation)
 
 
-def sign_report_by_phone(api: Client, phone: Phone, signatures_url: str, say: Say) -> None:
-    """A fresh face check, then the member's signature on the report."""
+def approve_report_signature(
+    api: Client, phone: Phone, signatures_url: str, say: Say
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """A fresh face check, then the phone's passkey approving the member's prepared
+    signature (its signed attributes): the headers and body that sign."""
     result, _ = _face_check(
         api,
         phone,
@@ -574,23 +577,37 @@ def sign_report_by_phone(api: Client, phone: Phone, signatures_url: str, say: Sa
         say,
     )
     face = {"Authorization": f"Bearer {result['session']['token']}", "X-Device-Id": phone.device_id}
-    # The phone's passkey approves the member's prepared signature (its signed attributes).
     if phone.authenticator is None:
         raise DemoFailed(f"{phone.name} signs with a phone never bound")
     document_url = signatures_url.removesuffix("/signatures")
     issued = api.call("POST", f"{document_url}/approval", 201, headers=face, json={})
     approval = {"nonce": issued["nonce"], "assertion": phone.authenticator.get(issued["publicKey"])}
-    signature = api.call("POST", signatures_url, 201, headers=face, json={"passkey": approval})
+    return face, {"passkey": approval}
+
+
+def sign_report_by_phone(api: Client, phone: Phone, signatures_url: str, say: Say) -> None:
+    """A fresh face check, then the member's signature on the report."""
+    face, body = approve_report_signature(api, phone, signatures_url, say)
+    signature = api.call("POST", signatures_url, 201, headers=face, json=body)
     say(f"   {phone.name} 已签署（文档第 {signature['revision']['number']} 版）")
 
 
-def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dict[str, Any]:
-    """Steps 2 to 13 and the contract, through `api` (any client that answers `call`), on an
-    initialized instance whose staff tokens are `tokens`."""
+@dataclass
+class Reported:
+    """A committee seated, scored and agreed, its report generated and waiting for
+    signatures."""
+
+    staged: Staged
+    seated: list[Phone]
+    chair: Phone
+    results: dict[str, Any]
+    report: dict[str, Any]
+
+
+def seat_and_report(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> Reported:
+    """Steps 2 to 9: the draw, every member signed in by phone, the chair, the scores, one
+    dissent and the others' agreement, and the report."""
     staged = stage_project(api, tokens, say, out)
-    operator, supervisor = staged.operator, staged.supervisor
-    project, committed, proof = staged.project, staged.committed, staged.proof
-    entropy, excluded = staged.entropy, staged.excluded
     say("6. 专家扫码、活体检测并登录（第一位扫评标室二维码 1:N 识别，其余用个人二维码 1:1）")
     seated = []
     for index, member in enumerate(staged.members):
@@ -632,6 +649,18 @@ def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None)
         api.call("POST", "/api/v1/evaluation/results/agree", 200, headers=phone.evaluation)
     say(f"9. {dissenter.name} 提交书面不同意见，其余委员确认同意评标结果；主任生成评标报告")
     report = api.call("POST", "/api/v1/evaluation/report", 201, headers=chair.evaluation)
+    return Reported(staged, seated, chair, results, report)
+
+
+def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dict[str, Any]:
+    """Steps 2 to 13 and the contract, through `api` (any client that answers `call`), on an
+    initialized instance whose staff tokens are `tokens`."""
+    reported = seat_and_report(api, tokens, say, out)
+    staged, seated, chair = reported.staged, reported.seated, reported.chair
+    results, report = reported.results, reported.report
+    operator, supervisor = staged.operator, staged.supervisor
+    project, committed, proof = staged.project, staged.committed, staged.proof
+    entropy, excluded = staged.entropy, staged.excluded
 
     say("10. 每位委员重新活体检测后签署评标报告（云证书 + 可见签章）")
     for phone in seated:
