@@ -41,8 +41,8 @@ import os
 import secrets
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext, suppress
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,7 +99,7 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing.certificates import dn
-from signing.pdf_budget import PdfOverBudget, scan_pdf
+from signing.pdf_budget import PdfBudget, PdfOverBudget, scan_pdf
 from signing.tsa import TimeStampAuthority, TimeStampRejected, token_of
 
 __all__ = [
@@ -472,6 +472,11 @@ def _open_reader(stream: IO[bytes]) -> PdfFileReader:
 def _page_sizes(reader: PdfFileReader) -> list[tuple[float, float]]:
     sizes: list[tuple[float, float]] = []
     seen: set[tuple[int, int]] = set()
+    most = PdfBudget().max_pages
+    over = PdfRejected(f"the PDF has over {most} pages", limit="max_pages")
+    claimed = reader.root["/Pages"].get("/Count")
+    if isinstance(claimed, int) and claimed > most:
+        raise over
 
     def walk(node: generic.DictionaryObject, media_box: Any, depth: int) -> None:
         if depth > 64:
@@ -483,12 +488,16 @@ def _page_sizes(reader: PdfFileReader) -> list[tuple[float, float]]:
                 if key in seen:
                     raise PdfRejected("the page tree has a cycle")
                 seen.add(key)
+                if len(seen) > 2 * most:  # empty /Pages nodes cost a walk as much as pages
+                    raise over
                 walk(kid.get_object(), box, depth + 1)
             return
         if box is None:
             raise PdfRejected(f"page {len(sizes) + 1} has no /MediaBox")
         x1, y1, x2, y2 = (float(v) for v in box)
         sizes.append((abs(x2 - x1), abs(y2 - y1)))
+        if len(sizes) > most:
+            raise over
 
     walk(reader.root["/Pages"], None, 0)
     return sizes
@@ -504,23 +513,31 @@ def check_pdf(source: Path | BinaryIO) -> PdfInfo:
             # objects from it; a stored revision passed this scan when it arrived.
             _within_budget(stream)
         reader = _open_reader(stream)
-        try:
+        with _structure_read():
             sizes = _page_sizes(reader)
             all_fields = [name for name, _, _ in enumerate_sig_fields(reader)]
             signed = [name for name, _, _ in enumerate_sig_fields(reader, filled_status=True)]
-        except PdfRejected:
-            raise
-        except (
-            PdfError,
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            IndexError,
-            RecursionError,
-        ) as exc:
-            raise PdfRejected(f"the PDF structure is broken: {exc!r}") from exc
     return PdfInfo(len(sizes), sizes, all_fields, signed)
+
+
+@contextmanager
+def _structure_read() -> Iterator[None]:
+    """Reading a file's pages and fields: pyHanko lets malformed structure surface as
+    these errors, each a PdfRejected here."""
+    try:
+        yield
+    except PdfRejected:
+        raise
+    except (
+        PdfError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+    ) as exc:
+        raise PdfRejected(f"the PDF structure is broken: {exc!r}") from exc
 
 
 def _reading(source: Path | BinaryIO) -> AbstractContextManager[IO[bytes]]:
@@ -1226,6 +1243,10 @@ async def _validate_stream(
     _check_header(stream)
     _within_budget(stream)
     reader = _open_reader(stream)
+    # A file no reader can show (its page tree broken) is refused as upload refuses it,
+    # not reported as a document without signatures.
+    with _structure_read():
+        _page_sizes(reader)
     roots = [_asn1(c) for c in trust_roots]
     try:
         embedded = list(reader.embedded_signatures)

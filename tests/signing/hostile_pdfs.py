@@ -110,6 +110,25 @@ def deep_page_tree() -> bytes:
     return assemble(objects)
 
 
+def wide_page_tree() -> bytes:
+    # 100,000 distinct pages under 1,000 small /Pages nodes, each object well within the
+    # budgets, and a root /Count that says 1: only walking the tree finds them all.
+    nodes, per = 1_000, 100
+    first_node, first_page = 3, 3 + nodes
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids ["
+        + b" ".join(b"%d 0 R" % (first_node + n) for n in range(nodes))
+        + b"] /Count 1 >>",
+    ]
+    for n in range(nodes):
+        kids = b" ".join(b"%d 0 R" % (first_page + n * per + p) for p in range(per))
+        objects.append(b"<< /Type /Pages /Parent 2 0 R /Kids [" + kids + b"] /Count %d >>" % per)
+    page = b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 595 842] >>"
+    objects.extend(page % (first_node + n) for n in range(nodes) for _ in range(per))
+    return assemble(objects)
+
+
 def flate_bomb() -> bytes:
     # An object stream that inflates 1,000-fold to 512 MB of spaces.
     inflater = zlib.compressobj(9)
@@ -167,6 +186,7 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str | None]] = {
     "object_number_overflow": (object_number_overflow, "max_object_number"),
     "page_tree_bomb": (page_tree_bomb, "max_object_bytes"),
     "deep_page_tree": (deep_page_tree, None),
+    "wide_page_tree": (wide_page_tree, "max_pages"),
     "flate_bomb": (flate_bomb, "max_object_stream_bytes"),
     "truncated": (truncated, None),
     "garbage_byte_range": (garbage_byte_range, None),
