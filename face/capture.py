@@ -24,6 +24,8 @@ from face.antispoof import PassiveAntiSpoof
 from face.engine import DetectedFace, FaceEngine
 from face.frame_signals import FrameSignals, frame_signals
 from face.intake import DecodedImage
+from face.light_response import LightSample
+from face.light_response import sample as sample_light
 from face.liveness import FrameAnalysis, LivenessPolicy
 from face.perceptual_hash import frame_hash
 from face.quality import NO_FACE, assess, measure, multiple_faces
@@ -236,3 +238,22 @@ def _analysis(
     )
     crop = passive.crop(image.bgr, found.face) if passive is not None else None
     return FrameAnalysis(photo, found.signals, frame_hash(image.bgr), crop)
+
+
+def light_samples(
+    images: Sequence[DecodedImage], analyses: Sequence[FrameAnalysis]
+) -> list[LightSample | None]:
+    """The screen's light on the face in every frame (no model needed): a frame the models
+    skipped takes the face box of the nearest frame they read (the face moves little in a
+    frame's time); None for every frame when no frame found a face."""
+    read = [
+        (index, analysis.photo.face.bbox)
+        for index, analysis in enumerate(analyses)
+        if analysis.photo.face is not None
+    ]
+    if not read:
+        return [None] * len(analyses)
+    return [
+        sample_light(image.bgr, min(read, key=lambda found: abs(found[0] - index))[1])
+        for index, image in enumerate(images)
+    ]

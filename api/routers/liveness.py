@@ -49,9 +49,8 @@ from evaluation.identity.faces import image_error
 from evaluation.kernel.errors import NotFound
 from evaluation.kernel.identifiers import check_characters
 from evaluation.supervision import searches
-from face import light_response
 from face.antispoof import AntiSpoofModelError, PassiveAntiSpoof
-from face.capture import analyze_capture
+from face.capture import analyze_capture, light_samples
 from face.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
 from face.liveness import REASON_MESSAGES, FrameAnalysis
 
@@ -288,13 +287,7 @@ def submit_frames(
     )
     # The light is sampled on every frame (no model needed): a frame the models skipped
     # takes the face box of the nearest frame they read.
-    light = capture_stream.light_check(
-        collected,
-        [
-            light_response.sample(image.bgr, box) if box is not None else None
-            for image, box in zip(images, _face_boxes(analyses), strict=True)
-        ],
-    )
+    light = capture_stream.light_check(collected, light_samples(images, analyses))
     probabilities = None
     if passive is not None:
         probabilities = passive.live_probabilities(
@@ -473,18 +466,3 @@ def face_check_lockout(expert_id: str, staff: AnyStaff, db: Db) -> LockoutOut:
     if not mine:
         raise NotFound("the expert's face check is not locked")
     return LockoutOut.model_validate(mine[0], from_attributes=True)
-
-
-def _face_boxes(
-    analyses: list[FrameAnalysis],
-) -> list[tuple[float, float, float, float] | None]:
-    """Each frame's face box, or the nearest read frame's for a frame the models skipped
-    (the face moves little in a frame's time); None when no frame found a face."""
-    read = [
-        (index, analysis.photo.face.bbox)
-        for index, analysis in enumerate(analyses)
-        if analysis.photo.face is not None
-    ]
-    if not read:
-        return [None] * len(analyses)
-    return [min(read, key=lambda found: abs(found[0] - index))[1] for index in range(len(analyses))]

@@ -74,7 +74,7 @@ def film_each_challenge(
     file is written before the page gets the answer (and so before it opens the camera).
     The page's own capture, encoding and upload run unchanged either way."""
     if kind == "genuine" and not getattr(page, "_evalsign_live_camera", None):
-        camera = LiveCamera(scene)
+        camera = LiveCamera(scene, spent_s=rendering_s)
         camera.install(page)
         setattr(page, "_evalsign_live_camera", camera)  # noqa: B010
 

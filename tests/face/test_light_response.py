@@ -16,7 +16,9 @@ import pytest
 
 from face import light_response as light
 from face import synthetic
+from face.capture import analyze_capture, light_samples
 from face.intake import decode_image
+from face.liveness import LivenessPolicy
 from face.samples import encode
 from tests.face import second_generator as generator
 from tests.face.corpus import BGR, engine, shared_portraits, shipped_frontal_portraits
@@ -144,3 +146,22 @@ def test_steps_cover_the_capture_and_never_repeat_a_colour() -> None:
         assert all(300 <= step.ms <= 500 for step in steps)
         assert all(a.colour != b.colour for a, b in itertools.pairwise(steps))
         assert {step.colour for step in steps} <= set(light.PALETTE)
+
+
+def test_every_frame_is_sampled_where_the_models_read_only_some() -> None:
+    """face.capture reads landmarks on a stride and tracks the box between; the light is
+    sampled on every frame, a skipped frame taking the nearest read frame's box."""
+    actions = ["turn_left", "open_mouth"]  # a blink would have every frame read
+    stage = generator.make_stage(engine(), _portraits()["t1-0"])
+    video = generator.sequence(stage, actions, seed=3)
+    images = [decode_image(data) for data in video.frames]
+    analyses = analyze_capture(engine(), images, LivenessPolicy(), actions)
+    read = sum(a.photo.face is not None for a in analyses)
+    assert 0 < read < len(analyses), "the models read every frame: nothing to fill in"
+    samples = light_samples(images, analyses)
+    assert len(samples) == len(images) and all(s is not None for s in samples)
+    blank = [decode_image(encode(np.full((480, 640, 3), 90, np.uint8)))] * 4
+    assert (
+        light_samples(blank, analyze_capture(engine(), blank, LivenessPolicy(), actions))
+        == [None] * 4
+    )
