@@ -18,9 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import transaction
 from api.job_runner import periodic
 from api.services import Services
+from evaluation.committee import call_up_answers, call_ups
 from evaluation.documents import documents
 from evaluation.identity import capture_stream, cross_matches, face_data, replay_memory
 from evaluation.kernel import audit
+from evaluation.kernel.messaging import MessagingFailed
 from evaluation.registry import centers
 from evaluation.supervision import anomalies
 from evaluation.trust import checkpoints
@@ -149,3 +151,56 @@ def forget_old_replay_signatures(services: Services) -> int:
     window = timedelta(seconds=services.settings.liveness_replay_window_s)
     with transaction(services) as db:
         return replay_memory.forget_before(db, services.clock.now() - window)
+
+
+def send_call_ups(services: Services) -> int:
+    """Send every call-up that is due, each outside any transaction (a provider may take
+    seconds); returns how many the provider took. A message it refuses is tried again later,
+    then marked failed for the operator."""
+    policy = call_ups.CallUpPolicy.from_settings(services.settings)
+    messenger = services.sms.messenger if services.sms is not None else None
+    clock = services.clock
+    with transaction(services, read_only=True) as db:
+        due = call_ups.due(db, clock.now())
+    sent = 0
+    for call_up_id in due:
+        with transaction(services) as db:
+            outgoing = call_ups.compose(db, services.cipher, policy, call_up_id, clock.now())
+        if outgoing is None:
+            continue
+        if messenger is None:
+            with transaction(services) as db:
+                call_ups.not_delivered(
+                    db,
+                    clock,
+                    policy,
+                    call_up_id,
+                    "no messaging provider is configured (EVALSIGN_MESSAGING=none): "
+                    "call the member",
+                    final=True,
+                )
+            continue
+        try:
+            provider_id = messenger.send(outgoing.message)
+        except MessagingFailed as exc:
+            log.warning("call-up %s not delivered: %s", call_up_id, exc)
+            with transaction(services) as db:
+                call_ups.not_delivered(db, clock, policy, call_up_id, str(exc))
+            continue
+        with transaction(services) as db:
+            call_ups.delivered(
+                db, clock, call_up_id, messenger.name, provider_id, outgoing.deadline
+            )
+        sent += 1
+    return sent
+
+
+def expire_call_ups(services: Services) -> int:
+    """Members who let their call-up's deadline pass count as declining; returns how many."""
+    with transaction(services) as db:
+        return call_up_answers.expire_overdue(db, services.clock)
+
+
+@periodic("call-ups", every=lambda s: float(s.call_up_every_s))
+def call_up_members(services: Services) -> int:
+    return send_call_ups(services) + expire_call_ups(services)

@@ -183,6 +183,14 @@ class Settings(BaseSettings):
     sms_fallback: bool = False
     sms_code_ttl_s: int = Field(default=300, ge=60, le=900)
 
+    # Calling drawn members up (EVALSIGN_CALL_UP_*): each invited member is sent the time,
+    # the mode and an answer link through the messaging provider; a member who has not
+    # answered within the window (and before the evaluation starts) counts as declining.
+    call_up_answer_window_s: int = Field(default=7200, ge=300, le=7 * 86400)
+    call_up_max_attempts: int = Field(default=5, ge=1, le=20)
+    call_up_retry_s: int = Field(default=30, ge=1, le=3600)  # doubled after each failure
+    call_up_every_s: int = Field(default=10, ge=0)  # 0: off (tests drive the job)
+
     # A citizen-identity check service (EVALSIGN_IDENTITY_VERIFIER_*) that confirms remote
     # enrollments: name, ID number and the live face in, match or not out
     # (docs/identity-verification.md). Unset, an operator confirms each one.

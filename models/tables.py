@@ -928,6 +928,34 @@ class Assignment(Base):
     results_reviewed_at: Mapped[datetime | None]
 
 
+class CallUp(Base):
+    """An invited member's call-up: the message that tells them they were drawn (queued,
+    retried, sent or failed) and its answer link, stored hashed. The answer deadline runs
+    from the moment the provider took the message."""
+
+    __tablename__ = "call_ups"
+    __table_args__ = (Index("ix_call_ups_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"), index=True)
+    expert_id: Mapped[str] = mapped_column(ForeignKey("experts.id"))
+    status: Mapped[str] = mapped_column(String(20))  # queued, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(40))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+    # accepted, declined, expired, signed_in (or the seat's status when it moved on)
+    answer: Mapped[str | None] = mapped_column(String(20))
+    answered_at: Mapped[datetime | None]
+
+
 class TaskToken(Base):
     """A personal task QR for one assignment: single use, stored hashed."""
 

@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.errors import ValidationFailed
 from api.schemas.inputs import Prose
-from evaluation.committee import draws, projects
+from evaluation.committee import call_ups, draws, projects
 from evaluation.committee.draws import DrawPolicy, RunDraw
 from evaluation.committee.projects import NewProject
 from models.tables import Draw, Project
@@ -156,6 +156,59 @@ def get_committee(
             status=assignment.status,
         )
         for assignment, expert in rows
+    ]
+
+
+class CallUpOut(BaseModel):
+    assignment_id: str
+    specialty: str
+    rank: int
+    expert_id: str | None = Field(description="Hidden from operators until the evaluation starts")
+    name: str | None = Field(description="Hidden from operators until the evaluation starts")
+    seat_status: str = Field(description="The assignment: invited, accepted, declined, ...")
+    status: str = Field(description="The message: queued, sent, failed or cancelled")
+    attempts: int
+    last_error: str | None
+    channel: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    deadline_at: datetime | None
+    answer: str | None = Field(description="accepted, declined or expired")
+    answered_at: datetime | None
+
+
+@router.get("/{project_id}/call-ups", response_model=list[CallUpOut])
+def list_call_ups(
+    project_id: str, staff: AnyStaff, db: Db, services: ServicesDep
+) -> list[CallUpOut]:
+    """Each drawn member's call-up: whether the message went out (and why not), its
+    deadline and the answer. Operators follow the answers at once but see who only once
+    the evaluation starts (they run the draw without knowing the committee); supervisors
+    see nothing until then; admins see everything."""
+    project = projects.get_project(db, staff.center_id, project_id)
+    role = staff.role.value
+    if role not in ("admin", "operator"):
+        draws.refuse_if_sealed(project, role, services.clock)
+    named = not draws.proof_is_sealed(project, role, services.clock)
+    return [
+        CallUpOut(
+            assignment_id=assignment.id,
+            specialty=assignment.specialty,
+            rank=assignment.rank,
+            expert_id=expert.id if named else None,
+            name=expert.name if named else None,
+            seat_status=assignment.status,
+            status=call_up.status,
+            attempts=call_up.attempts,
+            last_error=call_up.last_error,
+            channel=call_up.channel,
+            created_at=call_up.created_at,
+            sent_at=call_up.sent_at,
+            deadline_at=call_up.deadline_at,
+            answer=call_up.answer,
+            answered_at=call_up.answered_at,
+        )
+        for call_up, assignment, expert in call_ups.of_project(db, project.id)
     ]
 
 

@@ -37,10 +37,10 @@ from api.web.session import (
     set_token_cookie,
     staff_binding,
 )
-from evaluation.committee import in_person, projects, sign_in, tasks
+from evaluation.committee import call_up_answers, call_ups, in_person, projects, sign_in, tasks
 from evaluation.contracts import contracts
 from evaluation.identity import consent, face_checks, faces, phone_binding
-from evaluation.kernel.errors import DomainError, InvalidTransition
+from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.registry import centers, unit_authority
 from models.tables import ContractLink, EvaluationSession, ScanSession, Unit
 
@@ -213,6 +213,78 @@ def _window(start: datetime, end: datetime, zone_name: str) -> str:
     start, end = start.astimezone(zone), end.astimezone(zone)
     until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M}"
     return f"{start:%Y-%m-%d %H:%M} – {until} ({zone_name})"
+
+
+@router.get("/m/call/{token}", response_class=HTMLResponse, dependencies=[Depends(phone_limits)])
+def call_up_page(token: str, request: Request, services: ServicesDep) -> Response:
+    """A drawn member's call-up, from the link in the message: when and how (remote or at
+    the center), the deadline, and the answer. Opening it answers nothing (a messaging
+    app's link preview fetches it too); the answer is a POST."""
+    try:
+        with transaction(services, read_only=True) as db:
+            found = call_up_answers.invitation(db, services.clock, token)
+            return _call_up(request, services, db, found, None)
+    except NotFound as error:
+        return _error_page(request, services, error)
+
+
+@router.post("/m/call/{token}", response_class=HTMLResponse, dependencies=[Depends(phone_limits)])
+def answer_call_up(
+    token: str,
+    request: Request,
+    services: ServicesDep,
+    decision: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """The member's answer. The link's token is the only credential (no cookie is read),
+    so a page elsewhere cannot answer for the member without it: no CSRF token needed."""
+    reason = reason.strip()
+    try:
+        with transaction(services) as db:
+            found = call_up_answers.invitation(db, services.clock, token)
+            if decision not in ("accept", "decline") or (decision == "decline" and not reason):
+                return _call_up(request, services, db, found, "call.reason_needed", 422)
+            call_up_answers.answer(db, services.clock, token, decision == "accept", reason or None)
+            db.flush()
+            return _call_up(
+                request, services, db, call_up_answers.invitation(db, services.clock, token), None
+            )
+    except (NotFound, call_ups.CallUpExpired) as error:
+        return _error_page(request, services, error)
+
+
+def _call_up(
+    request: Request,
+    services: Services,
+    db: Db,
+    found: call_up_answers.Invitation,
+    problem: str | None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    project, assignment, call_up = found.project, found.assignment, found.call_up
+    zone = services.settings.display_zone
+    return render(
+        request,
+        services,
+        "call.html",
+        {
+            "center": centers.get_center(db, call_up.center_id),
+            "remote": project.mode == "remote",
+            "window": _window(
+                project.evaluation_start,
+                project.evaluation_end,
+                services.settings.display_timezone,
+            ),
+            "deadline": f"{call_up.deadline_at.astimezone(zone):%Y-%m-%d %H:%M}"
+            if call_up.deadline_at
+            else None,
+            "answerable": found.answerable,
+            "answer": call_up.answer or assignment.status,
+            "problem": problem,
+            "action": f"/m/call/{request.path_params['token']}",
+        },
+        status_code,
+    )
 
 
 @router.get("/m/start", response_class=HTMLResponse)

@@ -181,7 +181,7 @@ def _void_and_replace(
     for expert_id, device_id in ended:
         session_ends.end_face_sessions(db, now, expert_id=expert_id, device_id=device_id)
     try:
-        promoted: Assignment | None = draws.promote_backup(db, seat)
+        promoted: Assignment | None = draws.promote_backup(db, seat, now)
     except draws.NoBackupLeft:
         promoted = None
     db.flush()

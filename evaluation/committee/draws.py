@@ -9,12 +9,13 @@ this module decides who may be drawn and records what was drawn.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from evaluation.committee import call_ups
 from evaluation.committee import draw_proof as algorithm
 from evaluation.committee.projects import get_project
 from evaluation.kernel import audit
@@ -248,19 +249,21 @@ def run_draw(
         for rank, expert_id in enumerate(backups)
     ]
     for role, state, rank, specialty, expert_id in places:
-        db.add(
-            Assignment(
-                center_id=project.center_id,
-                project_id=project.id,
-                draw_id=draw.id,
-                expert_id=expert_id,
-                specialty=specialty,
-                role=role,
-                rank=rank,
-                status=state,
-                created_at=now,
-            )
+        seat = Assignment(
+            center_id=project.center_id,
+            project_id=project.id,
+            draw_id=draw.id,
+            expert_id=expert_id,
+            specialty=specialty,
+            role=role,
+            rank=rank,
+            status=state,
+            created_at=now,
         )
+        db.add(seat)
+        if state == "invited":
+            db.flush()  # the seat's id, for its call-up
+            call_ups.enqueue(db, seat, now)
     project.status = "drawn"
     project.updated_at = now
     db.flush()
@@ -349,7 +352,7 @@ def get_assignment(db: Session, project: Project, assignment_id: str) -> Assignm
     return assignment
 
 
-def promote_backup(db: Session, leaving: Assignment) -> Assignment:
+def promote_backup(db: Session, leaving: Assignment, now: datetime) -> Assignment:
     """The specialty's next backup in the proof's order (skipping anyone unavailable)
     takes the seat a member leaves; NoBackupLeft when none is left."""
     draw = db.get(Draw, leaving.draw_id)
@@ -362,6 +365,7 @@ def promote_backup(db: Session, leaving: Assignment) -> Assignment:
     promoted = next(a for a in rows if a.expert_id == chosen)
     promoted.role = "member"
     promoted.status = "invited"
+    call_ups.enqueue(db, promoted, now)
     return promoted
 
 
@@ -373,10 +377,14 @@ def respond(
     assignment_id: str,
     accept: bool,
     reason: str | None,
+    *,
+    vacant_ok: bool = False,
 ) -> tuple[Assignment, Assignment | None]:
     """Record a member's acceptance or decline; a decline promotes the specialty's next
-    backup in the proof's order (skipping anyone unavailable). Returns the answered
-    assignment and the promoted one, if any."""
+    backup in the proof's order (skipping anyone unavailable), and calls them up. Returns
+    the answered assignment and the promoted one, if any. With no backup left a decline is
+    refused (NoBackupLeft), unless ``vacant_ok``: then it stands and the seat waits for a
+    supplementary draw (a deadline passed; nobody to ask)."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     assignment = get_assignment(db, project, assignment_id)
     if assignment.role != "member" or assignment.status != "invited":
@@ -389,7 +397,14 @@ def respond(
     assignment.status = "accepted" if accept else "declined"
     assignment.reason = reason
     assignment.responded_at = now
-    promoted = None if accept else promote_backup(db, assignment)
+    call_ups.close(db, assignment, assignment.status, now)
+    promoted = None
+    if not accept:
+        try:
+            promoted = promote_backup(db, assignment, now)
+        except NoBackupLeft:
+            if not vacant_ok:
+                raise
     if not accept and project.chair_assignment_id == assignment.id:
         project.chair_assignment_id = None  # the committee chooses again
         project.chair_chosen_by = None

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from evaluation.committee import call_ups
 from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
 from evaluation.identity import consent, face_checks, one_time_codes, passkeys, session_ends
 from evaluation.kernel import audit
@@ -263,6 +264,8 @@ def sign_in(
             request_id=request_id,
         )
     now = clock.now()
+    # Signing in for the seat answers its call-up: no deadline declines them after this.
+    call_ups.close(db, assignment, "signed_in", now)
     others = db.execute(
         select(EvaluationSession.device_id).where(
             EvaluationSession.expert_id == face.expert_id,

@@ -15,6 +15,11 @@ class Action(StrEnum):
     ASSIGNMENT_DECLINED = "assignment.declined"
     ASSIGNMENT_REPLACED = "assignment.replaced"
 
+    CALL_UP_EXPIRED = "call_up.expired"
+    CALL_UP_FAILED = "call_up.failed"
+    CALL_UP_SEAT_UNFILLED = "call_up.seat_unfilled"
+    CALL_UP_SENT = "call_up.sent"
+
     CENTER_CREATED = "center.created"
 
     CERTIFICATE_ISSUED = "certificate.issued"

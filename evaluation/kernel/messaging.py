@@ -7,7 +7,7 @@ the demo and the tests read. Real SMS gateways plug in behind the same two membe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -16,6 +16,8 @@ class Message:
     to: str  # the registered mobile number, as stored
     text: str
     purpose: str  # what the message is for ("sign-in-code", "signing-code", ...)
+    # The text's variable parts by name, for providers that send by template.
+    params: dict[str, str] = field(default_factory=dict)
 
 
 class Messenger(Protocol):

@@ -133,6 +133,7 @@ ROUTES = [
     ),
     Route("GET", "/api/v1/projects/{project_id}/draws/{draw_id}", ALL, 404),
     Route("GET", "/api/v1/projects/{project_id}/committee", ALL, 404),
+    Route("GET", "/api/v1/projects/{project_id}/call-ups", ALL, 404),
     Route(
         "POST",
         "/api/v1/projects/{project_id}/assignments/{assignment_id}/response",

@@ -21,7 +21,7 @@ from api.demo import NAMES, run_demo
 from evaluation.kernel import audit
 from evaluation.supervision.evidence import verify_package
 from models.settings import Settings
-from models.tables import AnomalyFlag, AuditEntry, Center, FaceVerification, Project
+from models.tables import AnomalyFlag, AuditEntry, CallUp, Center, FaceVerification, Project
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +50,11 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     assert set(summary["results"]["members"]) == names
     assert all(set(s["totals"]) == names for s in summary["results"]["standings"])
     assert any("排除" in line and "employer-is-bidder" in line for line in said)
+    # Each member was called up when drawn, and signing in answered it: no deadline can
+    # decline a member who is already in the room.
+    with create_engine(isolated_database_url).connect() as connection:
+        answers = sorted(a or "" for a in connection.scalars(select(CallUp.answer)))
+    assert answers == ["signed_in"] * 5, answers
     assert sum("█" in line for line in said) > 10  # the room QR, drawn in the terminal
 
     # The files a new user gets: the signed report, the proof anyone can replay.
