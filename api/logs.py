@@ -43,3 +43,6 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # urllib3 logs every request's URL at DEBUG; Alibaba Cloud's SMS query carries the
+    # number and the code sent (api/sms_providers.py).
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)

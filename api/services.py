@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.messaging import LocalOutbox
+from api.messaging import open_messenger
 from api.rate_limits import RequestLimiter, build_limiter
 from evaluation.documents.documents import SigningContext
 from evaluation.documents.store import open_store
@@ -142,15 +142,13 @@ def build_services(
     pki_policy = PkiPolicy.from_settings(settings)
     activation_policy = ActivationPolicy.from_settings(settings)
     cipher = FieldCipher(keyring)
-    messenger = (
-        LocalOutbox(settings.data_dir / "outbox") if settings.messaging == "outbox" else None
-    )
-    sms = SmsPolicy.from_settings(settings, messenger)
+    clock = clock or SystemClock()
+    sms = SmsPolicy.from_settings(settings, open_messenger(settings, clock))
     return Services(
         settings=settings,
         engine=engine,
         session_factory=session_factory or make_session_factory(engine),
-        clock=clock or SystemClock(),
+        clock=clock,
         cipher=cipher,
         face_policy=face_policy,
         liveness=LivenessConfig.from_settings(settings, face_policy),

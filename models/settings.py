@@ -178,10 +178,26 @@ class Settings(BaseSettings):
     # one-time code to the registered mobile stands in for the passkey (a phone that cannot
     # use passkeys, a person never bound), at a lower assurance supervisors always see.
     # Off by default: a SIM is not a bound phone. "outbox" writes each message to
-    # <data_dir>/outbox/ (the embedded default); a real SMS provider plugs in there.
-    messaging: Literal["outbox", "none"] = "outbox"
+    # <data_dir>/outbox/ (the embedded default); "aliyun" and "tencent" send real SMS
+    # through Alibaba Cloud's or Tencent Cloud's SMS service (api/sms_providers.py).
+    messaging: Literal["outbox", "none", "aliyun", "tencent"] = "outbox"
     sms_fallback: bool = False
     sms_code_ttl_s: int = Field(default=300, ge=60, le=900)
+    # The cloud SMS account (EVALSIGN_SMS_*): the provider's AccessKey (Alibaba) or
+    # SecretId/SecretKey (Tencent), the approved sign name (签名), and for each purpose
+    # ("sign-in-code", "signing-code", "call-up") the approved template, as JSON. Tencent
+    # templates take their parameters by position, so each names them in order
+    # ({"sign-in-code": ["code"]}); for Alibaba the list is optional and limits what is
+    # sent. Endpoint and region default to the provider's public ones.
+    sms_endpoint: str | None = None
+    sms_region: str | None = None
+    sms_access_key_id: str | None = None
+    sms_access_key_secret: SecretStr | None = None
+    sms_sign_name: str | None = None
+    sms_templates: dict[str, str] = Field(default_factory=dict)
+    sms_template_params: dict[str, list[str]] = Field(default_factory=dict)
+    sms_app_id: str | None = None  # Tencent's SmsSdkAppId
+    sms_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     # Calling drawn members up (EVALSIGN_CALL_UP_*): each invited member is sent the time,
     # the mode and an answer link through the messaging provider; a member who has not
@@ -300,6 +316,43 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EVALSIGN_IDENTITY_VERIFIER_URL must be https:// (http:// only for localhost)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _sms_provider_configured(self) -> Settings:
+        # Found at start, not when the first expert waits for a code.
+        if self.messaging not in ("aliyun", "tencent"):
+            return self
+        needed = {
+            "EVALSIGN_SMS_ACCESS_KEY_ID": self.sms_access_key_id,
+            "EVALSIGN_SMS_ACCESS_KEY_SECRET": self.sms_access_key_secret,
+            "EVALSIGN_SMS_SIGN_NAME": self.sms_sign_name,
+            "EVALSIGN_SMS_TEMPLATES": self.sms_templates or None,
+        }
+        if self.messaging == "tencent":
+            needed["EVALSIGN_SMS_APP_ID"] = self.sms_app_id
+        missing = [name for name, value in needed.items() if not value]
+        if missing:
+            raise ValueError(f"EVALSIGN_MESSAGING={self.messaging} needs {', '.join(missing)}")
+        stray = sorted(set(self.sms_template_params) - set(self.sms_templates))
+        if stray:
+            raise ValueError(
+                f"EVALSIGN_SMS_TEMPLATE_PARAMS names purposes without a template: {stray}"
+            )
+        unordered = sorted(set(self.sms_templates) - set(self.sms_template_params))
+        if self.messaging == "tencent" and unordered:
+            raise ValueError(
+                "Tencent templates take parameters by position: EVALSIGN_SMS_TEMPLATE_PARAMS "
+                f"must list them in order for {unordered}"
+            )
+        if self.sms_endpoint is not None:
+            parts = urlsplit(self.sms_endpoint)
+            # Requests carry phone numbers and codes: plain HTTP only on this machine.
+            local = parts.hostname in {"localhost", "127.0.0.1", "::1"}
+            if not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+                raise ValueError(
+                    "EVALSIGN_SMS_ENDPOINT must be https:// (http:// only for localhost)"
+                )
         return self
 
     @model_validator(mode="after")

@@ -95,6 +95,7 @@ def _send(
     *,
     purpose: str,
     text: str,
+    params: dict[str, str] | None = None,
     scan_session_id: str | None = None,
     verified_session_id: str | None = None,
     payload: dict[str, Any] | None = None,
@@ -109,7 +110,12 @@ def _send(
     now = clock.now()
     try:
         message_id = policy.messenger.send(
-            Message(to=number, text=text.format(code=code), purpose=f"{purpose}-code")
+            Message(
+                to=number,
+                text=text.format(code=code),
+                purpose=f"{purpose}-code",
+                params={"code": code, **(params or {})},
+            )
         )
     except MessagingFailed as exc:
         raise SmsCodeUnavailable(str(exc)) from exc
@@ -172,8 +178,9 @@ def send_signing_code(
     the message names `what` and the first characters of the (first) hash, so the person
     sees what they approve."""
     fingerprint = hashlib.sha256("".join(hashes).encode()).hexdigest()[:8].upper()
+    digest = f"{fingerprint[:4]}-{fingerprint[4:]}"
     text = (
-        "【EvalSign】签署确认码 {code}：" + what + f"（摘要 {fingerprint[:4]}-{fingerprint[4:]}），"
+        "【EvalSign】签署确认码 {code}：" + what + f"（摘要 {digest}），"
         "5分钟内有效。如非本人操作，请勿提供并联系交易中心。"
     )
     payload = {"kind": kind, "credential_id": credential_id, "hashes": list(hashes)}
@@ -185,6 +192,9 @@ def send_signing_code(
         face.expert_id,
         purpose="signing",
         text=text,
+        # A provider's template shows the digest too, so the person still sees what they
+        # approve (the title is free text, which templates do not take).
+        params={"digest": digest},
         verified_session_id=face.id,
         payload=payload,
     )
