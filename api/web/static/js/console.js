@@ -358,10 +358,50 @@ async function projectFacts(id) {
   }
 }
 
+// Each drawn member's call-up: whether the message went out (and why not), its deadline
+// and the answer. Sealed for supervisors until the evaluation starts, as the committee is.
+async function callUps(id) {
+  const target = document.getElementById("call-ups");
+  try {
+    const rows = await api("GET", `/api/v1/projects/${id}/call-ups`);
+    if (!rows.length) {
+      target.replaceChildren(el("p", { class: "muted", text: t("console.callups.none") }));
+      return;
+    }
+    const word = (prefix, value) => (value ? known(`${prefix}.${value}`, value) : "—");
+    target.replaceChildren(
+      table(
+        ["specialty", "name", "seat", "message", "sent", "deadline", "answer"].map((h) => t(`console.callups.${h}`)),
+        rows.map((row) =>
+          el(
+            "tr",
+            { "data-status": row.status, "data-answer": row.answer || "" },
+            el("td", { text: `${row.specialty} #${row.rank + 1}` }),
+            el("td", { text: row.name || t("console.callups.sealed") }),
+            el("td", { text: statusWord(row.seat_status) }),
+            el(
+              "td",
+              { title: row.last_error || "" },
+              `${word("console.callups.status", row.status)}${row.attempts > 1 ? ` ×${row.attempts}` : ""}`,
+              row.status === "failed" ? el("div", { class: "muted", text: row.last_error || "" }) : null,
+            ),
+            el("td", { text: when(row.sent_at) }),
+            el("td", { text: when(row.deadline_at) }),
+            el("td", { text: word("console.callups.answer", row.answer) }),
+          ),
+        ),
+      ),
+    );
+  } catch (error) {
+    showProblem(target, error);
+  }
+}
+
 async function project() {
   const id = document.body.dataset.projectId;
   const target = document.getElementById("timeline");
   projectFacts(id);
+  callUps(id);
   try {
     const entries = await api("GET", `/api/v1/projects/${id}/timeline`);
     const items = [];
