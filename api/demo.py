@@ -681,6 +681,8 @@ def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None)
     )
     draw_proof.verify_proof(proof)
     say("12. 抽取证明复核通过（evalsign-draw-v1，任何人可用 evalsign draw verify 复算）")
+    contract = sign_contract_by_phones(staged, results, say)
+    # Packed last, so it holds the sealed contract beside the report.
     package: bytes = api.call(
         "GET", f"/api/v1/projects/{project['id']}/evidence", 200, headers=supervisor
     )
@@ -689,8 +691,7 @@ def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None)
     checked = verify_package(package, x509.load_pem_x509_certificate(root_pem.encode()))
     if not checked.ok:
         raise DemoFailed(f"the evidence package does not check out: {checked.checks}")
-    say(f"13. 证据包 {len(package) // 1024} KB：" + "，".join(f"{k} ok" for k in checked.checks))
-    contract = sign_contract_by_phones(staged, results, say)
+    say(f"14. 证据包 {len(package) // 1024} KB：" + "，".join(f"{k} ok" for k in checked.checks))
     if out is not None:
         (out / "report.pdf").write_bytes(signed_pdf)
         (out / "contract.pdf").write_bytes(contract["pdf"])
@@ -864,7 +865,7 @@ def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -
     ]
     if len(bench) < 2:
         raise DemoFailed("the draw left fewer than two experts on the bench")
-    say("14. 合同签订：招标人与中标人登记法定代表人、生成电子印章并签发单位证书，授权代表签约")
+    say("13. 合同签订：招标人与中标人登记法定代表人、生成电子印章并签发单位证书，授权代表签约")
     signers = []
     for party, code, phone in (("甲方", TENDERER[1], bench[0]), ("乙方", winner_code, bench[1])):
         unit = units[code]

@@ -13,6 +13,7 @@ time-stamped), and a README in Chinese and English on checking each part with op
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -43,6 +44,7 @@ from models.tables import (
     AuditCheckpoint,
     AuditEntry,
     Authority,
+    Contract,
     Draw,
     EvaluationSession,
     FaceChallenge,
@@ -96,8 +98,11 @@ def _related_ids(db: Session, project: Project, verifications: set[str]) -> set[
     ids = {project.id}
     if project.report_document_id:
         ids.add(project.report_document_id)
-    for model in (Draw, Assignment, ScanSession, EvaluationSession, RecusalDeclaration):
+    for model in (Draw, Assignment, ScanSession, EvaluationSession, RecusalDeclaration, Contract):
         ids.update(db.execute(select(model.id).where(model.project_id == project.id)).scalars())
+    ids.update(
+        db.execute(select(Contract.document_id).where(Contract.project_id == project.id)).scalars()
+    )
     ids.update(verifications)
     return ids
 
@@ -296,6 +301,44 @@ def _signers(db: Session, document_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _contracts(
+    db: Session, store: DocumentStore, center_id: str, project: Project, clock: Clock
+) -> dict[str, bytes]:
+    """Each transaction contract of the project as it stands (sealed, or as far as it
+    got), with what validating its signatures against the center's trust list said."""
+    files: dict[str, bytes] = {}
+    roots = pki.trust_roots(db, center_id)
+    for contract in db.scalars(
+        select(Contract).where(Contract.project_id == project.id).order_by(Contract.created_at)
+    ):
+        document = documents.get_document(db, center_id, contract.document_id)
+        pdf = b"".join(store.read(documents.stored_revision(db, document)))
+        verdict = validate(io.BytesIO(pdf), roots, now=clock.now())
+        name = f"contracts/{contract.id}"
+        files[f"{name}.pdf"] = pdf
+        files[f"{name}-validation.json"] = json.dumps(
+            {
+                "contract_id": contract.id,
+                "document_status": document.status,
+                "verdict": verdict.verdict,
+                "summary": verdict.summary,
+                "signatures": [
+                    {
+                        "field": s.field_name,
+                        "signer": s.signer_subject,
+                        "signing_time": str(s.signing_time),
+                        "valid": s.valid,
+                        "intact": s.intact,
+                    }
+                    for s in verdict.signatures
+                ],
+            },
+            ensure_ascii=False,
+            indent=2,
+        ).encode()
+    return files
+
+
 def _readme(project: Project) -> bytes:
     return f"""# 评标项目证据包 / Evidence package — {project.code}
 
@@ -314,6 +357,8 @@ checks, signatures and audit log.
 2. 文件完整性 / Every file's SHA-256 against `{MANIFEST}` (`sha256sum`).
 3. 评标报告签名 / The signed report: `pdfsig report/report.pdf` (each signature "Valid";
    trust the center root in your NSS database to see it trusted).
+   合同 / Each transaction contract: `contracts/<id>.pdf` (`pdfsig`), with what validating
+   it said when the package was made in `contracts/<id>-validation.json`.
 4. 专家抽取 / The draw: `evalsign draw verify draw/draw-proof.json` replays the
    evalsign-draw-v1 algorithm (described in draw/ALGORITHM.txt) from the proof.
 5. 审计日志 / The audit log: in `audit/chain.jsonl` each line's `hash` is the SHA-256 of
@@ -427,6 +472,7 @@ def build_package(
         files["report/signers.json"] = json.dumps(
             _signers(db, document.id), ensure_ascii=False, indent=2
         ).encode()
+    files.update(_contracts(db, store, center_id, project, clock))
     members = db.execute(
         select(Assignment.expert_id).where(Assignment.project_id == project.id)
     ).scalars()
@@ -599,6 +645,16 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
             return f"failed: signatures no phone approved: {', '.join(unapproved)}"
         return "ok"
 
+    def contract_signatures(name: str) -> str:
+        """A sealed contract's signatures validate; one still being signed is reported
+        as the validation at packing time said, and its signatures so far must hold."""
+        verdict = validate(io.BytesIO(files[name]), [anchor], revocation)
+        packed = json.loads(files[name.removesuffix(".pdf") + "-validation.json"])
+        if packed["document_status"] == "completed" and verdict.verdict != "valid":
+            return verdict.summary
+        broken = [s.field_name for s in verdict.signatures if not s.intact]
+        return "ok" if not broken else f"failed: altered signatures: {', '.join(broken)}"
+
     def report_signatures() -> str:
         verdict = validate(io.BytesIO(files["report/report.pdf"]), [anchor], revocation)
         return "ok" if verdict.verdict == "valid" else verdict.summary
@@ -612,6 +668,8 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
         _check(report, "passkey approvals", passkey_approvals)
     if "report/report.pdf" in files:
         _check(report, "report signatures", report_signatures)
+    for name in sorted(n for n in files if n.startswith("contracts/") and n.endswith(".pdf")):
+        _check(report, name.removesuffix(".pdf"), functools.partial(contract_signatures, name))
     return report
 
 

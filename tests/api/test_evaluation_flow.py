@@ -7,10 +7,12 @@ check, validated, and the draw proof replayed."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,13 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     root = x509.load_pem_x509_certificate((out / "center-root.pem").read_bytes())
     assert verify_package(package, root).ok
     assert not verify_package(package).ok  # its own root proves nothing
+    # The package holds the sealed contract beside the report, checked like it.
+    contract_checks = [k for k in summary["evidence"]["checks"] if k.startswith("contracts/")]
+    assert len(contract_checks) == 1, summary["evidence"]["checks"]
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        packed = json.loads(archive.read(contract_checks[0] + "-validation.json"))
+        assert archive.read(contract_checks[0] + ".pdf") == (out / "contract.pdf").read_bytes()
+    assert packed["verdict"] == "valid" and len(packed["signatures"]) == 4, packed
 
     # What supervisors review: every face check the phones made, and an intact log.
     engine = create_engine(isolated_database_url)
