@@ -503,6 +503,37 @@ def _page_sizes(reader: PdfFileReader) -> list[tuple[float, float]]:
     return sizes
 
 
+def _fields_within_budget(reader: PdfFileReader) -> None:
+    """Count the form's fields (every node of the AcroForm tree) before pyHanko
+    enumerates them, and refuse a form over the budget or with a cycle."""
+    most = PdfBudget().max_fields
+    form = reader.root.get("/AcroForm")
+    if form is None:
+        return
+    form = form.get_object()
+    if not isinstance(form, generic.DictionaryObject) or "/Fields" not in form:
+        return
+    seen: set[tuple[int, int]] = set()
+    pending = [form.raw_get("/Fields")]
+    while pending:
+        kids = pending.pop()
+        if isinstance(kids, generic.IndirectObject):
+            kids = kids.get_object()  # type: ignore[no-untyped-call]
+        if not isinstance(kids, generic.ArrayObject):
+            continue
+        for kid in kids:
+            if isinstance(kid, generic.IndirectObject):
+                key = (kid.idnum, kid.generation)
+                if key in seen:
+                    raise PdfRejected("the form's field tree has a cycle")
+                seen.add(key)
+                if len(seen) > most:
+                    raise PdfRejected(f"the PDF has over {most} form fields", limit="max_fields")
+                kid = kid.get_object()  # type: ignore[no-untyped-call]
+            if isinstance(kid, generic.DictionaryObject) and "/Kids" in kid:
+                pending.append(kid.raw_get("/Kids"))
+
+
 def check_pdf(source: Path | BinaryIO) -> PdfInfo:
     """Open the file with pyHanko's strict reader (which reads the cross-reference data,
     not the whole file) and describe it; PdfRejected if it is not a PDF we can sign."""
@@ -514,6 +545,7 @@ def check_pdf(source: Path | BinaryIO) -> PdfInfo:
             _within_budget(stream)
         reader = _open_reader(stream)
         with _structure_read():
+            _fields_within_budget(reader)
             sizes = _page_sizes(reader)
             all_fields = [name for name, _, _ in enumerate_sig_fields(reader)]
             signed = [name for name, _, _ in enumerate_sig_fields(reader, filled_status=True)]
@@ -1247,6 +1279,7 @@ async def _validate_stream(
     # not reported as a document without signatures.
     with _structure_read():
         _page_sizes(reader)
+        _fields_within_budget(reader)
     roots = [_asn1(c) for c in trust_roots]
     try:
         embedded = list(reader.embedded_signatures)

@@ -33,6 +33,10 @@ class PdfBudget:
     # ~0.17 ms and ~4.5 KB a page (100,000 pages took 17 s and 476 MB). A bid document of
     # thousands of scanned pages fits; a tree of a million one-line pages does not.
     max_pages: int = 20_000
+    # Form fields, counted as the AcroForm tree is walked (pades), for the same reason:
+    # 100,000 empty signature fields took 20 s and 518 MB to enumerate. A report or a
+    # contract has tens; a large government form, a few thousand.
+    max_fields: int = 10_000
 
 
 class PdfOverBudget(ValueError):

@@ -129,6 +129,26 @@ def wide_page_tree() -> bytes:
     return assemble(objects)
 
 
+def wide_field_tree() -> bytes:
+    # 20,000 empty signature fields under 200 small field nodes: each object is small,
+    # enumerating them all is not (100,000 took 20 s and 518 MB).
+    nodes, per = 200, 100
+    first_node = 5
+    first_field = first_node + nodes
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm 4 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        PAGE,
+        b"<< /Fields [" + b" ".join(b"%d 0 R" % (first_node + n) for n in range(nodes)) + b"] >>",
+    ]
+    for n in range(nodes):
+        kids = b" ".join(b"%d 0 R" % (first_field + n * per + k) for k in range(per))
+        objects.append(b"<< /T (n%d) /Kids [" % n + kids + b"] >>")
+    field = b"<< /FT /Sig /T (f%d) /Parent %d 0 R /Rect [0 0 0 0] >>"
+    objects.extend(field % (k, first_node + n) for n in range(nodes) for k in range(per))
+    return assemble(objects)
+
+
 def flate_bomb() -> bytes:
     # An object stream that inflates 1,000-fold to 512 MB of spaces.
     inflater = zlib.compressobj(9)
@@ -187,6 +207,7 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str | None]] = {
     "page_tree_bomb": (page_tree_bomb, "max_object_bytes"),
     "deep_page_tree": (deep_page_tree, None),
     "wide_page_tree": (wide_page_tree, "max_pages"),
+    "wide_field_tree": (wide_field_tree, "max_fields"),
     "flate_bomb": (flate_bomb, "max_object_stream_bytes"),
     "truncated": (truncated, None),
     "garbage_byte_range": (garbage_byte_range, None),
