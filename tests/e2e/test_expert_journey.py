@@ -244,7 +244,8 @@ def test_the_in_person_path_signs_in_with_the_pin(
     expect(page.locator("#id-number")).to_have_count(0)  # a personal code says who
     page.fill("#pin", "480318")
     page.click("#submit")
-    expect(page.locator("#wrong")).to_contain_text("4")
+    # A PIN is checked with a slow hash on purpose: a busy machine takes seconds.
+    expect(page.locator("#wrong")).to_contain_text("4", timeout=30_000)
     look(page, screenshots, "pixel7-pin-wrong")
     page.fill("#pin", "480317")
     page.click("#submit")
@@ -360,8 +361,7 @@ def test_the_whole_journey_from_qr_to_signature(
     _open_code(page, service, room["token"])
     _agree_to_consent(page, screenshots, "pixel7")
     look(page, screenshots, "pixel7-3-check")
-    page.click("#start")
-    expect(page).to_have_url(re.compile(r"/m/evaluation$"), timeout=90_000)
+    _check_until_passed(page, r"/m/evaluation$")
     assert challenges and challenges[0]["mode"] == "1:few"
     sessions = api.call(
         "GET", f"/api/v1/projects/{staged.project['id']}/sessions", 200, headers=staged.operator
@@ -449,8 +449,7 @@ def test_the_whole_journey_from_qr_to_signature(
     )
     page.click("#sign")
     expect(page).to_have_url(re.compile(r"/m/sign$"))
-    page.click("#start")
-    expect(page).to_have_url(re.compile(r"/m/report$"), timeout=90_000)
+    _check_until_passed(page, r"/m/report$")
     assert challenges[-1]["mode"] == "1:1"
     expect(page.locator("#signed")).to_be_visible()
     look(page, screenshots, "pixel7-9-signed")
@@ -482,6 +481,25 @@ def test_the_whole_journey_from_qr_to_signature(
             shown.goto(f"{service.base}{path}")
             expect(shown.locator("#app section").first).to_be_visible()
             look(shown, screenshots, f"{device}-{name}")
+
+
+# What a genuine take may miss when the machine is busy and the page's camera draws few
+# frames: an action, or the depth a turn shows. Any other refusal fails the test.
+MOTION_REASONS = {"action-not-seen", "action-out-of-order", "planar-motion"}
+
+
+def _check_until_passed(page: Page, passed_url: str) -> None:
+    """Start the face check and wait for the page it leads to; a take refused for missed
+    motion is tried again, as the page offers a person."""
+    for _ in range(ATTEMPTS):
+        page.click("#start")
+        refused = page.locator("#result.fail")
+        expect(page.locator("#passed, #result.fail").first).to_be_visible(timeout=90_000)
+        if not refused.count():
+            break
+        reasons = set((refused.get_attribute("data-reasons") or "").split())
+        assert reasons and reasons <= MOTION_REASONS, reasons
+    expect(page).to_have_url(re.compile(passed_url), timeout=90_000)
 
 
 def _bind_in_browser(
