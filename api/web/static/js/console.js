@@ -322,7 +322,7 @@ async function verification() {
 const PHASES = [
   ["draw", /^(draw|project)\./],
   ["sign_in", /^(task|scan|face|evaluation\.(signed_in|second_device|session))/],
-  ["recusal", /recusal|response|declin|assignment/],
+  ["recusal", /recusal|response|declin|assignment|call_up/],
   ["scores", /score|chair|aggregate|results|dissent/],
   ["signatures", /report|document|signature|csc/],
 ];
@@ -376,7 +376,7 @@ async function callUps(id) {
           el(
             "tr",
             { "data-status": row.status, "data-answer": row.answer || "" },
-            el("td", { text: `${row.specialty} #${row.rank + 1}` }),
+            el("td", { text: row.specialty }),
             el("td", { text: row.name || t("console.callups.sealed") }),
             el("td", { text: statusWord(row.seat_status) }),
             el(
