@@ -5,11 +5,13 @@ service runs on a streamed capture, the light challenge included, together.
 
 Every frontal face the installed packages ship (and those of ../shared/faces when present)
 is rendered by the second generator (tests/face/second_generator.py, written apart from
-face/synthetic.py); per face a challenge is drawn as the service draws it, and the frames
-of each case below go through face.capture.analyze_capture and face.liveness.judge, as in
-a real check, against the face's own enrolled template. The service has already seen two
-captures of the face (an earlier sign-in and the genuine capture itself), so replays are
-judged against them, as the database would hold them.
+face/synthetic.py); a face whose rendered frame also shows a neighbour from its group photo
+is skipped (two people in front of the phone are refused by design). Per face a challenge is
+drawn as the service draws it, and the frames of each case below go through
+face.capture.analyze_capture and face.liveness.judge, as in a real check, against the face's
+own enrolled template. The service has already seen two captures of the face (an earlier
+sign-in and the genuine capture itself), so replays are judged against them, as the database
+would hold them.
 
 The light challenge: the genuine capture is filmed live under the screen colours of its
 own challenge (the service's draw_steps) and judged against them. Every attack is judged
@@ -159,6 +161,11 @@ def face_rows(job: tuple[int, str, str, int]) -> tuple[list[Row], str]:
     recorded_frames = analyze_capture(
         engine(), [decode_image(d) for d in recorded.frames], POLICY, actions
     )
+    # A portrait cut from a group photo can bring a neighbour's face into the rendered
+    # frames: two people in front of the phone, refused by design, not a one-person
+    # capture to count.
+    if any(frame.photo.faces_found > 1 for frame in recorded_frames):
+        return [], f"{name}: a second face in the rendered frames, skipped"
     genuine = run(
         attacks.of(recorded), actions, template, [seen(before.judgement)], own, recorded_frames
     )
