@@ -37,7 +37,7 @@ from api.web.session import (
     set_token_cookie,
     staff_binding,
 )
-from evaluation.committee import call_up_answers, call_ups, in_person, projects, sign_in, tasks
+from evaluation.committee import call_up_answers, in_person, projects, sign_in, tasks
 from evaluation.contracts import contracts
 from evaluation.identity import consent, face_checks, faces, phone_binding
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -249,7 +249,7 @@ def answer_call_up(
             return _call_up(
                 request, services, db, call_up_answers.invitation(db, services.clock, token), None
             )
-    except (NotFound, call_ups.CallUpExpired) as error:
+    except DomainError as error:  # unknown link, too late, answered meanwhile
         return _error_page(request, services, error)
 
 

@@ -51,9 +51,21 @@ def answer(
             answer=call_up.answer or assignment.status,
         )
     caller = audit.Caller(call_up.center_id, f"expert:{call_up.expert_id}")
-    return draws.respond(
-        db, caller, clock, call_up.project_id, call_up.assignment_id, accept, reason
+    # A member who cannot come is not refused because nobody is left to ask: the decline
+    # stands and the seat waits for a supplementary draw.
+    answered, promoted = draws.respond(
+        db,
+        caller,
+        clock,
+        call_up.project_id,
+        call_up.assignment_id,
+        accept,
+        reason,
+        vacant_ok=True,
     )
+    if not accept and promoted is None:
+        _seat_unfilled(db, caller, clock, answered)
+    return answered, promoted
 
 
 def expire_overdue(db: Session, clock: Clock) -> int:
@@ -92,15 +104,7 @@ def expire_overdue(db: Session, clock: Clock) -> int:
             vacant_ok=True,
         )
         if promoted is None:  # the seat waits for a supplementary draw
-            audit.record(
-                db,
-                caller,
-                clock,
-                Action.CALL_UP_SEAT_UNFILLED,
-                "assignment",
-                assignment.id,
-                {"project_id": assignment.project_id, "specialty": assignment.specialty},
-            )
+            _seat_unfilled(db, caller, clock, assignment)
         expired += 1
     return expired
 
@@ -111,4 +115,16 @@ def _answerable(call_up: CallUp, assignment: Assignment, clock: Clock) -> bool:
         and assignment.role == "member"
         and assignment.status == "invited"
         and (call_up.deadline_at is None or clock.now() < call_up.deadline_at)
+    )
+
+
+def _seat_unfilled(db: Session, caller: audit.Caller, clock: Clock, seat: Assignment) -> None:
+    audit.record(
+        db,
+        caller,
+        clock,
+        Action.CALL_UP_SEAT_UNFILLED,
+        "assignment",
+        seat.id,
+        {"project_id": seat.project_id, "specialty": seat.specialty},
     )

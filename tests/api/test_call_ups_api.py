@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.jobs import expire_call_ups, send_call_ups
 from api.services import Services
+from evaluation.committee import call_ups
 from evaluation.committee.call_up_answers import NO_ANSWER
 from evaluation.kernel.actions import Action
 from evaluation.registry.staff import Role
@@ -188,3 +189,30 @@ def test_supervisors_see_call_ups_once_the_evaluation_starts(
     opened = _called(client, project_id, supervisor)
     assert len(opened) == 5 and all(c["name"] for c in opened)
     assert all(c["name"] for c in _called(client, project_id, operator))
+
+
+def test_a_member_who_cannot_come_is_not_refused_when_no_backup_is_left(
+    client: TestClient,
+    center: CenterWithStaff,
+    pool: dict[str, list[str]],
+    services: Services,
+    db: Session,
+) -> None:
+    """A01 has one backup: the second decline there finds nobody to ask. A decline by
+    link still stands (the operator's form refuses it with no-backup-left instead), and
+    the seat waits for a supplementary draw."""
+    operator, admin = center.headers(Role.OPERATOR), center.headers(Role.ADMIN)
+    _drawn(client, operator, "CALL-5", admin)
+    send_call_ups(services)
+    in_a01 = []
+    for message in _outbox(services):
+        token = _token(message)
+        seat = db.get(Assignment, call_ups.by_token(db, token).assignment_id)
+        assert seat is not None
+        if seat.specialty == "A01":
+            in_a01.append(token)
+    for token in in_a01[:2]:
+        answer = client.post(f"/m/call/{token}", data={"decision": "decline", "reason": "生病"})
+        assert answer.status_code == 200 and 'data-answer="declined"' in answer.text
+    assert len(_actions(db, Action.CALL_UP_SEAT_UNFILLED)) == 1
+    assert len(_actions(db, Action.ASSIGNMENT_DECLINED)) == 2
