@@ -471,6 +471,7 @@ def test_worker_once_runs_each_due_job_and_records_its_turn(
         "face-cross-match",
         "document-sweep",
         "replay-forget",
+        "call-ups",
     }
     assert all(row[2] is None and row[3] is not None for row in leases)  # finished, let go
     assert checkpoints == 1
