@@ -1,7 +1,10 @@
 """A whole evaluation on two replicas that share only the database, the object store and
 Redis: every call of the demo's journey (draw, QR sign-in, face checks, passkeys, scoring,
 the report every member signs, the sealed contract, the evidence package) goes to the other
-replica than the call before, and each replica has a data directory of its own."""
+replica than the call before, and each replica has a data directory of its own.
+
+Replicas share PostgreSQL in a deployment (SQLite is the one-machine default), so this runs
+on PostgreSQL; on SQLite the single-instance demo test walks the same journey."""
 
 from __future__ import annotations
 
@@ -19,9 +22,13 @@ from api.instance import initialize
 from api.services import load_stamp_font
 from models.clock import SystemClock
 from models.settings import Settings
+from tests.conftest import on_postgres
 from tests.s3_server import S3Server
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not on_postgres(), reason="PostgreSQL only"),
+]
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
