@@ -42,13 +42,12 @@ def answer(
 ) -> tuple[Assignment, Assignment | None]:
     """The member's own answer by the link; a decline moves the next backup up (and calls
     them up). CallUpExpired once the deadline has passed or the seat was answered."""
-    call_up = call_ups.by_token(db, token)
-    assignment = db.get(Assignment, call_up.assignment_id)
-    assert assignment is not None
-    if not _answerable(call_up, assignment, clock):
+    found = invitation(db, clock, token)
+    call_up = found.call_up
+    if not found.answerable:
         raise CallUpExpired(
             "this call-up can no longer be answered",
-            answer=call_up.answer or assignment.status,
+            answer=call_up.answer or found.assignment.status,
         )
     caller = audit.Caller(call_up.center_id, f"expert:{call_up.expert_id}")
     # A member who cannot come is not refused because nobody is left to ask: the decline
