@@ -492,7 +492,9 @@ MOTION_REASONS = {"action-not-seen", "action-out-of-order", "planar-motion"}
 def _check_until_passed(page: Page, passed_url: str) -> None:
     """Start the face check and wait for the page it leads to; a take refused for missed
     motion is tried again, as the page offers a person."""
-    refused = page.locator("#result.fail")
+    # Visible only: a retry hides the last refusal but keeps its class until the new
+    # outcome, and counting the hidden one clicked the button mid-take (CI, stop 31).
+    refused = page.locator("#result.fail:visible")
     for _ in range(ATTEMPTS):
         page.click("#start")
         # A pass moves on to the next page at once; a refusal stays and says why.
