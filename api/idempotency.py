@@ -183,15 +183,21 @@ class IdempotencyMiddleware:
 
 
 def client_scope(headers: list[tuple[bytes, bytes]]) -> str:
-    """Whose key it is: the credential (Authorization, else the evalsign_ cookies) and the
-    device, hashed, so that one client never receives another's stored answer."""
+    """Whose key it is: the credential (Authorization, a platform's key id, else the
+    evalsign_ cookies) and the device, hashed, so that one client never receives another's
+    stored answer."""
     digest = hashlib.sha256()
     cookies = cookie_parser(
         "; ".join(value.decode("latin-1") for name, value in headers if name == b"cookie")
     )
     authorization = _header(headers, b"authorization")
+    platform_key = _header(headers, b"x-evalsign-key-id")
     if authorization is not None:
         _feed(digest, b"authorization", authorization)
+    elif platform_key is not None:
+        # A trading platform's signed request: its signature changes with each retry's
+        # timestamp, its key does not.
+        _feed(digest, b"platform-key", platform_key)
     else:
         for name in sorted(name for name in cookies if name.startswith("evalsign_")):
             _feed(digest, b"cookie", name.encode(), cookies[name].encode())

@@ -207,6 +207,12 @@ class Settings(BaseSettings):
     call_up_retry_s: int = Field(default=30, ge=1, le=3600)  # doubled after each failure
     call_up_every_s: int = Field(default=10, ge=0)  # 0: off (tests drive the job)
 
+    # The trading platform's intake API (EVALSIGN_INTAKE_*): by default a project naming a
+    # credit code the center's register does not hold is refused (a typo, arriving by
+    # machine); a center whose register is fed by the platform's projects lets intake
+    # register new units, as the operator's path does.
+    intake_registers_units: bool = False
+
     # A citizen-identity check service (EVALSIGN_IDENTITY_VERIFIER_*) that confirms remote
     # enrollments: name, ID number and the live face in, match or not out
     # (docs/identity-verification.md). Unset, an operator confirms each one.

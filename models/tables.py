@@ -956,6 +956,23 @@ class CallUp(Base):
     answered_at: Mapped[datetime | None]
 
 
+class PlatformKey(Base):
+    """A trading platform's key for the intake API: requests are HMAC-signed with its
+    secret (evalsign-hmac-v1), which is stored encrypted since checking a MAC needs it.
+    A platform may hold two live keys while it rotates."""
+
+    __tablename__ = "platform_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the key id it sends
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    platform: Mapped[str] = mapped_column(String(64))  # the platform's name, stable across keys
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
 class TaskToken(Base):
     """A personal task QR for one assignment: single use, stored hashed."""
 

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -155,39 +162,49 @@ def committee_problems(fields: NewProject) -> list[str]:
     return problems
 
 
-def create_project(db: Session, caller: audit.Caller, clock: Clock, fields: NewProject) -> Project:
+def parties(fields: NewProject) -> list[Unit]:
+    return [fields.tenderer, *fields.bidders]
+
+
+def _lawful(db: Session, caller: audit.Caller, clock: Clock, fields: NewProject) -> dict[str, Any]:
+    """The project's columns for these fields, once the committee is lawful and every party
+    is a registered unit (new ones registered on the way)."""
     problems = committee_problems(fields)
     if problems:
         raise CommitteeRuleViolated("; ".join(problems), problems=problems)
     registered = units.units_of_project(
-        db,
-        caller,
-        clock,
-        [units.Party(u.name, u.credit_code) for u in [fields.tenderer, *fields.bidders]],
+        db, caller, clock, [units.Party(u.name, u.credit_code) for u in parties(fields)]
     )
+    return {
+        "code": fields.code,
+        "name": fields.name,
+        "regime": fields.regime.value,
+        "budget_yuan": fields.budget_yuan,
+        "tenderer_name": fields.tenderer.name,
+        "tenderer_credit_code": fields.tenderer.credit_code,
+        "tenderer_unit_id": registered[fields.tenderer.credit_code].id,
+        "bidders": [
+            {**bidder.model_dump(), "unit_id": registered[bidder.credit_code].id}
+            for bidder in fields.bidders
+        ],
+        "sections": [section.model_dump() for section in fields.sections],
+        "evaluation_start": fields.evaluation_start,
+        "evaluation_end": fields.evaluation_end,
+        "mode": fields.mode,
+        "committee_spec": [seat.model_dump() for seat in fields.committee],
+        "tenderer_representatives": fields.tenderer_representatives,
+        "criteria": [criterion.model_dump() for criterion in fields.criteria],
+        "aggregation": fields.aggregation,
+    }
+
+
+def create_project(db: Session, caller: audit.Caller, clock: Clock, fields: NewProject) -> Project:
+    columns = _lawful(db, caller, clock, fields)
     now = clock.now()
     project = Project(
         id=new_id(),
         center_id=caller.center_id,
-        code=fields.code,
-        name=fields.name,
-        regime=fields.regime.value,
-        budget_yuan=fields.budget_yuan,
-        tenderer_name=fields.tenderer.name,
-        tenderer_credit_code=fields.tenderer.credit_code,
-        tenderer_unit_id=registered[fields.tenderer.credit_code].id,
-        bidders=[
-            {**bidder.model_dump(), "unit_id": registered[bidder.credit_code].id}
-            for bidder in fields.bidders
-        ],
-        sections=[section.model_dump() for section in fields.sections],
-        evaluation_start=fields.evaluation_start,
-        evaluation_end=fields.evaluation_end,
-        mode=fields.mode,
-        committee_spec=[seat.model_dump() for seat in fields.committee],
-        tenderer_representatives=fields.tenderer_representatives,
-        criteria=[criterion.model_dump() for criterion in fields.criteria],
-        aggregation=fields.aggregation,
+        **columns,
         status="draft",
         created_by=caller.actor,
         created_at=now,
@@ -230,3 +247,116 @@ def list_projects(db: Session, center_id: str, limit: int = 100) -> list[Project
             .limit(limit)
         ).scalars()
     )
+
+
+# What may still change once the committee is drawn: the experts were drawn, checked for
+# conflicts of interest against these parties and called up for this window, so only an
+# evaluation that runs over may end later. A completed project changes no more.
+REVISABLE_AFTER_DRAW = frozenset({"evaluation_end"})
+REVISABLE_STATUSES = frozenset({"draft", "drawn", "evaluating"})
+
+
+class ProjectFieldLocked(DomainError):
+    status = 409
+    code = "project-field-locked"
+    title = "The project's status no longer allows this change"
+
+
+class RevisionInvalid(DomainError):
+    status = 422
+    code = "project-revision-invalid"
+    title = "The project with these changes would not be valid"
+
+
+class ProjectChanges(BaseModel):
+    """A revision: the fields given replace the project's; the others stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text | None = Field(default=None, min_length=1, max_length=300)
+    regime: Regime | None = None
+    budget_yuan: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    tenderer: Unit | None = None
+    bidders: list[Unit] | None = Field(default=None, min_length=1, max_length=200)
+    sections: list[Section] | None = Field(default=None, min_length=1, max_length=50)
+    evaluation_start: datetime | None = None
+    evaluation_end: datetime | None = None
+    mode: str | None = Field(default=None, pattern="^(remote|onsite)$")
+    committee: list[Seats] | None = Field(default=None, min_length=1, max_length=20)
+    tenderer_representatives: int | None = Field(default=None, ge=0, le=10)
+    criteria: list[Criterion] | None = Field(default=None, min_length=1, max_length=50)
+    aggregation: str | None = Field(default=None, pattern="^(mean|trimmed_mean)$")
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+def fields_of(project: Project) -> NewProject:
+    """The project as the fields that made it (what a revision is merged into)."""
+    return NewProject(
+        code=project.code,
+        name=project.name,
+        regime=Regime(project.regime),
+        budget_yuan=project.budget_yuan,
+        tenderer=Unit(name=project.tenderer_name, credit_code=project.tenderer_credit_code),
+        bidders=[Unit(name=b["name"], credit_code=b["credit_code"]) for b in project.bidders],
+        sections=[Section(**section) for section in project.sections],
+        evaluation_start=project.evaluation_start,
+        evaluation_end=project.evaluation_end,
+        mode=project.mode,
+        committee=[Seats(**seat) for seat in project.committee_spec],
+        tenderer_representatives=project.tenderer_representatives,
+        criteria=[Criterion(**criterion) for criterion in project.criteria],
+        aggregation=project.aggregation,
+    )
+
+
+def revised_fields(project: Project, changes: ProjectChanges) -> NewProject:
+    """The project's fields with the changes applied, checked as a whole (a new end must
+    still follow the start, a new bidder must differ from the tenderer)."""
+    merged = fields_of(project).model_dump()
+    merged.update(changes.given())
+    try:
+        return NewProject.model_validate(merged)
+    except ValidationError as exc:
+        messages = [str(error["msg"]) for error in exc.errors(include_url=False)]
+        raise RevisionInvalid("; ".join(messages), problems=messages) from exc
+
+
+def revise_project(
+    db: Session, caller: audit.Caller, clock: Clock, project: Project, changes: ProjectChanges
+) -> list[str]:
+    """Apply a revision the project's status allows, audited; returns the fields that
+    changed (none: nothing written). Refused whole when any field is locked."""
+    before = fields_of(project)
+    after = revised_fields(project, changes)
+    changed = sorted(
+        name for name in changes.given() if getattr(after, name) != getattr(before, name)
+    )
+    if not changed:
+        return []
+    if project.status not in REVISABLE_STATUSES:
+        raise ProjectFieldLocked(
+            f"project {project.code} is {project.status}; it changes no more",
+            fields=changed,
+        )
+    if project.status != "draft":
+        locked = [name for name in changed if name not in REVISABLE_AFTER_DRAW]
+        if locked:
+            raise ProjectFieldLocked(
+                f"project {project.code} is {project.status}: after the draw only the "
+                f"evaluation's end may move; refused: {', '.join(locked)}",
+                fields=locked,
+            )
+        if after.evaluation_end < before.evaluation_end:
+            raise ProjectFieldLocked(
+                "after the draw the evaluation may end later, not earlier",
+                fields=["evaluation_end"],
+            )
+    for column, value in _lawful(db, caller, clock, after).items():
+        setattr(project, column, value)
+    project.updated_at = clock.now()
+    audit.record(
+        db, caller, clock, Action.PROJECT_REVISED, "project", project.id, {"fields": changed}
+    )
+    return changed

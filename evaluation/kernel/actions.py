@@ -106,8 +106,12 @@ class Action(StrEnum):
     PKI_TRUST_ANCHOR_ADDED = "pki.trust_anchor_added"
     PKI_TRUST_ANCHOR_REMOVED = "pki.trust_anchor_removed"
 
+    PLATFORM_KEY_ISSUED = "platform_key.issued"
+    PLATFORM_KEY_REVOKED = "platform_key.revoked"
+
     PROJECT_COMPLETED = "project.completed"
     PROJECT_CREATED = "project.created"
+    PROJECT_REVISED = "project.revised"
 
     SIGNATURE_AUTHORIZED = "signature.authorized"
     SIGNATURE_CREATED = "signature.created"
