@@ -206,6 +206,9 @@ class Settings(BaseSettings):
     call_up_max_attempts: int = Field(default=5, ge=1, le=20)
     call_up_retry_s: int = Field(default=30, ge=1, le=3600)  # doubled after each failure
     call_up_every_s: int = Field(default=10, ge=0)  # 0: off (tests drive the job)
+    # The answer only after the face check and the bound phone's passkey, as at sign-in: a
+    # message's link reaches whoever reads the phone's messages, and an answer moves seats.
+    call_up_answer_verified: bool = False
 
     # The trading platform's intake API (EVALSIGN_INTAKE_*): by default a project naming a
     # credit code the center's register does not hold is refused (a typo, arriving by

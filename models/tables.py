@@ -487,11 +487,14 @@ class Passkey(Base):
 
 class PasskeyChallenge(Base):
     """A WebAuthn challenge for an assertion, single use: to sign in from a scan (random),
-    or to approve signing exactly some hashes with a credential (SHA-256 over the JCS of
-    {credentialID, hashes, nonce}). Found by the SHA-256 of its nonce."""
+    to approve signing exactly some hashes with a credential (SHA-256 over the JCS of
+    {credentialID, hashes, nonce}), or to confirm an answer to a call-up (random). Found by
+    the SHA-256 of its nonce."""
 
     __tablename__ = "passkey_challenges"
-    __table_args__ = (CheckConstraint("purpose IN ('sign-in', 'signing')", name="purpose"),)
+    __table_args__ = (
+        CheckConstraint("purpose IN ('sign-in', 'signing', 'call-up')", name="purpose"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))

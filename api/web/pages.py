@@ -223,9 +223,13 @@ def call_up_page(token: str, request: Request, services: ServicesDep) -> Respons
     try:
         with transaction(services, read_only=True) as db:
             found = call_up_answers.invitation(db, services.clock, token)
-            return _call_up(request, services, db, found, None)
+            response = _call_up(request, services, db, found, None)
     except NotFound as error:
         return _error_page(request, services, error)
+    if services.settings.call_up_answer_verified and not request.cookies.get(DEVICE_COOKIE):
+        # The answer's face check is bound to this phone, as every check is.
+        set_cookie(request, response, DEVICE_COOKIE, new_device_id(), DEVICE_MAX_AGE)
+    return response
 
 
 @router.post("/m/call/{token}", response_class=HTMLResponse, dependencies=[Depends(phone_limits)])
@@ -244,6 +248,8 @@ def answer_call_up(
             found = call_up_answers.invitation(db, services.clock, token)
             if decision not in ("accept", "decline") or (decision == "decline" and not reason):
                 return _call_up(request, services, db, found, "call.reason_needed", 422)
+            if services.settings.call_up_answer_verified:
+                return _answer_check(request, services, db, found, token, decision, reason)
             call_up_answers.answer(db, services.clock, token, decision == "accept", reason or None)
             db.flush()
             return _call_up(
@@ -251,6 +257,36 @@ def answer_call_up(
             )
     except DomainError as error:  # unknown link, too late, answered meanwhile
         return _error_page(request, services, error)
+
+
+def _answer_check(
+    request: Request,
+    services: Services,
+    db: Db,
+    found: call_up_answers.Invitation,
+    token: str,
+    decision: str,
+    reason: str,
+) -> Response:
+    """The center asks for the face check and the passkey before an answer: the check
+    page, carrying the answer the member chose, which its passkey then confirms."""
+    if not found.answerable:
+        return _call_up(request, services, db, found, None)
+    if not request.cookies.get(DEVICE_COOKIE):
+        return _redirect(f"/m/call/{token}")  # the page sets this phone's id first
+    return render(
+        request,
+        services,
+        "check.html",
+        {
+            "purpose": "call-up",
+            "challenge_url": f"/api/v1/call/{token}/challenge",
+            "done_url": f"/m/call/{token}",
+            "answer_url": f"/api/v1/call/{token}",
+            "decision": decision,
+            "reason": reason,
+        },
+    )
 
 
 def _call_up(

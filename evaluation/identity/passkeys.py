@@ -449,6 +449,67 @@ def signing_approval(
     return asserted.use.id
 
 
+def answer_options(
+    db: Session, clock: Clock, policy: PasskeyPolicy, face: VerifiedSession, *, call_up_id: str
+) -> tuple[str, dict[str, Any]]:
+    """A nonce and navigator.credentials.get() options for answering one call-up, issued to
+    the face session that checked the member (where the center asks both for an answer)."""
+    allow = _allowed(db, face.expert_id)
+    challenge = secrets.token_bytes(32)
+    nonce = b64url(challenge)
+    _challenge_row(
+        db,
+        clock,
+        policy,
+        expert_id=face.expert_id,
+        purpose="call-up",
+        nonce=nonce,
+        verified_session_id=face.id,
+        payload={"call_up_id": call_up_id},
+    )
+    options = webauthn.request_options(
+        policy.rp, challenge=challenge, allow=allow, timeout_ms=PasskeyPolicy.TIMEOUT_MS
+    )
+    return nonce, options
+
+
+def verify_answer(
+    db: Session,
+    clock: Clock,
+    policy: PasskeyPolicy,
+    response: dict[str, Any],
+    *,
+    face: VerifiedSession,
+    call_up_id: str,
+    request_id: str | None,
+) -> Asserted:
+    """The assertion that confirms a member's own answer to their call-up."""
+    details = {"purpose": "call-up", "call_up_id": call_up_id}
+    actor = f"expert:{face.expert_id}"
+    try:
+        nonce = b64url(webauthn.client_challenge(response))
+    except PasskeyRejected as rejected:
+        raise with_refusal(
+            rejection_error(rejected), face.center_id, actor, request_id, details
+        ) from None
+    row = _consume(db, clock, nonce, face.center_id, actor, request_id, details)
+    if (
+        row.purpose != "call-up"
+        or row.expert_id != face.expert_id
+        or row.verified_session_id != face.id
+        or row.payload != {"call_up_id": call_up_id}
+    ):
+        raise with_refusal(
+            PasskeyChallengeMismatch("the challenge was issued for another answer"),
+            face.center_id,
+            actor,
+            request_id,
+            details,
+        )
+    expected = webauthn.from_b64url(nonce)
+    return _verify(db, clock, policy, row, response, expected, request_id, details)
+
+
 def _center_of(db: Session, expert_id: str) -> str:
     expert = db.get(Expert, expert_id)
     assert expert is not None

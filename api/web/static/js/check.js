@@ -307,10 +307,22 @@ async function bindPhone() {
   await api("POST", "/api/v1/passkey-enrollment/complete", { credential, label: label.slice(0, 100) });
 }
 
+// The answer the member chose on the call-up page, confirmed by the bound phone's passkey.
+async function answerCallUp() {
+  const base = root.dataset.answerUrl;
+  stepLabel.textContent = t("passkey.approving");
+  const issued = await api("POST", `${base}/passkey`, {});
+  const assertion = await getPasskey(issued.publicKey);
+  stepLabel.textContent = t("check.verifying");
+  const reason = root.dataset.reason || null;
+  await api("POST", `${base}/answer`, { decision: root.dataset.decision, reason, passkey: { assertion } });
+}
+
 async function finish() {
   if (purpose === "sign-in") await signIn();
   else if (purpose === "bind") await bindPhone();
   else if (purpose === "contract") await signContract();
+  else if (purpose === "call-up") await answerCallUp();
   else {
     stepLabel.textContent = t("report.signing");
     await signReport();
@@ -377,7 +389,7 @@ async function freshEnough() {
 let stream = null;
 // Set once the face check passed: a retry then redoes only the passkey step.
 let facePassed = false;
-const needsPasskey = ["sign-in", "bind", "sign", "contract"].includes(purpose);
+const needsPasskey = ["sign-in", "bind", "sign", "contract", "call-up"].includes(purpose);
 
 async function run() {
   startButton.disabled = true;
