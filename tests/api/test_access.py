@@ -134,6 +134,9 @@ ROUTES = [
     Route("GET", "/api/v1/projects/{project_id}/draws/{draw_id}", ALL, 404),
     Route("GET", "/api/v1/projects/{project_id}/committee", ALL, 404),
     Route("GET", "/api/v1/projects/{project_id}/call-ups", ALL, 404),
+    Route("POST", "/api/v1/platform-keys", ADMIN, 201, json={"platform": "ggzy-access"}),
+    Route("GET", "/api/v1/platform-keys", ADMIN, 200),
+    Route("DELETE", "/api/v1/platform-keys/{key_id}", ADMIN, 404),
     Route(
         "POST",
         "/api/v1/projects/{project_id}/assignments/{assignment_id}/response",
@@ -340,6 +343,15 @@ NOT_STAFF = {
     ("GET", "/api/v1/evaluation/report"),  # test_report_pages_api.py
     ("GET", "/api/v1/evaluation/report/pages/{page}.png"),
     ("GET", "/api/v1/evaluation/report/file"),
+    # A call-up's answer link, with its own face check and passkey
+    # (test_call_up_checks_api.py).
+    ("POST", "/api/v1/call/{token}/challenge"),
+    ("POST", "/api/v1/call/{token}/passkey"),
+    ("POST", "/api/v1/call/{token}/answer"),
+    # A trading platform's signed requests, not staff (test_intake_api.py).
+    ("POST", "/api/v1/intake/projects"),
+    ("GET", "/api/v1/intake/projects/{code}"),
+    ("PATCH", "/api/v1/intake/projects/{code}"),
 }
 
 
@@ -460,6 +472,7 @@ def placeholders() -> dict[str, str]:
         "authorization_id": "00000000-0000-0000-0000-000000000000",
         "contract_id": "00000000-0000-0000-0000-000000000000",
         "check_id": "00000000-0000-0000-0000-000000000000",
+        "key_id": "pk_000000000000000000000000",
     }
 
 
