@@ -236,8 +236,8 @@ def deliver_webhooks(services: Services, rng: random.Random | None = None) -> in
             outcome = platform_http.deliver(outgoing, policy.timeout_s)
             with transaction(services) as db:
                 row = deliveries.settle(db, clock, policy, rng, delivery_id, outcome)
-            if row.status == "delivered":
-                delivered += 1
+            if row.status != "pending":  # delivered, or given up: the line moves on
+                delivered += row.status == "delivered"
                 progressed = True
             elif outcome.status_code is None:
                 log.warning("webhook %s not delivered: %s", delivery_id, outcome.error)
