@@ -218,7 +218,11 @@ def _manifest(push: ArchivePush, project: Project, files: list[dict[str, Any]]) 
             "project_code": project.code,
             "reason": push.reason,
             "contract_id": push.contract_id,
-            "files": [{k: f[k] for k in ("name", "sha256", "size")} for f in files],
+            "files": [
+                {k: f[k] for k in ("name", "sha256", "size")}
+                for f in files
+                if f["name"] != MANIFEST
+            ],
         }
     )
 
