@@ -21,6 +21,7 @@ from api.jobs import deliver_webhooks
 from api.services import Services
 from evaluation.kernel import outbox
 from evaluation.kernel.actions import Action
+from evaluation.platform import archive
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import (
@@ -31,6 +32,7 @@ from models.tables import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from tests.api.contracting import Award
 from tests.api.helpers import assert_problem
 from tests.api.test_projects_api import _drawn, pool
 from tests.factories import CenterWithStaff
@@ -385,3 +387,26 @@ def test_subscriptions_of_another_center_or_unknown_are_not_found(
     assert_problem(unknown, 404, "not-found")
     bad_status = client.get("/api/v1/webhooks/deliveries?status=lost", headers=admin)
     assert_problem(bad_status, 422, "validation-failed")
+
+
+def test_a_signed_contract_is_announced_with_its_hash_and_its_archive_queued(
+    award: Award, db: Session
+) -> None:
+    created = award.contract()
+    assert created.status_code == 201, created.text
+    contract = created.json()
+    assert award.sign(contract["id"], award.face("tenderer")).status_code == 201
+    assert outbox.events_of(db, award.project_id) == []  # one party is not the contract
+    done = award.sign(contract["id"], award.face("winner"))
+    assert done.status_code == 201 and done.json()["completed"], done.text
+    db.expire_all()
+    [event] = outbox.events_of(db, award.project_id)
+    assert event.type == "cn.evalsign.contract.signed"
+    assert event.data["contract_id"] == contract["id"]
+    assert event.data["sha256"] == done.json()["contract"]["document"]["sha256"]
+    [push] = archive.pushes_of(db, award.center.id, award.project_id)
+    assert (push.reason, push.contract_id, push.status) == (
+        "contract-signed",
+        contract["id"],
+        "building",
+    )
