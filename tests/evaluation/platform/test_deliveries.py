@@ -6,9 +6,11 @@ import random
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from evaluation.platform.deliveries import RetryPolicy
 from evaluation.platform.subscriptions import WebhookUrlRejected, check_url
+from models.settings import Settings
 
 
 def test_waits_double_from_the_first_up_to_the_longest_with_jitter() -> None:
@@ -42,3 +44,31 @@ def test_subscription_urls_are_https_or_local_http(url: str, allow_http: bool, o
     else:
         with pytest.raises(WebhookUrlRejected):
             check_url(url, allow_http=allow_http)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"archive_target": "ftp://archive.example.cn/in"},
+        {
+            "archive_target": "http://archive.example.cn/in",
+            "archive_key_id": "k",
+            "archive_secret": "s",
+        },
+        {"archive_target": "https://archive.example.cn/in"},  # nothing to sign with
+        {"archive_target": "https://archive.example.cn/in", "archive_key_id": "k"},
+    ],
+)
+def test_an_archive_target_it_cannot_use_is_refused_at_start(settings: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**settings)  # type: ignore[arg-type]
+
+
+def test_usable_archive_targets() -> None:
+    assert Settings(archive_target="s3://evalsign-archive/centre-1").archive_target
+    signed = Settings(
+        archive_target="https://archive.example.cn/in",
+        archive_key_id="evalsign",
+        archive_secret="s3cret",  # type: ignore[arg-type]
+    )
+    assert signed.archive_secret is not None
