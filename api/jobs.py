@@ -24,6 +24,7 @@ from evaluation.committee import call_up_answers, call_ups
 from evaluation.documents import documents
 from evaluation.identity import capture_stream, cross_matches, face_data, replay_memory
 from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError
 from evaluation.kernel.messaging import MessagingFailed
 from evaluation.platform import archive, deliveries
 from evaluation.registry import centers
@@ -271,7 +272,10 @@ def push_archives(services: Services, rng: random.Random | None = None) -> int:
                     has_target=target is not None,
                 )
         except Exception as error:  # the next round tries again; the operator sees why
-            log.exception("cannot build archive %s", push_id)
+            if isinstance(error, DomainError):  # no completed draw: nothing to prove yet
+                log.warning("cannot build archive %s: %s", push_id, error)
+            else:
+                log.exception("cannot build archive %s", push_id)
             with transaction(services) as db:
                 push = db.get(ArchivePush, push_id, with_for_update=True)
                 assert push is not None

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.deps import transaction
-from api.jobs import deliver_webhooks
+from api.jobs import deliver_webhooks, push_archives
 from api.services import Services
 from evaluation.kernel import outbox
 from evaluation.kernel.actions import Action
@@ -390,7 +390,7 @@ def test_subscriptions_of_another_center_or_unknown_are_not_found(
 
 
 def test_a_signed_contract_is_announced_with_its_hash_and_its_archive_queued(
-    award: Award, db: Session
+    award: Award, db: Session, services: Services
 ) -> None:
     created = award.contract()
     assert created.status_code == 201, created.text
@@ -410,3 +410,10 @@ def test_a_signed_contract_is_announced_with_its_hash_and_its_archive_queued(
         contract["id"],
         "building",
     )
+    # This award was made without a draw (see tests/api/contracting.py): there is nothing
+    # to prove yet, so the package waits, and says why, instead of being built half.
+    assert push_archives(services, random.Random(1)) == 0
+    db.expire_all()
+    [push] = archive.pushes_of(db, award.center.id, award.project_id)
+    assert push.status == "building" and push.attempts == 1
+    assert push.last_error is not None and "no completed draw" in push.last_error
