@@ -36,6 +36,7 @@ from api.routers import (
     supervision,
     tasks,
     units,
+    webhooks,
 )
 from api.services import Services
 from api.web import console, pages
@@ -136,6 +137,7 @@ def create_app(services: Services) -> FastAPI:
         report_pages.router,
         anomalies.router,
         supervision.router,
+        webhooks.router,
         pages.router,
         console.router,
     ):

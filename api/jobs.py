@@ -1,7 +1,7 @@
 """Work the service does on its own, run by the job runner (api/job_runner.py) once per
 cluster: the scheduled audit checkpoints, face data retention, the sweep that compares
-new face checks with everyone enrolled, and the sweep of stored document objects that no
-revision records.
+new face checks with everyone enrolled, the sweep of stored document objects that no
+revision records, call-ups, and events and archives for the trading platform.
 
 The checkpoint writer signs the head of each center's chain when a checkpoint is due (should
 two writers ever race, the unique (center, seq) constraint lets one win), the retention
@@ -11,10 +11,12 @@ worker deletes face data past its retention period.
 from __future__ import annotations
 
 import logging
+import random
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from api import platform_http
 from api.deps import transaction
 from api.job_runner import periodic
 from api.services import Services
@@ -22,10 +24,13 @@ from evaluation.committee import call_up_answers, call_ups
 from evaluation.documents import documents
 from evaluation.identity import capture_stream, cross_matches, face_data, replay_memory
 from evaluation.kernel import audit
+from evaluation.kernel.errors import DomainError
 from evaluation.kernel.messaging import MessagingFailed
+from evaluation.platform import archive, deliveries
 from evaluation.registry import centers
 from evaluation.supervision import anomalies
 from evaluation.trust import checkpoints
+from models.tables import ArchivePush
 
 log = logging.getLogger("evalsign.jobs")
 
@@ -204,3 +209,105 @@ def expire_call_ups(services: Services) -> int:
 @periodic("call-ups", every=lambda s: float(s.call_up_every_s))
 def call_up_members(services: Services) -> int:
     return send_call_ups(services) + expire_call_ups(services)
+
+
+def deliver_webhooks(services: Services, rng: random.Random | None = None) -> int:
+    """Send the due webhook deliveries, each outside any transaction (a receiver may take
+    seconds), a project's line on as soon as its head is delivered; returns how many were
+    delivered. A subscription that could not be reached is left alone for the rest of the
+    round, so a receiver that is down costs one timeout per round, not one per project."""
+    policy = deliveries.RetryPolicy.from_settings(services.settings)
+    rng = rng or random.SystemRandom()
+    clock = services.clock
+    delivered = 0
+    tried: set[str] = set()
+    unreachable: set[str] = set()
+    while len(tried) < policy.batch:
+        with transaction(services, read_only=True) as db:
+            heads = [d for d in deliveries.due(db, clock.now(), policy.batch) if d not in tried]
+        if not heads:
+            break
+        progressed = False
+        for delivery_id in heads[: policy.batch - len(tried)]:
+            tried.add(delivery_id)
+            with transaction(services) as db:
+                outgoing = deliveries.compose(db, services.cipher, delivery_id, clock.now())
+            if outgoing is None or outgoing.subscription_id in unreachable:
+                continue
+            outcome = platform_http.deliver(outgoing, policy.timeout_s)
+            with transaction(services) as db:
+                row = deliveries.settle(db, clock, policy, rng, delivery_id, outcome)
+            if row.status != "pending":  # delivered, or given up: the line moves on
+                delivered += row.status == "delivered"
+                progressed = True
+            elif outcome.status_code is None:
+                log.warning("webhook %s not delivered: %s", delivery_id, outcome.error)
+                unreachable.add(outgoing.subscription_id)
+        if not progressed:
+            break
+    return delivered
+
+
+def push_archives(services: Services, rng: random.Random | None = None) -> int:
+    """Build the queued archives' evidence packages (announcing each) and push their files
+    to the archive target, file by file outside transactions; returns how many archives
+    were completed."""
+    policy = deliveries.RetryPolicy.from_settings(services.settings)
+    rng = rng or random.SystemRandom()
+    clock = services.clock
+    target = platform_http.archive_target(services.settings, clock)
+    with transaction(services, read_only=True) as db:
+        due = archive.due(db, clock.now())
+    done = 0
+    for push_id in due:
+        try:
+            with transaction(services) as db:
+                built = archive.build(
+                    db,
+                    clock,
+                    services.vault,
+                    services.pki,
+                    services.documents.store,
+                    push_id,
+                    has_target=target is not None,
+                )
+        except Exception as error:  # the next round tries again; the operator sees why
+            if isinstance(error, DomainError):  # no completed draw: nothing to prove yet
+                log.warning("cannot build archive %s: %s", push_id, error)
+            else:
+                log.exception("cannot build archive %s", push_id)
+            with transaction(services) as db:
+                push = db.get(ArchivePush, push_id, with_for_update=True)
+                assert push is not None
+                archive.failed(db, clock, policy, rng, push, f"building: {error}")
+            continue
+        if built is not None and target is None:
+            done += 1
+        if target is None:
+            continue
+        while True:
+            with transaction(services, read_only=True) as db:
+                pending = archive.next_file(db, services.documents.store, push_id)
+            if pending is None:
+                break
+            outcome = target.put(pending.key, pending.data, pending.content_type)
+            with transaction(services) as db:
+                push = archive.settle(
+                    db, clock, policy, rng, pending, target.describe(pending.key), outcome
+                )
+            if not outcome.delivered:
+                log.warning("archive %s: %s not pushed: %s", push_id, pending.name, outcome.error)
+                break
+            if push.status == "pushed":
+                done += 1
+    return done
+
+
+@periodic("webhooks", every=lambda s: float(s.webhook_every_s))
+def send_platform_events(services: Services) -> int:
+    return deliver_webhooks(services)
+
+
+@periodic("archive", every=lambda s: float(s.archive_every_s))
+def send_archives(services: Services) -> int:
+    return push_archives(services)

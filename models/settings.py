@@ -216,6 +216,30 @@ class Settings(BaseSettings):
     # register new units, as the operator's path does.
     intake_registers_units: bool = False
 
+    # Events to the trading platform (EVALSIGN_WEBHOOK_*): milestone events go to each
+    # center's webhook subscriptions, signed (evalsign-hmac-v1); a delivery the receiver does
+    # not take (no 2xx) is tried again, waiting from webhook_retry_s, doubled each time with
+    # jitter, at most webhook_retry_max_s, until webhook_give_up_s after the event, then it
+    # is marked failed for the operator. Subscription URLs must be https://; http:// only
+    # for localhost, or anywhere when webhook_allow_http is on (tests, closed networks).
+    webhook_allow_http: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_s: int = Field(default=10, ge=1, le=3600)
+    webhook_retry_max_s: int = Field(default=3600, ge=1, le=86400)
+    webhook_give_up_s: int = Field(default=3 * 86400, ge=60, le=30 * 86400)
+    webhook_every_s: int = Field(default=5, ge=0)  # 0: off (tests drive the job)
+    webhook_batch: int = Field(default=200, ge=1, le=10_000)
+    # The project's archive (EVALSIGN_ARCHIVE_*): when the report is signed, and again when a
+    # contract is, the report, contracts, evidence package and draw proof are pushed to the
+    # target: `s3://BUCKET/PREFIX` (credentials from the AWS_* variables, as for documents)
+    # or an https:// endpoint that takes a signed PUT per file (archive_key_id and
+    # archive_secret sign it, evalsign-hmac-v1). Unset: the evidence package is still built
+    # and announced, nothing is pushed. Retried like webhooks.
+    archive_target: str | None = None
+    archive_key_id: str | None = Field(default=None, min_length=1, max_length=100)
+    archive_secret: SecretStr | None = None
+    archive_every_s: int = Field(default=30, ge=0)  # 0: off
+
     # A citizen-identity check service (EVALSIGN_IDENTITY_VERIFIER_*) that confirms remote
     # enrollments: name, ID number and the live face in, match or not out
     # (docs/identity-verification.md). Unset, an operator confirms each one.
@@ -324,6 +348,26 @@ class Settings(BaseSettings):
         if not (parts.scheme == "https" or (parts.scheme == "http" and local)):
             raise ValueError(
                 "EVALSIGN_IDENTITY_VERIFIER_URL must be https:// (http:// only for localhost)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _archive_target_usable(self) -> Settings:
+        target = self.archive_target
+        if target is None or target.startswith("s3://"):
+            return self
+        parts = urlsplit(target)
+        local = parts.hostname in {"localhost", "127.0.0.1", "::1"}
+        plain = parts.scheme == "http" and (local or self.webhook_allow_http)
+        if not (parts.scheme == "https" or plain) or not parts.hostname:
+            raise ValueError(
+                "EVALSIGN_ARCHIVE_TARGET must be s3://BUCKET/PREFIX or an https:// URL "
+                "(http:// only for localhost or with EVALSIGN_WEBHOOK_ALLOW_HTTP)"
+            )
+        if self.archive_key_id is None or self.archive_secret is None:
+            raise ValueError(
+                "an http(s) EVALSIGN_ARCHIVE_TARGET needs EVALSIGN_ARCHIVE_KEY_ID and "
+                "EVALSIGN_ARCHIVE_SECRET"
             )
         return self
 

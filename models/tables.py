@@ -1286,3 +1286,112 @@ class FaceCrossCheck(Base):
     swept_at: Mapped[datetime | None]
     other_expert_id: Mapped[str | None] = mapped_column(String(36))
     other_similarity: Mapped[float | None] = mapped_column(Float)
+
+
+class WebhookSubscription(Base):
+    """A trading platform's endpoint for the center's milestone events: the URL, the event
+    types it wants (none listed: all), and the HMAC secret, encrypted (it must be read back
+    to sign each delivery); active until an admin disables it."""
+
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (CheckConstraint("status IN ('active', 'disabled')", name="status"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200))
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    secret_rotated_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+
+
+class PlatformEvent(Base):
+    """A milestone event (CloudEvents 1.0), written in the transaction of the milestone
+    itself: the outbox. `id` is the CloudEvents id and the receivers' idempotency key;
+    `seq` orders a project's events."""
+
+    __tablename__ = "platform_events"
+    __table_args__ = (UniqueConstraint("project_id", "seq"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(80))
+    time: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class WebhookDelivery(Base):
+    """One event to one subscription: pending until the receiver answers 2xx (delivered),
+    or until the give-up time has passed (failed) or the subscription is disabled
+    (cancelled). A project's deliveries to a subscription go in `seq` order."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_line", "subscription_id", "project_id", "seq"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"))
+    event_id: Mapped[str] = mapped_column(ForeignKey("platform_events.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))  # pending, delivered, failed, cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class ArchivePush(Base):
+    """A project's archive (report, contract, evidence package, draw proof) for the
+    configured archive target: the evidence package is built once and kept here, so every
+    retry pushes the same bytes; `files` says which file went where."""
+
+    __tablename__ = "archive_pushes"
+    __table_args__ = (Index("ix_archive_pushes_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(40))  # report-signed, contract-signed
+    contract_id: Mapped[str | None] = mapped_column(String(36))
+    # building, pushing, pushed, built (no archive target configured), failed
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    package: Mapped[bytes | None] = mapped_column(LargeBinary)
+    package_sha256: Mapped[str | None] = mapped_column(String(64))
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class OutgoingAttempt(Base):
+    """The delivery log: every attempt at a webhook delivery or an archive file, with the
+    answer (HTTP status) or the error, for the console and the operator."""
+
+    __tablename__ = "outgoing_attempts"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # webhook, archive
+    delivery_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    archive_push_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    target: Mapped[str] = mapped_column(String(2000))
+    at: Mapped[datetime]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)

@@ -19,7 +19,7 @@ from evaluation.committee import draws, scoring
 from evaluation.committee.projects import get_project
 from evaluation.committee.tasks import SEATED, seated_members
 from evaluation.identity import session_ends
-from evaluation.kernel import audit
+from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from models.clock import Clock
@@ -492,6 +492,7 @@ def aggregate(db: Session, clock: Clock, me: EvaluationSession) -> Project:
             "ranking": [[s.rank, s.credit_code, str(s.score)] for s in standings],
         },
     )
+    outbox.scores_frozen(db, now, project)
     return project
 
 

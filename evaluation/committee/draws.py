@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from evaluation.committee import call_ups
 from evaluation.committee import draw_proof as algorithm
 from evaluation.committee.projects import get_project
-from evaluation.kernel import audit
+from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.kernel.identifiers import Prose, Token
@@ -283,6 +283,7 @@ def run_draw(
             "operator_exclusions": written,
         },
     )
+    outbox.draw_completed(db, now, project, draw)
     return draw
 
 

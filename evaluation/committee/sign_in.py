@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from evaluation.committee import call_ups
 from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
 from evaluation.identity import consent, face_checks, one_time_codes, passkeys, session_ends
-from evaluation.kernel import audit
+from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.kernel.rate_limits import Counter, Uncounted
@@ -330,7 +330,24 @@ def sign_in(
             session.id,
             {**details, "flag": "second-device"},
         )
+    _announce_if_seated(db, now, project)
     return SignedIn(session, token, assignment, project)
+
+
+def _announce_if_seated(db: Session, now: datetime, project: Project) -> None:
+    """The committee is seated once every seat is held by a member who signed in: the
+    platform is told (once), with the number of seats and nothing about who holds them."""
+    seats = sum(int(spec["seats"]) for spec in project.committee_spec)
+    members = {m.id for m in seated_members(db, project.id)}
+    signed_in = set(
+        db.scalars(
+            select(EvaluationSession.assignment_id).where(
+                EvaluationSession.project_id == project.id
+            )
+        )
+    )
+    if len(members) == seats and members <= signed_in:
+        outbox.committee_seated(db, now, project, seats)
 
 
 def authenticate(

@@ -26,7 +26,7 @@ from evaluation.contracts.contracts import (
 from evaluation.documents import documents
 from evaluation.documents.documents import PasskeyApproval, SigningContext
 from evaluation.identity import passkeys, remote_review
-from evaluation.kernel import audit
+from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, SigningRefused
 from evaluation.registry import unit_authority
@@ -341,4 +341,5 @@ def _party_done(
             turn.contract.id,
             {"document_id": turn.document.id, "sha256": turn.document.sha256},
         )
+        outbox.contract_signed(db, clock.now(), turn.contract, turn.document)
     return completed

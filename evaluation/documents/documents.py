@@ -33,7 +33,7 @@ from evaluation.documents.store import sweep as store_sweep
 from evaluation.identity import one_time_codes, passkeys
 from evaluation.identity.one_time_codes import SmsPolicy
 from evaluation.identity.passkeys import PasskeyPolicy
-from evaluation.kernel import audit
+from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.kernel.identifiers import Name, Text, Token
@@ -1089,6 +1089,7 @@ def _complete_project(
         project.id,
         {"report_document_id": document.id, "sha256": document.sha256},
     )
+    outbox.report_signed(db, now, project, document)
 
 
 def revision_of(db: Session, document: Document, number: int | None) -> DocumentRevision:

@@ -11,6 +11,10 @@ class Action(StrEnum):
     ANOMALY_FLAGGED = "anomaly.flagged"
     ANOMALY_RESOLVED = "anomaly.resolved"
 
+    ARCHIVE_BUILT = "archive.built"
+    ARCHIVE_PUSH_FAILED = "archive.push_failed"
+    ARCHIVE_PUSHED = "archive.pushed"
+
     ASSIGNMENT_ACCEPTED = "assignment.accepted"
     ASSIGNMENT_DECLINED = "assignment.declined"
     ASSIGNMENT_REPLACED = "assignment.replaced"
@@ -131,6 +135,11 @@ class Action(StrEnum):
     UNIT_UPDATED = "unit.updated"
 
     VAULT_KEY_GENERATED = "vault.key_generated"
+
+    WEBHOOK_DELIVERY_FAILED = "webhook.delivery_failed"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"
+    WEBHOOK_SUBSCRIPTION_CREATED = "webhook.subscription_created"
+    WEBHOOK_SUBSCRIPTION_DISABLED = "webhook.subscription_disabled"
 
 
 # Entries written before the spelling was unified keep their words (the hash chain covers

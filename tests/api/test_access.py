@@ -176,6 +176,21 @@ ROUTES = [
     Route("GET", "/api/v1/audit/refusals", REVIEWERS, 200),
     Route("GET", "/api/v1/audit/checkpoints", REVIEWERS, 200),
     Route("GET", "/api/v1/anomalies", REVIEWERS, 200),
+    Route("GET", "/api/v1/webhooks/event-types", ADMIN, 200),
+    Route(
+        "POST",
+        "/api/v1/webhooks/subscriptions",
+        ADMIN,
+        201,
+        json={"url": "https://platform.example.cn/evalsign/events"},
+    ),
+    Route("GET", "/api/v1/webhooks/subscriptions", ADMIN, 200),
+    Route("GET", "/api/v1/webhooks/subscriptions/{subscription_id}", ADMIN, 404),
+    Route("POST", "/api/v1/webhooks/subscriptions/{subscription_id}/disable", ADMIN, 404),
+    Route("POST", "/api/v1/webhooks/subscriptions/{subscription_id}/secret", ADMIN, 404),
+    Route("GET", "/api/v1/webhooks/deliveries", REVIEWERS, 200),
+    Route("GET", "/api/v1/webhooks/deliveries/{delivery_id}/attempts", REVIEWERS, 404),
+    Route("GET", "/api/v1/projects/{project_id}/platform-events", REVIEWERS, 404),
     Route(
         "POST",
         "/api/v1/anomalies/{flag_id}/acknowledge",
@@ -473,6 +488,8 @@ def placeholders() -> dict[str, str]:
         "contract_id": "00000000-0000-0000-0000-000000000000",
         "check_id": "00000000-0000-0000-0000-000000000000",
         "key_id": "pk_000000000000000000000000",
+        "subscription_id": "00000000-0000-0000-0000-000000000000",
+        "delivery_id": "00000000-0000-0000-0000-000000000000",
     }
 
 

@@ -472,6 +472,8 @@ def test_worker_once_runs_each_due_job_and_records_its_turn(
         "document-sweep",
         "replay-forget",
         "call-ups",
+        "webhooks",
+        "archive",
     }
     assert all(row[2] is None and row[3] is not None for row in leases)  # finished, let go
     assert checkpoints == 1

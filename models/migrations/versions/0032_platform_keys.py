@@ -1,7 +1,7 @@
 """Platform keys: a trading platform's HMAC keys for the project intake API.
 
 Revision ID: 0032
-Revises: 0029
+Revises: 0031
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import models.base
 
 revision = '0032'
-down_revision = '0029'
+down_revision = '0031'
 branch_labels = None
 depends_on = None
 

@@ -397,11 +397,73 @@ async function callUps(id) {
   }
 }
 
+// What the trading platform was told about the project (each event to each receiver: its
+// delivery status, attempts, the last error) and the project's archive pushes.
+async function platformEvents(id) {
+  const target = document.getElementById("platform-events");
+  try {
+    const log = await api("GET", `/api/v1/projects/${id}/platform-events`);
+    if (!log.deliveries.length && !log.archives.length) {
+      target.replaceChildren(el("p", { class: "muted", text: t("console.platform.none") }));
+      return;
+    }
+    const word = (value) => known(`console.platform.status.${value}`, value);
+    const host = (url) => {
+      try {
+        return new URL(url).host;
+      } catch {
+        return url;
+      }
+    };
+    const status = (row) =>
+      el(
+        "td",
+        { title: row.last_error || "" },
+        `${word(row.status)}${row.attempts > 1 ? ` ×${row.attempts}` : ""}`,
+        row.last_error && row.status !== "delivered" && row.status !== "pushed"
+          ? el("div", { class: "muted", text: row.last_error })
+          : null,
+        row.next_attempt_at
+          ? el("div", { class: "muted", text: `${t("console.platform.next")} ${when(row.next_attempt_at)}` })
+          : null,
+      );
+    const deliveries = log.deliveries.map((row) =>
+      el(
+        "tr",
+        { "data-status": row.status, "data-type": row.event_type },
+        el("td", { text: known(`console.platform.type.${row.event_type}`, row.event_type) }),
+        el("td", { text: when(row.event_time) }),
+        el("td", { text: host(row.url), title: row.url }),
+        status(row),
+      ),
+    );
+    const archives = log.archives.map((row) =>
+      el(
+        "tr",
+        { "data-status": row.status, "data-type": "archive" },
+        el("td", { text: t("console.platform.archive") }),
+        el("td", { text: when(row.created_at) }),
+        el("td", { text: `${row.files.length} ${t("console.platform.files")}` }),
+        status(row),
+      ),
+    );
+    target.replaceChildren(
+      table(
+        ["event", "time", "receiver", "status"].map((h) => t(`console.platform.${h}`)),
+        [...deliveries, ...archives],
+      ),
+    );
+  } catch (error) {
+    showProblem(target, error);
+  }
+}
+
 async function project() {
   const id = document.body.dataset.projectId;
   const target = document.getElementById("timeline");
   projectFacts(id);
   callUps(id);
+  platformEvents(id);
   try {
     const entries = await api("GET", `/api/v1/projects/${id}/timeline`);
     const items = [];

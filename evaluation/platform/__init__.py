@@ -1,0 +1,1 @@
+"""Events to the trading platform: webhook subscriptions, deliveries, the archive."""
