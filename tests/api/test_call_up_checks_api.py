@@ -40,6 +40,8 @@ def settings(tmp_path: Any, database_url: str) -> Any:
         data_dir=tmp_path,
         database_url=database_url,
         audit_checkpoint_every_s=0,
+        # No job runner: a background job would race the test's shared connection.
+        jobs_in_serve=False,
         call_up_answer_verified=True,
     )
 
@@ -183,7 +185,9 @@ def test_another_persons_face_or_an_assertion_for_another_challenge_answers_noth
 
     issued = client.post(f"/api/v1/call/{token}/challenge", headers=PHONE)
     clock.advance(timedelta(seconds=8))
-    face = submit(client, issued.json(), live(PERSON), clock=clock).json()["session"]["token"]
+    filmed = submit(client, issued.json(), live(PERSON), clock=clock)
+    assert filmed.status_code == 201 and filmed.json()["passed"], filmed.text
+    face = filmed.json()["session"]["token"]
     options = client.post(
         f"/api/v1/call/{token}/passkey", json={"face_session": face}, headers=PHONE
     ).json()

@@ -517,6 +517,7 @@ class TestRsa:
             data_dir=tmp_path,
             database_url=database_url,
             audit_checkpoint_every_s=0,
+            jobs_in_serve=False,
             pki_algorithm="rsa-3072",
         )
 

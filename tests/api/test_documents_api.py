@@ -426,6 +426,7 @@ def test_uploads_over_the_limit_are_refused(
         data_dir=tmp_path,
         database_url=database_url,
         audit_checkpoint_every_s=0,
+        jobs_in_serve=False,
         document_max_bytes=2048,
     )
     with TestClient(

@@ -220,6 +220,7 @@ class TestRegisteringUnits:
             data_dir=tmp_path,
             database_url=database_url,
             audit_checkpoint_every_s=0,
+            jobs_in_serve=False,
             intake_registers_units=True,
         )
 

@@ -666,6 +666,7 @@ class TestRetention:
             data_dir=tmp_path,
             database_url=database_url,
             audit_checkpoint_every_s=0,
+            jobs_in_serve=False,
             liveness_retain_frames=True,
         )
 

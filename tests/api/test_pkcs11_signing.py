@@ -51,6 +51,7 @@ def settings(tmp_path: Path, database_url: str, softhsm_token: SoftHsmToken) -> 
         data_dir=tmp_path,
         database_url=database_url,
         audit_checkpoint_every_s=0,
+        jobs_in_serve=False,
         vault_backend="pkcs11",
         pkcs11_module=softhsm_token.module,
         pkcs11_token_label=softhsm_token.label,

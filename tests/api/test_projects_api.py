@@ -300,6 +300,7 @@ class TestDeclines:
             data_dir=tmp_path,
             database_url=database_url,
             audit_checkpoint_every_s=0,
+            jobs_in_serve=False,
             draw_decline_limit=1,
             draw_cooldown_days=0,
         )

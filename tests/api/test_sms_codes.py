@@ -40,6 +40,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         database_url=database_url,
         audit_checkpoint_every_s=0,
         face_retention_every_s=0,
+        jobs_in_serve=False,
         sms_fallback=True,
     )
 
