@@ -490,7 +490,7 @@ def _hex_bytes(value: Any, size: int) -> bytes | None:
     return None
 
 
-def _is_count(value: Any, minimum: int) -> bool:
+def _is_count(value: Any, minimum: int) -> TypeGuard[int]:
     # bool is an int subclass; true/false in JSON is not a count.
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
@@ -588,9 +588,10 @@ def _spec_of(entries: Any) -> list[SeatSpec] | None:
         if not isinstance(entry, Mapping):
             return None
         specialty, seats, backups = entry.get("specialty"), entry.get("seats"), entry.get("backups")
-        if not (_is_text(specialty) and _is_count(seats, 1) and _is_count(backups, 0)):
+        if _is_text(specialty) and _is_count(seats, 1) and _is_count(backups, 0):
+            spec.append(SeatSpec(specialty, seats, backups))
+        else:
             return None
-        spec.append(SeatSpec(specialty, int(seats), int(backups)))
     return spec
 
 
