@@ -704,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out",
         help="write report.pdf, contract.pdf, evidence.zip, center-root.pem, draw-proof.json, "
-        "summary.json and room-qr.png here",
+        "supplementary-draw-proof.json, summary.json and room-qr.png here",
     )
     demo.set_defaults(handler=cmd_demo)
     draw_cmd = commands.add_parser("draw", help="committee draws").add_subparsers(
