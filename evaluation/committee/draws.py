@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
@@ -105,7 +106,7 @@ class RunDraw(BaseModel):
 class SupplementaryDraw(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    specialties: list[str] | None = Field(
+    specialties: list[Annotated[str, Field(pattern=r"^[A-Z][0-9A-Z]{0,15}$")]] | None = Field(
         default=None,
         min_length=1,
         max_length=20,

@@ -171,7 +171,9 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
             # desk minutes before the evaluation (a demo compresses weeks into minutes).
             flags = connection.execute(select(AnomalyFlag.rule)).scalars().all()
             assert set(flags) == {"passkey-bound-late"} and len(flags) == 5
-            status = connection.execute(select(Project.status)).scalar_one()
+            status = connection.execute(
+                select(Project.status).where(Project.id == summary["project"]["id"])
+            ).scalar_one()
             assert status == "completed"
             actions = set(connection.execute(select(AuditEntry.action)).scalars())
             assert {
@@ -181,6 +183,8 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
                 "evaluation.report_generated",
                 "document.completed",
                 "project.completed",
+                "draw.supplementary_committed",
+                "draw.supplementary_completed",
             } <= actions
         from sqlalchemy.orm import Session
 

@@ -87,6 +87,8 @@ def test_vacant_seats_are_filled_by_supplementary_draws_chained_to_the_first(
     for body, status, code in [
         ({"specialties": ["Z99"]}, 422, "unknown-specialty"),
         ({"specialties": ["A01", "A01"]}, 422, "validation-failed"),
+        ({"specialties": ["a01"]}, 422, "validation-failed"),
+        ({"specialties": []}, 422, "validation-failed"),
         ({"specialties": ["A01"], "backups": -1}, 422, "validation-failed"),
         ({"specialties": ["A01"], "note": "x"}, 422, "validation-failed"),
     ]:
