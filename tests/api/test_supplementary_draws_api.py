@@ -284,3 +284,22 @@ def test_the_chain_of_a_project_without_draws_is_empty(
     ).json()
     chain = _chain(client, draft["id"], center.headers(role))
     assert chain["draws"] == [] and chain["proofs"] == []
+
+
+def test_a_second_first_draw_cannot_run_once_the_committee_is_drawn(
+    client: TestClient, center: CenterWithStaff, pool: dict[str, list[str]], db: Session
+) -> None:
+    """The chain has one first draw: two commitments made while the project was a draft
+    cannot both run (only a supplementary draw adds to a drawn committee)."""
+    operator = center.headers(Role.OPERATOR)
+    project = client.post(
+        "/api/v1/projects", json=project_payload(code="SUP-6"), headers=operator
+    ).json()
+    draws = f"/api/v1/projects/{project['id']}/draws"
+    one, two = (client.post(draws, headers=operator).json() for _ in range(2))
+    ran = client.post(f"{draws}/{one['id']}/run", json={"public_entropy": "1"}, headers=operator)
+    assert ran.status_code == 200, ran.text
+    before = _counts(db)
+    again = client.post(f"{draws}/{two['id']}/run", json={"public_entropy": "2"}, headers=operator)
+    assert_problem(again, 409, "draw-exists")
+    assert _counts(db) == before
