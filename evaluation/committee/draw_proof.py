@@ -743,7 +743,8 @@ def verify_proof(proof: Mapping[str, Any]) -> None:
 
 class ChainMismatch(ProofMismatch):
     """A chain of proofs does not replay: ``link`` is the first proof (0 = the first draw)
-    that does not, ``differences`` name every wrong field as ``[link].path``."""
+    that does not, ``differences`` name every wrong field as ``[link].path`` (as ``path``
+    alone when a single proof was given)."""
 
     def __init__(self, link: int, draw_id: Any, differences: Sequence[Difference]) -> None:
         super().__init__(differences)
