@@ -454,20 +454,41 @@ def _validation_summary(name: str, report: Any) -> str:
 
 
 def cmd_draw_verify(args: argparse.Namespace) -> int:
+    """Replay a chain of draw proofs (a JSON list) or a single proof; exit 1 naming the
+    first link that does not replay."""
     from evaluation.committee import draw_proof
 
     try:
-        proof = json.loads(Path(args.proof).read_text(encoding="utf-8"))
+        published = json.loads(Path(args.proof).read_text(encoding="utf-8"))
     except ValueError as exc:  # not UTF-8 or not JSON; an unreadable file is main's OSError
         print(json.dumps({"error": "InvalidProof", "detail": str(exc)}), file=sys.stderr)
         return 2
     try:
-        draw_proof.verify_proof(proof)
-    except draw_proof.ProofMismatch as exc:
-        _print({"ok": False, "differences": [d.as_json() for d in exc.differences]})
+        chain = draw_proof.verify_chain(published)
+    except draw_proof.ChainMismatch as exc:
+        _print(
+            {
+                "ok": False,
+                "link": exc.link,
+                "draw_id": exc.draw_id,
+                "differences": [d.as_json() for d in exc.differences],
+            }
+        )
         return 1
-    committee = [{"specialty": s, "expert_id": e} for s, e in draw_proof.committee_of(proof)]
-    _print({"ok": True, "draw_id": proof["draw_id"], "committee": committee})
+    links = [
+        {
+            "link": link,
+            "draw_id": proof["draw_id"],
+            "algorithm": proof["algorithm"],
+            "proof_hash": draw_proof.proof_hash(proof),
+        }
+        for link, proof in enumerate(chain)
+    ]
+    committee = [
+        {"link": link, "draw_id": chain[link]["draw_id"], "specialty": s, "expert_id": e}
+        for link, s, e in draw_proof.committee_of_chain(chain)
+    ]
+    _print({"ok": True, "draw_id": chain[-1]["draw_id"], "links": links, "committee": committee})
     return 0
 
 
@@ -683,14 +704,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out",
         help="write report.pdf, contract.pdf, evidence.zip, center-root.pem, draw-proof.json, "
-        "summary.json and room-qr.png here",
+        "supplementary-draw-proof.json, summary.json and room-qr.png here",
     )
     demo.set_defaults(handler=cmd_demo)
     draw_cmd = commands.add_parser("draw", help="committee draws").add_subparsers(
         dest="draw_command", required=True
     )
-    draw_verify = draw_cmd.add_parser("verify", help="replay an evalsign-draw-v1 proof")
-    draw_verify.add_argument("proof", help="the proof JSON file")
+    draw_verify = draw_cmd.add_parser(
+        "verify", help="replay a draw's chain of proofs (or a single evalsign-draw-v1 proof)"
+    )
+    draw_verify.add_argument("proof", help="the proof JSON file: a list of proofs, or one")
     draw_verify.set_defaults(handler=cmd_draw_verify)
     return parser
 

@@ -6,7 +6,8 @@ model packages ship (one per person), creates a project with a conflicted expert
 the draw (the conflicted expert excluded with its reason), shows the room QR, signs every
 member in from their phone with a liveness check on generated frames, scores, aggregates,
 generates the report, has every member sign it after a fresh face check, validates the
-signed PDF and replays the draw proof.
+signed PDF and replays the draw proof. A second project shows the supplementary draw: a
+member drops out with no backup left, and a draw chained to the first fills the seat.
 
 The phone's frames are rendered from the member's still photo by face/synthetic.py (head
 turns and nods on a depth model, blinks, mouth opening), the same generator the tests use:
@@ -72,6 +73,7 @@ POOL = [
     ("players-15", "C0301"),
 ]
 TENDERER = ("演示市第一中学", _credit_code("12110000A00000011"))
+SECOND_TENDERER = ("演示市第二中学", _credit_code("12110000A00000022"))
 BIDDERS = [
     ("华信建设集团有限公司", _credit_code("91110000000000001")),
     ("中科远景工程股份有限公司", _credit_code("91110000000000002")),
@@ -679,7 +681,13 @@ def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None)
         f"11. 验证签名：{verdict['verdict']}（{len(verdict['signatures'])} 个签名 + "
         f"{len(verdict['document_timestamps'])} 个文档时间戳）；项目状态 {final['status']}"
     )
-    draw_proof.verify_proof(proof)
+    chain = api.call(
+        "GET", f"/api/v1/projects/{project['id']}/draws/chain", 200, headers=supervisor
+    )
+    proofs = chain["proofs"]
+    if proofs[0] != proof:
+        raise DemoFailed("the chain of proofs does not start with the draw's proof")
+    draw_proof.verify_chain(proofs)
     say("12. 抽取证明复核通过（evalsign-draw-v1，任何人可用 evalsign draw verify 复算）")
     contract = sign_contract_by_phones(staged, results, say)
     # Packed last, so it holds the sealed contract beside the report.
@@ -692,18 +700,24 @@ def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None)
     if not checked.ok:
         raise DemoFailed(f"the evidence package does not check out: {checked.checks}")
     say(f"14. 证据包 {len(package) // 1024} KB：" + "，".join(f"{k} ok" for k in checked.checks))
+    supplementary = supplementary_draw(staged, say)
     if out is not None:
         (out / "report.pdf").write_bytes(signed_pdf)
         (out / "contract.pdf").write_bytes(contract["pdf"])
         (out / "evidence.zip").write_bytes(package)
         (out / "center-root.pem").write_text(root_pem, encoding="utf-8")
         (out / "draw-proof.json").write_text(
-            json.dumps(proof, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+            json.dumps(proofs, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+        (out / "supplementary-draw-proof.json").write_text(
+            json.dumps(supplementary.pop("proofs"), ensure_ascii=False, indent=2) + "\n",
+            encoding="utf-8",
         )
         say(
             f"    已写出 {out}/：report.pdf、contract.pdf、evidence.zip、center-root.pem、"
-            "draw-proof.json、summary.json、room-qr.png"
+            "draw-proof.json、supplementary-draw-proof.json、summary.json、room-qr.png"
         )
+    supplementary.pop("proofs", None)
     return {
         "center": CENTER,
         "project": {"id": project["id"], "code": project["code"], "status": final["status"]},
@@ -733,6 +747,98 @@ def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None)
         },
         "evidence": {"bytes": len(package), "checks": checked.checks},
         "contract": {k: v for k, v in contract.items() if k != "pdf"},
+        "supplementary_draw": supplementary,
+    }
+
+
+def supplementary_draw(staged: Staged, say: Say) -> dict[str, Any]:
+    """Step 16 on a second project drawn without backups: a member drops out, nobody is
+    left to move up, and a supplementary draw, committed before its entropy and chained to
+    the first draw's proof, fills the seat; the chain of proofs replays."""
+    api, operator, admin = staged.api, staged.operator, staged.admin
+    now = datetime.now(UTC)
+    project = api.call(
+        "POST",
+        "/api/v1/projects",
+        201,
+        headers=operator,
+        json={
+            "code": f"{staged.project['code']}-2",
+            "name": "演示市第二中学运动场改造工程施工招标",
+            "regime": "tendering",
+            # Another tenderer: the first project's members served this one recently.
+            "tenderer": {"name": SECOND_TENDERER[0], "credit_code": SECOND_TENDERER[1]},
+            "bidders": [{"name": n, "credit_code": c} for n, c in BIDDERS],
+            "sections": [{"code": "1", "name": "施工一标段"}],
+            "evaluation_start": (now + timedelta(days=1)).isoformat(),
+            "evaluation_end": (now + timedelta(days=1, hours=8)).isoformat(),
+            "mode": "remote",
+            "committee": [
+                {"specialty": "A01", "seats": 3, "backups": 0},
+                {"specialty": "B02", "seats": 2, "backups": 0},
+            ],
+            "criteria": CRITERIA,
+        },
+    )
+    draws = f"/api/v1/projects/{project['id']}/draws"
+    first = api.call("POST", draws, 201, headers=operator)
+    api.call(
+        "POST",
+        f"{draws}/{first['id']}/run",
+        200,
+        headers=operator,
+        json={"public_entropy": "03 18 27"},
+    )
+    members = [
+        m
+        for m in api.call("GET", f"/api/v1/projects/{project['id']}/committee", 200, headers=admin)
+        if m["role"] == "member"
+    ]
+    leaving = next(m for m in members if m["specialty"] == "A01")
+    replaced = api.call(
+        "POST",
+        f"/api/v1/projects/{project['id']}/assignments/{leaving['assignment_id']}/replace",
+        200,
+        headers=operator,
+        json={"reason": "因病不能参加评标（电话告知）"},
+    )
+    vacancies = api.call("GET", f"{draws}/chain", 200, headers=operator)["vacancies"]
+    if replaced["promoted_expert_id"] is not None or vacancies != {"A01": 1, "B02": 0}:
+        raise DemoFailed(f"the seat was not left vacant: {vacancies}")
+    say(
+        f"16. 补充抽取：项目 {project['code']} 未设候补，{leaving['name']}（A01）因病不能参加，"
+        "席位空缺"
+    )
+    committed = api.call("POST", f"{draws}/supplementary", 201, headers=operator, json={})
+    say(
+        f"   先公布补充抽取承诺 commitment = {committed['commitment'][:16]}…"
+        "（绑定首次抽取证明的哈希与已抽取、已排除的专家）"
+    )
+    entropy = f"{secrets.randbelow(100):02d} {secrets.randbelow(100):02d}"
+    api.call(
+        "POST",
+        f"{draws}/{committed['id']}/run",
+        200,
+        headers=operator,
+        json={"public_entropy": entropy},
+    )
+    chain = api.call("GET", f"{draws}/chain", 200, headers=admin)
+    proofs = chain["proofs"]
+    draw_proof.verify_chain(proofs)
+    drawn = proofs[-1]["specialties"][0]["selected"][0]
+    if drawn in proofs[-1]["prior"] or chain["vacancies"] != {"A01": 0, "B02": 0}:
+        raise DemoFailed("the supplementary draw did not fill the seat with someone new")
+    say(
+        f"   现场公开随机数 {entropy!r}，补抽 {staged.phones[drawn].name}（A01），已发出通知；"
+        f"证明链 {len(proofs)} 环复核通过（evalsign draw verify）"
+    )
+    return {
+        "project": project["code"],
+        "vacated": leaving["name"],
+        "drawn": staged.phones[drawn].name,
+        "draws": [d["id"] for d in chain["draws"]],
+        "proof_verified": True,
+        "proofs": proofs,
     }
 
 

@@ -881,7 +881,9 @@ class Project(Base):
 
 class Draw(Base):
     """A committee draw: the commitment is published first; the secret (stored encrypted)
-    is revealed in the proof once the operator's public entropy has run the draw."""
+    is revealed in the proof once the operator's public entropy has run the draw. A
+    supplementary draw names the draw it follows (one each: the chain has no forks) and the
+    seats it was committed to fill."""
 
     __tablename__ = "draws"
     __table_args__ = (CheckConstraint("status IN ('committed', 'completed')", name="status"),)
@@ -896,6 +898,8 @@ class Draw(Base):
     proof: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     ran_at: Mapped[datetime | None]
+    previous_draw_id: Mapped[str | None] = mapped_column(ForeignKey("draws.id"), unique=True)
+    spec: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # supplementary only
 
 
 class Assignment(Base):

@@ -1,5 +1,6 @@
 """Projects and their committee draw: create (operator), commit, run with public entropy,
-the proof anyone may replay, and the committee list, sealed until the evaluation starts."""
+the proof anyone may replay, and the committee list, sealed until the evaluation starts;
+supplementary draws for seats no backup was left for, and the chain of proofs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.errors import ValidationFailed
 from api.schemas.inputs import Prose
 from evaluation.committee import call_ups, draws, projects
-from evaluation.committee.draws import DrawPolicy, RunDraw
+from evaluation.committee.draws import DrawPolicy, RunDraw, SupplementaryDraw
 from evaluation.committee.projects import NewProject
 from models.tables import Draw, Project
 
@@ -52,7 +53,21 @@ class DrawOut(BaseModel):
     public_entropy: str | None
     created_at: datetime
     ran_at: datetime | None
+    previous_draw_id: str | None = Field(description="A supplementary draw: the draw it follows")
+    spec: list[dict[str, Any]] | None = Field(
+        description="A supplementary draw: the vacant seats it fills, per specialty"
+    )
     proof: dict[str, Any]
+
+
+class DrawChainOut(BaseModel):
+    project_id: str
+    draws: list[DrawOut] = Field(description="The first draw, then each supplementary draw")
+    proofs: list[dict[str, Any]] = Field(
+        description="The proofs of the draws that ran, in order: what `evalsign draw verify` "
+        "replays (sealed like the committee until the evaluation starts)"
+    )
+    vacancies: dict[str, int] = Field(description="Seats nobody holds now, per specialty")
 
 
 class MemberOut(BaseModel):
@@ -74,6 +89,8 @@ def draw_out(draw: Draw, sealed: bool) -> DrawOut:
         public_entropy=draw.public_entropy,
         created_at=draw.created_at,
         ran_at=draw.ran_at,
+        previous_draw_id=draw.previous_draw_id,
+        spec=draw.spec,
         proof=draws.published_proof(draw, sealed=sealed),
     )
 
@@ -108,11 +125,44 @@ def commit_draw(project_id: str, staff: Operator, db: Db, services: ServicesDep)
     return draw_out(draw, sealed=True)
 
 
+@router.post(
+    "/{project_id}/draws/supplementary",
+    response_model=DrawOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def commit_supplementary_draw(
+    project_id: str, body: SupplementaryDraw, staff: Operator, db: Db, services: ServicesDep
+) -> DrawOut:
+    """Start a supplementary draw for seats left vacant with no backup: its commitment binds
+    the secret to the last proof, everyone drawn or excluded before, and the seats. Run it
+    like the first draw, with `POST …/draws/{draw_id}/run`."""
+    draw = draws.commit_supplementary(
+        db, staff.caller, services.clock, services.cipher, project_id, body
+    )
+    return draw_out(draw, sealed=True)
+
+
+@router.get("/{project_id}/draws/chain", response_model=DrawChainOut)
+def get_draw_chain(project_id: str, staff: AnyStaff, db: Db, services: ServicesDep) -> DrawChainOut:
+    """Every draw of the project in order and the chain of their proofs
+    (`draw-proof.json`), sealed like the committee until the evaluation starts."""
+    project = projects.get_project(db, staff.center_id, project_id)
+    sealed = draws.proof_is_sealed(project, staff.role.value, services.clock)
+    chain = draws.draw_chain(db, project)
+    return DrawChainOut(
+        project_id=project.id,
+        draws=[draw_out(draw, sealed) for draw in chain],
+        proofs=[draws.published_proof(d, sealed=sealed) for d in chain if d.proof is not None],
+        vacancies=draws.vacancies(db, project),
+    )
+
+
 @router.post("/{project_id}/draws/{draw_id}/run", response_model=DrawOut)
 def run_draw(
     project_id: str, draw_id: str, body: RunDraw, staff: Operator, db: Db, services: ServicesDep
 ) -> DrawOut:
-    """Run the draw with the public entropy; the proof reveals the secret."""
+    """Run a committed draw (the first or a supplementary one) with the public entropy; the
+    proof reveals the secret. A supplementary draw's members are called up at once."""
     draw = draws.run_draw(
         db,
         staff.caller,

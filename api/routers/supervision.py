@@ -85,6 +85,11 @@ class DrawRowOut(BaseModel):
     public_entropy: str | None
     created_at: datetime
     ran_at: datetime | None
+    previous_draw_id: str | None = Field(
+        default=None,
+        description="A supplementary draw: the draw it follows (its proof replays in the "
+        "project's chain, GET /api/v1/projects/{id}/draws/chain)",
+    )
     proof: dict[str, Any] = Field(
         description="The whole proof once run, unless the committee is still sealed for you"
     )
@@ -309,6 +314,7 @@ def draws_list(
             public_entropy=draw.public_entropy,
             created_at=draw.created_at,
             ran_at=draw.ran_at,
+            previous_draw_id=draw.previous_draw_id,
             proof=draws.published_proof(
                 draw, sealed=draws.proof_is_sealed(project, staff.role.value, services.clock)
             ),

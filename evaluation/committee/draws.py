@@ -1,17 +1,21 @@
 """Running the committee draw of a project against the expert pool: eligibility, the
 conflict-of-interest exclusions with their reason codes, the commitment published before
-the public entropy, the proof, the assignments, and the sealed committee list.
+the public entropy, the proof, the assignments, and the sealed committee list; and the
+supplementary draws that fill seats no backup was left for, each chained to the proof
+before it.
 
-The algorithm and the proof are in evaluation/committee/draw_proof.py (`evalsign-draw-v1`);
-this module decides who may be drawn and records what was drawn.
+The algorithms and the proofs are in evaluation/committee/draw_proof.py (`evalsign-draw-v1`,
+`evalsign-draw-supplementary-v1`); this module decides who may be drawn and records what
+was drawn.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -50,6 +54,24 @@ class CommitteeSealed(DomainError):
     title = "The committee is sealed until the evaluation starts"
 
 
+class NoVacantSeat(DomainError):
+    status = 409
+    code = "no-vacant-seat"
+    title = "No seat of this specialty is vacant; a supplementary draw fills vacant seats only"
+
+
+class UnknownSpecialty(DomainError):
+    status = 422
+    code = "unknown-specialty"
+    title = "The specialty is not in the project's committee spec"
+
+
+class SupplementaryDrawPending(DomainError):
+    status = 409
+    code = "supplementary-draw-pending"
+    title = "A supplementary draw is committed and waits for its public entropy"
+
+
 @dataclass(frozen=True)
 class DrawPolicy:
     cooldown: timedelta
@@ -79,6 +101,33 @@ class RunDraw(BaseModel):
         min_length=1, max_length=500, description="e.g. numbers read out in the room"
     )
     exclusions: list[OperatorExclusion] = Field(default_factory=list, max_length=1000)
+
+
+class SupplementaryDraw(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    specialties: list[Annotated[str, Field(pattern=r"^[A-Z][0-9A-Z]{0,15}$")]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="the specialties to draw for (default: every one with a vacant seat)",
+    )
+    backups: int = Field(
+        default=0, ge=0, le=10, description="ordered backups per specialty, besides the seats"
+    )
+
+    @field_validator("specialties")
+    @classmethod
+    def _once_each(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a specialty appears twice")
+        return value
+
+
+# tasks.OPEN_STATUSES and tasks.SEATED (tasks imports this module): while the committee may
+# still change, and the members who hold a seat.
+_OPEN = ("drawn", "evaluating")
+_SEATED = ("invited", "accepted")
 
 
 def _secret_context(draw_id: str) -> str:
@@ -209,19 +258,18 @@ def run_draw(
     draw_id: str,
     fields: RunDraw,
 ) -> Draw:
-    """Run a committed draw with the operator's public entropy; reveal the secret in the
-    proof; record the committee and the ordered backups."""
+    """Run a committed draw (the first, or a supplementary one) with the operator's public
+    entropy; reveal the secret in the proof; record the seats and the ordered backups."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     draw = get_draw(db, project, draw_id)
     if draw.status != "committed":
         raise InvalidTransition(f"draw {draw_id} has already run", current_status=draw.status)
+    if draw.previous_draw_id is not None:
+        return _run_supplementary(db, caller, clock, cipher, policy, project, draw, fields)
+    if project.status != "draft":  # another draw of this project ran first
+        raise DrawExists(f"project {project_id} is {project.status}; its committee is drawn")
     candidates, exclusions = _pool(db, project, policy, clock)
-    known = {c.expert_id for c in candidates}
-    taken = {e.expert_id for e in exclusions}
-    for item in fields.exclusions:
-        if item.expert_id in known and item.expert_id not in taken:
-            exclusions.append(algorithm.Exclusion(item.expert_id, "excluded-by-operator"))
-            taken.add(item.expert_id)
+    exclusions = _with_operator_exclusions(candidates, exclusions, fields)
     secret = cipher.decrypt_bytes(draw.secret_ciphertext, _secret_context(draw.id))
     result = algorithm.draw_committee(
         draw.id,
@@ -235,16 +283,65 @@ def run_draw(
         exclusions,
     )
     now = clock.now()
+    _record_run(db, project, draw, fields, result, now, member_rank=0, backup_rank={})
+    project.status = "drawn"
+    project.updated_at = now
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        Action.DRAW_COMPLETED,
+        "draw",
+        draw.id,
+        {
+            "project_id": project.id,
+            "public_entropy": fields.public_entropy,
+            "committee_size": len(result.committee),
+            "excluded": len(exclusions),
+            "operator_exclusions": {item.expert_id: item.reason for item in fields.exclusions},
+        },
+    )
+    return draw
+
+
+def _with_operator_exclusions(
+    candidates: list[algorithm.Candidate],
+    exclusions: list[algorithm.Exclusion],
+    fields: RunDraw,
+) -> list[algorithm.Exclusion]:
+    known = {c.expert_id for c in candidates}
+    taken = {e.expert_id for e in exclusions}
+    for item in fields.exclusions:
+        if item.expert_id in known and item.expert_id not in taken:
+            exclusions.append(algorithm.Exclusion(item.expert_id, "excluded-by-operator"))
+            taken.add(item.expert_id)
+    return exclusions
+
+
+def _record_run(
+    db: Session,
+    project: Project,
+    draw: Draw,
+    fields: RunDraw,
+    result: algorithm.DrawResult,
+    now: datetime,
+    *,
+    member_rank: int,
+    backup_rank: dict[str, int],
+) -> None:
+    """The draw's proof, a seat per member (called up at once) and the ordered backups;
+    ranks continue from ``member_rank`` and, per specialty, ``backup_rank``."""
     draw.status = "completed"
     draw.public_entropy = fields.public_entropy
     draw.proof = result.proof
     draw.ran_at = now
     places = [
-        ("member", "invited", rank, specialty, expert_id)
+        ("member", "invited", member_rank + rank, specialty, expert_id)
         for rank, (specialty, expert_id) in enumerate(result.committee)
     ]
     places += [
-        ("backup", "standby", rank, specialty, expert_id)
+        ("backup", "standby", backup_rank.get(specialty, 0) + rank, specialty, expert_id)
         for specialty, backups in result.backups.items()
         for rank, expert_id in enumerate(backups)
     ]
@@ -264,23 +361,204 @@ def run_draw(
         if state == "invited":
             db.flush()  # the seat's id, for its call-up
             call_ups.enqueue(db, seat, now)
-    project.status = "drawn"
-    project.updated_at = now
+
+
+# Supplementary draws -----------------------------------------------------------------------
+
+
+def draw_chain(db: Session, project: Project) -> list[Draw]:
+    """The project's draws in chain order: the first draw, then each supplementary draw
+    after the one it names (the last may still be committed, not run)."""
+    rows = db.scalars(select(Draw).where(Draw.project_id == project.id)).all()
+    following = {d.previous_draw_id: d for d in rows if d.previous_draw_id is not None}
+    first = [d for d in rows if d.previous_draw_id is None and d.status == "completed"]
+    chain = first[:1]
+    while chain and chain[-1].id in following:
+        chain.append(following[chain[-1].id])
+    return chain
+
+
+def proof_chain(db: Session, project: Project) -> list[dict[str, object]]:
+    """The proofs of every draw that has run, in chain order: `draw-proof.json`."""
+    return [dict(d.proof) for d in draw_chain(db, project) if d.proof is not None]
+
+
+def vacancies(db: Session, project: Project) -> dict[str, int]:
+    """Per specialty of the committee spec, how many seats nobody holds (their members
+    declined, were replaced or did not answer, with no backup left)."""
+    held = dict(
+        db.execute(
+            select(Assignment.specialty, func.count())
+            .where(
+                Assignment.project_id == project.id,
+                Assignment.role == "member",
+                Assignment.status.in_(_SEATED),
+            )
+            .group_by(Assignment.specialty)
+        ).all()
+    )
+    return {
+        str(s["specialty"]): max(0, int(s["seats"]) - int(held.get(s["specialty"], 0)))
+        for s in project.committee_spec
+    }
+
+
+def _refuse_if_final(project: Project) -> None:
+    if project.status not in _OPEN or project.results is not None:
+        raise InvalidTransition(
+            f"project {project.code} is {project.status}"
+            + ("" if project.results is None else " and its results are aggregated")
+            + "; its committee no longer changes",
+            current_status=project.status,
+        )
+
+
+def commit_supplementary(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    cipher: FieldCipher,
+    project_id: str,
+    fields: SupplementaryDraw,
+) -> Draw:
+    """Commit to a supplementary draw for vacant seats: the commitment binds a fresh
+    secret to the proof before it, everyone already drawn or excluded, and the seats."""
+    project = get_project(db, caller.center_id, project_id, lock=True)
+    _refuse_if_final(project)
+    chain = draw_chain(db, project)
+    if not chain or chain[-1].status != "completed":
+        raise SupplementaryDrawPending(
+            f"draw {chain[-1].id if chain else '?'} of project {project.code} has not run yet",
+            draw_id=chain[-1].id if chain else None,
+        )
+    vacant = vacancies(db, project)
+    wanted = fields.specialties or [s for s, n in vacant.items() if n > 0]
+    unknown = [s for s in wanted if s not in vacant]
+    if unknown:
+        raise UnknownSpecialty(
+            f"not in the committee spec of project {project.code}: {', '.join(unknown)}",
+            specialties=unknown,
+        )
+    full = [s for s in wanted if vacant[s] == 0]
+    if full or not wanted:
+        raise NoVacantSeat(
+            f"no vacant seat in {', '.join(full)}" if full else "no seat is vacant",
+            vacancies=vacant,
+        )
+    spec = [
+        algorithm.SeatSpec(specialty, vacant[specialty], fields.backups)
+        for specialty in vacant  # the committee spec's order
+        if specialty in wanted
+    ]
+    proofs = [d.proof for d in chain if d.proof is not None]
+    secret = algorithm.new_server_secret()
+    draw_id = new_id()
+    previous_hash = algorithm.proof_hash(proofs[-1])
+    draw = Draw(
+        id=draw_id,
+        center_id=caller.center_id,
+        project_id=project.id,
+        commitment=algorithm.supplementary_commitment(
+            secret,
+            draw_id=draw_id,
+            previous_proof_hash=previous_hash,
+            prior=algorithm.prior_experts(proofs),
+            spec=spec,
+        ),
+        secret_ciphertext=cipher.encrypt_bytes(secret, _secret_context(draw_id)),
+        status="committed",
+        created_at=clock.now(),
+        previous_draw_id=chain[-1].id,
+        spec=[{"specialty": s.specialty, "seats": s.seats, "backups": s.backups} for s in spec],
+    )
+    db.add(draw)
     db.flush()
-    written = {item.expert_id: item.reason for item in fields.exclusions}
     audit.record(
         db,
         caller,
         clock,
-        Action.DRAW_COMPLETED,
+        Action.DRAW_SUPPLEMENTARY_COMMITTED,
+        "draw",
+        draw.id,
+        {
+            "project_id": project.id,
+            "commitment": draw.commitment,
+            "previous_draw_id": draw.previous_draw_id,
+            "previous_proof_hash": previous_hash,
+            "spec": draw.spec,
+        },
+    )
+    return draw
+
+
+def _run_supplementary(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    cipher: FieldCipher,
+    policy: DrawPolicy,
+    project: Project,
+    draw: Draw,
+    fields: RunDraw,
+) -> Draw:
+    """Fill the committed vacant seats from the pool minus everyone the chain drew or
+    excluded; the drawn members are called up as a backup moving up would be."""
+    _refuse_if_final(project)
+    assert draw.spec is not None
+    spec = [
+        algorithm.SeatSpec(str(s["specialty"]), int(s["seats"]), int(s["backups"]))
+        for s in draw.spec
+    ]
+    vacant = vacancies(db, project)
+    short = [s.specialty for s in spec if vacant.get(s.specialty, 0) < s.seats]
+    if short:
+        raise NoVacantSeat(
+            f"fewer seats are vacant in {', '.join(short)} than draw {draw.id} was committed "
+            "to fill",
+            vacancies=vacant,
+        )
+    chain = draw_chain(db, project)
+    proofs = [d.proof for d in chain if d.proof is not None]
+    candidates, exclusions = _pool(db, project, policy, clock)
+    wanted = {s.specialty for s in spec}
+    out = set(algorithm.prior_experts(proofs))
+    candidates = [c for c in candidates if c.specialties & wanted and c.expert_id not in out]
+    pooled = {c.expert_id for c in candidates}
+    exclusions = [e for e in exclusions if e.expert_id in pooled]
+    exclusions = _with_operator_exclusions(candidates, exclusions, fields)
+    secret = cipher.decrypt_bytes(draw.secret_ciphertext, _secret_context(draw.id))
+    result = algorithm.draw_supplementary(
+        draw.id, secret, fields.public_entropy, spec, candidates, exclusions, chain=proofs
+    )
+    if result.proof["commitment"] != draw.commitment:
+        # The proofs before it changed since the commitment: nothing to run on.
+        raise RuntimeError(f"draw {draw.id} no longer matches its commitment")
+    # Ranks go on after the earlier draws' (a promoted backup keeps its backup rank).
+    seats = db.scalars(select(Assignment).where(Assignment.project_id == project.id)).all()
+    member_rank = 1 + max((a.rank for a in seats), default=-1)
+    backup_rank: dict[str, int] = {}
+    for a in seats:
+        backup_rank[a.specialty] = max(backup_rank.get(a.specialty, 0), a.rank + 1)
+    now = clock.now()
+    _record_run(
+        db, project, draw, fields, result, now, member_rank=member_rank, backup_rank=backup_rank
+    )
+    project.updated_at = now
+    db.flush()
+    audit.record(
+        db,
+        caller,
+        clock,
+        Action.DRAW_SUPPLEMENTARY_COMPLETED,
         "draw",
         draw.id,
         {
             "project_id": project.id,
             "public_entropy": fields.public_entropy,
-            "committee_size": len(result.committee),
-            "excluded": len(exclusions),
-            "operator_exclusions": written,
+            "previous_draw_id": draw.previous_draw_id,
+            "seats_filled": {s.specialty: s.seats for s in spec},
+            "excluded": len(result.proof["excluded"]),
+            "operator_exclusions": {item.expert_id: item.reason for item in fields.exclusions},
         },
     )
     outbox.draw_completed(db, now, project, draw)
@@ -313,11 +591,21 @@ def refuse_if_sealed(project: Project, role: str, clock: Clock) -> None:
 
 def published_proof(draw: Draw, *, sealed: bool) -> dict[str, object]:
     """Before the run, the commitment; after it, the whole proof (the secret revealed),
-    unless the committee is still sealed for this reader."""
+    unless the committee is still sealed for this reader. A supplementary draw's also says
+    which draw it follows and the seats it fills (the experts it rules out stay sealed)."""
     if draw.proof is None or sealed:
+        if draw.previous_draw_id is None:
+            return {
+                "algorithm": algorithm.ALGORITHM,
+                "draw_id": draw.id,
+                "commitment": draw.commitment,
+                "public_entropy": draw.public_entropy,
+            }
         return {
-            "algorithm": algorithm.ALGORITHM,
+            "algorithm": algorithm.SUPPLEMENTARY,
             "draw_id": draw.id,
+            "previous_draw_id": draw.previous_draw_id,
+            "spec": draw.spec,
             "commitment": draw.commitment,
             "public_entropy": draw.public_entropy,
         }
@@ -354,20 +642,28 @@ def get_assignment(db: Session, project: Project, assignment_id: str) -> Assignm
 
 
 def promote_backup(db: Session, leaving: Assignment, now: datetime) -> Assignment:
-    """The specialty's next backup in the proof's order (skipping anyone unavailable)
-    takes the seat a member leaves; NoBackupLeft when none is left."""
-    draw = db.get(Draw, leaving.draw_id)
-    assert draw is not None and draw.proof is not None
-    rows = db.execute(select(Assignment).where(Assignment.draw_id == draw.id)).scalars().all()
+    """The specialty's next backup in the proofs' order (the first draw's, then each
+    supplementary draw's; skipping anyone unavailable) takes the seat a member leaves;
+    NoBackupLeft when none is left."""
+    project = db.get(Project, leaving.project_id)
+    assert project is not None
+    rows = db.scalars(select(Assignment).where(Assignment.project_id == project.id)).all()
     unavailable = {a.expert_id for a in rows if a.role == "member" or a.status != "standby"}
-    chosen = algorithm.next_backup(draw.proof, leaving.specialty, unavailable)
-    if chosen is None:
-        raise NoBackupLeft(f"specialty {leaving.specialty} has no backup left in draw {draw.id}")
-    promoted = next(a for a in rows if a.expert_id == chosen)
-    promoted.role = "member"
-    promoted.status = "invited"
-    call_ups.enqueue(db, promoted, now)
-    return promoted
+    for draw in draw_chain(db, project):
+        drawn_for = {str(e["specialty"]) for e in (draw.proof or {}).get("specialties", [])}
+        if draw.proof is None or leaving.specialty not in drawn_for:
+            continue
+        chosen = algorithm.next_backup(draw.proof, leaving.specialty, unavailable)
+        if chosen is not None:
+            promoted = next(a for a in rows if a.expert_id == chosen and a.draw_id == draw.id)
+            promoted.role = "member"
+            promoted.status = "invited"
+            call_ups.enqueue(db, promoted, now)
+            return promoted
+    raise NoBackupLeft(
+        f"specialty {leaving.specialty} has no backup left in project {project.code}",
+        specialty=leaving.specialty,
+    )
 
 
 def respond(

@@ -49,6 +49,8 @@ class Action(StrEnum):
 
     DRAW_COMMITTED = "draw.committed"
     DRAW_COMPLETED = "draw.completed"
+    DRAW_SUPPLEMENTARY_COMMITTED = "draw.supplementary_committed"
+    DRAW_SUPPLEMENTARY_COMPLETED = "draw.supplementary_completed"
 
     EVALUATION_AGGREGATED = "evaluation.aggregated"
     EVALUATION_CHAIR_CHOSEN = "evaluation.chair_chosen"

@@ -2,9 +2,9 @@
 check, years later and without EvalSign, what was drawn, who verified and signed, and that
 the record was not edited.
 
-A zip holding: the signed report, the draw proof, the segment of the audit chain from the
-project's first entry to a signed checkpoint that covers its last (with the project's own
-entries marked), the face verification records (signals and decisions, no images), the
+A zip holding: the signed report, the chain of draw proofs, the segment of the audit chain
+from the project's first entry to a signed checkpoint that covers its last (with the
+project's own entries marked), the face verification records (signals and decisions, no images), the
 certificates and CRLs, a manifest of SHA-256 hashes signed by the center (detached CMS,
 time-stamped), and a README in Chinese and English on checking each part with open tools.
 `verify_package` checks all of it; `evalsign evidence verify ZIP` runs it.
@@ -359,8 +359,9 @@ checks, signatures and audit log.
    trust the center root in your NSS database to see it trusted).
    合同 / Each transaction contract: `contracts/<id>.pdf` (`pdfsig`), with what validating
    it said when the package was made in `contracts/<id>-validation.json`.
-4. 专家抽取 / The draw: `evalsign draw verify draw/draw-proof.json` replays the
-   evalsign-draw-v1 algorithm (described in draw/ALGORITHM.txt) from the proof.
+4. 专家抽取 / The draw: `evalsign draw verify draw/draw-proof.json` replays the chain of
+   proofs (described in draw/ALGORITHM.txt): the evalsign-draw-v1 draw, then each
+   supplementary draw (evalsign-draw-supplementary-v1) and the previous proof's hash it names.
 5. 审计日志 / The audit log: in `audit/chain.jsonl` each line's `hash` is the SHA-256 of
    the sorted-key compact UTF-8 JSON of its other fields except `hash` and `this_project`;
    each `prev_hash` is the previous line's `hash`; the last line's hash equals the
@@ -397,10 +398,8 @@ def build_package(
     """The package's file name and bytes. Writes a checkpoint if none covers the project's
     last entry yet, and reissues stale CRLs, so it runs in a write transaction."""
     project = get_project(db, center_id, project_id)
-    draw = db.execute(
-        select(Draw).where(Draw.project_id == project.id, Draw.status == "completed")
-    ).scalar_one_or_none()
-    if draw is None or draw.proof is None:
+    proofs = draws.proof_chain(db, project)
+    if not proofs:
         raise EvidenceNotReady(f"project {project.code} has no completed draw")
     draws.refuse_if_sealed(project, role, clock)
     verifications = verification_ids_of(db, project)
@@ -443,7 +442,7 @@ def build_package(
             ensure_ascii=False,
             indent=2,
         ).encode(),
-        "draw/draw-proof.json": json.dumps(draw.proof, ensure_ascii=False, indent=2).encode(),
+        "draw/draw-proof.json": json.dumps(proofs, ensure_ascii=False, indent=2).encode(),
         "draw/ALGORITHM.txt": (algorithm.__doc__ or "").encode(),
         "audit/chain.jsonl": b"".join(
             json.dumps(_entry_json(e, e.seq in own_set), ensure_ascii=False).encode() + b"\n"
@@ -602,7 +601,8 @@ def verify_package(data: bytes, root: x509.Certificate | None = None) -> Package
         return "ok"
 
     def draw_proof() -> str:
-        algorithm.verify_proof(json.loads(files["draw/draw-proof.json"]))
+        # A list of proofs; packages made before supplementary draws hold a single one.
+        algorithm.verify_chain(json.loads(files["draw/draw-proof.json"]))
         return "ok"
 
     def passkey_approvals() -> str:

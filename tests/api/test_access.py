@@ -132,6 +132,8 @@ ROUTES = [
         json={"public_entropy": "1 2 3"},
     ),
     Route("GET", "/api/v1/projects/{project_id}/draws/{draw_id}", ALL, 404),
+    Route("POST", "/api/v1/projects/{project_id}/draws/supplementary", OPERATOR, 404, json={}),
+    Route("GET", "/api/v1/projects/{project_id}/draws/chain", ALL, 404),
     Route("GET", "/api/v1/projects/{project_id}/committee", ALL, 404),
     Route("GET", "/api/v1/projects/{project_id}/call-ups", ALL, 404),
     Route("POST", "/api/v1/platform-keys", ADMIN, 201, json={"platform": "ggzy-access"}),

@@ -3,7 +3,8 @@
 packages ship; every member signs in by scanning a code and passing a liveness check on
 frames rendered from their photo (the real face models judge them); the members score,
 the chair aggregates, the report is generated and signed by every member after a fresh
-check, validated, and the draw proof replayed."""
+check, validated, and the draw proof replayed; a second project's vacant seat is filled by
+a supplementary draw whose chain of proofs replays."""
 
 from __future__ import annotations
 
@@ -55,7 +56,12 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     # Each member was called up when drawn, and signing in answered it: no deadline can
     # decline a member who is already in the room.
     with create_engine(isolated_database_url).connect() as connection:
-        answers = sorted(a or "" for a in connection.scalars(select(CallUp.answer)))
+        answers = sorted(
+            a or ""
+            for a in connection.scalars(
+                select(CallUp.answer).where(CallUp.project_id == summary["project"]["id"])
+            )
+        )
     assert answers == ["signed_in"] * 5, answers
     assert sum("█" in line for line in said) > 10  # the room QR, drawn in the terminal
 
@@ -70,7 +76,8 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["ok"] is True
     altered = json.loads(proof.read_text(encoding="utf-8"))
-    altered["public_entropy"] += "0"
+    assert isinstance(altered, list) and len(altered) == 1  # a chain of one draw
+    altered[0]["public_entropy"] += "0"
     (tmp_path / "altered.json").write_text(json.dumps(altered), encoding="utf-8")
     refused = subprocess.run(
         [sys.executable, "-m", "api.cli", "draw", "verify", str(tmp_path / "altered.json")],
@@ -79,6 +86,30 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
         check=False,
     )
     assert refused.returncode == 1
+
+    # The second project's seat, filled by a supplementary draw: the chain replays, and a
+    # link altered is named.
+    chained = out / "supplementary-draw-proof.json"
+    replay = subprocess.run(
+        [sys.executable, "-m", "api.cli", "draw", "verify", str(chained)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert [link["link"] for link in json.loads(replay.stdout)["links"]] == [0, 1]
+    assert summary["supplementary_draw"]["drawn"] in NAMES
+    assert any(line.startswith("16. 补充抽取") for line in said)
+    altered = json.loads(chained.read_text(encoding="utf-8"))
+    altered[0]["excluded"][0]["reason"] = "excluded-by-operator"
+    (tmp_path / "altered.json").write_text(json.dumps(altered), encoding="utf-8")
+    refused = subprocess.run(
+        [sys.executable, "-m", "api.cli", "draw", "verify", str(tmp_path / "altered.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 1 and json.loads(refused.stdout)["link"] == 1
 
     report = out / "report.pdf"
     text = subprocess.run(
@@ -140,7 +171,9 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
             # desk minutes before the evaluation (a demo compresses weeks into minutes).
             flags = connection.execute(select(AnomalyFlag.rule)).scalars().all()
             assert set(flags) == {"passkey-bound-late"} and len(flags) == 5
-            status = connection.execute(select(Project.status)).scalar_one()
+            status = connection.execute(
+                select(Project.status).where(Project.id == summary["project"]["id"])
+            ).scalar_one()
             assert status == "completed"
             actions = set(connection.execute(select(AuditEntry.action)).scalars())
             assert {
@@ -150,6 +183,8 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
                 "evaluation.report_generated",
                 "document.completed",
                 "project.completed",
+                "draw.supplementary_committed",
+                "draw.supplementary_completed",
             } <= actions
         from sqlalchemy.orm import Session
 

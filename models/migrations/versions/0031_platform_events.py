@@ -2,7 +2,7 @@
 their deliveries, archive pushes, and the log of every outgoing attempt.
 
 Revision ID: 0031
-Revises: 0029 (re-chain onto 0030 when both are merged)
+Revises: 0030
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import models.base
 
 revision = '0031'
-down_revision = '0029'
+down_revision = '0030'
 branch_labels = None
 depends_on = None
 
