@@ -302,6 +302,7 @@ def run_draw(
             "operator_exclusions": {item.expert_id: item.reason for item in fields.exclusions},
         },
     )
+    outbox.draw_completed(db, now, project, draw)
     return draw
 
 
