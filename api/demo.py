@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import socket
 import threading
@@ -262,7 +263,7 @@ def run_demo(settings: Settings, out: Path | None = None, say: Say = print) -> d
     load_stamp_font()
     with Server(settings) as base:
         api = Client(base)
-        summary = run_journey(api, init.tokens, say, out)
+        summary = run_journey(api, init.tokens, say, out, outbox=settings.data_dir / "outbox")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     say(f"完成，用时 {summary['seconds']} 秒。")
     if out is not None:
@@ -527,13 +528,15 @@ def sign_in_by_phone(staged: Staged, member: dict[str, Any], token: str, say: Sa
         "Authorization": f"Bearer {signed['evaluation_token']}",
         "X-Device-Id": phone.device_id,
     }
-    api.call(
-        "POST",
-        "/api/v1/evaluation/response",
-        200,
-        headers=phone.evaluation,
-        json={"accept": True},
-    )
+    overview = api.call("GET", "/api/v1/evaluation", 200, headers=phone.evaluation)
+    if overview["me"]["status"] == "invited":  # not yet answered from the call-up's link
+        api.call(
+            "POST",
+            "/api/v1/evaluation/response",
+            200,
+            headers=phone.evaluation,
+            json={"accept": True},
+        )
     api.call(
         "POST",
         "/api/v1/evaluation/recusal",
@@ -604,12 +607,49 @@ class Reported:
     chair: Phone
     results: dict[str, Any]
     report: dict[str, Any]
+    call_ups_answered: int = 0
 
 
-def seat_and_report(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> Reported:
-    """Steps 2 to 9: the draw, every member signed in by phone, the chair, the scores, one
+CALL_UP_LINK = re.compile(r"/m/call/[A-Za-z0-9_-]+")
+
+
+def answer_call_ups(staged: Staged, outbox: Path, say: Say, timeout_s: float = 60) -> int:
+    """Step 5b: the service's call-up job sends each member a message (the local outbox
+    stands in for SMS), and each answers from its link that they will take part."""
+    wanted = {staged.phones[m["expert_id"]].mobile for m in staged.members}
+    links: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(links) < len(wanted):
+        for path in sorted(outbox.glob("*.json")):
+            message = json.loads(path.read_text(encoding="utf-8"))
+            if message.get("purpose") == "call-up" and message.get("to") in wanted:
+                found = CALL_UP_LINK.search(message["text"])
+                if found is None:
+                    raise DemoFailed(f"a call-up without its answer link: {message['text']}")
+                links[message["to"]] = found.group(0)
+        if len(links) < len(wanted):
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"{len(wanted) - len(links)} members got no call-up message")
+            time.sleep(0.5)
+    for link in links.values():
+        page = staged.api.call("POST", link, 200, data={"decision": "accept"})
+        if b'data-answer="accepted"' not in page:
+            raise DemoFailed(f"the answer from {link} was not taken")
+    say(
+        f"5b. 抽取通知已发出 {len(links)} 条（本地发件箱代替短信，只含时间、方式与答复链接，"
+        "不含项目与投标人）；专家点击链接确认参加"
+    )
+    return len(links)
+
+
+def seat_and_report(
+    api: Client, tokens: dict[str, str], say: Say, out: Path | None, outbox: Path | None = None
+) -> Reported:
+    """Steps 2 to 9: the draw, the members' answers to their call-ups (when the outbox is
+    this process's to read), every member signed in by phone, the chair, the scores, one
     dissent and the others' agreement, and the report."""
     staged = stage_project(api, tokens, say, out)
+    answered = answer_call_ups(staged, outbox, say) if outbox is not None else 0
     say("6. 专家扫码、活体检测并登录（第一位扫评标室二维码 1:N 识别，其余用个人二维码 1:1）")
     seated = []
     for index, member in enumerate(staged.members):
@@ -651,13 +691,16 @@ def seat_and_report(api: Client, tokens: dict[str, str], say: Say, out: Path | N
         api.call("POST", "/api/v1/evaluation/results/agree", 200, headers=phone.evaluation)
     say(f"9. {dissenter.name} 提交书面不同意见，其余委员确认同意评标结果；主任生成评标报告")
     report = api.call("POST", "/api/v1/evaluation/report", 201, headers=chair.evaluation)
-    return Reported(staged, seated, chair, results, report)
+    return Reported(staged, seated, chair, results, report, answered)
 
 
-def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None) -> dict[str, Any]:
+def run_journey(
+    api: Client, tokens: dict[str, str], say: Say, out: Path | None, outbox: Path | None = None
+) -> dict[str, Any]:
     """Steps 2 to 13 and the contract, through `api` (any client that answers `call`), on an
-    initialized instance whose staff tokens are `tokens`."""
-    reported = seat_and_report(api, tokens, say, out)
+    initialized instance whose staff tokens are `tokens`; with `outbox`, the instance's local
+    messages, the members answer their call-ups from the links."""
+    reported = seat_and_report(api, tokens, say, out, outbox)
     staged, seated, chair = reported.staged, reported.seated, reported.chair
     results, report = reported.results, reported.report
     operator, supervisor = staged.operator, staged.supervisor
@@ -728,6 +771,7 @@ def run_journey(api: Client, tokens: dict[str, str], say: Say, out: Path | None)
             "excluded": excluded,
             "proof_verified": True,
         },
+        "call_ups_answered": reported.call_ups_answered,
         "committee": [
             {
                 "name": p.name,

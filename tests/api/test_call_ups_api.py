@@ -22,7 +22,8 @@ from evaluation.committee.call_up_answers import NO_ANSWER
 from evaluation.kernel.actions import Action
 from evaluation.registry.staff import Role
 from models.clock import FrozenClock
-from models.tables import Assignment, AuditEntry
+from models.tables import Assignment, AuditEntry, CallUp
+from tests.api.committee import Committee
 from tests.api.helpers import assert_problem
 from tests.api.test_projects_api import _drawn, pool, project_payload
 from tests.factories import CenterWithStaff
@@ -216,3 +217,21 @@ def test_a_member_who_cannot_come_is_not_refused_when_no_backup_is_left(
         assert answer.status_code == 200 and 'data-answer="declined"' in answer.text
     assert len(_actions(db, Action.CALL_UP_SEAT_UNFILLED)) == 1
     assert len(_actions(db, Action.ASSIGNMENT_DECLINED)) == 2
+
+
+def test_signing_in_answers_a_call_up_nobody_answered(
+    committee: Committee, services: Services, db: Session
+) -> None:
+    """A member who comes without answering the message has answered it: no deadline may
+    decline someone already in the room."""
+    member = committee.members[0]
+    send_call_ups(services)
+    committee.sign_in(member, accept=False)
+    db.expire_all()
+    [call_up] = db.scalars(
+        select(CallUp).where(CallUp.assignment_id == member["assignment_id"])
+    ).all()
+    assert call_up.answer == "signed_in" and call_up.answered_at is not None
+    assert call_up.id not in {
+        c.id for c in call_ups.overdue(db, services.clock.now() + timedelta(days=30))
+    }

@@ -20,7 +20,7 @@ import pytest
 from cryptography import x509
 from sqlalchemy import create_engine, func, select
 
-from api.demo import NAMES, run_demo
+from api.demo import BIDDERS, NAMES, run_demo
 from evaluation.kernel import audit
 from evaluation.supervision.evidence import verify_package
 from models.settings import Settings
@@ -45,6 +45,15 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     }
     assert list(summary["draw"]["excluded"].values()) == ["employer-is-bidder"]
     assert len(summary["committee"]) == 5
+    # Every member was called up through the outbox and answered from the link.
+    assert summary["call_ups_answered"] == 5
+    called = [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in (settings.data_dir / "outbox").glob("*.json")
+    ]
+    texts = [m["text"] for m in called if m["purpose"] == "call-up"]
+    assert len(texts) >= 5 and all("/m/call/" in text for text in texts)
+    assert not any(bidder in text for text in texts for bidder, _ in BIDDERS)
     assert sum(member["chair"] for member in summary["committee"]) == 1
     ranks = [s["rank"] for s in summary["results"]["standings"]]
     assert ranks == sorted(ranks) and ranks[0] == 1
@@ -53,8 +62,9 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
     assert set(summary["results"]["members"]) == names
     assert all(set(s["totals"]) == names for s in summary["results"]["standings"])
     assert any("排除" in line and "employer-is-bidder" in line for line in said)
-    # Each member was called up when drawn, and signing in answered it: no deadline can
-    # decline a member who is already in the room.
+    # Each member was called up when drawn and answered from the link, so no deadline can
+    # decline a member who is already in the room (a member who never answers is closed by
+    # signing in: tests/api/test_call_ups_api.py).
     with create_engine(isolated_database_url).connect() as connection:
         answers = sorted(
             a or ""
@@ -62,7 +72,7 @@ def test_the_whole_job(tmp_path: Path, isolated_database_url: str) -> None:
                 select(CallUp.answer).where(CallUp.project_id == summary["project"]["id"])
             )
         )
-    assert answers == ["signed_in"] * 5, answers
+    assert answers == ["accepted"] * 5, answers
     assert sum("█" in line for line in said) > 10  # the room QR, drawn in the terminal
 
     # The files a new user gets: the signed report, the proof anyone can replay.
