@@ -194,6 +194,7 @@ def list_subscriptions(staff: Admin, db: Db) -> list[SubscriptionOut]:
 
 @router.get("/webhooks/subscriptions/{subscription_id}", response_model=SubscriptionOut)
 def get_subscription(subscription_id: str, staff: Admin, db: Db) -> SubscriptionOut:
+    """One subscription: its URL, the event types it wants, its status (never its secret)."""
     return _subscription(subscriptions.get(db, staff.center_id, subscription_id))
 
 
