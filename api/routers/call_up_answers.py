@@ -13,25 +13,15 @@ from sqlalchemy.orm import Session
 from api.deps import Db, FaceEngineDep, ServicesDep, face_session_named
 from api.logs import request_id_var
 from api.rate_limits import challenge_limits, phone_limits
+from api.routers.passkeys import FaceSessionIn
 from api.routers.tasks import ScanChallengeOut, challenge_out
-from api.schemas.inputs import JsonObject, Prose, Token
+from api.schemas.inputs import JsonObject, Prose
 from api.services import Services
 from api.web.session import CSRF_HEADER, DEVICE_COOKIE, check_csrf
 from evaluation.committee import call_up_checks
 from models.tables import VerifiedSession
 
 router = APIRouter(prefix="/api/v1/call", tags=["call-ups"])
-
-
-class FaceSessionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    face_session: Token | None = Field(
-        default=None,
-        min_length=8,
-        max_length=200,
-        description="The evf_... token this call-up's check gave (a phone page's cookie holds it)",
-    )
 
 
 class PasskeyAnswer(BaseModel):
