@@ -31,6 +31,7 @@ from models.clock import FrozenClock
 from models.tables import Expert, Project
 from tests.api.committee import Committee, build_committee
 from tests.api.test_documents_api import phone_of, sign
+from tests.api.test_report_pages_api import _agreed
 from tests.factories import CenterWithStaff
 from tests.platform_standin import PlatformStandIn, running_platform
 from tests.s3_server import S3Server
@@ -53,27 +54,7 @@ def _with(services: Services, **settings: Any) -> Services:
 
 def _evaluate_and_sign(committee: Committee, db: Session, clock: FrozenClock) -> None:
     client = committee.client
-    phones = [committee.sign_in(member) for member in committee.members]
-    for headers in phones:
-        committee.declare_no_conflict(headers)
-    chosen = client.post(
-        f"/api/v1/projects/{committee.project_id}/chair",
-        json={"assignment_id": committee.members[0]["assignment_id"]},
-        headers=committee.operator,
-    )
-    assert chosen.status_code == 200, chosen.text
-    for index, headers in enumerate(phones):
-        saved = client.put(
-            "/api/v1/evaluation/scores",
-            json={"points": committee.full_sheet(index)},
-            headers=headers,
-        )
-        assert saved.status_code == 200, saved.text
-        assert client.post("/api/v1/evaluation/scores/submit", headers=headers).status_code == 200
-    assert client.post("/api/v1/evaluation/aggregate", headers=phones[0]).status_code == 200
-    for headers in phones:
-        agreed = client.post("/api/v1/evaluation/results/agree", headers=headers)
-        assert agreed.status_code == 200, agreed.text
+    phones = _agreed(committee)
     report = client.post("/api/v1/evaluation/report", headers=phones[0])
     assert report.status_code == 201, report.text
     for member in committee.members:
