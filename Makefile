@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= var
 PYTEST_ARGS ?=
+# One pytest process per core (pytest-xdist), each test file kept on one worker so its
+# module fixtures are built once; PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= auto
 # Installed without its declared opencv-python (see pyproject.toml); its needs are ours.
 INSIGHTFACE := insightface==2.1
 
@@ -29,7 +32,7 @@ run: install
 
 # Exit code 5 is pytest's "no tests collected"; anything else non-zero is a failure.
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: install
 	$(BIN)/ruff check .

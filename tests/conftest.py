@@ -44,8 +44,27 @@ def on_postgres() -> bool:
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if POSTGRES_URL:
-        return POSTGRES_URL
+        return _worker_database(POSTGRES_URL)
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'evalsign.db'}"
+
+
+def _worker_database(url: str) -> str:
+    """The given database, or under pytest-xdist one database per worker beside it
+    (`<name>_gw0`, ...): each worker drops and migrates its own schema at the start."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).first()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _reset_postgres(url: str) -> None:
@@ -269,3 +288,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         terminalreporter.write_line(f"{count:5d} skipped: {reason}")
     terminalreporter.write_line(f"Real parts (as root): {REAL_PARTS_COMMAND}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Test files with slow or browser tests run first. make test hands whole files to
+    pytest-xdist's workers in this order, so the minutes-long journeys start at once instead
+    of leaving one worker busy alone at the end; the order inside each file is kept."""
+    heavy = {
+        item.path
+        for item in items
+        if item.get_closest_marker("slow") or item.get_closest_marker("e2e")
+    }
+    items.sort(key=lambda item: item.path not in heavy)

@@ -89,6 +89,8 @@ def test_environment_key_takes_precedence_over_an_existing_file(tmp_path: Path) 
         base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()[:-2],  # padding cut off
         "密钥" * 22,
     ],
+    # Fixed ids: a random value in a test id differs between pytest-xdist's workers.
+    ids=["not-base64", "padding-cut", "chinese"],
 )
 def test_environment_key_that_is_not_base64_is_rejected(encoded: str) -> None:
     with pytest.raises(KeyringError, match="base64"):
