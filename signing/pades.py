@@ -26,8 +26,10 @@ What a signature looks like:
   are cached in-process: a stamp costs a few milliseconds, where subsetting a 20 MB CJK
   font per signature would cost hundreds (see bench/documents_bench.py).
 
-Validation (`validate`) is pyHanko's, offline: trust comes only from `trust_roots`, and
-revocation data only from the document's DSS and the material handed in.
+Validation (`validate`) is pyHanko's: trust comes only from `trust_roots`, and revocation
+data from the document's DSS and the material handed in, and, only when those leave a
+status open and the caller allows it, from OCSP/CRLs fetched for chains it names
+(`signing.online_revocation`).
 """
 
 from __future__ import annotations
