@@ -29,7 +29,7 @@ from signing.online_revocation import (
     RevocationFetcher,
     RevocationPolicy,
 )
-from signing.pades import validate
+from signing.pades import RevocationMaterial, validate
 from tests.foreign_ca import ForeignCa, RevocationServer, build_foreign_ca
 from tests.signing.test_pades import build_pki, write_pdf
 
@@ -289,3 +289,27 @@ def test_the_cli_names_the_unreachable_responder_without_a_traceback(
     )
     assert soft.returncode == 0, soft.stdout
     assert "revocation not checked" in soft.stdout
+
+
+def test_older_embedded_data_does_not_excuse_a_revocation_dated_before_the_time_stamp(
+    tmp_path: Path,
+) -> None:
+    from signing.revocation import RevocationReason, RevokedEntry, build_crl
+    from tests.signing.test_pades import sign_step
+
+    pki = build_pki()
+    path = tmp_path / "report.pdf"
+    write_pdf(path, pages=1)
+    sign_step(pki, path, 0, None)  # B-LT: the CRL embedded then says good
+    certificate, _ = pki.signers[0]
+    later = datetime.now(UTC) + timedelta(days=30)
+    # Published later, dated before the signing: the key was compromised already.
+    entry = RevokedEntry(certificate.serial_number, pki.now, RevocationReason.KEY_COMPROMISE)
+    week = later + timedelta(days=7)
+    newer = [
+        build_crl(pki.root, pki.root_key, [], 2, later, week),
+        build_crl(pki.issuing, pki.issuing_key, [entry], 2, later, week),
+    ]
+    report = validate(path, [pki.root], RevocationMaterial(newer), now=later)
+    assert report.verdict == "invalid", report.summary
+    assert report.signatures[0].revoked
