@@ -23,13 +23,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from urllib.parse import urlsplit
 from weakref import WeakValueDictionary
 
 import requests
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    SignatureAlgorithmOID,
+)
 
 __all__ = [
     "Fetched",
@@ -76,6 +83,10 @@ class Fetched:
 
 class FetchFailed(Exception):
     """One URL gave no usable answer; the message says why, in one line."""
+
+
+class _Unreachable(Exception):
+    """The host did not connect or answer in time (as opposed to a bad answer)."""
 
 
 class RevocationCache:
@@ -155,18 +166,25 @@ class RevocationFetcher:
         """OCSP for `certificate` from each responder in its AIA until one answers good or
         revoked; the CRLs of its distribution points if none does. Never raises for
         network or format trouble: those become `failures`."""
+        return self._fetch_for(certificate, issuer, set())
+
+    def _fetch_for(
+        self, certificate: x509.Certificate, issuer: x509.Certificate, silent: set[str]
+    ) -> Fetched:
+        # `silent`: hosts that did not connect or answer in this round; their other URLs
+        # would only cost the same timeout again.
         failures: list[str] = []
         ocsp_urls = _ocsp_urls(certificate)
         for url in ocsp_urls:
             try:
-                return Fetched(ocsps=[self._ocsp(url, certificate, issuer)])
+                return Fetched(ocsps=[self._ocsp(url, certificate, issuer, silent)])
             except FetchFailed as exc:
                 failures.append(f"OCSP {url}: {exc}")
         crls: list[bytes] = []
         crl_urls = _crl_urls(certificate)
         for url in crl_urls:
             try:
-                crls.append(self._crl(url))
+                crls.append(self._crl(url, issuer, silent))
             except FetchFailed as exc:
                 failures.append(f"CRL {url}: {exc}")
         if not ocsp_urls and not crl_urls:
@@ -180,8 +198,9 @@ class RevocationFetcher:
         timeout, not one per certificate."""
         if not pairs:
             return Fetched()
+        silent: set[str] = set()
         with ThreadPoolExecutor(max_workers=min(4, len(pairs))) as pool:
-            results = list(pool.map(lambda pair: self.fetch_for(*pair), pairs))
+            results = list(pool.map(lambda pair: self._fetch_for(pair[0], pair[1], silent), pairs))
         total = Fetched()
         for result in results:
             total = total + result
@@ -189,7 +208,13 @@ class RevocationFetcher:
 
     # --- the two protocols -----------------------------------------------------------------
 
-    def _ocsp(self, url: str, certificate: x509.Certificate, issuer: x509.Certificate) -> bytes:
+    def _ocsp(
+        self,
+        url: str,
+        certificate: x509.Certificate,
+        issuer: x509.Certificate,
+        silent: set[str],
+    ) -> bytes:
         # SHA-1 CertID and no nonce: RFC 5019's profile, which every responder answers and
         # whose answers may be cached (pyHanko checks the response's signature and times).
         request = (
@@ -200,7 +225,7 @@ class RevocationFetcher:
             cached = self.cache.get(key)
             if cached is not None:
                 return cached
-            return self._fetch_ocsp(key, url, request, certificate)
+            return self._fetch_ocsp(key, url, request, certificate, issuer, silent)
 
     def _fetch_ocsp(
         self,
@@ -208,10 +233,13 @@ class RevocationFetcher:
         url: str,
         request: ocsp.OCSPRequest,
         certificate: x509.Certificate,
+        issuer: x509.Certificate,
+        silent: set[str],
     ) -> bytes:
         body = self._http(
             "POST",
             url,
+            silent,
             data=request.public_bytes(serialization.Encoding.DER),
             headers={"Content-Type": "application/ocsp-request"},
         )
@@ -234,19 +262,26 @@ class RevocationFetcher:
             raise FetchFailed("the answer is not about this certificate")
         if single.certificate_status is ocsp.OCSPCertStatus.UNKNOWN:
             raise FetchFailed("the responder does not know this certificate")
-        self.cache.put(key, body, single.next_update_utc)
+        verified = _ocsp_signed_for(response, issuer)
+        if verified is False:
+            # Not cached: a forged or broken answer must not stand in for the real one.
+            raise FetchFailed("the answer is not signed by the issuer or a responder it named")
+        if verified:
+            self.cache.put(key, body, single.next_update_utc)
         return body
 
-    def _crl(self, url: str) -> bytes:
+    def _crl(self, url: str, issuer: x509.Certificate, silent: set[str]) -> bytes:
         key = ("crl", url)
         with self._single_flight(key):
             cached = self.cache.get(key)
             if cached is not None:
                 return cached
-            return self._fetch_crl(key, url)
+            return self._fetch_crl(key, url, issuer, silent)
 
-    def _fetch_crl(self, key: tuple[str, ...], url: str) -> bytes:
-        body = self._http("GET", url)
+    def _fetch_crl(
+        self, key: tuple[str, ...], url: str, issuer: x509.Certificate, silent: set[str]
+    ) -> bytes:
+        body = self._http("GET", url, silent)
         try:
             crl = x509.load_der_x509_crl(body)
         except ValueError:
@@ -255,7 +290,14 @@ class RevocationFetcher:
                 body = crl.public_bytes(serialization.Encoding.DER)
             except ValueError:
                 raise FetchFailed("the answer is not a CRL") from None
-        self.cache.put(key, body, crl.next_update_utc)
+        issuer_key = issuer.public_key()
+        # An indirect CRL (another issuer's) goes to pyHanko uncached; it decides.
+        if (
+            isinstance(issuer_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+            and crl.issuer == issuer.subject
+            and crl.is_signature_valid(issuer_key)
+        ):
+            self.cache.put(key, body, crl.next_update_utc)
         return body
 
     @contextmanager
@@ -266,7 +308,17 @@ class RevocationFetcher:
         with lock:
             yield
 
-    def _http(self, method: str, url: str, **kwargs: object) -> bytes:
+    def _http(self, method: str, url: str, silent: set[str], **kwargs: object) -> bytes:
+        host = urlsplit(url).netloc
+        if host in silent:
+            raise FetchFailed("not asked: the host did not answer another request just now")
+        try:
+            return self._request(method, url, **kwargs)
+        except _Unreachable as exc:
+            silent.add(host)
+            raise FetchFailed(str(exc)) from None
+
+    def _request(self, method: str, url: str, **kwargs: object) -> bytes:
         deadline = time.monotonic() + self.read_timeout_s
         headers = {"User-Agent": self.user_agent, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
         self.requests_made += 1
@@ -288,14 +340,14 @@ class RevocationFetcher:
                     if len(body) > self.max_bytes:
                         raise FetchFailed(f"the answer is larger than {self.max_bytes} bytes")
                     if time.monotonic() > deadline:
-                        raise FetchFailed(f"no complete answer within {self.read_timeout_s:g} s")
+                        raise _Unreachable(f"no complete answer within {self.read_timeout_s:g} s")
                 return bytes(body)
         except requests.exceptions.ConnectTimeout:
-            raise FetchFailed(f"no connection within {self.connect_timeout_s:g} s") from None
+            raise _Unreachable(f"no connection within {self.connect_timeout_s:g} s") from None
         except requests.exceptions.ReadTimeout:
-            raise FetchFailed(f"no answer within {self.read_timeout_s:g} s") from None
+            raise _Unreachable(f"no answer within {self.read_timeout_s:g} s") from None
         except requests.exceptions.ConnectionError as exc:
-            raise FetchFailed(f"cannot connect ({_reason(exc)})") from None
+            raise _Unreachable(f"cannot connect ({_reason(exc)})") from None
         except requests.exceptions.RequestException as exc:
             raise FetchFailed(f"the request failed ({type(exc).__name__})") from None
 
@@ -357,6 +409,41 @@ def _http_urls(names: Iterable[x509.GeneralName]) -> list[str]:
         and n.value.lower().startswith(("http://", "https://"))
     ]
     return list(dict.fromkeys(urls))[:4]
+
+
+def _ocsp_signed_for(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> bool | None:
+    """Whether the issuer, or a responder certificate in the answer that the issuer signed
+    for OCSP signing (RFC 6960 4.2.2.2), signed the answer; None for a signature algorithm
+    not checked here (pyHanko still checks it, the answer is just not cached)."""
+    signers: list[x509.Certificate] = [issuer]
+    for candidate in response.certificates:
+        try:
+            eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            candidate.verify_directly_issued_by(issuer)
+        except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
+            continue
+        if ExtendedKeyUsageOID.OCSP_SIGNING in eku:
+            signers.append(candidate)
+    algorithm = response.signature_hash_algorithm
+    if algorithm is None:
+        return None
+    for signer in signers:
+        key = signer.public_key()
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(algorithm))
+            elif isinstance(key, rsa.RSAPublicKey):
+                if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
+                    return None
+                key.verify(
+                    response.signature, response.tbs_response_bytes, padding.PKCS1v15(), algorithm
+                )
+            else:
+                return None
+        except InvalidSignature:
+            continue
+        return True
+    return False
 
 
 def _cert_id(request: ocsp.OCSPRequest) -> str:
