@@ -344,6 +344,7 @@ _LABELS = {
     "trusted": "证书可信 Chain trusted",
     "revocation_checked": "已查吊销状态 Revocation checked",
     "revoked": "证书已吊销 Revoked",
+    "revocation_source": "吊销状态来源 Revocation data from",
     "coverage": "覆盖范围 Coverage",
     "modification_level": "之后的修改 Changes after",
     "pades_level": "PAdES 级别 Level",

@@ -67,6 +67,12 @@ def test_an_external_ca_s_signature_is_checked_with_its_own_responder(
     [signature] = body["signatures"]  # type: ignore[misc]
     assert signature["revocation_source"] == "online"
     assert server.hits["/ocsp"] == 2
+    printed = client.post(
+        "/api/v1/validate?format=html",
+        files={"file": ("foreign.pdf", path.read_bytes(), "application/pdf")},
+        headers=center.headers(Role.SUPERVISOR),
+    )
+    assert "Revocation data from</th><td>online" in printed.text
     # The answers are kept until their nextUpdate: the responder going away changes nothing.
     server.stop()
     assert _validate(client, center, path)["verdict"] == "valid"
