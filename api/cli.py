@@ -450,7 +450,7 @@ def _validation_summary(name: str, report: Any) -> str:
             lines.append(
                 f"  {mark} {kind} {entry.field_name}: {entry.signer_subject}"
                 f" ({entry.pades_level}{', ' + str(when)[:19] if when else ''})"
-                f"{'' if entry.trusted else ', not trusted by the roots given'}"
+                f"{'' if entry.trusted or entry.revoked else ', not trusted by the roots given'}"
                 f"{', REVOKED' if entry.revoked else ''}"
             )
             lines += [f"        {problem}" for problem in entry.problems[:3]]

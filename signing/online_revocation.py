@@ -77,7 +77,8 @@ class Fetched:
         return Fetched(
             self.crls + [c for c in other.crls if c not in self.crls],
             self.ocsps + [o for o in other.ocsps if o not in self.ocsps],
-            self.failures + other.failures,
+            # The signer and its TSA often share URLs: each failure said once.
+            list(dict.fromkeys(self.failures + other.failures)),
         )
 
 

@@ -1406,12 +1406,13 @@ async def _check_one(
             earlier = await check_at(proven, retroactive=True, material=without_ocsp)
         tst = getattr(earlier, "timestamp_validity", None)
         if earlier.trusted and (revoked_at is None or (tst is not None and tst.trusted)):
+            reason = _revocation_reason(status)
             status, moment = earlier, proven
             if revoked_at is not None:
                 revoked_later = True
                 problems.append(
                     f"the certificate was revoked on {revoked_at.isoformat()} "
-                    f"({_revocation_reason(status, revoked_at)}), after its time-stamp "
+                    f"({reason}), after its time-stamp "
                     f"({proven.isoformat()}), which proves the signature was made before: valid"
                 )
             else:
@@ -1467,8 +1468,7 @@ async def _check_one(
     if status.revoked:
         details = status.revocation_details
         when = (
-            f": revoked on {details.revocation_date.isoformat()} "
-            f"({_revocation_reason(status, details.revocation_date)})"
+            f": revoked on {details.revocation_date.isoformat()} ({_revocation_reason(status)})"
             if details is not None
             else ""
         )
@@ -1499,9 +1499,7 @@ async def _check_one(
     )
 
 
-def _revocation_reason(
-    status: PdfSignatureStatus | DocumentTimestampStatus, revoked_at: datetime
-) -> str:
+def _revocation_reason(status: PdfSignatureStatus | DocumentTimestampStatus) -> str:
     details = status.revocation_details
     reason = details.revocation_reason.native if details is not None else None
     who = "a CA of its chain" if details is not None and details.ca_revoked else "the signer"
