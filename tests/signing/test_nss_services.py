@@ -2,9 +2,9 @@
 Evince, LibreOffice) sees them: certutil's usage checks, and pdfsig asking our real OCSP
 responder code (signing.revocation.respond_ocsp) over HTTP for each signer's status.
 
-Measured with NSS 3.87 and poppler 22.12: the responder is the issuing CA itself (RFC 6960
-§2.6, CA-signed answers), which `certutil -V -u O` accepts and whose answers pdfsig
-verifies. NSS has no time-stamping usage to check (certutil -V knows C V I L A Y S R O J,
+Measured with NSS 3.87 and poppler 22.12, for P-256 and RSA-3072 PKIs alike: the
+responder is the issuing CA itself (RFC 6960 §2.6, CA-signed answers), which
+`certutil -V -u O` accepts and whose answers pdfsig verifies. NSS has no time-stamping usage to check (certutil -V knows C V I L A Y S R O J,
 vfychain 0-12: none is time-stamping), and poppler does not verify RFC 3161 tokens (a
 document time-stamp shows as "Signature Type: unknown", "not yet verified"): the TSA
 keeps the profile RFC 3161 §2.3 requires, timeStamping alone and critical."""
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from signing import certificates as profiles
 from signing.pades import add_document_timestamp, sign_in_place
@@ -71,12 +71,19 @@ class CenterPublication:
         return respond_ocsp(request, [responder], lookup, datetime.now(UTC), timedelta(hours=1))
 
 
-def center_pki(url: str) -> Pki:
-    """A center PKI made by signing.certificates whose AIA and CRL URLs reach `url`."""
+def center_pki(url: str, algorithm: str = "ec-p256") -> Pki:
+    """A center PKI made by signing.certificates whose AIA and CRL URLs reach `url`, with
+    keys of EVALSIGN_PKI_ALGORITHM's kinds."""
+
+    def new_key() -> PrivateKey:
+        if algorithm == "rsa-3072":
+            return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        return ec.generate_private_key(ec.SECP256R1())
+
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    root_key = ec.generate_private_key(ec.SECP256R1())
+    root_key = new_key()
     root = profiles.make_root_ca(profiles.ca_name(CENTER, "Root CA"), root_key, now, 3650)
-    issuing_key = ec.generate_private_key(ec.SECP256R1())
+    issuing_key = new_key()
     issuing = profiles.make_issuing_ca(
         profiles.ca_name(CENTER, "Issuing CA"),
         issuing_key.public_key(),
@@ -87,7 +94,7 @@ def center_pki(url: str) -> Pki:
         3000,
     )
     endpoints = profiles.Endpoints(f"{url}/issuing.crl", f"{url}/issuing.cer", f"{url}/ocsp")
-    signer_key = ec.generate_private_key(ec.SECP256R1())
+    signer_key = new_key()
     signer = profiles.make_end_entity(
         profiles.Profile.DOCUMENT_SIGNING,
         profiles.expert_subject("王喆", profiles.pseudonym("c", "1"), CENTER),
@@ -98,7 +105,7 @@ def center_pki(url: str) -> Pki:
         now,
         700,
     )
-    tsa_key = ec.generate_private_key(ec.SECP256R1())
+    tsa_key = new_key()
     tsa = profiles.make_end_entity(
         profiles.Profile.TIME_STAMPING,
         profiles.service_subject(CENTER, "TSA"),
@@ -119,10 +126,12 @@ def center_pki(url: str) -> Pki:
     return Pki(root, root_key, issuing, issuing_key, signers, authority, crls, now)
 
 
-@pytest.fixture
-def published() -> Iterator[tuple[RevocationServer, CenterPublication]]:
+@pytest.fixture(params=["ec-p256", "rsa-3072"])
+def published(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[RevocationServer, CenterPublication]]:
     server = RevocationServer()
-    publication = CenterPublication(center_pki(server.url))
+    publication = CenterPublication(center_pki(server.url, request.param))
     server.ca = publication
     yield server, publication
     server.stop()
