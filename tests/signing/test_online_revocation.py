@@ -205,16 +205,17 @@ def test_a_slow_responder_times_out(
 ) -> None:
     path = tmp_path / "foreign.pdf"
     sign_foreign(ca, path, embed=False)
-    server.delay_s = 3.0
+    server.delay_s = 5.0
     started = time.monotonic()
-    report = validate(path, [ca.root], online=online(read_timeout_s=0.5))
+    report = validate(path, [ca.root], online=online(read_timeout_s=1.0))
     elapsed = time.monotonic() - started
     assert report.verdict == "indeterminate", report.summary
     # All certificates at once, and a host that did not answer is not asked again: one
-    # timeout for the whole chain.
-    assert elapsed < 1.5, elapsed
+    # timeout for the whole chain (asking OCSP, then the CRL, would take two).
+    assert elapsed < 2.0, elapsed
     [problem] = [p for p in report.signatures[0].problems if p.startswith("revocation status")]
-    assert "OCSP" in problem and "no answer within 0.5 s" in problem
+    assert "no answer within 1 s" in problem
+    assert "not asked: the host did not answer another request just now" in problem
 
 
 def test_embedded_data_keeps_it_valid_after_the_responder_is_gone(
