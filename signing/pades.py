@@ -1387,16 +1387,15 @@ async def _check_one(
         and status.intact
         and status.valid
         and not status.trusted
-        # A revocation before the time-stamp is not undone by it; a document time-stamp's
-        # own time cannot excuse its own TSA's revocation.
-        and (revoked_at is None or (not is_timestamp and revoked_at > proven))
+        # A revocation before the time-stamp is not undone by it.
+        and (revoked_at is None or revoked_at > proven)
     ):
         # The usual reason, long after signing: the embedded CRLs have passed nextUpdate.
         # The time-stamp proves the signature existed at its time, so check the chains
         # as they stood then, with the embedded data. (A full ETSI EN 319 102-1 long-term
         # validation would also walk the chain of document time-stamps.)
         earlier = await check_at(proven)
-        if revoked_at is not None and not earlier.trusted:
+        if revoked_at is not None and not earlier.trusted and not is_timestamp:
             # Nothing embedded tells the status then, but the later revocation does: the
             # CRL or OCSP answer that dates it (verified just now) also says the
             # certificate was good before. pyHanko cannot read an OCSP "revoked since"
@@ -1405,10 +1404,13 @@ async def _check_one(
             without_ocsp = _Material(given.certs, given.crls, [])
             earlier = await check_at(proven, retroactive=True, material=without_ocsp)
         tst = getattr(earlier, "timestamp_validity", None)
-        if earlier.trusted and (revoked_at is None or (tst is not None and tst.trusted)):
+        # A document time-stamp's own time is not proof of itself: as before, only the
+        # data embedded then can carry it past a later revocation of its TSA.
+        proof_ok = revoked_at is None or is_timestamp or (tst is not None and tst.trusted)
+        if earlier.trusted and proof_ok:
             reason = _revocation_reason(status)
             status, moment = earlier, proven
-            if revoked_at is not None:
+            if revoked_at is not None and not is_timestamp:
                 revoked_later = True
                 problems.append(
                     f"the certificate was revoked on {revoked_at.isoformat()} "
