@@ -4,10 +4,11 @@ responder code (signing.revocation.respond_ocsp) over HTTP for each signer's sta
 
 Measured with NSS 3.87 and poppler 22.12, for P-256 and RSA-3072 PKIs alike: the
 responder is the issuing CA itself (RFC 6960 §2.6, CA-signed answers), which
-`certutil -V -u O` accepts and whose answers pdfsig verifies. NSS has no time-stamping usage to check (certutil -V knows C V I L A Y S R O J,
-vfychain 0-12: none is time-stamping), and poppler does not verify RFC 3161 tokens (a
-document time-stamp shows as "Signature Type: unknown", "not yet verified"): the TSA
-keeps the profile RFC 3161 §2.3 requires, timeStamping alone and critical."""
+`certutil -V -u O` accepts and whose answers pdfsig verifies. NSS has no time-stamping
+usage to check (certutil -V knows C V I L A Y S R O J, vfychain 0-12: none is
+time-stamping), and poppler does not verify RFC 3161 tokens (a document time-stamp shows
+as "Signature Type: unknown", "not yet verified"): the TSA keeps the profile RFC 3161
+§2.3 requires, timeStamping alone and critical."""
 
 from __future__ import annotations
 
