@@ -402,8 +402,10 @@ def cmd_pdf_validate(args: argparse.Namespace) -> int:
 
     from cryptography import x509
 
+    from api.services import revocation_check_for
     from signing import pades
 
+    external: list[x509.Certificate] | None = None  # None: any root given may be fetched for
     if args.root:
         roots = []
         for path in args.root:
@@ -417,12 +419,14 @@ def cmd_pdf_validate(args: argparse.Namespace) -> int:
         with _transaction(args) as db:
             center_ids = [args.center] if args.center else [c.id for c in centers.list_centers(db)]
             roots = [root for center_id in center_ids for root in pki.trust_roots(db, center_id)]
+            external = [r for c in center_ids for r in pki.external_trust_roots(db, c)]
+    online = revocation_check_for(_settings(args), external, args.revocation)
     # pyHanko logs every path it could not validate with a traceback; the report says it
     # in one line per signature.
     for name in ("pyhanko", "pyhanko_certvalidator"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        report = pades.validate(Path(args.file), roots)
+        report = pades.validate(Path(args.file), roots, online=online)
     except pades.PdfRejected as exc:
         print(json.dumps({"error": "PdfRejected", "detail": str(exc)}), file=sys.stderr)
         return 2
@@ -446,7 +450,7 @@ def _validation_summary(name: str, report: Any) -> str:
             lines.append(
                 f"  {mark} {kind} {entry.field_name}: {entry.signer_subject}"
                 f" ({entry.pades_level}{', ' + str(when)[:19] if when else ''})"
-                f"{'' if entry.trusted else ', not trusted by the roots given'}"
+                f"{'' if entry.trusted or entry.revoked else ', not trusted by the roots given'}"
                 f"{', REVOKED' if entry.revoked else ''}"
             )
             lines += [f"        {problem}" for problem in entry.problems[:3]]
@@ -658,6 +662,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="PEM",
         help="trust this root (PEM; repeatable) instead of an instance's lists: no database",
+    )
+    validate.add_argument(
+        "--revocation",
+        choices=["require", "soft-fail", "off"],
+        help="when no embedded data settles a certificate of another CA: fetch its OCSP/CRL "
+        "and call an unknown status INDETERMINATE (require), or still valid, marked unchecked "
+        "(soft-fail); or stay offline (off). Default: $EVALSIGN_REVOCATION_POLICY or require",
     )
     validate.add_argument("--json", action="store_true", help="the full report as JSON")
     validate.set_defaults(handler=cmd_pdf_validate)

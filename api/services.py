@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from cryptography import x509
 from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +33,12 @@ from models.db import make_engine, make_session_factory
 from models.settings import Settings
 from signing.field_cipher import FieldCipher
 from signing.keyring import Keyring, load_keyring
+from signing.online_revocation import (
+    OnlineRevocation,
+    RevocationCache,
+    RevocationFetcher,
+    RevocationPolicy,
+)
 from signing.pades import StampError, preload_stamp_font
 from signing.task_qr import RoomTokens
 from signing.vault import Vaults, open_vaults
@@ -73,6 +81,35 @@ def anti_spoof_for(settings: Settings) -> PassiveAntiSpoof | None:
         if key not in _anti_spoof:
             _anti_spoof[key] = PassiveAntiSpoof(settings.liveness_model)
         return _anti_spoof[key]
+
+
+_revocation_fetchers: dict[tuple[float, float, int, float], RevocationFetcher] = {}
+
+
+def revocation_check_for(
+    settings: Settings, roots: Sequence[x509.Certificate] | None, policy: str | None = None
+) -> OnlineRevocation:
+    """How validation may go online: the policy (`EVALSIGN_REVOCATION_POLICY` unless
+    given), and a fetcher whose cache lives as long as the process, so every request
+    shares the answers already fetched. `roots`: the chains it may fetch for (None: any)."""
+    key = (
+        settings.revocation_connect_timeout_s,
+        settings.revocation_read_timeout_s,
+        settings.revocation_cache_entries,
+        settings.revocation_cache_max_age_hours,
+    )
+    with _face_engines_lock:
+        if key not in _revocation_fetchers:
+            _revocation_fetchers[key] = RevocationFetcher(
+                connect_timeout_s=settings.revocation_connect_timeout_s,
+                read_timeout_s=settings.revocation_read_timeout_s,
+                cache=RevocationCache(
+                    settings.revocation_cache_entries,
+                    timedelta(hours=settings.revocation_cache_max_age_hours),
+                ),
+            )
+        fetcher = _revocation_fetchers[key]
+    return OnlineRevocation(RevocationPolicy(policy or settings.revocation_policy), fetcher, roots)
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,15 @@ class Settings(BaseSettings):
     pki_service_validity_days: int = Field(default=5 * 365, ge=1)
     # A CRL is valid this long; it is reissued on revocation and when half of it has passed.
     pki_crl_validity_hours: int = Field(default=24, ge=1, le=24 * 31)
+    # Validation of signatures from other CAs (EVALSIGN_REVOCATION_*): when the document's
+    # own data leaves a certificate's status open, its OCSP responder and CRLs are asked.
+    # require: unknown status is INDETERMINATE; soft-fail: valid, marked unchecked; off: no
+    # network. Each request: connect and read timeouts; answers cached until nextUpdate.
+    revocation_policy: Literal["require", "soft-fail", "off"] = "require"
+    revocation_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    revocation_read_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    revocation_cache_entries: int = Field(default=512, ge=0, le=100_000)
+    revocation_cache_max_age_hours: float = Field(default=24.0, gt=0, le=24 * 31)
 
     # Passkeys (EVALSIGN_WEBAUTHN_*, EVALSIGN_PASSKEY_*): the person's own phone as the
     # possession factor beside the face. The RP id is the host name the phone pages are

@@ -26,8 +26,10 @@ What a signature looks like:
   are cached in-process: a stamp costs a few milliseconds, where subsetting a 20 MB CJK
   font per signature would cost hundreds (see bench/documents_bench.py).
 
-Validation (`validate`) is pyHanko's, offline: trust comes only from `trust_roots`, and
-revocation data only from the document's DSS and the material handed in.
+Validation (`validate`) is pyHanko's: trust comes only from `trust_roots`, and revocation
+data from the document's DSS and the material handed in, and, only when those leave a
+status open and the caller allows it, from OCSP/CRLs fetched for chains it names
+(`signing.online_revocation`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing.certificates import dn
+from signing.online_revocation import OnlineRevocation, RevocationPolicy, pairs_of
 from signing.pdf_budget import PdfBudget, PdfOverBudget, scan_pdf
 from signing.tsa import TimeStampAuthority, TimeStampRejected, token_of
 
@@ -279,6 +282,9 @@ class SignatureReport:
     docmdp_ok: bool | None
     pades_level: str
     problems: list[str] = field(default_factory=list)
+    # Where the revocation data that decided it came from: "document" (the DSS or the
+    # material handed in), "online" (fetched for this validation) or "none".
+    revocation_source: str = "document"
 
     @property
     def ok(self) -> bool:
@@ -1142,6 +1148,7 @@ class _Material:
         moment: datetime | None,
         mode: str,
         extra: _Material | None = None,
+        retroactive: bool = False,
     ) -> ValidationContext:
         extra = extra or _Material([], [], [])
         return ValidationContext(
@@ -1152,6 +1159,7 @@ class _Material:
             allow_fetching=False,
             revocation_mode=mode,
             moment=moment,
+            retroactive_revinfo=retroactive,
         )
 
 
@@ -1225,15 +1233,22 @@ def validate(
     trust_roots: Sequence[x509.Certificate],
     revocation: RevocationMaterial | None = None,
     now: datetime | None = None,
+    *,
+    online: OnlineRevocation | None = None,
 ) -> ValidationReport:
-    """Validate every signature and document time-stamp of a PDF, offline.
+    """Validate every signature and document time-stamp of a PDF.
 
     Trust comes only from `trust_roots`; revocation data from the document's DSS and
     `revocation`, in pyHanko's soft-fail mode (missing data does not by itself make a
     signature invalid, but `revocation_checked` says whether it was there). `now` is the
     validation time (default: the current time). PdfRejected for input that is not an
-    unencrypted, well-formed PDF."""
-    return asyncio.run(async_validate(source, trust_roots, revocation, now))
+    unencrypted, well-formed PDF.
+
+    Offline unless `online` says otherwise: then a certificate whose status that data
+    leaves open, on a path to one of `online.roots`, has its OCSP/CRL fetched, and
+    `online.policy` says whether a status nobody could tell keeps the verdict from
+    "valid" (see `signing.online_revocation.RevocationPolicy`)."""
+    return asyncio.run(async_validate(source, trust_roots, revocation, now, online=online))
 
 
 async def async_validate(
@@ -1241,11 +1256,13 @@ async def async_validate(
     trust_roots: Sequence[x509.Certificate],
     revocation: RevocationMaterial | None = None,
     now: datetime | None = None,
+    *,
+    online: OnlineRevocation | None = None,
 ) -> ValidationReport:
     if isinstance(source, str | Path):
         with Path(source).open("rb") as stream:
-            return await _validate_stream(stream, trust_roots, revocation, now)
-    return await _validate_stream(source, trust_roots, revocation, now)
+            return await _validate_stream(stream, trust_roots, revocation, now, online)
+    return await _validate_stream(source, trust_roots, revocation, now, online)
 
 
 def approved_digests(stream: IO[bytes]) -> dict[str, bytes]:
@@ -1271,6 +1288,7 @@ async def _validate_stream(
     trust_roots: Sequence[x509.Certificate],
     revocation: RevocationMaterial | None,
     now: datetime | None,
+    online: OnlineRevocation | None = None,
 ) -> ValidationReport:
     _check_header(stream)
     _within_budget(stream)
@@ -1297,7 +1315,7 @@ async def _validate_stream(
     for sig in embedded:
         is_timestamp = sig.sig_object_type == "/DocTimeStamp"
         try:
-            report = await _check_one(sig, is_timestamp, roots, dss, given, now)
+            report = await _check_one(sig, is_timestamp, roots, dss, given, now, online)
         except Exception as exc:
             log.info("signature %s could not be validated", sig.field_name, exc_info=True)
             report = _unreadable(sig, exc)
@@ -1315,7 +1333,8 @@ async def _validate_stream(
             revision > sig.signed_revision for revision in timestamp_revisions
         ):
             report.pades_level = "B-LTA"
-    verdict, summary = _verdict(signatures, timestamps)
+    required = online is None or online.policy is RevocationPolicy.REQUIRE
+    verdict, summary = _verdict(signatures, timestamps, revocation_required=required)
     return ValidationReport(signatures, timestamps, verdict, summary)
 
 
@@ -1336,6 +1355,7 @@ def _unreadable(sig: EmbeddedPdfSignature, exc: Exception) -> SignatureReport:
         docmdp_ok=None,
         pades_level="none",
         problems=[f"the signature cannot be validated: {exc}"],
+        revocation_source="none",
     )
 
 
@@ -1346,9 +1366,12 @@ async def _check_one(
     dss: _Material,
     given: _Material,
     now: datetime | None,
+    online: OnlineRevocation | None = None,
 ) -> SignatureReport:
-    async def check_at(moment: datetime | None) -> PdfSignatureStatus | DocumentTimestampStatus:
-        context = dss.context(roots, moment, "soft-fail", given)
+    async def check_at(
+        moment: datetime | None, retroactive: bool = False, material: _Material | None = None
+    ) -> PdfSignatureStatus | DocumentTimestampStatus:
+        context = dss.context(roots, moment, "soft-fail", material or given, retroactive)
         if is_timestamp:
             return await async_validate_pdf_timestamp(sig, validation_context=context)
         return await async_validate_pdf_signature(sig, signer_validation_context=context)
@@ -1357,25 +1380,64 @@ async def _check_one(
     moment = now
     status = await check_at(moment)
     proven = _time_stamped_at(sig, status)
-    if proven is not None and status.intact and status.valid and not status.trusted:
+    revoked_at = status.revocation_details.revocation_date if status.revocation_details else None
+    revoked_later = False
+    if (
+        proven is not None
+        and status.intact
+        and status.valid
+        and not status.trusted
+        # A revocation before the time-stamp is not undone by it.
+        and (revoked_at is None or revoked_at > proven)
+    ):
         # The usual reason, long after signing: the embedded CRLs have passed nextUpdate.
         # The time-stamp proves the signature existed at its time, so check the chains
         # as they stood then, with the embedded data. (A full ETSI EN 319 102-1 long-term
         # validation would also walk the chain of document time-stamps.)
         earlier = await check_at(proven)
-        if earlier.trusted:
+        if revoked_at is not None and not earlier.trusted and not is_timestamp:
+            # Nothing embedded tells the status then, but the later revocation does: the
+            # CRL or OCSP answer that dates it (verified just now) also says the
+            # certificate was good before. pyHanko cannot read an OCSP "revoked since"
+            # as "good until", so the answers handed in are left out of this check, and
+            # the CRLs count for the earlier time (retroactive).
+            without_ocsp = _Material(given.certs, given.crls, [])
+            earlier = await check_at(proven, retroactive=True, material=without_ocsp)
+        tst = getattr(earlier, "timestamp_validity", None)
+        # A document time-stamp's own time is not proof of itself: as before, only the
+        # data embedded then can carry it past a later revocation of its TSA.
+        proof_ok = revoked_at is None or is_timestamp or (tst is not None and tst.trusted)
+        if earlier.trusted and proof_ok:
+            reason = _revocation_reason(status)
             status, moment = earlier, proven
-            problems.append(
-                f"not verifiable with current revocation data; valid at its time-stamp "
-                f"({proven.isoformat()}) with the revocation data embedded then"
-            )
+            if revoked_at is not None and not is_timestamp:
+                revoked_later = True
+                problems.append(
+                    f"the certificate was revoked on {revoked_at.isoformat()} "
+                    f"({reason}), after its time-stamp "
+                    f"({proven.isoformat()}), which proves the signature was made before: valid"
+                )
+            else:
+                problems.append(
+                    f"not verifiable with current revocation data; valid at its time-stamp "
+                    f"({proven.isoformat()}) with the revocation data embedded then"
+                )
     signer = status.signing_cert
     embedded_certs = list(sig.other_embedded_certs)
-    checked = False
-    if status.validation_path is not None:
+    checked = revoked_later  # the dated revocation is the status information
+    if status.validation_path is not None and not checked:
         checked = await _revocation_complete(
-            signer, embedded_certs, dss.context(roots, moment, "require", given)
+            signer,
+            embedded_certs,
+            dss.context(roots, moment, "require", given),
         )
+    if (
+        online is not None
+        and not checked
+        and status.validation_path is not None
+        and online.may_fetch_for(_crypto(status.validation_path.first))
+    ):
+        return await _check_online(sig, is_timestamp, roots, dss, given, now, online, status)
     modification = None
     if status.modification_level is not None:
         modification = status.modification_level.name
@@ -1406,7 +1468,13 @@ async def _check_one(
     if not status.valid:
         problems.append("the cryptographic signature does not verify")
     if status.revoked:
-        problems.append("the signer's certificate (or its CA) is revoked")
+        details = status.revocation_details
+        when = (
+            f": revoked on {details.revocation_date.isoformat()} ({_revocation_reason(status)})"
+            if details is not None
+            else ""
+        )
+        problems.append(f"the signer's certificate (or its CA) is revoked{when}")
     elif status.intact and status.valid and not status.trusted:
         problems.append("no path to a trusted root (or the certificate is not valid now)")
     elif status.trusted and not checked:
@@ -1429,7 +1497,58 @@ async def _check_one(
         docmdp_ok=status.docmdp_ok,
         pades_level=level,
         problems=problems,
+        revocation_source="document" if checked or status.revoked else "none",
     )
+
+
+def _revocation_reason(status: PdfSignatureStatus | DocumentTimestampStatus) -> str:
+    details = status.revocation_details
+    reason = details.revocation_reason.native if details is not None else None
+    who = "a CA of its chain" if details is not None and details.ca_revoked else "the signer"
+    return f"{who}, reason {reason or 'unspecified'}"
+
+
+async def _check_online(
+    sig: EmbeddedPdfSignature,
+    is_timestamp: bool,
+    roots: list[asn1_x509.Certificate],
+    dss: _Material,
+    given: _Material,
+    now: datetime | None,
+    online: OnlineRevocation,
+    status: PdfSignatureStatus | DocumentTimestampStatus,
+) -> SignatureReport:
+    """The same check again with the OCSP answers and CRLs fetched for the path's
+    certificates; where nothing answered, the report says which source failed and why."""
+    assert status.validation_path is not None and online.fetcher is not None
+    paths = [status.validation_path]
+    tst = getattr(status, "timestamp_validity", None)
+    if tst is not None and tst.validation_path is not None:
+        # The signature time-stamp's TSA too: its trust is what dates the signature.
+        paths.append(tst.validation_path)
+    pairs = []
+    for path in paths:
+        chain = [_crypto(c) for c in path.iter_certs(include_root=True)]
+        if online.may_fetch_for(chain[0]):
+            pairs += [p for p in pairs_of(chain) if p not in pairs]
+    fetched = await asyncio.to_thread(online.fetcher.fetch_for_path, pairs)
+    more = _Material(
+        given.certs,
+        given.crls + _load_crls(fetched.crls),
+        given.ocsps + _load_ocsps(fetched.ocsps),
+    )
+    report = await _check_one(sig, is_timestamp, roots, dss, more, now)
+    if report.revocation_checked or report.revoked:
+        report.revocation_source = "online"
+        return report
+    report.problems = [
+        p for p in report.problems if not p.startswith("revocation status could not be checked")
+    ]
+    report.problems.append(
+        "revocation status unavailable (try again later): "
+        + ("; ".join(fetched.failures) or "the answers fetched do not cover the chain")
+    )
+    return report
 
 
 async def _pades_level(
@@ -1461,7 +1580,10 @@ async def _pades_level(
 
 
 def _verdict(
-    signatures: list[SignatureReport], timestamps: list[SignatureReport]
+    signatures: list[SignatureReport],
+    timestamps: list[SignatureReport],
+    *,
+    revocation_required: bool = True,
 ) -> tuple[str, str]:
     everything = signatures + timestamps
     if not signatures:
@@ -1471,12 +1593,20 @@ def _verdict(
     if broken:
         names = ", ".join(r.field_name for r in broken)
         return "invalid", f"{len(broken)} of {len(everything)} invalid: {names}"
-    doubtful = [r for r in everything if not r.trusted or not r.revocation_checked]
+    doubtful = [
+        r for r in everything if not r.trusted or (revocation_required and not r.revocation_checked)
+    ]
     counts = f"{len(signatures)} signature(s), {len(timestamps)} document time-stamp(s)"
     if doubtful:
         names = ", ".join(r.field_name for r in doubtful)
         return "indeterminate", f"{counts}; cannot confirm: {names}"
     levels = ", ".join(f"{r.field_name} {r.pades_level}" for r in everything)
+    unchecked = [r.field_name for r in everything if not r.revocation_checked]
+    if unchecked:
+        # soft-fail or off: valid, but nobody should read it as "checked".
+        return "valid", (
+            f"{counts}, all valid ({levels}); revocation not checked: {', '.join(unchecked)}"
+        )
     return "valid", f"{counts}, all valid ({levels})"
 
 

@@ -33,7 +33,7 @@ from api.schemas.documents import (
 )
 from api.schemas.inputs import Count, Token
 from api.schemas.passkeys import SigningChallengeOut, SmsCodeSentOut
-from api.services import Services
+from api.services import Services, revocation_check_for
 from evaluation.documents import documents
 from evaluation.documents.documents import NewDocument
 from evaluation.documents.store import Received, UploadTooLarge
@@ -307,8 +307,11 @@ def _validate(upload: UploadFile, center_id: str, services: Services) -> Validat
     try:
         with transaction(services, read_only=True) as db:
             roots = pki.trust_roots(db, center_id)
+            online = revocation_check_for(
+                services.settings, pki.external_trust_roots(db, center_id)
+            )
         try:
-            report = pades.validate(received.path, roots, now=services.clock.now())
+            report = pades.validate(received.path, roots, now=services.clock.now(), online=online)
         except pades.PdfRejected as exc:
             raise documents.PdfRejected(str(exc), **documents.budget_limit(exc)) from exc
     finally:
@@ -341,6 +344,7 @@ _LABELS = {
     "trusted": "证书可信 Chain trusted",
     "revocation_checked": "已查吊销状态 Revocation checked",
     "revoked": "证书已吊销 Revoked",
+    "revocation_source": "吊销状态来源 Revocation data from",
     "coverage": "覆盖范围 Coverage",
     "modification_level": "之后的修改 Changes after",
     "pades_level": "PAdES 级别 Level",

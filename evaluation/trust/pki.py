@@ -566,6 +566,14 @@ def trust_roots(db: Session, center_id: str) -> list[x509.Certificate]:
     return [load_certificate(a.certificate_der) for a in list_trust_anchors(db, center_id)]
 
 
+def external_trust_roots(db: Session, center_id: str) -> list[x509.Certificate]:
+    """The other CAs' roots (mutual recognition): validation may fetch revocation status
+    for their chains; the center's own answer from its database and its documents' DSS."""
+    return [
+        load_certificate(a.certificate_der) for a in list_trust_anchors(db, center_id) if a.external
+    ]
+
+
 def parse_certificate(data: bytes) -> x509.Certificate:
     """A certificate from PEM or DER bytes, or a clear 422."""
     try:
