@@ -268,6 +268,8 @@ class CscProviderStandIn:
     # --- the HTTP server -----------------------------------------------------------------
 
     def start(self) -> None:
+        if self._server is not None:
+            return
         standin = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -48,7 +48,7 @@ from evaluation.kernel.errors import InvalidCredentials, SigningRefused
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import hash_token
 from evaluation.trust import activation, credentials, pki
-from models.tables import Authority, IssuedCertificate, VaultKey, VerifiedSession
+from models.tables import IssuedCertificate, VaultKey, VerifiedSession
 from signing import certificates as profiles
 from signing.algorithms import KeyAlgorithm, sign_algorithms_for
 
@@ -86,7 +86,14 @@ def _refusals_audited(
             Action.SIGNATURE_REFUSED,
             "verified_session",
             session.id,
-            {"operation": operation, "code": error.code, "detail": error.detail, **details},
+            {
+                "operation": operation,
+                "code": error.code,
+                "detail": error.detail,
+                # Why a remote signing provider failed (providers.py), for the supervisors.
+                **({"reason": error.extensions["reason"]} if "reason" in error.extensions else {}),
+                **details,
+            },
         )
         audit.refused(error, signer_caller(session), event)
         raise
@@ -177,9 +184,7 @@ def _chain(db: Session, row: IssuedCertificate, mode: str) -> list[str] | None:
         return None
     certificates = [pki.load_certificate(row.certificate_der)]
     if mode == "chain":
-        authority = db.get(Authority, row.authority_id)
-        assert authority is not None
-        certificates.extend(pki.chain_of(db, authority))
+        certificates.extend(pki.credential_chain(db, row))
     return [
         base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in certificates
     ]

@@ -37,9 +37,10 @@ from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.kernel.identifiers import Name, Text, Token
-from evaluation.trust import activation, credentials, pki
+from evaluation.trust import activation, credentials, pki, providers
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
+from evaluation.trust.providers import ProviderPolicy
 from models.base import new_id
 from models.clock import Clock
 from models.tables import (
@@ -54,6 +55,7 @@ from models.tables import (
 )
 from signing import pades
 from signing.algorithms import HASH_OID_BY_NAME
+from signing.csc_client import CscError, Timeouts
 from signing.field_cipher import FieldCipher
 from signing.vault import Vault
 
@@ -164,6 +166,13 @@ class SigningContext:
     # Where the center lets an SMS code stand in for the passkey (one_time_codes.py).
     sms: SmsPolicy | None = None
     cipher: FieldCipher | None = None
+    # Credentials whose key a licensed CA's remote signing service holds (providers.py).
+    provider_policy: ProviderPolicy | None = None
+
+    def provider_access(self) -> providers.ProviderAccess:
+        assert self.cipher is not None, "remote signing providers need the field cipher"
+        policy = self.provider_policy or ProviderPolicy(Timeouts())
+        return providers.ProviderAccess(self.cipher, policy)
 
 
 @dataclass(frozen=True)
@@ -495,6 +504,8 @@ def _authority_of(db: Session, credential: IssuedCertificate) -> Authority:
 def _chain_and_revocation(
     db: Session, clock: Clock, context: SigningContext, credential: IssuedCertificate
 ) -> tuple[list[x509.Certificate], pades.RevocationMaterial, list[x509.Certificate]]:
+    if providers.is_remote(credential):
+        return _remote_chain_and_revocation(db, clock, context, credential)
     authority = _authority_of(db, credential)
     chain = pki.chain_of(db, authority)
     crls = [pki.current_crl(db, clock, context.vault, context.pki, authority)]
@@ -503,6 +514,24 @@ def _chain_and_revocation(
         crls.append(pki.current_crl(db, clock, context.vault, context.pki, root))
     roots = pki.trust_roots(db, credential.center_id)
     return chain, pades.RevocationMaterial(crls=crls), roots
+
+
+def _remote_chain_and_revocation(
+    db: Session, clock: Clock, context: SigningContext, credential: IssuedCertificate
+) -> tuple[list[x509.Certificate], pades.RevocationMaterial, list[x509.Certificate]]:
+    """A remote provider's chain and CRLs, checked now, plus the center's own CRLs (its
+    time-stamp authority's chain); the provider's root is on the center's trust list."""
+    chain, provider_crls = providers.signing_material(
+        db, context.provider_access(), credential, clock.now()
+    )
+    own = db.execute(
+        select(Authority).where(
+            Authority.center_id == credential.center_id, Authority.external.is_(False)
+        )
+    ).scalars()
+    crls = [pki.current_crl(db, clock, context.vault, context.pki, a) for a in own]
+    roots = pki.trust_roots(db, credential.center_id)
+    return chain, pades.RevocationMaterial(crls=[*provider_crls, *crls]), roots
 
 
 def _timestamper(
@@ -866,10 +895,13 @@ def finish_slot(
     document, slot, credential = signing.document, signing.slot, signing.credential
     caller = signing.acting()
     # The revocation data went into the prepared revision; finishing needs only the chain.
-    chain = pki.chain_of(db, _authority_of(db, credential))
+    chain = pki.credential_chain(db, credential)
     key_algorithm = pki.key_of(db, credential.key_id).algorithm
     sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
     spent: list[str] = []
+    # A key at a remote provider signs there, once EvalSign's own SAD allows it.
+    remote = providers.is_remote(credential)
+    vault = providers.vault_for(db, context.provider_access(), credential) if remote else None
 
     def sign_digest(digest: bytes, hash_name: str) -> bytes:
         if digest != prepared.approval_digest:
@@ -891,20 +923,25 @@ def finish_slot(
             one_time_code_id=one_time_code_id,
         )
         spent.append(granted.activation.id)
-        [signature] = activation.sign_hashes(
-            db,
-            caller,
-            clock,
-            context.vault,
-            context.activation,
-            session,
-            credential.id,
-            granted.sad,
-            [encoded],
-            hash_oid,
-            sign_algo,
-            purpose=document.purpose,
-        )
+        try:
+            [signature] = activation.sign_hashes(
+                db,
+                caller,
+                clock,
+                vault or context.vault,
+                context.activation,
+                session,
+                credential.id,
+                granted.sad,
+                [encoded],
+                hash_oid,
+                sign_algo,
+                purpose=document.purpose,
+            )
+        except CscError as exc:
+            raise providers.refusal(
+                exc, credential_id=credential.id, document_id=document.id
+            ) from exc
         return signature
 
     now = clock.now()
