@@ -899,9 +899,10 @@ def finish_slot(
     key_algorithm = pki.key_of(db, credential.key_id).algorithm
     sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
     spent: list[str] = []
-    # A key at a remote provider signs there, once EvalSign's own SAD allows it.
-    remote = providers.is_remote(credential)
-    vault = providers.vault_for(db, context.provider_access(), credential) if remote else None
+
+    def remote(row: IssuedCertificate) -> Vault:
+        # A key at a remote provider signs there, once EvalSign's own SAD allows it.
+        return providers.vault_for(db, context.provider_access(), row)
 
     def sign_digest(digest: bytes, hash_name: str) -> bytes:
         if digest != prepared.approval_digest:
@@ -928,7 +929,7 @@ def finish_slot(
                 db,
                 caller,
                 clock,
-                vault or context.vault,
+                context.vault,
                 context.activation,
                 session,
                 credential.id,
@@ -937,6 +938,7 @@ def finish_slot(
                 hash_oid,
                 sign_algo,
                 purpose=document.purpose,
+                remote=remote,
             )
         except CscError as exc:
             raise providers.refusal(

@@ -8,6 +8,8 @@ refuses the signature with its reason, audited, the document unchanged, and a re
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from evaluation.trust import pki
 from models.clock import FrozenClock
 from models.settings import Settings
 from models.tables import AuditEntry, IssuedCertificate, SigningProvider, VaultKey
-from tests.api.helpers import SignerPhone, assert_problem, sign_document
+from tests.api.helpers import SignerPhone, assert_problem, passkey_for_hashes, sign_document
 from tests.csc_provider_standin import CscProviderStandIn, running_provider
 from tests.factories import (
     CenterWithStaff,
@@ -375,3 +377,46 @@ def test_a_failing_provider_refuses_the_signature_and_a_retry_signs(
     retried = sign_document(client, document_id, phone)
     assert retried.status_code == 201, retried.text
     assert retried.json()["revision"]["number"] == 1
+
+
+def test_the_phones_csc_api_signs_a_remote_credential_at_the_provider(
+    client: TestClient, db: Session, provider: CscProviderStandIn, report: dict[str, Any]
+) -> None:
+    """EvalSign's own /csc/v2 (the phone's CSC client) works for a credential whose key the
+    provider holds: EvalSign's SAD, then the provider's signature, checked."""
+    phone, credential_id = report["member"], report["credential_id"]
+
+    def sign_hash(text: bytes) -> tuple[bytes, Any]:
+        digest = hashlib.sha256(text).digest()
+        body = {
+            "credentialID": credential_id,
+            "numSignatures": 1,
+            "hashes": [base64.b64encode(digest).decode()],
+            "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+        }
+        approval = passkey_for_hashes(client, phone, phone.passkey, credential_id, body["hashes"])
+        sad = client.post(
+            "/csc/v2/credentials/authorize", json={**body, "passkey": approval}, headers=phone
+        )
+        assert sad.status_code == 200, sad.text
+        return digest, client.post(
+            "/csc/v2/signatures/signHash",
+            json={**body, "SAD": sad.json()["SAD"], "signAlgo": "1.2.840.10045.4.3.2"},
+            headers=phone,
+        )
+
+    digest, signed = sign_hash(b"hash from the phone")
+    assert signed.status_code == 200, signed.text
+    provider.verify(report["remote_id"], digest, base64.b64decode(signed.json()["signatures"][0]))
+
+    provider.sign_other_hashes = True
+    _, refused = sign_hash(b"another hash")
+    problem = assert_problem(refused, 502, "signing-provider-signature-invalid")
+    assert problem["error"] == "invalid_request"  # the CSC members, as for every refusal
+    entry = db.execute(
+        select(AuditEntry)
+        .where(AuditEntry.action == "signature.refused")
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    ).scalar_one()
+    assert entry.details["reason"] == "provider-signature-invalid"
