@@ -420,3 +420,38 @@ def test_the_phones_csc_api_signs_a_remote_credential_at_the_provider(
         .limit(1)
     ).scalar_one()
     assert entry.details["reason"] == "provider-signature-invalid"
+
+
+def test_the_cli_configures_a_provider_with_the_secret_from_the_environment(
+    provider: CscProviderStandIn,
+    isolated_database_url: str,
+    clock: FrozenClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sqlalchemy import create_engine
+
+    from api.cli import main
+    from api.instance import initialize
+
+    data = tmp_path / "instance"
+    initialize(Settings(data_dir=data, database_url=isolated_database_url), clock)
+    root = tmp_path / "provider-root.pem"
+    root.write_bytes(provider.root.public_bytes(Encoding.PEM))
+    monkeypatch.setenv("EVALSIGN_DATABASE_URL", isolated_database_url)
+    monkeypatch.setenv("EVALSIGN_PROVIDER_CLIENT_SECRET", provider.client_secret)
+    capsys.readouterr()
+    arguments = ["provider", "set", PROVIDER, "--base-url", provider.url]
+    arguments += ["--token-url", provider.token_url, "--client-id", provider.client_id]
+    code = main([*arguments, "--root", str(root), "--data-dir", str(data)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    printed = json.loads(out)
+    assert printed["client_secret_changed"] and provider.client_secret not in out
+    assert printed["root_fingerprint"] == pki.fingerprint(provider.root)
+    with Session(create_engine(isolated_database_url)) as check:
+        actions = list(check.execute(select(AuditEntry.action)).scalars())
+        assert "signing_provider.configured" in actions and "pki.trust_anchor_added" in actions
+        stored = check.execute(select(SigningProvider)).scalar_one()
+        assert provider.client_secret.encode() not in stored.client_secret_ciphertext
