@@ -229,6 +229,20 @@ class CscProviderStandIn:
         )
         return credential_id
 
+    def reissue(self, credential_id: str) -> x509.Certificate:
+        """A new certificate for the same key (as a CA renews one)."""
+        credential = self._credentials[credential_id]
+        public = credential.key.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        credential.certificate = _signer_certificate(
+            "renewed " + credential.certificate.subject.rfc4514_string()[:40],
+            public,
+            self.issuing,
+            self._issuing_key,
+            f"{self.url}/crl/issuing",
+        )
+        return credential.certificate
+
     def certificate_of(self, credential_id: str) -> x509.Certificate:
         return self._credentials[credential_id].certificate
 

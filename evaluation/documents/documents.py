@@ -524,14 +524,33 @@ def _remote_chain_and_revocation(
     chain, provider_crls = providers.signing_material(
         db, context.provider_access(), credential, clock.now()
     )
-    own = db.execute(
-        select(Authority).where(
-            Authority.center_id == credential.center_id, Authority.external.is_(False)
-        )
-    ).scalars()
-    crls = [pki.current_crl(db, clock, context.vault, context.pki, a) for a in own]
+    own = _own_revocation(db, clock, context, credential.center_id)
     roots = pki.trust_roots(db, credential.center_id)
-    return chain, pades.RevocationMaterial(crls=[*provider_crls, *crls]), roots
+    return chain, pades.RevocationMaterial(crls=[*provider_crls, *own.crls]), roots
+
+
+def _own_revocation(
+    db: Session, clock: Clock, context: SigningContext, center_id: str
+) -> pades.RevocationMaterial:
+    """The CRLs of the center's own authorities: what its time-stamps' chains need."""
+    own = db.execute(
+        select(Authority).where(Authority.center_id == center_id, Authority.external.is_(False))
+    ).scalars()
+    return pades.RevocationMaterial(
+        crls=[pki.current_crl(db, clock, context.vault, context.pki, a) for a in own]
+    )
+
+
+def _completion_material(
+    db: Session, clock: Clock, context: SigningContext, credential: IssuedCertificate
+) -> tuple[list[x509.Certificate], pades.RevocationMaterial, list[x509.Certificate]]:
+    """What the document time-stamp needs. The signatures' own revisions already carry
+    their chains' revocation data; for a remote signer, the provider is not asked again
+    (a provider down after the last signature must not undo it)."""
+    if providers.is_remote(credential):
+        own = _own_revocation(db, clock, context, credential.center_id)
+        return [], own, pki.trust_roots(db, credential.center_id)
+    return _chain_and_revocation(db, clock, context, credential)
 
 
 def _timestamper(
@@ -1005,7 +1024,7 @@ def finish_if_complete(
     the revocation data of the last signer's chain."""
     if not _all_answered(slots_of(db, document.id)):
         return False
-    _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    _, revocation, roots = _completion_material(db, clock, context, credential)
     timestamper = _timestamper(db, clock, context, document.center_id)
     _complete(db, caller, clock, context, document, timestamper, revocation, roots)
     return True
@@ -1030,7 +1049,7 @@ def complete_if_done(
     if signed is not None:
         credential = db.get(IssuedCertificate, signed.credential_id)
         assert credential is not None
-        _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+        _, revocation, roots = _completion_material(db, clock, context, credential)
     else:  # every slot refused: the time-stamp alone seals the document
         own = db.execute(
             select(Authority).where(

@@ -257,6 +257,11 @@ def checked_certificate(
     """`credentials/info` of the credential, its chain checked against the provider's root
     and its CRLs fetched; CscError when any of it fails."""
     info = client_for(access, row).credential_info(credential_id)
+    if info.key_status != "enabled":
+        raise csc_client.CscCertificateRejected(
+            f"the provider reports credential {credential_id}'s key as {info.key_status}",
+            reason="provider-certificate-invalid",
+        )
     crls = csc_client.fetch_crls([info.certificate, *info.chain], access.policy.timeouts)
     path = csc_client.check_certificate(info.certificate, info.chain, root_of(row), crls, moment)
     return CheckedCertificate(info.certificate, path, crls)

@@ -124,6 +124,8 @@ def report(
     document_id = created.json()["id"]
     assert client.post(f"/api/v1/documents/{document_id}/start", headers=operator).is_success
     return {
+        "operator": operator,
+        "member_id": member_id,
         "document_id": document_id,
         "member": phone_of(db, clock, center, member_id, "phone-member"),
         "chair": phone_of(db, clock, center, chair_id, "phone-chair"),
@@ -209,6 +211,55 @@ def test_a_report_signed_through_the_remote_provider_validates_everywhere(
         assert all("Signature is Valid." in b for b in blocks[:2]), blocks
         assert all("Certificate is Trusted." in b for b in blocks[:2]), blocks
         assert "王喆" in blocks[0]
+
+
+def test_a_remote_signer_last_completes_without_asking_the_provider_again(
+    client: TestClient,
+    center: CenterWithStaff,
+    provider: CscProviderStandIn,
+    report: dict[str, Any],
+) -> None:
+    slot = {"expert_id": report["member_id"], "role": "评标委员会主任", "page": 0,
+            "box": [60.0, 60.0, 260.0, 140.0]}  # fmt: skip
+    metadata = {"title": "评标报告（单签）", "purpose": "report", "slots": [slot]}
+    created = client.post(
+        "/api/v1/documents",
+        files={"file": ("单签.pdf", make_pdf(1), "application/pdf")},
+        data={"metadata": json.dumps(metadata, ensure_ascii=False)},
+        headers=report["operator"],
+    ).json()
+    client.post(f"/api/v1/documents/{created['id']}/start", headers=report["operator"])
+    provider.calls.clear()
+    signed = sign_document(client, created["id"], report["member"])
+    assert signed.status_code == 201, signed.text
+    assert signed.json()["document"]["status"] == "completed"
+    # Checked once when prepared, then authorize and signHash: the time-stamp asks nothing.
+    assert provider.calls == [
+        "/csc/v2/credentials/info",
+        "/csc/v2/credentials/authorize",
+        "/csc/v2/signatures/signHash",
+    ]
+    verdict = client.post(
+        "/api/v1/validate",
+        files={"file": ("s.pdf", content(client, center, created["id"]), "application/pdf")},
+        headers=center.headers(Role.SUPERVISOR),
+    ).json()
+    assert verdict["verdict"] == "valid" and len(verdict["document_timestamps"]) == 1, verdict
+
+
+def test_a_renewed_certificate_must_be_linked_again(
+    client: TestClient,
+    center: CenterWithStaff,
+    provider: CscProviderStandIn,
+    report: dict[str, Any],
+) -> None:
+    provider.reissue(report["remote_id"])
+    refused = client.post(
+        f"/api/v1/documents/{report['document_id']}/approval",
+        json={"slot_id": None},
+        headers=report["member"],
+    )
+    assert_problem(refused, 409, "signing-provider-certificate-changed")
 
 
 def test_the_client_secret_is_stored_encrypted_and_never_shown(
