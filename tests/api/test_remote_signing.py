@@ -506,3 +506,21 @@ def test_the_cli_configures_a_provider_with_the_secret_from_the_environment(
         assert "signing_provider.configured" in actions and "pki.trust_anchor_added" in actions
         stored = check.execute(select(SigningProvider)).scalar_one()
         assert provider.client_secret.encode() not in stored.client_secret_ciphertext
+
+
+def test_revoking_a_remote_credential_here_stops_its_use(
+    client: TestClient, provider: CscProviderStandIn, report: dict[str, Any]
+) -> None:
+    """The center stops using it at once (its CA publishes its own revocation); signing
+    is refused before the provider is asked."""
+    revoked = client.post(
+        f"/api/v1/experts/{report['member_id']}/credential/revoke",
+        json={"reason": "affiliationChanged", "note": "调离"},
+        headers=report["operator"],
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["status"] == "revoked" and revoked.json()["key_backend"] == "csc"
+    provider.calls.clear()
+    refused = sign_document(client, report["document_id"], report["member"])
+    assert_problem(refused, 409, "credential-unusable")
+    assert provider.calls == []
