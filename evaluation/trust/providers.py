@@ -82,6 +82,12 @@ class ProviderSecretMissing(DomainError):
     title = "A new signing provider needs the client secret EvalSign signs in to it with"
 
 
+class RemoteCredentialTaken(DomainError):
+    status = 409
+    code = "remote-credential-taken"
+    title = "That credential at the provider is already linked to someone in this center"
+
+
 class ProviderNotConfigured(DomainError):
     status = 409
     code = "signing-provider-not-configured"
@@ -293,6 +299,21 @@ def link_credential(
             f"expert {expert_id} already has credential {existing.id}", credential_id=existing.id
         )
     provider = get_provider(db, caller.center_id, provider_name)
+    taken = db.execute(
+        select(IssuedCertificate.id, IssuedCertificate.expert_id)
+        .join(VaultKey, VaultKey.id == IssuedCertificate.key_id)
+        .where(
+            VaultKey.provider_id == provider.id,
+            VaultKey.token_key_id == remote_credential_id,
+            IssuedCertificate.status != "revoked",
+        )
+    ).first()
+    if taken is not None:
+        raise RemoteCredentialTaken(
+            f"{remote_credential_id} at {provider.name} is credential {taken.id} of expert "
+            f"{taken.expert_id}",
+            credential_id=taken.id,
+        )
     try:
         checked = checked_certificate(access, provider, remote_credential_id, now)
     except CscError as exc:

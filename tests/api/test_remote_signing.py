@@ -328,8 +328,22 @@ def test_a_credential_whose_certificate_does_not_chain_is_not_linked(
         ).first()
         is None
     )
-    unknown = client.post(
+    provider.untrusted_certificate = False
+    linked = client.post(
         f"/api/v1/experts/{expert_id}/credential/remote",
+        json={"provider": PROVIDER, "credential_id": remote_id},
+        headers=operator,
+    )
+    assert linked.status_code == 201, linked.text
+    other = client.post("/api/v1/experts", json=expert_payload(), headers=operator).json()["id"]
+    taken = client.post(
+        f"/api/v1/experts/{other}/credential/remote",
+        json={"provider": PROVIDER, "credential_id": remote_id},
+        headers=operator,
+    )
+    assert_problem(taken, 409, "remote-credential-taken")
+    unknown = client.post(
+        f"/api/v1/experts/{other}/credential/remote",
         json={"provider": "nobody", "credential_id": remote_id},
         headers=operator,
     )
