@@ -36,6 +36,7 @@ class Action(StrEnum):
     CONTRACT_LINK_ISSUED = "contract.link_issued"
     CONTRACT_SIGNED = "contract.signed"
 
+    CREDENTIAL_LINK_REFUSED = "credential.link_refused"
     CREDENTIAL_LINKED = "credential.linked"
     CREDENTIAL_RESUMED = "credential.resumed"
     CREDENTIAL_REVOKED = "credential.revoked"

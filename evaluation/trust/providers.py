@@ -317,7 +317,20 @@ def link_credential(
     try:
         checked = checked_certificate(access, provider, remote_credential_id, now)
     except CscError as exc:
-        raise refusal(exc, provider=provider.name) from exc
+        refused = refusal(exc, provider=provider.name)
+        event = audit.AuditEvent(
+            Action.CREDENTIAL_LINK_REFUSED,
+            "expert",
+            expert.id,
+            {
+                "provider": provider.name,
+                "remote_credential_id": remote_credential_id,
+                "code": refused.code,
+                "reason": exc.reason,
+                "detail": exc.detail,
+            },
+        )
+        raise audit.refused(refused, caller, event) from exc
     certificate = checked.certificate
     public = certificate.public_key()
     key = VaultKey(

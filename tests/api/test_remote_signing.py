@@ -321,6 +321,10 @@ def test_a_credential_whose_certificate_does_not_chain_is_not_linked(
         headers=operator,
     )
     assert_problem(refused, 502, "signing-provider-certificate-untrusted")
+    entry = db.execute(
+        select(AuditEntry).where(AuditEntry.action == "credential.link_refused")
+    ).scalar_one()
+    assert entry.details["reason"] == "provider-certificate-untrusted"
     assert db.execute(select(VaultKey).where(VaultKey.backend == "csc")).first() is None
     assert (
         db.execute(
