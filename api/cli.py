@@ -297,6 +297,48 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_provider_set(args: argparse.Namespace) -> int:
+    """Create or change a center's remote signing provider (CSC API v2), as the admin's
+    PUT /api/v1/pki/signing-providers/{name} does. The client secret comes from
+    EVALSIGN_PROVIDER_CLIENT_SECRET, never the command line (other users see that)."""
+    from evaluation.trust import pki, providers
+    from signing.field_cipher import FieldCipher
+
+    settings = _settings(args)
+    cipher = FieldCipher(load_keyring(settings.vault_dir, settings.master_key))
+    secret = os.environ.get("EVALSIGN_PROVIDER_CLIENT_SECRET") or None
+    with _transaction(args) as db:
+        center = _the_center(db, args.center)
+        row = providers.configure_provider(
+            db,
+            audit.Caller(center.id, "cli:provider"),
+            SystemClock(),
+            cipher,
+            providers.ProviderFields(
+                name=args.name,
+                base_url=args.base_url,
+                token_url=args.token_url,
+                client_id=args.client_id,
+                client_secret=secret,
+                root=Path(args.root).read_bytes(),
+            ),
+        )
+        root = pki.load_certificate(row.root_der)
+        _print(
+            {
+                "center_id": center.id,
+                "id": row.id,
+                "name": row.name,
+                "base_url": row.base_url,
+                "token_url": row.token_url,
+                "client_id": row.client_id,
+                "client_secret_changed": secret is not None,
+                "root_fingerprint": pki.fingerprint(root),
+            }
+        )
+    return 0
+
+
 def cmd_documents_sweep(args: argparse.Namespace) -> int:
     """Delete stored document objects that no revision records (crashed signings and
     uploads leave them), older than the grace period so nothing in flight is touched."""
@@ -627,6 +669,22 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=[role.value for role in Role])
     create.add_argument("--label")
     create.set_defaults(handler=cmd_token_create)
+
+    provider_cmd = commands.add_parser(
+        "provider", help="a center's remote signing provider (CSC API v2)"
+    ).add_subparsers(dest="provider_command", required=True)
+    provider_set = provider_cmd.add_parser(
+        "set",
+        parents=[common],
+        help="create or change it; the client secret from $EVALSIGN_PROVIDER_CLIENT_SECRET",
+    )
+    provider_set.add_argument("name", help="its name in the center, e.g. cfca")
+    provider_set.add_argument("--center", help="center id (default: the only center)")
+    provider_set.add_argument("--base-url", required=True, help="up to and without /csc/v2")
+    provider_set.add_argument("--token-url", required=True, help="the OAuth2 token endpoint")
+    provider_set.add_argument("--client-id", required=True)
+    provider_set.add_argument("--root", required=True, metavar="PEM", help="the provider's root")
+    provider_set.set_defaults(handler=cmd_provider_set)
 
     audit_cmd = commands.add_parser("audit", help="audit log").add_subparsers(
         dest="audit_command", required=True

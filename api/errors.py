@@ -15,6 +15,7 @@ from api.web import i18n
 from evaluation.kernel.errors import DomainError
 from evaluation.kernel.identifiers import error_message
 from evaluation.kernel.rate_limits import RateLimited
+from evaluation.trust.providers import ProviderUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -104,7 +105,7 @@ def problem_response(
 
 def domain_problem(error: DomainError, request: Request) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | ProviderUnavailable):
         headers = {"Retry-After": str(error.retry_after_s)}
     extensions = dict(error.extensions)
     if request.url.path.startswith("/csc/"):

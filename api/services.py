@@ -25,6 +25,7 @@ from evaluation.identity.one_time_codes import SmsPolicy
 from evaluation.identity.passkeys import PasskeyPolicy
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
+from evaluation.trust.providers import ProviderPolicy
 from face.antispoof import PassiveAntiSpoof
 from face.engine import EngineOptions, FaceEngine
 from face.model_pack import load_model_pack
@@ -206,6 +207,7 @@ def build_services(
             seal_png=settings.seal_image.read_bytes() if settings.seal_image else None,
             sms=sms,
             cipher=cipher,
+            provider_policy=ProviderPolicy.from_settings(settings),
         ),
         room_tokens=RoomTokens(
             keyring,

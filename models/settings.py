@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = None
     pki_algorithm: Literal["ec-p256", "rsa-3072"] = "ec-p256"
+    # A licensed CA's remote signing service (CSC API v2), configured per center through
+    # the API: how long to wait for it to accept a connection and to answer.
+    csc_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    csc_read_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Where phones and outside tools reach this service: QR codes, CRL distribution points
     # and AIA URLs name it. Unset: http://localhost:<port>.
     public_url: str = "http://localhost:8000"

@@ -600,11 +600,13 @@ class FaceLockout(Base):
 
 class VaultKey(Base):
     """A private key in the vault. The local backend stores it wrapped (AES-256-GCM under
-    the vault's key-encryption key); the PKCS#11 backend stores only the token's key id."""
+    the vault's key-encryption key); the PKCS#11 backend stores only the token's key id;
+    the csc backend, a key a licensed CA's remote signing service holds, stores the
+    provider's credentialID (`token_key_id`) and which provider (`provider_id`)."""
 
     __tablename__ = "vault_keys"
     __table_args__ = (
-        CheckConstraint("backend IN ('local', 'pkcs11')", name="backend"),
+        CheckConstraint("backend IN ('local', 'pkcs11', 'csc')", name="backend"),
         CheckConstraint("algorithm IN ('ec-p256', 'rsa-3072')", name="algorithm"),
     )
 
@@ -616,7 +618,28 @@ class VaultKey(Base):
     public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     token_key_id: Mapped[str | None] = mapped_column(String(128))
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("signing_providers.id"))
     created_at: Mapped[datetime]
+
+
+class SigningProvider(Base):
+    """A licensed CA's remote signing service (CSC API v2) a center signs through: where
+    it is, the OAuth2 client EvalSign is to it (the secret encrypted with the field
+    cipher), and the root its certificates must chain to."""
+
+    __tablename__ = "signing_providers"
+    __table_args__ = (UniqueConstraint("center_id", "name"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(60))
+    base_url: Mapped[str] = mapped_column(String(500))
+    token_url: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(200))
+    client_secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    root_der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class Authority(Base):
@@ -647,7 +670,9 @@ class Authority(Base):
 
 class IssuedCertificate(Base):
     """A certificate an authority of ours issued: an expert's signing credential or a
-    service certificate (time-stamping, audit checkpoints). CRL and OCSP read this table."""
+    service certificate (time-stamping, audit checkpoints). CRL and OCSP read this table.
+    An expert's credential at a remote signing provider has no authority of ours: its
+    certificate and chain (`chain_der`, hex DER up to the root) come from the provider."""
 
     __tablename__ = "issued_certificates"
     __table_args__ = (
@@ -659,7 +684,8 @@ class IssuedCertificate(Base):
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     center_id: Mapped[str] = mapped_column(ForeignKey("centers.id"), index=True)
-    authority_id: Mapped[str] = mapped_column(ForeignKey("authorities.id"))
+    authority_id: Mapped[str | None] = mapped_column(ForeignKey("authorities.id"))
+    chain_der: Mapped[list[str] | None] = mapped_column(JSON)
     purpose: Mapped[str] = mapped_column(String(20))
     expert_id: Mapped[str | None] = mapped_column(ForeignKey("experts.id"))
     # A unit's organization seal (purpose "seal"): its authorized representatives use it.

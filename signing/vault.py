@@ -280,6 +280,11 @@ class Vaults:
             return self.local
         if backend == "pkcs11" and self.pkcs11 is not None:
             return self.pkcs11
+        if backend == "csc":
+            raise VaultError(
+                "the key is held by a remote signing provider: it signs through that "
+                "provider's CscVault (signing/csc_client.py), not the instance's vaults"
+            )
         raise VaultError(
             f"the key is held by the {backend} backend, which is not configured "
             "(set EVALSIGN_PKCS11_MODULE, EVALSIGN_PKCS11_TOKEN_LABEL and EVALSIGN_PKCS11_PIN)"

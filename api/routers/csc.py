@@ -47,10 +47,12 @@ from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidCredentials, SigningRefused
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.staff import hash_token
-from evaluation.trust import activation, credentials, pki
-from models.tables import Authority, IssuedCertificate, VaultKey, VerifiedSession
+from evaluation.trust import activation, credentials, pki, providers
+from models.tables import IssuedCertificate, VaultKey, VerifiedSession
 from signing import certificates as profiles
 from signing.algorithms import KeyAlgorithm, sign_algorithms_for
+from signing.csc_client import CscError
+from signing.vault import Vault
 
 router = APIRouter(prefix="/csc/v2", tags=["csc"])
 T = TypeVar("T")
@@ -86,7 +88,14 @@ def _refusals_audited(
             Action.SIGNATURE_REFUSED,
             "verified_session",
             session.id,
-            {"operation": operation, "code": error.code, "detail": error.detail, **details},
+            {
+                "operation": operation,
+                "code": error.code,
+                "detail": error.detail,
+                # Why a remote signing provider failed (providers.py), for the supervisors.
+                **({"reason": error.extensions["reason"]} if "reason" in error.extensions else {}),
+                **details,
+            },
         )
         audit.refused(error, signer_caller(session), event)
         raise
@@ -177,9 +186,7 @@ def _chain(db: Session, row: IssuedCertificate, mode: str) -> list[str] | None:
         return None
     certificates = [pki.load_certificate(row.certificate_der)]
     if mode == "chain":
-        authority = db.get(Authority, row.authority_id)
-        assert authority is not None
-        certificates.extend(pki.chain_of(db, authority))
+        certificates.extend(pki.credential_chain(db, row))
     return [
         base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in certificates
     ]
@@ -405,19 +412,27 @@ async def signatures_sign_hash(
 
 def _sign_hash(body: SignHashIn, phone: PhoneHeaders, services: Services) -> SignHashOut:
     def sign(db: Session, session: VerifiedSession) -> SignHashOut:
-        signatures = activation.sign_hashes(
-            db,
-            signer_caller(session),
-            services.clock,
-            services.vault,
-            services.activation,
-            session,
-            body.credentialID,
-            body.SAD,
-            body.hashes,
-            body.hashAlgorithmOID,
-            body.signAlgo,
-        )
+        def remote(row: IssuedCertificate) -> Vault:
+            # A key at a licensed CA's remote signing service signs there (providers.py).
+            return providers.vault_for(db, services.documents.provider_access(), row)
+
+        try:
+            signatures = activation.sign_hashes(
+                db,
+                signer_caller(session),
+                services.clock,
+                services.vault,
+                services.activation,
+                session,
+                body.credentialID,
+                body.SAD,
+                body.hashes,
+                body.hashAlgorithmOID,
+                body.signAlgo,
+                remote=remote,
+            )
+        except CscError as exc:
+            raise providers.refusal(exc, credential_id=body.credentialID) from exc
         return SignHashOut(signatures=[base64.b64encode(s).decode() for s in signatures])
 
     return as_signer(services, phone, "signHash", _details(body.credentialID, body.hashes), sign)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy import select
 
 from api.deps import Admin, AnyStaff, Db, Operator, ServicesDep
@@ -17,14 +17,24 @@ from api.schemas.pki import (
     AuthorityOut,
     CredentialOut,
     IssuingCaImportIn,
+    RemoteCredentialIn,
     RevokeIn,
+    SigningProviderIn,
+    SigningProviderOut,
     TrustAnchorIn,
     TrustAnchorOut,
 )
 from evaluation.kernel.errors import DomainError, NotFound
-from evaluation.trust import credentials, pki
+from evaluation.trust import credentials, pki, providers
 from models.base import new_id
-from models.tables import Authority, Center, IssuedCertificate, TrustAnchor, VaultKey
+from models.tables import (
+    Authority,
+    Center,
+    IssuedCertificate,
+    SigningProvider,
+    TrustAnchor,
+    VaultKey,
+)
 from signing.certificates import pki_endpoints
 from signing.vault import VaultError
 
@@ -82,6 +92,28 @@ def issue_credential(
     """Generate the expert's signing key in the vault and issue its certificate."""
     row = credentials.issue_credential(
         db, staff.caller, services.clock, services.vault, services.pki, expert_id
+    )
+    return credential_out(db, services, row)
+
+
+@router.post(
+    "/api/v1/experts/{expert_id}/credential/remote",
+    response_model=CredentialOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def link_remote_credential(
+    expert_id: str, body: RemoteCredentialIn, staff: Operator, db: Db, services: ServicesDep
+) -> CredentialOut:
+    """Make the expert's credential one their CA holds at the center's remote signing
+    provider: its certificate must chain to the provider's configured root."""
+    row = providers.link_credential(
+        db,
+        staff.caller,
+        services.clock,
+        services.documents.provider_access(),
+        expert_id,
+        provider_name=body.provider,
+        remote_credential_id=body.credential_id,
     )
     return credential_out(db, services, row)
 
@@ -217,6 +249,54 @@ def remove_trust_anchor(anchor_id: str, staff: Admin, db: Db, services: Services
     """Stop trusting an outside CA (audited)."""
     pki.remove_trust_anchor(db, staff.caller, services.clock, anchor_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def provider_out(row: SigningProvider) -> SigningProviderOut:
+    root = pki.load_certificate(row.root_der)
+    return SigningProviderOut(
+        id=row.id,
+        name=row.name,
+        base_url=row.base_url,
+        token_url=row.token_url,
+        client_id=row.client_id,
+        root_subject=root.subject.rfc4514_string(),
+        root_fingerprint=pki.fingerprint(root),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+@router.get("/api/v1/pki/signing-providers", response_model=list[SigningProviderOut])
+def list_signing_providers(staff: Admin, db: Db) -> list[SigningProviderOut]:
+    """The center's remote signing providers (never their client secrets)."""
+    return [provider_out(row) for row in providers.list_providers(db, staff.center_id)]
+
+
+@router.put("/api/v1/pki/signing-providers/{name}", response_model=SigningProviderOut)
+def configure_signing_provider(
+    name: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,59}$")],
+    body: SigningProviderIn,
+    staff: Admin,
+    db: Db,
+    services: ServicesDep,
+) -> SigningProviderOut:
+    """Create or change a licensed CA's remote signing service (CSC API v2) the center's
+    credentials can sign through; its root joins the trust list. Audited."""
+    row = providers.configure_provider(
+        db,
+        staff.caller,
+        services.clock,
+        services.cipher,
+        providers.ProviderFields(
+            name=name,
+            base_url=body.base_url,
+            token_url=body.token_url,
+            client_id=body.client_id,
+            client_secret=body.client_secret,
+            root=body.root_pem.encode(),
+        ),
+    )
+    return provider_out(row)
 
 
 # ---- public endpoints (no token: validators, PDF readers and TSA clients call them) --------

@@ -20,7 +20,9 @@ class CredentialOut(BaseModel):
     status: str = Field(description="valid, suspended, revoked or expired")
     serial: str = Field(description="Certificate serial number, hex")
     subject: str
-    issuer_id: str
+    issuer_id: str | None = Field(
+        description="The center's issuing CA; null for a credential at a remote provider"
+    )
     key_algorithm: str
     key_backend: str
     not_before: datetime
@@ -76,3 +78,47 @@ class IssuingCaImportIn(BaseModel):
         description="Label of the CA's private key on the configured PKCS#11 token"
     )
     note: Annotated[Prose, Field(min_length=1, max_length=1000)]
+
+
+HttpUrl = Annotated[
+    Token,
+    Field(min_length=8, max_length=500, pattern=r"^https?://[^\s/?#]+[^\s#]*$"),
+]
+
+
+class SigningProviderIn(BaseModel):
+    """A licensed CA's remote signing service (CSC API v2) and EvalSign's OAuth2 client
+    (client credentials) at it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: HttpUrl = Field(description="Up to and without /csc/v2")
+    token_url: HttpUrl = Field(description="The OAuth2 token endpoint (client credentials)")
+    client_id: Annotated[Token, Field(min_length=1, max_length=200)]
+    client_secret: Annotated[Token | None, Field(min_length=1, max_length=500)] = Field(
+        default=None, description="Stored encrypted; leave out to keep the stored one"
+    )
+    root_pem: Pem = Field(description="The provider's root: its certificates must chain to it")
+
+
+class SigningProviderOut(BaseModel):
+    id: str
+    name: str
+    base_url: str
+    token_url: str
+    client_id: str
+    root_subject: str
+    root_fingerprint: str = Field(description="SHA-256 of the root's DER, hex")
+    created_at: datetime
+    updated_at: datetime
+
+
+class RemoteCredentialIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Annotated[Token, Field(min_length=1, max_length=60)] = Field(
+        description="The center's signing provider's name"
+    )
+    credential_id: Annotated[Token, Field(min_length=1, max_length=128)] = Field(
+        description="The expert's credentialID at the provider"
+    )

@@ -37,9 +37,10 @@ from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.kernel.identifiers import Name, Text, Token
-from evaluation.trust import activation, credentials, pki
+from evaluation.trust import activation, credentials, pki, providers
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
+from evaluation.trust.providers import ProviderPolicy
 from models.base import new_id
 from models.clock import Clock
 from models.tables import (
@@ -54,6 +55,7 @@ from models.tables import (
 )
 from signing import pades
 from signing.algorithms import HASH_OID_BY_NAME
+from signing.csc_client import CscError, Timeouts
 from signing.field_cipher import FieldCipher
 from signing.vault import Vault
 
@@ -164,6 +166,13 @@ class SigningContext:
     # Where the center lets an SMS code stand in for the passkey (one_time_codes.py).
     sms: SmsPolicy | None = None
     cipher: FieldCipher | None = None
+    # Credentials whose key a licensed CA's remote signing service holds (providers.py).
+    provider_policy: ProviderPolicy | None = None
+
+    def provider_access(self) -> providers.ProviderAccess:
+        assert self.cipher is not None, "remote signing providers need the field cipher"
+        policy = self.provider_policy or ProviderPolicy(Timeouts())
+        return providers.ProviderAccess(self.cipher, policy)
 
 
 @dataclass(frozen=True)
@@ -495,6 +504,8 @@ def _authority_of(db: Session, credential: IssuedCertificate) -> Authority:
 def _chain_and_revocation(
     db: Session, clock: Clock, context: SigningContext, credential: IssuedCertificate
 ) -> tuple[list[x509.Certificate], pades.RevocationMaterial, list[x509.Certificate]]:
+    if providers.is_remote(credential):
+        return _remote_chain_and_revocation(db, clock, context, credential)
     authority = _authority_of(db, credential)
     chain = pki.chain_of(db, authority)
     crls = [pki.current_crl(db, clock, context.vault, context.pki, authority)]
@@ -503,6 +514,43 @@ def _chain_and_revocation(
         crls.append(pki.current_crl(db, clock, context.vault, context.pki, root))
     roots = pki.trust_roots(db, credential.center_id)
     return chain, pades.RevocationMaterial(crls=crls), roots
+
+
+def _remote_chain_and_revocation(
+    db: Session, clock: Clock, context: SigningContext, credential: IssuedCertificate
+) -> tuple[list[x509.Certificate], pades.RevocationMaterial, list[x509.Certificate]]:
+    """A remote provider's chain and CRLs, checked now, plus the center's own CRLs (its
+    time-stamp authority's chain); the provider's root is on the center's trust list."""
+    chain, provider_crls = providers.signing_material(
+        db, context.provider_access(), credential, clock.now()
+    )
+    own = _own_revocation(db, clock, context, credential.center_id)
+    roots = pki.trust_roots(db, credential.center_id)
+    return chain, pades.RevocationMaterial(crls=[*provider_crls, *own.crls]), roots
+
+
+def _own_revocation(
+    db: Session, clock: Clock, context: SigningContext, center_id: str
+) -> pades.RevocationMaterial:
+    """The CRLs of the center's own authorities: what its time-stamps' chains need."""
+    own = db.execute(
+        select(Authority).where(Authority.center_id == center_id, Authority.external.is_(False))
+    ).scalars()
+    return pades.RevocationMaterial(
+        crls=[pki.current_crl(db, clock, context.vault, context.pki, a) for a in own]
+    )
+
+
+def _completion_material(
+    db: Session, clock: Clock, context: SigningContext, credential: IssuedCertificate
+) -> tuple[list[x509.Certificate], pades.RevocationMaterial, list[x509.Certificate]]:
+    """What the document time-stamp needs. The signatures' own revisions already carry
+    their chains' revocation data; for a remote signer, the provider is not asked again
+    (a provider down after the last signature must not undo it)."""
+    if providers.is_remote(credential):
+        own = _own_revocation(db, clock, context, credential.center_id)
+        return [], own, pki.trust_roots(db, credential.center_id)
+    return _chain_and_revocation(db, clock, context, credential)
 
 
 def _timestamper(
@@ -866,10 +914,14 @@ def finish_slot(
     document, slot, credential = signing.document, signing.slot, signing.credential
     caller = signing.acting()
     # The revocation data went into the prepared revision; finishing needs only the chain.
-    chain = pki.chain_of(db, _authority_of(db, credential))
+    chain = pki.credential_chain(db, credential)
     key_algorithm = pki.key_of(db, credential.key_id).algorithm
     sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
     spent: list[str] = []
+
+    def remote(row: IssuedCertificate) -> Vault:
+        # A key at a remote provider signs there, once EvalSign's own SAD allows it.
+        return providers.vault_for(db, context.provider_access(), row)
 
     def sign_digest(digest: bytes, hash_name: str) -> bytes:
         if digest != prepared.approval_digest:
@@ -891,20 +943,26 @@ def finish_slot(
             one_time_code_id=one_time_code_id,
         )
         spent.append(granted.activation.id)
-        [signature] = activation.sign_hashes(
-            db,
-            caller,
-            clock,
-            context.vault,
-            context.activation,
-            session,
-            credential.id,
-            granted.sad,
-            [encoded],
-            hash_oid,
-            sign_algo,
-            purpose=document.purpose,
-        )
+        try:
+            [signature] = activation.sign_hashes(
+                db,
+                caller,
+                clock,
+                context.vault,
+                context.activation,
+                session,
+                credential.id,
+                granted.sad,
+                [encoded],
+                hash_oid,
+                sign_algo,
+                purpose=document.purpose,
+                remote=remote,
+            )
+        except CscError as exc:
+            raise providers.refusal(
+                exc, credential_id=credential.id, document_id=document.id
+            ) from exc
         return signature
 
     now = clock.now()
@@ -966,7 +1024,7 @@ def finish_if_complete(
     the revocation data of the last signer's chain."""
     if not _all_answered(slots_of(db, document.id)):
         return False
-    _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+    _, revocation, roots = _completion_material(db, clock, context, credential)
     timestamper = _timestamper(db, clock, context, document.center_id)
     _complete(db, caller, clock, context, document, timestamper, revocation, roots)
     return True
@@ -991,7 +1049,7 @@ def complete_if_done(
     if signed is not None:
         credential = db.get(IssuedCertificate, signed.credential_id)
         assert credential is not None
-        _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+        _, revocation, roots = _completion_material(db, clock, context, credential)
     else:  # every slot refused: the time-stamp alone seals the document
         own = db.execute(
             select(Authority).where(

@@ -36,6 +36,8 @@ class Action(StrEnum):
     CONTRACT_LINK_ISSUED = "contract.link_issued"
     CONTRACT_SIGNED = "contract.signed"
 
+    CREDENTIAL_LINK_REFUSED = "credential.link_refused"
+    CREDENTIAL_LINKED = "credential.linked"
     CREDENTIAL_RESUMED = "credential.resumed"
     CREDENTIAL_REVOKED = "credential.revoked"
     CREDENTIAL_SUSPENDED = "credential.suspended"
@@ -122,6 +124,8 @@ class Action(StrEnum):
     SIGNATURE_AUTHORIZED = "signature.authorized"
     SIGNATURE_CREATED = "signature.created"
     SIGNATURE_REFUSED = "signature.refused"
+
+    SIGNING_PROVIDER_CONFIGURED = "signing_provider.configured"
 
     STAFF_TOKEN_ISSUED = "staff_token.issued"
     STAFF_TOKEN_REVOKED = "staff_token.revoked"

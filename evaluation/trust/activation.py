@@ -358,9 +358,13 @@ def sign_hashes(
     hash_oid: str | None,
     sign_algo: str,
     purpose: str = "all",
+    *,
+    remote: Callable[[IssuedCertificate], Vault] | None = None,
 ) -> list[bytes]:
     """Sign the hashes with the credential's key, if the SAD authorizes exactly them; the
-    SAD is consumed atomically, so two concurrent calls cannot both use it."""
+    SAD is consumed atomically, so two concurrent calls cannot both use it. A key a remote
+    signing provider holds (backend `csc`) signs through the vault `remote` gives for the
+    credential."""
     now = clock.now()
     found = db.execute(
         _SAD_WITH_CREDENTIAL, {"token_hash": hash_token(sad), "center_id": session.center_id}
@@ -398,6 +402,8 @@ def sign_hashes(
     if consumed.rowcount != 1:  # type: ignore[attr-defined]
         raise SadUsed(f"SAD {activation.id} was used by a concurrent request")
     algorithm = hash_for_oid(hash_oid)
+    if key.backend == "csc" and remote is not None:
+        vault = remote(credential)
     signatures = [vault.sign_digest(key, digest, algorithm) for digest in digests]
     events = [
         audit.AuditEvent(

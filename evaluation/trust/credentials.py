@@ -187,7 +187,10 @@ def revoke_row(
             "from": previous,
         },
     )
-    _reissue_crl(db, clock, vault, policy, row.authority_id)
+    # A credential at a remote provider is revoked here (never used again); its own CA
+    # publishes its revocation.
+    if row.authority_id is not None:
+        _reissue_crl(db, clock, vault, policy, row.authority_id)
     return row
 
 
@@ -227,7 +230,7 @@ def hold_for_expert(
             row.id,
             {"expert_id": expert_id, "serial": row.serial},
         )
-    for authority_id in {row.authority_id for row in rows}:
+    for authority_id in {row.authority_id for row in rows if row.authority_id is not None}:
         _reissue_crl(db, clock, vault, policy, authority_id)
     return rows
 

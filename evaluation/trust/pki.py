@@ -412,6 +412,16 @@ def chain_of(db: Session, authority: Authority) -> list[x509.Certificate]:
     return chain
 
 
+def credential_chain(db: Session, row: IssuedCertificate) -> list[x509.Certificate]:
+    """A credential's issuers up to the root: its authority's, or for a credential at a
+    remote signing provider, the chain the provider presented when it was checked."""
+    if row.chain_der is not None:
+        return [load_certificate(bytes.fromhex(item)) for item in row.chain_der]
+    authority = db.get(Authority, row.authority_id)
+    assert authority is not None
+    return chain_of(db, authority)
+
+
 def center_root(db: Session, center_id: str) -> Authority:
     """The center's own root CA."""
     root = db.execute(

@@ -106,6 +106,27 @@ ROUTES = [
     Route("GET", "/api/v1/pki/trust-anchors", ALL, 200),
     Route("POST", "/api/v1/pki/trust-anchors", ADMIN, 201, json=lambda ids: _root_pem()),
     Route("DELETE", "/api/v1/pki/trust-anchors/{anchor_id}", ADMIN, 404),
+    Route("GET", "/api/v1/pki/signing-providers", ADMIN, 200),
+    Route(
+        "PUT",
+        "/api/v1/pki/signing-providers/{name}",
+        ADMIN,
+        200,
+        json=lambda ids: {
+            "base_url": "https://sign.ca.example",
+            "token_url": "https://sign.ca.example/oauth2/token",
+            "client_id": "center-1",
+            "client_secret": "s3cret",
+            "root_pem": _root_pem()["certificate_pem"],
+        },
+    ),
+    Route(
+        "POST",
+        "/api/v1/experts/{expert_id}/credential/remote",
+        OPERATOR,
+        409,  # no provider by that name
+        json={"provider": "some-ca", "credential_id": "cred-1"},
+    ),
     Route(
         "POST",
         "/api/v1/pki/issuing-ca",
@@ -492,6 +513,7 @@ def placeholders() -> dict[str, str]:
         "key_id": "pk_000000000000000000000000",
         "subscription_id": "00000000-0000-0000-0000-000000000000",
         "delivery_id": "00000000-0000-0000-0000-000000000000",
+        "name": "some-ca",
     }
 
 
