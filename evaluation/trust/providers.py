@@ -299,6 +299,9 @@ def link_credential(
             f"expert {expert_id} already has credential {existing.id}", credential_id=existing.id
         )
     provider = get_provider(db, caller.center_id, provider_name)
+    # Links at one provider take turns, so two experts cannot both claim one remote
+    # credential between the check below and their inserts.
+    db.refresh(provider, with_for_update=True)
     taken = db.execute(
         select(IssuedCertificate.id, IssuedCertificate.expert_id)
         .join(VaultKey, VaultKey.id == IssuedCertificate.key_id)
