@@ -487,13 +487,17 @@ def _validation_summary(name: str, report: Any) -> str:
         ("time-stamp", report.document_timestamps),
     ):
         for entry in entries:
-            mark = "ok " if entry.ok else "NO "
+            # "ok" only for a signature whose revocation status was seen; "?" marks one
+            # that is intact and trusted but whose status nobody could tell.
+            unchecked = entry.ok and not entry.revocation_checked
+            mark = "?  " if unchecked else "ok " if entry.ok else "NO "
             when = entry.timestamp_time or entry.signing_time
             lines.append(
                 f"  {mark} {kind} {entry.field_name}: {entry.signer_subject}"
                 f" ({entry.pades_level}{', ' + str(when)[:19] if when else ''})"
                 f"{'' if entry.trusted or entry.revoked else ', not trusted by the roots given'}"
                 f"{', REVOKED' if entry.revoked else ''}"
+                f"{', revocation status not checked' if unchecked else ''}"
             )
             lines += [f"        {problem}" for problem in entry.problems[:3]]
     return "\n".join(lines)

@@ -307,6 +307,10 @@ def test_the_cli_names_the_unreachable_responder_without_a_traceback(
     down = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert down.returncode == 1
     assert "INDETERMINATE" in down.stdout and "connection refused" in down.stdout
+    # The signature's own line does not say "ok" while its status is unknown.
+    signature_line = next(line for line in down.stdout.splitlines() if " signature " in line)
+    assert signature_line.lstrip().startswith("?"), down.stdout
+    assert "revocation status not checked" in signature_line
     assert "Traceback" not in down.stdout + down.stderr
     soft = subprocess.run(
         [*command, "--revocation", "soft-fail"], capture_output=True, text=True, cwd=ROOT
