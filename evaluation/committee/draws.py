@@ -27,6 +27,7 @@ from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.kernel.identifiers import Prose, Token
 from evaluation.trust import credentials
+from evaluation.trust.credential_states import CredentialStatus
 from models.base import new_id
 from models.clock import Clock
 from models.settings import Settings
@@ -189,7 +190,7 @@ def _pool(
             IssuedCertificate,
             (IssuedCertificate.expert_id == Expert.id)
             & (IssuedCertificate.purpose == credentials.EXPERT)
-            & (IssuedCertificate.status == "valid")
+            & (IssuedCertificate.status == CredentialStatus.VALID)
             & (IssuedCertificate.not_after > now),
         )
         .where(
