@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.messaging import open_messenger
 from api.rate_limits import RequestLimiter, build_limiter
+from evaluation.committee import reports
 from evaluation.documents.documents import SigningContext
 from evaluation.documents.store import open_store
 from evaluation.identity.face_checks import LivenessConfig
@@ -169,6 +170,7 @@ def build_services(
             seal_png=settings.seal_image.read_bytes() if settings.seal_image else None,
             sms=sms,
             cipher=cipher,
+            report_signed=reports.complete_project,
         ),
         room_tokens=RoomTokens(
             keyring,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.committee import call_ups
 from evaluation.committee import draw_proof as algorithm
-from evaluation.committee.projects import get_project
+from evaluation.committee.projects import ProjectAction, ProjectStatus, change_status, get_project
 from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
@@ -127,7 +127,7 @@ class SupplementaryDraw(BaseModel):
 
 # tasks.OPEN_STATUSES and tasks.SEATED (tasks imports this module): while the committee may
 # still change, and the members who hold a seat.
-_OPEN = ("drawn", "evaluating")
+_OPEN = (ProjectStatus.DRAWN, ProjectStatus.EVALUATING)
 _SEATED = ("invited", "accepted")
 
 
@@ -140,7 +140,7 @@ def create_draw(
 ) -> Draw:
     """Commit to a fresh server secret: its SHA-256 is published before any entropy."""
     project = get_project(db, caller.center_id, project_id, lock=True)
-    if project.status not in ("draft",):
+    if project.status != ProjectStatus.DRAFT:
         raise DrawExists(f"project {project_id} is {project.status}; its committee is drawn")
     secret = algorithm.new_server_secret()
     draw_id = new_id()
@@ -267,7 +267,7 @@ def run_draw(
         raise InvalidTransition(f"draw {draw_id} has already run", current_status=draw.status)
     if draw.previous_draw_id is not None:
         return _run_supplementary(db, caller, clock, cipher, policy, project, draw, fields)
-    if project.status != "draft":  # another draw of this project ran first
+    if project.status != ProjectStatus.DRAFT:  # another draw of this project ran first
         raise DrawExists(f"project {project_id} is {project.status}; its committee is drawn")
     candidates, exclusions = _pool(db, project, policy, clock)
     exclusions = _with_operator_exclusions(candidates, exclusions, fields)
@@ -285,9 +285,8 @@ def run_draw(
     )
     now = clock.now()
     _record_run(db, project, draw, fields, result, now, member_rank=0, backup_rank={})
-    project.status = "drawn"
     project.updated_at = now
-    db.flush()
+    change_status(db, caller, clock, project, ProjectAction.DRAW)
     audit.record(
         db,
         caller,

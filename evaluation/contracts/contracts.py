@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from evaluation.committee.projects import get_project
+from evaluation.committee.projects import ProjectStatus, get_project
 from evaluation.committee.tasks import SCAN_PREFIX
 from evaluation.documents import documents
 from evaluation.documents.documents import Purpose
@@ -231,7 +231,7 @@ def create_contract(
     """The contract of an awarded project: rendered from the template, stored as a document
     being signed, with the seal and the signature slot of each party."""
     project = get_project(db, caller.center_id, project_id, lock=True)
-    if project.status != "completed":
+    if project.status != ProjectStatus.COMPLETED:
         raise ProjectNotAwarded(f"project {project.code} is {project.status}")
     existing = db.execute(
         select(Contract.id)

@@ -33,7 +33,7 @@ from evaluation.documents.store import sweep as store_sweep
 from evaluation.identity import one_time_codes, passkeys
 from evaluation.identity.one_time_codes import SmsPolicy
 from evaluation.identity.passkeys import PasskeyPolicy
-from evaluation.kernel import audit, outbox
+from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.kernel.identifiers import Name, Text, Token
@@ -48,7 +48,6 @@ from models.tables import (
     DocumentRevision,
     Expert,
     IssuedCertificate,
-    Project,
     SignerSlot,
     VerifiedSession,
 )
@@ -160,6 +159,9 @@ class SigningContext:
     activation: ActivationPolicy
     store: DocumentStore
     passkeys: PasskeyPolicy
+    # What a report signed by its whole committee does to its project: complete it. The
+    # committee context sits above this one, so the service wires it in (api/services.py).
+    report_signed: Callable[[Session, audit.Caller, Clock, Document, datetime], None]
     seal_png: bytes | None = None
     # Where the center lets an SMS code stand in for the passkey (one_time_codes.py).
     sms: SmsPolicy | None = None
@@ -1064,32 +1066,7 @@ def _complete(
         {"revision": revision.number, "sha256": revision.sha256},
     )
     if document.purpose == Purpose.REPORT:
-        _complete_project(db, caller, clock, document, now)
-
-
-def _complete_project(
-    db: Session, caller: audit.Caller, clock: Clock, document: Document, now: datetime
-) -> None:
-    """An evaluation report signed by its whole committee completes its project."""
-    project = db.execute(
-        select(Project).where(Project.report_document_id == document.id)
-    ).scalar_one_or_none()
-    if project is None:
-        return  # a report uploaded by hand, not generated for a project
-    project.status = "completed"
-    project.completed_at = now
-    project.updated_at = now
-    db.flush()
-    audit.record(
-        db,
-        caller,
-        clock,
-        Action.PROJECT_COMPLETED,
-        "project",
-        project.id,
-        {"report_document_id": document.id, "sha256": document.sha256},
-    )
-    outbox.report_signed(db, now, project, document)
+        context.report_signed(db, caller, clock, document, now)
 
 
 def revision_of(db: Session, document: Document, number: int | None) -> DocumentRevision:

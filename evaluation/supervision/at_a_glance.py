@@ -17,6 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from evaluation.committee.draws import proof_is_sealed
+from evaluation.committee.projects import ProjectStatus
 from models.clock import Clock
 from models.tables import (
     AnomalyFlag,
@@ -73,9 +74,9 @@ def evaluations_at_a_glance(
         select(Project)
         .where(
             Project.center_id == center_id,
-            Project.status != "cancelled",
+            Project.status != ProjectStatus.CANCELLED,
             Project.evaluation_start < horizon,
-            or_(Project.evaluation_end >= today, Project.status == "evaluating"),
+            or_(Project.evaluation_end >= today, Project.status == ProjectStatus.EVALUATING),
         )
         .order_by(Project.evaluation_start, Project.code)
     ).scalars()
