@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
@@ -26,6 +27,7 @@ from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.kernel.identifiers import Prose, Token
+from evaluation.kernel.transitions import next_status
 from evaluation.trust import credentials
 from evaluation.trust.credential_states import CredentialStatus
 from models.base import new_id
@@ -128,6 +130,45 @@ class SupplementaryDraw(BaseModel):
 # tasks.OPEN_STATUSES and tasks.SEATED (tasks imports this module): while the committee may
 # still change, and the members who hold a seat.
 _OPEN = (ProjectStatus.DRAWN, ProjectStatus.EVALUATING)
+
+
+class DrawStatus(StrEnum):
+    COMMITTED = "committed"  # its secret's hash is published; no entropy yet
+    COMPLETED = "completed"  # run: the proof reveals the secret
+
+
+class DrawAction(StrEnum):
+    RUN = "run"
+
+
+# Every allowed status change of a draw, in one place: (from, action) -> to.
+DRAW_TRANSITIONS: dict[tuple[DrawStatus, DrawAction], DrawStatus] = {
+    (DrawStatus.COMMITTED, DrawAction.RUN): DrawStatus.COMPLETED,
+}
+
+
+def change_draw_status(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    draw: Draw,
+    action: DrawAction,
+    details: dict[str, Any],
+) -> DrawStatus:
+    """Move the draw along DRAW_TRANSITIONS (InvalidTransition otherwise, nothing written)
+    and audit the run: draw.completed, or draw.supplementary_completed for a draw that fills
+    vacant seats."""
+    current = DrawStatus(draw.status)
+    target = next_status(
+        DRAW_TRANSITIONS, current, action, f"draw {draw.id} is {current}; it cannot {action}"
+    )
+    draw.status = target.value
+    db.flush()
+    entry = Action.DRAW_SUPPLEMENTARY_COMPLETED if draw.previous_draw_id else Action.DRAW_COMPLETED
+    audit.record(db, caller, clock, entry, "draw", draw.id, details)
+    return target
+
+
 _SEATED = ("invited", "accepted")
 
 
@@ -150,7 +191,7 @@ def create_draw(
         project_id=project.id,
         commitment=algorithm.commitment_of(secret),
         secret_ciphertext=cipher.encrypt_bytes(secret, _secret_context(draw_id)),
-        status="committed",
+        status=DrawStatus.COMMITTED.value,
         created_at=clock.now(),
     )
     db.add(draw)
@@ -263,8 +304,9 @@ def run_draw(
     entropy; reveal the secret in the proof; record the seats and the ordered backups."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     draw = get_draw(db, project, draw_id)
-    if draw.status != "committed":
-        raise InvalidTransition(f"draw {draw_id} has already run", current_status=draw.status)
+    next_status(
+        DRAW_TRANSITIONS, DrawStatus(draw.status), DrawAction.RUN, f"draw {draw_id} has already run"
+    )
     if draw.previous_draw_id is not None:
         return _run_supplementary(db, caller, clock, cipher, policy, project, draw, fields)
     if project.status != ProjectStatus.DRAFT:  # another draw of this project ran first
@@ -287,13 +329,12 @@ def run_draw(
     _record_run(db, project, draw, fields, result, now, member_rank=0, backup_rank={})
     project.updated_at = now
     change_status(db, caller, clock, project, ProjectAction.DRAW)
-    audit.record(
+    change_draw_status(
         db,
         caller,
         clock,
-        Action.DRAW_COMPLETED,
-        "draw",
-        draw.id,
+        draw,
+        DrawAction.RUN,
         {
             "project_id": project.id,
             "public_entropy": fields.public_entropy,
@@ -332,8 +373,8 @@ def _record_run(
     backup_rank: dict[str, int],
 ) -> None:
     """The draw's proof, a seat per member (called up at once) and the ordered backups;
-    ranks continue from ``member_rank`` and, per specialty, ``backup_rank``."""
-    draw.status = "completed"
+    ranks continue from ``member_rank`` and, per specialty, ``backup_rank``. The draw's
+    status is the caller's to change, with its audit entry."""
     draw.public_entropy = fields.public_entropy
     draw.proof = result.proof
     draw.ran_at = now
@@ -372,7 +413,7 @@ def draw_chain(db: Session, project: Project) -> list[Draw]:
     after the one it names (the last may still be committed, not run)."""
     rows = db.scalars(select(Draw).where(Draw.project_id == project.id)).all()
     following = {d.previous_draw_id: d for d in rows if d.previous_draw_id is not None}
-    first = [d for d in rows if d.previous_draw_id is None and d.status == "completed"]
+    first = [d for d in rows if d.previous_draw_id is None and d.status == DrawStatus.COMPLETED]
     chain = first[:1]
     while chain and chain[-1].id in following:
         chain.append(following[chain[-1].id])
@@ -427,7 +468,7 @@ def commit_supplementary(
     project = get_project(db, caller.center_id, project_id, lock=True)
     _refuse_if_final(project)
     chain = draw_chain(db, project)
-    if not chain or chain[-1].status != "completed":
+    if not chain or chain[-1].status != DrawStatus.COMPLETED:
         raise SupplementaryDrawPending(
             f"draw {chain[-1].id if chain else '?'} of project {project.code} has not run yet",
             draw_id=chain[-1].id if chain else None,
@@ -467,7 +508,7 @@ def commit_supplementary(
             spec=spec,
         ),
         secret_ciphertext=cipher.encrypt_bytes(secret, _secret_context(draw_id)),
-        status="committed",
+        status=DrawStatus.COMMITTED.value,
         created_at=clock.now(),
         previous_draw_id=chain[-1].id,
         spec=[{"specialty": s.specialty, "seats": s.seats, "backups": s.backups} for s in spec],
@@ -545,14 +586,12 @@ def _run_supplementary(
         db, project, draw, fields, result, now, member_rank=member_rank, backup_rank=backup_rank
     )
     project.updated_at = now
-    db.flush()
-    audit.record(
+    change_draw_status(
         db,
         caller,
         clock,
-        Action.DRAW_SUPPLEMENTARY_COMPLETED,
-        "draw",
-        draw.id,
+        draw,
+        DrawAction.RUN,
         {
             "project_id": project.id,
             "public_entropy": fields.public_entropy,
