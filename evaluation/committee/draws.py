@@ -169,7 +169,62 @@ def change_draw_status(
     return target
 
 
-_SEATED = ("invited", "accepted")
+class AssignmentStatus(StrEnum):
+    STANDBY = "standby"  # a backup, waiting for a seat
+    INVITED = "invited"  # a member called up, not yet answered
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    REPLACED = "replaced"  # taken off the committee (recusal, or by the operator)
+
+
+class AssignmentAction(StrEnum):
+    PROMOTE = "promote"  # a backup takes the seat a member left
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    REPLACE = "replace"
+
+
+# Every allowed status change of a seat, in one place: (from, action) -> to.
+ASSIGNMENT_TRANSITIONS: dict[tuple[AssignmentStatus, AssignmentAction], AssignmentStatus] = {
+    (AssignmentStatus.STANDBY, AssignmentAction.PROMOTE): AssignmentStatus.INVITED,
+    (AssignmentStatus.INVITED, AssignmentAction.ACCEPT): AssignmentStatus.ACCEPTED,
+    (AssignmentStatus.INVITED, AssignmentAction.DECLINE): AssignmentStatus.DECLINED,
+    (AssignmentStatus.INVITED, AssignmentAction.REPLACE): AssignmentStatus.REPLACED,
+    (AssignmentStatus.ACCEPTED, AssignmentAction.REPLACE): AssignmentStatus.REPLACED,
+}
+# A promotion has no entry of its own: the entry of the seat it fills names the backup.
+_ASSIGNMENT_ENTRIES = {
+    AssignmentAction.ACCEPT: Action.ASSIGNMENT_ACCEPTED,
+    AssignmentAction.DECLINE: Action.ASSIGNMENT_DECLINED,
+    AssignmentAction.REPLACE: Action.ASSIGNMENT_REPLACED,
+}
+_SEATED = (AssignmentStatus.INVITED, AssignmentStatus.ACCEPTED)
+
+
+def change_assignment_status(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    assignment: Assignment,
+    action: AssignmentAction,
+    details: dict[str, Any] | None = None,
+) -> AssignmentStatus:
+    """Move the seat along ASSIGNMENT_TRANSITIONS (InvalidTransition otherwise, nothing
+    written), with its audit entry where the change has one."""
+    current = AssignmentStatus(assignment.status)
+    target = next_status(
+        ASSIGNMENT_TRANSITIONS,
+        current,
+        action,
+        f"assignment {assignment.id} is {current}; it cannot {action}",
+    )
+    assignment.status = target.value
+    db.flush()
+    if action in _ASSIGNMENT_ENTRIES:
+        audit.record(
+            db, caller, clock, _ASSIGNMENT_ENTRIES[action], "assignment", assignment.id, details
+        )
+    return target
 
 
 def _secret_context(draw_id: str) -> str:
@@ -266,7 +321,7 @@ def _pool(
             Project.center_id == project.center_id,
             Project.id != project.id,
             Project.tenderer_credit_code == project.tenderer_credit_code,
-            Assignment.status.in_(("invited", "accepted")),
+            Assignment.status.in_(_SEATED),
             Assignment.role == "member",
             Assignment.created_at >= now - policy.cooldown,
         )
@@ -278,7 +333,7 @@ def _pool(
         select(Assignment.expert_id, func.count())
         .where(
             Assignment.center_id == project.center_id,
-            Assignment.status == "declined",
+            Assignment.status == AssignmentStatus.DECLINED,
             Assignment.responded_at >= now - policy.decline_window,
         )
         .group_by(Assignment.expert_id)
@@ -379,11 +434,17 @@ def _record_run(
     draw.proof = result.proof
     draw.ran_at = now
     places = [
-        ("member", "invited", member_rank + rank, specialty, expert_id)
+        ("member", AssignmentStatus.INVITED, member_rank + rank, specialty, expert_id)
         for rank, (specialty, expert_id) in enumerate(result.committee)
     ]
     places += [
-        ("backup", "standby", backup_rank.get(specialty, 0) + rank, specialty, expert_id)
+        (
+            "backup",
+            AssignmentStatus.STANDBY,
+            backup_rank.get(specialty, 0) + rank,
+            specialty,
+            expert_id,
+        )
         for specialty, backups in result.backups.items()
         for rank, expert_id in enumerate(backups)
     ]
@@ -396,11 +457,11 @@ def _record_run(
             specialty=specialty,
             role=role,
             rank=rank,
-            status=state,
+            status=state.value,
             created_at=now,
         )
         db.add(seat)
-        if state == "invited":
+        if state is AssignmentStatus.INVITED:
             db.flush()  # the seat's id, for its call-up
             call_ups.enqueue(db, seat, now)
 
@@ -681,14 +742,18 @@ def get_assignment(db: Session, project: Project, assignment_id: str) -> Assignm
     return assignment
 
 
-def promote_backup(db: Session, leaving: Assignment, now: datetime) -> Assignment:
+def promote_backup(
+    db: Session, caller: audit.Caller, clock: Clock, *, leaving: Assignment, now: datetime
+) -> Assignment:
     """The specialty's next backup in the proofs' order (the first draw's, then each
     supplementary draw's; skipping anyone unavailable) takes the seat a member leaves;
     NoBackupLeft when none is left."""
     project = db.get(Project, leaving.project_id)
     assert project is not None
     rows = db.scalars(select(Assignment).where(Assignment.project_id == project.id)).all()
-    unavailable = {a.expert_id for a in rows if a.role == "member" or a.status != "standby"}
+    unavailable = {
+        a.expert_id for a in rows if a.role == "member" or a.status != AssignmentStatus.STANDBY
+    }
     for draw in draw_chain(db, project):
         drawn_for = {str(e["specialty"]) for e in (draw.proof or {}).get("specialties", [])}
         if draw.proof is None or leaving.specialty not in drawn_for:
@@ -697,7 +762,7 @@ def promote_backup(db: Session, leaving: Assignment, now: datetime) -> Assignmen
         if chosen is not None:
             promoted = next(a for a in rows if a.expert_id == chosen and a.draw_id == draw.id)
             promoted.role = "member"
-            promoted.status = "invited"
+            change_assignment_status(db, caller, clock, promoted, AssignmentAction.PROMOTE)
             call_ups.enqueue(db, promoted, now)
             return promoted
     raise NoBackupLeft(
@@ -724,35 +789,34 @@ def respond(
     supplementary draw (a deadline passed; nobody to ask)."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     assignment = get_assignment(db, project, assignment_id)
-    if assignment.role != "member" or assignment.status != "invited":
+    action = AssignmentAction.ACCEPT if accept else AssignmentAction.DECLINE
+    answer = ASSIGNMENT_TRANSITIONS.get((AssignmentStatus(assignment.status), action))
+    if assignment.role != "member" or answer is None:
         raise InvalidTransition(
             f"assignment {assignment_id} is a {assignment.role} that is {assignment.status}; "
             "only an invited member answers",
             current_status=assignment.status,
         )
     now = clock.now()
-    assignment.status = "accepted" if accept else "declined"
     assignment.reason = reason
     assignment.responded_at = now
-    call_ups.close(db, assignment, assignment.status, now)
+    call_ups.close(db, assignment, answer.value, now)
     promoted = None
     if not accept:
         try:
-            promoted = promote_backup(db, assignment, now)
+            promoted = promote_backup(db, caller, clock, leaving=assignment, now=now)
         except NoBackupLeft:
             if not vacant_ok:
                 raise
     if not accept and project.chair_assignment_id == assignment.id:
         project.chair_assignment_id = None  # the committee chooses again
         project.chair_chosen_by = None
-    db.flush()
-    audit.record(
+    change_assignment_status(
         db,
         caller,
         clock,
-        Action.ASSIGNMENT_ACCEPTED if accept else Action.ASSIGNMENT_DECLINED,
-        "assignment",
-        assignment.id,
+        assignment,
+        action,
         {
             "project_id": project.id,
             "expert_id": assignment.expert_id,

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from evaluation.committee.draws import proof_is_sealed
+from evaluation.committee.draws import AssignmentStatus, proof_is_sealed
 from evaluation.committee.projects import ProjectStatus
 from models.clock import Clock
 from models.tables import (
@@ -107,7 +107,7 @@ def _glance(db: Session, project: Project, role: str, clock: Clock) -> Glance:
         .where(
             Assignment.project_id == project.id,
             Assignment.role == "member",
-            Assignment.status.in_(("invited", "accepted")),
+            Assignment.status.in_((AssignmentStatus.INVITED, AssignmentStatus.ACCEPTED)),
         )
         .order_by(Assignment.rank)
     ).all()
