@@ -265,7 +265,7 @@ def refuse_to_sign(
     document = db.execute(
         select(Document).where(Document.id == project.report_document_id).with_for_update()
     ).scalar_one()
-    if document.status != "signing":
+    if document.status != documents.DocumentStatus.SIGNING:
         raise InvalidTransition(f"the report is {document.status}", current_status=document.status)
     slot = db.execute(
         select(SignerSlot).where(
