@@ -446,7 +446,7 @@ def aggregate(db: Session, clock: Clock, me: EvaluationSession) -> Project:
     points = {
         m.id: sheet.points
         for m in members
-        if m.status == "accepted"
+        if m.status == draws.AssignmentStatus.ACCEPTED
         and (sheet := _sheet(db, m.id)) is not None
         and sheet.status == "submitted"
     }

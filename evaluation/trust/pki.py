@@ -326,7 +326,7 @@ def issue_certificate(
         certificate_der=der(certificate),
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
-        status="valid",
+        status=CredentialStatus.VALID.value,
         created_at=now,
     )
     db.add(row)
