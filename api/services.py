@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.messaging import open_messenger
 from api.rate_limits import RequestLimiter, build_limiter
+from evaluation.committee import reports
 from evaluation.documents.documents import SigningContext
 from evaluation.documents.store import open_store
 from evaluation.identity.face_checks import LivenessConfig
@@ -208,6 +209,7 @@ def build_services(
             sms=sms,
             cipher=cipher,
             provider_policy=ProviderPolicy.from_settings(settings),
+            report_signed=reports.complete_project,
         ),
         room_tokens=RoomTokens(
             keyring,

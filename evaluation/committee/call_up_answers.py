@@ -74,7 +74,7 @@ def expire_overdue(db: Session, clock: Clock) -> int:
         assignment = db.get(Assignment, call_up.assignment_id)
         assert assignment is not None
         caller = audit.Caller(call_up.center_id, "job:call-up")
-        if assignment.role != "member" or assignment.status != "invited":
+        if assignment.role != "member" or assignment.status != draws.AssignmentStatus.INVITED:
             call_ups.close(db, assignment, assignment.status, clock.now())
             continue
         audit.record(
@@ -112,7 +112,7 @@ def _answerable(call_up: CallUp, assignment: Assignment, clock: Clock) -> bool:
     return (
         call_up.answer is None
         and assignment.role == "member"
-        and assignment.status == "invited"
+        and assignment.status == draws.AssignmentStatus.INVITED
         and (call_up.deadline_at is None or clock.now() < call_up.deadline_at)
     )
 

@@ -133,7 +133,7 @@ def my_seat(db: Session, me: EvaluationSession) -> Assignment:
 
 def _accepted_seat(db: Session, me: EvaluationSession) -> Assignment:
     seat = my_seat(db, me)
-    if seat.status != "accepted":
+    if seat.status != draws.AssignmentStatus.ACCEPTED:
         raise NotAccepted("accept the invitation first (POST /api/v1/evaluation/response)")
     return seat
 
@@ -160,7 +160,6 @@ def _void_and_replace(
     the next backup is invited to the seat. With no backup left the seat stays vacant (a
     conflict must still be declarable) and the results wait for a supplementary draw."""
     now = clock.now()
-    seat.status = "replaced"
     seat.reason = reason
     seat.responded_at = now
     project = db.get(Project, seat.project_id)
@@ -181,17 +180,15 @@ def _void_and_replace(
     for expert_id, device_id in ended:
         session_ends.end_face_sessions(db, now, expert_id=expert_id, device_id=device_id)
     try:
-        promoted: Assignment | None = draws.promote_backup(db, seat, now)
+        promoted: Assignment | None = draws.promote_backup(db, caller, clock, leaving=seat, now=now)
     except draws.NoBackupLeft:
         promoted = None
-    db.flush()
-    audit.record(
+    draws.change_assignment_status(
         db,
         caller,
         clock,
-        Action.ASSIGNMENT_REPLACED,
-        "assignment",
-        seat.id,
+        seat,
+        draws.AssignmentAction.REPLACE,
         {
             "project_id": seat.project_id,
             "expert_id": seat.expert_id,
@@ -449,7 +446,7 @@ def aggregate(db: Session, clock: Clock, me: EvaluationSession) -> Project:
     points = {
         m.id: sheet.points
         for m in members
-        if m.status == "accepted"
+        if m.status == draws.AssignmentStatus.ACCEPTED
         and (sheet := _sheet(db, m.id)) is not None
         and sheet.status == "submitted"
     }

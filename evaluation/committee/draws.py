@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
@@ -21,12 +22,14 @@ from sqlalchemy.orm import Session
 
 from evaluation.committee import call_ups
 from evaluation.committee import draw_proof as algorithm
-from evaluation.committee.projects import get_project
+from evaluation.committee.projects import ProjectAction, ProjectStatus, change_status, get_project
 from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.kernel.identifiers import Prose, Token
+from evaluation.kernel.transitions import next_status
 from evaluation.trust import credentials
+from evaluation.trust.credential_states import CredentialStatus
 from models.base import new_id
 from models.clock import Clock
 from models.settings import Settings
@@ -126,8 +129,102 @@ class SupplementaryDraw(BaseModel):
 
 # tasks.OPEN_STATUSES and tasks.SEATED (tasks imports this module): while the committee may
 # still change, and the members who hold a seat.
-_OPEN = ("drawn", "evaluating")
-_SEATED = ("invited", "accepted")
+_OPEN = (ProjectStatus.DRAWN, ProjectStatus.EVALUATING)
+
+
+class DrawStatus(StrEnum):
+    COMMITTED = "committed"  # its secret's hash is published; no entropy yet
+    COMPLETED = "completed"  # run: the proof reveals the secret
+
+
+class DrawAction(StrEnum):
+    RUN = "run"
+
+
+# Every allowed status change of a draw, in one place: (from, action) -> to.
+DRAW_TRANSITIONS: dict[tuple[DrawStatus, DrawAction], DrawStatus] = {
+    (DrawStatus.COMMITTED, DrawAction.RUN): DrawStatus.COMPLETED,
+}
+
+
+def change_draw_status(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    draw: Draw,
+    action: DrawAction,
+    details: dict[str, Any],
+) -> DrawStatus:
+    """Move the draw along DRAW_TRANSITIONS (InvalidTransition otherwise, nothing written)
+    and audit the run: draw.completed, or draw.supplementary_completed for a draw that fills
+    vacant seats."""
+    current = DrawStatus(draw.status)
+    target = next_status(
+        DRAW_TRANSITIONS, current, action, f"draw {draw.id} is {current}; it cannot {action}"
+    )
+    draw.status = target.value
+    db.flush()
+    entry = Action.DRAW_SUPPLEMENTARY_COMPLETED if draw.previous_draw_id else Action.DRAW_COMPLETED
+    audit.record(db, caller, clock, entry, "draw", draw.id, details)
+    return target
+
+
+class AssignmentStatus(StrEnum):
+    STANDBY = "standby"  # a backup, waiting for a seat
+    INVITED = "invited"  # a member called up, not yet answered
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    REPLACED = "replaced"  # taken off the committee (recusal, or by the operator)
+
+
+class AssignmentAction(StrEnum):
+    PROMOTE = "promote"  # a backup takes the seat a member left
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    REPLACE = "replace"
+
+
+# Every allowed status change of a seat, in one place: (from, action) -> to.
+ASSIGNMENT_TRANSITIONS: dict[tuple[AssignmentStatus, AssignmentAction], AssignmentStatus] = {
+    (AssignmentStatus.STANDBY, AssignmentAction.PROMOTE): AssignmentStatus.INVITED,
+    (AssignmentStatus.INVITED, AssignmentAction.ACCEPT): AssignmentStatus.ACCEPTED,
+    (AssignmentStatus.INVITED, AssignmentAction.DECLINE): AssignmentStatus.DECLINED,
+    (AssignmentStatus.INVITED, AssignmentAction.REPLACE): AssignmentStatus.REPLACED,
+    (AssignmentStatus.ACCEPTED, AssignmentAction.REPLACE): AssignmentStatus.REPLACED,
+}
+# A promotion has no entry of its own: the entry of the seat it fills names the backup.
+_ASSIGNMENT_ENTRIES = {
+    AssignmentAction.ACCEPT: Action.ASSIGNMENT_ACCEPTED,
+    AssignmentAction.DECLINE: Action.ASSIGNMENT_DECLINED,
+    AssignmentAction.REPLACE: Action.ASSIGNMENT_REPLACED,
+}
+_SEATED = (AssignmentStatus.INVITED, AssignmentStatus.ACCEPTED)
+
+
+def change_assignment_status(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    assignment: Assignment,
+    action: AssignmentAction,
+    details: dict[str, Any] | None = None,
+) -> AssignmentStatus:
+    """Move the seat along ASSIGNMENT_TRANSITIONS (InvalidTransition otherwise, nothing
+    written), with its audit entry where the change has one."""
+    current = AssignmentStatus(assignment.status)
+    target = next_status(
+        ASSIGNMENT_TRANSITIONS,
+        current,
+        action,
+        f"assignment {assignment.id} is {current}; it cannot {action}",
+    )
+    assignment.status = target.value
+    db.flush()
+    if action in _ASSIGNMENT_ENTRIES:
+        audit.record(
+            db, caller, clock, _ASSIGNMENT_ENTRIES[action], "assignment", assignment.id, details
+        )
+    return target
 
 
 def _secret_context(draw_id: str) -> str:
@@ -139,7 +236,7 @@ def create_draw(
 ) -> Draw:
     """Commit to a fresh server secret: its SHA-256 is published before any entropy."""
     project = get_project(db, caller.center_id, project_id, lock=True)
-    if project.status not in ("draft",):
+    if project.status != ProjectStatus.DRAFT:
         raise DrawExists(f"project {project_id} is {project.status}; its committee is drawn")
     secret = algorithm.new_server_secret()
     draw_id = new_id()
@@ -149,7 +246,7 @@ def create_draw(
         project_id=project.id,
         commitment=algorithm.commitment_of(secret),
         secret_ciphertext=cipher.encrypt_bytes(secret, _secret_context(draw_id)),
-        status="committed",
+        status=DrawStatus.COMMITTED.value,
         created_at=clock.now(),
     )
     db.add(draw)
@@ -189,7 +286,7 @@ def _pool(
             IssuedCertificate,
             (IssuedCertificate.expert_id == Expert.id)
             & (IssuedCertificate.purpose == credentials.EXPERT)
-            & (IssuedCertificate.status == "valid")
+            & (IssuedCertificate.status == CredentialStatus.VALID)
             & (IssuedCertificate.not_after > now),
         )
         .where(
@@ -224,7 +321,7 @@ def _pool(
             Project.center_id == project.center_id,
             Project.id != project.id,
             Project.tenderer_credit_code == project.tenderer_credit_code,
-            Assignment.status.in_(("invited", "accepted")),
+            Assignment.status.in_(_SEATED),
             Assignment.role == "member",
             Assignment.created_at >= now - policy.cooldown,
         )
@@ -236,7 +333,7 @@ def _pool(
         select(Assignment.expert_id, func.count())
         .where(
             Assignment.center_id == project.center_id,
-            Assignment.status == "declined",
+            Assignment.status == AssignmentStatus.DECLINED,
             Assignment.responded_at >= now - policy.decline_window,
         )
         .group_by(Assignment.expert_id)
@@ -262,11 +359,12 @@ def run_draw(
     entropy; reveal the secret in the proof; record the seats and the ordered backups."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     draw = get_draw(db, project, draw_id)
-    if draw.status != "committed":
-        raise InvalidTransition(f"draw {draw_id} has already run", current_status=draw.status)
+    next_status(
+        DRAW_TRANSITIONS, DrawStatus(draw.status), DrawAction.RUN, f"draw {draw_id} has already run"
+    )
     if draw.previous_draw_id is not None:
         return _run_supplementary(db, caller, clock, cipher, policy, project, draw, fields)
-    if project.status != "draft":  # another draw of this project ran first
+    if project.status != ProjectStatus.DRAFT:  # another draw of this project ran first
         raise DrawExists(f"project {project_id} is {project.status}; its committee is drawn")
     candidates, exclusions = _pool(db, project, policy, clock)
     exclusions = _with_operator_exclusions(candidates, exclusions, fields)
@@ -284,16 +382,14 @@ def run_draw(
     )
     now = clock.now()
     _record_run(db, project, draw, fields, result, now, member_rank=0, backup_rank={})
-    project.status = "drawn"
     project.updated_at = now
-    db.flush()
-    audit.record(
+    change_status(db, caller, clock, project, ProjectAction.DRAW)
+    change_draw_status(
         db,
         caller,
         clock,
-        Action.DRAW_COMPLETED,
-        "draw",
-        draw.id,
+        draw,
+        DrawAction.RUN,
         {
             "project_id": project.id,
             "public_entropy": fields.public_entropy,
@@ -332,17 +428,23 @@ def _record_run(
     backup_rank: dict[str, int],
 ) -> None:
     """The draw's proof, a seat per member (called up at once) and the ordered backups;
-    ranks continue from ``member_rank`` and, per specialty, ``backup_rank``."""
-    draw.status = "completed"
+    ranks continue from ``member_rank`` and, per specialty, ``backup_rank``. The draw's
+    status is the caller's to change, with its audit entry."""
     draw.public_entropy = fields.public_entropy
     draw.proof = result.proof
     draw.ran_at = now
     places = [
-        ("member", "invited", member_rank + rank, specialty, expert_id)
+        ("member", AssignmentStatus.INVITED, member_rank + rank, specialty, expert_id)
         for rank, (specialty, expert_id) in enumerate(result.committee)
     ]
     places += [
-        ("backup", "standby", backup_rank.get(specialty, 0) + rank, specialty, expert_id)
+        (
+            "backup",
+            AssignmentStatus.STANDBY,
+            backup_rank.get(specialty, 0) + rank,
+            specialty,
+            expert_id,
+        )
         for specialty, backups in result.backups.items()
         for rank, expert_id in enumerate(backups)
     ]
@@ -355,11 +457,11 @@ def _record_run(
             specialty=specialty,
             role=role,
             rank=rank,
-            status=state,
+            status=state.value,
             created_at=now,
         )
         db.add(seat)
-        if state == "invited":
+        if state is AssignmentStatus.INVITED:
             db.flush()  # the seat's id, for its call-up
             call_ups.enqueue(db, seat, now)
 
@@ -372,7 +474,7 @@ def draw_chain(db: Session, project: Project) -> list[Draw]:
     after the one it names (the last may still be committed, not run)."""
     rows = db.scalars(select(Draw).where(Draw.project_id == project.id)).all()
     following = {d.previous_draw_id: d for d in rows if d.previous_draw_id is not None}
-    first = [d for d in rows if d.previous_draw_id is None and d.status == "completed"]
+    first = [d for d in rows if d.previous_draw_id is None and d.status == DrawStatus.COMPLETED]
     chain = first[:1]
     while chain and chain[-1].id in following:
         chain.append(following[chain[-1].id])
@@ -427,7 +529,7 @@ def commit_supplementary(
     project = get_project(db, caller.center_id, project_id, lock=True)
     _refuse_if_final(project)
     chain = draw_chain(db, project)
-    if not chain or chain[-1].status != "completed":
+    if not chain or chain[-1].status != DrawStatus.COMPLETED:
         raise SupplementaryDrawPending(
             f"draw {chain[-1].id if chain else '?'} of project {project.code} has not run yet",
             draw_id=chain[-1].id if chain else None,
@@ -467,7 +569,7 @@ def commit_supplementary(
             spec=spec,
         ),
         secret_ciphertext=cipher.encrypt_bytes(secret, _secret_context(draw_id)),
-        status="committed",
+        status=DrawStatus.COMMITTED.value,
         created_at=clock.now(),
         previous_draw_id=chain[-1].id,
         spec=[{"specialty": s.specialty, "seats": s.seats, "backups": s.backups} for s in spec],
@@ -545,14 +647,12 @@ def _run_supplementary(
         db, project, draw, fields, result, now, member_rank=member_rank, backup_rank=backup_rank
     )
     project.updated_at = now
-    db.flush()
-    audit.record(
+    change_draw_status(
         db,
         caller,
         clock,
-        Action.DRAW_SUPPLEMENTARY_COMPLETED,
-        "draw",
-        draw.id,
+        draw,
+        DrawAction.RUN,
         {
             "project_id": project.id,
             "public_entropy": fields.public_entropy,
@@ -642,14 +742,18 @@ def get_assignment(db: Session, project: Project, assignment_id: str) -> Assignm
     return assignment
 
 
-def promote_backup(db: Session, leaving: Assignment, now: datetime) -> Assignment:
+def promote_backup(
+    db: Session, caller: audit.Caller, clock: Clock, *, leaving: Assignment, now: datetime
+) -> Assignment:
     """The specialty's next backup in the proofs' order (the first draw's, then each
     supplementary draw's; skipping anyone unavailable) takes the seat a member leaves;
     NoBackupLeft when none is left."""
     project = db.get(Project, leaving.project_id)
     assert project is not None
     rows = db.scalars(select(Assignment).where(Assignment.project_id == project.id)).all()
-    unavailable = {a.expert_id for a in rows if a.role == "member" or a.status != "standby"}
+    unavailable = {
+        a.expert_id for a in rows if a.role == "member" or a.status != AssignmentStatus.STANDBY
+    }
     for draw in draw_chain(db, project):
         drawn_for = {str(e["specialty"]) for e in (draw.proof or {}).get("specialties", [])}
         if draw.proof is None or leaving.specialty not in drawn_for:
@@ -658,7 +762,7 @@ def promote_backup(db: Session, leaving: Assignment, now: datetime) -> Assignmen
         if chosen is not None:
             promoted = next(a for a in rows if a.expert_id == chosen and a.draw_id == draw.id)
             promoted.role = "member"
-            promoted.status = "invited"
+            change_assignment_status(db, caller, clock, promoted, AssignmentAction.PROMOTE)
             call_ups.enqueue(db, promoted, now)
             return promoted
     raise NoBackupLeft(
@@ -685,35 +789,34 @@ def respond(
     supplementary draw (a deadline passed; nobody to ask)."""
     project = get_project(db, caller.center_id, project_id, lock=True)
     assignment = get_assignment(db, project, assignment_id)
-    if assignment.role != "member" or assignment.status != "invited":
+    action = AssignmentAction.ACCEPT if accept else AssignmentAction.DECLINE
+    answer = ASSIGNMENT_TRANSITIONS.get((AssignmentStatus(assignment.status), action))
+    if assignment.role != "member" or answer is None:
         raise InvalidTransition(
             f"assignment {assignment_id} is a {assignment.role} that is {assignment.status}; "
             "only an invited member answers",
             current_status=assignment.status,
         )
     now = clock.now()
-    assignment.status = "accepted" if accept else "declined"
     assignment.reason = reason
     assignment.responded_at = now
-    call_ups.close(db, assignment, assignment.status, now)
+    call_ups.close(db, assignment, answer.value, now)
     promoted = None
     if not accept:
         try:
-            promoted = promote_backup(db, assignment, now)
+            promoted = promote_backup(db, caller, clock, leaving=assignment, now=now)
         except NoBackupLeft:
             if not vacant_ok:
                 raise
     if not accept and project.chair_assignment_id == assignment.id:
         project.chair_assignment_id = None  # the committee chooses again
         project.chair_chosen_by = None
-    db.flush()
-    audit.record(
+    change_assignment_status(
         db,
         caller,
         clock,
-        Action.ASSIGNMENT_ACCEPTED if accept else Action.ASSIGNMENT_DECLINED,
-        "assignment",
-        assignment.id,
+        assignment,
+        action,
         {
             "project_id": project.id,
             "expert_id": assignment.expert_id,

@@ -28,6 +28,7 @@ from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.kernel.identifiers import Text, Token, credit_code_check_char
+from evaluation.kernel.transitions import next_status
 from evaluation.registry import units
 from models.base import new_id
 from models.clock import Clock
@@ -205,7 +206,7 @@ def create_project(db: Session, caller: audit.Caller, clock: Clock, fields: NewP
         id=new_id(),
         center_id=caller.center_id,
         **columns,
-        status="draft",
+        status=ProjectStatus.DRAFT.value,
         created_by=caller.actor,
         created_at=now,
         updated_at=now,
@@ -226,6 +227,57 @@ def create_project(db: Session, caller: audit.Caller, clock: Clock, fields: NewP
         {"code": project.code, "regime": project.regime, "tenderer": project.tenderer_credit_code},
     )
     return project
+
+
+class ProjectStatus(StrEnum):
+    DRAFT = "draft"
+    DRAWN = "drawn"
+    EVALUATING = "evaluating"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"  # the column allows it; no transition leads there (below)
+
+
+class ProjectAction(StrEnum):
+    DRAW = "draw"  # its first draw ran: the committee is seated
+    START = "start"  # a member signed in: the evaluation is under way
+    COMPLETE = "complete"  # the whole committee signed the report
+
+
+# Every allowed status change, in one place: (from, action) -> to. Nothing in the domain
+# cancels a project (no route, no audit action, no event), so `cancelled` gets no arrow
+# until something needs it.
+PROJECT_TRANSITIONS: dict[tuple[ProjectStatus, ProjectAction], ProjectStatus] = {
+    (ProjectStatus.DRAFT, ProjectAction.DRAW): ProjectStatus.DRAWN,
+    (ProjectStatus.DRAWN, ProjectAction.START): ProjectStatus.EVALUATING,
+    (ProjectStatus.EVALUATING, ProjectAction.COMPLETE): ProjectStatus.COMPLETED,
+}
+# The changes with an audit entry of their own; the others are in the entry of what made
+# them (the draw's draw.completed, the member's evaluation.signed_in).
+_AUDITED = {ProjectAction.COMPLETE: Action.PROJECT_COMPLETED}
+
+
+def change_status(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    project: Project,
+    action: ProjectAction,
+    details: dict[str, Any] | None = None,
+) -> ProjectStatus:
+    """Move the project along PROJECT_TRANSITIONS (InvalidTransition otherwise, nothing
+    written), with its audit entry where the change has one."""
+    current = ProjectStatus(project.status)
+    target = next_status(
+        PROJECT_TRANSITIONS,
+        current,
+        action,
+        f"project {project.code} is {current}; it cannot {action}",
+    )
+    project.status = target.value
+    db.flush()
+    if action in _AUDITED:
+        audit.record(db, caller, clock, _AUDITED[action], "project", project.id, details)
+    return target
 
 
 def get_project(db: Session, center_id: str, project_id: str, *, lock: bool = False) -> Project:
@@ -253,7 +305,7 @@ def list_projects(db: Session, center_id: str, limit: int = 100) -> list[Project
 # conflicts of interest against these parties and called up for this window, so only an
 # evaluation that runs over may end later. A completed project changes no more.
 REVISABLE_AFTER_DRAW = frozenset({"evaluation_end"})
-REVISABLE_STATUSES = frozenset({"draft", "drawn", "evaluating"})
+REVISABLE_STATUSES = frozenset({ProjectStatus.DRAFT, ProjectStatus.DRAWN, ProjectStatus.EVALUATING})
 
 
 class ProjectFieldLocked(DomainError):
@@ -340,7 +392,7 @@ def revise_project(
             f"project {project.code} is {project.status}; it changes no more",
             fields=changed,
         )
-    if project.status != "draft":
+    if project.status != ProjectStatus.DRAFT:
         locked = [name for name in changed if name not in REVISABLE_AFTER_DRAW]
         if locked:
             raise ProjectFieldLocked(

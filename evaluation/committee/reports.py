@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.committee import deliberation
-from evaluation.committee.projects import get_project
+from evaluation.committee.projects import ProjectAction, change_status, get_project
 from evaluation.documents import documents
-from evaluation.kernel import audit
+from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition
 from models.clock import Clock
@@ -265,7 +265,7 @@ def refuse_to_sign(
     document = db.execute(
         select(Document).where(Document.id == project.report_document_id).with_for_update()
     ).scalar_one()
-    if document.status != "signing":
+    if document.status != documents.DocumentStatus.SIGNING:
         raise InvalidTransition(f"the report is {document.status}", current_status=document.status)
     slot = db.execute(
         select(SignerSlot).where(
@@ -302,3 +302,26 @@ def refuse_to_sign(
     )
     documents.complete_if_done(db, caller, clock, context, project.report_document_id)
     return slot
+
+
+def complete_project(
+    db: Session, caller: audit.Caller, clock: Clock, document: Document, now: datetime
+) -> None:
+    """An evaluation report signed by its whole committee completes its project (the
+    documents context calls this as its SigningContext.report_signed)."""
+    project = db.execute(
+        select(Project).where(Project.report_document_id == document.id)
+    ).scalar_one_or_none()
+    if project is None:
+        return  # a report uploaded by hand, not generated for a project
+    project.completed_at = now
+    project.updated_at = now
+    change_status(
+        db,
+        caller,
+        clock,
+        project,
+        ProjectAction.COMPLETE,
+        {"report_document_id": document.id, "sha256": document.sha256},
+    )
+    outbox.report_signed(db, now, project, document)

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from evaluation.committee import call_ups
+from evaluation.committee.projects import ProjectAction, ProjectStatus, change_status
 from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated_members
 from evaluation.identity import consent, face_checks, one_time_codes, passkeys, session_ends
 from evaluation.kernel import audit, outbox
@@ -303,11 +304,11 @@ def sign_in(
     if claimed is None:
         raise ScanSessionInvalid("this scan was already used to sign in; scan again")
     db.add(session)
-    if project.status == "drawn":
-        project.status = "evaluating"
-        project.updated_at = now
-    db.flush()
     caller = audit.Caller(project.center_id, f"expert:{face.expert_id}", None, request_id)
+    if project.status == ProjectStatus.DRAWN:  # the first member in starts the evaluation
+        project.updated_at = now
+        change_status(db, caller, clock, project, ProjectAction.START)
+    db.flush()
     details: dict[str, Any] = {
         "project_id": project.id,
         "assignment_id": assignment.id,

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from evaluation.committee.draws import get_assignment
-from evaluation.committee.projects import get_project
+from evaluation.committee.draws import AssignmentStatus, get_assignment
+from evaluation.committee.projects import ProjectStatus, get_project
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition
@@ -33,8 +33,8 @@ PERSONAL_PREFIX = "p1."
 SCAN_PREFIX = "evs_"
 # A project's experts can scan only while it is between the draw and the report's last
 # signature.
-OPEN_STATUSES = ("drawn", "evaluating")
-SEATED = ("invited", "accepted")
+OPEN_STATUSES = (ProjectStatus.DRAWN, ProjectStatus.EVALUATING)
+SEATED = (AssignmentStatus.INVITED, AssignmentStatus.ACCEPTED)
 # Room tokens a phone shows slightly early (its clock, the screen's) are still accepted.
 CLOCK_SKEW = timedelta(seconds=5)
 PERSONAL_LATE_VALIDITY = timedelta(hours=12)

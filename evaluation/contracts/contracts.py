@@ -24,10 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from evaluation.committee.projects import get_project
+from evaluation.committee.projects import ProjectStatus, get_project
 from evaluation.committee.tasks import SCAN_PREFIX
 from evaluation.documents import documents
-from evaluation.documents.documents import Purpose
+from evaluation.documents.documents import DocumentAction, DocumentStatus, Purpose
 from evaluation.documents.store import DocumentStore
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
@@ -231,12 +231,12 @@ def create_contract(
     """The contract of an awarded project: rendered from the template, stored as a document
     being signed, with the seal and the signature slot of each party."""
     project = get_project(db, caller.center_id, project_id, lock=True)
-    if project.status != "completed":
+    if project.status != ProjectStatus.COMPLETED:
         raise ProjectNotAwarded(f"project {project.code} is {project.status}")
     existing = db.execute(
         select(Contract.id)
         .join(Document, Document.id == Contract.document_id)
-        .where(Contract.project_id == project.id, Document.status != "cancelled")
+        .where(Contract.project_id == project.id, Document.status != DocumentStatus.CANCELLED)
     ).first()
     if existing is not None:
         raise ContractExists(f"contract {existing[0]} is open", contract_id=existing[0])
@@ -325,7 +325,7 @@ def create_contract(
         index = int(slot.field_name.removeprefix("Signature")) - 1
         slot.unit_id = parties[index // 2][1].id
         slot.mark = "seal" if index % 2 == 0 else "signature"
-    document.status = "signing"
+    documents.transition(db, caller, clock, document, DocumentAction.ISSUE)
     contract = Contract(
         id=new_id(),
         center_id=caller.center_id,
@@ -466,7 +466,7 @@ def scan_link(
     _claim_for_device(db, link, contract, device_id, client_ip, request_id, now)
     document = db.get(Document, contract.document_id)
     assert document is not None
-    if document.status != "signing":
+    if document.status != DocumentStatus.SIGNING:
         raise InvalidTransition(
             f"the contract is {document.status}; there is nothing to sign",
             current_status=document.status,

@@ -33,10 +33,11 @@ from evaluation.documents.store import sweep as store_sweep
 from evaluation.identity import one_time_codes, passkeys
 from evaluation.identity.one_time_codes import SmsPolicy
 from evaluation.identity.passkeys import PasskeyPolicy
-from evaluation.kernel import audit, outbox
+from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
 from evaluation.kernel.identifiers import Name, Text, Token
+from evaluation.kernel.transitions import next_status
 from evaluation.trust import activation, credentials, pki, providers
 from evaluation.trust.activation import ActivationPolicy
 from evaluation.trust.pki import PkiPolicy
@@ -49,7 +50,6 @@ from models.tables import (
     DocumentRevision,
     Expert,
     IssuedCertificate,
-    Project,
     SignerSlot,
     VerifiedSession,
 )
@@ -162,6 +162,9 @@ class SigningContext:
     activation: ActivationPolicy
     store: DocumentStore
     passkeys: PasskeyPolicy
+    # What a report signed by its whole committee does to its project: complete it. The
+    # committee context sits above this one, so the service wires it in (api/services.py).
+    report_signed: Callable[[Session, audit.Caller, Clock, Document, datetime], None]
     seal_png: bytes | None = None
     # Where the center lets an SMS code stand in for the passkey (one_time_codes.py).
     sms: SmsPolicy | None = None
@@ -366,7 +369,7 @@ def _first_revision(
         center_id=caller.center_id,
         title=title,
         purpose=purpose.value,
-        status="draft",
+        status=DocumentStatus.DRAFT.value,
         file_name=file_name[:300],
         page_count=info.page_count,
         revision=0,
@@ -410,28 +413,73 @@ def archive_document(
     document = _first_revision(
         db, caller, clock, received, file_name, title[:300], Purpose.OTHER, info
     )
-    document.status = "completed"
     document.completed_at = document.created_at
-    db.flush()
-    audit.record(
+    transition(
         db,
         caller,
         clock,
-        Action.DOCUMENT_ARCHIVED,
-        "document",
-        document.id,
+        document,
+        DocumentAction.ARCHIVE,
         {"title": document.title, "sha256": received.sha256, "size": received.size},
     )
     store.adopt(received, document.id)
     return document
 
 
-DOCUMENT_TRANSITIONS = {
-    ("draft", "start"): "signing",
-    ("draft", "cancel"): "cancelled",
-    ("signing", "cancel"): "cancelled",
+class DocumentStatus(StrEnum):
+    DRAFT = "draft"
+    SIGNING = "signing"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class DocumentAction(StrEnum):
+    START = "start"  # the operator opens an upload for signing
+    CANCEL = "cancel"
+    ISSUE = "issue"  # a contract is created ready to sign; contract.created records it
+    ARCHIVE = "archive"  # kept as it is, taking no signatures
+    COMPLETE = "complete"  # every slot answered, the document time-stamped
+
+
+# Every allowed status change, in one place: (from, action) -> to. A contract has no status
+# of its own: it is its document's (issue, complete, cancel).
+DOCUMENT_TRANSITIONS: dict[tuple[DocumentStatus, DocumentAction], DocumentStatus] = {
+    (DocumentStatus.DRAFT, DocumentAction.START): DocumentStatus.SIGNING,
+    (DocumentStatus.DRAFT, DocumentAction.CANCEL): DocumentStatus.CANCELLED,
+    (DocumentStatus.SIGNING, DocumentAction.CANCEL): DocumentStatus.CANCELLED,
+    (DocumentStatus.DRAFT, DocumentAction.ISSUE): DocumentStatus.SIGNING,
+    (DocumentStatus.DRAFT, DocumentAction.ARCHIVE): DocumentStatus.COMPLETED,
+    (DocumentStatus.SIGNING, DocumentAction.COMPLETE): DocumentStatus.COMPLETED,
 }
-_STATUS_ACTIONS = {"start": Action.DOCUMENT_START, "cancel": Action.DOCUMENT_CANCEL}
+_STATUS_ACTIONS = {
+    DocumentAction.START: Action.DOCUMENT_START,
+    DocumentAction.CANCEL: Action.DOCUMENT_CANCEL,
+    DocumentAction.ARCHIVE: Action.DOCUMENT_ARCHIVED,
+    DocumentAction.COMPLETE: Action.DOCUMENT_COMPLETED,
+}
+# What an operator may do to a document directly; the others happen in their flows.
+_OPERATOR_ACTIONS = frozenset({DocumentAction.START, DocumentAction.CANCEL})
+
+
+def transition(
+    db: Session,
+    caller: audit.Caller,
+    clock: Clock,
+    document: Document,
+    action: DocumentAction,
+    details: dict[str, Any] | None = None,
+) -> DocumentStatus:
+    """Move the document along DOCUMENT_TRANSITIONS (InvalidTransition otherwise, nothing
+    written), with its audit entry where the change has one."""
+    current = DocumentStatus(document.status)
+    target = next_status(
+        DOCUMENT_TRANSITIONS, current, action, f"cannot {action} a document that is {current}"
+    )
+    document.status = target.value
+    db.flush()
+    if action in _STATUS_ACTIONS:
+        audit.record(db, caller, clock, _STATUS_ACTIONS[action], "document", document.id, details)
+    return target
 
 
 def change_status(
@@ -442,27 +490,23 @@ def change_status(
     action: str,
     reason: str | None,
 ) -> Document:
+    """The operator starts or cancels a document."""
     document = _load(db, caller.center_id, document_id, lock=True)
-    target = DOCUMENT_TRANSITIONS.get((document.status, action))
-    if target is None:
-        raise InvalidTransition(
-            f"cannot {action} a document that is {document.status}",
-            current_status=document.status,
-        )
-    previous = document.status
-    document.status = target
+    refusal = f"cannot {action} a document that is {document.status}"
+    if action not in _OPERATOR_ACTIONS:
+        raise InvalidTransition(refusal, current_status=document.status)
+    previous = DocumentStatus(document.status)
+    target = next_status(DOCUMENT_TRANSITIONS, previous, DocumentAction(action), refusal)
     document.updated_at = clock.now()
-    if target == "cancelled":
+    if target is DocumentStatus.CANCELLED:
         document.cancelled_reason = reason
-    db.flush()
-    audit.record(
+    transition(
         db,
         caller,
         clock,
-        _STATUS_ACTIONS[action],
-        "document",
-        document.id,
-        {"from": previous, "to": target, "reason": reason},
+        document,
+        DocumentAction(action),
+        {"from": previous.value, "to": target.value, "reason": reason},
     )
     return document
 
@@ -820,7 +864,7 @@ def sms_approval(
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
     """The document, locked for the whole signing, if it is being signed."""
     document = _load(db, center_id, document_id, lock=True)
-    if document.status != "signing":
+    if document.status != DocumentStatus.SIGNING:
         raise InvalidTransition(
             f"document {document_id} is {document.status}; only documents being signed take "
             "signatures",
@@ -1043,7 +1087,7 @@ def complete_if_done(
     the document time-stamp carries the revocation data of a signer's chain."""
     document = _load(db, caller.center_id, document_id, lock=True)
     slots = slots_of(db, document.id)
-    if document.status != "signing" or not _all_answered(slots):
+    if document.status != DocumentStatus.SIGNING or not _all_answered(slots):
         return False
     signed = next((s for s in slots if s.status == "signed" and s.credential_id), None)
     if signed is not None:
@@ -1109,45 +1153,17 @@ def _complete(
         kept = context.store.keep(base, file)
     now = clock.now()
     revision = _record_revision(db, document, kept, "timestamp", None, now)
-    document.status = "completed"
     document.completed_at = now
-    db.flush()
-    audit.record(
+    transition(
         db,
         caller,
         clock,
-        Action.DOCUMENT_COMPLETED,
-        "document",
-        document.id,
+        document,
+        DocumentAction.COMPLETE,
         {"revision": revision.number, "sha256": revision.sha256},
     )
     if document.purpose == Purpose.REPORT:
-        _complete_project(db, caller, clock, document, now)
-
-
-def _complete_project(
-    db: Session, caller: audit.Caller, clock: Clock, document: Document, now: datetime
-) -> None:
-    """An evaluation report signed by its whole committee completes its project."""
-    project = db.execute(
-        select(Project).where(Project.report_document_id == document.id)
-    ).scalar_one_or_none()
-    if project is None:
-        return  # a report uploaded by hand, not generated for a project
-    project.status = "completed"
-    project.completed_at = now
-    project.updated_at = now
-    db.flush()
-    audit.record(
-        db,
-        caller,
-        clock,
-        Action.PROJECT_COMPLETED,
-        "project",
-        project.id,
-        {"report_document_id": document.id, "sha256": document.sha256},
-    )
-    outbox.report_signed(db, now, project, document)
+        context.report_signed(db, caller, clock, document, now)
 
 
 def revision_of(db: Session, document: Document, number: int | None) -> DocumentRevision:

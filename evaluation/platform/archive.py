@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from evaluation.committee.draws import DrawStatus
 from evaluation.documents import documents
 from evaluation.documents.s3_store import parse_location
 from evaluation.documents.store import DocumentStore
@@ -204,7 +205,9 @@ def build(
 
 
 def _draw_proof(db: Session, project: Project) -> bytes:
-    draw = db.scalar(select(Draw).where(Draw.project_id == project.id, Draw.status == "completed"))
+    draw = db.scalar(
+        select(Draw).where(Draw.project_id == project.id, Draw.status == DrawStatus.COMPLETED)
+    )
     assert draw is not None and draw.proof is not None  # the package needs it too
     return outbox.canonical_json(draw.proof)
 

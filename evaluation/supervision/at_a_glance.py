@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from evaluation.committee.draws import proof_is_sealed
+from evaluation.committee.draws import AssignmentStatus, proof_is_sealed
+from evaluation.committee.projects import ProjectStatus
 from models.clock import Clock
 from models.tables import (
     AnomalyFlag,
@@ -73,9 +74,9 @@ def evaluations_at_a_glance(
         select(Project)
         .where(
             Project.center_id == center_id,
-            Project.status != "cancelled",
+            Project.status != ProjectStatus.CANCELLED,
             Project.evaluation_start < horizon,
-            or_(Project.evaluation_end >= today, Project.status == "evaluating"),
+            or_(Project.evaluation_end >= today, Project.status == ProjectStatus.EVALUATING),
         )
         .order_by(Project.evaluation_start, Project.code)
     ).scalars()
@@ -106,7 +107,7 @@ def _glance(db: Session, project: Project, role: str, clock: Clock) -> Glance:
         .where(
             Assignment.project_id == project.id,
             Assignment.role == "member",
-            Assignment.status.in_(("invited", "accepted")),
+            Assignment.status.in_((AssignmentStatus.INVITED, AssignmentStatus.ACCEPTED)),
         )
         .order_by(Assignment.rank)
     ).all()

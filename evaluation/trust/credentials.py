@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
-from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.trust import pki
+from evaluation.trust.credential_states import CredentialAction, CredentialStatus, change_status
 from evaluation.trust.pki import PkiPolicy
 from models.clock import Clock
 from models.tables import Authority, Center, Expert, IssuedCertificate
@@ -46,9 +46,9 @@ class CredentialState:
 
 
 def state(row: IssuedCertificate, now: datetime) -> CredentialState:
-    if row.status == "revoked":
+    if row.status == CredentialStatus.REVOKED:
         return CredentialState("revoked", False)
-    if row.status == "suspended":
+    if row.status == CredentialStatus.SUSPENDED:
         return CredentialState("suspended", False)
     if not (row.not_before <= now < row.not_after):
         return CredentialState("expired", False)
@@ -69,7 +69,7 @@ def current_credential(db: Session, expert_id: str) -> IssuedCertificate | None:
         .where(
             IssuedCertificate.expert_id == expert_id,
             IssuedCertificate.purpose == EXPERT,
-            IssuedCertificate.status != "revoked",
+            IssuedCertificate.status != CredentialStatus.REVOKED,
         )
         .order_by(IssuedCertificate.created_at.desc())
         .limit(1)
@@ -163,22 +163,17 @@ def revoke_row(
 ) -> IssuedCertificate:
     """Revoke a credential (an expert's or a unit's seal) and reissue its CA's CRL."""
     db.refresh(row, with_for_update=True)
-    if row.status == "revoked":
-        raise InvalidTransition(f"credential {row.id} is already revoked")
     now = clock.now()
     previous = row.status
-    row.status = "revoked"
     row.revoked_at = now
     row.revocation_reason = reason.value
     row.revocation_note = note
-    db.flush()
-    audit.record(
+    change_status(
         db,
         caller,
         clock,
-        Action.CREDENTIAL_REVOKED,
-        "certificate",
-        row.id,
+        row,
+        CredentialAction.REVOKE,
         {
             **({"unit_id": row.unit_id} if row.unit_id else {"expert_id": row.expert_id}),
             "serial": row.serial,
@@ -206,7 +201,8 @@ def hold_for_expert(
 ) -> list[IssuedCertificate]:
     """An expert's suspension puts their credential on hold (certificateHold on the CRL);
     reactivation lifts it. Revoked credentials stay revoked."""
-    source, target = ("valid", "suspended") if suspended else ("suspended", "valid")
+    source = CredentialStatus.VALID if suspended else CredentialStatus.SUSPENDED
+    action = CredentialAction.HOLD if suspended else CredentialAction.RELEASE
     rows = list(
         db.execute(
             select(IssuedCertificate).where(
@@ -218,17 +214,9 @@ def hold_for_expert(
     )
     now = clock.now()
     for row in rows:
-        row.status = target
         row.suspended_at = now if suspended else None
-        db.flush()
-        audit.record(
-            db,
-            caller,
-            clock,
-            Action.CREDENTIAL_SUSPENDED if suspended else Action.CREDENTIAL_RESUMED,
-            "certificate",
-            row.id,
-            {"expert_id": expert_id, "serial": row.serial},
+        change_status(
+            db, caller, clock, row, action, {"expert_id": expert_id, "serial": row.serial}
         )
     for authority_id in {row.authority_id for row in rows if row.authority_id is not None}:
         _reissue_crl(db, clock, vault, policy, authority_id)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.trust.credential_states import CredentialStatus
 from models.base import new_id
 from models.clock import Clock
 from models.settings import Settings
@@ -325,7 +326,7 @@ def issue_certificate(
         certificate_der=der(certificate),
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
-        status="valid",
+        status=CredentialStatus.VALID.value,
         created_at=now,
     )
     db.add(row)
@@ -373,7 +374,7 @@ def service_certificate(db: Session, center_id: str, profile: Profile) -> Issued
         .where(
             IssuedCertificate.center_id == center_id,
             IssuedCertificate.purpose == profile.value,
-            IssuedCertificate.status == "valid",
+            IssuedCertificate.status == CredentialStatus.VALID,
         )
         .order_by(IssuedCertificate.created_at.desc())
         .limit(1)
@@ -441,11 +442,11 @@ def center_root(db: Session, center_id: str) -> Authority:
 
 def _revoked_entry(row: IssuedCertificate) -> RevokedEntry | None:
     """How a certificate appears in the CRL and OCSP: revoked, on hold, or not at all."""
-    if row.status == "revoked":
+    if row.status == CredentialStatus.REVOKED:
         assert row.revoked_at is not None
         reason = RevocationReason(row.revocation_reason or "unspecified")
         return RevokedEntry(int(row.serial, 16), row.revoked_at, reason)
-    if row.status == "suspended":
+    if row.status == CredentialStatus.SUSPENDED:
         assert row.suspended_at is not None
         return RevokedEntry(
             int(row.serial, 16), row.suspended_at, RevocationReason.CERTIFICATE_HOLD
@@ -457,7 +458,7 @@ def _revoked_entries(db: Session, authority: Authority) -> list[RevokedEntry]:
     rows = db.execute(
         select(IssuedCertificate).where(
             IssuedCertificate.authority_id == authority.id,
-            IssuedCertificate.status.in_(("revoked", "suspended")),
+            IssuedCertificate.status.in_((CredentialStatus.REVOKED, CredentialStatus.SUSPENDED)),
         )
     ).scalars()
     return [entry for row in rows if (entry := _revoked_entry(row)) is not None]

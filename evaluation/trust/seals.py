@@ -16,6 +16,7 @@ from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
 from evaluation.kernel.identifiers import Text
 from evaluation.registry import units
 from evaluation.trust import credentials, pki
+from evaluation.trust.credential_states import CredentialStatus
 from evaluation.trust.credentials import CredentialExists
 from evaluation.trust.pki import PkiPolicy
 from models.clock import Clock
@@ -99,7 +100,7 @@ def current_seal_credential(db: Session, unit_id: str) -> IssuedCertificate | No
         .where(
             IssuedCertificate.unit_id == unit_id,
             IssuedCertificate.purpose == SEAL,
-            IssuedCertificate.status != "revoked",
+            IssuedCertificate.status != CredentialStatus.REVOKED,
         )
         .order_by(IssuedCertificate.created_at.desc())
         .limit(1)
