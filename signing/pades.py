@@ -822,11 +822,11 @@ def sign_page_marks(
 ) -> list[SignResult]:
     """Each mark signed as a signature field of its own, whose appearance is the mark's
     image and whose reason its label: one incremental update per mark, in order, each B-LT
-    like any signature here.
-    `identity.sign_digest` is called once per mark, with that signature's approval digest
-    (the SHA-256 of its signed attributes), which depends on the signature before it, so
-    the digests exist only one at a time. All or nothing: on any error the file keeps its
-    previous length. Raises PdfRejected, StampError or SigningFailed."""
+    like any signature here. `identity.sign_digest` is called once per mark, with that
+    signature's approval digest (the SHA-256 of its signed attributes); each covers the
+    signature before it, so the digests exist only one at a time. All or nothing: on any
+    error the file keeps its previous length. Raises PdfRejected, StampError or
+    SigningFailed (or whatever `sign_digest` raises)."""
 
     async def sign_all(stream: BinaryIO) -> list[SignResult]:
         results = []
