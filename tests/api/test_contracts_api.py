@@ -154,9 +154,19 @@ def test_both_parties_sign_in_order_and_the_contract_completes_with_every_field_
     signed_marks = award.db.execute(
         select(AuditEntry.details).where(AuditEntry.action == "document.signed")
     ).scalars()
-    # Each strip made in its seal's act: listed in the seal's audit entry with its own SAD.
-    marks = [m for details in signed_marks for m in details.get("marks", [])]
-    assert len(marks) == 2 * pages and len({m["sad_id"] for m in marks}) == 2 * pages
+    # Each strip made in its seal's act: listed in the seal's audit entry with its own SAD,
+    # which names the phone's approval of the seal (nothing approved a strip's digest).
+    seals = {d["sad_id"]: d["marks"] for d in signed_marks if "marks" in d}
+    assert len(seals) == 2
+    for seal_sad, marks in seals.items():
+        assert [m["field"].rsplit("-", 1)[1] for m in marks] == [str(p + 1) for p in range(pages)]
+        approval = award.db.get(SignatureActivation, seal_sad)
+        assert approval is not None and approval.passkey_use_id is not None
+        for mark in marks:
+            strip = award.db.get(SignatureActivation, mark["sad_id"])
+            assert strip is not None and strip.id != seal_sad
+            assert strip.passkey_use_id == approval.passkey_use_id
+            assert strip.credential_id == approval.credential_id
 
     path = tmp_path / "contract.pdf"
     path.write_bytes(pdf)
