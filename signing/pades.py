@@ -68,7 +68,6 @@ from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.sign.fields import (
     SigFieldSpec,
     SigSeedSubFilter,
-    append_signature_field,
     enumerate_sig_fields,
 )
 from pyhanko.sign.general import SigningError
@@ -110,6 +109,7 @@ __all__ = [
     "FONT_INDEX_ENV",
     "IdentitySigner",
     "InProcessTimeStamper",
+    "PageMark",
     "PdfInfo",
     "PdfRejected",
     "PreparedSignature",
@@ -133,6 +133,7 @@ __all__ = [
     "preload_stamp_font",
     "prepare_signature",
     "sign_in_place",
+    "sign_page_marks",
     "validate",
 ]
 
@@ -228,8 +229,9 @@ class Stamp:
 
 @dataclass(frozen=True)
 class PageMark:
-    """An image fixed on a page in the same revision as a signature, so the signature covers
-    it: the strips of a cross-page seal (骑缝章). A locked, printable stamp annotation."""
+    """An image on a page that is a signature of its own, so no reader finds an empty field
+    offered for signing: a strip of a cross-page seal (骑缝章), signed with the seal's
+    credential (`sign_page_marks`). The image fills the box; the widget is printable."""
 
     page: int
     box: tuple[float, float, float, float]
@@ -707,13 +709,11 @@ def sign_in_place(
     location: str | None = None,
     *,
     now: Callable[[], datetime] | None = None,
-    marks: Sequence[PageMark] = (),
 ) -> SignResult:
     """Sign the PDF `document` in place (see the module docstring): prepare and finish in
     one go, under one lock. `now` gives the claimed signing time; by default the
-    InProcessTimeStamper's clock. `marks` are drawn on their pages in the signed revision.
-    Raises PdfRejected, StampError or SigningFailed; on any error the file keeps its
-    previous length."""
+    InProcessTimeStamper's clock. Raises PdfRejected, StampError or SigningFailed; on any
+    error the file keeps its previous length."""
     return asyncio.run(
         async_sign_in_place(
             document,
@@ -726,7 +726,6 @@ def sign_in_place(
             reason,
             location,
             now=now,
-            marks=marks,
         )
     )
 
@@ -743,7 +742,6 @@ async def async_sign_in_place(
     location: str | None = None,
     *,
     now: Callable[[], datetime] | None = None,
-    marks: Sequence[PageMark] = (),
 ) -> SignResult:
     """`sign_in_place` for callers already inside an event loop."""
     with _writing(document) as stream:
@@ -759,7 +757,6 @@ async def async_sign_in_place(
             reason,
             location,
             now=now,
-            marks=marks,
         )
         signature_cms = await _signature_cms(prepared, identity, timestamper)
         return _embed(stream, prepared, signature_cms)
@@ -778,7 +775,6 @@ def prepare_signature(
     location: str | None = None,
     *,
     now: Callable[[], datetime] | None = None,
-    marks: Sequence[PageMark] = (),
 ) -> PreparedSignature:
     """The first half of signing: the signature's revision built and digested, the signed
     attributes fixed. The file itself is left as it was. Raises PdfRejected, StampError or
@@ -797,7 +793,6 @@ def prepare_signature(
                 reason,
                 location,
                 now=now,
-                marks=marks,
             )
         )
 
@@ -819,6 +814,54 @@ def finish_signature(
         _check_base(stream, prepared)
         signature_cms = asyncio.run(_signature_cms(prepared, identity, timestamper))
         return _embed(stream, prepared, signature_cms)
+
+
+def sign_page_marks(
+    document: Path | BinaryIO,
+    marks: Sequence[PageMark],
+    identity: SigningIdentity,
+    timestamper: TimeStamper,
+    revocation: RevocationMaterial,
+    trust_roots: Sequence[x509.Certificate],
+    *,
+    now: Callable[[], datetime] | None = None,
+) -> list[SignResult]:
+    """Each mark signed as a signature field of its own, whose appearance is the mark's
+    image and whose reason its label: one incremental update per mark, in order, each B-LT
+    like any signature here. `identity.sign_digest` is called once per mark, with that
+    signature's approval digest (the SHA-256 of its signed attributes); each covers the
+    signature before it, so the digests exist only one at a time. All or nothing: on any
+    error the file keeps its previous length. Raises PdfRejected, StampError or
+    SigningFailed (or whatever `sign_digest` raises)."""
+
+    async def sign_all(stream: BinaryIO) -> list[SignResult]:
+        results = []
+        for mark in marks:
+            prepared = await _prepare(
+                stream,
+                mark.name,
+                identity.certificate,
+                identity.chain,
+                timestamper,
+                revocation,
+                trust_roots,
+                None,
+                mark.label,
+                None,
+                now=now,
+                mark=mark,
+            )
+            signature_cms = await _signature_cms(prepared, identity, timestamper)
+            results.append(_embed(stream, prepared, signature_cms))
+        return results
+
+    with _writing(document) as stream:
+        size = stream.seek(0, os.SEEK_END)
+        try:
+            return asyncio.run(sign_all(stream))
+        except BaseException:
+            _roll_back(stream, size)
+            raise
 
 
 class SignatureBaseChanged(SigningFailed):
@@ -902,11 +945,15 @@ async def _prepare(
     location: str | None,
     *,
     now: Callable[[], datetime] | None,
-    marks: Sequence[PageMark],
+    mark: PageMark | None = None,
 ) -> PreparedSignature:
     # /M has whole seconds; the result reports what the document says.
     signing_time = (now or _now_of(timestamper))().replace(microsecond=0)
-    style = _CjkStampStyle(stamp=stamp, font=stamp_font()) if stamp is not None else None
+    style: BaseStampStyle | None = None
+    if mark is not None:
+        style = _MarkStampStyle(mark=mark, border_width=0)
+    elif stamp is not None:
+        style = _CjkStampStyle(stamp=stamp, font=stamp_font())
     # Only the size estimate runs here, a dry run that never calls sign_digest.
     signer = IdentitySigner(SigningIdentity(certificate, chain, _never_called))
     context = _signing_context(
@@ -928,11 +975,16 @@ async def _prepare(
         ),
     )
     writer = _incremental_writer(stream)
-    for mark in marks:
-        _add_mark(writer, mark)
     new_field = None
     if not any(True for _ in enumerate_sig_fields(writer.prev, with_name=field_name)):
-        if stamp is not None:
+        if mark is not None:
+            new_field = SigFieldSpec(
+                field_name,
+                on_page=mark.page,
+                box=_box(mark, writer),
+                readable_field_name=mark.label,
+            )
+        elif stamp is not None:
             new_field = SigFieldSpec(field_name, on_page=stamp.page, box=_box(stamp, writer))
         else:
             new_field = SigFieldSpec(field_name)
@@ -1031,46 +1083,7 @@ def _incremental_writer(stream: BinaryIO) -> IncrementalPdfFileWriter:
         raise PdfRejected(f"the PDF cannot be updated: {exc}") from exc
 
 
-def _add_mark(writer: IncrementalPdfFileWriter, mark: PageMark) -> None:
-    """The image over the box as the widget of a read-only, empty signature field. Not a
-    plain stamp annotation: a later revision may add signature fields to a signed PDF (form
-    filling), while any other new annotation reads as a suspicious change to validators
-    (pyHanko's diff analysis among them), and the other party seals after the first."""
-    x1, y1, x2, y2 = mark.box
-    width, height = x2 - x1, y2 - y1
-    name = mark.name
-    try:
-        append_signature_field(
-            writer,
-            SigFieldSpec(
-                name,
-                on_page=mark.page,
-                box=(x1, y1, x2, y2),  # type: ignore[arg-type]
-                readable_field_name=mark.label,
-            ),
-        )
-    except (IndexError, PdfError) as exc:
-        raise StampError(f"cannot place {mark.label} on page {mark.page}: {exc}") from exc
-    image_ref, _ = _seal_image(writer, mark.png)
-    appearance = generic.StreamObject(
-        _dict(
-            {
-                "/Type": pdf_name("/XObject"),
-                "/Subtype": pdf_name("/Form"),
-                "/BBox": generic.ArrayObject([_float(0), _float(0), _float(width), _float(height)]),
-                "/Resources": _dict({"/XObject": _dict({"/Im": image_ref})}),
-            }
-        ),
-        stream_data=b"q %s 0 0 %s 0 0 cm /Im Do Q" % _nums(width, height),
-    )
-    [(_, _, field_ref)] = list(enumerate_sig_fields(writer, with_name=name))
-    field = field_ref.get_object()
-    field["/AP"] = _dict({"/N": writer.add_object(appearance)})
-    field["/F"] = _int(4 | 128)  # Print, Locked
-    field["/Ff"] = _int(1)  # ReadOnly: nobody signs it
-
-
-def _box(stamp: Stamp, writer: IncrementalPdfFileWriter) -> tuple[int, int, int, int]:
+def _box(stamp: Stamp | PageMark, writer: IncrementalPdfFileWriter) -> tuple[int, int, int, int]:
     x1, y1, x2, y2 = stamp.box
     if not (abs(x2 - x1) > 0 and abs(y2 - y1) > 0):
         raise StampError("the stamp box has no area")
@@ -1996,6 +2009,28 @@ class _CjkStamp(BaseStamp):
             commands.append(b"<%s> Tj" % "".join(f"{codes[c]:02X}" for c in line).encode())
         commands.append(b"ET")
         return commands
+
+
+@dataclass(frozen=True)
+class _MarkStampStyle(BaseStampStyle):
+    mark: PageMark | None = None
+
+    def create_stamp(
+        self, writer: BasePdfFileWriter, box: layout.BoxConstraints, text_params: dict[str, Any]
+    ) -> _MarkStamp:
+        return _MarkStamp(writer=writer, style=self, box=box)
+
+
+class _MarkStamp(BaseStamp):
+    """A page mark's appearance: its image stretched over the whole box, nothing else (the
+    strips of a seal meet the page edge and each other)."""
+
+    def _render_inner_content(self) -> list[bytes]:
+        assert isinstance(self.style, _MarkStampStyle) and self.style.mark is not None
+        image_ref, _ = _seal_image(self._ensure_writer, self.style.mark.png)
+        self.set_resource(ResourceType.XOBJECT, pdf_name("/Mark"), image_ref)
+        width, height = float(self.box.width), float(self.box.height)
+        return [b"q %s 0 0 %s 0 0 cm /Mark Do Q" % _nums(width, height)]
 
 
 def _nums(*values: float) -> tuple[bytes, ...]:

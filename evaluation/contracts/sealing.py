@@ -100,7 +100,8 @@ def _cross_page_marks(
     db: Session, context: SigningContext, document: Document, seal_png: bytes, party_index: int
 ) -> list[PageMark]:
     """The strips of a cross-page seal, one per page at its right edge; the second party's
-    seal sits lower, so the two never overlap."""
+    seal sits lower, so the two never overlap. Each strip is a signature of the unit's seal
+    credential, made right after the seal's own (documents.finish_slot)."""
     with context.store.open(documents.stored_revision(db, document)) as file:
         sizes = pades.check_pdf(file.stream).page_sizes
     strips = seal_image.cross_page_strips(seal_png, len(sizes))
@@ -193,11 +194,6 @@ class _Mark:
     marks: list[PageMark]
 
 
-def _credential_of(turn: _PartyTurn, slot: SignerSlot) -> IssuedCertificate:
-    """What signs the mark: the unit's seal credential, or the representative's own."""
-    return turn.seal if slot.mark == "seal" else turn.personal
-
-
 def _mark_of(
     db: Session, context: SigningContext, turn: _PartyTurn, slot: SignerSlot, now: datetime
 ) -> _Mark:
@@ -235,9 +231,7 @@ def approval_options(
     signing = documents.SlotSigning(
         db, None, clock, context, session, turn.document, slot, mark.credential
     )
-    approval = documents.prepare_for_approval(
-        signing, mark.lines, seal_png=mark.seal_png, marks=mark.marks
-    )
+    approval = documents.prepare_for_approval(signing, mark.lines, seal_png=mark.seal_png)
     return ContractApproval(approval, slot, len(turn.pending))
 
 
@@ -284,11 +278,11 @@ def sign_contract(
         remaining = 0
     else:
         slot = turn.pending[0]
-        credential = _credential_of(turn, slot)
+        mark = _mark_of(db, context, turn, slot, now)
         signing = documents.SlotSigning(
-            db, caller, clock, context, session, turn.document, slot, credential
+            db, caller, clock, context, session, turn.document, slot, mark.credential
         )
-        signed = documents.finish_approved(signing, approval)
+        signed = documents.finish_approved(signing, approval, marks=mark.marks)
         revisions.append(signed.revision)
         remaining = len(turn.pending) - 1
     completed = False

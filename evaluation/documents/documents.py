@@ -10,6 +10,7 @@ land, one incremental update after the other.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -709,7 +710,6 @@ def prepare_for_approval(
     lines: list[str],
     *,
     seal_png: bytes | None = None,
-    marks: Sequence[pades.PageMark] = (),
 ) -> passkeys.SigningApproval:
     """The slot's signature prepared and kept, and the passkey challenge over the SHA-256
     of its signed attributes, its nonce naming this prepared signature only."""
@@ -734,7 +734,6 @@ def prepare_for_approval(
         challenge,
         ttl=context.passkeys.challenge_ttl,
         seal_png=seal_png,
-        marks=marks,
     )
 
 
@@ -748,7 +747,6 @@ def _prepare_and_keep(
     *,
     ttl: timedelta,
     seal_png: bytes | None,
-    marks: Sequence[pades.PageMark],
 ) -> _Approval:
     """Prepare the slot's signature, `ask` the signer to approve it (a passkey challenge
     or an SMS code over its hashes, for the kind naming it; returning the nonce that
@@ -758,7 +756,7 @@ def _prepare_and_keep(
     now = clock.now()
     activation.require_fresh(context.activation, session, now)
     prepared_signatures.drop_stale(db, document.id, now)
-    prepared = prepare_slot(signing, lines, seal_png=seal_png, marks=marks)
+    prepared = prepare_slot(signing, lines, seal_png=seal_png)
     prepared_id = new_id()
     nonce, approval = ask(
         f"signature:{prepared_id}", [base64.b64encode(prepared.approval_digest).decode()]
@@ -781,10 +779,12 @@ def _prepare_and_keep(
 def finish_approved(
     signing: SlotSigning,
     approval: PasskeyApproval | SmsApproval,
+    *,
+    marks: Sequence[pades.PageMark] = (),
 ) -> Signed:
     """The signature prepared under `approval`, finished once its passkey assertion (or,
     where allowed, its SMS code) verifies over exactly its digest; refused if the document
-    moved on meanwhile."""
+    moved on meanwhile. `marks` are signed right after it (see `finish_slot`)."""
     db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
     document, slot, credential = signing.document, signing.slot, signing.credential
     caller = signing.acting()
@@ -822,6 +822,7 @@ def finish_approved(
         prepared_signatures.as_pades(row),
         passkey_use_id=passkey_use_id,
         one_time_code_id=one_time_code_id,
+        marks=marks,
     )
     prepared_signatures.finished(row, clock.now())
     return signed
@@ -858,7 +859,7 @@ def sms_approval(
         return sent.nonce, sent
 
     lines = _own_stamp(signing)
-    return _prepare_and_keep(signing, lines, code, ttl=sms.ttl, seal_png=context.seal_png, marks=())
+    return _prepare_and_keep(signing, lines, code, ttl=sms.ttl, seal_png=context.seal_png)
 
 
 def lock_for_signing(db: Session, center_id: str, document_id: str) -> Document:
@@ -882,9 +883,9 @@ def sign_slot(
     passkey_use_id: str | None,
 ) -> Signed:
     """One signature in one slot with this credential (the signer's own, or a unit's seal
-    their authorization lets them use), prepared and finished at once."""
-    prepared = prepare_slot(signing, lines, seal_png=seal_png, marks=marks)
-    return finish_slot(signing, prepared, passkey_use_id=passkey_use_id)
+    their authorization lets them use), prepared and finished at once, with its `marks`."""
+    prepared = prepare_slot(signing, lines, seal_png=seal_png)
+    return finish_slot(signing, prepared, passkey_use_id=passkey_use_id, marks=marks)
 
 
 def prepare_slot(
@@ -892,7 +893,6 @@ def prepare_slot(
     lines: list[str],
     *,
     seal_png: bytes | None = None,
-    marks: Sequence[pades.PageMark] = (),
 ) -> pades.PreparedSignature:
     """The slot's signature on the document's current revision, up to its value."""
     db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
@@ -920,7 +920,6 @@ def prepare_slot(
                 reason=f"{slot.role} 签署",
                 location=None,
                 now=clock.now,
-                marks=marks,
             )
     except (pades.PdfRejected, pades.StampError, pades.SigningFailed) as exc:
         # A document altered in the store may not even parse any more: say that first.
@@ -951,9 +950,18 @@ def finish_slot(
     *,
     passkey_use_id: str | None,
     one_time_code_id: str | None = None,
+    marks: Sequence[pades.PageMark] = (),
 ) -> Signed:
     """The prepared signature finished: a single-use SAD for exactly its approved digest,
-    the signature appended in place, the new revision recorded and audited."""
+    the signature appended in place, the new revision recorded and audited.
+
+    `marks` (a seal's cross-page strips) are then signed with the same credential, one
+    signature each, so a finished document has no empty field a reader offers for
+    signing. No phone can approve a strip's digest beforehand: it covers the approved
+    signature, so it exists only once that is in. The approval of the mark they belong to
+    is what authorizes them: each gets its own single-use SAD naming that approval, they
+    are made in the same act (request, revision and audit entry) or not at all, and the
+    signer's next approved signature covers them."""
     db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
     document, slot, credential = signing.document, signing.slot, signing.credential
     caller = signing.acting()
@@ -962,6 +970,7 @@ def finish_slot(
     key_algorithm = pki.key_of(db, credential.key_id).algorithm
     sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
     spent: list[str] = []
+    marked: list[str] = []  # the marks' SADs
 
     def remote(row: IssuedCertificate) -> Vault:
         # A key at a remote provider signs there, once EvalSign's own SAD allows it.
@@ -970,6 +979,14 @@ def finish_slot(
     def sign_digest(digest: bytes, hash_name: str) -> bytes:
         if digest != prepared.approval_digest:
             raise pades.SigningFailed("asked to sign another digest than the one approved")
+        return _signature(digest, hash_name, spent)
+
+    def sign_mark(digest: bytes, hash_name: str) -> bytes:
+        if len(marked) >= len(marks):
+            raise pades.SigningFailed("asked to sign more than the marks")
+        return _signature(digest, hash_name, marked)
+
+    def _signature(digest: bytes, hash_name: str, sads: list[str]) -> bytes:
         hash_oid = HASH_OID_BY_NAME[hash_name]
         encoded = base64.b64encode(digest).decode()
         granted = activation.authorize_signing(
@@ -986,7 +1003,7 @@ def finish_slot(
             approve=lambda: passkey_use_id,  # verified before the SAD was asked for
             one_time_code_id=one_time_code_id,
         )
-        spent.append(granted.activation.id)
+        sads.append(granted.activation.id)
         try:
             [signature] = activation.sign_hashes(
                 db,
@@ -1024,8 +1041,25 @@ def finish_slot(
             raise prepared_signatures.DocumentMovedOn(str(exc)) from exc
         except pades.SigningFailed as exc:
             raise SigningNotPossible(str(exc)) from exc
+        if marks:
+            _, revocation, roots = _chain_and_revocation(db, clock, context, credential)
+            try:
+                pades.sign_page_marks(
+                    file.stream,
+                    marks,
+                    dataclasses.replace(identity, sign_digest=sign_mark),
+                    timestamper,
+                    revocation,
+                    roots,
+                    now=clock.now,
+                )
+            except pades.StampError as exc:
+                raise StampUnavailable(str(exc)) from exc
+            except pades.SigningFailed as exc:
+                raise SigningNotPossible(str(exc)) from exc
         kept = context.store.keep(base, file)
     revision = _record_revision(db, document, kept, "signature", slot.id, now)
+    signed_marks = list(zip(marks, marked, strict=True))
     slot.status = "signed"
     slot.signed_at = now
     slot.signed_by = session.expert_id
@@ -1051,6 +1085,12 @@ def finish_slot(
             "verification_id": session.verification_id,
             "revision": revision.number,
             "sha256": revision.sha256,
+            # Each strip of a seal with the SAD that signed it, in the seal's entry.
+            **(
+                {"marks": [{"field": m.name, "sad_id": sad} for m, sad in signed_marks]}
+                if marks
+                else {}
+            ),
         },
     )
     return Signed(document, slot, revision)

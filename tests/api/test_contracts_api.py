@@ -1,9 +1,10 @@
 """Transaction contracts over HTTP: from the award to a contract both parties sign with the
-unit's seal and the representative's signature (four valid signatures, our validator and
-pdfsig, the seals visible where they belong, a cross-page seal over every page's edge),
-and every refusal: out of turn, another unit's representative, an expired or revoked
-authorization, a revoked seal, a stale face check, a file changed after the first
-signature, and a seal used outside the authorization's scope.
+unit's seal and the representative's signature (every signature field signed, each strip
+of the cross-page seals too, all valid to our validator and pdfsig, the seals visible
+where they belong, a page changed afterwards detected), and every refusal: out of turn,
+another unit's representative, an expired or revoked authorization, a revoked seal, a
+stale face check, a file changed after the first signature, and a seal used outside the
+authorization's scope.
 
 Face checks are the records a passed check leaves (tests.factories.face_session); the
 demo (tests/api/test_evaluation_flow.py) signs a contract after real checks on frames.
@@ -11,6 +12,7 @@ Each test runs on the local document directory and on S3-compatible storage."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from datetime import timedelta
@@ -20,6 +22,11 @@ from typing import Any
 import numpy as np
 import pypdfium2 as pdfium
 import pytest
+from PIL import Image
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.fields import enumerate_sig_fields
 from sqlalchemy import func, select
 
 from api.services import Services
@@ -49,7 +56,34 @@ def _red_share(image: Any, box: tuple[float, float, float, float], scale: float)
     return float(red.mean())
 
 
-def test_both_parties_sign_in_order_and_the_contract_completes_with_four_signatures(
+def _strip_box(width: float, height: float, party: int) -> tuple[float, float, float, float]:
+    """Where a party's strip of its cross-page seal sits on a page (evaluation/contracts/
+    sealing.py): at the right edge, the second party's lower."""
+    top = height * (0.62 if party == 0 else 0.36)
+    return (width - 12, top - 96, width, top)
+
+
+def _completed(award: Award) -> tuple[dict[str, Any], bytes]:
+    """A contract with cross-page seals both parties have signed, and its file."""
+    contract = award.contract(cross_page_seal=True).json()
+    for party in ("tenderer", "winner"):
+        signed = award.sign(contract["id"], award.face(party))
+        assert signed.status_code == 201, signed.text
+    pdf = award.client.get(
+        f"/api/v1/documents/{contract['document']['id']}/content", headers=award.operator
+    ).content
+    return contract, pdf
+
+
+def _validated(award: Award, pdf: bytes) -> Any:
+    return award.client.post(
+        "/api/v1/validate",
+        files={"file": ("contract.pdf", pdf, "application/pdf")},
+        headers=award.center.headers(Role.SUPERVISOR),
+    ).json()
+
+
+def test_both_parties_sign_in_order_and_the_contract_completes_with_every_field_signed(
     award: Award, tmp_path: Path
 ) -> None:
     created = award.contract(cross_page_seal=True, number="HT-2026-0042")
@@ -93,37 +127,87 @@ def test_both_parties_sign_in_order_and_the_contract_completes_with_four_signatu
     pdf = award.client.get(
         f"/api/v1/documents/{contract['document']['id']}/content", headers=award.operator
     ).content
-    report = award.client.post(
-        "/api/v1/validate",
-        files={"file": ("contract.pdf", pdf, "application/pdf")},
-        headers=award.center.headers(Role.SUPERVISOR),
-    ).json()
+    pages = len(pdfium.PdfDocument(pdf))
+    # No empty field a reader would offer for signing: each strip of each party's
+    # cross-page seal is a signature of the unit's seal credential.
+    fields = list(enumerate_sig_fields(PdfFileReader(io.BytesIO(pdf))))
+    assert [name for name, value, _ in fields if value is None] == []
+    report = _validated(award, pdf)
     assert report["verdict"] == "valid", report
-    assert len(report["signatures"]) == 4 and len(report["document_timestamps"]) == 1
-    subjects = [s["signer_subject"] for s in report["signatures"]]
-    assert sum(f"NTRCN-{award.tenderer['credit_code']}" in s for s in subjects) == 1
-    assert sum(f"NTRCN-{award.winner['credit_code']}" in s for s in subjects) == 1
+    # The two seals, their strips (one per page each), the two people's signatures.
+    assert len(report["signatures"]) == 4 + 2 * pages and len(report["document_timestamps"]) == 1
+    assert {s["modification_level"] for s in report["signatures"]} <= {
+        "FORM_FILLING",
+        "LTA_UPDATES",
+    }
+    for number, unit in enumerate((award.tenderer, award.winner)):
+        [seal] = [
+            s["field_name"] for s in slots if s["mark"] == "seal" and s["unit_id"] == unit["id"]
+        ]
+        by_seal = {
+            s["field_name"]
+            for s in report["signatures"]
+            if f"NTRCN-{unit['credit_code']}" in s["signer_subject"]
+        }
+        strips = {f"CrossPageSeal{number + 1}-{page + 1}" for page in range(pages)}
+        assert by_seal == {seal} | strips, by_seal
+    signed_marks = award.db.execute(
+        select(AuditEntry.details).where(AuditEntry.action == "document.signed")
+    ).scalars()
+    # Each strip made in its seal's act: listed in the seal's audit entry with its own SAD,
+    # which names the phone's approval of the seal (nothing approved a strip's digest).
+    seals = {d["sad_id"]: d["marks"] for d in signed_marks if "marks" in d}
+    assert len(seals) == 2
+    for seal_sad, marks in seals.items():
+        assert [m["field"].rsplit("-", 1)[1] for m in marks] == [str(p + 1) for p in range(pages)]
+        approval = award.db.get(SignatureActivation, seal_sad)
+        assert approval is not None and approval.passkey_use_id is not None
+        for mark in marks:
+            strip = award.db.get(SignatureActivation, mark["sad_id"])
+            assert strip is not None and strip.id != seal_sad
+            assert strip.passkey_use_id == approval.passkey_use_id
+            assert strip.credential_id == approval.credential_id
 
     path = tmp_path / "contract.pdf"
     path.write_bytes(pdf)
     if shutil.which("pdfsig"):
         run = subprocess.run(["pdfsig", "-nocert", str(path)], capture_output=True, text=True)
         blocks = run.stdout.split("Signature #")[1:]
-        # The strips of the cross-page seals are read-only fields nobody signs.
-        strips = [b for b in blocks if "The signature form field is not signed." in b]
-        assert len(strips) == 2 * len(pdfium.PdfDocument(pdf))
-        assert all("CrossPageSeal" in b for b in strips)
-        signed = [b for b in blocks if b not in strips]
-        assert len(signed) == 5  # four signatures and the document time-stamp
-        assert all("Signature is Valid." in block for block in signed[:4]), run.stdout
+        assert not [b for b in blocks if "The signature form field is not signed." in b]
+        assert len(blocks) == 4 + 2 * pages + 1  # and the document time-stamp
+        assert all("Signature is Valid." in block for block in blocks[:-1]), run.stdout
+        assert sum("Signature Field Name: CrossPageSeal" in b for b in blocks) == 2 * pages
     if HAVE_NSS_TOOLS:
         # A recipient who trusts the center root sees both seals and both signers trusted.
         from evaluation.trust import pki
 
         root = pki.load_certificate(pki.center_root(award.db, award.center.id).certificate_der)
         database = trusting_database(tmp_path / "nss", [root])
-        trusted = [b for b in pdfsig_blocks(database, path) if "Signature Validation" in b]
-        assert sum("Certificate is Trusted." in b for b in trusted) == 4, trusted
+        *checked, stamp = pdfsig_blocks(database, path)
+        assert "Timestamp-" in stamp and len(checked) == 4 + 2 * pages
+        assert all("Signature is Valid." in b for b in checked), checked
+        # Each certificate's first signature is trusted. A strip is signed by exactly the
+        # certificate of its seal (checked below), but poppler 22.12 reports a
+        # certificate it meets again in the same file as "Unknown issue" at random: its
+        # NSS back end frees the first signature's CMS message while the cached
+        # certificate still points into it (NSS then says the issuer and serial are
+        # reused). Any document one certificate signs twice shows it.
+        seen: set[str] = set()
+        for block in checked:
+            signer = block.split("Signer full Distinguished Name: ")[1].split("\n")[0]
+            if signer not in seen:
+                assert "Certificate is Trusted." in block, block
+            else:
+                assert "Certificate is Trusted." in block or "Unknown issue" in block, block
+            seen.add(signer)
+    certificates: dict[str, set[bytes]] = {}
+    for embedded in PdfFileReader(io.BytesIO(pdf)).embedded_regular_signatures:
+        number = embedded.field_name.removeprefix("CrossPageSeal").split("-")[0]
+        certificates.setdefault(number, set()).add(embedded.signer_cert.dump())
+    seal_fields = [s["field_name"] for s in slots if s["mark"] == "seal"]
+    for number, seal in enumerate(seal_fields, start=1):
+        [seal_certificate] = certificates[seal]
+        assert certificates[str(number)] == {seal_certificate}  # the strips: the seal's
 
     document = pdfium.PdfDocument(pdf)
     document.init_forms()  # draws the signature widgets' appearances
@@ -137,12 +221,63 @@ def test_both_parties_sign_in_order_and_the_contract_completes_with_four_signatu
         page = document[index]
         width, height = page.get_size()
         image = page.render(scale=scale).to_pil()
-        edge = (width - 12, height * 0.62 - 96, width, height * 0.62)
-        assert _red_share(image, edge, scale) > 0.02, index  # the cross-page strip
+        for party in (0, 1):  # each party's strip of its cross-page seal
+            assert _red_share(image, _strip_box(width, height, party), scale) > 0.02, index
+    if shutil.which("pdftoppm"):
+        # As poppler draws it too: the strips are signature widgets, not page content.
+        subprocess.run(["pdftoppm", "-r", "60", "-png", str(path), tmp_path / "p"], check=True)
+        for index in range(len(document)):
+            width, height = document[index].get_size()
+            with Image.open(tmp_path / f"p-{index + 1}.png") as rendered:
+                for party in (0, 1):
+                    box = _strip_box(width, height, party)
+                    assert _red_share(rendered, box, 60 / 72) > 0.02, (index, party)
+                assert _red_share(rendered, (width - 12, 20, width, 80), 60 / 72) == 0.0
     out = Path("var/contract-pages")
     out.mkdir(parents=True, exist_ok=True)
     for index in range(len(document)):
         document[index].render(scale=1.5).to_pil().save(out / f"api-contract-{index + 1}.png")
+
+
+def _page_redrawn(pdf: bytes, index: int) -> bytes:
+    """The file with a later revision that paints a white box over page `index`'s edge,
+    where the strips are: what a page swapped or touched up after signing comes to."""
+    out = io.BytesIO(pdf)
+    writer = IncrementalPdfFileWriter(out)
+    page = writer.root["/Pages"]["/Kids"][index].get_object()
+    cover = writer.add_object(
+        generic.StreamObject(stream_data=b"q 1 1 1 rg 480 200 115 500 re f Q")
+    )
+    contents = page["/Contents"]
+    kept = list(contents) if isinstance(contents, generic.ArrayObject) else [contents]
+    page["/Contents"] = generic.ArrayObject([*kept, cover])
+    writer.update_container(page)
+    writer.write_in_place()  # type: ignore[no-untyped-call]
+    return out.getvalue()
+
+
+def test_a_page_changed_after_sealing_is_detected(award: Award, tmp_path: Path) -> None:
+    _, pdf = _completed(award)
+    redrawn = _validated(award, _page_redrawn(pdf, 0))
+    assert redrawn["verdict"] == "invalid", redrawn
+    # Every signature, each strip's included, reads the later revision as no form filling.
+    for signature in redrawn["signatures"]:
+        assert signature["intact"] and signature["docmdp_ok"] is False, signature
+        assert signature["modification_level"] == "OTHER"
+
+    # A byte changed in the first page's text, inside what every signature covers.
+    data = bytearray(pdf)
+    first_stream = data.index(b"stream\n", data.index(b"/Contents")) + len(b"stream\n")
+    data[first_stream + 20] ^= 0x01
+    flipped = _validated(award, bytes(data))
+    assert flipped["verdict"] == "invalid", flipped
+    assert not any(s["intact"] for s in flipped["signatures"])
+    if shutil.which("pdfsig"):
+        path = tmp_path / "flipped.pdf"
+        path.write_bytes(bytes(data))
+        run = subprocess.run(["pdfsig", "-nocert", str(path)], capture_output=True, text=True)
+        blocks = run.stdout.split("Signature #")[1:-1]  # less the document time-stamp
+        assert blocks and all("Digest Mismatch" in b for b in blocks), run.stdout
 
 
 def test_in_parallel_either_party_signs_first(award: Award) -> None:

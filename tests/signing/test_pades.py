@@ -28,6 +28,7 @@ from signing.pades import (
     FONT_ENV,
     IdentitySigner,
     InProcessTimeStamper,
+    PageMark,
     PdfRejected,
     RevocationMaterial,
     SignatureBaseChanged,
@@ -41,6 +42,7 @@ from signing.pades import (
     finish_signature,
     prepare_signature,
     sign_in_place,
+    sign_page_marks,
     stamp_font,
     validate,
 )
@@ -479,6 +481,83 @@ def test_an_existing_empty_field_is_filled(pki: Pki, tmp_path: Path) -> None:
     info = check_pdf(path)
     assert info.signature_fields == info.signed_fields == ["Prepared"]
     assert validate(path, [pki.root]).verdict == "valid"
+
+
+def strip_marks(pages: int) -> list[PageMark]:
+    """A seal cut into one strip per page, each at its page's right edge (骑缝章)."""
+    from signing.seal_image import cross_page_strips
+
+    width = 96.0 / pages
+    return [
+        PageMark(i, (595 - width, 420.0, 595.0, 516.0), strip, f"Strip-{i + 1}", "骑缝章")
+        for i, strip in enumerate(cross_page_strips(seal_png(), pages))
+    ]
+
+
+def red_share(png: Path, box: tuple[float, float, float, float], dpi: int) -> float:
+    """The share of seal-red pixels of a rendered page in a box (PDF points)."""
+    from PIL import Image
+
+    image = Image.open(png).convert("RGB")
+    scale = dpi / 72
+    left, bottom, right, top = (round(v * scale) for v in box)
+    crop = image.crop((left, image.height - top, right, image.height - bottom)).tobytes()
+    pixels = [crop[i : i + 3] for i in range(0, len(crop), 3)]
+    return sum(1 for r, g, b in pixels if r > 150 and g < 110 and b < 110) / len(pixels)
+
+
+def test_page_marks_are_signatures_of_their_own(pki: Pki, tmp_path: Path) -> None:
+    path = tmp_path / "strips.pdf"
+    write_pdf(path, pages=3)
+    sign_step(pki, path, 0, Stamp(2, BOXES[0], LINES, seal_png()))
+    before = len(pki.calls)
+    marks = strip_marks(3)
+    results = sign_page_marks(
+        path, marks, pki.identity(0), pki.timestamper(), pki.revocation, [pki.root]
+    )
+    # One signature (one signHash, one revision) per strip, each over the one before.
+    assert [r.field_name for r in results] == ["Strip-1", "Strip-2", "Strip-3"]
+    assert len(pki.calls) == before + 3
+    assert [r.revision_offset for r in results[1:]] == [r.file_size for r in results[:-1]]
+    info = check_pdf(path)
+    # No empty field a reader would offer for signing.
+    assert info.signature_fields == info.signed_fields == ["Expert1", *(m.name for m in marks)]
+    report = validate(path, [pki.root])
+    assert report.verdict == "valid", report.summary
+    assert {s.modification_level for s in report.signatures[:-1]} == {"FORM_FILLING"}
+    assert all(s.docmdp_ok is not False and s.pades_level == "B-LT" for s in report.signatures)
+    if have("pdfsig"):
+        blocks = pdfsig(path)
+        assert len(blocks) == 4
+        assert all("Signature is Valid." in block for block in blocks), blocks
+    if have("pdftoppm"):
+        subprocess.run(["pdftoppm", "-r", "72", "-png", str(path), tmp_path / "page"], check=True)
+        for mark in marks:
+            page = tmp_path / f"page-{mark.page + 1}.png"
+            assert red_share(page, mark.box, 72) > 0.02, mark.name  # its slice of the seal
+            assert red_share(page, (400.0, 420.0, 500.0, 516.0), 72) == 0.0
+
+
+def test_a_failing_page_mark_leaves_the_file_as_it_was(pki: Pki, tmp_path: Path) -> None:
+    path = tmp_path / "strips.pdf"
+    write_pdf(path, pages=2)
+    sign_step(pki, path, 0, None)
+    original = path.read_bytes()
+    signer = pki.identity(0)
+    calls: list[bytes] = []
+
+    def second_refused(digest: bytes, name: str) -> bytes:
+        calls.append(digest)
+        if len(calls) == 2:
+            raise RuntimeError("the SAD for the second strip was refused")
+        return signer.sign_digest(digest, name)
+
+    refusing = SigningIdentity(signer.certificate, signer.chain, second_refused)
+    with pytest.raises(RuntimeError, match="second strip"):
+        sign_page_marks(
+            path, strip_marks(2), refusing, pki.timestamper(), pki.revocation, [pki.root]
+        )
+    assert path.read_bytes() == original  # the first strip's signature went too
 
 
 def test_check_pdf_describes_a_document(signed: SignedFiles) -> None:
