@@ -16,15 +16,9 @@ from pyhanko.sign.validation import async_validate_detached_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import ValidationContext
 
-from signing.pades import (
-    DIGEST_ALGORITHM,
-    IdentitySigner,
-    InProcessTimeStamper,
-    RevocationMaterial,
-    SigningIdentity,
-    _asn1,
-    _load_crls,
-)
+from signing.pades import IdentitySigner, InProcessTimeStamper, RevocationMaterial, SigningIdentity
+from signing.pades.files import DIGEST_ALGORITHM
+from signing.pades.material import load_crls, to_asn1
 
 
 class DetachedSignatureInvalid(Exception):
@@ -88,8 +82,8 @@ def verify_detached(
     # signature existed while the certificate was valid).
     at = moment or _stamped_at(signed_data) or None
     context = ValidationContext(
-        trust_roots=[_asn1(c) for c in trust_roots],
-        crls=_load_crls(revocation.crls),
+        trust_roots=[to_asn1(c) for c in trust_roots],
+        crls=load_crls(revocation.crls),
         allow_fetching=False,
         revocation_mode="soft-fail",
         moment=at,

@@ -30,9 +30,9 @@ from fpdf import FPDF
 from fpdf.enums import Align, TableCellFillMode, TextMode, VAlign, WrapMode, XPos, YPos
 from fpdf.fonts import FontFace
 
-# _pick_face: an explicit .ttc without an index gets the same (Simplified Chinese) face as
+# pick_face: an explicit .ttc without an index gets the same (Simplified Chinese) face as
 # the default font does.
-from signing.pades import StampError, _pick_face, cjk_font_location
+from signing.pades.stamp import StampError, cjk_font_location, pick_face
 
 __all__ = [
     "BidderRow",
@@ -201,7 +201,7 @@ def resolve_font(font_path: str | None, font_index: int | None) -> tuple[str, in
     if not os.path.isfile(font_path):
         raise ReportRenderError(f"the report font {font_path} is not a file")
     if font_index is None:
-        font_index = _pick_face(font_path)
+        font_index = pick_face(font_path)
     return font_path, font_index
 
 
