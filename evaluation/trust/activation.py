@@ -274,13 +274,13 @@ def authorize_signing(
     db: Session,
     caller: audit.Caller,
     clock: Clock,
+    *,
     policy: ActivationPolicy,
     session: VerifiedSession,
     credential_id: str,
     hashes: Sequence[str],
     hash_oid: str,
     num_signatures: int,
-    *,
     purpose: str = "all",
     approve: Callable[[], str | None],
     one_time_code_id: str | None = None,
@@ -349,6 +349,9 @@ def sign_hashes(
     db: Session,
     caller: audit.Caller,
     clock: Clock,
+    *,
+    # Keyword-only: credential_id, sad and the hashes are all strings, and a swap would
+    # pass the type checker.
     vault: Vault,
     policy: ActivationPolicy,
     session: VerifiedSession,
@@ -358,7 +361,6 @@ def sign_hashes(
     hash_oid: str | None,
     sign_algo: str,
     purpose: str = "all",
-    *,
     remote: Callable[[IssuedCertificate], Vault] | None = None,
 ) -> list[bytes]:
     """Sign the hashes with the credential's key, if the SAD authorizes exactly them; the
