@@ -295,26 +295,25 @@ def submit_frames(
         )
     outcome = face_checks.record_verification(
         db,
-        services.clock,
-        services.cipher,
-        engine,
-        config,
-        challenge_id,
-        form.nonce,
-        received_at,
-        analyses,
-        collected.frames,
-        face_checks.FrameUpload(
-            timestamps_ms=collected.timestamps_ms,
-            prompts_ms=collected.prompts_ms,
-            device=form.device,
-            device_id=form.device["id"],
-            client_ip=meta["ip"],
-            user_agent=(user_agent or "")[:400] or None,
-            request_id=meta["rid"],
+        face_checks.FaceCheckTools(services.clock, services.cipher, engine, config),
+        face_checks.Capture(
+            challenge_id=challenge_id,
+            nonce=form.nonce,
+            received_at=received_at,
+            frames=analyses,
+            raw_frames=collected.frames,
+            upload=face_checks.FrameUpload(
+                timestamps_ms=collected.timestamps_ms,
+                prompts_ms=collected.prompts_ms,
+                device=form.device,
+                device_id=form.device["id"],
+                client_ip=meta["ip"],
+                user_agent=(user_agent or "")[:400] or None,
+                request_id=meta["rid"],
+            ),
+            live_probabilities=probabilities,
+            extra_checks=[light],
         ),
-        probabilities,
-        extra_checks=[light],
     )
     if outcome.review_id is not None and services.identity_verifier is not None:
         # After the commit: the provider may take seconds, and no lock waits on it.

@@ -475,37 +475,90 @@ def _consume(db: Session, challenge_id: str, nonce: str, at: datetime) -> FaceCh
     return challenge
 
 
+@dataclass(frozen=True)
+class FaceCheckTools:
+    """What judging a capture needs besides the database: the clock, the cipher the
+    templates and kept frames are under, the face models and the center's liveness rules."""
+
+    clock: Clock
+    cipher: FieldCipher
+    engine: FaceEngine
+    config: LivenessConfig
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A phone's answer to a challenge: its frames, as the models read them and as they
+    came, with the request's metadata and the checks made outside the models."""
+
+    challenge_id: str
+    nonce: str
+    received_at: datetime
+    frames: Sequence[FrameAnalysis]
+    raw_frames: Sequence[bytes]
+    upload: FrameUpload
+    live_probabilities: Sequence[float] | None = None
+    extra_checks: Sequence[Check] = ()
+
+
+@dataclass(frozen=True)
+class _Judged:
+    judgement: Judgement
+    policy: LivenessPolicy
+    against_card: bool  # a 1:1 check against an ID card's portrait
+    # Whom the outcome counts for: the claimed expert, or the one a 1:few check identified.
+    expert_id: str | None
+
+
 def record_verification(
-    db: Session,
-    clock: Clock,
-    cipher: FieldCipher,
-    engine: FaceEngine,
-    config: LivenessConfig,
-    challenge_id: str,
-    nonce: str,
-    received_at: datetime,
-    frames: Sequence[FrameAnalysis],
-    raw_frames: Sequence[bytes],
-    upload: FrameUpload,
-    live_probabilities: Sequence[float] | None = None,
-    extra_checks: Sequence[Check] = (),
+    db: Session, tools: FaceCheckTools, capture: Capture
 ) -> VerificationOutcome:
     """Judge analyzed frames against their challenge and store the outcome."""
-    challenge = _consume(db, challenge_id, nonce, received_at)
+    challenge = _open_challenge(db, capture)
+    judged = _judge_capture(db, tools, challenge, capture)
+    verification = _store_verification(db, tools, challenge, capture, judged)
+    review_id = _keep_evidence(db, tools, verification, capture, judged)
+    caller = audit.Caller(
+        challenge.center_id, f"challenge:{challenge.id}", None, capture.upload.request_id
+    )
+    if judged.judgement.passed:
+        token, session = _pass(db, tools, caller, verification, capture, judged)
+        return VerificationOutcome(
+            verification, judged.judgement, token, session, None, False, review_id
+        )
+    remaining, locked = _fail(db, tools, caller, challenge, verification, capture, judged)
+    return VerificationOutcome(
+        verification, judged.judgement, None, None, remaining, locked, review_id
+    )
+
+
+def _open_challenge(db: Session, capture: Capture) -> FaceChallenge:
+    """The challenge, consumed, in time, and its candidates' rows locked and not locked out."""
+    challenge = _consume(db, capture.challenge_id, capture.nonce, capture.received_at)
     capture_stream.drop_chunks(db, challenge.id)
-    if received_at >= challenge.expires_at:
+    if capture.received_at >= challenge.expires_at:
         raise ChallengeExpired("the challenge expired", challenge_id=challenge.id)
     # Lock the candidates' rows: failures counted and locks set below must not race.
     db.execute(select(Expert.id).where(Expert.id.in_(challenge.expert_ids)).with_for_update()).all()
     _refuse_if_locked(db, challenge.expert_ids)
-    templates = load_templates(db, cipher, engine, challenge.center_id, challenge.expert_ids)
-    window_ms = int((received_at - challenge.issued_at).total_seconds() * 1000)
+    return challenge
+
+
+def _judge_capture(
+    db: Session, tools: FaceCheckTools, challenge: FaceChallenge, capture: Capture
+) -> _Judged:
+    config = tools.config
+    templates = load_templates(
+        db, tools.cipher, tools.engine, challenge.center_id, challenge.expert_ids
+    )
+    window_ms = int((capture.received_at - challenge.issued_at).total_seconds() * 1000)
+    upload = capture.upload
     submission = Submission(challenge.actions, upload.timestamps_ms, upload.prompts_ms, window_ms)
     earlier = replay_memory.earlier_captures(
         db,
-        cipher,
+        tools.cipher,
         expert_ids=challenge.expert_ids,
-        since=received_at - config.replay_window,
+        since=capture.received_at - config.replay_window,
         limit=config.replay_max_sequences,
     )
     policy = config.policy
@@ -518,47 +571,70 @@ def record_verification(
         # records which one it used).
         policy = replace(policy, match_threshold=config.id_card_threshold)
     judgement = judge(
-        frames,
+        capture.frames,
         submission,
         templates,
         policy,
         earlier_hashes=earlier.hashes,
-        live_probabilities=live_probabilities,
-        extra_checks=extra_checks,
+        live_probabilities=capture.live_probabilities,
+        extra_checks=capture.extra_checks,
         earlier_signatures=earlier.signatures,
     )
     # A failure counts against the expert it was for: the claimed one, or the one the face
     # was identified as in a 1:few check.
-    if challenge.mode == "1:1":
-        expert_id: str | None = challenge.expert_ids[0]
-    else:
-        expert_id = judgement.expert_id
-    now = clock.now()
-    checks = [check.as_dict() for check in judgement.checks]
+    expert_id = challenge.expert_ids[0] if challenge.mode == "1:1" else judgement.expert_id
+    return _Judged(judgement, policy, against_card, expert_id)
+
+
+def _store_verification(
+    db: Session,
+    tools: FaceCheckTools,
+    challenge: FaceChallenge,
+    capture: Capture,
+    judged: _Judged,
+) -> FaceVerification:
+    judgement, upload = judged.judgement, capture.upload
     verification = FaceVerification(
         center_id=challenge.center_id,
         challenge_id=challenge.id,
         mode=challenge.mode,
         candidate_ids=challenge.expert_ids,
-        expert_id=expert_id,
+        expert_id=judged.expert_id,
         passed=judgement.passed,
         reasons=judgement.reasons,
-        checks=checks,
+        checks=[check.as_dict() for check in judgement.checks],
         similarity=judgement.similarity,
-        model_id=engine.model_id,
+        model_id=tools.engine.model_id,
         device_id=upload.device_id,
         device=upload.device,
         client_ip=upload.client_ip,
         user_agent=upload.user_agent,
-        frame_count=len(frames),
+        frame_count=len(capture.frames),
         frame_hashes=[value.hex() for value in judgement.hashes],
         frames=judgement.frames,
-        frames_retained=config.retain_frames,
-        created_at=now,
+        frames_retained=tools.config.retain_frames,
+        created_at=tools.clock.now(),
     )
     db.add(verification)
     db.flush()
-    if challenge.mode == "1:1" and judgement.probe is not None and judgement.similarity is not None:
+    return verification
+
+
+def _keep_evidence(
+    db: Session,
+    tools: FaceCheckTools,
+    verification: FaceVerification,
+    capture: Capture,
+    judged: _Judged,
+) -> str | None:
+    """What the check leaves for later: the background cross-match, the replay memory, an
+    ID card's review, and the frames when the center keeps them. The review's id, if any."""
+    judgement, cipher = judged.judgement, tools.cipher
+    if (
+        verification.mode == "1:1"
+        and judgement.probe is not None
+        and judgement.similarity is not None
+    ):
         # Whether the face matches another enrolled person better is a pattern for
         # supervisors (anomaly face-matches-other), not this check's outcome: the
         # comparison with everyone enrolled runs in the background (cross_matches.sweep).
@@ -567,86 +643,110 @@ def record_verification(
             cipher,
             verification,
             judgement.probe,
-            threshold=policy.match_threshold,
+            threshold=judged.policy.match_threshold,
             claimed_similarity=judgement.similarity,
         )
     if judgement.replay_signature is not None:
         replay_memory.remember(db, cipher, verification, judgement.replay_signature)
     review_id = None
-    if against_card and raw_frames:
+    if judged.against_card and capture.raw_frames:
         # The card is confirmed against the live face (by the identity provider or an
         # operator) before anything is sealed.
-        review_id = remote_review.attach_live_check(db, cipher, verification, raw_frames[0])
-    if config.retain_frames:
-        for seq, data in enumerate(raw_frames):
+        review_id = remote_review.attach_live_check(db, cipher, verification, capture.raw_frames[0])
+    if tools.config.retain_frames:
+        for seq, data in enumerate(capture.raw_frames):
             db.add(
                 VerificationFrame(
                     verification_id=verification.id,
                     seq=seq,
-                    center_id=challenge.center_id,
+                    center_id=verification.center_id,
                     ciphertext=cipher.encrypt_bytes(
                         data, f"face_verifications/{verification.id}/frames/{seq}"
                     ),
                 )
             )
-    caller = audit.Caller(challenge.center_id, f"challenge:{challenge.id}", None, upload.request_id)
-    details = {
+    return review_id
+
+
+def _audit_details(
+    verification: FaceVerification, capture: Capture, judged: _Judged
+) -> dict[str, Any]:
+    similarity = judged.judgement.similarity
+    return {
         "verification_id": verification.id,
-        "mode": challenge.mode,
-        "expert_id": expert_id,
-        "reasons": judgement.reasons,
-        "similarity": None if judgement.similarity is None else round(judgement.similarity, 4),
-        "device_id": upload.device_id,
-        "client_ip": upload.client_ip,
-        "frames": len(frames),
+        "mode": verification.mode,
+        "expert_id": judged.expert_id,
+        "reasons": judged.judgement.reasons,
+        "similarity": None if similarity is None else round(similarity, 4),
+        "device_id": capture.upload.device_id,
+        "client_ip": capture.upload.client_ip,
+        "frames": len(capture.frames),
     }
-    session_token: str | None = None
-    session: VerifiedSession | None = None
-    locked = False
-    remaining: int | None = None
-    if judgement.passed:
-        assert expert_id is not None
-        session_token, session = open_session(
-            db, verification, upload.device_id, now, config.session_ttl
-        )
-        audit.record(
-            db,
-            caller,
-            clock,
-            Action.FACE_VERIFICATION_PASSED,
-            "face_verification",
-            verification.id,
-            {**details, "session_id": session.id},
-        )
-    else:
-        audit.record(
-            db,
-            caller,
-            clock,
-            Action.FACE_VERIFICATION_FAILED,
-            "face_verification",
-            verification.id,
-            details,
-        )
-        owners = bound_experts(db, upload.device_id)
-        if expert_id is not None and expert_id in owners:
-            # The person's own bound phone: their failures, their lock (an operator unlocks).
-            failures = recent_failures(db, expert_id, now, config.failure_window)
-            remaining = max(0, config.max_failures - failures)
-            if failures >= config.max_failures:
-                _lock(db, caller, clock, challenge.center_id, expert_id, failures)
-                locked = True
-        else:
-            # Any other phone, and every failure to identify anyone: they count against the
-            # phone alone, and the answer is the same whoever's face it was.
-            failures = device_failures(
-                db, challenge.center_id, upload.device_id, now, config.failure_window
-            )
-            remaining = max(0, config.device_max_failures - failures)
-            locked = remaining == 0
-    return VerificationOutcome(
-        verification, judgement, session_token, session, remaining, locked, review_id
+
+
+def _pass(
+    db: Session,
+    tools: FaceCheckTools,
+    caller: audit.Caller,
+    verification: FaceVerification,
+    capture: Capture,
+    judged: _Judged,
+) -> tuple[str, VerifiedSession]:
+    """A passed check opens the verified session its phone signs with."""
+    assert judged.expert_id is not None
+    token, session = open_session(
+        db,
+        verification,
+        capture.upload.device_id,
+        verification.created_at,
+        tools.config.session_ttl,
     )
+    audit.record(
+        db,
+        caller,
+        tools.clock,
+        Action.FACE_VERIFICATION_PASSED,
+        "face_verification",
+        verification.id,
+        {**_audit_details(verification, capture, judged), "session_id": session.id},
+    )
+    return token, session
+
+
+def _fail(
+    db: Session,
+    tools: FaceCheckTools,
+    caller: audit.Caller,
+    challenge: FaceChallenge,
+    verification: FaceVerification,
+    capture: Capture,
+    judged: _Judged,
+) -> tuple[int, bool]:
+    """A failed check counts against its expert on their own bound phone, else against the
+    phone; (attempts remaining, locked now)."""
+    clock, config, device_id = tools.clock, tools.config, capture.upload.device_id
+    audit.record(
+        db,
+        caller,
+        clock,
+        Action.FACE_VERIFICATION_FAILED,
+        "face_verification",
+        verification.id,
+        _audit_details(verification, capture, judged),
+    )
+    now, expert_id = verification.created_at, judged.expert_id
+    if expert_id is not None and expert_id in bound_experts(db, device_id):
+        # The person's own bound phone: their failures, their lock (an operator unlocks).
+        failures = recent_failures(db, expert_id, now, config.failure_window)
+        if failures >= config.max_failures:
+            _lock(db, caller, clock, challenge.center_id, expert_id, failures)
+            return 0, True
+        return config.max_failures - failures, False
+    # Any other phone, and every failure to identify anyone: they count against the phone
+    # alone, and the answer is the same whoever's face it was.
+    failures = device_failures(db, challenge.center_id, device_id, now, config.failure_window)
+    remaining = max(0, config.device_max_failures - failures)
+    return remaining, remaining == 0
 
 
 def open_session(
