@@ -742,7 +742,7 @@ def run_journey(
     checked = verify_package(package, x509.load_pem_x509_certificate(root_pem.encode()))
     if not checked.ok:
         raise DemoFailed(f"the evidence package does not check out: {checked.checks}")
-    say(f"14. 证据包 {len(package) // 1024} KB：" + "，".join(f"{k} ok" for k in checked.checks))
+    say(f"15. 证据包 {len(package) // 1024} KB：" + "，".join(f"{k} ok" for k in checked.checks))
     supplementary = supplementary_draw(staged, say)
     if out is not None:
         (out / "report.pdf").write_bytes(signed_pdf)
@@ -1076,7 +1076,7 @@ def sign_contract_by_phones(staged: Staged, results: dict[str, Any], say: Say) -
         files={"file": ("contract.pdf", pdf, "application/pdf")},
     )
     say(
-        f"15. 合同验证：{verdict['verdict']}（{len(verdict['signatures'])} 个签名 + "
+        f"14. 合同验证：{verdict['verdict']}（{len(verdict['signatures'])} 个签名 + "
         f"{len(verdict['document_timestamps'])} 个文档时间戳）；合同状态 "
         f"{signed['contract']['status']}"
     )
