@@ -31,7 +31,8 @@ from evaluation.identity import passkeys
 from evaluation.identity.face_checks import open_session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.kernel.errors import DomainError
+from evaluation.kernel.tenancy import in_center
 from evaluation.registry.experts import (
     id_number_context,
     id_number_index,
@@ -127,10 +128,7 @@ def weak_pin_reason(pin: str, id_number: str) -> str | None:
 
 
 def _expert(db: Session, center_id: str, expert_id: str, *, lock: bool = False) -> Expert:
-    expert = db.get(Expert, expert_id, with_for_update=lock)
-    if expert is None or expert.center_id != center_id:
-        raise NotFound(f"no person {expert_id} in this center")
-    return expert
+    return in_center(db, Expert, expert_id, center_id, "person", lock=lock)
 
 
 def set_signing_pin(
@@ -238,9 +236,7 @@ def check_in_person(
 def void_check(
     db: Session, caller: audit.Caller, clock: Clock, check_id: str, reason: str
 ) -> InPersonCheck:
-    check = db.get(InPersonCheck, check_id, with_for_update=True)
-    if check is None or check.center_id != caller.center_id:
-        raise NotFound(f"no in-person check {check_id} in this center")
+    check = in_center(db, InPersonCheck, check_id, caller.center_id, "in-person check", lock=True)
     if check.voided_at is None:
         _void(db, caller, clock, check, reason)
     return check

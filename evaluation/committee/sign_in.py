@@ -25,8 +25,9 @@ from evaluation.committee.tasks import OPEN_STATUSES, ScanSessionInvalid, seated
 from evaluation.identity import consent, face_checks, one_time_codes, passkeys, session_ends
 from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.kernel.errors import DomainError, InvalidTransition
 from evaluation.kernel.rate_limits import Counter, Uncounted
+from evaluation.kernel.tenancy import in_center
 from evaluation.registry import unit_authority
 from evaluation.registry.staff import hash_token
 from face.engine import FaceEngine
@@ -383,9 +384,9 @@ def revoke(
 ) -> EvaluationSession:
     """End one evaluation session (a lost phone, a flagged second device); the expert keeps
     their seat and scores and signs in again with a new scan and face check."""
-    session = db.get(EvaluationSession, session_id, with_for_update=True)
-    if session is None or session.center_id != caller.center_id:
-        raise NotFound(f"no evaluation session {session_id} in this center")
+    session = in_center(
+        db, EvaluationSession, session_id, caller.center_id, "evaluation session", lock=True
+    )
     if session.revoked_at is not None:
         raise InvalidTransition("the session is already revoked", current_status="revoked")
     now = session.revoked_at = clock.now()

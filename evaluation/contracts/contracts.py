@@ -31,9 +31,10 @@ from evaluation.documents.documents import DocumentAction, DocumentStatus, Purpo
 from evaluation.documents.store import DocumentStore
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound, SigningRefused
+from evaluation.kernel.errors import DomainError, InvalidTransition, SigningRefused
 from evaluation.kernel.identifiers import Prose, Text, Token
 from evaluation.kernel.money import MAX_FEN, in_figures, in_words
+from evaluation.kernel.tenancy import in_center
 from evaluation.registry import unit_authority, units
 from evaluation.registry.staff import hash_token
 from evaluation.trust import credentials, seals
@@ -363,10 +364,7 @@ def create_contract(
 
 
 def get_contract(db: Session, center_id: str, contract_id: str) -> Contract:
-    contract = db.get(Contract, contract_id)
-    if contract is None or contract.center_id != center_id:
-        raise NotFound(f"no contract {contract_id} in this center")
-    return contract
+    return in_center(db, Contract, contract_id, center_id, "contract")
 
 
 def contracts_of_project(db: Session, center_id: str, project_id: str) -> list[Contract]:
@@ -398,9 +396,9 @@ def issue_link(
     """A representative's personal link to the contract, for an authorization of one of its
     parties that is valid now and covers contracts."""
     contract = get_contract(db, caller.center_id, contract_id)
-    authorization = db.get(UnitAuthorization, fields.authorization_id)
-    if authorization is None or authorization.center_id != caller.center_id:
-        raise NotFound(f"no authorization {fields.authorization_id} in this center")
+    authorization = in_center(
+        db, UnitAuthorization, fields.authorization_id, caller.center_id, "authorization"
+    )
     if _party_of(contract, authorization.unit_id) is None:
         raise unit_authority.NotARepresentative(
             "the authorization is of a unit that is not a party to this contract"

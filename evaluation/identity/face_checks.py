@@ -34,6 +34,7 @@ from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.kernel.rate_limits import Counter
+from evaluation.kernel.tenancy import in_center
 from evaluation.registry.staff import hash_token
 from face.actions import HEAD_ACTIONS, RELIABLE_ACTIONS
 from face.engine import FaceEngine
@@ -866,7 +867,4 @@ def authenticate_session(
 
 
 def get_verification(db: Session, center_id: str, verification_id: str) -> FaceVerification:
-    verification = db.get(FaceVerification, verification_id)
-    if verification is None or verification.center_id != center_id:
-        raise NotFound(f"no face verification {verification_id} in this center")
-    return verification
+    return in_center(db, FaceVerification, verification_id, center_id, "face verification")

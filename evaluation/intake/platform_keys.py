@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, NotFound
+from evaluation.kernel.errors import DomainError
+from evaluation.kernel.tenancy import in_center
 from models.clock import Clock
 from models.tables import PlatformKey
 from signing.field_cipher import FieldCipher
@@ -100,9 +101,7 @@ def list_platform_keys(db: Session, center_id: str) -> list[PlatformKey]:
 def revoke_platform_key(
     db: Session, caller: audit.Caller, clock: Clock, key_id: str
 ) -> PlatformKey:
-    key = db.get(PlatformKey, key_id)
-    if key is None or key.center_id != caller.center_id:
-        raise NotFound(f"no platform key {key_id} in this center")
+    key = in_center(db, PlatformKey, key_id, caller.center_id, "platform key")
     if key.revoked_at is None:
         key.revoked_at = clock.now()
         audit.record(

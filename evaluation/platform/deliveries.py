@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, aliased
 
 from evaluation.kernel import audit, outbox
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import NotFound
+from evaluation.kernel.tenancy import in_center
 from evaluation.platform.subscriptions import secret_of
 from models.clock import Clock
 from models.settings import Settings
@@ -253,9 +253,7 @@ def deliveries_of(
 
 
 def attempts_of(db: Session, center_id: str, delivery_id: str) -> list[OutgoingAttempt]:
-    delivery = db.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.center_id != center_id:
-        raise NotFound(f"no webhook delivery {delivery_id}")
+    in_center(db, WebhookDelivery, delivery_id, center_id, "webhook delivery")
     return list(
         db.scalars(
             select(OutgoingAttempt)

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.kernel.errors import DomainError, InvalidTransition
 from evaluation.kernel.identifiers import Prose
 from evaluation.kernel.outbox import EventType
+from evaluation.kernel.tenancy import in_center
 from models.clock import Clock
 from models.tables import WebhookDelivery, WebhookSubscription
 from signing.field_cipher import FieldCipher
@@ -122,10 +123,9 @@ def create(
 def get(
     db: Session, center_id: str, subscription_id: str, *, lock: bool = False
 ) -> WebhookSubscription:
-    subscription = db.get(WebhookSubscription, subscription_id, with_for_update=lock)
-    if subscription is None or subscription.center_id != center_id:
-        raise NotFound(f"no webhook subscription {subscription_id}")
-    return subscription
+    return in_center(
+        db, WebhookSubscription, subscription_id, center_id, "webhook subscription", lock=lock
+    )
 
 
 def list_subscriptions(db: Session, center_id: str) -> list[WebhookSubscription]:

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import InvalidCredentials, InvalidTransition, NotFound
+from evaluation.kernel.errors import InvalidCredentials, InvalidTransition
+from evaluation.kernel.tenancy import in_center
 from models.base import new_id
 from models.clock import Clock
 from models.tables import StaffToken
@@ -112,9 +113,7 @@ def list_staff_tokens(db: Session, center_id: str) -> list[StaffToken]:
 def revoke_staff_token(
     db: Session, caller: audit.Caller, clock: Clock, token_id: str
 ) -> StaffToken:
-    token = db.get(StaffToken, token_id)
-    if token is None or token.center_id != caller.center_id:
-        raise NotFound(f"no staff token {token_id}")
+    token = in_center(db, StaffToken, token_id, caller.center_id, "staff token")
     if token.revoked_at is not None:
         raise InvalidTransition("the token is already revoked")
     token.revoked_at = clock.now()

@@ -25,7 +25,8 @@ from evaluation.committee.projects import get_project
 from evaluation.identity import cross_matches
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import InvalidTransition, NotFound
+from evaluation.kernel.errors import InvalidTransition
+from evaluation.kernel.tenancy import in_center
 from evaluation.supervision.evidence import verification_ids_of
 from models.clock import Clock
 from models.settings import Settings
@@ -609,9 +610,7 @@ def handle(
     db: Session, caller: audit.Caller, clock: Clock, flag_id: str, action: str, note: str
 ) -> AnomalyFlag:
     """A supervisor acknowledges (looking into it) or resolves (explained) a flag."""
-    flag = db.get(AnomalyFlag, flag_id, with_for_update=True)
-    if flag is None or flag.center_id != caller.center_id:
-        raise NotFound(f"no anomaly flag {flag_id} in this center")
+    flag = in_center(db, AnomalyFlag, flag_id, caller.center_id, "anomaly flag", lock=True)
     target = FLAG_TRANSITIONS.get((flag.status, action))
     if target is None:
         raise InvalidTransition(

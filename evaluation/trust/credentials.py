@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
+from evaluation.kernel.tenancy import in_center
 from evaluation.trust import pki
 from evaluation.trust.credential_states import CredentialAction, CredentialStatus, change_status
 from evaluation.trust.pki import PkiPolicy
@@ -56,10 +57,7 @@ def state(row: IssuedCertificate, now: datetime) -> CredentialState:
 
 
 def _expert(db: Session, center_id: str, expert_id: str) -> Expert:
-    expert = db.get(Expert, expert_id)
-    if expert is None or expert.center_id != center_id:
-        raise NotFound(f"no expert {expert_id} in this center")
-    return expert
+    return in_center(db, Expert, expert_id, center_id, "expert")
 
 
 def current_credential(db: Session, expert_id: str) -> IssuedCertificate | None:

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.kernel.errors import DomainError, NotFound, SigningRefused
+from evaluation.kernel.errors import DomainError, SigningRefused
+from evaluation.kernel.tenancy import in_center
 from evaluation.trust import credentials, pki
 from models.base import new_id
 from models.clock import Clock
@@ -286,10 +287,7 @@ def link_credential(
     """Make the expert's credential one their CA holds at the provider: its certificate
     and chain from `credentials/info`, accepted only when they chain to the provider's
     root and are not revoked. The key never comes here (vault backend `csc`)."""
-    expert = db.get(Expert, expert_id)
-    if expert is None or expert.center_id != caller.center_id:
-        raise NotFound(f"no expert {expert_id} in this center")
-    db.refresh(expert, with_for_update=True)
+    expert = in_center(db, Expert, expert_id, caller.center_id, "expert", lock=True)
     if expert.status != "active":
         raise credentials.ExpertInactive(f"expert {expert_id} is {expert.status}")
     now = clock.now()
