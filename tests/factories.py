@@ -128,7 +128,7 @@ def face_session(
     from datetime import timedelta
 
     from evaluation.identity.face_checks import SESSION_PREFIX
-    from evaluation.registry.staff import hash_token
+    from evaluation.kernel.tokens import hash_token
     from models.tables import FaceChallenge, FaceVerification, VerifiedSession
 
     now = verified_at or clock.now()
@@ -205,7 +205,7 @@ def bound_phone(
     records, a passkey registered through the domain code); returns its authenticator.
     tests/api/test_passkeys_api.py binds the real way, through the API."""
     from evaluation.identity import passkeys, phone_binding
-    from evaluation.registry.staff import hash_token
+    from evaluation.kernel.tokens import hash_token
     from models.tables import FaceVerification, PasskeyEnrollment
     from signing.soft_authenticator import SoftwareAuthenticator
     from signing.webauthn import RelyingParty

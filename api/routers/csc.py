@@ -45,8 +45,8 @@ from evaluation.identity import face_checks, passkeys
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidCredentials, SigningRefused
+from evaluation.kernel.tokens import hash_token
 from evaluation.registry import staff as staff_tokens
-from evaluation.registry.staff import hash_token
 from evaluation.trust import activation, credentials, pki, providers
 from models.tables import IssuedCertificate, VaultKey, VerifiedSession
 from signing import certificates as profiles

@@ -26,8 +26,8 @@ from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.kernel.messaging import Message
+from evaluation.kernel.tokens import hash_token
 from evaluation.registry.experts import phone_context
-from evaluation.registry.staff import hash_token
 from models.clock import Clock
 from models.settings import Settings
 from models.tables import Assignment, CallUp, Center, Expert, Project

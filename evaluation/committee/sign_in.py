@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,8 +27,8 @@ from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition
 from evaluation.kernel.rate_limits import Counter, Uncounted
 from evaluation.kernel.tenancy import in_center
+from evaluation.kernel.tokens import hash_token, new_secret
 from evaluation.registry import unit_authority
-from evaluation.registry.staff import hash_token
 from face.engine import FaceEngine
 from models.clock import Clock
 from models.tables import (
@@ -277,7 +276,7 @@ def sign_in(
         )
     ).scalars()
     second_device = any(device != scan.device_id for device in others)
-    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    token = new_secret(SESSION_PREFIX)
     session = EvaluationSession(
         center_id=project.center_id,
         project_id=project.id,

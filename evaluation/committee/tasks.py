@@ -22,7 +22,7 @@ from evaluation.committee.projects import ProjectStatus, get_project
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, InvalidTransition
-from evaluation.registry.staff import hash_token
+from evaluation.kernel.tokens import hash_token, new_secret
 from models.clock import Clock
 from models.tables import Assignment, Project, ScanSession, TaskToken
 from signing.task_qr import RoomTokens, qr_png, qr_svg
@@ -165,7 +165,7 @@ def personal_qr(
         )
         .values(revoked_at=now)
     )
-    token = PERSONAL_PREFIX + secrets.token_urlsafe(32)
+    token = new_secret(PERSONAL_PREFIX)
     row = TaskToken(
         center_id=project.center_id,
         project_id=project.id,
@@ -322,7 +322,7 @@ def scan(
         )
         raise _refuse(project.center_id, gone, where, details)
     now = clock.now()
-    secret = SCAN_PREFIX + secrets.token_urlsafe(32)
+    secret = new_secret(SCAN_PREFIX)
     session = ScanSession(
         center_id=project.center_id,
         project_id=project.id,

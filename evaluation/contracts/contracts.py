@@ -13,7 +13,6 @@ time-stamp (B-LTA).
 from __future__ import annotations
 
 import io
-import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,8 +34,8 @@ from evaluation.kernel.errors import DomainError, InvalidTransition, SigningRefu
 from evaluation.kernel.identifiers import Prose, Text, Token
 from evaluation.kernel.money import MAX_FEN, in_figures, in_words
 from evaluation.kernel.tenancy import in_center
+from evaluation.kernel.tokens import hash_token, new_secret
 from evaluation.registry import unit_authority, units
-from evaluation.registry.staff import hash_token
 from evaluation.trust import credentials, seals
 from models.base import new_id
 from models.clock import Clock
@@ -407,7 +406,7 @@ def issue_link(
     unit_authority.valid_authorization(
         db, authorization.person_id, authorization.unit_id, Purpose.CONTRACT.value, now
     )
-    token = LINK_PREFIX + secrets.token_urlsafe(32)
+    token = new_secret(LINK_PREFIX)
     link = ContractLink(
         id=new_id(),
         center_id=caller.center_id,
@@ -469,7 +468,7 @@ def scan_link(
             f"the contract is {document.status}; there is nothing to sign",
             current_status=document.status,
         )
-    secret = SCAN_PREFIX + secrets.token_urlsafe(32)
+    secret = new_secret(SCAN_PREFIX)
     session = ScanSession(
         center_id=contract.center_id,
         project_id=contract.project_id,

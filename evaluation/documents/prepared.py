@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from evaluation.kernel.errors import DomainError
-from evaluation.registry.staff import hash_token
+from evaluation.kernel.tokens import hash_token
 from models.tables import Document, PreparedSignature, SignerSlot, VerifiedSession
 from signing import pades
 

@@ -35,7 +35,7 @@ from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.kernel.rate_limits import Counter
 from evaluation.kernel.tenancy import in_center
-from evaluation.registry.staff import hash_token
+from evaluation.kernel.tokens import hash_token, new_secret
 from face.actions import HEAD_ACTIONS, RELIABLE_ACTIONS
 from face.engine import FaceEngine
 from face.liveness import Check, FrameAnalysis, Judgement, LivenessPolicy, Submission, judge
@@ -760,7 +760,7 @@ def open_session(
     """What a passed check grants: a verified session bound to the person and the device;
     the token is returned once and stored hashed."""
     assert verification.passed and verification.expert_id is not None
-    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    token = new_secret(SESSION_PREFIX)
     session = VerifiedSession(
         center_id=verification.center_id,
         token_hash=hash_token(token),

@@ -30,8 +30,8 @@ from evaluation.identity.passkeys import with_refusal
 from evaluation.kernel.errors import DomainError
 from evaluation.kernel.identifiers import mask_phone
 from evaluation.kernel.messaging import Message, MessagingFailed, Messenger
+from evaluation.kernel.tokens import hash_token
 from evaluation.registry.experts import phone_context
-from evaluation.registry.staff import hash_token
 from models.clock import Clock
 from models.settings import Settings
 from models.tables import Expert, OneTimeCode, VerifiedSession

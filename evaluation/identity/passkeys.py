@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError
-from evaluation.registry.staff import hash_token
+from evaluation.kernel.tokens import hash_token
 from models.clock import Clock
 from models.settings import Settings
 from models.tables import (

@@ -23,8 +23,8 @@ from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import DomainError, NotFound
 from evaluation.kernel.rate_limits import Counter, Uncounted
+from evaluation.kernel.tokens import hash_token, new_secret
 from evaluation.registry.experts import person_in_center, require_id_number
-from evaluation.registry.staff import hash_token
 from face.engine import FaceEngine
 from models.clock import Clock
 from models.tables import (
@@ -116,7 +116,7 @@ def start_enrollment(
         raise NoFaceEnrolled("the phone's binding starts with a face check against it")
     if len(active_passkeys(db, expert.id)) >= policy.max_devices:
         raise PasskeyLimit(f"{policy.max_devices} phones are bound already")
-    token = ENROLLMENT_PREFIX + secrets.token_urlsafe(32)
+    token = new_secret(ENROLLMENT_PREFIX)
     enrollment = new_enrollment(
         db, caller, clock, policy, expert_id=expert.id, token=token, started_by=caller.actor
     )

@@ -7,7 +7,6 @@ session opened with it. Opening and ending a session are audited.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
-from evaluation.registry.staff import hash_token
+from evaluation.kernel.tokens import hash_token, new_secret
 from models.base import new_id
 from models.clock import Clock
 from models.tables import ConsoleSession, StaffToken
@@ -37,7 +36,7 @@ class OpenedSession:
 def open_console_session(
     db: Session, caller: audit.Caller, clock: Clock, token: StaffToken, client_ip: str | None
 ) -> OpenedSession:
-    secret = SESSION_PREFIX + secrets.token_urlsafe(32)
+    secret = new_secret(SESSION_PREFIX)
     now = clock.now()
     session = ConsoleSession(
         id=new_id(),

@@ -3,8 +3,6 @@ center each."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,6 +14,7 @@ from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import InvalidCredentials, InvalidTransition
 from evaluation.kernel.tenancy import in_center
+from evaluation.kernel.tokens import hash_token, new_secret
 from models.base import new_id
 from models.clock import Clock
 from models.tables import StaffToken
@@ -40,14 +39,10 @@ class IssuedToken:
     secret: str
 
 
-def hash_token(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def issue_staff_token(
     db: Session, caller: audit.Caller, clock: Clock, role: Role, label: str
 ) -> IssuedToken:
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 bits of entropy
+    secret = new_secret(TOKEN_PREFIX)
     token = StaffToken(
         id=new_id(),
         center_id=caller.center_id,

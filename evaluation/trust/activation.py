@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,8 +24,8 @@ from sqlalchemy.orm import Session
 from evaluation.kernel import audit
 from evaluation.kernel.actions import Action
 from evaluation.kernel.errors import NotFound, SigningRefused
+from evaluation.kernel.tokens import hash_token, new_secret
 from evaluation.registry import unit_authority
-from evaluation.registry.staff import hash_token
 from evaluation.trust import credentials
 from models.base import new_id
 from models.clock import Clock
@@ -300,7 +299,7 @@ def authorize_signing(
             f"numSignatures is {num_signatures} but {len(digests)} hashes were given"
         )
     passkey_use_id = approve()
-    sad = SAD_PREFIX + secrets.token_urlsafe(32)
+    sad = new_secret(SAD_PREFIX)
     activation = SignatureActivation(
         id=new_id(),
         center_id=session.center_id,

@@ -138,7 +138,7 @@ class Committee:
     def _scan_id(self, token: str) -> str:
         from sqlalchemy import select
 
-        from evaluation.registry.staff import hash_token
+        from evaluation.kernel.tokens import hash_token
         from models.tables import ScanSession
 
         self.db.expire_all()

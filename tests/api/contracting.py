@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services
-from evaluation.registry.staff import Role, hash_token
+from evaluation.kernel.tokens import hash_token
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.tables import DocumentRevision, Project, VerifiedSession
 from tests.api.test_projects_api import project_payload

@@ -16,7 +16,8 @@ from api.jobs import sweep_cross_matches
 from api.services import Services
 from evaluation.identity import cross_matches
 from evaluation.kernel.actions import Action
-from evaluation.registry.staff import Role, hash_token
+from evaluation.kernel.tokens import hash_token
+from evaluation.registry.staff import Role
 from models.tables import (
     AnomalyFlag,
     AuditEntry,

@@ -18,11 +18,12 @@ from api.job_runner import JobRunner, PeriodicJob, registered
 from api.services import Services, build_services
 from evaluation.identity import cross_matches
 from evaluation.kernel import audit
+from evaluation.kernel.tokens import hash_token
 from evaluation.registry import centers
 from evaluation.registry import experts as registry_experts
 from evaluation.registry import staff as staff_tokens
 from evaluation.registry.experts import NewExpert
-from evaluation.registry.staff import Role, hash_token
+from evaluation.registry.staff import Role
 from models.clock import FrozenClock
 from models.db import make_engine, make_session_factory
 from models.settings import Settings

@@ -23,7 +23,8 @@ from api.jobs import sweep_cross_matches
 from api.services import Services
 from evaluation.identity import capture_stream, face_checks
 from evaluation.kernel.audit import Caller
-from evaluation.registry.staff import Role, hash_token
+from evaluation.kernel.tokens import hash_token
+from evaluation.registry.staff import Role
 from face import synthetic as videos
 from face.engine import FaceEngine
 from models.clock import FrozenClock

@@ -180,7 +180,7 @@ def _consent_version(client: TestClient) -> str:
 
 
 def _scan_id(db: Session, token: str) -> str:
-    from evaluation.registry.staff import hash_token
+    from evaluation.kernel.tokens import hash_token
 
     db.expire_all()
     return str(
