@@ -321,23 +321,44 @@ def scan(
             f"your place on the committee is {assignment.status}; ask the operator"
         )
         raise _refuse(project.center_id, gone, where, details)
+    session, secret = open_scan_session(
+        db,
+        clock,
+        ScanSession(
+            center_id=project.center_id,
+            project_id=project.id,
+            kind="personal" if row else "room",
+            assignment_id=assignment.id if assignment else None,
+            task_token_id=row.id if row else None,
+        ),
+        where,
+        ttl,
+        {**details, "assignment_id": assignment.id if assignment else None},
+    )
+    return Scanned(session, secret, project)
+
+
+def open_scan_session(
+    db: Session,
+    clock: Clock,
+    session: ScanSession,
+    where: ScanContext,
+    ttl: timedelta,
+    details: dict[str, Any],
+) -> tuple[ScanSession, str]:
+    """Give a scan (of a task code, or a contract's link) its session: `session` says for
+    what, this adds the secret, the device, the expiry and the `task.scanned` entry. The
+    session and the secret, which only the phone gets."""
     now = clock.now()
     secret = new_secret(SCAN_PREFIX)
-    session = ScanSession(
-        center_id=project.center_id,
-        project_id=project.id,
-        kind="personal" if row else "room",
-        assignment_id=assignment.id if assignment else None,
-        task_token_id=row.id if row else None,
-        token_hash=hash_token(secret),
-        device_id=where.device_id,
-        client_ip=where.client_ip,
-        created_at=now,
-        expires_at=now + ttl,
-    )
+    session.token_hash = hash_token(secret)
+    session.device_id = where.device_id
+    session.client_ip = where.client_ip
+    session.created_at = now
+    session.expires_at = now + ttl
     db.add(session)
     db.flush()
-    caller = audit.Caller(project.center_id, f"scan:{session.id}", None, where.request_id)
+    caller = audit.Caller(session.center_id, f"scan:{session.id}", None, where.request_id)
     audit.record(
         db,
         caller,
@@ -345,14 +366,9 @@ def scan(
         Action.TASK_SCANNED,
         "scan_session",
         session.id,
-        {
-            **details,
-            "assignment_id": session.assignment_id,
-            "device_id": where.device_id,
-            "client_ip": where.client_ip,
-        },
+        {**details, "device_id": where.device_id, "client_ip": where.client_ip},
     )
-    return Scanned(session, secret, project)
+    return session, secret
 
 
 def authenticate_scan(db: Session, token: str, device_id: str | None, now: datetime) -> ScanSession:

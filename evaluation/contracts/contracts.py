@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from evaluation.committee import tasks
 from evaluation.committee.projects import ProjectStatus, get_project
-from evaluation.committee.tasks import SCAN_PREFIX
 from evaluation.documents import documents
 from evaluation.documents.documents import DocumentAction, DocumentStatus, Purpose
 from evaluation.documents.store import DocumentStore
@@ -468,35 +468,22 @@ def scan_link(
             f"the contract is {document.status}; there is nothing to sign",
             current_status=document.status,
         )
-    secret = new_secret(SCAN_PREFIX)
-    session = ScanSession(
-        center_id=contract.center_id,
-        project_id=contract.project_id,
-        kind="contract",
-        contract_link_id=link.id,
-        token_hash=hash_token(secret),
-        device_id=device_id,
-        client_ip=client_ip,
-        created_at=now,
-        expires_at=now + ttl,
-    )
-    db.add(session)
-    db.flush()
-    caller = audit.Caller(contract.center_id, f"scan:{session.id}", None, request_id)
-    audit.record(
+    session, secret = tasks.open_scan_session(
         db,
-        caller,
         clock,
-        Action.TASK_SCANNED,
-        "scan_session",
-        session.id,
+        ScanSession(
+            center_id=contract.center_id,
+            project_id=contract.project_id,
+            kind="contract",
+            contract_link_id=link.id,
+        ),
+        tasks.ScanContext(device_id, client_ip, request_id),
+        ttl,
         {
             "kind": "contract",
             "contract_id": contract.id,
             "link_id": link.id,
             "project_id": contract.project_id,
-            "device_id": device_id,
-            "client_ip": client_ip,
         },
     )
     return session, secret, contract
