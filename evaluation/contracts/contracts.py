@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -230,16 +231,7 @@ def create_contract(
 ) -> Contract:
     """The contract of an awarded project: rendered from the template, stored as a document
     being signed, with the seal and the signature slot of each party."""
-    project = get_project(db, caller.center_id, project_id, lock=True)
-    if project.status != ProjectStatus.COMPLETED:
-        raise ProjectNotAwarded(f"project {project.code} is {project.status}")
-    existing = db.execute(
-        select(Contract.id)
-        .join(Document, Document.id == Contract.document_id)
-        .where(Contract.project_id == project.id, Document.status != DocumentStatus.CANCELLED)
-    ).first()
-    if existing is not None:
-        raise ContractExists(f"contract {existing[0]} is open", contract_id=existing[0])
+    project = _awarded_project(db, caller, project_id)
     winner = _winner(project, fields.winner_credit_code)
     tenderer_unit = _party_unit(
         db, caller, clock, project.tenderer_name, project.tenderer_credit_code
@@ -251,74 +243,22 @@ def create_contract(
     amount_fen = int(fields.amount_yuan * 100)
     if amount_fen > MAX_FEN:
         raise WinnerInvalid("the amount is out of range")  # unreachable with max_digits
-    number = fields.number or f"{project.code}-HT"
-    values = {
-        "project_name": project.name,
-        "project_code": project.code,
-        "tenderer_name": tenderer_unit.name,
-        "tenderer_credit_code": tenderer_unit.credit_code,
-        "winner_name": winner_unit.name,
-        "winner_credit_code": winner_unit.credit_code,
-        "amount_figures": in_figures(amount_fen),
-        "amount_words": in_words(amount_fen),
-        "start_date": fields.start_date,
-        "end_date": fields.end_date,
-        "dispute_venue": fields.dispute_venue,
-        "contract_number": number,
-    }
-    clauses = _fill(list(fields.clauses or DEFAULT_TEMPLATE), values)
-    title = fields.title or f"{project.name} 合同书"
     parties = [(TENDERER, tenderer_unit), (WINNER, winner_unit)]
-    try:
-        rendered = contract_pdf.render_contract(
-            contract_pdf.ContractContent(
-                title=title,
-                number=number,
-                parties=[
-                    contract_pdf.ContractParty(
-                        LABELS[role], unit.name, unit.credit_code, unit.legal_representative or "—"
-                    )
-                    for role, unit in parties
-                ],
-                clauses=clauses,
-                generated_at=now.isoformat(),
-            )
-        )
-    except contract_pdf.ContractRenderError as exc:
-        raise TemplateInvalid(str(exc)) from exc
-    received = store.receive(io.BytesIO(rendered.pdf), max_bytes)
-    slots = []
-    for order, ((role, unit), boxes) in enumerate(zip(parties, rendered.boxes, strict=True)):
-        group = order + 1 if fields.ordered else 1
-        label = LABELS[role]
-        slots.append(
-            documents.SlotIn(
-                signer_kind="party",
-                party_name=f"{unit.name}（盖章）",
-                role=f"{label}（盖章）",
-                order_group=group,
-                page=boxes.page,
-                box=list(boxes.seal),
-            )
-        )
-        slots.append(
-            documents.SlotIn(
-                signer_kind="party",
-                party_name=f"{unit.name}（授权代表）",
-                role=f"{label}授权代表",
-                order_group=group,
-                page=boxes.page,
-                box=list(boxes.signature),
-            )
-        )
+    number = fields.number or f"{project.code}-HT"
+    title = fields.title or f"{project.name} 合同书"
+    rendered = _render(project, fields, parties, amount_fen, number, title, now)
     document = documents.create_document(
         db,
         caller,
         clock,
         store,
-        received,
+        store.receive(io.BytesIO(rendered.pdf), max_bytes),
         f"{number}.pdf",
-        documents.NewDocument(title=title, purpose=Purpose.CONTRACT, slots=slots),
+        documents.NewDocument(
+            title=title,
+            purpose=Purpose.CONTRACT,
+            slots=_party_slots(parties, rendered.boxes, ordered=fields.ordered),
+        ),
     )
     # create_document names the slots Signature1.. in the order given: seal, then signature.
     for slot in documents.slots_of(db, document.id):
@@ -360,6 +300,99 @@ def create_contract(
         },
     )
     return contract
+
+
+def _awarded_project(db: Session, caller: audit.Caller, project_id: str) -> Project:
+    """The project, locked: completed (awarded) and without an open contract."""
+    project = get_project(db, caller.center_id, project_id, lock=True)
+    if project.status != ProjectStatus.COMPLETED:
+        raise ProjectNotAwarded(f"project {project.code} is {project.status}")
+    existing = db.execute(
+        select(Contract.id)
+        .join(Document, Document.id == Contract.document_id)
+        .where(Contract.project_id == project.id, Document.status != DocumentStatus.CANCELLED)
+    ).first()
+    if existing is not None:
+        raise ContractExists(f"contract {existing[0]} is open", contract_id=existing[0])
+    return project
+
+
+def _render(
+    project: Project,
+    fields: NewContract,
+    parties: list[tuple[str, Unit]],
+    amount_fen: int,
+    number: str,
+    title: str,
+    now: datetime,
+) -> contract_pdf.RenderedContract:
+    """The template's clauses filled in and typeset, with where each party seals and signs."""
+    (_, tenderer), (_, winner) = parties
+    values = {
+        "project_name": project.name,
+        "project_code": project.code,
+        "tenderer_name": tenderer.name,
+        "tenderer_credit_code": tenderer.credit_code,
+        "winner_name": winner.name,
+        "winner_credit_code": winner.credit_code,
+        "amount_figures": in_figures(amount_fen),
+        "amount_words": in_words(amount_fen),
+        "start_date": fields.start_date,
+        "end_date": fields.end_date,
+        "dispute_venue": fields.dispute_venue,
+        "contract_number": number,
+    }
+    try:
+        return contract_pdf.render_contract(
+            contract_pdf.ContractContent(
+                title=title,
+                number=number,
+                parties=[
+                    contract_pdf.ContractParty(
+                        LABELS[role], unit.name, unit.credit_code, unit.legal_representative or "—"
+                    )
+                    for role, unit in parties
+                ],
+                clauses=_fill(list(fields.clauses or DEFAULT_TEMPLATE), values),
+                generated_at=now.isoformat(),
+            )
+        )
+    except contract_pdf.ContractRenderError as exc:
+        raise TemplateInvalid(str(exc)) from exc
+
+
+def _party_slots(
+    parties: list[tuple[str, Unit]],
+    boxes: Sequence[contract_pdf.PartyBoxes],
+    *,
+    ordered: bool,
+) -> list[documents.SlotIn]:
+    """Each party's seal, then its representative's signature; in order when `ordered`."""
+    slots = []
+    for order, ((role, unit), placed) in enumerate(zip(parties, boxes, strict=True)):
+        group = order + 1 if ordered else 1
+        label = LABELS[role]
+        slots.append(
+            documents.SlotIn(
+                signer_kind="party",
+                party_name=f"{unit.name}（盖章）",
+                role=f"{label}（盖章）",
+                order_group=group,
+                page=placed.page,
+                box=list(placed.seal),
+            )
+        )
+        slots.append(
+            documents.SlotIn(
+                signer_kind="party",
+                party_name=f"{unit.name}（授权代表）",
+                role=f"{label}授权代表",
+                order_group=group,
+                page=placed.page,
+                box=list(placed.signature),
+            )
+        )
+    return slots
 
 
 def get_contract(db: Session, center_id: str, contract_id: str) -> Contract:
