@@ -964,67 +964,22 @@ def finish_slot(
     signer's next approved signature covers them."""
     db, clock, context, session = signing.db, signing.clock, signing.context, signing.session
     document, slot, credential = signing.document, signing.slot, signing.credential
-    caller = signing.acting()
+    signing.acting()  # fails before any work when nobody asks
     # The revocation data went into the prepared revision; finishing needs only the chain.
     chain = pki.credential_chain(db, credential)
-    key_algorithm = pki.key_of(db, credential.key_id).algorithm
-    sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
     spent: list[str] = []
     marked: list[str] = []  # the marks' SADs
-
-    def remote(row: IssuedCertificate) -> Vault:
-        # A key at a remote provider signs there, once EvalSign's own SAD allows it.
-        return providers.vault_for(db, context.provider_access(), row)
+    once = _SingleUse(signing, passkey_use_id, one_time_code_id)
 
     def sign_digest(digest: bytes, hash_name: str) -> bytes:
         if digest != prepared.approval_digest:
             raise pades.SigningFailed("asked to sign another digest than the one approved")
-        return _signature(digest, hash_name, spent)
+        return once.sign(digest, hash_name, spent)
 
     def sign_mark(digest: bytes, hash_name: str) -> bytes:
         if len(marked) >= len(marks):
             raise pades.SigningFailed("asked to sign more than the marks")
-        return _signature(digest, hash_name, marked)
-
-    def _signature(digest: bytes, hash_name: str, sads: list[str]) -> bytes:
-        hash_oid = HASH_OID_BY_NAME[hash_name]
-        encoded = base64.b64encode(digest).decode()
-        granted = activation.authorize_signing(
-            db,
-            caller,
-            clock,
-            policy=context.activation,
-            session=session,
-            credential_id=credential.id,
-            hashes=[encoded],
-            hash_oid=hash_oid,
-            num_signatures=1,
-            purpose=document.purpose,
-            approve=lambda: passkey_use_id,  # verified before the SAD was asked for
-            one_time_code_id=one_time_code_id,
-        )
-        sads.append(granted.activation.id)
-        try:
-            [signature] = activation.sign_hashes(
-                db,
-                caller,
-                clock,
-                vault=context.vault,
-                policy=context.activation,
-                session=session,
-                credential_id=credential.id,
-                sad=granted.sad,
-                hashes=[encoded],
-                hash_oid=hash_oid,
-                sign_algo=sign_algo,
-                purpose=document.purpose,
-                remote=remote,
-            )
-        except CscError as exc:
-            raise providers.refusal(
-                exc, credential_id=credential.id, document_id=document.id
-            ) from exc
-        return signature
+        return once.sign(digest, hash_name, marked)
 
     now = clock.now()
     identity = pades.SigningIdentity(
@@ -1059,22 +1014,104 @@ def finish_slot(
                 raise SigningNotPossible(str(exc)) from exc
         kept = context.store.keep(base, file)
     revision = _record_revision(db, document, kept, "signature", slot.id, now)
-    signed_marks = list(zip(marks, marked, strict=True))
+    _record_signed(
+        signing,
+        revision,
+        sad_id=spent[-1] if spent else None,
+        now=now,
+        marks=[{"field": m.name, "sad_id": sad} for m, sad in zip(marks, marked, strict=True)],
+    )
+    return Signed(document, slot, revision)
+
+
+class _SingleUse:
+    """Signs one digest at a time for a finishing signature: a single-use SAD for exactly
+    that digest (the approval already verified), then the credential's key signs it, here
+    or at a remote provider. Each SAD's id goes to the list the caller keeps for it."""
+
+    def __init__(
+        self, signing: SlotSigning, passkey_use_id: str | None, one_time_code_id: str | None
+    ) -> None:
+        self.signing = signing
+        self.passkey_use_id = passkey_use_id
+        self.one_time_code_id = one_time_code_id
+        key_algorithm = pki.key_of(signing.db, signing.credential.key_id).algorithm
+        self.sign_algo = ECDSA_SHA256 if key_algorithm.value == "ec-p256" else RSA_SHA256
+
+    def _remote(self, row: IssuedCertificate) -> Vault:
+        # A key at a remote provider signs there, once EvalSign's own SAD allows it.
+        return providers.vault_for(self.signing.db, self.signing.context.provider_access(), row)
+
+    def sign(self, digest: bytes, hash_name: str, sads: list[str]) -> bytes:
+        signing = self.signing
+        db, clock, context, caller = signing.db, signing.clock, signing.context, signing.acting()
+        credential, document = signing.credential, signing.document
+        hash_oid = HASH_OID_BY_NAME[hash_name]
+        encoded = base64.b64encode(digest).decode()
+        granted = activation.authorize_signing(
+            db,
+            caller,
+            clock,
+            policy=context.activation,
+            session=signing.session,
+            credential_id=credential.id,
+            hashes=[encoded],
+            hash_oid=hash_oid,
+            num_signatures=1,
+            purpose=document.purpose,
+            approve=lambda: self.passkey_use_id,  # verified before the SAD was asked for
+            one_time_code_id=self.one_time_code_id,
+        )
+        sads.append(granted.activation.id)
+        try:
+            [signature] = activation.sign_hashes(
+                db,
+                caller,
+                clock,
+                vault=context.vault,
+                policy=context.activation,
+                session=signing.session,
+                credential_id=credential.id,
+                sad=granted.sad,
+                hashes=[encoded],
+                hash_oid=hash_oid,
+                sign_algo=self.sign_algo,
+                purpose=document.purpose,
+                remote=self._remote,
+            )
+        except CscError as exc:
+            raise providers.refusal(
+                exc, credential_id=credential.id, document_id=document.id
+            ) from exc
+        return signature
+
+
+def _record_signed(
+    signing: SlotSigning,
+    revision: DocumentRevision,
+    *,
+    sad_id: str | None,
+    now: datetime,
+    marks: list[dict[str, str]],
+) -> None:
+    """The slot signed by this revision, and its `document.signed` entry (with a seal's
+    strips and the SAD of each, when it has them)."""
+    slot, session, credential = signing.slot, signing.session, signing.credential
     slot.status = "signed"
     slot.signed_at = now
     slot.signed_by = session.expert_id
     slot.credential_id = credential.id
-    slot.sad_id = spent[-1] if spent else None
+    slot.sad_id = sad_id
     slot.verification_id = session.verification_id
     slot.revision = revision.number
-    db.flush()
+    signing.db.flush()
     audit.record(
-        db,
-        caller,
-        clock,
+        signing.db,
+        signing.acting(),
+        signing.clock,
         Action.DOCUMENT_SIGNED,
         "document",
-        document.id,
+        signing.document.id,
         {
             "slot_id": slot.id,
             "field": slot.field_name,
@@ -1086,14 +1123,9 @@ def finish_slot(
             "revision": revision.number,
             "sha256": revision.sha256,
             # Each strip of a seal with the SAD that signed it, in the seal's entry.
-            **(
-                {"marks": [{"field": m.name, "sad_id": sad} for m, sad in signed_marks]}
-                if marks
-                else {}
-            ),
+            **({"marks": marks} if marks else {}),
         },
     )
-    return Signed(document, slot, revision)
 
 
 def finish_if_complete(
