@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import onnx
 import onnxruntime
-from insightface.app.common import Face
 from insightface.model_zoo import model_zoo
+from insightface.utils import face_align
 from insightface.utils.face_align import arcface_dst
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
@@ -125,9 +125,26 @@ class FaceEngine:
         return feature / norm if norm > 0 else feature
 
     def landmarks(self, bgr: NDArray[np.uint8], face: DetectedFace) -> NDArray[np.float32]:
-        """106 x 2 landmark points in image pixels."""
-        wrapped = Face(bbox=np.asarray(face.bbox), kps=face.keypoints, det_score=face.score)
-        return np.asarray(self._landmarker.get(bgr, wrapped), dtype=np.float32)
+        """106 x 2 landmark points in image pixels.
+
+        insightface's Landmark.get, step for step, with the points mapped back to the
+        image in one matrix product instead of a Python loop over the 106 points."""
+        model = self._landmarker
+        size = int(model.input_size[0])
+        x1, y1, x2, y2 = face.bbox
+        centre = (x2 + x1) / 2, (y2 + y1) / 2
+        scale = size / (max(x2 - x1, y2 - y1) * 1.5)
+        crop, matrix = face_align.transform(bgr, centre, size, scale, 0)
+        mean = model.input_mean
+        blob = cv2.dnn.blobFromImage(
+            crop, 1.0 / model.input_std, (size, size), (mean, mean, mean), swapRB=True
+        )
+        found = model.session.run(model.output_names, {model.input_name: blob})[0][0]
+        points = np.asarray(found, dtype=np.float32).reshape((-1, 2))[-model.lmk_num :]
+        points = (points + 1) * (size // 2)
+        back = cv2.invertAffineTransform(matrix)
+        mapped = points.astype(np.float64) @ back[:, :2].T + back[:, 2]
+        return np.asarray(mapped, dtype=np.float32)
 
 
 def prelu_as_max(model: onnx.ModelProto) -> bytes | None:
