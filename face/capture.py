@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -105,6 +106,14 @@ def analyze_capture(
     anchor: tuple[DetectedFace, NDArray[np.float32]] | None = None
     last: _Read | None = None
     since_detection = options.detect_every
+    # Each frame in grey once: the hash and the eye signals both read it.
+    greys: dict[int, NDArray[np.uint8]] = {}
+
+    def grey(index: int) -> NDArray[np.uint8]:
+        if index not in greys:
+            bgr = images[index].bgr
+            greys[index] = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+        return greys[index]
 
     def read(index: int, detect: bool) -> _Read | None:
         nonlocal anchor
@@ -123,7 +132,7 @@ def analyze_capture(
             marks = engine.landmarks(bgr, face)
             face = _tracked(anchor[0], anchor[1], marks)
             found = 1
-        return _Read(face, found, marks, frame_signals(bgr, face, marks))
+        return _Read(face, found, marks, frame_signals(bgr, face, marks, grey(index)))
 
     index, previous = 0, None
     while index < len(images):
@@ -167,10 +176,12 @@ def analyze_capture(
     analyses = []
     for index, image in enumerate(images):
         if index not in reads:
-            analyses.append(_skipped(image))
+            analyses.append(_skipped(image, grey(index)))
             continue
         found = reads[index]
-        analyses.append(_analysis(engine, image, policy, found, index in embedded, passive))
+        analyses.append(
+            _analysis(engine, image, grey(index), policy, found, index in embedded, passive)
+        )
     return analyses
 
 
@@ -205,14 +216,15 @@ def _to_embed(
     return chosen
 
 
-def _skipped(image: DecodedImage) -> FrameAnalysis:
+def _skipped(image: DecodedImage, grey: NDArray[np.uint8]) -> FrameAnalysis:
     photo = PhotoAnalysis(image.width, image.height, 0, None, None, None, None, [])
-    return FrameAnalysis(photo, None, frame_hash(image.bgr), skipped=True)
+    return FrameAnalysis(photo, None, frame_hash(image.bgr, grey), skipped=True)
 
 
 def _analysis(
     engine: FaceEngine,
     image: DecodedImage,
+    grey: NDArray[np.uint8],
     policy: LivenessPolicy,
     found: _Read | None,
     embed: bool,
@@ -220,9 +232,10 @@ def _analysis(
 ) -> FrameAnalysis:
     if found is None:
         photo = PhotoAnalysis(image.width, image.height, 0, None, None, None, None, [NO_FACE])
-        return FrameAnalysis(photo, None, frame_hash(image.bgr))
+        return FrameAnalysis(photo, None, frame_hash(image.bgr, grey))
     aligned = engine.align(image.bgr, found.face)
-    signals = measure(found.face, aligned, found.landmarks)
+    pose = found.signals.yaw_degrees, found.signals.pitch_degrees
+    signals = measure(found.face, aligned, found.landmarks, pose)
     issues = assess(signals, policy.frame_thresholds)
     if found.faces_found > 1:
         issues.insert(0, multiple_faces(found.faces_found))
@@ -237,7 +250,7 @@ def _analysis(
         issues,
     )
     crop = passive.crop(image.bgr, found.face) if passive is not None else None
-    return FrameAnalysis(photo, found.signals, frame_hash(image.bgr), crop)
+    return FrameAnalysis(photo, found.signals, frame_hash(image.bgr, grey), crop)
 
 
 def light_samples(

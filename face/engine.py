@@ -13,11 +13,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+import onnx
 import onnxruntime
-from insightface.app.common import Face
 from insightface.model_zoo import model_zoo
+from insightface.utils import face_align
 from insightface.utils.face_align import arcface_dst
 from numpy.typing import NDArray
+from onnx import helper, numpy_helper
 from skimage.transform import SimilarityTransform
 
 from face.model_pack import ModelPack, verify_model_pack
@@ -66,11 +68,16 @@ class FaceEngine:
         session_options.log_severity_level = 3
 
         def load(role: str) -> Any:
-            return model_zoo.get_model(
-                str(pack.files[role].path),
-                providers=["CPUExecutionProvider"],
-                sess_options=session_options,
+            path = pack.files[role].path
+            model = model_zoo.get_model(
+                str(path), providers=["CPUExecutionProvider"], sess_options=session_options
             )
+            faster = prelu_as_max(onnx.load(str(path)))
+            if faster is not None:
+                model.session = onnxruntime.InferenceSession(
+                    faster, sess_options=session_options, providers=["CPUExecutionProvider"]
+                )
+            return model
 
         self._detector = load("detector")
         self._landmarker = load("landmarks")
@@ -118,6 +125,53 @@ class FaceEngine:
         return feature / norm if norm > 0 else feature
 
     def landmarks(self, bgr: NDArray[np.uint8], face: DetectedFace) -> NDArray[np.float32]:
-        """106 x 2 landmark points in image pixels."""
-        wrapped = Face(bbox=np.asarray(face.bbox), kps=face.keypoints, det_score=face.score)
-        return np.asarray(self._landmarker.get(bgr, wrapped), dtype=np.float32)
+        """106 x 2 landmark points in image pixels.
+
+        insightface's Landmark.get, step for step, with the points mapped back to the
+        image in one matrix product instead of a Python loop over the 106 points."""
+        model = self._landmarker
+        size = int(model.input_size[0])
+        x1, y1, x2, y2 = face.bbox
+        centre = (x2 + x1) / 2, (y2 + y1) / 2
+        scale = size / (max(x2 - x1, y2 - y1) * 1.5)
+        crop, matrix = face_align.transform(bgr, centre, size, scale, 0)
+        mean = model.input_mean
+        blob = cv2.dnn.blobFromImage(
+            crop, 1.0 / model.input_std, (size, size), (mean, mean, mean), swapRB=True
+        )
+        found = model.session.run(model.output_names, {model.input_name: blob})[0][0]
+        points = np.asarray(found, dtype=np.float32).reshape((-1, 2))[-model.lmk_num :]
+        points = (points + 1) * (size // 2)
+        back = cv2.invertAffineTransform(matrix)
+        mapped = points.astype(np.float64) @ back[:, :2].T + back[:, 2]
+        return np.asarray(mapped, dtype=np.float32)
+
+
+def prelu_as_max(model: onnx.ModelProto) -> bytes | None:
+    """The model with every PRelu whose slopes are all at most 1 written as
+    ``Max(x, slope * x)``, serialized; None when it has no such PRelu.
+
+    For slope <= 1 both give x where x >= 0 and slope * x where x < 0, with the same one
+    rounding (the product), so the outputs are bit for bit the same; but onnxruntime's CPU
+    PRelu is slow: the rewrite takes a quarter off the recognizer's time (MobileFaceNet,
+    34 PRelu) and a tenth off the landmarks' (2d106det). The model files stay as shipped
+    (their checksums are verified); only the loaded graph changes.
+    """
+    graph = model.graph
+    slopes = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    nodes, changed = [], False
+    for node in graph.node:
+        slope = slopes.get(node.input[1]) if node.op_type == "PRelu" else None
+        if slope is None or not bool((slope <= 1).all()):
+            nodes.append(node)
+            continue
+        x, (y,) = node.input[0], node.output
+        scaled = f"{y}__slope_x"
+        nodes.append(helper.make_node("Mul", [x, node.input[1]], [scaled]))
+        nodes.append(helper.make_node("Max", [x, scaled], [y], name=node.name))
+        changed = True
+    if not changed:
+        return None
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return bytes(model.SerializeToString())

@@ -101,9 +101,14 @@ def _eye_patch(grey: NDArray[np.uint8], landmarks: NDArray[np.float32]) -> NDArr
 
 
 def frame_signals(
-    bgr: NDArray[np.uint8], face: DetectedFace, landmarks: NDArray[np.float32]
+    bgr: NDArray[np.uint8],
+    face: DetectedFace,
+    landmarks: NDArray[np.float32],
+    grey: NDArray[np.uint8] | None = None,
 ) -> FrameSignals:
-    grey = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+    """The frame's signals; ``grey`` is the frame converted to grey, when the caller has it."""
+    if grey is None:
+        grey = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
     openness = [_eye_area_ratio(landmarks, points, a, b) for points, a, b, _ in EYES]
     darkness = [_eye_darkness(grey, landmarks, points) for points, *_ in EYES]
     eyes_mid = (landmarks[EYES[0][3]] + landmarks[EYES[1][3]]) / 2

@@ -84,8 +84,11 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
     try:
         image.load()
         orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-        upright = ImageOps.exif_transpose(image)
-        rgb = upright.convert("RGB")
+        # Neither step copies a frame that needs neither (most phone frames): both
+        # would return a copy of it, and each copy of a 640x480 frame costs a tenth of
+        # its decode.
+        upright = image if orientation in (None, 1) else ImageOps.exif_transpose(image)
+        rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageRejected(
             "truncated", "the image is truncated or corrupt", "图片不完整或已损坏"

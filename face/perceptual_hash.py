@@ -21,8 +21,10 @@ from numpy.typing import NDArray
 HASH_BYTES = 32
 
 
-def frame_hash(bgr: NDArray[np.uint8]) -> bytes:
-    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+def frame_hash(bgr: NDArray[np.uint8], grey: NDArray[np.uint8] | None = None) -> bytes:
+    """The frame's hash; ``grey`` is the frame converted to grey, when the caller has it."""
+    if grey is None:
+        grey = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
     small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
     low = cv2.dct(small)[:16, :16].flatten()[1:]
     bits = np.append(low > np.median(low), False)  # 255 bits, padded to 256

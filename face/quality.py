@@ -95,11 +95,15 @@ def _sharpness(grey: NDArray[Any]) -> float:
 
 
 def measure(
-    face: DetectedFace, aligned: NDArray[np.uint8], landmarks: NDArray[np.float32]
+    face: DetectedFace,
+    aligned: NDArray[np.uint8],
+    landmarks: NDArray[np.float32],
+    pose: tuple[float, float] | None = None,
 ) -> FaceSignals:
+    """What the gates read; ``pose`` is head_pose(landmarks) when the caller has it."""
     grey = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
     inner = grey[16:96, 16:96]  # the face itself, not the background corners
-    yaw, pitch = head_pose(landmarks)
+    yaw, pitch = pose if pose is not None else head_pose(landmarks)
     return FaceSignals(
         face_px=min(face.width, face.height),
         detection_score=face.score,
