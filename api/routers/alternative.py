@@ -16,8 +16,8 @@ from api.rate_limits import phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.evaluation import Me
 from api.routers.tasks import ScanSessionDep
+from api.schemas.identity import SessionOut
 from api.schemas.inputs import Prose, Token
-from api.schemas.liveness import SessionOut
 from api.web import session as web
 from evaluation.committee import in_person, projects
 from evaluation.kernel import audit

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from api.deps import Db, FaceEngineDep, ServicesDep, face_session_named
 from api.logs import request_id_var
 from api.rate_limits import challenge_limits, phone_limits
-from api.routers.passkeys import FaceSessionIn
 from api.routers.tasks import ScanChallengeOut, challenge_out
+from api.schemas.identity import FaceSessionIn
 from api.schemas.inputs import JsonObject, Prose
 from api.services import Services
 from api.web.session import CSRF_HEADER, DEVICE_COOKIE, check_csrf

@@ -16,10 +16,9 @@ from api.logs import request_id_var
 from api.rate_limits import phone_limits
 from api.routers.csc import Phone, as_signer, signer_caller
 from api.routers.documents import document_out
-from api.routers.passkeys import PasskeyOut
 from api.schemas.documents import DocumentOut, RevisionOut
+from api.schemas.identity import PasskeyApprovalIn, PasskeyOut, SigningChallengeOut
 from api.schemas.inputs import JsonObject, Text, Token
-from api.schemas.passkeys import PasskeyApprovalIn, SigningChallengeOut
 from api.services import Services
 from evaluation.committee import tasks
 from evaluation.contracts import contracts, link_binding, sealing

@@ -26,9 +26,8 @@ from api.logs import request_id_var
 from api.rate_limits import ChallengeLimit, PhoneLimit, count_center, phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
+from api.schemas.identity import CaptureOut, SmsCodeIn, SmsCodeSentOut, StepOut
 from api.schemas.inputs import JsonObject, Prose, Token
-from api.schemas.liveness import CaptureOut, StepOut
-from api.schemas.passkeys import SmsCodeIn, SmsCodeSentOut
 from api.web import session as web
 from evaluation.committee import draws, projects, sign_in, tasks
 from evaluation.contracts import contracts
