@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from api.deps import Admin, Db, ServicesDep, transaction
 from api.logs import request_id_var
-from api.routers.projects import ProjectOut
+from api.schemas.committee.projects import ProjectOut
 from evaluation.committee.projects import NewProject, ProjectChanges
 from evaluation.intake import platform_keys
 from evaluation.intake import projects as intake

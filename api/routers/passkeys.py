@@ -20,7 +20,8 @@ from api.deps import (
 )
 from api.logs import request_id_var
 from api.rate_limits import challenge_limits, phone_limits
-from api.routers.tasks import ScanChallengeOut, challenge_out
+from api.routers.tasks import challenge_out
+from api.schemas.committee.tasks import ScanChallengeOut
 from api.schemas.identity import (
     CompleteIn,
     EnrollmentIn,
