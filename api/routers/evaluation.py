@@ -24,7 +24,6 @@ from api.errors import ValidationFailed
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
 from api.routers.tasks import challenge_out
-from api.schemas.admin import AuditEntryOut
 from api.schemas.committee.deliberation import (
     AnswerIn,
     AnswerOut,
@@ -44,6 +43,7 @@ from api.schemas.committee.deliberation import (
 )
 from api.schemas.committee.reports import OverrideIn, RefusalOut, ReportOut
 from api.schemas.committee.tasks import ScanChallengeOut
+from api.schemas.kernel import AuditEntryOut
 from evaluation.committee import deliberation, draws, projects, reports, sign_in, tasks
 from evaluation.identity import face_checks
 from evaluation.supervision import at_a_glance, evidence

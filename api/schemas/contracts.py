@@ -1,5 +1,6 @@
 """Transaction contracts at the edge (evaluation/contracts/): a contract and its link, a
-party's approval and signature, binding the representative's phone, the contract's pages."""
+party's approval and signature, binding the representative's phone, the contract's pages,
+and the representatives a unit authorizes to sign."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.documents import DocumentOut, RevisionOut
 from api.schemas.identity import PasskeyApprovalIn, SigningChallengeOut
-from api.schemas.inputs import JsonObject, Text, Token
+from api.schemas.inputs import JsonObject, Prose, Text, Token
 
 
 class ContractOut(BaseModel):
@@ -112,3 +113,31 @@ class ContractPagesOut(BaseModel):
     validation_url: str = Field(description="The validation report (HTML; ?format=json)")
     sign_url: str
     face_check_url: str
+
+
+class AuthorizationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    unit_id: str
+    person_id: str = Field(
+        description="The representative as a person: enroll their face at "
+        "PUT /api/v1/experts/{person_id}/face"
+    )
+    scope: str
+    valid_from: datetime
+    valid_until: datetime
+    letter_document_id: str
+    status: str
+    revoked_at: datetime | None
+    revoke_reason: str | None
+    created_at: datetime
+    credential_id: str | None = Field(
+        default=None, description="The person's own signing credential"
+    )
+
+
+class RevokeAuthorizationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Prose = Field(min_length=1, max_length=1000)
