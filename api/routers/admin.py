@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field
 
 from api.deps import Admin, AnyStaff, AuditReader, Db, ServicesDep
-from api.schemas.admin import (
+from api.schemas.inputs import Seq, Token
+from api.schemas.kernel import (
+    AnonymousRefusalOut,
     AuditEntryOut,
     AuditPageOut,
-    CenterOut,
     ChainReportOut,
     CheckpointOut,
     CheckpointProblemOut,
-    IssuedTokenOut,
-    TokenCreate,
-    TokenOut,
 )
-from api.schemas.inputs import Seq, Token
+from api.schemas.registry import CenterOut, IssuedTokenOut, TokenCreate, TokenOut
 from evaluation.kernel import anonymous_refusals, audit
 from evaluation.kernel.actions import Action
 from evaluation.registry import centers
@@ -103,17 +100,6 @@ def audit_entries(
         items=[AuditEntryOut.model_validate(entry, from_attributes=True) for entry in entries],
         next_after_seq=entries[-1].seq if len(entries) == limit else None,
     )
-
-
-class AnonymousRefusalOut(BaseModel):
-    minute: datetime
-    source: str = Field(description="The address the refused requests came from")
-    action: str
-    reason: str
-    count: int
-    first_at: datetime
-    last_at: datetime
-    last_details: dict[str, Any] = Field(description="The latest one's details, as an example")
 
 
 @router.get("/audit/refusals", response_model=list[AnonymousRefusalOut], tags=["audit"])

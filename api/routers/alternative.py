@@ -4,11 +4,9 @@ have taken a face check (before signing in, and before signing)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.logs import request_id_var
@@ -16,28 +14,22 @@ from api.rate_limits import phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.evaluation import Me
 from api.routers.tasks import ScanSessionDep
-from api.schemas.inputs import Prose, Token
-from api.schemas.liveness import SessionOut
+from api.schemas.committee.in_person import (
+    InPersonCheckIn,
+    InPersonCheckOut,
+    PinCheckOut,
+    PinIn,
+    PinSetOut,
+    ScanPinIn,
+    SessionPinIn,
+    VoidIn,
+)
+from api.schemas.identity import SessionOut
 from api.web import session as web
 from evaluation.committee import in_person, projects
 from evaluation.kernel import audit
-from evaluation.kernel.identifiers import IdNumber
 
 router = APIRouter(tags=["in-person path"])
-
-Pin = Annotated[str, Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$")]
-
-
-class PinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id_number: IdNumber = Field(description="Read from the ID card the operator checked")
-    pin: Pin = Field(description="Six digits the person chose; never stored or logged")
-
-
-class PinSetOut(BaseModel):
-    expert_id: str
-    pin_set_at: datetime
 
 
 @router.put("/api/v1/experts/{expert_id}/signing-pin", response_model=PinSetOut)
@@ -58,32 +50,6 @@ def set_signing_pin(
     )
     assert expert.pin_set_at is not None
     return PinSetOut(expert_id=expert.id, pin_set_at=expert.pin_set_at)
-
-
-class InPersonCheckIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    expert_id: Token = Field(min_length=1, max_length=64)
-    id_number: IdNumber = Field(description="Read from the document in the operator's hand")
-    document: Literal["id-card", "passport", "residence-permit"] = "id-card"
-    note: Prose | None = Field(default=None, max_length=500)
-
-
-class InPersonCheckOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    project_id: str
-    expert_id: str
-    checked_by: str
-    document: str
-    note: str | None
-    created_at: datetime
-    expires_at: datetime
-    pin_failures: int
-    voided_at: datetime | None
-    void_reason: str | None
-    assurance: str = in_person.METHOD
 
 
 @router.post(
@@ -122,12 +88,6 @@ def list_in_person_checks(project_id: str, staff: AnyStaff, db: Db) -> list[InPe
     ]
 
 
-class VoidIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Prose = Field(min_length=2, max_length=200)
-
-
 @router.post("/api/v1/in-person-checks/{check_id}/void", response_model=InPersonCheckOut)
 def void_in_person_check(
     check_id: str, body: VoidIn, staff: Operator, db: Db, services: ServicesDep
@@ -135,33 +95,6 @@ def void_in_person_check(
     """End an in-person check early (the person left, or it was recorded in error)."""
     check = in_person.void_check(db, staff.caller, services.clock, check_id, body.reason)
     return InPersonCheckOut.model_validate(check)
-
-
-class ScanPinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    pin: Pin
-    id_number: IdNumber | None = Field(
-        default=None, description="Needed on a room code, which does not say who you are"
-    )
-
-
-class SessionPinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    pin: Pin
-
-
-class PinCheckOut(BaseModel):
-    passed: bool
-    method: str = in_person.METHOD
-    verification_id: str
-    session: SessionOut | None = Field(
-        description="The verified session, as a passed face check gives (the token is null "
-        "for a phone page, whose HttpOnly cookie holds it)"
-    )
-    attempts_remaining: int
-    voided: bool = Field(description="Too many wrong PINs: see the operator again")
 
 
 def _device(request: Request, device_id: str, user_agent: str | None) -> in_person.Device:

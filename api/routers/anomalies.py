@@ -3,46 +3,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AuditReader, Db, ServicesDep
-from api.schemas.inputs import Prose, Token
+from api.schemas.inputs import Token
+from api.schemas.supervision import FlagOut, HandleIn
 from evaluation.kernel import audit
 from evaluation.supervision import anomalies
 from models.tables import AnomalyFlag
 
 router = APIRouter(tags=["supervision"])
-
-
-class FlagOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    project_id: str | None
-    rule: str = Field(
-        description="shared-device, shared-address, failures-before-pass, borderline-pass, "
-        "outside-window, two-devices, similar-sheets, device-shared-day, face-matches-other, "
-        "in-person-path, passkey-bound-late, sms-code"
-    )
-    severity: str
-    evidence: dict[str, Any]
-    explanation_zh: str
-    explanation_en: str
-    status: str
-    note: str | None
-    handled_by: str | None
-    handled_at: datetime | None
-    created_at: datetime
-
-
-class HandleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    note: Prose = Field(min_length=2, max_length=2000, description="What was found, or done")
 
 
 def raise_for(

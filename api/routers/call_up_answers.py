@@ -4,51 +4,28 @@ check drives these routes; an API client may use them the same way."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from api.deps import Db, FaceEngineDep, ServicesDep, face_session_named
 from api.logs import request_id_var
 from api.rate_limits import challenge_limits, phone_limits
-from api.routers.passkeys import FaceSessionIn
-from api.routers.tasks import ScanChallengeOut, challenge_out
-from api.schemas.inputs import JsonObject, Prose
+from api.routers.tasks import challenge_out
+from api.schemas.committee.call_ups import (
+    AnsweredOut,
+    AnswerOptionsOut,
+    CheckedAnswerIn,
+)
+from api.schemas.committee.tasks import ScanChallengeOut
+from api.schemas.identity import FaceSessionIn
 from api.services import Services
 from api.web.session import CSRF_HEADER, DEVICE_COOKIE, check_csrf
 from evaluation.committee import call_up_checks
 from models.tables import VerifiedSession
 
 router = APIRouter(prefix="/api/v1/call", tags=["call-ups"])
-
-
-class PasskeyAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    assertion: JsonObject = Field(description="navigator.credentials.get()'s answer, as JSON")
-
-
-class CheckedAnswerIn(FaceSessionIn):
-    decision: Literal["accept", "decline"]
-    reason: Prose | None = Field(default=None, min_length=1, max_length=500)
-    passkey: PasskeyAnswer
-
-    @model_validator(mode="after")
-    def _declined_with_reason(self) -> CheckedAnswerIn:
-        if self.decision == "decline" and not self.reason:
-            raise ValueError("a decline says why (reason)")
-        return self
-
-
-class AnswerOptionsOut(BaseModel):
-    nonce: str
-    publicKey: dict[str, Any]
-
-
-class AnsweredOut(BaseModel):
-    answer: str
 
 
 def _face(

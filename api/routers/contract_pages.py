@@ -4,12 +4,10 @@ POST /api/v1/contracts/{id}/signatures with the fresh face session the scan's ch
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
-from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from api.deps import Db, ServicesDep
@@ -23,6 +21,7 @@ from api.routers.report_pages import (
     page_response,
 )
 from api.routers.tasks import ScanSessionDep
+from api.schemas.contracts import ContractPagesOut, PartyOut
 from api.schemas.documents import ValidationOut
 from api.schemas.inputs import Count, Int32, Token
 from evaluation.committee import projects
@@ -51,39 +50,6 @@ BASE = "/api/v1/contract"
 class NotAContractScan(NotFound):
     code = "not-a-contract-scan"
     title = "This scan is not of a contract link"
-
-
-class PartyOut(BaseModel):
-    role: str = Field(description="tenderer or winner")
-    name: str
-    credit_code: str
-    signed: bool = Field(description="Both its seal and its representative's signature")
-    signed_at: datetime | None
-    is_mine: bool
-
-
-class ContractPagesOut(BaseModel):
-    contract_id: str
-    document_id: str
-    title: str
-    status: str = Field(description="signing, then completed once both parties signed")
-    project_code: str
-    amount_figures: str
-    amount_words: str
-    representative: str = Field(description="Whom the link was issued to")
-    parties: list[PartyOut]
-    can_sign: bool = Field(description="My party has not signed and the contract takes it")
-    signed_by_my_party: bool
-    ordered: bool
-    waiting_for_other_party: bool
-    signing_freshness_s: int
-    page_count: int
-    revision: int
-    page_urls: list[str]
-    file_url: str
-    validation_url: str = Field(description="The validation report (HTML; ?format=json)")
-    sign_url: str
-    face_check_url: str
 
 
 def _mine(db: Session, scan: ScanSession) -> tuple[Contract, Document, UnitAuthorization]:

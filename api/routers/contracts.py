@@ -3,11 +3,9 @@ for the parties' representatives, and signing from the representative's phone.""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -16,10 +14,17 @@ from api.logs import request_id_var
 from api.rate_limits import phone_limits
 from api.routers.csc import Phone, as_signer, signer_caller
 from api.routers.documents import document_out
-from api.routers.passkeys import PasskeyOut
-from api.schemas.documents import DocumentOut, RevisionOut
-from api.schemas.inputs import JsonObject, Text, Token
-from api.schemas.passkeys import PasskeyApprovalIn, SigningChallengeOut
+from api.schemas.contracts import (
+    BindingCompleteIn,
+    BindingOptionsOut,
+    ContractApprovalOut,
+    ContractOut,
+    ContractSignedOut,
+    ContractSignIn,
+    LinkOut,
+)
+from api.schemas.documents import RevisionOut
+from api.schemas.identity import PasskeyOut
 from api.services import Services
 from evaluation.committee import tasks
 from evaluation.contracts import contracts, link_binding, sealing
@@ -30,74 +35,6 @@ from evaluation.kernel.money import in_figures, in_words
 from models.tables import Contract, VerifiedSession
 
 router = APIRouter(tags=["contracts"])
-
-
-class ContractOut(BaseModel):
-    id: str
-    project_id: str
-    tenderer_unit_id: str
-    winner_unit_id: str
-    amount_fen: int
-    amount_figures: str
-    amount_words: str
-    ordered: bool
-    cross_page_seal: bool
-    status: str = Field(description="signing, completed or cancelled (the document's)")
-    created_at: datetime
-    document: DocumentOut
-
-
-class LinkOut(BaseModel):
-    id: str
-    contract_id: str
-    authorization_id: str
-    token: str = Field(description="evc_...: shown once; the phone opens `url`")
-    url: str
-    expires_at: datetime
-
-
-class ContractSignedOut(BaseModel):
-    party: str
-    completed: bool
-    remaining: int = Field(
-        description="Your party's marks still to sign (the seal, then your own signature): "
-        "ask for the next approval until this is 0"
-    )
-    revisions: list[RevisionOut]
-    contract: ContractOut
-
-
-class ContractApprovalOut(SigningChallengeOut):
-    slot_id: str
-    mark: str = Field(description="seal (the unit's) or signature (your own)")
-    remaining: int = Field(description="Your party's marks still to sign, this one included")
-
-
-class ContractSignIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    passkey: PasskeyApprovalIn | None = Field(
-        default=None,
-        description="Your bound phone's approval of the mark prepared by POST "
-        "/api/v1/contracts/{id}/approval; required after a face check",
-    )
-
-
-class BindingOptionsOut(BaseModel):
-    enrollment_id: str
-    publicKey: dict[str, Any] = Field(
-        description="PublicKeyCredentialCreationOptions (JSON) for navigator.credentials.create()"
-    )
-
-
-class BindingCompleteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enrollment_id: Token = Field(max_length=64)
-    credential: JsonObject = Field(
-        description="navigator.credentials.create()'s answer as RegistrationResponseJSON"
-    )
-    label: Text = Field(default="phone", min_length=1, max_length=200)
 
 
 def contract_out(db: Session, contract: Contract) -> ContractOut:

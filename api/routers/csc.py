@@ -39,7 +39,7 @@ from api.schemas.csc import (
     SignHashIn,
     SignHashOut,
 )
-from api.schemas.passkeys import SigningChallengeOut
+from api.schemas.identity import SigningChallengeOut
 from api.services import Services
 from evaluation.identity import face_checks, passkeys
 from evaluation.kernel import audit

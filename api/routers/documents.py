@@ -31,8 +31,8 @@ from api.schemas.documents import (
     StatusChangeIn,
     ValidationOut,
 )
+from api.schemas.identity import SigningChallengeOut, SmsCodeSentOut
 from api.schemas.inputs import Count, Token
-from api.schemas.passkeys import SigningChallengeOut, SmsCodeSentOut
 from api.services import Services, revocation_check_for
 from evaluation.documents import documents
 from evaluation.documents.documents import NewDocument

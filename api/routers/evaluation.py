@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from api.deps import (
     AnyStaff,
@@ -23,9 +23,27 @@ from api.deps import (
 from api.errors import ValidationFailed
 from api.logs import request_id_var
 from api.routers.anomalies import raise_for
-from api.routers.tasks import ScanChallengeOut, challenge_out
-from api.schemas.admin import AuditEntryOut
-from api.schemas.inputs import JsonObject, Prose, Token
+from api.routers.tasks import challenge_out
+from api.schemas.committee.deliberation import (
+    AnswerIn,
+    AnswerOut,
+    AppointIn,
+    ChairOut,
+    DissentIn,
+    DissentOut,
+    RecusalIn,
+    RecusalOut,
+    RecusalResult,
+    ReplaceIn,
+    ReplaceOut,
+    ResultsOut,
+    ScoresIn,
+    SheetOut,
+    VoteIn,
+)
+from api.schemas.committee.reports import OverrideIn, RefusalOut, ReportOut
+from api.schemas.committee.tasks import ScanChallengeOut
+from api.schemas.kernel import AuditEntryOut
 from evaluation.committee import deliberation, draws, projects, reports, sign_in, tasks
 from evaluation.identity import face_checks
 from evaluation.supervision import at_a_glance, evidence
@@ -50,6 +68,9 @@ def evaluation_session(
 Me = Annotated[EvaluationSession, Depends(evaluation_session)]
 
 
+# Kept here with OverviewOut, which holds it, not in api/schemas: the console's glance has a
+# SeatOut too, so FastAPI names this component by its module (api__routers__evaluation__SeatOut)
+# and moving it would rename it in the OpenAPI document.
 class SeatOut(BaseModel):
     assignment_id: str
     expert_id: str
@@ -57,28 +78,6 @@ class SeatOut(BaseModel):
     specialty: str
     status: str
     is_chair: bool
-
-
-class SheetOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    status: str
-    version: int
-    points: dict[str, dict[str, float]]
-    updated_at: datetime
-    submitted_at: datetime | None
-    void_reason: str | None
-
-
-class RecusalOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    conflict: bool
-    statement_sha256: str
-    related_units: list[str]
-    created_at: datetime
 
 
 class OverviewOut(BaseModel):
@@ -157,18 +156,6 @@ def overview(me: Me, db: Db, services: ServicesDep) -> OverviewOut:
     )
 
 
-class AnswerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    accept: bool
-    reason: Prose | None = Field(default=None, max_length=1000)
-
-
-class AnswerOut(BaseModel):
-    assignment_id: str
-    status: str
-
-
 @router.post("/api/v1/evaluation/response", response_model=AnswerOut)
 def answer_invitation(body: AnswerIn, me: Me, db: Db, services: ServicesDep) -> AnswerOut:
     """Accept the seat, or decline it with a reason (the next backup is invited)."""
@@ -176,19 +163,6 @@ def answer_invitation(body: AnswerIn, me: Me, db: Db, services: ServicesDep) -> 
         raise ValidationFailed("a decline states its reason")
     seat, _ = deliberation.respond(db, services.clock, me, body.accept, body.reason)
     return AnswerOut(assignment_id=seat.id, status=seat.status)
-
-
-class RecusalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    conflict: bool = Field(description="True: I have a conflict of interest and withdraw")
-    statement: Prose = Field(min_length=10, max_length=5000, description="The signed statement")
-    related_units: list[Token] = Field(default_factory=list, max_length=50)
-
-
-class RecusalResult(BaseModel):
-    declaration: RecusalOut
-    seat_status: str
 
 
 @router.post(
@@ -205,14 +179,6 @@ def declare_recusal(body: RecusalIn, me: Me, db: Db, services: ServicesDep) -> R
     seat_status = "replaced" if body.conflict else "accepted"
     return RecusalResult(
         declaration=RecusalOut.model_validate(declaration), seat_status=seat_status
-    )
-
-
-class ScoresIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    points: dict[Token, JsonObject] = Field(
-        description="bidder credit code -> criterion name -> points (a draft may be partial)"
     )
 
 
@@ -237,17 +203,6 @@ def submit_scores(me: Me, db: Db, services: ServicesDep) -> SheetOut:
     return _sheet_out(sheet)
 
 
-class VoteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    assignment_id: Token = Field(min_length=1, max_length=64)
-
-
-class ChairOut(BaseModel):
-    chair_assignment_id: str | None
-    chosen_by: str | None
-
-
 def _chair_out(project: Project) -> ChairOut:
     return ChairOut(
         chair_assignment_id=project.chair_assignment_id, chosen_by=project.chair_chosen_by
@@ -260,12 +215,6 @@ def vote_chair(body: VoteIn, me: Me, db: Db, services: ServicesDep) -> ChairOut:
     return _chair_out(deliberation.vote_chair(db, services.clock, me, body.assignment_id))
 
 
-class ResultsOut(BaseModel):
-    project_id: str
-    aggregated_at: datetime | None
-    results: dict[str, Any] | None
-
-
 @router.post("/api/v1/evaluation/aggregate", response_model=ResultsOut)
 def aggregate(me: Me, db: Db, services: ServicesDep) -> ResultsOut:
     """The chair combines the submitted sheets and ranks the bidders (frozen afterwards)."""
@@ -273,20 +222,6 @@ def aggregate(me: Me, db: Db, services: ServicesDep) -> ResultsOut:
     return ResultsOut(
         project_id=project.id, aggregated_at=project.aggregated_at, results=project.results
     )
-
-
-class DissentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: Prose = Field(min_length=10, max_length=5000, description="The reasons")
-
-
-class DissentOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    text: str
-    created_at: datetime
 
 
 @router.post("/api/v1/evaluation/results/agree", response_model=AnswerOut)
@@ -327,12 +262,6 @@ def fresh_face_check(
 # --- the operator's part ------------------------------------------------------------------
 
 
-class AppointIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    assignment_id: Token = Field(min_length=1, max_length=64)
-
-
 @router.post("/api/v1/projects/{project_id}/chair", response_model=ChairOut)
 def appoint_chair(
     project_id: str, body: AppointIn, staff: Operator, db: Db, services: ServicesDep
@@ -342,19 +271,6 @@ def appoint_chair(
         db, staff.caller, services.clock, project_id, body.assignment_id
     )
     return _chair_out(project)
-
-
-class ReplaceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Prose = Field(min_length=2, max_length=1000)
-
-
-class ReplaceOut(BaseModel):
-    assignment_id: str
-    status: str
-    promoted_assignment_id: str | None = Field(description="null: no backup was left")
-    promoted_expert_id: str | None
 
 
 @router.post(
@@ -394,16 +310,6 @@ def project_results(project_id: str, staff: AnyStaff, db: Db) -> ResultsOut:
 # --- the report ---------------------------------------------------------------------------
 
 
-class ReportOut(BaseModel):
-    document_id: str
-    title: str
-    status: str
-    page_count: int
-    sha256: str
-    signatures_url: str
-    content_url: str
-
-
 def _report_out(document: Document) -> ReportOut:
     return ReportOut(
         document_id=document.id,
@@ -433,17 +339,6 @@ def chair_generates_report(me: Me, db: Db, services: ServicesDep) -> ReportOut:
     return _report_out(document)
 
 
-class OverrideIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Prose | None = Field(
-        default=None,
-        min_length=2,
-        max_length=1000,
-        description="Why the report goes ahead without a member's answer to the results",
-    )
-
-
 @router.post(
     "/api/v1/projects/{project_id}/report",
     response_model=ReportOut,
@@ -467,12 +362,6 @@ def operator_generates_report(
         override_reason=body.reason.strip() if body and body.reason else None,
     )
     return _report_out(document)
-
-
-class RefusalOut(BaseModel):
-    slot_id: str
-    status: str
-    deemed: str
 
 
 @router.post("/api/v1/evaluation/report/refusal", response_model=RefusalOut)

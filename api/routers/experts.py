@@ -9,7 +9,8 @@ from fastapi.responses import PlainTextResponse
 
 from api.deps import AnyStaff, Db, ExpectedVersion, Operator, ServicesDep, Staff
 from api.errors import UnsupportedMediaType
-from api.schemas.experts import (
+from api.schemas.inputs import Token
+from api.schemas.registry import (
     ExpertCreate,
     ExpertOut,
     ExpertPageOut,
@@ -18,7 +19,6 @@ from api.schemas.experts import (
     ReactivateRequest,
     SuspendRequest,
 )
-from api.schemas.inputs import Token
 from evaluation.identity import session_ends
 from evaluation.registry import expert_import, experts
 from evaluation.registry.experts import ExpertFilters, ExpertStatus, StatusAction

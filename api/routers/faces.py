@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,7 +22,17 @@ from api.deps import (
     require,
 )
 from api.errors import UnsupportedMediaType, ValidationFailed
-from api.schemas.inputs import Prose, Token
+from api.schemas.identity import (
+    CompareOut,
+    FaceEnrollmentOut,
+    FaceStatusOut,
+    HoldingsOut,
+    RemoteDecisionIn,
+    RemoteReviewOut,
+    RetainedOut,
+    WithdrawIn,
+    WithdrawnOut,
+)
 from evaluation.identity import face_data, faces, remote_review
 from evaluation.kernel.errors import DomainError
 from evaluation.kernel.identifiers import check_characters
@@ -33,84 +41,7 @@ from evaluation.registry.staff import Role
 router = APIRouter(tags=["faces"])
 
 
-class FaceEnrollmentOut(BaseModel):
-    expert_id: str
-    model_id: str
-    photo_count: int
-    enrolled_at: datetime
-    consent_recorded_at: datetime
-    consent_version: str | None
-    photos: list[dict[str, Any]]
-
-
-class FaceStatusOut(BaseModel):
-    expert_id: str
-    model_id: str
-    photo_count: int
-    enrolled_at: datetime
-    consent_recorded_at: datetime
-    consent_version: str | None = Field(
-        description="The consent text agreed to (null: before 0018)"
-    )
-    reference: str
-    quality: list[dict[str, Any]]
-    confirmed_at: datetime | None = Field(
-        description="When an operator confirmed the reference is the person's (null: an ID "
-        "card sent from a phone that waits for a decision; nothing is sealed before)"
-    )
-
-
 ReviewReader = Annotated[Staff, Depends(require(Role.OPERATOR, Role.SUPERVISOR))]
-
-
-class RemoteReviewOut(BaseModel):
-    id: str
-    expert_id: str
-    created_at: datetime
-    card_jpeg_base64: str | None = Field(
-        description="The ID card photo the phone sent (operators only; null once decided)"
-    )
-    frame_jpeg_base64: str | None = Field(
-        description="A frame of the live check that matched the card (operators only; null: "
-        "none passed yet, or decided)"
-    )
-    verification_id: str | None
-    similarity: float | None
-    decided_at: datetime | None
-    decision: str | None
-    decided_by: str | None = Field(
-        description='"identity-provider" when the center\'s identity provider decided, else '
-        "the operator's staff token"
-    )
-    provider_outcome: Literal["match", "no-match", "unavailable"] | None = Field(
-        description="The identity provider's answer (null: not asked, or no provider); "
-        "unavailable leaves the decision to an operator"
-    )
-    provider_reference: str | None = Field(
-        description="The provider's id of its check, to trace it with the provider"
-    )
-    provider_score: float | None
-
-
-class RemoteDecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision: Literal["confirm", "reject"]
-    verification_id: Token | None = Field(
-        default=None,
-        max_length=64,
-        description="The live check you compared (from the review): refused if it changed",
-    )
-    note: Prose = Field(
-        min_length=1, max_length=500, description="What was compared, e.g. a call to the unit"
-    )
-
-
-class CompareOut(BaseModel):
-    similarity: float
-    threshold: float
-    same: bool
-    faces: list[dict[str, Any]]
 
 
 class UploadMissing(DomainError):
@@ -292,23 +223,6 @@ def compare_faces(
     return CompareOut(**result)
 
 
-class WithdrawIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    note: Prose = Field(
-        min_length=1, max_length=1000, description="How the withdrawal reached the center"
-    )
-
-
-class WithdrawnOut(BaseModel):
-    expert_id: str
-    withdrawn_at: datetime
-    templates_deleted: int
-    photos_deleted: int
-    frames_deleted: int
-    sessions_revoked: int
-
-
 @router.post("/api/v1/experts/{expert_id}/face/consent/withdraw", response_model=WithdrawnOut)
 def withdraw_face_consent(
     expert_id: str, body: WithdrawIn, staff: Operator, db: Db, services: ServicesDep
@@ -329,14 +243,6 @@ def withdraw_face_consent(
     )
 
 
-class HoldingsOut(BaseModel):
-    people: int = Field(description="People whose face template the center holds")
-    photos: int = Field(description="Retained enrollment photos")
-    frames: int = Field(description="Retained evidence frames")
-    filing_threshold: int
-    warning: bool = Field(description="Near the number that needs a filing with the regulator")
-
-
 @router.get("/api/v1/faces/holdings", response_model=HoldingsOut)
 def face_holdings(staff: AuditReader, db: Db, services: ServicesDep) -> HoldingsOut:
     """How many people's face data the center holds (the Measures' filing count)."""
@@ -351,13 +257,6 @@ def face_holdings(staff: AuditReader, db: Db, services: ServicesDep) -> Holdings
         filing_threshold=found.threshold,
         warning=found.warning,
     )
-
-
-class RetainedOut(BaseModel):
-    frames_deleted: int
-    verifications: int
-    templates_deleted: int
-    experts: list[str]
 
 
 @router.post("/api/v1/faces/retention", response_model=RetainedOut)

@@ -5,7 +5,6 @@ issued, every write carrying an Idempotency-Key. And the admin's routes for thos
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 from anyio import to_thread
@@ -14,7 +13,8 @@ from pydantic import BaseModel
 
 from api.deps import Admin, Db, ServicesDep, transaction
 from api.logs import request_id_var
-from api.routers.projects import ProjectOut
+from api.schemas.committee.projects import ProjectOut
+from api.schemas.intake import IssuedPlatformKey, PlatformKeyOut
 from evaluation.committee.projects import NewProject, ProjectChanges
 from evaluation.intake import platform_keys
 from evaluation.intake import projects as intake
@@ -95,6 +95,9 @@ async def writing_platform(
 WritingPlatform = Annotated[Platform, Depends(writing_platform)]
 
 
+# Kept here, not in api/schemas: a document's RevisionOut shares the name, so FastAPI names
+# this component by its module (api__routers__intake__RevisionOut) and moving it would
+# rename it in the OpenAPI document.
 class RevisionOut(BaseModel):
     project: ProjectOut
     changed: list[str]
@@ -142,18 +145,6 @@ def revise_project(
         register_units=services.settings.intake_registers_units,
     )
     return RevisionOut(project=ProjectOut.model_validate(project), changed=changed)
-
-
-class PlatformKeyOut(BaseModel):
-    id: str
-    platform: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-
-class IssuedPlatformKey(PlatformKeyOut):
-    secret: str
 
 
 def _key_out(key: PlatformKey) -> PlatformKeyOut:

@@ -27,8 +27,7 @@ from api.identity_provider import ask_identity_provider
 from api.logs import request_id_var
 from api.rate_limits import phone_limits
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
-from api.schemas.inputs import Token
-from api.schemas.liveness import (
+from api.schemas.identity import (
     CaptureOut,
     ChallengeCreate,
     ChallengeOut,
@@ -42,6 +41,7 @@ from api.schemas.liveness import (
     VerificationPage,
     VerificationSummaryOut,
 )
+from api.schemas.inputs import Token
 from api.web import session as web
 from evaluation.identity import capture_stream, face_checks
 from evaluation.identity.capture_stream import FramesInvalid

@@ -4,7 +4,6 @@ check and passkey registration, the list of bound phones and revoking a lost one
 from __future__ import annotations
 
 import base64
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, status
@@ -21,8 +20,17 @@ from api.deps import (
 )
 from api.logs import request_id_var
 from api.rate_limits import challenge_limits, phone_limits
-from api.routers.tasks import ScanChallengeOut, challenge_out
-from api.schemas.inputs import JsonObject, Prose, Text, Token
+from api.routers.tasks import challenge_out
+from api.schemas.committee.tasks import ScanChallengeOut
+from api.schemas.identity import (
+    CompleteIn,
+    EnrollmentIn,
+    EnrollmentOut,
+    FaceSessionIn,
+    OpenedOut,
+    PasskeyOut,
+)
+from api.schemas.inputs import Prose
 from evaluation.identity import phone_binding
 from models.tables import Passkey, PasskeyEnrollment
 from signing.task_qr import qr_png, qr_svg
@@ -30,44 +38,9 @@ from signing.task_qr import qr_png, qr_svg
 router = APIRouter(tags=["passkeys"])
 
 
-class EnrollmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id_number: Token = Field(
-        min_length=15,
-        max_length=18,
-        description="Typed from the ID card in the operator's hand: it must be this person's",
-    )
-
-
-class EnrollmentOut(BaseModel):
-    id: str
-    expert_id: str
-    expires_at: datetime
-    url: str = Field(description="What the QR encodes: the phone's binding page (/m/b/evb_...)")
-    token: str = Field(description="evb_...: an API client sends it as the bearer token")
-    png_base64: str
-    svg: str
-
-
-class PasskeyOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    expert_id: str
-    label: str
-    credential_id: str
-    aaguid: str
-    backup_eligible: bool
-    device_id: str
-    verification_id: str = Field(description="The face check the binding started with")
-    witnessed_by: str = Field(description="The operator who started the binding at the desk")
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-    revoke_reason: str | None
-
-
+# Kept here, not in api/schemas: three request models are called RevokeIn, so FastAPI names
+# this one's component by its module (api__routers__passkeys__RevokeIn); moving it would
+# rename the component in the OpenAPI document.
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -151,12 +124,6 @@ def enrollment_of_phone(
 PhoneEnrollment = Annotated[PasskeyEnrollment, Depends(enrollment_of_phone)]
 
 
-class OpenedOut(BaseModel):
-    id: str
-    name: str = Field(description="Whose phone this becomes, for the person to confirm")
-    expires_at: datetime
-
-
 @router.post(
     "/api/v1/passkey-enrollment/open",
     response_model=OpenedOut,
@@ -192,24 +159,6 @@ def enrollment_challenge(
         services.limiter,
     )
     return challenge_out(issued)
-
-
-class FaceSessionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    face_session: Token | None = Field(
-        default=None,
-        min_length=8,
-        max_length=200,
-        description="The evf_... token the passed check gave (a phone page's cookie holds it)",
-    )
-
-
-class CompleteIn(FaceSessionIn):
-    credential: JsonObject = Field(
-        description="navigator.credentials.create()'s answer as RegistrationResponseJSON"
-    )
-    label: Text = Field(default="phone", min_length=1, max_length=200)
 
 
 @router.post(

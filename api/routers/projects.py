@@ -4,80 +4,18 @@ supplementary draws for seats no backup was left for, and the chain of proofs.""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep
 from api.errors import ValidationFailed
-from api.schemas.inputs import Prose
+from api.schemas.committee.call_ups import CallUpOut, ResponseIn, ResponseOut
+from api.schemas.committee.projects import DrawChainOut, DrawOut, MemberOut, ProjectOut
 from evaluation.committee import call_ups, draws, projects
 from evaluation.committee.draws import DrawPolicy, RunDraw, SupplementaryDraw
 from evaluation.committee.projects import NewProject
 from models.tables import Draw, Project
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
-
-
-class ProjectOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    code: str
-    name: str
-    regime: str
-    budget_yuan: int | None
-    tenderer_name: str
-    tenderer_credit_code: str
-    tenderer_unit_id: str | None
-    bidders: list[dict[str, Any]]
-    sections: list[dict[str, Any]]
-    evaluation_start: datetime
-    evaluation_end: datetime
-    mode: str
-    committee_spec: list[dict[str, Any]]
-    tenderer_representatives: int
-    criteria: list[dict[str, Any]]
-    aggregation: str
-    status: str
-    created_at: datetime
-
-
-class DrawOut(BaseModel):
-    id: str
-    project_id: str
-    status: str
-    commitment: str
-    public_entropy: str | None
-    created_at: datetime
-    ran_at: datetime | None
-    previous_draw_id: str | None = Field(description="A supplementary draw: the draw it follows")
-    spec: list[dict[str, Any]] | None = Field(
-        description="A supplementary draw: the vacant seats it fills, per specialty"
-    )
-    proof: dict[str, Any]
-
-
-class DrawChainOut(BaseModel):
-    project_id: str
-    draws: list[DrawOut] = Field(description="The first draw, then each supplementary draw")
-    proofs: list[dict[str, Any]] = Field(
-        description="The proofs of the draws that ran, in order: what `evalsign draw verify` "
-        "replays (sealed like the committee until the evaluation starts)"
-    )
-    vacancies: dict[str, int] = Field(description="Seats nobody holds now, per specialty")
-
-
-class MemberOut(BaseModel):
-    assignment_id: str
-    expert_id: str
-    name: str
-    specialty: str
-    role: str
-    rank: int
-    status: str
 
 
 def draw_out(draw: Draw, sealed: bool) -> DrawOut:
@@ -209,24 +147,6 @@ def get_committee(
     ]
 
 
-class CallUpOut(BaseModel):
-    assignment_id: str
-    specialty: str
-    rank: int
-    expert_id: str | None = Field(description="Hidden from operators until the evaluation starts")
-    name: str | None = Field(description="Hidden from operators until the evaluation starts")
-    seat_status: str = Field(description="The assignment: invited, accepted, declined, ...")
-    status: str = Field(description="The message: queued, sent, failed or cancelled")
-    attempts: int
-    last_error: str | None
-    channel: str | None
-    created_at: datetime
-    sent_at: datetime | None
-    deadline_at: datetime | None
-    answer: str | None = Field(description="accepted, declined or expired")
-    answered_at: datetime | None
-
-
 @router.get("/{project_id}/call-ups", response_model=list[CallUpOut])
 def list_call_ups(
     project_id: str, staff: AnyStaff, db: Db, services: ServicesDep
@@ -260,19 +180,6 @@ def list_call_ups(
         )
         for call_up, assignment, expert in call_ups.of_project(db, project.id)
     ]
-
-
-class ResponseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    accept: bool
-    reason: Prose | None = None
-
-
-class ResponseOut(BaseModel):
-    assignment_id: str
-    status: str
-    promoted_expert_id: str | None
 
 
 @router.post("/{project_id}/assignments/{assignment_id}/response", response_model=ResponseOut)

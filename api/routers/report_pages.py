@@ -10,17 +10,16 @@ phone revalidates every time (ETag, 304)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from api.deps import Db, ServicesDep
 from api.routers.evaluation import Me
+from api.schemas.committee.reports import ReportPagesOut, SignerOut
 from api.schemas.inputs import Count, Int32
 from api.services import Services
 from evaluation.committee import deliberation, projects
@@ -50,40 +49,6 @@ class ReportNotGenerated(NotFound):
 class NoSuchPage(NotFound):
     code = "no-such-page"
     title = "The document has no page with that number"
-
-
-class SignerOut(BaseModel):
-    slot_id: str
-    name: str | None = Field(description="As the report prints it")
-    role: str
-    status: str = Field(description="pending, signed or refused")
-    signed_at: datetime | None = Field(description="When signed or refused")
-    is_me: bool
-
-
-class ReportPagesOut(BaseModel):
-    document_id: str
-    title: str
-    status: str = Field(description="signing, then completed once nobody is pending")
-    page_count: int
-    revision: int = Field(description="The current revision; each signature adds one")
-    sha256: str = Field(description="Of the current revision's bytes")
-    signature_count: int = Field(description="Slots signed so far")
-    slot_count: int
-    signers: list[SignerOut]
-    my_status: str | None = Field(description="pending, signed, refused; null: no slot")
-    signed_by_me: bool
-    refused_by_me: bool
-    can_sign: bool = Field(description="The report takes signatures and mine is pending")
-    signing_freshness_s: int = Field(
-        description="Signing needs a face check at most this old (POST face_check_url first)"
-    )
-    page_urls: list[str] = Field(
-        description="Page images of this revision; add &width=320..1600 (default 960)"
-    )
-    file_url: str = Field(description="This revision's PDF, as a download")
-    sign_url: str = Field(description="POST with the fresh face session (evf_) to sign")
-    face_check_url: str
 
 
 def _my_report(db: Session, me: EvaluationSession) -> Document:

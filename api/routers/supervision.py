@@ -15,6 +15,15 @@ from pydantic import BaseModel, Field
 from api.csv_export import csv_text
 from api.deps import AuditReader, Db, ServicesDep
 from api.schemas.inputs import Token
+from api.schemas.supervision import (
+    DrawPage,
+    DrawRowOut,
+    Links,
+    ProjectRowOut,
+    ScoreSheetOut,
+    SignatureOut,
+    SignaturePage,
+)
 from evaluation.committee import draws
 from evaluation.supervision import at_a_glance, searches
 from evaluation.supervision.searches import RecordFilter
@@ -26,12 +35,10 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
 Format = Annotated[Literal["json", "csv"], Query(alias="format")]
 
 
-class Links(BaseModel):
-    verification: str | None = Field(description="The face check behind the record")
-    project: str | None
-    document: str | None = None
-
-
+# SignInOut and SeatOut, with the pages that hold them, stay here, not in api/schemas: other
+# routers have classes of the same names, so FastAPI names these components by their module
+# (api__routers__supervision__SignInOut) and moving them would rename them in the OpenAPI
+# document.
 class SignInOut(BaseModel):
     id: str
     created_at: datetime
@@ -50,65 +57,6 @@ class SignInOut(BaseModel):
 class SignInPage(BaseModel):
     items: list[SignInOut]
     next_cursor: str | None
-
-
-class SignatureOut(BaseModel):
-    slot_id: str
-    signed_at: datetime
-    document_id: str
-    document_title: str
-    purpose: str
-    project_id: str | None
-    role: str
-    mark: str = Field(description="signature, or a unit's seal")
-    signer_id: str | None = Field(description="The person who signed (an expert's id)")
-    unit_id: str | None
-    credential_id: str | None
-    sad_id: str | None
-    verification_id: str | None
-    assurance: str | None = Field(description="face, or in-person-pin (the non-face path)")
-    revision: int | None
-    links: Links
-
-
-class SignaturePage(BaseModel):
-    items: list[SignatureOut]
-    next_cursor: str | None
-
-
-class DrawRowOut(BaseModel):
-    id: str
-    project_id: str
-    project_code: str
-    status: str
-    commitment: str
-    public_entropy: str | None
-    created_at: datetime
-    ran_at: datetime | None
-    previous_draw_id: str | None = Field(
-        default=None,
-        description="A supplementary draw: the draw it follows (its proof replays in the "
-        "project's chain, GET /api/v1/projects/{id}/draws/chain)",
-    )
-    proof: dict[str, Any] = Field(
-        description="The whole proof once run, unless the committee is still sealed for you"
-    )
-    links: Links
-
-
-class DrawPage(BaseModel):
-    items: list[DrawRowOut]
-    next_cursor: str | None
-
-
-class ScoreSheetOut(BaseModel):
-    id: str
-    assignment_id: str
-    expert_id: str
-    status: str
-    points: dict[str, dict[str, float]]
-    submitted_at: datetime | None
-    void_reason: str | None
 
 
 SIGN_IN_COLUMNS = [
@@ -339,6 +287,7 @@ def draws_list(
 # --- the console's dashboard and project search -------------------------------------------
 
 
+# Kept here with GlanceOut for its component name, as SignInOut above.
 class SeatOut(BaseModel):
     assignment_id: str
     name: str | None = Field(description="None while the committee is sealed")
@@ -360,16 +309,6 @@ class GlanceOut(BaseModel):
     signed_in: int
     open_flags: int
     signatures_missing: int | None = Field(description="Report signatures not yet made")
-
-
-class ProjectRowOut(BaseModel):
-    id: str
-    code: str
-    name: str
-    status: str
-    mode: str
-    evaluation_start: datetime
-    evaluation_end: datetime
 
 
 @router.get("/overview", response_model=list[GlanceOut])

@@ -26,9 +26,23 @@ from api.logs import request_id_var
 from api.rate_limits import ChallengeLimit, PhoneLimit, count_center, phone_limits
 from api.routers.anomalies import raise_for
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
-from api.schemas.inputs import JsonObject, Prose, Token
-from api.schemas.liveness import CaptureOut, StepOut
-from api.schemas.passkeys import SmsCodeIn, SmsCodeSentOut
+from api.schemas.committee.tasks import (
+    AssignmentBrief,
+    ConsentIn,
+    ConsentOut,
+    ConsentTextOut,
+    EvaluationSessionOut,
+    IdCardEnrollmentOut,
+    PasskeyOptionsIn,
+    ProjectBrief,
+    ScanChallengeOut,
+    ScanIn,
+    ScanOut,
+    SignInIn,
+    TaskQrOut,
+)
+from api.schemas.identity import CaptureOut, SmsCodeSentOut, StepOut
+from api.schemas.inputs import Prose
 from api.web import session as web
 from evaluation.committee import draws, projects, sign_in, tasks
 from evaluation.contracts import contracts
@@ -38,16 +52,6 @@ from evaluation.registry import centers, unit_authority
 from models.tables import Project, ScanSession
 
 router = APIRouter(tags=["tasks"])
-
-
-class TaskQrOut(BaseModel):
-    kind: str = Field(description="room (rotates, anyone on the committee) or personal")
-    url: str = Field(description="What the QR encodes: the phone's landing page")
-    token: str
-    expires_at: datetime
-    rotates_at: datetime | None = Field(description="When the screen should fetch the next")
-    png_base64: str
-    svg: str
 
 
 def _qr_response(qr: tasks.TaskQr, form: str) -> TaskQrOut | Response:
@@ -113,37 +117,6 @@ def personal_qr(
     if isinstance(response, Response):
         response.status_code = status.HTTP_201_CREATED
     return response
-
-
-class ScanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    token: Token = Field(min_length=1, max_length=300)
-    device_id: Token = Field(min_length=8, max_length=100, description="The phone's stable id")
-
-
-class ProjectBrief(BaseModel):
-    id: str
-    code: str
-    name: str
-    center_name: str
-    tenderer_name: str
-    evaluation_start: datetime
-    evaluation_end: datetime
-    mode: str
-
-
-class ScanOut(BaseModel):
-    scan_token: str = Field(description="Authorization: Bearer evs_... with X-Device-Id")
-    kind: str
-    expires_at: datetime
-    project: ProjectBrief
-    challenge_url: str
-    sign_in_url: str = Field(
-        description="Where the passed face check is used: the evaluation sign-in, or a "
-        "contract's signatures"
-    )
-    contract_id: str | None = Field(default=None, description="For a contract link (evc_...)")
 
 
 def _brief(db: Db, project: Project) -> ProjectBrief:
@@ -232,14 +205,6 @@ def scan_session(
 ScanSessionDep = Annotated[ScanSession, Depends(scan_session)]
 
 
-class ConsentTextOut(BaseModel):
-    version: str
-    language: str
-    title: str
-    paragraphs: list[str]
-    sha256: str = Field(description="SHA-256 of the title and paragraphs, newline-joined")
-
-
 @router.get("/api/v1/consent/face", response_model=ConsentTextOut)
 def face_consent_text(lang: Literal["zh", "en"] = "zh") -> ConsentTextOut:
     """The face recognition consent a phone must show before a face check."""
@@ -251,21 +216,6 @@ def face_consent_text(lang: Literal["zh", "en"] = "zh") -> ConsentTextOut:
         paragraphs=list(text.paragraphs),
         sha256=text.sha256,
     )
-
-
-class ConsentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    version: Token = Field(min_length=1, max_length=40, description="The version shown")
-    accepted: bool
-    language: Literal["zh", "en"] = "zh"
-
-
-class ConsentOut(BaseModel):
-    version: str
-    accepted: bool
-    consented_at: datetime | None
-    alternative: str = Field(description="What to do instead when the answer is no")
 
 
 @router.post(
@@ -286,21 +236,6 @@ def answer_consent(
         alternative="an in-person ID check at the center by an operator, then signing "
         "with a signing PIN",
     )
-
-
-class ScanChallengeOut(BaseModel):
-    """A liveness challenge; unlike the operator's, it does not list the candidates (the
-    committee is sealed, and the phone has no need to know who else sits on it)."""
-
-    id: str
-    nonce: str
-    mode: str
-    actions: list[str] = Field(description="Empty: prompts are revealed step by step")
-    issued_at: datetime
-    expires_at: datetime
-    capture: CaptureOut
-    step: StepOut
-    submit_url: str
 
 
 def challenge_out(issued: face_checks.IssuedChallenge) -> ScanChallengeOut:
@@ -344,35 +279,9 @@ def scan_challenge(
     return challenge_out(issued)
 
 
-class SignInIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    face_session: Token | None = Field(
-        default=None,
-        min_length=8,
-        max_length=200,
-        description="The evf_... token the passed check gave (a phone page sends none: "
-        "its cookie holds it)",
-    )
-    passkey: JsonObject | None = Field(
-        default=None,
-        description="The bound phone's answer to the challenge of POST /api/v1/scan/passkey "
-        "(navigator.credentials.get() as AuthenticationResponseJSON). Required after a face "
-        "check; the in-person PIN path signs in without it.",
-    )
-    sms: SmsCodeIn | None = Field(
-        default=None,
-        description="Where the center allows it (EVALSIGN_SMS_FALLBACK): the code of POST "
-        "/api/v1/scan/sms-code in place of the passkey, recorded at a lower assurance",
-    )
-
-
-class AssignmentBrief(BaseModel):
-    id: str
-    specialty: str
-    status: str
-
-
+# Kept here, not in api/schemas: the supervisors' search has a SignInOut too, so FastAPI
+# names this component by its module (api__routers__tasks__SignInOut) and moving it would
+# rename it in the OpenAPI document.
 class SignInOut(BaseModel):
     evaluation_token: str | None = Field(
         description="Authorization: Bearer eve_... with X-Device-Id (null for a phone page, "
@@ -384,15 +293,6 @@ class SignInOut(BaseModel):
     expert_id: str
     assignment: AssignmentBrief
     project_id: str
-
-
-class IdCardEnrollmentOut(BaseModel):
-    person_id: str
-    reference: str = Field(description="id-card: a lower assurance than enrollment in person")
-    model_id: str
-    enrolled_at: datetime
-    replaced: bool
-    quality: list[dict[str, Any]]
 
 
 @router.put(
@@ -442,12 +342,6 @@ async def enroll_id_card(
         replaced=enrollment.replaced,
         quality=enrollment.photos,
     )
-
-
-class PasskeyOptionsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    face_session: Token | None = Field(default=None, min_length=8, max_length=200)
 
 
 @router.post(
@@ -546,20 +440,6 @@ def scan_sign_in(
     )
 
 
-class EvaluationSessionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    expert_id: str
-    assignment_id: str
-    device_id: str
-    flagged: bool
-    flag_reason: str | None
-    created_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None
-
-
 @router.get("/api/v1/projects/{project_id}/sessions", response_model=list[EvaluationSessionOut])
 def project_sessions(
     project_id: str, staff: AnyStaff, db: Db, services: ServicesDep
@@ -571,6 +451,9 @@ def project_sessions(
     return [EvaluationSessionOut.model_validate(row) for row in rows]
 
 
+# Kept here, not in api/schemas: three request models are called RevokeIn, so FastAPI names
+# this one's component by its module (api__routers__tasks__RevokeIn); moving it would rename
+# it in the OpenAPI document.
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -4,11 +4,9 @@ authorizations, and their organization seals: picture and credential."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from api.deps import AnyStaff, Db, Operator, ServicesDep, Staff
@@ -16,8 +14,10 @@ from api.errors import RequestTooLarge, ValidationFailed
 from api.routers.documents import discarded_unless_kept, read_pdf_form
 from api.routers.faces import BINARY, UploadMissing, multipart_body, read_multipart
 from api.routers.pki import credential_out
-from api.schemas.inputs import Prose, Token
+from api.schemas.contracts import AuthorizationOut, RevokeAuthorizationIn
+from api.schemas.inputs import Token
 from api.schemas.pki import CredentialOut, RevokeIn
+from api.schemas.registry import ContactOut, UnitOut
 from api.services import Services
 from evaluation.contracts import representatives
 from evaluation.contracts.representatives import NewRepresentative
@@ -33,54 +33,6 @@ from models.tables import Unit, UnitAuthorization
 router = APIRouter(tags=["units"])
 
 MAX_SEAL_UPLOAD = 2 * 1024 * 1024
-
-
-class ContactOut(BaseModel):
-    name: str
-    phone: str = Field(description="Masked (138****5678) for supervisors, as experts' phones")
-    role: str | None
-
-
-class UnitOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    name: str
-    credit_code: str
-    legal_representative: str | None
-    contacts: list[ContactOut]
-    seal_source: str | None = Field(description="uploaded, generated, or null (no seal yet)")
-    seal_purpose: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class AuthorizationOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    unit_id: str
-    person_id: str = Field(
-        description="The representative as a person: enroll their face at "
-        "PUT /api/v1/experts/{person_id}/face"
-    )
-    scope: str
-    valid_from: datetime
-    valid_until: datetime
-    letter_document_id: str
-    status: str
-    revoked_at: datetime | None
-    revoke_reason: str | None
-    created_at: datetime
-    credential_id: str | None = Field(
-        default=None, description="The person's own signing credential"
-    )
-
-
-class RevokeAuthorizationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Prose = Field(min_length=1, max_length=1000)
 
 
 def _unit_out(unit: Unit, staff: Staff, services: Services) -> UnitOut:

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.identity import PasskeyApprovalIn
 from api.schemas.inputs import Prose, Token
-from api.schemas.passkeys import PasskeyApprovalIn
 
 Hash = Annotated[Token, Field(min_length=1, max_length=200, description="base64 digest")]
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.schemas.identity import PasskeyApprovalIn, SmsCodeIn
 from api.schemas.inputs import Prose, Token
-from api.schemas.passkeys import PasskeyApprovalIn, SmsCodeIn
 from evaluation.documents.documents import PasskeyApproval, SmsApproval
 
 

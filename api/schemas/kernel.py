@@ -1,42 +1,12 @@
-"""Center, staff token and audit log responses."""
+"""The audit log at the edge (evaluation/kernel/audit.py): its entries, the tallies of
+anonymous refusals, the chain check and its signed checkpoints (evaluation/trust/)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from evaluation.kernel.identifiers import Text
-from evaluation.registry.staff import Role
-
-
-class CenterOut(BaseModel):
-    id: str
-    name: str
-    created_at: datetime
-
-
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    role: Role
-    label: Annotated[Text, Field(max_length=200)]
-
-
-class TokenOut(BaseModel):
-    id: str
-    role: Role
-    label: str
-    created_at: datetime
-    revoked_at: datetime | None
-
-
-class IssuedTokenOut(BaseModel):
-    id: str
-    role: Role
-    label: str
-    token: str = Field(description="Shown once; only its hash is stored.")
+from pydantic import BaseModel, Field
 
 
 class AuditEntryOut(BaseModel):
@@ -90,3 +60,14 @@ class CheckpointOut(BaseModel):
     signature: str = Field(description="Base64 DER detached CMS over the statement")
     reason: str
     created_at: datetime
+
+
+class AnonymousRefusalOut(BaseModel):
+    minute: datetime
+    source: str = Field(description="The address the refused requests came from")
+    action: str
+    reason: str
+    count: int
+    first_at: datetime
+    last_at: datetime
+    last_details: dict[str, Any] = Field(description="The latest one's details, as an example")

@@ -1,4 +1,5 @@
-"""Expert registry bodies and responses."""
+"""Who takes part, at the edge (evaluation/registry/): the center and its staff tokens,
+experts and units."""
 
 from __future__ import annotations
 
@@ -9,6 +10,36 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from evaluation.kernel.identifiers import Text, mask_phone
 from evaluation.registry.experts import ExpertChanges, ExpertRecord, ExpertStatus, NewExpert
+from evaluation.registry.staff import Role
+
+
+class CenterOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    label: Annotated[Text, Field(max_length=200)]
+
+
+class TokenOut(BaseModel):
+    id: str
+    role: Role
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class IssuedTokenOut(BaseModel):
+    id: str
+    role: Role
+    label: str
+    token: str = Field(description="Shown once; only its hash is stored.")
+
 
 _EXAMPLE: dict[str, Any] = {
     "name": "张伟",
@@ -72,3 +103,23 @@ class ImportOut(BaseModel):
     created: int
     dry_run: bool
     expert_ids: list[str]
+
+
+class ContactOut(BaseModel):
+    name: str
+    phone: str = Field(description="Masked (138****5678) for supervisors, as experts' phones")
+    role: str | None
+
+
+class UnitOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    credit_code: str
+    legal_representative: str | None
+    contacts: list[ContactOut]
+    seal_source: str | None = Field(description="uploaded, generated, or null (no seal yet)")
+    seal_purpose: str | None
+    created_at: datetime
+    updated_at: datetime
