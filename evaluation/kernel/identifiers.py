@@ -192,9 +192,17 @@ def normalize_name(value: str) -> str:
     return name
 
 
+_LENGTH_AFTER_VALIDATION = re.compile(
+    r"^Value should have (at least|at most) (\d+) items? after validation, not (\d+)$"
+)
+
+
 def error_message(message: str) -> str:
-    """A validation message as a person should read it, without pydantic's prefix."""
-    return message.removeprefix("Value error, ")
+    """A validation message as a person should read it, without pydantic's prefix. A
+    length limit on one of our normalized strings (an identifier, a URL) is checked after
+    its validator, where pydantic counts "items"; for a string they are characters."""
+    message = message.removeprefix("Value error, ")
+    return _LENGTH_AFTER_VALIDATION.sub(r"Value should have \1 \2 characters, not \3", message)
 
 
 def mask_id_number(number: str) -> str:

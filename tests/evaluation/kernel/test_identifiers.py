@@ -305,3 +305,21 @@ def test_text_type_rejects_control_characters_through_pydantic() -> None:
     assert adapter.validate_python(" 北京市 ") == "北京市"
     with pytest.raises(ValidationError):
         adapter.validate_python("北京\r市")
+
+
+def test_a_length_limit_on_a_normalized_string_is_told_in_characters() -> None:
+    from typing import Annotated
+
+    from pydantic import Field
+
+    from evaluation.kernel.identifiers import Token, error_message
+
+    short = TypeAdapter(Annotated[Token, Field(min_length=8)])
+    with pytest.raises(ValidationError) as caught:
+        short.validate_python("ftp://x")
+    [error] = caught.value.errors()
+    assert error_message(error["msg"]) == "Value should have at least 8 characters, not 7"
+    # A list's own wording is left as pydantic says it.
+    assert error_message("List should have at least 1 item after validation, not 0") == (
+        "List should have at least 1 item after validation, not 0"
+    )
