@@ -36,6 +36,7 @@ from tests.e2e.service import (
     scene_of,
     stage,
 )
+from tests.e2e.test_expert_journey import check_until
 from tests.face.corpus import id_card_photo
 from tests.factories import id_number
 
@@ -185,9 +186,9 @@ def test_both_representatives_seal_and_sign_from_their_phones(
     page.click("#upload")
     expect(page.locator("#check")).to_be_visible(timeout=30_000)
     look(page, screenshots, "contract-pixel7-4-check")
-    page.click("#start")
     # Sent from a phone: nothing is sealed until the desk compares card and face.
     waiting = page.locator("#problem")
+    check_until(page, lambda: waiting.count() > 0)
     expect(waiting).to_have_attribute("data-code", "remote-enrollment-unconfirmed", timeout=90_000)
     look(page, screenshots, "contract-pixel7-4b-waiting-for-the-center")
     review_url = f"/api/v1/experts/{newcomer['person_id']}/face/remote-enrollment"
@@ -223,7 +224,7 @@ def test_both_representatives_seal_and_sign_from_their_phones(
     early.click("#sign")
     early.click("#agree")
     expect(early).to_have_url(re.compile(r"/m/contract/sign$"))
-    early.click("#start")
+    check_until(early, lambda: re.search(r"/m/contract$", early.url) is not None)
     expect(early).to_have_url(re.compile(r"/m/contract$"), timeout=90_000)
     expect(early.locator("#completed")).to_be_visible()
     look(early, screenshots, "contract-iphone13-2-completed")

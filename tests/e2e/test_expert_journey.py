@@ -12,7 +12,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -494,21 +494,27 @@ MOTION_REASONS = {"action-not-seen", "action-out-of-order", "planar-motion", "un
 def _check_until_passed(page: Page, passed_url: str) -> None:
     """Start the face check and wait for the page it leads to; a take refused for missed
     motion is tried again, as the page offers a person."""
+    check_until(page, lambda: re.search(passed_url, page.url) is not None)
+    expect(page).to_have_url(re.compile(passed_url))
+
+
+def check_until(page: Page, done: Callable[[], bool]) -> None:
+    """Start the face check until `done` (the page it leads to, or what it shows next); a
+    take refused for missed motion is tried again, as the page offers a person."""
     # Visible only: a retry hides the last refusal but keeps its class until the new
     # outcome, and counting the hidden one clicked the button mid-take (CI, stop 31).
     refused = page.locator("#result.fail:visible")
     for _ in range(ATTEMPTS):
         page.click("#start")
-        # A pass moves on to the next page at once; a refusal stays and says why.
+        # A pass moves on at once; a refusal stays and says why.
         deadline = time.monotonic() + 90
-        while not re.search(passed_url, page.url) and not refused.count():
+        while not done() and not refused.count():
             assert time.monotonic() < deadline, "no face-check result in 90 s"
             page.wait_for_timeout(100)
-        if re.search(passed_url, page.url):
+        if done():
             return
         reasons = set((refused.get_attribute("data-reasons") or "").split())
         assert reasons and reasons <= MOTION_REASONS, reasons
-    expect(page).to_have_url(re.compile(passed_url))
 
 
 def _bind_in_browser(
