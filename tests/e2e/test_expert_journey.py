@@ -174,8 +174,8 @@ def test_without_a_bound_phone_the_face_alone_signs_no_one_in(
     page.click("#agree")
     expect(page).to_have_url(re.compile(r"/m/check$"))
     page.wait_for_load_state("networkidle")  # the page's script listens before the tap
-    page.click("#start")
     problem = page.locator("#problem")
+    check_until(page, lambda: problem.count() > 0)
     expect(problem).to_have_attribute("data-code", "passkey-not-bound", timeout=90_000)
     expect(page).to_have_url(re.compile(r"/m/check$"))
     expect(page.locator("#alternative-link")).to_be_visible()  # the in-person way in
