@@ -39,6 +39,7 @@ from pyhanko_certvalidator.errors import (
 )
 
 from signing.algorithms import HASH_OID_BY_NAME, KeyAlgorithm, algorithm_of
+from signing.online_revocation import crl_urls
 from signing.vault import KeyRef
 
 # What a token is renewed ahead of its expiry, so it does not lapse between two calls.
@@ -360,20 +361,6 @@ def _sign_algo(key: KeyAlgorithm, algorithm: hashes.HashAlgorithm) -> str:
 
 
 # --- the provider's certificate --------------------------------------------------------------
-
-
-def crl_urls(certificate: x509.Certificate) -> list[str]:
-    try:
-        points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
-    except x509.ExtensionNotFound:
-        return []
-    return [
-        name.value
-        for point in points.value
-        for name in point.full_name or []
-        if isinstance(name, x509.UniformResourceIdentifier)
-        and name.value.startswith(("http://", "https://"))
-    ]
 
 
 def fetch_crls(

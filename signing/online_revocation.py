@@ -182,13 +182,13 @@ class RevocationFetcher:
             except FetchFailed as exc:
                 failures.append(f"OCSP {url}: {exc}")
         crls: list[bytes] = []
-        crl_urls = _crl_urls(certificate)
-        for url in crl_urls:
+        crl_points = crl_urls(certificate)[:MAX_URLS]
+        for url in crl_points:
             try:
                 crls.append(self._crl(url, issuer, silent))
             except FetchFailed as exc:
                 failures.append(f"CRL {url}: {exc}")
-        if not ocsp_urls and not crl_urls:
+        if not ocsp_urls and not crl_points:
             failures.append(
                 f"{_subject(certificate)} names no OCSP responder and no CRL distribution point"
             )
@@ -381,6 +381,10 @@ def pairs_of(chain: Iterable[x509.Certificate]) -> list[tuple[x509.Certificate, 
     return list(zip(certificates[1:], certificates[:-1], strict=True))
 
 
+# At most this many URLs of one kind are asked per certificate in a round.
+MAX_URLS = 4
+
+
 def _ocsp_urls(certificate: x509.Certificate) -> list[str]:
     try:
         aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
@@ -390,10 +394,11 @@ def _ocsp_urls(certificate: x509.Certificate) -> list[str]:
         d.access_location
         for d in aia.value
         if d.access_method == AuthorityInformationAccessOID.OCSP
-    )
+    )[:MAX_URLS]
 
 
-def _crl_urls(certificate: x509.Certificate) -> list[str]:
+def crl_urls(certificate: x509.Certificate) -> list[str]:
+    """The HTTP(S) CRL distribution points a certificate names, each once, in order."""
     try:
         points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
     except x509.ExtensionNotFound:
@@ -409,7 +414,7 @@ def _http_urls(names: Iterable[x509.GeneralName]) -> list[str]:
         if isinstance(n, x509.UniformResourceIdentifier)
         and n.value.lower().startswith(("http://", "https://"))
     ]
-    return list(dict.fromkeys(urls))[:4]
+    return list(dict.fromkeys(urls))
 
 
 def _ocsp_signed_for(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> bool | None:
