@@ -41,6 +41,7 @@ from evaluation.kernel.identifiers import (
 from evaluation.kernel.identifiers import (
     Name as PersonName,
 )
+from evaluation.kernel.tenancy import in_center
 from models.base import new_id
 from models.clock import Clock
 from models.tables import Expert, ExpertSpecialty
@@ -269,12 +270,7 @@ def _load(db: Session, center_id: str, expert_id: str) -> Expert:
 
 def person_in_center(db: Session, center_id: str, expert_id: str) -> Expert:
     """The expert or representative of this center, or NotFound (another center's too)."""
-    expert = db.execute(
-        select(Expert).where(Expert.id == expert_id, Expert.center_id == center_id)
-    ).scalar_one_or_none()
-    if expert is None:
-        raise NotFound(f"no expert {expert_id} in this center")
-    return expert
+    return in_center(db, Expert, expert_id, center_id, "expert")
 
 
 def get_expert(db: Session, center_id: str, cipher: FieldCipher, expert_id: str) -> ExpertRecord:

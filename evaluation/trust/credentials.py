@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from evaluation.kernel import audit
 from evaluation.kernel.errors import DomainError, InvalidTransition, NotFound
-from evaluation.kernel.tenancy import in_center
+from evaluation.registry import experts
 from evaluation.trust import pki
 from evaluation.trust.credential_states import CredentialAction, CredentialStatus, change_status
 from evaluation.trust.pki import PkiPolicy
 from models.clock import Clock
-from models.tables import Authority, Center, Expert, IssuedCertificate
+from models.tables import Authority, Center, IssuedCertificate
 from signing import certificates as profiles
 from signing.certificates import Profile
 from signing.revocation import RevocationReason
@@ -56,10 +56,6 @@ def state(row: IssuedCertificate, now: datetime) -> CredentialState:
     return CredentialState("valid", True)
 
 
-def _expert(db: Session, center_id: str, expert_id: str) -> Expert:
-    return in_center(db, Expert, expert_id, center_id, "expert")
-
-
 def current_credential(db: Session, expert_id: str) -> IssuedCertificate | None:
     """The expert's credential that is not revoked (valid or on hold), if any."""
     return db.execute(
@@ -84,7 +80,7 @@ def issue_credential(
 ) -> IssuedCertificate:
     """Generate the expert's key in the vault and certify it. The subject names the expert
     and the center, with a pseudonym as serialNumber: never the ID number."""
-    expert = _expert(db, caller.center_id, expert_id)
+    expert = experts.person_in_center(db, caller.center_id, expert_id)
     # Lock the expert row: two concurrent requests cannot both issue a credential.
     db.refresh(expert, with_for_update=True)
     if expert.status != "active":
@@ -122,7 +118,7 @@ def get_credential(db: Session, center_id: str, credential_id: str) -> IssuedCer
 
 
 def list_credentials(db: Session, center_id: str, expert_id: str) -> list[IssuedCertificate]:
-    _expert(db, center_id, expert_id)
+    experts.person_in_center(db, center_id, expert_id)
     return list(
         db.execute(
             select(IssuedCertificate)
